@@ -1,0 +1,119 @@
+"""Where the lab lives and how it is wired: one frozen dataclass, nothing else.
+
+Every name the lab creates (namespaces, bridge, iptables comment, directories) comes from
+here, so `down` can find and remove exactly what `up` made, and nothing else.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str  # also the node's hostname inside the swarm
+    ip: str
+    role: str  # "manager" or "worker"
+
+    @property
+    def netns(self) -> str:
+        return f"sglab-{self.name}"
+
+    @property
+    def host_veth(self) -> str:
+        # Interface names are limited to 15 characters.
+        return f"sgv-{self.name}"[:15]
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    bridge: str = "sglab0"
+    subnet: str = "10.200.0.0/24"
+    bridge_ip: str = "10.200.0.1"
+    prefix_len: int = 24
+    # Overlay subnets come from here, kept well away from the lab's own subnet.
+    overlay_pool: str = "10.210.0.0/16"
+    nodes: tuple[Node, ...] = (
+        Node("manager", "10.200.0.10", "manager"),
+        Node("worker-1", "10.200.0.11", "worker"),
+        Node("worker-2", "10.200.0.12", "worker"),
+    )
+    iptables_comment: str = "swarmguard-lab"
+    state_dir: Path = Path("/var/lib/swarmguard-lab")
+    run_dir: Path = Path("/run/swarmguard-lab")
+    cache_dir: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("SWARMGUARD_LAB_CACHE", str(Path.home() / ".cache" / "swarmguard-lab"))
+        )
+    )
+    # Host-side (loopback) services.
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    entrypoint_port: int = 8080  # HAProxy frontend, stands in for the routing mesh
+    haproxy_stats_port: int = 8404
+    receiver_port: int = 8000  # where the lab's Alertmanager delivers webhooks
+    cadvisor_port: int = 8080  # on each node's own address
+    # Host-mode published port that the entry point balances over, on every worker.
+    app_published_port: int = 8081
+    apt_packages: tuple[str, ...] = (
+        "docker.io",
+        "prometheus",
+        "prometheus-alertmanager",
+        "haproxy",
+        "busybox-static",
+        "debootstrap",
+        "iptables",
+        "iproute2",
+        "util-linux",
+    )
+    debian_suite: str = "bookworm"
+    debian_mirror: str = "http://deb.debian.org/debian"
+    cadvisor_suite: str = "bullseye"
+
+    @property
+    def manager(self) -> Node:
+        return next(n for n in self.nodes if n.role == "manager")
+
+    @property
+    def workers(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role == "worker")
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def docker_socket(self, node: Node) -> Path:
+        return self.run_dir / f"{node.name}.sock"
+
+    def docker_url(self, node: Node) -> str:
+        return f"unix://{self.docker_socket(node)}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://127.0.0.1:{self.alertmanager_port}"
+
+    @property
+    def entrypoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.entrypoint_port}"
+
+    @property
+    def receiver_webhook_url(self) -> str:
+        # Alertmanager runs on the host, so the receiver is reached on loopback.
+        return f"http://127.0.0.1:{self.receiver_port}/alerts"
+
+    @property
+    def token_file(self) -> Path:
+        return self.state_dir / "swarmguard_token"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+
+DEFAULT = LabConfig()

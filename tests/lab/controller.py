@@ -1,0 +1,102 @@
+"""up / down / status of the lab: the order of the steps, and nothing else."""
+from __future__ import annotations
+
+import json
+import shutil
+
+from . import entrypoint, images, install, monitoring, network, nodes
+from .config import LabConfig
+from .system import LabError, say
+
+
+def up(cfg: LabConfig) -> None:
+    if healthy(cfg):
+        say("lab already up and healthy; refreshing configuration")
+    install.install_packages(cfg)
+    install.cadvisor_binary(cfg)
+    for path in (cfg.state_dir, cfg.run_dir, cfg.log_dir, cfg.cache_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    network.up(cfg)
+    for node in cfg.nodes:
+        nodes.start_dockerd(cfg, node)
+    for node in cfg.nodes:
+        nodes.wait_dockerd(cfg, node)
+    nodes.form_swarm(cfg)
+    images.ensure_images(cfg)
+    monitoring.up(cfg)
+    entrypoint.up(cfg)
+    if not healthy(cfg):
+        raise LabError("the lab came up but is not healthy; see `python -m tests.lab status` "
+                       f"and the logs in {cfg.log_dir}")
+    say("lab is up")
+
+
+def down(cfg: LabConfig) -> None:
+    entrypoint.down(cfg)
+    monitoring.down(cfg)
+    nodes.stop_all(cfg)
+    nodes.remove_data(cfg)
+    network.down(cfg)
+    for path in (cfg.run_dir, cfg.state_dir):
+        shutil.rmtree(path, ignore_errors=True)
+    say(f"lab is down (cache kept in {cfg.cache_dir})")
+
+
+def healthy(cfg: LabConfig) -> bool:
+    try:
+        return (network.healthy(cfg)
+                and all(nodes.dockerd_running(cfg, n) for n in cfg.nodes)
+                and nodes.all_ready(cfg)
+                and (cfg.state_dir / "images.json").exists()
+                and monitoring.healthy(cfg)
+                and entrypoint.healthy(cfg))
+    except Exception:
+        return False
+
+
+def status(cfg: LabConfig) -> dict:
+    """Everything a person wants to know about the lab, as plain data."""
+    report: dict = {"healthy": healthy(cfg), "nodes": [], "services": [], "urls": {
+        "prometheus": cfg.prometheus_url, "alertmanager": cfg.alertmanager_url,
+        "entrypoint": cfg.entrypoint_url, "haproxy_stats": f"http://127.0.0.1:{cfg.haproxy_stats_port}/",
+        "receiver_webhook": cfg.receiver_webhook_url,
+    }, "docker_hosts": {n.name: cfg.docker_url(n) for n in cfg.nodes}}
+    if not all(nodes.dockerd_running(cfg, n) for n in cfg.nodes):
+        return report
+    c = nodes.client(cfg, cfg.manager, timeout=10)
+    hostnames = {}
+    for n in c.nodes.list():
+        a = n.attrs
+        hostnames[a["ID"]] = a["Description"]["Hostname"]
+        report["nodes"].append({"hostname": a["Description"]["Hostname"], "id": a["ID"][:12],
+                                "role": a["Spec"]["Role"], "state": a["Status"]["State"],
+                                "availability": a["Spec"]["Availability"], "addr": a["Status"]["Addr"]})
+    for s in c.services.list():
+        tasks = [{"id": t["ID"][:12], "node": hostnames.get(t.get("NodeID"), "-"),
+                  "desired": t["DesiredState"], "state": t["Status"]["State"]}
+                 for t in s.tasks() if t["DesiredState"] == "running" or t["Status"]["State"] == "running"]
+        report["services"].append({"name": s.name, "labels": s.attrs["Spec"].get("Labels", {}),
+                                   "tasks": tasks})
+    return report
+
+
+def format_status(report: dict) -> str:
+    lines = [f"SwarmGuard lab: {'healthy' if report['healthy'] else 'NOT healthy'}", "", "Nodes:"]
+    for n in sorted(report["nodes"], key=lambda n: n["hostname"]):
+        lines.append(f"  {n['hostname']:<10} {n['role']:<8} {n['state']:<6} {n['availability']:<7} "
+                     f"{n['addr']:<13} {n['id']}")
+    lines += ["", "Services:"]
+    if not report["services"]:
+        lines.append("  (none)")
+    for s in report["services"]:
+        lines.append(f"  {s['name']}")
+        for t in s["tasks"]:
+            lines.append(f"    task {t['id']} on {t['node']:<9} {t['state']} (desired {t['desired']})")
+    lines += ["", "URLs:"] + [f"  {k:<17} {v}" for k, v in report["urls"].items()]
+    lines += ["", "Docker hosts (export DOCKER_HOST=... to use the docker CLI):"]
+    lines += [f"  {k:<9} {v}" for k, v in report["docker_hosts"].items()]
+    return "\n".join(lines)
+
+
+def status_json(cfg: LabConfig) -> str:
+    return json.dumps(status(cfg), indent=2)

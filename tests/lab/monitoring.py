@@ -1,0 +1,196 @@
+"""cAdvisor on every node, Prometheus and Alertmanager on the host, configured from the
+project's own prometheus/ and alertmanager/ directories.
+
+Only what the lab must change is changed: scrape targets (static, the lab has no Swarm
+service discovery for processes that run beside the nodes), the Alertmanager address,
+and the webhook's URL and credentials file. Rules are used unchanged, from the project.
+"""
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+
+import requests
+import yaml
+
+from .config import PROJECT_ROOT, LabConfig, Node
+from .install import cadvisor_binary
+from .system import alive, in_netns, read_pid, say, start_daemon, stop_pid, wait_for
+
+EXPORTER_PORT = 9101
+
+
+def _pidfile(cfg: LabConfig, name: str) -> Path:
+    return cfg.run_dir / f"{name}.pid"
+
+
+def _ensure(cfg: LabConfig, name: str, marker: str, cmd: list[str]) -> bool:
+    """Start the daemon unless ours already runs; True when it was started now."""
+    if alive(read_pid(_pidfile(cfg, name)), marker):
+        return False
+    say(f"starting {name}")
+    start_daemon(cmd, pidfile=_pidfile(cfg, name), logfile=cfg.log_dir / f"{name}.log")
+    return True
+
+
+# ---------------------------------------------------------------- cAdvisor
+
+def cadvisor_url(cfg: LabConfig, node: Node) -> str:
+    return f"http://{node.ip}:{cfg.cadvisor_port}"
+
+
+def start_cadvisor(cfg: LabConfig, node: Node) -> None:
+    binary = cadvisor_binary(cfg)
+    # All dockerds share one cgroup tree: -docker_only with the node's own socket makes
+    # this cAdvisor see (and label) only its own node's containers. Housekeeping every
+    # second with no dynamic back-off keeps samples fresh for the detection path.
+    _ensure(cfg, f"cadvisor-{node.name}", "cadvisor", in_netns(node.netns, [
+        str(binary), f"-listen_ip={node.ip}", f"-port={cfg.cadvisor_port}",
+        f"-docker={cfg.docker_url(node)}", "-docker_only",
+        "-housekeeping_interval=1s", "-allow_dynamic_housekeeping=false",
+        "-store_container_labels=true",
+        "-disable_metrics=advtcp,tcp,udp,sched,process,hugetlb,referenced_memory,cpu_topology,resctrl,disk,diskIO,percpu",
+        "-logtostderr",
+    ]))
+
+
+# ---------------------------------------------------------------- the exporter (when it exists)
+
+def exporter_available() -> bool:
+    return (PROJECT_ROOT / "exporter" / "__main__.py").exists()
+
+
+def start_exporter(cfg: LabConfig, node: Node) -> None:
+    if not exporter_available():
+        return
+    _ensure(cfg, f"exporter-{node.name}", "exporter", in_netns(node.netns, [
+        sys.executable, "-m", "exporter",
+        f"--cadvisor-url={cadvisor_url(cfg, node)}",
+        f"--listen-address={node.ip}", f"--port={EXPORTER_PORT}",
+    ]))
+
+
+# ---------------------------------------------------------------- Prometheus
+
+def _token(cfg: LabConfig) -> Path:
+    if not cfg.token_file.exists():
+        cfg.token_file.parent.mkdir(parents=True, exist_ok=True)
+        cfg.token_file.write_text(secrets.token_urlsafe(32))
+        cfg.token_file.chmod(0o600)
+    return cfg.token_file
+
+
+def prometheus_config(cfg: LabConfig) -> dict:
+    project_file = PROJECT_ROOT / "prometheus" / "prometheus.yml"
+    base = yaml.safe_load(project_file.read_text()) if project_file.exists() else {}
+    config = {"global": base.get("global") or {"scrape_interval": "1s", "evaluation_interval": "1s"}}
+    config["global"].pop("external_labels", None)
+    config["rule_files"] = [str(PROJECT_ROOT / "prometheus" / "rules" / "*.yml")]
+    config["alerting"] = {"alertmanagers": [{"static_configs": [
+        {"targets": [f"127.0.0.1:{cfg.alertmanager_port}"]}]}]}
+
+    def per_node(job: str, port: int) -> dict:
+        return {"job_name": job, "static_configs": [
+            {"targets": [f"{n.ip}:{port}"], "labels": {"node": n.name}} for n in cfg.nodes]}
+
+    scrape = [per_node("cadvisor", cfg.cadvisor_port)]
+    if exporter_available():
+        scrape.append(per_node("swarmguard-exporter", EXPORTER_PORT))
+    scrape += [
+        {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{cfg.prometheus_port}"]}]},
+        {"job_name": "alertmanager", "static_configs": [{"targets": [f"127.0.0.1:{cfg.alertmanager_port}"]}]},
+        {"job_name": "swarmguard-receiver", "static_configs": [{"targets": [f"127.0.0.1:{cfg.receiver_port}"]}]},
+    ]
+    config["scrape_configs"] = scrape
+    return config
+
+
+def alertmanager_config(cfg: LabConfig) -> dict:
+    project_file = PROJECT_ROOT / "alertmanager" / "alertmanager.yml"
+    if project_file.exists():
+        config = yaml.safe_load(project_file.read_text())
+    else:
+        config = {"route": {"receiver": "swarmguard", "group_by": ["alertname", "service"],
+                            "group_wait": "0s", "group_interval": "1s", "repeat_interval": "1m"},
+                  "receivers": [{"name": "swarmguard", "webhook_configs": [{"url": ""}]}]}
+    token = str(_token(cfg))
+    for receiver in config.get("receivers", []):
+        for hook in receiver.get("webhook_configs", []) or []:
+            # The bundle reaches the receiver by service name with a Swarm secret; the lab
+            # reaches it on loopback with a token file of its own.
+            hook["url"] = cfg.receiver_webhook_url
+            hook.setdefault("http_config", {})["authorization"] = {"type": "Bearer", "credentials_file": token}
+    return config
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
+
+
+def start_prometheus(cfg: LabConfig) -> None:
+    conf = cfg.state_dir / "prometheus" / "prometheus.yml"
+    changed = _write_if_changed(conf, yaml.safe_dump(prometheus_config(cfg), sort_keys=False))
+    started = _ensure(cfg, "prometheus", "prometheus", [
+        "prometheus", f"--config.file={conf}",
+        f"--storage.tsdb.path={cfg.state_dir / 'prometheus' / 'data'}",
+        f"--web.listen-address=127.0.0.1:{cfg.prometheus_port}",
+        "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d",
+    ])
+    wait_for("Prometheus ready", lambda: requests.get(f"{cfg.prometheus_url}/-/ready", timeout=2).ok)
+    if changed and not started:
+        say("reloading Prometheus (configuration or rules changed)")
+    if not started:  # rules may have changed even when the file did not
+        requests.post(f"{cfg.prometheus_url}/-/reload", timeout=10).raise_for_status()
+
+
+def start_alertmanager(cfg: LabConfig) -> None:
+    conf = cfg.state_dir / "alertmanager" / "alertmanager.yml"
+    changed = _write_if_changed(conf, yaml.safe_dump(alertmanager_config(cfg), sort_keys=False))
+    started = _ensure(cfg, "alertmanager", "alertmanager", [
+        "prometheus-alertmanager", f"--config.file={conf}",
+        f"--storage.path={cfg.state_dir / 'alertmanager' / 'data'}",
+        f"--web.listen-address=127.0.0.1:{cfg.alertmanager_port}",
+        "--cluster.listen-address=",  # one instance: no gossip port
+    ])
+    wait_for("Alertmanager ready", lambda: requests.get(f"{cfg.alertmanager_url}/-/ready", timeout=2).ok)
+    if changed and not started:
+        say("reloading Alertmanager (configuration changed)")
+        requests.post(f"{cfg.alertmanager_url}/-/reload", timeout=10).raise_for_status()
+
+
+def up(cfg: LabConfig) -> None:
+    for node in cfg.nodes:
+        start_cadvisor(cfg, node)
+        start_exporter(cfg, node)
+    for node in cfg.nodes:
+        wait_for(f"cAdvisor on {node.name}",
+                 lambda n=node: requests.get(f"{cadvisor_url(cfg, n)}/healthz", timeout=2).ok)
+    start_alertmanager(cfg)
+    start_prometheus(cfg)
+
+
+def names(cfg: LabConfig) -> list[tuple[str, str]]:
+    """(pidfile name, command-line marker) of every daemon this module may have started."""
+    out = [("prometheus", "prometheus"), ("alertmanager", "alertmanager")]
+    for node in cfg.nodes:
+        out += [(f"cadvisor-{node.name}", "cadvisor"), (f"exporter-{node.name}", "exporter")]
+    return out
+
+
+def down(cfg: LabConfig) -> None:
+    for name, marker in names(cfg):
+        pid = read_pid(_pidfile(cfg, name))
+        if alive(pid, marker):
+            say(f"stopping {name}")
+        stop_pid(pid, marker)
+        _pidfile(cfg, name).unlink(missing_ok=True)
+
+
+def healthy(cfg: LabConfig) -> bool:
+    return all(alive(read_pid(_pidfile(cfg, name)), marker) for name, marker in names(cfg)
+               if not (name.startswith("exporter-") and not exporter_available()))
