@@ -87,12 +87,42 @@ def remove_service(cfg: LabConfig, name: str) -> None:
     except docker.errors.NotFound:
         return
 
-    def gone() -> bool:
-        return all(not c2.containers.list(all=True, filters={"label": f"com.docker.swarm.service.name={name}"})
-                   for c2 in (client(cfg, n) for n in cfg.nodes))
-    wait_for(f"{name}'s containers removed", gone, timeout=60)
+    wait_for(f"{name}'s containers removed", lambda: not containers(cfg, name, all=True), timeout=60)
+
+
+def containers(cfg: LabConfig, service: str, all: bool = False) -> list:
+    """The service's containers on every node (running ones unless all=True)."""
+    return [ctr for node in cfg.nodes for ctr in client(cfg, node).containers.list(
+        all=all, filters={"label": f"com.docker.swarm.service.name={service}"})]
 
 
 def require_service(cfg: LabConfig, name: str) -> None:
     if not running_tasks(cfg, name):
         raise LabError(f"service {name} has no running task")
+
+
+def update_service(cfg: LabConfig, name: str, mutate) -> None:
+    """One `docker service update` as an operator makes it: inspect, change the spec,
+    post it whole with the version just read (the Engine API's compare-and-swap)."""
+    api = client(cfg, cfg.manager).api
+    service = api.inspect_service(name)
+    spec = service["Spec"]
+    mutate(spec)
+    url = api._url("/services/{0}/update", service["ID"])
+    api._raise_for_status(api._post_json(url, data=spec, params={"version": service["Version"]["Index"]}))
+
+
+def wait_moved_off(cfg: LabConfig, name: str, old_node: str, timeout: float = 60.0) -> str:
+    """Wait until the service runs healthy only elsewhere and nothing is left to run on
+    old_node; return the node it moved to."""
+    c = client(cfg, cfg.manager)
+
+    def moved():
+        running = running_tasks(cfg, name)
+        if not running:
+            return None
+        nodes = {node_name(cfg, t["NodeID"]) for t in running}
+        leftovers = [t for t in c.services.get(name).tasks()
+                     if t["DesiredState"] == "running" and node_name(cfg, t["NodeID"]) == old_node]
+        return None if old_node in nodes or leftovers else sorted(nodes)[0]
+    return wait_for(f"{name} to move off {old_node}", moved, timeout=timeout)
