@@ -1,0 +1,43 @@
+# SwarmGuard: the two commands a new user needs are `make demo` and `make test`.
+# Both need root (the lab makes network namespaces, runs dockerd and edits iptables).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+
+.PHONY: help venv demo test unit rules lab-up lab-down lab-status
+
+help:
+	@echo "make demo        bring the lab up, deploy a demo service, print the lab's status"
+	@echo "make test        virtualenv + install, then unit, rule and lab tests (starts the lab)"
+	@echo "make unit        unit and rule tests only (no lab)"
+	@echo "make lab-up | lab-status | lab-down"
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+lab-up: venv
+	$(PY) -m tests.lab up
+
+lab-status: venv
+	$(PY) -m tests.lab status
+
+lab-down: venv
+	$(PY) -m tests.lab down
+
+demo: lab-up
+	$(PY) -m tests.lab demo-service
+
+# The lab is brought up first so its progress is visible and a lab that cannot start
+# fails the run at once; the session fixture then reuses it.
+test: lab-up
+	$(PYTEST) -v --durations=10 tests
+
+unit: venv
+	$(PYTEST) -v -m "not lab" tests
