@@ -1,0 +1,240 @@
+"""The one module that writes to Docker.
+
+`Actuator.handle(alerts)` takes the alerts about ONE service, reads a fresh snapshot, decides
+(decisions.decide), and carries out at most one action as ONE `update_service` call with the
+Version.Index it read: a compare-and-swap. When Swarm answers "update out of sequence"
+(someone, maybe another receiver, changed the service since our read) it re-reads and
+decides again, so a second receiver sees the first one's labels and stands down. Other
+Docker errors are retried with backoff, then reported. Dry run decides and logs, and writes
+nothing. The only other write: after Swarm rolls a migration back (which restores the old
+labels too), a labels-only update puts the record of the attempt back.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Sequence
+
+import docker.errors
+import requests.exceptions
+
+from receiver import labels as L
+from receiver.cluster import read_snapshot, task_from_dict
+from receiver.config import Settings
+from receiver.decisions import Action, Decision, Skip, decide
+from receiver.metrics import Metrics
+from receiver.payload import Alert
+from receiver.spec import record_arguments, update_arguments
+
+log = logging.getLogger(__name__)
+
+# Outcome results: values of swarmguard_actions_total{result}.
+SUCCESS = "success"
+DRY_RUN = "dry_run"
+FAILED = "failed"
+TIMEOUT = "timeout"
+ROLLED_BACK = "rolled_back"
+SKIPPED = "skipped"  # not an action: the decision was a Skip
+DOCKER_ERROR = "docker_error"  # skip reason when Docker could not even be read
+
+ROLLBACK_STATES = frozenset({"rollback_started", "rollback_paused", "rollback_completed"})
+TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Decision
+    result: str
+    duration: float | None = None  # seconds, from the update call to the end of the action
+    detail: str = ""
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Actuator:
+    def __init__(self, api, settings: Settings, metrics: Metrics, *,
+                 clock: Callable[[], datetime] = utc_now,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep,
+                 jitter: Callable[[], float] = random.random):
+        self.api = api
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.jitter = jitter
+
+    def handle(self, alerts: Sequence[Alert]) -> list[Outcome]:
+        """Decide on fresh state and act; one Outcome per alert, in order."""
+        names = {a.service for a in alerts}
+        if len(names) != 1:
+            raise ValueError(f"handle() takes the alerts of one service, got {sorted(names)}")
+        name = next(iter(names))
+        failure = ""
+        decisions: list[Decision] = []
+        action: Action | None = None
+        # An update that failed ambiguously (timeout, 5xx) may still have been applied:
+        # (action, decisions, start time, the label stamp it wrote).
+        pending: tuple[Action, list[Decision], float, str] | None = None
+        for attempt in range(1, self.settings.docker_attempts + 1):
+            if attempt > 1:
+                self.sleep(self._backoff(attempt - 1))
+            try:
+                snapshot = read_snapshot(self.api, names)
+            except (docker.errors.DockerException, *TRANSIENT) as exc:
+                failure = self._docker_error("read", exc)
+                continue
+            if pending:
+                svc = snapshot.service(name)
+                if svc and svc.labels.get(L.LAST_ACTION_AT) == pending[3]:
+                    # Our stamp is on the service: that update landed. Do not make another.
+                    log.info("The update of %s did land despite the error", name)
+                    action, decisions, started, _ = pending
+                    return self._outcomes(decisions, action, self._complete(action, started))
+                pending = None
+            now = self.clock()
+            decisions = decide(alerts, snapshot, self.settings, now)
+            action = next((d for d in decisions if isinstance(d, Action)), None)
+            if action is None:
+                return [Outcome(d, SKIPPED) for d in decisions]
+            if self.settings.dry_run:
+                log.info("%s", action.dry_run_sentence)
+                return self._outcomes(decisions, action, Outcome(action, DRY_RUN))
+
+            log.info("%s", action.sentence)
+            started = self.monotonic()
+            try:
+                self.api.update_service(action.service.id, version=action.service.version,
+                                        **update_arguments(action, now))
+            except docker.errors.APIError as exc:
+                if _out_of_sequence(exc) or isinstance(exc, docker.errors.NotFound):
+                    # Nothing was written: decide again on what is there now. Another
+                    # receiver's labels will make this alert stale or in cooldown.
+                    self.metrics.docker_errors.labels("update_conflict").inc()
+                    failure = f"{name} changed under us ({exc.explanation or exc})"
+                    log.info("%s; re-reading and deciding again", failure)
+                    continue
+                failure = self._docker_error("update", exc)
+                if exc.is_client_error():
+                    # The daemon refused the spec itself: retrying cannot help.
+                    return self._outcomes(decisions, action,
+                                          Outcome(action, FAILED, detail=failure))
+                pending = (action, decisions, started, L.format_time(now))
+                continue
+            except (docker.errors.DockerException, *TRANSIENT) as exc:
+                failure = self._docker_error("update", exc)
+                pending = (action, decisions, started, L.format_time(now))
+                continue
+            return self._outcomes(decisions, action, self._complete(action, started))
+
+        log.error("Gave up on %s after %d attempts: %s", name, self.settings.docker_attempts,
+                  failure)
+        if action is not None:
+            return self._outcomes(decisions, action, Outcome(action, FAILED, detail=failure))
+        return [Outcome(Skip(a, DOCKER_ERROR, failure), FAILED) for a in alerts]
+
+    # -- after the update -------------------------------------------------------------------
+
+    def _complete(self, action: Action, started: float) -> Outcome:
+        if action.kind != "migrate":
+            return Outcome(action, SUCCESS, self.monotonic() - started)
+        result, detail = self._watch_migration(action, started)
+        if result == ROLLED_BACK:
+            self._remember_rollback(action)
+        duration = self.monotonic() - started
+        hot = action.from_node.hostname or action.from_node.id
+        if result == SUCCESS:
+            log.info("Migrated %s off %s in %.1f s: %s", action.service.name, hot, duration,
+                     detail)
+        else:
+            log.warning("Migration of %s off %s %s after %.1f s: %s", action.service.name,
+                        hot, result.replace("_", " "), duration, detail)
+        return Outcome(action, result, duration, detail)
+
+    def _watch_migration(self, action: Action, started: float) -> tuple[str, str]:
+        """Until the new task runs (healthy, where there is a health check: swarmkit only
+        reports running after that) and the old one is out of rotation (desired shutdown)."""
+        old_id = action.task.id if action.task else None
+        slot = action.task.slot if action.task else None
+        deadline = started + self.settings.migration_timeout
+        while self.monotonic() < deadline:
+            self.sleep(self.settings.watch_interval)
+            try:
+                tasks = [task_from_dict(t) for t in
+                         self.api.tasks(filters={"service": action.service.id})]
+                state = (self.api.inspect_service(action.service.id).get("UpdateStatus")
+                         or {}).get("State")
+            except (docker.errors.DockerException, *TRANSIENT) as exc:
+                self._docker_error("watch", exc)
+                continue
+            if state in ROLLBACK_STATES:
+                return ROLLED_BACK, f"Swarm rolled the update back (state {state})"
+            if state == "paused":
+                return FAILED, "Swarm paused the update"
+            old = next((t for t in tasks if t.id == old_id), None)
+            new = [t for t in tasks if t.id != old_id and t.slot == slot and t.running]
+            if new and (old is None or old.desired_state != "running"):
+                return SUCCESS, f"new task {new[0].id[:12]} running"
+        return TIMEOUT, f"not settled within {self.settings.migration_timeout:.0f} s"
+
+    def _remember_rollback(self, action: Action) -> None:
+        """Swarm's rollback restores the previous spec, labels included, so our record of
+        the migration vanishes with it and the next repeat of the alert would try again at
+        once. Once the rollback has completed, write the record back in a labels-only update
+        (which reschedules no task), so the migrate cooldown holds across receivers."""
+        deadline = self.monotonic() + self.settings.migration_timeout
+        while self.monotonic() < deadline:
+            try:
+                data = self.api.inspect_service(action.service.id, insert_defaults=True)
+                state = (data.get("UpdateStatus") or {}).get("State")
+                if state == "rollback_completed":
+                    reason = f"rolled back: {action.sentence}"
+                    self.api.update_service(
+                        data["ID"], version=data["Version"]["Index"],
+                        **record_arguments(data["Spec"], action.kind, self.clock(), reason))
+                    log.info("Recorded the rolled-back migration of %s in its labels",
+                             action.service.name)
+                    return
+                if state != "rollback_started":
+                    # Paused, or someone updated the service meanwhile: leave it to them.
+                    log.warning("Not recording the rollback of %s: update state is %s",
+                                action.service.name, state)
+                    return
+            except docker.errors.APIError as exc:
+                if not _out_of_sequence(exc):
+                    self._docker_error("record", exc)
+                    return
+            except (docker.errors.DockerException, *TRANSIENT) as exc:
+                self._docker_error("record", exc)
+            self.sleep(self.settings.watch_interval)
+        log.warning("Rollback of %s did not complete within %.0f s; not recorded",
+                    action.service.name, self.settings.migration_timeout)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _outcomes(decisions: list[Decision], action: Action, outcome: Outcome
+                  ) -> list[Outcome]:
+        return [outcome if d is action else Outcome(d, SKIPPED) for d in decisions]
+
+    def _backoff(self, retry: int) -> float:
+        delay = min(self.settings.docker_backoff_max,
+                    self.settings.docker_backoff * 2 ** (retry - 1))
+        # Jitter keeps two receivers that collided from colliding again in lockstep.
+        return delay * (0.5 + 0.5 * self.jitter())
+
+    def _docker_error(self, operation: str, exc: Exception) -> str:
+        self.metrics.docker_errors.labels(operation).inc()
+        text = f"docker {operation} failed: {exc}"
+        log.warning("%s", text)
+        return text
+
+
+def _out_of_sequence(exc: docker.errors.APIError) -> bool:
+    return "out of sequence" in f"{exc.explanation or ''} {exc}".lower()

@@ -1,0 +1,220 @@
+"""A read-only snapshot of the swarm: services, their tasks, nodes.
+
+`build_snapshot` is pure (Docker API dicts in, frozen dataclasses out), so decisions are
+tested with recorded dicts; `read_snapshot` is the one place that reads them from Docker.
+Writes live in actuator.py only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+import docker
+import docker.errors
+
+# Task states in which a task's container is, or is about to be, running.
+ACTIVE_TASK_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing",
+                                "ready", "starting", "running"})
+# Service UpdateStatus.State values meaning Swarm itself is still moving tasks (or stopped
+# halfway and waits for a human): acting then would race Swarm's own update.
+UPDATE_IN_PROGRESS_STATES = frozenset({"updating", "paused", "rollback_started",
+                                       "rollback_paused"})
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    hostname: str
+    role: str
+    availability: str
+    state: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    engine_labels: Mapping[str, str] = field(default_factory=dict)
+    os: str = ""
+    arch: str = ""
+
+    @property
+    def schedulable(self) -> bool:
+        return self.state == "ready" and self.availability == "active"
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    service_id: str
+    node_id: str
+    slot: int | None
+    desired_state: str
+    state: str
+    # No health field: the tasks API does not report container health. It does not need to:
+    # swarmkit keeps a task with a HEALTHCHECK in "starting" until the container is healthy,
+    # so state "running" already means healthy where there is a health check.
+
+    @property
+    def running(self) -> bool:
+        return self.desired_state == "running" and self.state == "running"
+
+
+@dataclass(frozen=True)
+class Service:
+    id: str
+    name: str
+    version: int
+    labels: Mapping[str, str]
+    mode: str  # "replicated", "global", "replicated-job", "global-job"
+    replicas: int | None
+    constraints: tuple[str, ...]
+    max_replicas_per_node: int
+    # Host-mode published ports: two tasks of the service cannot share a node.
+    host_ports: bool
+    update_state: str | None
+    # The spec as read (with defaults inserted), for building the one update call. Not
+    # compared: two reads of one version are the same service.
+    spec: Mapping[str, Any] = field(compare=False, repr=False, default_factory=dict)
+
+    @property
+    def updating(self) -> bool:
+        return self.update_state in UPDATE_IN_PROGRESS_STATES
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    services: Mapping[str, Service]  # by name
+    tasks: tuple[Task, ...]
+    nodes: Mapping[str, Node]  # by id
+
+    def service(self, name: str) -> Service | None:
+        return self.services.get(name)
+
+    def node(self, node_id: str | None) -> Node | None:
+        return self.nodes.get(node_id or "")
+
+    def task(self, task_id: str | None) -> Task | None:
+        return next((t for t in self.tasks if t.id == task_id), None)
+
+    def tasks_of(self, service: Service) -> list[Task]:
+        return [t for t in self.tasks if t.service_id == service.id]
+
+    def hostname(self, node_id: str | None) -> str:
+        """A node's hostname for messages, its id when the node is unknown."""
+        node = self.node(node_id)
+        return node.hostname if node and node.hostname else (node_id or "no node")
+
+
+def build_snapshot(services: Iterable[Mapping], tasks: Iterable[Mapping],
+                   nodes: Iterable[Mapping]) -> Snapshot:
+    svc = [service_from_dict(s) for s in services]
+    return Snapshot(
+        services=MappingProxyType({s.name: s for s in svc}),
+        tasks=tuple(task_from_dict(t) for t in tasks),
+        nodes=MappingProxyType({n.id: n for n in map(node_from_dict, nodes)}),
+    )
+
+
+def service_from_dict(data: Mapping) -> Service:
+    spec = data.get("Spec") or {}
+    mode_spec = spec.get("Mode") or {}
+    if "Global" in mode_spec:
+        mode, replicas = "global", None
+    elif "ReplicatedJob" in mode_spec:
+        mode, replicas = "replicated-job", None
+    elif "GlobalJob" in mode_spec:
+        mode, replicas = "global-job", None
+    else:
+        # A Replicated mode without Replicas means one replica (Docker's default).
+        replicated = mode_spec.get("Replicated") or {}
+        mode, replicas = "replicated", int(replicated.get("Replicas", 1))
+    placement = (spec.get("TaskTemplate") or {}).get("Placement") or {}
+    ports = (spec.get("EndpointSpec") or {}).get("Ports") or []
+    return Service(
+        id=data["ID"],
+        name=spec.get("Name", ""),
+        version=int((data.get("Version") or {}).get("Index", 0)),
+        labels=MappingProxyType(dict(spec.get("Labels") or {})),
+        mode=mode,
+        replicas=replicas,
+        constraints=tuple(placement.get("Constraints") or ()),
+        max_replicas_per_node=int(placement.get("MaxReplicas") or 0),
+        host_ports=any(p.get("PublishMode") == "host" for p in ports),
+        update_state=(data.get("UpdateStatus") or {}).get("State"),
+        spec=spec,
+    )
+
+
+def task_from_dict(data: Mapping) -> Task:
+    status = data.get("Status") or {}
+    slot = data.get("Slot")
+    return Task(
+        id=data["ID"],
+        service_id=data.get("ServiceID", ""),
+        node_id=data.get("NodeID", ""),
+        slot=int(slot) if slot is not None else None,
+        desired_state=data.get("DesiredState", ""),
+        state=status.get("State", ""),
+    )
+
+
+def node_from_dict(data: Mapping) -> Node:
+    spec = data.get("Spec") or {}
+    desc = data.get("Description") or {}
+    platform = desc.get("Platform") or {}
+    return Node(
+        id=data["ID"],
+        hostname=desc.get("Hostname", ""),
+        role=spec.get("Role", ""),
+        availability=spec.get("Availability", ""),
+        state=(data.get("Status") or {}).get("State", ""),
+        labels=MappingProxyType(dict(spec.get("Labels") or {})),
+        engine_labels=MappingProxyType(dict((desc.get("Engine") or {}).get("Labels") or {})),
+        os=platform.get("OS", ""),
+        arch=platform.get("Architecture", ""),
+    )
+
+
+def connect(settings) -> docker.APIClient:
+    """The low-level client (dicts in and out) for the configured daemon.
+
+    SWARMGUARD_DOCKER_HOST wins; otherwise the SDK's environment defaults (DOCKER_HOST,
+    TLS variables, else the local unix socket). Does not contact the daemon.
+    """
+    kwargs = docker.utils.kwargs_from_env()
+    if settings.docker_host:
+        kwargs["base_url"] = settings.docker_host
+    return docker.APIClient(version=settings.docker_api_version,
+                            timeout=settings.docker_timeout, **kwargs)
+
+
+def read_snapshot(api, service_names: Iterable[str]) -> Snapshot:
+    """Read the named services (by exact name), their tasks and all nodes.
+
+    A service that does not exist is simply absent from the snapshot: deciding what that
+    means (a stale alert) is the decision functions' job.
+    """
+    services = []
+    for name in dict.fromkeys(service_names):
+        try:
+            data = api.inspect_service(name, insert_defaults=True)
+        except docker.errors.NotFound:
+            continue
+        # Docker also resolves a service by ID prefix: accept only an exact name match.
+        if (data.get("Spec") or {}).get("Name") == name:
+            services.append(data)
+    tasks = []
+    for data in services:
+        tasks.extend(api.tasks(filters={"service": data["ID"]}))
+    return build_snapshot(services, tasks, api.nodes())
+
+
+def is_ready(api) -> tuple[bool, str]:
+    """Docker answers and this node is a swarm manager (only managers can update services)."""
+    try:
+        info = api.info()
+    except Exception as exc:  # any failure to reach Docker means not ready
+        return False, f"docker unreachable: {exc}"
+    swarm = info.get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active":
+        return False, f"node is not in a swarm (state {swarm.get('LocalNodeState')!r})"
+    if not swarm.get("ControlAvailable"):
+        return False, "node is a swarm worker, not a manager"
+    return True, "ready"

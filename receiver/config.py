@@ -1,0 +1,190 @@
+"""Receiver settings: one frozen dataclass, from defaults < YAML file < environment.
+
+The environment wins over the file because it is what a deployment (a Swarm stack, the
+lab) changes per instance, while the file holds a team's shared tuning.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import yaml
+
+ENV_PREFIX = "SWARMGUARD_"
+CONFIG_FILE_ENV = "SWARMGUARD_CONFIG_FILE"
+
+
+class ConfigError(ValueError):
+    """The receiver cannot start with this configuration."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Shared secret Alertmanager sends as `Authorization: Bearer <token>`. repr=False keeps it
+    # out of logs and tracebacks.
+    token: str = field(repr=False)
+    dry_run: bool = False
+    # None: the docker SDK's own default (DOCKER_HOST, else the local unix socket).
+    docker_host: str | None = None
+    # Pinned rather than "auto": "auto" asks the daemon at construction, and the receiver
+    # must start (and answer /readyz 503) while Docker is down. 1.41 is Engine 20.10's
+    # version and still accepted by newer engines.
+    docker_api_version: str = "1.41"
+    docker_timeout: float = 10.0
+    # Per-kind cooldowns in seconds; defaults from design.md.
+    cooldown_migrate: float = 60.0
+    cooldown_scale_up: float = 60.0
+    cooldown_scale_down: float = 180.0
+    # Replica limits when a service has no swarmguard.replicas.min/max label.
+    replicas_min: int = 1
+    replicas_max: int = 5
+    # Alertmanager bodies are a few KiB per alert; 1 MiB is generous yet bounded.
+    max_body_bytes: int = 1024 * 1024
+    # Docker writes: attempts in all (conflicts and errors), exponential backoff from base.
+    docker_attempts: int = 5
+    docker_backoff: float = 0.5
+    docker_backoff_max: float = 5.0
+    # How long to watch a migration (new task running, old task shut down) before calling it
+    # timed out, and how often to look.
+    migration_timeout: float = 120.0
+    watch_interval: float = 0.5
+    # Background threads acting on alerts; the per-service guard keeps it to one per service.
+    workers: int = 4
+    log_level: str = "INFO"
+
+    @property
+    def cooldowns(self) -> Mapping[str, float]:
+        return {
+            "migrate": self.cooldown_migrate,
+            "scale_up": self.cooldown_scale_up,
+            "scale_down": self.cooldown_scale_down,
+        }
+
+    def describe(self) -> str:
+        """One log line with the effective configuration, token left out."""
+        parts = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.name != "token"
+        ]
+        return ", ".join(parts)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+# Settings that can be set from the file or env under their own names; the token has its own
+# rules (token / token_file), see _token().
+_TUNABLE = [name for name in _FIELDS if name != "token"]
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from SWARMGUARD_* variables and the optional YAML file.
+
+    Raises ConfigError with a sentence naming the variable at fault: with no token the
+    receiver refuses to start rather than run open.
+    """
+    environ = os.environ if environ is None else environ
+    raw: dict[str, object] = {}
+    path = environ.get(CONFIG_FILE_ENV)
+    if path:
+        raw.update(_read_yaml(path))
+    for name in _TUNABLE + ["token", "token_file"]:
+        value = environ.get(ENV_PREFIX + name.upper())
+        if value is not None and value != "":
+            raw[name] = value
+
+    values: dict[str, object] = {"token": _token(raw)}
+    for name in _TUNABLE:
+        if name in raw:
+            values[name] = _coerce(name, raw[name])
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _read_yaml(path: str) -> dict[str, object]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {CONFIG_FILE_ENV}={path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of setting names to values")
+    unknown = sorted(set(data) - set(_TUNABLE) - {"token", "token_file"})
+    if unknown:
+        # A typo in a cooldown name must not silently keep the default.
+        raise ConfigError(f"{path}: unknown settings {', '.join(map(str, unknown))}")
+    return dict(data)
+
+
+def _token(raw: Mapping[str, object]) -> str:
+    token, token_file = raw.get("token"), raw.get("token_file")
+    if token and token_file:
+        raise ConfigError("set only one of SWARMGUARD_TOKEN and SWARMGUARD_TOKEN_FILE")
+    if token_file:
+        try:
+            with open(str(token_file), encoding="utf-8") as fh:
+                # Swarm secrets and `echo` add a trailing newline that is not part of the token.
+                token = fh.read().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read SWARMGUARD_TOKEN_FILE={token_file}: {exc.strerror}"
+            ) from exc
+    token = str(token or "").strip()
+    if not token:
+        raise ConfigError(
+            "no webhook token: set SWARMGUARD_TOKEN or SWARMGUARD_TOKEN_FILE "
+            "(the receiver refuses to run without authentication)"
+        )
+    return token
+
+
+def _coerce(name: str, value: object) -> object:
+    kind = _FIELDS[name].type
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(str(value).strip())
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(str(value).strip())
+        return str(value).strip()
+    except ValueError:
+        raise ConfigError(
+            f"{ENV_PREFIX}{name.upper()}={value!r} is not a valid {kind}"
+        ) from None
+
+
+def _validate(s: Settings) -> None:
+    positive = [
+        "docker_timeout", "max_body_bytes", "docker_attempts", "migration_timeout",
+        "watch_interval", "workers",
+    ]
+    for name in positive:
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
+    for name in ["cooldown_migrate", "cooldown_scale_up", "cooldown_scale_down",
+                 "docker_backoff", "docker_backoff_max"]:
+        if getattr(s, name) < 0:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must not be negative")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"SWARMGUARD_LOG_LEVEL={s.log_level!r} is not a logging level")
+    if not 1 <= s.replicas_min <= s.replicas_max:
+        raise ConfigError(
+            f"replica limits must satisfy 1 <= min <= max, got min {s.replicas_min}, "
+            f"max {s.replicas_max}"
+        )

@@ -1,0 +1,277 @@
+"""What to do about alerts, given a snapshot of the swarm. Pure: no Docker, no clock, no I/O.
+
+`decide(alerts, snapshot, settings, now)` returns one Action or Skip per alert, each with a
+sentence saying why. The checks follow design.md's rules of conduct, in this order:
+freshness (service exists, opted in, task still where the alert says, alert newer than the
+last action), cooldown, Swarm not mid-update, then what the action itself needs (limits,
+an eligible node).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Union
+
+from receiver import labels as L
+from receiver import placement
+from receiver.cluster import Node, Service, Snapshot, Task
+from receiver.config import Settings
+from receiver.payload import Alert
+
+# Skip reasons: values of the `reason` metric label.
+STALE = "stale"
+NOT_OPTED_IN = "not_opted_in"
+COOLDOWN = "cooldown"
+IN_PROGRESS = "in_progress"
+AT_LIMIT = "at_limit"
+NO_ELIGIBLE_NODE = "no_eligible_node"
+UNSUPPORTED = "unsupported"
+BAD_LABEL = "bad_label"
+RESOLVED = "resolved"
+
+# How each kind reads in a log sentence: (present participle, infinitive).
+VERBS = {
+    "migrate": ("Migrating", "migrate"),
+    "scale_up": ("Scaling up", "scale up"),
+    "scale_down": ("Scaling down", "scale down"),
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    alert: Alert
+    service: Service
+    # The rest of the sentence after the verb: "web off worker-1 (cpu 91 %): start-first, ..."
+    what: str
+    replicas: int | None = None  # scale: the target count
+    constraints: tuple[str, ...] = ()  # migrate: the new Placement.Constraints
+    exclusion: str = ""  # migrate: value for the swarmguard.placement-exclusion label
+    from_node: Node | None = None  # migrate: the hot node
+    task: Task | None = None  # migrate: the task being moved
+
+    @property
+    def sentence(self) -> str:
+        return f"{VERBS[self.kind][0]} {self.what}"
+
+    @property
+    def plan(self) -> str:
+        return f"{VERBS[self.kind][1]} {self.what}"
+
+    @property
+    def dry_run_sentence(self) -> str:
+        return f"**DRY-RUN**: would {self.plan}"
+
+
+@dataclass(frozen=True)
+class Skip:
+    alert: Alert
+    reason: str
+    why: str
+
+    @property
+    def sentence(self) -> str:
+        return f"Ignoring {self.alert.name} for {self.alert.labels.get('service')}: {self.why}"
+
+
+Decision = Union[Action, Skip]
+
+
+def decide(alerts: Iterable[Alert], snapshot: Snapshot, settings: Settings,
+           now: datetime) -> list[Decision]:
+    """One decision per alert, at most one Action per service (one action at a time)."""
+    decisions: list[Decision] = []
+    acting: set[str] = set()
+    for alert in alerts:
+        decision = decide_one(alert, snapshot, settings, now)
+        if isinstance(decision, Action):
+            if decision.service.name in acting:
+                decision = Skip(alert, IN_PROGRESS,
+                                f"another alert for {decision.service.name} is being acted on")
+            else:
+                acting.add(decision.service.name)
+        decisions.append(decision)
+    return decisions
+
+
+def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
+               now: datetime) -> Decision:
+    if not alert.firing:
+        return Skip(alert, RESOLVED, "the alert is resolved")
+    service = snapshot.service(alert.service)
+    if service is None:
+        return Skip(alert, STALE, f"service {alert.service} no longer exists")
+    if not L.opted_in(service.labels):
+        return Skip(alert, NOT_OPTED_IN, f"service is not opted in ({L.ENABLE}=true)")
+    if alert.kind == "migrate":
+        moved = _task_moved(alert, snapshot, service)
+        if moved:
+            return Skip(alert, STALE, moved)
+    try:
+        history = L.read_history(service.labels)
+    except L.LabelError as exc:
+        return Skip(alert, BAD_LABEL, str(exc))
+
+    cooldown = settings.cooldowns[alert.kind]
+    kind_at = history.kind_at.get(alert.kind)
+    since_kind = (now - kind_at).total_seconds() if kind_at else None
+    if history.last_at and alert.starts_at <= history.last_at:
+        # Evidence from before the last action says nothing about the world after it. One
+        # exception makes "one step per cooldown" possible: the same alert still firing
+        # after an action of its own kind, once that kind's cooldown has passed (e.g. load
+        # still too high after a scale up).
+        continues = (history.last_kind == alert.kind and since_kind is not None
+                     and since_kind >= cooldown)
+        if not continues:
+            return Skip(alert, STALE,
+                        f"the alert began at {_hms(alert.starts_at)}, before the last "
+                        f"SwarmGuard action ({history.last_kind} at {_hms(history.last_at)})")
+    if since_kind is not None and since_kind < cooldown:
+        return Skip(alert, COOLDOWN,
+                    f"cooldown, last {VERBS[alert.kind][1]} {max(since_kind, 0):.0f} s ago "
+                    f"(cooldown {cooldown:.0f} s)")
+    if service.updating:
+        return Skip(alert, IN_PROGRESS,
+                    f"Swarm's own update of {service.name} is {service.update_state}")
+    if service.mode != "replicated":
+        return Skip(alert, UNSUPPORTED,
+                    f"{service.name} is a {service.mode} service; only replicated services "
+                    f"can be {'migrated' if alert.kind == 'migrate' else 'scaled'}")
+    if alert.kind == "migrate":
+        return _migrate(alert, snapshot, service)
+    return _scale(alert, snapshot, service, settings)
+
+
+def _task_moved(alert: Alert, snapshot: Snapshot, service: Service) -> str | None:
+    """Why the task the alert names is no longer where it says, or None if it is."""
+    task = snapshot.task(alert.task_id)
+    short = (alert.task_id or "")[:12]
+    if task is None or task.service_id != service.id:
+        return f"task {short} no longer exists"
+    if not task.running:
+        # Swarm never moves a task: it replaces it by a new task in the same slot. Say where
+        # that slot runs now, which is what an operator reading the log wants to know.
+        successor = next((t for t in snapshot.tasks_of(service)
+                          if t.running and t.slot is not None and t.slot == task.slot), None)
+        if successor and successor.node_id != alert.node_id:
+            return (f"task {short} reported on {snapshot.hostname(alert.node_id)}, running on "
+                    f"{snapshot.hostname(successor.node_id)} (as task {successor.id[:12]})")
+        return (f"task {short} is no longer running (state {task.state}, desired "
+                f"{task.desired_state})")
+    if task.node_id != alert.node_id:
+        return (f"task {short} reported on {snapshot.hostname(alert.node_id)}, running on "
+                f"{snapshot.hostname(task.node_id)}")
+    return None
+
+
+def _migrate(alert: Alert, snapshot: Snapshot, service: Service) -> Decision:
+    task = snapshot.task(alert.task_id)
+    hot = snapshot.node(alert.node_id) or Node(alert.node_id or "", "", "", "", "")
+    exclusion = placement.exclusion_for(hot, snapshot.nodes.values())
+    constraints, recorded = placement.migrate_constraints(
+        service.constraints, service.labels, exclusion)
+    eligible, refused = eligible_nodes(service, snapshot, constraints, hot, moving=task)
+    if not eligible:
+        return Skip(alert, NO_ELIGIBLE_NODE,
+                    f"no other node can take it ({'; '.join(refused) or 'no other nodes'})")
+    hot_name = snapshot.hostname(hot.id)
+    return Action(
+        kind="migrate",
+        alert=alert,
+        service=service,
+        what=(f"{service.name} off {hot_name}{_evidence(alert)}: start-first, excluding "
+              f"{hot_name}"),
+        constraints=tuple(constraints),
+        exclusion=recorded,
+        from_node=hot,
+        task=task,
+    )
+
+
+def _scale(alert: Alert, snapshot: Snapshot, service: Service, settings: Settings
+           ) -> Decision:
+    try:
+        low, high = L.replica_limits(service.labels, settings.replicas_min,
+                                     settings.replicas_max)
+    except L.LabelError as exc:
+        return Skip(alert, BAD_LABEL, str(exc))
+    current = service.replicas or 0
+    if alert.kind == "scale_up":
+        if current >= high:
+            return Skip(alert, AT_LIMIT, f"already at the maximum of {high} replicas")
+        target = current + 1
+        if service.host_ports:
+            # A host-mode port admits one task per node: the new replica needs a free node.
+            free, refused = eligible_nodes(service, snapshot, service.constraints, None)
+            if not free:
+                return Skip(alert, NO_ELIGIBLE_NODE,
+                            f"no node is free for another replica ({'; '.join(refused)})")
+    else:
+        if current <= low:
+            return Skip(alert, AT_LIMIT, f"already at the minimum of {low} replicas")
+        target = current - 1
+    return Action(
+        kind=alert.kind,
+        alert=alert,
+        service=service,
+        what=f"{service.name} from {current} to {target} replicas{_evidence(alert)}",
+        replicas=target,
+    )
+
+
+def eligible_nodes(service: Service, snapshot: Snapshot, constraints: Iterable[str],
+                   excluded: Node | None, moving: Task | None = None
+                   ) -> tuple[list[Node], list[str]]:
+    """Nodes that could run one more task of the service, and why each other node cannot.
+
+    Ready and active, meeting `constraints`, not `excluded`, and with room for the task: a
+    host-mode port or Placement.MaxReplicas limit counts the service's live tasks there
+    (the task being moved away does not count).
+    """
+    constraints = list(constraints)
+    live: dict[str, int] = {}
+    for t in snapshot.tasks_of(service):
+        if t.desired_state == "running" and (moving is None or t.id != moving.id):
+            live[t.node_id] = live.get(t.node_id, 0) + 1
+    per_node = 1 if service.host_ports else 0
+    if service.max_replicas_per_node:
+        per_node = min(filter(None, [per_node, service.max_replicas_per_node]))
+    eligible, refused = [], []
+    for node in sorted(snapshot.nodes.values(), key=lambda n: n.hostname or n.id):
+        name = node.hostname or node.id
+        if excluded is not None and node.id == excluded.id:
+            continue
+        if not node.schedulable:
+            refused.append(f"{name} is {node.state}/{node.availability}")
+            continue
+        try:
+            if not placement.satisfies(node, constraints):
+                refused.append(f"{name} does not meet {', '.join(constraints)}")
+                continue
+        except placement.UnknownConstraint as exc:
+            refused.append(f"{name}: {exc}")
+            continue
+        if per_node and live.get(node.id, 0) >= per_node:
+            refused.append(f"{name} already runs {live[node.id]} task(s) of {service.name}")
+            continue
+        eligible.append(node)
+    return eligible, refused
+
+
+# Optional annotations the alert rules may carry so that log lines show the evidence.
+EVIDENCE_ANNOTATIONS = (("cpu_percent", "cpu"), ("memory_percent", "mem"),
+                        ("network_percent", "net"))
+
+
+def _evidence(alert: Alert) -> str:
+    parts = []
+    for key, short in EVIDENCE_ANNOTATIONS:
+        try:
+            parts.append(f"{short} {float(alert.annotations[key]):.0f} %")
+        except (KeyError, ValueError, OverflowError):
+            continue
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _hms(moment: datetime) -> str:
+    return moment.strftime("%H:%M:%S")

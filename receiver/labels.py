@@ -1,0 +1,108 @@
+"""The `swarmguard.*` service labels: what users set, and what SwarmGuard remembers in them.
+
+SwarmGuard keeps no state of its own: the time of its last action of each kind lives in the
+service's labels, written in the same update as the change itself, so a restarted receiver
+or a second replica sees the same cooldowns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Mapping
+
+from receiver.payload import PayloadError, parse_time
+
+# Set by users.
+ENABLE = "swarmguard.enable"  # "true" opts a service in; nothing else is ever touched
+REPLICAS_MIN = "swarmguard.replicas.min"
+REPLICAS_MAX = "swarmguard.replicas.max"
+
+# Written by SwarmGuard.
+LAST_ACTION = "swarmguard.last-action"  # migrate | scale_up | scale_down
+LAST_ACTION_AT = "swarmguard.last-action-at"  # RFC 3339, UTC, microseconds
+LAST_ACTION_REASON = "swarmguard.last-action-reason"  # one sentence, for humans
+# The exact placement constraint SwarmGuard added at its last migration (placement.py).
+PLACEMENT_EXCLUSION = "swarmguard.placement-exclusion"
+LAST_KIND_AT = {
+    "migrate": "swarmguard.last-migrate-at",
+    "scale_up": "swarmguard.last-scale-up-at",
+    "scale_down": "swarmguard.last-scale-down-at",
+}
+
+
+class LabelError(ValueError):
+    """A swarmguard.* label holds a value SwarmGuard cannot use."""
+
+
+def opted_in(labels: Mapping[str, str]) -> bool:
+    return labels.get(ENABLE, "").strip().lower() == "true"
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds: comparable with Alertmanager's startsAt."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def read_time(labels: Mapping[str, str], name: str) -> datetime | None:
+    text = labels.get(name)
+    if not text:
+        return None
+    try:
+        return parse_time(text, name)
+    except PayloadError:
+        pass
+    try:
+        # Also accept unix seconds, in case an operator sets a cooldown by hand.
+        return datetime.fromtimestamp(float(text), tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise LabelError(f"label {name}={text!r} is not a time") from None
+
+
+@dataclass(frozen=True)
+class History:
+    """What SwarmGuard last did to a service, read back from its labels."""
+    last_kind: str | None
+    last_at: datetime | None
+    kind_at: Mapping[str, datetime | None]
+
+
+def read_history(labels: Mapping[str, str]) -> History:
+    return History(
+        last_kind=labels.get(LAST_ACTION) or None,
+        last_at=read_time(labels, LAST_ACTION_AT),
+        kind_at={kind: read_time(labels, name) for kind, name in LAST_KIND_AT.items()},
+    )
+
+
+def replica_limits(labels: Mapping[str, str], default_min: int, default_max: int
+                   ) -> tuple[int, int]:
+    low = _whole(labels, REPLICAS_MIN, default_min)
+    high = _whole(labels, REPLICAS_MAX, default_max)
+    if low > high:
+        raise LabelError(f"labels {REPLICAS_MIN}={low} and {REPLICAS_MAX}={high} contradict")
+    return low, high
+
+
+def _whole(labels: Mapping[str, str], name: str, default: int) -> int:
+    text = labels.get(name)
+    if text is None or text.strip() == "":
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise LabelError(f"label {name}={text!r} is not a whole number of at least 1")
+    return value
+
+
+def action_labels(labels: Mapping[str, str], kind: str, at: datetime, reason: str
+                  ) -> dict[str, str]:
+    """The service's labels with this action recorded."""
+    stamp = format_time(at)
+    new = dict(labels)
+    new[LAST_ACTION] = kind
+    new[LAST_ACTION_AT] = stamp
+    new[LAST_KIND_AT[kind]] = stamp
+    new[LAST_ACTION_REASON] = reason[:500]
+    return new

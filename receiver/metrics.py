@@ -1,0 +1,67 @@
+"""The receiver's own metrics, in a registry per application.
+
+A registry per app (not the global default) lets create_app() be called many times, as the
+tests do. One gunicorn worker with threads serves the app, so these in-process counters are
+the whole truth; several worker processes would each count alone (see gunicorn.conf.py).
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Migrations take seconds to a few minutes (start-first, health checks); scales a moment.
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300)
+# From Prometheus's `for:` through Alertmanager's group_wait to us: seconds to minutes.
+AGE_BUCKETS = (1, 5, 10, 15, 30, 45, 60, 90, 120, 180, 300, 600, 1800, 3600)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.alerts_received = Counter(
+            "swarmguard_alerts_received_total",
+            "Alerts received from Alertmanager, by alert name and status.",
+            ["alertname", "status"], registry=r)
+        self.alerts_skipped = Counter(
+            "swarmguard_alerts_skipped_total",
+            "Firing alerts not acted on, by reason (stale, cooldown, not_opted_in, at_limit, "
+            "no_eligible_node, in_progress, unsupported, bad_label).",
+            ["alertname", "reason"], registry=r)
+        self.stale_alerts = Counter(
+            "swarmguard_stale_alerts_total",
+            "Alerts ignored because they were no longer true of the live cluster.",
+            ["alertname"], registry=r)
+        self.actions = Counter(
+            "swarmguard_actions_total",
+            "Actions on Swarm services, by kind and result (success, dry_run, failed, "
+            "timeout, rolled_back, superseded).",
+            ["kind", "result"], registry=r)
+        self.action_duration = Histogram(
+            "swarmguard_action_duration_seconds",
+            "From the service update call to its end: for a migration, new task running "
+            "(healthy where checked) and old task shut down.",
+            ["kind"], buckets=DURATION_BUCKETS, registry=r)
+        self.recovery_duration = Histogram(
+            "swarmguard_recovery_duration_seconds",
+            "From the webhook's arrival to the end of the action it caused.",
+            ["kind"], buckets=DURATION_BUCKETS, registry=r)
+        self.alert_age = Histogram(
+            "swarmguard_alert_age_seconds",
+            "Age of firing alerts at receipt (now minus startsAt).",
+            ["alertname"], buckets=AGE_BUCKETS, registry=r)
+        self.last_action = Gauge(
+            "swarmguard_last_action_timestamp_seconds",
+            "Unix time of the last successful action on a service (Grafana annotations).",
+            ["service", "kind"], registry=r)
+        self.docker_errors = Counter(
+            "swarmguard_docker_errors_total",
+            "Docker API calls that failed, by operation (conflicts included).",
+            ["operation"], registry=r)
+        self.rejected_requests = Counter(
+            "swarmguard_rejected_requests_total",
+            "Webhook requests refused, by HTTP status code.",
+            ["code"], registry=r)
+        self.in_flight = Gauge(
+            "swarmguard_actions_in_flight",
+            "Services with an action being decided or carried out right now.",
+            registry=r)

@@ -1,0 +1,206 @@
+"""Alertmanager webhook (version 4) parsing and validation. Pure: bytes in, dataclasses out.
+
+Every problem with the input becomes a PayloadError whose reason names the field, so the
+HTTP layer can answer 400 with it; nothing else may escape (a property test holds us to it).
+A payload is accepted or rejected whole: bad input changes nothing.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
+from typing import Any, Mapping
+
+MIGRATE = "SwarmGuardMigrate"
+SCALE_UP = "SwarmGuardScaleUp"
+SCALE_DOWN = "SwarmGuardScaleDown"
+
+# The public contract (design.md): the labels each alert must carry for the receiver to act.
+REQUIRED_LABELS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    MIGRATE: ("service", "task_id", "node_id"),
+    SCALE_UP: ("service",),
+    SCALE_DOWN: ("service",),
+})
+# Which action each alert asks for.
+KIND_OF_ALERT: Mapping[str, str] = MappingProxyType({
+    MIGRATE: "migrate",
+    SCALE_UP: "scale_up",
+    SCALE_DOWN: "scale_down",
+})
+
+FIRING = "firing"
+RESOLVED = "resolved"
+
+
+class PayloadError(ValueError):
+    """The webhook body is not one the receiver can act on; `reason` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    status: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    fingerprint: str
+    generator_url: str = ""
+
+    @property
+    def kind(self) -> str:
+        return KIND_OF_ALERT[self.name]
+
+    @property
+    def firing(self) -> bool:
+        return self.status == FIRING
+
+    @property
+    def service(self) -> str:
+        return self.labels["service"]
+
+    @property
+    def task_id(self) -> str | None:
+        return self.labels.get("task_id")
+
+    @property
+    def node_id(self) -> str | None:
+        return self.labels.get("node_id")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    receiver: str
+    status: str
+    alerts: tuple[Alert, ...]
+    group_key: str
+    truncated_alerts: int
+    external_url: str
+
+
+# RFC 3339 as Alertmanager writes it (Go's time.RFC3339Nano): fractions of any length,
+# `Z` or a numeric offset. Python keeps microseconds, so extra digits are dropped.
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+)
+
+
+def parse_time(text: Any, field_name: str = "time") -> datetime:
+    """Parse an RFC 3339 timestamp into an aware UTC datetime, or raise PayloadError."""
+    if not isinstance(text, str):
+        raise PayloadError(f"{field_name} must be an RFC 3339 string")
+    m = _RFC3339.match(text)
+    if not m:
+        raise PayloadError(f"{field_name} {text!r} is not an RFC 3339 timestamp")
+    year, month, day, hour, minute, second, frac, zulu, sign, oh, om = m.groups()
+    try:
+        micro = int((frac or "0").ljust(6, "0")[:6])
+        # Leap seconds (":60") are legal RFC 3339 but not for datetime; clamp to :59.
+        tz = timezone.utc
+        if not zulu:
+            offset = timedelta(hours=int(oh), minutes=int(om))
+            tz = timezone(offset if sign == "+" else -offset)
+        value = datetime(int(year), int(month), int(day), int(hour), int(minute),
+                         min(int(second), 59), micro, tzinfo=tz)
+        return value.astimezone(timezone.utc)
+    except (ValueError, OverflowError) as exc:
+        raise PayloadError(f"{field_name} {text!r} is not a valid time: {exc}") from None
+
+
+def parse_webhook(body: bytes | str) -> Webhook:
+    """Parse and validate a whole webhook body."""
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise PayloadError("body is nested too deeply to be an Alertmanager webhook") from None
+    except (ValueError, TypeError) as exc:
+        # ValueError covers JSONDecodeError and undecodable bytes.
+        raise PayloadError(f"body is not valid JSON: {exc}") from None
+    return webhook_from_dict(data)
+
+
+def webhook_from_dict(data: Any) -> Webhook:
+    if not isinstance(data, dict):
+        raise PayloadError("body must be a JSON object")
+    version = data.get("version")
+    if version != "4":
+        raise PayloadError(f"unsupported webhook version {version!r}, expected \"4\"")
+    alerts = data.get("alerts")
+    if not isinstance(alerts, list) or not alerts:
+        raise PayloadError("alerts must be a non-empty list")
+    truncated = data.get("truncatedAlerts", 0)
+    if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0:
+        raise PayloadError("truncatedAlerts must be a non-negative integer")
+    return Webhook(
+        receiver=_optional_str(data, "receiver", "receiver"),
+        status=_optional_str(data, "status", "status"),
+        alerts=tuple(_alert(item, f"alerts[{i}]") for i, item in enumerate(alerts)),
+        group_key=_optional_str(data, "groupKey", "groupKey"),
+        truncated_alerts=truncated,
+        external_url=_optional_str(data, "externalURL", "externalURL"),
+    )
+
+
+def _alert(item: Any, where: str) -> Alert:
+    if not isinstance(item, dict):
+        raise PayloadError(f"{where} must be an object")
+    status = item.get("status")
+    if status not in (FIRING, RESOLVED):
+        raise PayloadError(f"{where}.status must be \"firing\" or \"resolved\", got {status!r}")
+    labels = _string_map(item.get("labels"), f"{where}.labels", required=True)
+    annotations = _string_map(item.get("annotations"), f"{where}.annotations", required=False)
+    name = labels.get("alertname")
+    if name is None:
+        raise PayloadError(f"{where}.labels has no alertname")
+    if name not in REQUIRED_LABELS:
+        raise PayloadError(
+            f"{where}: unknown alertname {name!r}; this receiver handles "
+            f"{', '.join(REQUIRED_LABELS)}"
+        )
+    missing = [key for key in REQUIRED_LABELS[name] if not labels.get(key)]
+    if missing:
+        raise PayloadError(f"{where}: {name} is missing label(s) {', '.join(missing)}")
+    starts_at = parse_time(item.get("startsAt"), f"{where}.startsAt")
+    ends_at = None
+    if item.get("endsAt") is not None:
+        ends_at = parse_time(item.get("endsAt"), f"{where}.endsAt")
+        # Alertmanager writes Go's zero time while an alert fires: it means "no end".
+        if ends_at.year == 1:
+            ends_at = None
+    return Alert(
+        name=name,
+        status=status,
+        labels=MappingProxyType(labels),
+        annotations=MappingProxyType(annotations),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        fingerprint=_optional_str(item, "fingerprint", f"{where}.fingerprint"),
+        generator_url=_optional_str(item, "generatorURL", f"{where}.generatorURL"),
+    )
+
+
+def _string_map(value: Any, where: str, required: bool) -> dict[str, str]:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(f"{where} must be an object of strings")
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise PayloadError(f"{where}.{key} must be a string")
+    return dict(value)
+
+
+def _optional_str(data: dict, key: str, where: str) -> str:
+    value = data.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PayloadError(f"{where} must be a string")
+    return value

@@ -1,0 +1,245 @@
+"""Test doubles shaped like Docker's API answers, for unit tests and for driving the
+receiver without a swarm (e.g. a webhook throughput benchmark in dry-run mode).
+
+`FakeDockerAPI` answers the few `docker.APIClient` calls the receiver makes and raises
+AssertionError on any other, so a test fails loudly when the code starts doing something
+new. `update_service` is a real compare-and-swap on the stored Version.Index.
+The dict builders produce the shape Docker Engine 20.10 (API 1.41) returns.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any, Callable, Iterable
+
+import docker.errors
+import requests
+
+
+def node_dict(node_id: str, hostname: str, role: str = "worker", availability: str = "active",
+              state: str = "ready", labels: dict | None = None) -> dict:
+    return {
+        "ID": node_id,
+        "Version": {"Index": 9},
+        "Spec": {"Labels": dict(labels or {}), "Role": role, "Availability": availability},
+        "Description": {
+            "Hostname": hostname,
+            "Platform": {"Architecture": "x86_64", "OS": "linux"},
+            "Engine": {"EngineVersion": "20.10.24", "Labels": {}},
+        },
+        "Status": {"State": state, "Addr": "10.200.0.2"},
+    }
+
+
+def service_dict(name: str, service_id: str | None = None, version: int = 100,
+                 replicas: int | None = 1, labels: dict | None = None,
+                 constraints: Iterable[str] = (), update_state: str | None = None,
+                 host_port: int | None = None, enabled: bool = True) -> dict:
+    """An inspected service (insert_defaults=True). replicas=None makes a global service."""
+    all_labels = {"swarmguard.enable": "true"} if enabled else {}
+    all_labels.update(labels or {})
+    spec: dict[str, Any] = {
+        "Name": name,
+        "Labels": all_labels,
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": "sha256:5d0da3dc976460b72c77d94c8a1ad043720b0416bfc16c52c45d4847e53fadb6",
+                "Healthcheck": {"Test": ["CMD", "wget", "-q", "-O-", "http://127.0.0.1/"],
+                                "Interval": 1000000000},
+                "Isolation": "default",
+            },
+            "Resources": {"Limits": {}, "Reservations": {}},
+            "RestartPolicy": {"Condition": "any", "Delay": 5000000000, "MaxAttempts": 0},
+            "Placement": {"Constraints": list(constraints)} if constraints else {},
+            "Networks": [{"Target": "o1s6h8x3lk2g"}],
+            "ForceUpdate": 0,
+            "Runtime": "container",
+        },
+        "Mode": {"Global": {}} if replicas is None else {"Replicated": {"Replicas": replicas}},
+        "UpdateConfig": {"Parallelism": 1, "FailureAction": "pause", "Monitor": 5000000000,
+                         "MaxFailureRatio": 0, "Order": "stop-first"},
+        "RollbackConfig": {"Parallelism": 1, "FailureAction": "pause", "Monitor": 5000000000,
+                           "MaxFailureRatio": 0, "Order": "stop-first"},
+        "EndpointSpec": {"Mode": "vip"},
+    }
+    if host_port:
+        spec["EndpointSpec"]["Ports"] = [{"Protocol": "tcp", "TargetPort": 80,
+                                          "PublishedPort": host_port, "PublishMode": "host"}]
+    data = {
+        "ID": service_id or f"svc{name}",
+        "Version": {"Index": version},
+        "CreatedAt": "2026-11-27T09:00:00.000000000Z",
+        "UpdatedAt": "2026-11-27T09:00:00.000000000Z",
+        "Spec": spec,
+    }
+    if update_state:
+        data["UpdateStatus"] = {"State": update_state, "Message": f"update {update_state}"}
+    return data
+
+
+def task_dict(task_id: str, service_id: str, node_id: str, slot: int | None = 1,
+              state: str = "running", desired: str = "running") -> dict:
+    return {
+        "ID": task_id,
+        "Version": {"Index": 120},
+        "ServiceID": service_id,
+        "Slot": slot,
+        "NodeID": node_id,
+        "Status": {"Timestamp": "2026-11-27T09:00:02.000000000Z", "State": state,
+                   "Message": state, "ContainerStatus": {"ContainerID": "c" + task_id,
+                                                         "PID": 4242, "ExitCode": 0}},
+        "DesiredState": desired,
+    }
+
+
+def api_error(status: int, explanation: str) -> docker.errors.APIError:
+    """An APIError as the SDK raises it for an HTTP error answer."""
+    response = requests.Response()
+    response.status_code = status
+    response.url = "http+docker://localhost/v1.41/services/x/update"
+    response.reason = "Internal Server Error" if status >= 500 else "Bad Request"
+    cls = docker.errors.NotFound if status == 404 else docker.errors.APIError
+    return cls(f"{status}", response=response, explanation=explanation)
+
+
+def out_of_sequence() -> docker.errors.APIError:
+    return api_error(500, "rpc error: code = Unknown desc = update out of sequence")
+
+
+class FakeDockerAPI:
+    """A scripted stand-in for docker.APIClient. Knows services, tasks and nodes."""
+
+    def __init__(self, services: Iterable[dict] = (), tasks: Iterable[dict] = (),
+                 nodes: Iterable[dict] = (), info: dict | None = None):
+        self.services = {s["ID"]: copy.deepcopy(s) for s in services}
+        self.task_list = [copy.deepcopy(t) for t in tasks]
+        self.node_list = [copy.deepcopy(n) for n in nodes]
+        self.info_data = info if info is not None else {
+            "Swarm": {"LocalNodeState": "active", "ControlAvailable": True}}
+        self.calls: list[tuple[str, tuple, dict]] = []
+        # Exceptions raised by the next update_service calls, in order (None: succeed).
+        self.update_failures: list[Exception | None] = []
+        # Called after a successful update with (api, service_id, kwargs): simulate Swarm.
+        self.after_update: Callable[["FakeDockerAPI", str, dict], None] | None = None
+        # Called before each read of tasks: lets a test change the swarm "over time".
+        self.before_tasks: Callable[["FakeDockerAPI"], None] | None = None
+        self._new_ids = (f"newtask{i:04d}" for i in itertools.count(1))
+
+    # -- the APIClient surface the receiver uses ---------------------------------------------
+
+    def inspect_service(self, service, insert_defaults=None):
+        self.calls.append(("inspect_service", (service,), {"insert_defaults": insert_defaults}))
+        found = self._find(service)
+        if found is None:
+            raise api_error(404, f"service {service} not found")
+        return copy.deepcopy(found)
+
+    def tasks(self, filters=None):
+        self.calls.append(("tasks", (), {"filters": filters}))
+        if self.before_tasks:
+            self.before_tasks(self)
+        wanted = (filters or {}).get("service")
+        svc = self._find(wanted) if wanted else None
+        return [copy.deepcopy(t) for t in self.task_list
+                if wanted is None or (svc is not None and t["ServiceID"] == svc["ID"])]
+
+    def nodes(self, filters=None):
+        self.calls.append(("nodes", (), {"filters": filters}))
+        return copy.deepcopy(self.node_list)
+
+    def info(self):
+        self.calls.append(("info", (), {}))
+        if isinstance(self.info_data, Exception):
+            raise self.info_data
+        return copy.deepcopy(self.info_data)
+
+    def update_service(self, service, version, **kwargs):
+        self.calls.append(("update_service", (service,), {"version": version, **kwargs}))
+        if self.update_failures:
+            failure = self.update_failures.pop(0)
+            if failure is not None:
+                raise failure
+        svc = self._find(service)
+        if svc is None:
+            raise api_error(404, f"service {service} not found")
+        if version != svc["Version"]["Index"]:
+            raise out_of_sequence()
+        self._apply(svc, kwargs)
+        if self.after_update:
+            self.after_update(self, svc["ID"], kwargs)
+        return {"Warnings": None}
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)  # copy, pickle and friends probe for dunders
+        raise AssertionError(f"unexpected Docker API call: {name}")
+
+    # -- helpers for tests -------------------------------------------------------------------
+
+    @property
+    def updates(self) -> list[dict]:
+        """The kwargs (version included) of every update_service call, in order."""
+        return [kw for name, _, kw in self.calls if name == "update_service"]
+
+    def bump(self, service_id: str, **labels: str) -> None:
+        """Someone else (Swarm, a user, another receiver) changed the service."""
+        svc = self.services[service_id]
+        svc["Version"]["Index"] += 1
+        svc["Spec"]["Labels"].update(labels)
+
+    def move_task(self, task_id: str, node_id: str) -> str:
+        """Swarm replaces a task by a running one on `node_id` (same slot); returns its id."""
+        old = next(t for t in self.task_list if t["ID"] == task_id)
+        old["DesiredState"] = "shutdown"
+        new_id = next(self._new_ids)
+        self.task_list.append(task_dict(new_id, old["ServiceID"], node_id, slot=old["Slot"]))
+        return new_id
+
+    def _find(self, ref):
+        if ref in self.services:
+            return self.services[ref]
+        return next((s for s in self.services.values() if s["Spec"]["Name"] == ref), None)
+
+    @staticmethod
+    def _apply(svc: dict, kwargs: dict) -> None:
+        # What Docker does with the SDK's request body: the new spec replaces the old whole.
+        svc["PreviousSpec"] = copy.deepcopy(svc["Spec"])
+        svc["Spec"] = {
+            "Name": kwargs.get("name"),
+            "Labels": copy.deepcopy(kwargs.get("labels")),
+            "TaskTemplate": copy.deepcopy(kwargs.get("task_template")),
+            "Mode": copy.deepcopy(kwargs.get("mode")),
+            "UpdateConfig": copy.deepcopy(kwargs.get("update_config")),
+            "RollbackConfig": copy.deepcopy(kwargs.get("rollback_config")),
+            "EndpointSpec": copy.deepcopy(kwargs.get("endpoint_spec")),
+        }
+        svc["Version"]["Index"] += 1
+
+
+# The cluster the recorded payloads in tests/unit/fixtures/alertmanager/ talk about: a
+# manager and three workers; demo_web's task TASK runs on worker-1.
+MANAGER_1 = "m1xq8t2yv5c0k3n7p9r4s6u8w"
+WORKER_1 = "w1a9d3f5h7j2l4n6p8r0t2v4x"
+WORKER_2 = "w2b8c6e4g2i0k8m6o4q2s0u8y"
+WORKER_3 = "w3c7e5g3i1k9m7o5q3s1u9w7z"
+WEB_ID = "7f3kq2m9x1v5b8n4c6z0l2j4h"
+TASK = "t1p4r7s0u3w6y9a2c5e8g1i4k"
+TASK_2 = "t2q5s8v1x4z7b0d3f6h9j2l5m"
+
+
+def example_nodes() -> list[dict]:
+    return [
+        node_dict(MANAGER_1, "manager-1", role="manager"),
+        node_dict(WORKER_1, "worker-1"),
+        node_dict(WORKER_2, "worker-2"),
+        node_dict(WORKER_3, "worker-3"),
+    ]
+
+
+def example_api(**service_kwargs) -> FakeDockerAPI:
+    """demo_web, one replica, TASK running on worker-1; keyword arguments go to
+    service_dict (labels, constraints, replicas, ...)."""
+    service_kwargs.setdefault("constraints", ["node.role==worker"])
+    service = service_dict("demo_web", WEB_ID, **service_kwargs)
+    return FakeDockerAPI(services=[service], tasks=[task_dict(TASK, WEB_ID, WORKER_1)],
+                         nodes=example_nodes())

@@ -1,0 +1,39 @@
+"""gunicorn settings for the stress app:
+
+    gunicorn -c stress/gunicorn.conf.py 'stress.app:create_app()'
+
+One worker with threads: which stress runs is state held by the worker process, so
+/stress/stop and /stress/status must reach the same process that started it.
+"""
+
+import os
+
+# STRESS_PORT changes the port (the image's HEALTHCHECK follows it); STRESS_BIND
+# replaces the whole bind address.
+bind = os.environ.get("STRESS_BIND") or f"0.0.0.0:{os.environ.get('STRESS_PORT', '8080')}"
+workers = 1
+worker_class = "gthread"
+# Enough for a probe at tens of requests/s plus health checks while stress is starting.
+threads = int(os.environ.get("STRESS_THREADS", "8"))
+timeout = 30
+# Docker's stop grace period is 10 s: finish in-flight requests well within it.
+graceful_timeout = 5
+keepalive = 5
+# The heartbeat file on tmpfs: a container's overlay /tmp can stall the worker's
+# heartbeat under disk pressure and get it killed.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+errorlog = "-"
+loglevel = os.environ.get("STRESS_LOG_LEVEL", "info")
+# Access log off by default: a 20 requests/s probe would drown the interesting lines.
+accesslog = os.environ.get("STRESS_ACCESS_LOG") or None
+# Recent gunicorn opens a management socket under $HOME by default; this app needs none,
+# and as a non-root user with HOME=/ it could only fail. (Older versions ignore this.)
+control_socket_disable = True
+
+
+def worker_exit(server, worker):
+    # SIGTERM (docker stop, service update, scale down) ends the worker gracefully;
+    # take every running stress down with it instead of leaving it to its deadline.
+    from stress.runner import stop_all
+
+    stop_all()

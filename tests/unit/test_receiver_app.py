@@ -1,0 +1,276 @@
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import requests
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+from receiver.app import create_app
+from receiver.config import ConfigError, Settings
+from receiver.testing import WORKER_2, FakeDockerAPI, example_api
+from receiver.worker import InlineExecutor
+
+FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NOW = datetime(2026, 11, 27, 10, 0, 31, tzinfo=timezone.utc)
+
+
+def body(name):
+    return (FIXTURES / name).read_bytes()
+
+
+def make(api=None, executor=None, **settings):
+    api = api if api is not None else example_api()
+    app = create_app(Settings(token=TOKEN, **settings), api,
+                     executor=executor or InlineExecutor(), clock=lambda: NOW,
+                     sleep=lambda s: None)
+    return app, api
+
+
+def post(app, data, headers=AUTH, content_type="application/json"):
+    return app.test_client().post("/alerts", data=data, headers=headers,
+                                  content_type=content_type)
+
+
+def sample(app, name, **labels):
+    registry = app.extensions["swarmguard"]["metrics"].registry
+    return registry.get_sample_value(name, labels) or 0
+
+
+def moves_task_to(node_id):
+    def hook(api, service_id, kwargs):
+        running = [t for t in api.task_list if t["DesiredState"] == "running"]
+        api.move_task(running[0]["ID"], node_id)
+    return hook
+
+
+# -- accepted ------------------------------------------------------------------------------
+
+def test_a_firing_alert_is_acknowledged_and_acted_on_in_the_background():
+    api = example_api()
+    api.after_update = moves_task_to(WORKER_2)
+    app, _ = make(api)
+    response = post(app, body("firing_migrate.json"))
+    assert response.status_code == 202
+    assert response.get_json() == {"status": "accepted", "firing": 1, "resolved": 0,
+                                   "queued": ["demo_web"], "in_progress": []}
+    assert len(api.updates) == 1
+    assert sample(app, "swarmguard_alerts_received_total",
+                  alertname="SwarmGuardMigrate", status="firing") == 1
+    assert sample(app, "swarmguard_actions_total", kind="migrate", result="success") == 1
+    assert sample(app, "swarmguard_alert_age_seconds_sum", alertname="SwarmGuardMigrate") \
+        == pytest.approx(29.876544)
+
+
+def test_a_resolved_alert_is_recorded_and_never_acted_on():
+    app, api = make()
+    response = post(app, body("resolved_migrate.json"))
+    assert response.status_code == 202
+    assert response.get_json()["resolved"] == 1
+    assert api.calls == []  # not even a read
+    assert sample(app, "swarmguard_alerts_received_total",
+                  alertname="SwarmGuardMigrate", status="resolved") == 1
+
+
+def test_a_grouped_payload_acts_once_per_service_and_counts_what_it_skips():
+    app, api = make()
+    api.after_update = moves_task_to(WORKER_2)
+    response = post(app, body("grouped_migrate.json"))
+    assert response.status_code == 202
+    assert response.get_json()["queued"] == ["demo_web", "demo_api"]
+    assert len(api.updates) == 1  # demo_web's task; demo_api does not exist
+    assert sample(app, "swarmguard_stale_alerts_total", alertname="SwarmGuardMigrate") == 2
+    assert sample(app, "swarmguard_alerts_received_total",
+                  alertname="SwarmGuardMigrate", status="resolved") == 1
+
+
+def test_a_charset_on_the_content_type_is_fine():
+    app, _ = make(dry_run=True)
+    response = post(app, body("firing_scale_up.json"),
+                    content_type="application/json; charset=utf-8")
+    assert response.status_code == 202
+
+
+def test_in_dry_run_the_webhook_is_answered_and_docker_only_read():
+    app, api = make(dry_run=True)
+    assert post(app, body("firing_migrate.json")).status_code == 202
+    assert api.updates == []
+    assert sample(app, "swarmguard_actions_total", kind="migrate", result="dry_run") == 1
+
+
+def test_the_same_webhook_twice_while_the_first_is_handled_makes_one_action():
+    class Held:
+        jobs = []
+
+        def submit(self, fn, *args):
+            self.jobs.append((fn, args))
+
+    executor = Held()
+    api = example_api()
+    api.after_update = moves_task_to(WORKER_2)
+    app, _ = make(api, executor=executor)
+    post(app, body("firing_migrate.json"))
+    second = post(app, body("firing_migrate.json"))
+    assert second.get_json()["in_progress"] == ["demo_web"]
+    for fn, args in executor.jobs:
+        fn(*args)
+    assert len(api.updates) == 1
+
+
+# -- refused -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer wrong"},
+    {"Authorization": f"Basic {TOKEN}"},
+    {"Authorization": TOKEN},
+    {"Authorization": "Bearer "},
+])
+def test_a_missing_or_wrong_token_is_401_and_changes_nothing(headers):
+    app, api = make()
+    response = post(app, body("firing_migrate.json"), headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert api.calls == []
+    assert sample(app, "swarmguard_rejected_requests_total", code="401") == 1
+
+
+def test_the_token_is_checked_before_anything_else_is_looked_at():
+    app, _ = make()
+    response = post(app, b"not json", headers={}, content_type="text/plain")
+    assert response.status_code == 401
+
+
+def test_a_wrong_content_type_is_415():
+    app, api = make()
+    response = post(app, body("firing_migrate.json"), content_type="text/plain")
+    assert response.status_code == 415
+    assert "application/json" in response.get_json()["error"]
+    assert api.calls == []
+
+
+def test_a_body_over_the_limit_is_413():
+    app, api = make(max_body_bytes=1024)
+    response = post(app, body("grouped_migrate.json"))
+    assert response.status_code == 413
+    assert response.get_json() == {"error": "body larger than 1024 bytes"}
+    assert api.calls == []
+
+
+def test_a_body_of_exactly_the_limit_is_read():
+    data = body("firing_scale_up.json")
+    app, _ = make(max_body_bytes=len(data), dry_run=True)
+    assert post(app, data).status_code == 202
+
+
+def chunked(app, data):
+    """POST as gunicorn hands a chunked request over: no Content-Length, input terminated."""
+    builder = EnvironBuilder(path="/alerts", method="POST", headers=AUTH, data=data,
+                             content_type="application/json")
+    environ = builder.get_environ()
+    del environ["CONTENT_LENGTH"]
+    environ.update({"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True,
+                    "wsgi.input": io.BytesIO(data)})
+    _, status, _ = run_wsgi_app(app, environ, buffered=True)
+    return int(status.split()[0])
+
+
+def test_a_chunked_body_over_the_limit_is_413_too():
+    data = body("grouped_migrate.json")
+    app, api = make(max_body_bytes=len(data) - 1, dry_run=True)
+    assert chunked(app, data) == 413
+    assert api.calls == []
+    app, _ = make(max_body_bytes=len(data), dry_run=True)
+    assert chunked(app, data) == 202  # exactly at the limit is fine
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("malformed.json", "body is not valid JSON"),
+    ("wrong_version.json", "unsupported webhook version '3', expected \"4\""),
+    ("missing_labels.json", "alerts[0]: SwarmGuardMigrate is missing label(s) task_id"),
+    ("unknown_alert.json", "alerts[0]: unknown alertname 'HighLatency'"),
+])
+def test_bad_payloads_get_400_with_the_reason_and_change_nothing(name, reason):
+    app, api = make()
+    response = post(app, body(name))
+    assert response.status_code == 400
+    assert reason in response.get_json()["error"]
+    assert api.calls == []
+    assert sample(app, "swarmguard_alerts_received_total",
+                  alertname="SwarmGuardMigrate", status="firing") == 0
+
+
+def test_get_on_the_webhook_is_not_allowed():
+    app, _ = make()
+    assert app.test_client().get("/alerts").status_code == 405
+
+
+# -- health, readiness, metrics ----------------------------------------------------------
+
+def test_healthz_answers_without_docker():
+    app, api = make()
+    assert app.test_client().get("/healthz").get_json() == {"status": "ok"}
+    assert api.calls == []
+
+
+def test_readyz_needs_docker_and_a_swarm_manager():
+    app, _ = make()
+    assert app.test_client().get("/readyz").status_code == 200
+
+    worker = FakeDockerAPI(info={"Swarm": {"LocalNodeState": "active",
+                                           "ControlAvailable": False}})
+    response = make(worker)[0].test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["reason"] == "node is a swarm worker, not a manager"
+
+    alone = FakeDockerAPI(info={"Swarm": {"LocalNodeState": "inactive"}})
+    assert make(alone)[0].test_client().get("/readyz").status_code == 503
+
+    down = FakeDockerAPI(info=requests.exceptions.ConnectionError("connection refused"))
+    response = make(down)[0].test_client().get("/readyz")
+    assert response.status_code == 503
+    assert "docker unreachable" in response.get_json()["reason"]
+
+
+def test_metrics_are_served_in_prometheus_text_format():
+    app, _ = make()
+    post(app, body("resolved_migrate.json"))
+    response = app.test_client().get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    text = response.get_data(as_text=True)
+    assert ('swarmguard_alerts_received_total{alertname="SwarmGuardMigrate",status="resolved"}'
+            ' 1.0') in text
+    for name in ["swarmguard_actions_total", "swarmguard_stale_alerts_total",
+                 "swarmguard_action_duration_seconds", "swarmguard_alert_age_seconds",
+                 "swarmguard_last_action_timestamp_seconds"]:
+        assert f"# TYPE {name}" in text
+
+
+def test_apps_are_independent_so_the_factory_can_be_called_many_times():
+    first, _ = make()
+    second, _ = make()
+    post(first, body("resolved_migrate.json"))
+    assert sample(second, "swarmguard_alerts_received_total",
+                  alertname="SwarmGuardMigrate", status="resolved") == 0
+
+
+def test_without_a_token_the_factory_refuses_to_build_the_app(monkeypatch):
+    for name in ["SWARMGUARD_TOKEN", "SWARMGUARD_TOKEN_FILE", "SWARMGUARD_CONFIG_FILE"]:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError):
+        create_app()
+
+
+def test_the_factory_reads_the_environment_and_does_not_touch_docker_yet(monkeypatch, tmp_path):
+    # A socket path that does not exist: building the app must not need Docker.
+    monkeypatch.setenv("SWARMGUARD_TOKEN", TOKEN)
+    monkeypatch.setenv("SWARMGUARD_DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    app = create_app()
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 503
+    assert json.loads(client.get("/readyz").data)["status"] == "not ready"

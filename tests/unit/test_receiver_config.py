@@ -1,0 +1,98 @@
+import pytest
+
+from receiver.config import ConfigError, Settings, load_settings
+
+
+def test_without_a_token_the_receiver_refuses_to_start():
+    with pytest.raises(ConfigError, match="SWARMGUARD_TOKEN or SWARMGUARD_TOKEN_FILE"):
+        load_settings({})
+
+
+def test_a_blank_token_counts_as_none():
+    with pytest.raises(ConfigError):
+        load_settings({"SWARMGUARD_TOKEN": "  "})
+
+
+def test_defaults_follow_the_design():
+    s = load_settings({"SWARMGUARD_TOKEN": "s3cret"})
+    assert s.token == "s3cret"
+    assert s.dry_run is False
+    assert s.docker_host is None
+    assert (s.cooldown_migrate, s.cooldown_scale_up, s.cooldown_scale_down) == (60, 60, 180)
+    assert (s.replicas_min, s.replicas_max) == (1, 5)
+    assert s.cooldowns == {"migrate": 60, "scale_up": 60, "scale_down": 180}
+
+
+def test_the_token_file_is_read_without_its_trailing_newline(tmp_path):
+    secret = tmp_path / "swarmguard_token"
+    secret.write_text("from-a-swarm-secret\n")
+    assert load_settings({"SWARMGUARD_TOKEN_FILE": str(secret)}).token == "from-a-swarm-secret"
+
+
+def test_an_unreadable_token_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read SWARMGUARD_TOKEN_FILE"):
+        load_settings({"SWARMGUARD_TOKEN_FILE": str(tmp_path / "missing")})
+
+
+def test_token_and_token_file_together_are_ambiguous(tmp_path):
+    secret = tmp_path / "t"
+    secret.write_text("a")
+    with pytest.raises(ConfigError, match="only one"):
+        load_settings({"SWARMGUARD_TOKEN": "b", "SWARMGUARD_TOKEN_FILE": str(secret)})
+
+
+def test_the_token_never_appears_in_repr_or_the_startup_line():
+    s = load_settings({"SWARMGUARD_TOKEN": "s3cret"})
+    assert "s3cret" not in repr(s)
+    assert "s3cret" not in s.describe()
+
+
+def test_environment_variables_set_every_knob():
+    s = load_settings({
+        "SWARMGUARD_TOKEN": "t", "SWARMGUARD_DRY_RUN": "1",
+        "SWARMGUARD_DOCKER_HOST": "unix:///run/manager-1.sock",
+        "SWARMGUARD_COOLDOWN_SCALE_DOWN": "240", "SWARMGUARD_REPLICAS_MAX": "9",
+        "SWARMGUARD_MAX_BODY_BYTES": "4096", "SWARMGUARD_MIGRATION_TIMEOUT": "30.5",
+    })
+    assert s.dry_run is True
+    assert s.docker_host == "unix:///run/manager-1.sock"
+    assert s.cooldown_scale_down == 240.0
+    assert s.replicas_max == 9
+    assert s.max_body_bytes == 4096
+    assert s.migration_timeout == 30.5
+
+
+def test_a_yaml_file_sets_defaults_and_the_environment_wins(tmp_path):
+    path = tmp_path / "receiver.yml"
+    path.write_text("cooldown_migrate: 90\nreplicas_max: 3\ndry_run: true\n")
+    s = load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_CONFIG_FILE": str(path),
+                       "SWARMGUARD_REPLICAS_MAX": "4"})
+    assert s.cooldown_migrate == 90
+    assert s.dry_run is True
+    assert s.replicas_max == 4
+
+
+def test_a_typo_in_the_yaml_file_is_an_error_not_a_silent_default(tmp_path):
+    path = tmp_path / "receiver.yml"
+    path.write_text("cooldown_migarte: 90\n")
+    with pytest.raises(ConfigError, match="unknown settings cooldown_migarte"):
+        load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_CONFIG_FILE": str(path)})
+
+
+@pytest.mark.parametrize("name, value", [
+    ("SWARMGUARD_DRY_RUN", "maybe"),
+    ("SWARMGUARD_REPLICAS_MAX", "many"),
+    ("SWARMGUARD_REPLICAS_MIN", "0"),
+    ("SWARMGUARD_COOLDOWN_MIGRATE", "-1"),
+    ("SWARMGUARD_WORKERS", "0"),
+    ("SWARMGUARD_LOG_LEVEL", "LOUD"),
+])
+def test_bad_values_name_the_variable(name, value):
+    with pytest.raises(ConfigError):
+        load_settings({"SWARMGUARD_TOKEN": "t", name: value})
+
+
+def test_settings_are_frozen():
+    s = Settings(token="t")
+    with pytest.raises(Exception):
+        s.dry_run = True  # type: ignore[misc]
