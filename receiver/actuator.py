@@ -191,7 +191,7 @@ class Actuator:
         deadline = self.monotonic() + self.settings.migration_timeout
         while self.monotonic() < deadline:
             try:
-                data = self.api.inspect_service(action.service.id, insert_defaults=True)
+                data = self.api.inspect_service(action.service.id, insert_defaults=False)
                 state = (data.get("UpdateStatus") or {}).get("State")
                 if state == "rollback_completed":
                     reason = f"rolled back: {action.sentence}"

@@ -194,7 +194,10 @@ def read_snapshot(api, service_names: Iterable[str]) -> Snapshot:
     services = []
     for name in dict.fromkeys(service_names):
         try:
-            data = api.inspect_service(name, insert_defaults=True)
+            # The spec exactly as stored, never with defaults inserted: it is posted back
+            # whole, and a template that gained defaults (RestartPolicy, DNSConfig) counts
+            # as a changed task spec: Swarm would restart every task and stay "updating".
+            data = api.inspect_service(name, insert_defaults=False)
         except docker.errors.NotFound:
             continue
         # Docker also resolves a service by ID prefix: accept only an exact name match.

@@ -35,7 +35,7 @@ def service_dict(name: str, service_id: str | None = None, version: int = 100,
                  replicas: int | None = 1, labels: dict | None = None,
                  constraints: Iterable[str] = (), update_state: str | None = None,
                  host_port: int | None = None, enabled: bool = True) -> dict:
-    """An inspected service (insert_defaults=True). replicas=None makes a global service."""
+    """An inspected service (as stored, no defaults inserted). replicas=None makes a global service."""
     all_labels = {"swarmguard.enable": "true"} if enabled else {}
     all_labels.update(labels or {})
     spec: dict[str, Any] = {

@@ -56,6 +56,10 @@ class LabConfig:
     haproxy_stats_port: int = 8404
     receiver_port: int = 8000  # where the lab's Alertmanager delivers webhooks
     cadvisor_port: int = 8080  # on each node's own address
+    # What 100 % network means on a lab node. The veths claim 10 Gbit/s, which no task
+    # on two shared cores can approach; a small capacity lets a stress task cross the
+    # thresholds (35 %, 65 %) with a few Mbit/s, as a busy task would on a 100 Mbit/s NIC.
+    node_capacity_mbps: int = 20
     # Host-mode published port that the entry point balances over, on every worker.
     app_published_port: int = 8081
     apt_packages: tuple[str, ...] = (

@@ -67,7 +67,8 @@ def start_exporter(cfg: LabConfig, node: Node) -> None:
     _ensure(cfg, f"exporter-{node.name}", "exporter", in_netns(node.netns, [
         sys.executable, "-m", "exporter",
         f"--cadvisor-url={cadvisor_url(cfg, node)}",
-        f"--listen-address={node.ip}", f"--port={EXPORTER_PORT}",
+        f"--listen-address={node.ip}", f"--listen-port={EXPORTER_PORT}",
+        f"--capacity-mbps={cfg.node_capacity_mbps}",
     ]))
 
 

@@ -167,7 +167,7 @@ def test_out_of_sequence_rereads_decides_again_and_retries_with_the_new_version(
 
     assert outcome.result == A.SUCCESS
     assert [u["version"] for u in api.updates] == [100, 100]
-    reads = [c for c in api.calls if c[0] == "inspect_service" and c[2]["insert_defaults"]]
+    reads = [c for c in api.calls if c[0] == "inspect_service" and c[2]["insert_defaults"] is False]
     assert len(reads) == 2  # the spec was read again before the retry
     assert clock.sleeps[0] == 0.5  # backoff before the retry
     assert metrics.registry.get_sample_value(

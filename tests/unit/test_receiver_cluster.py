@@ -32,7 +32,7 @@ def test_reading_a_snapshot_asks_only_for_the_named_services_with_defaults():
     api = example_api()
     snap = read_snapshot(api, ["demo_web"])
     assert [c[0] for c in api.calls] == ["inspect_service", "tasks", "nodes"]
-    assert api.calls[0][2] == {"insert_defaults": True}
+    assert api.calls[0][2] == {"insert_defaults": False}
     assert api.calls[1][2] == {"filters": {"service": WEB_ID}}
     assert snap.service("demo_web").version == 100
     assert len(snap.tasks) == 1

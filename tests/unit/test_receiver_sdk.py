@@ -98,8 +98,8 @@ def test_a_migration_sends_one_update_with_the_version_and_the_whole_spec(engine
     (outcome,) = act.handle(alerts("firing_migrate.json"))
 
     assert outcome.result == A.SUCCESS
-    # The SDK writes Python's "True"; the Engine reads any value but ""/0/no/false/none as true.
-    assert ("GET", "/v1.41/services/demo_web", {"insertDefaults": ["True"]}) in seen
+    # The spec is read as stored (no defaults inserted), because it is posted back whole.
+    assert ("GET", "/v1.41/services/demo_web", {"insertDefaults": ["False"]}) in seen
     (post,) = [r for r in seen if r[0] == "POST"]
     _, path, version, body = post
     assert (path, version) == (f"/v1.41/services/{WEB_ID}/update", 100)

@@ -1,0 +1,5 @@
+"""`python -m exporter`: see exporter.main."""
+
+from exporter.main import main
+
+raise SystemExit(main())

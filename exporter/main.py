@@ -1,0 +1,81 @@
+"""Run the exporter: serve /metrics until SIGTERM (what `docker service` sends) or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import start_http_server
+
+from exporter.capacity import resolve_capacity
+from exporter.collector import NetworkCollector
+from exporter.config import ExporterConfig, parse_config
+
+logger = logging.getLogger("exporter")
+
+
+def build_registry(config: ExporterConfig) -> tuple[CollectorRegistry, NetworkCollector]:
+    registry = CollectorRegistry()
+    collector = NetworkCollector(config)
+    registry.register(collector)
+    # process_cpu_seconds_total gives the exporter's own CPU cost per scrape.
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry, collector
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_config(argv, os.environ)
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = " ".join(f"{key}={value}" for key, value in asdict(config).items())
+    logger.info("Starting the SwarmGuard exporter with %s", settings)
+
+    capacity = resolve_capacity(config.interface, config.capacity_mbps, config.sysfs_root)
+    if capacity is None:
+        # Without a capacity there is no percentage to publish: say so now rather than
+        # run and publish nothing. (A later change of link speed is read at each scrape.)
+        logger.error(
+            "Cannot tell the capacity of interface %s: %s/class/net/%s/speed is missing or "
+            "reports no speed. Set --capacity-mbps (SWARMGUARD_EXPORTER_CAPACITY_MBPS).",
+            config.interface,
+            config.sysfs_root,
+            config.interface,
+        )
+        return 2
+    logger.info(
+        "100 %% stands for %.0f Mbit/s on %s (%s)",
+        capacity.bits_per_second / 1e6,
+        capacity.interface,
+        capacity.source,
+    )
+
+    registry, collector = build_registry(config)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _frame: stop.set())
+    try:
+        server, thread = start_http_server(
+            config.listen_port, addr=config.listen_address, registry=registry
+        )
+    except OSError as error:
+        logger.error(
+            "Cannot listen on %s:%s: %s", config.listen_address, config.listen_port, error
+        )
+        return 1
+    logger.info("Serving /metrics on %s:%s", config.listen_address, server.server_port)
+
+    stop.wait()
+    logger.info("Stopping: shutting the metrics server down")
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+    collector.close()
+    logger.info("Stopped")
+    return 0

@@ -1,0 +1,206 @@
+"""The receiver against the real swarm: it moves and scales services as Alertmanager asks,
+with zero failed requests, and only when the alert is still true, once, and allowed."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.lab import services
+from tests.lab.nodes import client
+from tests.lab.probe import Probe
+from tests.lab.receiver_proc import ReceiverProcess, webhook
+from tests.lab.system import wait_for
+
+pytestmark = pytest.mark.lab
+
+SWARMGUARD_EXCLUSION = "node.hostname!="
+
+
+@pytest.fixture
+def web(lab):
+    services.deploy_web(lab, "web", replicas=1)
+    yield "web"
+    services.remove_service(lab, "web")
+
+
+def inspect(lab, name: str) -> dict:
+    return client(lab, lab.manager).api.inspect_service(name)
+
+
+def placement(lab, name: str) -> list[str]:
+    return inspect(lab, name)["Spec"]["TaskTemplate"].get("Placement", {}).get("Constraints", [])
+
+
+def replicas(lab, name: str) -> int:
+    return inspect(lab, name)["Spec"]["Mode"]["Replicated"]["Replicas"]
+
+
+def the_task(lab, name: str) -> tuple[str, str, str]:
+    """(task id, node id, hostname) of the service's only running task."""
+    [task] = services.running_tasks(lab, name)
+    return task["ID"], task["NodeID"], services.node_name(lab, task["NodeID"])
+
+
+def migrate_alert(lab, name: str, starts_at: datetime | None = None) -> dict:
+    task_id, node_id, _ = the_task(lab, name)
+    return webhook("SwarmGuardMigrate", {"service": name, "task_id": task_id, "node_id": node_id},
+                   starts_at=starts_at, annotations={"cpu_percent": "95", "network_percent": "2"})
+
+
+def settled(lab, name: str) -> None:
+    """Wait until Swarm has finished its own update of the service (the receiver rightly
+    refuses to act while one is under way)."""
+    wait_for(f"Swarm's update of {name} to finish",
+             lambda: inspect(lab, name).get("UpdateStatus", {}).get("State", "completed") != "updating")
+
+
+def all_tasks(lab, name: str) -> list[dict]:
+    return client(lab, lab.manager).services.get(name).tasks()
+
+
+def test_a_migrate_alert_moves_the_task_to_another_worker_with_zero_failed_requests(lab, web):
+    _, _, old = the_task(lab, web)
+    with ReceiverProcess(lab) as receiver, Probe(lab.entrypoint_url, rate=20) as probe:
+        time.sleep(1)
+        assert receiver.send(migrate_alert(lab, web)).status_code == 202
+        new = services.wait_moved_off(lab, web, old)
+        receiver.wait_idle()
+        time.sleep(1)
+        result = probe.stop()
+        print(f"receiver migration {old} -> {new}: {result.summary()}")
+        assert receiver.metric("swarmguard_actions_total", kind="migrate", result="success") == 1
+    assert result.failed == 0, result.summary()
+    assert result.nodes == [old, new]
+    spec = inspect(lab, web)["Spec"]
+    assert spec["Labels"]["swarmguard.last-action"] == "migrate"
+    assert spec["UpdateConfig"]["Order"] == "start-first"
+    assert sorted(placement(lab, web)) == sorted(["node.role==worker", f"node.hostname!={old}"])
+
+
+def test_a_stale_alert_for_a_task_that_already_moved_changes_nothing(lab, web):
+    stale = migrate_alert(lab, web)
+    _, _, old = the_task(lab, web)
+
+    def move_by_hand(spec):
+        spec["TaskTemplate"]["Placement"]["Constraints"].append(f"node.hostname!={old}")
+        spec["UpdateConfig"]["Order"] = "start-first"
+    services.update_service(lab, web, move_by_hand)
+    services.wait_moved_off(lab, web, old)
+    before = inspect(lab, web)
+    with ReceiverProcess(lab) as receiver:
+        assert receiver.send(stale).status_code == 202
+        receiver.wait_idle()
+        assert receiver.metric("swarmguard_stale_alerts_total", alertname="SwarmGuardMigrate") == 1
+        assert receiver.metric("swarmguard_actions_total") == 0
+    assert inspect(lab, web)["Version"] == before["Version"]
+    assert "swarmguard.last-action" not in inspect(lab, web)["Spec"].get("Labels", {})
+
+
+def test_the_same_alert_delivered_twice_to_two_racing_receivers_makes_exactly_one_move(lab, web):
+    alert = migrate_alert(lab, web)
+    _, _, old = the_task(lab, web)
+    with ReceiverProcess(lab) as first, ReceiverProcess(lab, port=lab.receiver_port + 1) as second:
+        senders = [threading.Thread(target=r.send, args=(alert,)) for r in (first, second, first, second)]
+        for s in senders:
+            s.start()
+        for s in senders:
+            s.join()
+        services.wait_moved_off(lab, web, old)
+        first.wait_idle()
+        second.wait_idle()
+        done = sum(r.metric("swarmguard_actions_total", kind="migrate", result="success") for r in (first, second))
+        assert done == 1
+    # One replacement in the task history: the original task and exactly one new one.
+    assert len(all_tasks(lab, web)) == 2
+    assert [c for c in placement(lab, web) if c.startswith(SWARMGUARD_EXCLUSION)] == [f"node.hostname!={old}"]
+
+
+def test_five_migrations_in_a_row_leave_exactly_one_swarmguard_constraint(lab, web):
+    with ReceiverProcess(lab, cooldown_migrate=0) as receiver:
+        for step in range(5):
+            _, _, old = the_task(lab, web)
+            assert receiver.send(migrate_alert(lab, web)).status_code == 202
+            services.wait_moved_off(lab, web, old)
+            receiver.wait_idle()
+            settled(lab, web)  # a real alert for the new task could not fire sooner anyway
+            constraints = placement(lab, web)
+            assert [c for c in constraints if c.startswith(SWARMGUARD_EXCLUSION)] == [f"node.hostname!={old}"], step
+            assert "node.role==worker" in constraints
+        assert receiver.metric("swarmguard_actions_total", kind="migrate", result="success") == 5
+
+
+def test_scaling_up_stops_at_the_maximum_and_scaling_down_at_the_minimum(lab):
+    name = "scaled"
+    services.deploy_web(lab, name, labels={"swarmguard.replicas.min": "1", "swarmguard.replicas.max": "2"})
+    try:
+        with ReceiverProcess(lab, cooldown_scale_up=0, cooldown_scale_down=0) as receiver:
+            for expected in (2, 2):
+                receiver.send(webhook("SwarmGuardScaleUp", {"service": name}))
+                receiver.wait_idle()
+                settled(lab, name)
+                assert replicas(lab, name) == expected
+            wait_for("two healthy replicas", lambda: len(services.running_tasks(lab, name)) == 2)
+            for expected in (1, 1):
+                receiver.send(webhook("SwarmGuardScaleDown", {"service": name}))
+                receiver.wait_idle()
+                settled(lab, name)
+                assert replicas(lab, name) == expected
+            assert receiver.metric("swarmguard_actions_total", kind="scale_up", result="success") == 1
+            assert receiver.metric("swarmguard_actions_total", kind="scale_down", result="success") == 1
+            assert receiver.metric("swarmguard_alerts_skipped_total", reason="at_limit") == 2
+    finally:
+        services.remove_service(lab, name)
+
+
+def test_a_receiver_killed_mid_migration_leaves_the_service_moved_or_rolled_back_and_the_cooldown_holds(lab, web):
+    _, _, old = the_task(lab, web)
+    receiver = ReceiverProcess(lab).start()
+    try:
+        receiver.send(migrate_alert(lab, web))
+        wait_for("the migration to be under way",
+                 lambda: inspect(lab, web)["Spec"].get("Labels", {}).get("swarmguard.last-action") == "migrate")
+        receiver.kill()
+    finally:
+        receiver.kill()
+    # Swarm carries the rolling update on without the receiver; it ends moved or rolled back.
+    wait_for("the update to finish", lambda: inspect(lab, web).get("UpdateStatus", {}).get("State")
+             in ("completed", "rollback_completed"), timeout=60)
+    wait_for("one healthy task", lambda: len(services.running_tasks(lab, web)) == 1)
+    state = inspect(lab, web)["UpdateStatus"]["State"]
+    _, _, now_on = the_task(lab, web)
+    assert (state, now_on != old) in (("completed", True), ("rollback_completed", False))
+    before = inspect(lab, web)["Version"]
+    with ReceiverProcess(lab) as restarted:  # default 60 s cooldown, remembered in the labels
+        restarted.send(migrate_alert(lab, web))
+        restarted.wait_idle()
+        assert restarted.metric("swarmguard_alerts_skipped_total", reason="cooldown") == 1
+    assert inspect(lab, web)["Version"] == before
+
+
+def test_a_service_without_the_opt_in_label_is_never_touched(lab):
+    name = "private"
+    services.deploy_web(lab, name, opt_in=False)
+    try:
+        before = inspect(lab, name)["Version"]
+        with ReceiverProcess(lab, cooldown_scale_up=0) as receiver:
+            receiver.send(migrate_alert(lab, name))
+            receiver.wait_idle()  # one action per service at a time: let the first finish
+            receiver.send(webhook("SwarmGuardScaleUp", {"service": name}))
+            receiver.wait_idle()
+            assert receiver.metric("swarmguard_alerts_skipped_total", reason="not_opted_in") == 2
+        assert inspect(lab, name)["Version"] == before
+    finally:
+        services.remove_service(lab, name)
+
+
+def test_dry_run_decides_and_changes_nothing(lab, web):
+    before = inspect(lab, web)["Version"]
+    with ReceiverProcess(lab, dry_run=1) as receiver:
+        receiver.send(migrate_alert(lab, web, starts_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        receiver.wait_idle()
+        assert receiver.metric("swarmguard_actions_total", kind="migrate", result="dry_run") == 1
+    assert inspect(lab, web)["Version"] == before
+    assert "would migrate" in (lab.log_dir / f"receiver-{lab.receiver_port}.log").read_text()

@@ -1,0 +1,120 @@
+"""The real receiver, under gunicorn, on the host, talking to the lab's manager.
+
+Tests and benchmarks start it with the settings they need (cooldowns, limits), send it
+webhooks as Alertmanager does, read its /metrics, and may kill it mid-action.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from .config import PROJECT_ROOT, LabConfig
+from .system import wait_for
+
+
+class ReceiverProcess:
+    def __init__(self, cfg: LabConfig, port: int | None = None, **settings: str | int | float):
+        self.cfg = cfg
+        self.port = port or cfg.receiver_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = {f"SWARMGUARD_{k.upper()}": str(v) for k, v in settings.items()}
+        self.proc: subprocess.Popen | None = None
+        self.log_path = cfg.log_dir / f"receiver-{self.port}.log"
+
+    @property
+    def token(self) -> str:
+        return self.cfg.token_file.read_text().strip()
+
+    def start(self) -> "ReceiverProcess":
+        env = {**os.environ, "SWARMGUARD_TOKEN_FILE": str(self.cfg.token_file),
+               "SWARMGUARD_DOCKER_HOST": self.cfg.docker_url(self.cfg.manager),
+               "SWARMGUARD_BIND": f"127.0.0.1:{self.port}", **self.settings}
+        env.pop("SWARMGUARD_TOKEN", None)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "receiver/gunicorn.conf.py", "receiver.app:create_app()"],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(f"receiver on port {self.port} ready",
+                 lambda: self._alive() and requests.get(f"{self.url}/readyz", timeout=1).ok, timeout=30)
+        return self
+
+    def _alive(self) -> bool:
+        if self.proc and self.proc.poll() is not None:
+            raise RuntimeError(f"receiver exited with {self.proc.returncode}; see {self.log_path}")
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a crash, not a shutdown."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> "ReceiverProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def send(self, payload: dict) -> requests.Response:
+        return requests.post(f"{self.url}/alerts", json=payload, timeout=10,
+                             headers={"Authorization": f"Bearer {self.token}",
+                                      "User-Agent": "Alertmanager/0.25.0"})
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples named `name` whose labels include `labels`."""
+        text = requests.get(f"{self.url}/metrics", timeout=5).text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+    def wait_idle(self, timeout: float = 90.0) -> None:
+        """Until no action is in flight (the migration watch included)."""
+        time.sleep(0.3)
+        wait_for("receiver idle", lambda: self.metric("swarmguard_actions_in_flight") == 0, timeout=timeout)
+
+
+def rfc3339(at: datetime | None = None) -> str:
+    return (at or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def webhook(alertname: str, labels: dict, *, starts_at: datetime | None = None,
+            status: str = "firing", annotations: dict | None = None) -> dict:
+    """A webhook body exactly as Alertmanager 0.25 sends it, for one alert."""
+    scenario = {"SwarmGuardMigrate": "migrate", "SwarmGuardScaleUp": "scale_up",
+                "SwarmGuardScaleDown": "scale_down"}[alertname]
+    all_labels = {"alertname": alertname, "scenario": scenario, "severity": "warning", **labels}
+    group = {"alertname": alertname, "service": labels["service"]}
+    return {
+        "receiver": "swarmguard", "status": status,
+        "alerts": [{
+            "status": status, "labels": all_labels,
+            "annotations": {"summary": "lab", "description": "sent by the lab tests",
+                            "runbook_url": "https://example.invalid/runbook", **(annotations or {})},
+            "startsAt": rfc3339(starts_at), "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://127.0.0.1:9090/graph", "fingerprint": f"{abs(hash(str(all_labels))):016x}"[:16],
+        }],
+        "groupLabels": group, "commonLabels": all_labels, "commonAnnotations": {},
+        "externalURL": "http://127.0.0.1:9093", "version": "4",
+        "groupKey": f'{{}}:{{alertname="{alertname}", service="{labels["service"]}"}}',
+        "truncatedAlerts": 0,
+    }

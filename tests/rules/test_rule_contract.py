@@ -1,0 +1,115 @@
+"""The public contract of the rule and routing files (design.md), beyond what the tools
+check: the alert names, labels and annotations users write dashboards and silences
+against, thresholds written once, and an Alertmanager file the lab can re-target."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "prometheus" / "rules" / "swarmguard.yml"
+ALERTMANAGER = ROOT / "alertmanager" / "alertmanager.yml"
+
+# Exact labels and annotations of each alert are checked by promtool (prometheus/tests).
+SCENARIOS = {
+    "SwarmGuardMigrate": "migrate",
+    "SwarmGuardScaleUp": "scale_up",
+    "SwarmGuardScaleDown": "scale_down",
+}
+THRESHOLDS = {
+    "swarmguard:threshold:cpu_percent": "vector(75)",
+    "swarmguard:threshold:memory_percent": "vector(80)",
+    "swarmguard:threshold:network_low_percent": "vector(35)",
+    "swarmguard:threshold:network_high_percent": "vector(65)",
+}
+
+
+def rule_groups() -> list[dict]:
+    return yaml.safe_load(RULES.read_text())["groups"]
+
+
+def alerts() -> dict[str, dict]:
+    return {
+        rule["alert"]: rule
+        for group in rule_groups()
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+
+
+def amtool(*args: str) -> subprocess.CompletedProcess[str]:
+    path = shutil.which("amtool")
+    if path is None:
+        pytest.fail("amtool is not on PATH; install it: apt-get install -y prometheus-alertmanager")
+    return subprocess.run([path, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_the_three_alerts_of_the_contract_are_defined():
+    assert set(SCENARIOS) <= set(alerts())
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_alert_has_its_scenario_a_severity_and_the_annotations(name):
+    rule = alerts()[name]
+    scenario = SCENARIOS[name]
+
+    assert rule["labels"]["scenario"] == scenario
+    assert rule["labels"]["severity"] in {"info", "warning", "critical"}
+    assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
+    assert "{{" not in rule["annotations"]["summary"], "summary is fixed; description varies"
+
+
+def test_thresholds_are_written_once_in_their_own_group():
+    groups = {group["name"]: group for group in rule_groups()}
+    constants = {rule["record"]: rule["expr"] for rule in groups["swarmguard-thresholds"]["rules"]}
+    assert constants == THRESHOLDS
+    others = [
+        rule["expr"]
+        for name, group in groups.items()
+        if name != "swarmguard-thresholds"
+        for rule in group["rules"]
+    ]
+    for expr in others:
+        assert not re.search(r"\b(75|80|35|65)\b", expr), f"a threshold is written out in:\n{expr}"
+
+
+def test_every_rule_group_sets_its_own_one_second_interval():
+    # The lab reuses these files under its own prometheus.yml: the groups must not depend
+    # on whatever global evaluation_interval that file sets.
+    assert all(group.get("interval") == "1s" for group in rule_groups())
+
+
+def test_swarmguard_alerts_go_to_the_receiver_and_others_to_the_default():
+    routed = amtool(
+        "config", "routes", "test", f"--config.file={ALERTMANAGER}",
+        "alertname=SwarmGuardMigrate", "service=demo_web",
+    )
+    assert routed.stdout.split() == ["swarmguard"], routed.stdout + routed.stderr
+    other = amtool(
+        "config", "routes", "test", f"--config.file={ALERTMANAGER}", "alertname=NodeDown"
+    )
+    assert other.stdout.split() == ["default"], other.stdout + other.stderr
+
+
+def test_the_lab_can_retarget_the_webhook_with_a_yaml_load_and_dump(tmp_path):
+    config = yaml.safe_load(ALERTMANAGER.read_text())
+    [receiver] = [r for r in config["receivers"] if r["name"] == "swarmguard"]
+    [webhook] = receiver["webhook_configs"]
+    assert webhook["url"].endswith("/alerts")
+    assert webhook["send_resolved"] is True
+    authorization = webhook["http_config"]["authorization"]
+    assert authorization["credentials_file"] == "/run/secrets/swarmguard_token"
+
+    webhook["url"] = "http://127.0.0.1:18000/alerts"
+    authorization["credentials_file"] = str(tmp_path / "token")
+    copy = tmp_path / "alertmanager.yml"
+    copy.write_text(yaml.safe_dump(config))
+
+    checked = amtool("check-config", str(copy))
+    assert checked.returncode == 0, checked.stdout + checked.stderr

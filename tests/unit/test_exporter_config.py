@@ -1,0 +1,67 @@
+import pytest
+
+from exporter.config import ExporterConfig, parse_config
+
+
+def test_without_flags_or_environment_the_defaults_apply():
+    assert parse_config([], {}) == ExporterConfig()
+
+
+def test_the_listen_port_defaults_to_9101():
+    assert parse_config([], {}).listen_port == 9101
+
+
+def test_environment_variables_set_the_defaults():
+    environ = {
+        "SWARMGUARD_EXPORTER_CADVISOR_URL": "http://10.200.0.2:8080",
+        "SWARMGUARD_EXPORTER_LISTEN_PORT": "9200",
+        "SWARMGUARD_EXPORTER_CAPACITY_MBPS": "100",
+        "SWARMGUARD_EXPORTER_INTERFACE": "veth-w1",
+        "SWARMGUARD_EXPORTER_TIMEOUT_SECONDS": "0.25",
+        "SWARMGUARD_EXPORTER_LOG_LEVEL": "debug",
+    }
+
+    config = parse_config([], environ)
+
+    assert config == ExporterConfig(
+        cadvisor_url="http://10.200.0.2:8080",
+        listen_port=9200,
+        capacity_mbps=100.0,
+        interface="veth-w1",
+        timeout_seconds=0.25,
+        log_level="DEBUG",
+    )
+
+
+def test_flags_win_over_environment_variables():
+    environ = {"SWARMGUARD_EXPORTER_CAPACITY_MBPS": "100"}
+
+    assert parse_config(["--capacity-mbps", "1000"], environ).capacity_mbps == 1000.0
+
+
+def test_an_empty_capacity_variable_means_read_the_link_speed():
+    assert parse_config([], {"SWARMGUARD_EXPORTER_CAPACITY_MBPS": ""}).capacity_mbps is None
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"SWARMGUARD_EXPORTER_LISTEN_PORT": "http"},
+        {"SWARMGUARD_EXPORTER_LISTEN_PORT": "70000"},
+        {"SWARMGUARD_EXPORTER_CAPACITY_MBPS": "-5"},
+        {"SWARMGUARD_EXPORTER_TIMEOUT_SECONDS": "0"},
+    ],
+)
+def test_a_bad_environment_value_stops_the_exporter_with_status_2(environ, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parse_config([], environ)
+
+    assert stopped.value.code == 2
+    assert "argument --" in capsys.readouterr().err
+
+
+def test_the_configuration_cannot_be_changed_after_start():
+    config = ExporterConfig()
+
+    with pytest.raises(AttributeError):
+        config.listen_port = 1  # type: ignore[misc]

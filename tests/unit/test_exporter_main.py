@@ -1,0 +1,75 @@
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from exporter.main import main
+from tests.unit.fake_cadvisor import closed_port_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_metrics(url, process, seconds=15):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            return requests.get(url, timeout=1).text
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+def test_the_exporter_serves_metrics_and_stops_cleanly_on_sigterm():
+    port = free_port()
+    environ = dict(
+        os.environ,
+        SWARMGUARD_EXPORTER_LISTEN_ADDRESS="127.0.0.1",
+        SWARMGUARD_EXPORTER_LISTEN_PORT=str(port),
+        SWARMGUARD_EXPORTER_CADVISOR_URL=closed_port_url(),
+        SWARMGUARD_EXPORTER_CAPACITY_MBPS="100",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter"],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        body = wait_for_metrics(f"http://127.0.0.1:{port}/metrics", process)
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 0, log
+    assert "swarmguard_exporter_cadvisor_up 0.0" in body
+    assert "swarmguard_interface_capacity_bits_per_second" in body
+    assert "process_cpu_seconds_total" in body  # the exporter's own cost per scrape
+    assert log.count("Starting the SwarmGuard exporter with") == 1
+    assert f"listen_port={port}" in log
+    assert "Stopped" in log
+
+
+def test_the_exporter_refuses_to_start_without_a_known_capacity(tmp_path, caplog):
+    status = main(
+        ["--interface", "eth0", "--sysfs-root", str(tmp_path), "--capacity-mbps", ""]
+    )
+
+    assert status == 2
+    assert "--capacity-mbps" in caplog.text
