@@ -19,34 +19,61 @@ WEB_COMMAND = (
 )
 
 
+STRESS = "swarmguard-lab/stress:latest"
+SECOND = 1_000_000_000
+
+
 def deploy_web(cfg: LabConfig, name: str = "web", *, replicas: int = 1, opt_in: bool = True,
                labels: dict | None = None) -> docker.models.services.Service:
-    """Create (or recreate) the web service; wait until its tasks run and are healthy."""
+    """The busybox web service: tiny, health-checked, names its node in every answer."""
+    return _deploy(cfg, name, image_ids(cfg)[BUSYBOX], replicas=replicas, opt_in=opt_in, labels=labels,
+                   command=["sh", "-c", WEB_COMMAND],
+                   env=["NODE={{.Node.Hostname}}", "TASK={{.Task.Name}}"],
+                   health=["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"],
+                   cpus=0.5, memory_mb=64)
+
+
+def deploy_stress(cfg: LabConfig, name: str = "stress", *, replicas: int = 1, opt_in: bool = True,
+                  labels: dict | None = None, cpus: float = 0.5, memory_mb: int = 256
+                  ) -> docker.models.services.Service:
+    """The stress app (stress/): made hot on purpose through its /stress/* endpoints."""
+    return _deploy(cfg, name, image_ids(cfg)[STRESS], replicas=replicas, opt_in=opt_in, labels=labels,
+                   command=None,
+                   env=["SWARM_TASK_NAME={{.Task.Name}}", "SWARM_TASK_ID={{.Task.ID}}",
+                        "SWARM_NODE_HOSTNAME={{.Node.Hostname}}", "SWARM_NODE_ID={{.Node.ID}}",
+                        "SWARM_SERVICE_NAME={{.Service.Name}}"],
+                   health=["CMD", "python3", "-c",
+                           "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=1)"],
+                   cpus=cpus, memory_mb=memory_mb)
+
+
+def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: bool, labels: dict | None,
+            command: list[str] | None, env: list[str], health: list[str], cpus: float, memory_mb: int):
+    """Create (or recreate) a service the way the bundle runs applications: workers only,
+    host-mode port behind the entry point, 1 s health checks, start-first updates with
+    rollback; wait until its tasks run and are healthy."""
     c = client(cfg, cfg.manager)
     remove_service(cfg, name)
     service_labels = {"swarmguard.enable": "true" if opt_in else "false", **(labels or {})}
-    image = image_ids(cfg)[BUSYBOX]
     c.services.create(
         image,
         name=name,
-        command=["sh", "-c", WEB_COMMAND],
-        env=["NODE={{.Node.Hostname}}", "TASK={{.Task.Name}}"],
+        command=command,
+        env=env,
         labels=service_labels,
         constraints=["node.role==worker"],
         mode=ServiceMode("replicated", replicas=replicas),
         endpoint_spec=EndpointSpec(mode="dnsrr", ports=[
             {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": cfg.app_published_port,
              "PublishMode": "host"}]),
-        healthcheck=Healthcheck(test=["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"],
-                                interval=1_000_000_000, timeout=1_000_000_000, retries=2,
-                                start_period=1_000_000_000),
+        healthcheck=Healthcheck(test=health, interval=SECOND, timeout=SECOND, retries=2, start_period=SECOND),
         update_config=UpdateConfig(parallelism=1, order="start-first", failure_action="rollback",
-                                   monitor=2_000_000_000),
-        resources=Resources(cpu_limit=500_000_000, mem_limit=64 * 1024 * 1024),
-        stop_grace_period=2_000_000_000,
+                                   monitor=2 * SECOND),
+        resources=Resources(cpu_limit=int(cpus * SECOND), mem_limit=memory_mb * 1024 * 1024),
+        stop_grace_period=2 * SECOND,
     )
     wait_for(f"{name}: {replicas} healthy task(s)", lambda: len(running_tasks(cfg, name)) == replicas,
-             timeout=60)
+             timeout=90)
     return c.services.get(name)
 
 
