@@ -41,3 +41,7 @@ test: lab-up
 
 unit: venv
 	$(PYTEST) -v -m "not lab" tests
+
+.PHONY: bench-detection
+bench-detection: lab-up
+	$(PY) -m tests.bench.detection

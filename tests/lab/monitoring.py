@@ -19,6 +19,9 @@ from .install import cadvisor_binary
 from .system import alive, in_netns, read_pid, say, start_daemon, stop_pid, wait_for
 
 EXPORTER_PORT = 9101
+# Fresh samples are the first link of the detection chain (prometheus/rules: LATENCY
+# CHAIN). cAdvisor jitters each container's interval between 1x and 2x this value.
+CADVISOR_HOUSEKEEPING = "500ms"
 
 
 def _pidfile(cfg: LabConfig, name: str) -> Path:
@@ -26,11 +29,18 @@ def _pidfile(cfg: LabConfig, name: str) -> Path:
 
 
 def _ensure(cfg: LabConfig, name: str, marker: str, cmd: list[str]) -> bool:
-    """Start the daemon unless ours already runs; True when it was started now."""
-    if alive(read_pid(_pidfile(cfg, name)), marker):
-        return False
+    """Start the daemon unless ours already runs with this very command line (a changed
+    flag restarts it); True when it was started now."""
+    pidfile, cmdfile = _pidfile(cfg, name), cfg.run_dir / f"{name}.cmd"
+    pid = read_pid(pidfile)
+    if alive(pid, marker):
+        if cmdfile.exists() and cmdfile.read_text() == "\0".join(cmd):
+            return False
+        say(f"restarting {name} (its command line changed)")
+        stop_pid(pid, marker)
     say(f"starting {name}")
-    start_daemon(cmd, pidfile=_pidfile(cfg, name), logfile=cfg.log_dir / f"{name}.log")
+    start_daemon(cmd, pidfile=pidfile, logfile=cfg.log_dir / f"{name}.log")
+    cmdfile.write_text("\0".join(cmd))
     return True
 
 
@@ -48,7 +58,7 @@ def start_cadvisor(cfg: LabConfig, node: Node) -> None:
     _ensure(cfg, f"cadvisor-{node.name}", "cadvisor", in_netns(node.netns, [
         str(binary), f"-listen_ip={node.ip}", f"-port={cfg.cadvisor_port}",
         f"-docker={cfg.docker_url(node)}", "-docker_only",
-        "-housekeeping_interval=1s", "-allow_dynamic_housekeeping=false",
+        f"-housekeeping_interval={CADVISOR_HOUSEKEEPING}", "-allow_dynamic_housekeeping=false",
         "-store_container_labels=true",
         "-disable_metrics=advtcp,tcp,udp,sched,process,hugetlb,referenced_memory,cpu_topology,resctrl,disk,diskIO,percpu",
         "-logtostderr",

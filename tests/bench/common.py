@@ -1,0 +1,60 @@
+"""What every benchmark shares: statistics, the results folder, tables, progress."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tests.lab.config import PROJECT_ROOT
+
+ARTIFACTS = Path(os.environ.get("SWARMGUARD_ARTIFACTS", PROJECT_ROOT / "artifacts"))
+
+
+def progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summarise(values: list[float]) -> dict:
+    return {"n": len(values), "p50": statistics.median(values) if values else None,
+            "p95": percentile(values, 95), "min": min(values, default=None), "max": max(values, default=None),
+            "mean": statistics.fmean(values) if values else None}
+
+
+def machine() -> dict:
+    return {"host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+
+
+def write_json(name: str, data: dict) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.json"
+    data = {"benchmark": name, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine(), **data}
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    def cell(v):
+        return f"{v:.2f}" if isinstance(v, float) else ("-" if v is None else str(v))
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(out)
