@@ -45,3 +45,8 @@ unit: venv
 .PHONY: bench-detection
 bench-detection: lab-up
 	$(PY) -m tests.bench.detection
+
+.PHONY: bench-receiver
+bench-receiver: lab-up
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(PY) -m tests.bench.receiver

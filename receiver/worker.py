@@ -24,6 +24,15 @@ from receiver.payload import Alert
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "internal_error"
+DUPLICATE = "duplicate"
+# An alert instance (same alert, same start) that was fully handled this recently is not
+# handled again: Alertmanager resends on retries, from HA replicas and on every group
+# change, and each handling reads the cluster. The decision could not have changed
+# within seconds except by our own action, which makes the alert stale anyway. Measured
+# (make bench-receiver): without it, a flood of one webhook kept the background threads
+# reading Docker and halved the acknowledgement rate.
+DUPLICATE_WINDOW_S = 5.0
+_RECENT_PRUNE_AT = 4096
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class Dispatcher:
             max_workers=workers, thread_name_prefix="swarmguard-action")
         self._monotonic = monotonic
         self._busy: set[str] = set()
+        self._recent: dict[tuple, float] = {}  # alert instance -> when its handling ended
         self._lock = threading.Lock()
 
     def submit(self, alerts: Sequence[Alert]) -> Receipt:
@@ -62,8 +72,12 @@ class Dispatcher:
         received = self._monotonic()
         groups: dict[str, list[Alert]] = {}
         for alert in alerts:
-            if alert.firing:
-                groups.setdefault(alert.service, []).append(alert)
+            if not alert.firing:
+                continue
+            if self._handled_recently(alert, received):
+                self._metrics.alerts_skipped.labels(alert.name, DUPLICATE).inc()
+                continue
+            groups.setdefault(alert.service, []).append(alert)
         queued, busy = [], []
         for service, group in groups.items():
             with self._lock:
@@ -102,13 +116,23 @@ class Dispatcher:
             outcomes = [A.Outcome(Skip(a, INTERNAL_ERROR, f"unexpected error: {exc}"), A.FAILED)
                         for a in alerts]
         finally:
+            ended = self._monotonic()
             with self._lock:
                 self._busy.discard(service)
+                for alert in alerts:
+                    self._recent[_instance(alert)] = ended
             self._metrics.in_flight.dec()
         for outcome in outcomes:
-            self._record(outcome, received)
+            self._record(outcome, received, ended)
 
-    def _record(self, outcome: A.Outcome, received: float) -> None:
+    def _handled_recently(self, alert: Alert, now: float) -> bool:
+        with self._lock:
+            if len(self._recent) > _RECENT_PRUNE_AT:
+                self._recent = {k: t for k, t in self._recent.items() if now - t < DUPLICATE_WINDOW_S}
+            ended = self._recent.get(_instance(alert))
+        return ended is not None and now - ended < DUPLICATE_WINDOW_S
+
+    def _record(self, outcome: A.Outcome, received: float, ended: float | None = None) -> None:
         m, d = self._metrics, outcome.decision
         if isinstance(d, Skip):
             m.alerts_skipped.labels(d.alert.name, d.reason).inc()
@@ -126,6 +150,12 @@ class Dispatcher:
         if outcome.duration is not None:
             m.action_duration.labels(d.kind).observe(outcome.duration)
         if outcome.result == A.SUCCESS:
-            m.recovery_duration.labels(d.kind).observe(self._monotonic() - received)
+            m.recovery_duration.labels(d.kind).observe(
+                (ended if ended is not None else self._monotonic()) - received)
         if outcome.result == A.FAILED:
             log.error("Could not %s: %s", d.plan, outcome.detail)
+
+
+def _instance(alert: Alert) -> tuple:
+    """One alert instance: the same alert (by its labels) that started at the same time."""
+    return (alert.name, tuple(sorted(alert.labels.items())), alert.starts_at)

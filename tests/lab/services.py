@@ -139,7 +139,7 @@ def update_service(cfg: LabConfig, name: str, mutate) -> None:
     api._raise_for_status(api._post_json(url, data=spec, params={"version": service["Version"]["Index"]}))
 
 
-def wait_moved_off(cfg: LabConfig, name: str, old_node: str, timeout: float = 60.0) -> str:
+def wait_moved_off(cfg: LabConfig, name: str, old_node: str, timeout: float = 60.0, poll: float = 0.25) -> str:
     """Wait until the service runs healthy only elsewhere and nothing is left to run on
     old_node; return the node it moved to."""
     c = client(cfg, cfg.manager)
@@ -152,4 +152,4 @@ def wait_moved_off(cfg: LabConfig, name: str, old_node: str, timeout: float = 60
         leftovers = [t for t in c.services.get(name).tasks()
                      if t["DesiredState"] == "running" and node_name(cfg, t["NodeID"]) == old_node]
         return None if old_node in nodes or leftovers else sorted(nodes)[0]
-    return wait_for(f"{name} to move off {old_node}", moved, timeout=timeout)
+    return wait_for(f"{name} to move off {old_node}", moved, timeout=timeout, interval=poll)

@@ -1,10 +1,12 @@
+import dataclasses
+from datetime import timedelta
 from pathlib import Path
 
 from receiver import actuator as A
 from receiver import decisions as D
 from receiver.metrics import Metrics
 from receiver.payload import parse_webhook
-from receiver.worker import Dispatcher, InlineExecutor
+from receiver.worker import DUPLICATE_WINDOW_S, Dispatcher, InlineExecutor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 
@@ -59,7 +61,31 @@ def test_a_duplicate_alert_while_its_service_is_busy_is_skipped_as_in_progress()
     assert len(handled) == 1
     assert dispatcher.busy() == set()
     assert sample(metrics, "swarmguard_actions_in_flight") == 0
+    assert dispatcher.submit([later(recorded("firing_migrate.json")[0])]).queued == ("demo_web",)
+
+
+def later(alert, seconds: float = 30):
+    """The same alert, firing again from a later start: a new alert instance."""
+    return dataclasses.replace(alert, starts_at=alert.starts_at + timedelta(seconds=seconds))
+
+
+def test_the_same_alert_instance_handled_moments_ago_is_skipped_as_a_duplicate_without_reading_the_cluster():
+    now = [100.0]
+    handled = []
+    metrics = Metrics()
+    dispatcher = Dispatcher(lambda alerts: handled.append(alerts) or [], metrics,
+                            executor=InlineExecutor(), monotonic=lambda: now[0])
+    dispatcher.submit(recorded("firing_migrate.json"))
+    now[0] += DUPLICATE_WINDOW_S - 0.1
+    assert dispatcher.submit(recorded("firing_migrate.json")).queued == ()
+    assert len(handled) == 1
+    assert sample(metrics, "swarmguard_alerts_skipped_total",
+                  alertname="SwarmGuardMigrate", reason="duplicate") == 1
+    # A new instance of the alert is handled at once; the old one again after the window.
+    assert dispatcher.submit([later(recorded("firing_migrate.json")[0])]).queued == ("demo_web",)
+    now[0] += 0.2
     assert dispatcher.submit(recorded("firing_migrate.json")).queued == ("demo_web",)
+    assert len(handled) == 3
 
 
 def test_the_guard_is_released_even_when_handling_crashes():

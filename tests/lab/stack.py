@@ -1,0 +1,176 @@
+"""The real bundle (stack.yml) in the lab: deploy it as an operator would, and remove it.
+
+    deploy(cfg)  docker stack deploy -c stack.yml -c tests/lab/stack.lab.yml -c <image IDs>
+    remove(cfg)  docker stack rm, then wait until nothing of it is left on any node
+
+It uses the docker CLI, not the SDK, because `docker stack deploy` (compose parsing,
+merging, configs, secrets, networks) is exactly what is under test. Everything the lab
+changes is in tests/lab/stack.lab.yml, plus the few variables below that an override file
+cannot express with docker 20.10's merge (see that file's header).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import docker
+import yaml
+
+from . import services
+from .bundle_images import build_monitoring_images
+from .config import PROJECT_ROOT, LabConfig
+from .images import image_ids
+from .nodes import client
+from .system import LabError, run, say, wait_for
+
+NAME = "swarmguard"
+# The CLI of Debian's docker.io (20.10, the lab's Engine). Its merge of several -c files
+# is what stack.lab.yml is written for; a newer CLI elsewhere on PATH merges differently.
+DOCKER_CLI = "/usr/bin/docker"
+STACK_FILE = PROJECT_ROOT / "stack.yml"
+LAB_FILE = PROJECT_ROOT / "tests" / "lab" / "stack.lab.yml"
+SECRET = "swarmguard_token"
+NAMESPACE_LABEL = "com.docker.stack.namespace"
+# The stack's exporter publishes here in the lab: the lab's own exporter processes hold
+# 9101 on every node's address (tests/lab/monitoring.py), cAdvisor 8080, the app 8081.
+EXPORTER_PORT = 9102
+# No image can be had for these in the lab; stack.lab.yml gives them no node.
+NOT_IN_LAB = ("cadvisor", "grafana")
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def service_names() -> list[str]:
+    """The stack's services, as named in stack.yml (without the stack prefix)."""
+    return list(load(STACK_FILE)["services"])
+
+
+def full_name(service: str) -> str:
+    return f"{NAME}_{service}"
+
+
+def config_version() -> str:
+    """A hash of every file stack.yml turns into a Swarm config: Swarm configs are
+    immutable, so a redeploy after an edit needs new names (stack.yml's header)."""
+    h = hashlib.sha256()
+    for name, config in sorted(load(STACK_FILE)["configs"].items()):
+        h.update(name.encode())
+        h.update((PROJECT_ROOT / config["file"]).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def environment(cfg: LabConfig) -> dict[str, str]:
+    """The variables stack.yml reads, as the lab sets them."""
+    return {
+        "SWARMGUARD_EXPORTER_PORT": str(EXPORTER_PORT),
+        # The lab's dockerds have no /var/run/docker.sock; the manager's is here.
+        "SWARMGUARD_DOCKER_SOCKET": str(cfg.docker_socket(cfg.manager)),
+        "SWARMGUARD_CONFIG_VERSION": config_version(),
+    }
+
+
+def images_by_id(ids: dict[str, str]) -> dict:
+    """A compose override that names each lab image by ID: a task then starts at once,
+    where a tag makes every node try the (unreachable) registry first (lab-notes.md)."""
+    pinned = {}
+    for service, spec in load(LAB_FILE)["services"].items():
+        tag = (spec or {}).get("image")
+        if tag:
+            if tag not in ids:
+                raise LabError(f"stack.lab.yml names {tag} for {service}, which the lab did not build")
+            pinned[service] = {"image": ids[tag]}
+    return {"version": load(LAB_FILE)["version"], "services": pinned}
+
+
+def docker_cli(cfg: LabConfig, *args: str, env: dict[str, str] | None = None, check: bool = True):
+    return run([DOCKER_CLI, "-H", cfg.docker_url(cfg.manager), *args],
+               env={**os.environ, **(env or {})}, check=check, timeout=300)
+
+
+def ensure_secret(cfg: LabConfig) -> None:
+    """The external secret stack.yml expects, made from the lab's token file (the lab's
+    own Alertmanager and receivers use the same token)."""
+    c = client(cfg, cfg.manager)
+    if _secrets(c):
+        return
+    c.secrets.create(name=SECRET, data=cfg.token_file.read_bytes(),
+                     labels={"swarmguard-lab": "stack"})
+
+
+def _secrets(c: docker.DockerClient) -> list:
+    # The API's name filter also matches other names that merely contain this one.
+    return [s for s in c.secrets.list(filters={"name": SECRET}) if s.name == SECRET]
+
+
+def deploy(cfg: LabConfig, timeout: float = 180.0) -> dict[str, str]:
+    """Build what is missing, deploy the bundle, wait until every service that can run in
+    the lab runs (healthy where it has a health check). Returns tag -> image ID used."""
+    if not cfg.token_file.exists():
+        raise LabError(f"{cfg.token_file} is missing: bring the lab up first")
+    ids = {**image_ids(cfg), **build_monitoring_images(cfg)}
+    ensure_secret(cfg)
+    with tempfile.NamedTemporaryFile("w", prefix="stack.images.", suffix=".yml") as pinned:
+        yaml.safe_dump(images_by_id(ids), pinned)
+        pinned.flush()
+        say(f"deploying the stack {NAME} (stack.yml + stack.lab.yml)")
+        docker_cli(cfg, "stack", "deploy", "--resolve-image", "never",
+                   "-c", str(STACK_FILE), "-c", str(LAB_FILE), "-c", pinned.name, NAME,
+                   env=environment(cfg))
+    wait_for(f"every service of the stack {NAME} running", lambda: not not_running(cfg),
+             timeout=timeout, interval=1.0)
+    return ids
+
+
+def expected_tasks(cfg: LabConfig, service: str) -> int:
+    spec = client(cfg, cfg.manager).services.get(full_name(service)).attrs["Spec"]
+    if "Global" in spec["Mode"]:
+        return len(cfg.nodes)
+    return spec["Mode"]["Replicated"]["Replicas"]
+
+
+def not_running(cfg: LabConfig) -> dict[str, str]:
+    """Service -> what is missing, for every service that should run in the lab and does
+    not yet (all of them but NOT_IN_LAB); {} when all run."""
+    missing = {}
+    for service in service_names():
+        if service in NOT_IN_LAB:
+            continue
+        want = expected_tasks(cfg, service)
+        have = len(services.running_tasks(cfg, full_name(service)))
+        if have != want:
+            missing[service] = f"{have} of {want} task(s) running and healthy"
+    return missing
+
+
+def stack_containers(cfg: LabConfig) -> list:
+    return [ctr for node in cfg.nodes for ctr in client(cfg, node).containers.list(
+        all=True, filters={"label": f"{NAMESPACE_LABEL}={NAME}"})]
+
+
+def remove(cfg: LabConfig, timeout: float = 90.0) -> None:
+    """Remove the stack, its containers, networks, configs, secret and volumes."""
+    c = client(cfg, cfg.manager)
+    if c.services.list(filters={"label": f"{NAMESPACE_LABEL}={NAME}"}):
+        say(f"removing the stack {NAME}")
+        docker_cli(cfg, "stack", "rm", NAME, check=False)
+    wait_for(f"the stack {NAME}'s containers gone", lambda: not stack_containers(cfg),
+             timeout=timeout, interval=1.0)
+    # The first `stack rm` cannot remove a network while tasks are still attached to it;
+    # a second one, once they are gone, removes what is left.
+    docker_cli(cfg, "stack", "rm", NAME, check=False)
+    wait_for(f"the stack {NAME}'s networks gone", lambda: not c.networks.list(
+        filters={"label": f"{NAMESPACE_LABEL}={NAME}"}), timeout=30, interval=1.0)
+    for config in c.configs.list(filters={"label": f"{NAMESPACE_LABEL}={NAME}"}):
+        config.remove()
+    for secret in _secrets(c):
+        secret.remove()
+    for node in cfg.nodes:
+        for volume in client(cfg, node).volumes.list(filters={"label": f"{NAMESPACE_LABEL}={NAME}"}):
+            try:
+                volume.remove(force=True)
+            except docker.errors.APIError as exc:  # never leave the lab half-cleaned silently
+                raise LabError(f"could not remove volume {volume.name} on {node.name}: {exc}") from exc

@@ -1,0 +1,156 @@
+"""What `docker stack deploy` really sends for the bundle, in the lab and by default.
+
+The docker CLI the lab uses (tests/lab/stack.py DOCKER_CLI, Debian's docker.io 20.10)
+deploys against a fake swarm manager on a unix socket in a temporary directory
+(fake_docker_api.py): the CLI's own compose parsing, variable interpolation and merge of
+stack.yml with tests/lab/stack.lab.yml decide the service specs, and nothing runs. This
+is how merge surprises show up before the lab: docker 20.10 appends `volumes:` (a second
+docker.sock mount would collide) but replaces `ports:` by published port.
+
+The CLI is required, as promtool is for the rule tests: a machine without it fails here.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.lab import stack as lab_stack
+from tests.lab.config import DEFAULT
+from tests.unit.fake_docker_api import FakeSwarmManager
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def deploy(tmp_path: Path, files: list[Path], env: dict[str, str]) -> FakeSwarmManager:
+    cli = Path(lab_stack.DOCKER_CLI)
+    if not cli.exists():
+        pytest.fail(f"{cli} is missing; install it: apt-get install -y docker.io")
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("SWARMGUARD_", "DOCKER_"))}
+    with FakeSwarmManager(tmp_path / "docker.sock", secrets=(lab_stack.SECRET,)) as manager:
+        args = [str(cli), "-H", manager.url, "stack", "deploy", "--resolve-image", "never"]
+        for f in files:
+            args += ["-c", str(f)]
+        result = subprocess.run([*args, lab_stack.NAME], cwd=ROOT, capture_output=True, text=True,
+                                env={**clean, "HOME": str(tmp_path), **env}, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert manager.unexpected == []
+    return manager
+
+
+@pytest.fixture(scope="module")
+def in_the_lab(tmp_path_factory) -> dict[str, dict]:
+    """Service name (without the stack prefix) -> the spec the CLI sends in the lab."""
+    tmp = tmp_path_factory.mktemp("lab-deploy")
+    pinned = tmp / "images.yml"
+    pinned.write_text(
+        "version: '3.8'\nservices:\n" + "".join(
+            f"  {name}:\n    image: sha256:{i:064x}\n"
+            for i, name in enumerate(lab_stack.service_names()) if name not in lab_stack.NOT_IN_LAB))
+    manager = deploy(tmp, [lab_stack.STACK_FILE, lab_stack.LAB_FILE, pinned],
+                     lab_stack.environment(DEFAULT))
+    return {name.removeprefix(f"{lab_stack.NAME}_"): spec for name, spec in manager.services.items()}
+
+
+@pytest.fixture(scope="module")
+def by_default(tmp_path_factory) -> FakeSwarmManager:
+    return deploy(tmp_path_factory.mktemp("default-deploy"), [lab_stack.STACK_FILE], {})
+
+
+def container(spec: dict) -> dict:
+    return spec["TaskTemplate"]["ContainerSpec"]
+
+
+def mounts(spec: dict) -> dict[str, str]:
+    found = [(m["Target"], m["Source"]) for m in container(spec).get("Mounts", [])]
+    targets = [t for t, _ in found]
+    assert len(targets) == len(set(targets)), f"two mounts at one target: {found}"
+    return dict(found)
+
+
+def test_by_default_the_stack_creates_its_network_configs_and_every_service(by_default):
+    assert set(by_default.services) == {f"swarmguard_{n}" for n in lab_stack.service_names()}
+    assert set(by_default.networks) == {"swarmguard_swarmguard"}
+    assert by_default.networks["swarmguard_swarmguard"]["Attachable"] is True
+    assert sorted(by_default.configs) == sorted(
+        f"swarmguard_{name}_1" for name in ("prometheus_yml", "prometheus_rules", "alertmanager_yml",
+                                            "grafana_datasource", "grafana_dashboard_provider",
+                                            "grafana_dashboard"))
+
+
+def test_by_default_the_app_goes_through_the_routing_mesh_and_monitoring_per_node(by_default):
+    def endpoint(name):
+        return by_default.services[f"swarmguard_{name}"]["EndpointSpec"]
+
+    assert endpoint("stress").get("Mode", "vip") == "vip"  # unset: Swarm's default, vip
+    [app] = endpoint("stress")["Ports"]
+    assert (app["TargetPort"], app["PublishedPort"]) == (8080, 8081)
+    assert app.get("PublishMode", "ingress") == "ingress"  # unset: the routing mesh
+    assert endpoint("exporter")["Ports"] == [
+        {"Protocol": "tcp", "TargetPort": 9101, "PublishedPort": 9101, "PublishMode": "host"}]
+    receiver = by_default.services["swarmguard_receiver"]
+    assert mounts(receiver) == {"/var/run/docker.sock": "/var/run/docker.sock"}
+    assert container(receiver)["Image"] == "swarmguard/receiver:latest"
+
+
+def test_in_the_lab_every_service_is_dnsrr_with_host_mode_ports_only(in_the_lab):
+    for name, spec in in_the_lab.items():
+        endpoint = spec["EndpointSpec"]
+        assert endpoint["Mode"] == "dnsrr", name
+        assert all(p["PublishMode"] == "host" for p in endpoint.get("Ports", [])), (name, endpoint)
+    assert in_the_lab["stress"]["EndpointSpec"]["Ports"] == [
+        {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": DEFAULT.app_published_port,
+         "PublishMode": "host"}]
+    assert in_the_lab["exporter"]["EndpointSpec"]["Ports"] == [
+        {"Protocol": "tcp", "TargetPort": 9101, "PublishedPort": lab_stack.EXPORTER_PORT,
+         "PublishMode": "host"}]
+    assert "Ports" not in in_the_lab["receiver"]["EndpointSpec"]
+
+
+def test_in_the_lab_the_services_that_run_use_the_pinned_image_ids(in_the_lab):
+    for name, spec in in_the_lab.items():
+        image = container(spec)["Image"]
+        if name in lab_stack.NOT_IN_LAB:
+            assert not image.startswith("sha256:"), name
+        else:
+            assert image.startswith("sha256:"), name
+
+
+def test_in_the_lab_prometheus_and_the_receiver_mount_only_the_managers_socket(in_the_lab):
+    socket = str(DEFAULT.docker_socket(DEFAULT.manager))
+    assert mounts(in_the_lab["prometheus"])["/var/run/docker.sock"] == socket
+    assert mounts(in_the_lab["receiver"]) == {"/var/run/docker.sock": socket}
+    assert container(in_the_lab["prometheus"])["User"] == "root"
+
+
+def test_in_the_lab_cadvisor_and_grafana_get_a_placement_no_node_matches(in_the_lab):
+    for name in lab_stack.NOT_IN_LAB:
+        constraints = in_the_lab[name]["TaskTemplate"]["Placement"]["Constraints"]
+        assert "node.labels.swarmguard-lab.no-such == 1" in constraints, name
+
+
+def test_in_the_lab_the_exporter_resolves_its_nodes_name_to_the_nodes_address(in_the_lab):
+    spec = container(in_the_lab["exporter"])
+    assert "SWARMGUARD_EXPORTER_CADVISOR_URL=http://{{.Node.Hostname}}:8080" in spec["Env"]
+    assert sorted(spec["Hosts"]) == sorted(f"{n.ip} {n.name}" for n in DEFAULT.nodes)
+
+
+def test_in_the_lab_the_demo_service_keeps_the_bundles_policies(in_the_lab):
+    spec = in_the_lab["stress"]
+    assert spec["Labels"]["swarmguard.enable"] == "true"
+    assert spec["UpdateConfig"]["Order"] == "start-first"
+    assert spec["UpdateConfig"]["FailureAction"] == "rollback"
+    assert spec["RollbackConfig"]["Order"] == "start-first"
+    assert container(spec)["Healthcheck"]["Interval"] == 1_000_000_000
+    assert spec["TaskTemplate"]["Resources"]["Limits"] == {"NanoCPUs": 500_000_000,
+                                                           "MemoryBytes": 256 * 1024 * 1024}
+
+
+def test_in_the_lab_config_names_carry_the_content_version(in_the_lab):
+    version = lab_stack.config_version()
+    for name, spec in in_the_lab.items():
+        for config in container(spec).get("Configs", []):
+            assert config["ConfigName"].endswith(f"_{version}"), (name, config)
