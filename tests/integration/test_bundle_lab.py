@@ -1,0 +1,215 @@
+"""The bundle in the real lab: `docker stack deploy -c stack.yml -c tests/lab/stack.lab.yml`
+deploys it; every service that can run here runs; the stack's Prometheus finds and
+scrapes the exporters and knows the stack's Alertmanager; the stack's Alertmanager
+delivers to the stack's receiver; and every query of the Grafana dashboard returns
+series once SwarmGuard has done its job.
+
+Not here, and why: cAdvisor and Grafana have no image in the lab (stack.lab.yml gives
+them no node); the lab's own cAdvisor processes stand in for the first, which the
+exporters' `swarmguard_exporter_cadvisor_up` proves they reach.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.lab import dashboard, services, stack
+from tests.lab.config import LabConfig, Node
+from tests.lab.nodes import client
+from tests.lab.receiver_proc import ReceiverProcess, rfc3339
+from tests.lab.system import wait_for
+
+pytestmark = pytest.mark.lab
+
+STRESS = stack.full_name("stress")
+# The label values of the test alert: no such service, so the receiver checks it and
+# leaves the swarm alone.
+NO_SUCH_SERVICE = "bundle-lab-no-such-service"
+
+
+def app_port_holders(lab: LabConfig) -> list[str]:
+    """Services outside the stack that publish the app port the stack's stress needs."""
+    holders = []
+    for service in client(lab, lab.manager).services.list():
+        if service.name.startswith(f"{stack.NAME}_"):
+            continue
+        ports = service.attrs.get("Endpoint", {}).get("Spec", {}).get("Ports", [])
+        if any(p.get("PublishedPort") == lab.app_published_port for p in ports):
+            holders.append(service.name)
+    return holders
+
+
+@pytest.fixture(scope="module")
+def bundle(lab):
+    stack.remove(lab)  # whatever an interrupted run left
+    # `make demo` leaves `web` on one worker's app port; the other lab tests replace it
+    # freely too. Without that port the stack's stress could not start (or move) there.
+    services.remove_service(lab, "web")
+    assert app_port_holders(lab) == [], "remove these services first: they hold the app port"
+    stack.deploy(lab)
+    yield lab
+    stack.remove(lab)
+
+
+def node_of(lab: LabConfig, service: str) -> Node:
+    [task] = services.running_tasks(lab, stack.full_name(service))
+    return lab.node(services.node_name(lab, task["NodeID"]))
+
+
+def api(url: str, path: str, **params) -> dict:
+    r = requests.get(f"{url}{path}", params=params, timeout=10)
+    r.raise_for_status()
+    body = r.json()
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def stack_prometheus(lab: LabConfig) -> str:
+    # Host-mode 9090 on the node that runs it (a manager): see stack.lab.yml.
+    return f"http://{node_of(lab, 'prometheus').ip}:9090"
+
+
+def stack_alertmanager(lab: LabConfig) -> str:
+    return f"http://{node_of(lab, 'alertmanager').ip}:9093"
+
+
+def receiver_metric(lab: LabConfig, name: str, **labels: str) -> float:
+    """Sum of the stack receiver's samples `name` with these labels, read inside its
+    container (the receiver publishes no port; its /metrics is on the overlay)."""
+    [task] = services.running_tasks(lab, stack.full_name("receiver"))
+    node = lab.node(services.node_name(lab, task["NodeID"]))
+    container = client(lab, node).containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
+    code, output = container.exec_run(["python3", "-c", (
+        "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+        "'http://127.0.0.1:8000/metrics', timeout=5).read().decode())")])
+    assert code == 0, output.decode(errors="replace")
+    total = 0.0
+    for family in text_string_to_metric_families(output.decode()):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+# ---------------------------------------------------------------------------- tests
+
+def test_every_service_runs_except_grafana_and_cadvisor_which_have_no_image_here(bundle):
+    lab = bundle
+    assert stack.not_running(lab) == {}
+    for name in stack.NOT_IN_LAB:
+        assert services.running_tasks(lab, stack.full_name(name), healthy_only=False) == []
+    exporters = services.running_tasks(lab, stack.full_name("exporter"))
+    assert sorted(services.node_name(lab, t["NodeID"]) for t in exporters) == sorted(
+        n.name for n in lab.nodes)
+    for name in ("prometheus", "alertmanager", "receiver"):
+        assert node_of(lab, name) == lab.manager, name
+    # The demo service answers through the lab's entry point (its host-mode port 8081).
+    answer = requests.get(f"{lab.entrypoint_url}/health", timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["X-Swarm-Service"] == STRESS
+
+
+def test_the_stacks_prometheus_scrapes_one_exporter_per_node_at_the_nodes_address(bundle):
+    lab = bundle
+    url = stack_prometheus(lab)
+    wanted = {f"http://{n.ip}:{stack.EXPORTER_PORT}/metrics": n.name for n in lab.nodes}
+
+    def exporter_targets():
+        return [t for t in api(url, "/api/v1/targets", state="active")["activeTargets"]
+                if t["labels"]["job"] == "swarmguard-exporter"]
+
+    def node_targets_up():
+        up = {t["scrapeUrl"] for t in exporter_targets() if t["health"] == "up"}
+        return set(wanted) <= up
+    wait_for("the stack's Prometheus scraping every node's exporter", node_targets_up, timeout=60)
+    targets = exporter_targets()
+    assert {t["scrapeUrl"]: t["labels"]["instance"] for t in targets} == wanted, (
+        "one target per exporter task, at its node's address, named by the node: "
+        "prometheus.yml's relabelling keeps more than that (Swarm's tasks role also lists "
+        "every task at its overlay address)")
+    # Each exporter reached its own node's cAdvisor (the lab's process at the node's address).
+    wait_for("every exporter reading its node's cAdvisor", lambda: {
+        r["metric"]["instance"] for r in api(url, "/api/v1/query",
+                                             query="swarmguard_exporter_cadvisor_up == 1")["result"]
+    } == set(wanted.values()), timeout=30)
+    # ...and reports the stack's own demo task.
+    assert api(url, "/api/v1/query",
+               query=f'swarmguard_container_network_percent{{service="{STRESS}"}}')["result"]
+    # No cadvisor target: the service has no task in the lab.
+    assert [t for t in api(url, "/api/v1/targets", state="active")["activeTargets"]
+            if t["labels"]["job"] == "cadvisor"] == []
+
+
+def test_the_stacks_prometheus_loads_the_rules_and_finds_the_stacks_alertmanager(bundle):
+    url = stack_prometheus(bundle)
+    groups = {g["name"] for g in api(url, "/api/v1/rules")["groups"]}
+    assert groups == {"swarmguard-thresholds", "swarmguard-detection", "swarmguard-scale-down"}
+    # dns_sd on tasks.alertmanager: the one replica's address on the stack's network.
+    found = wait_for("the stack's Prometheus discovering tasks.alertmanager", lambda: api(
+        url, "/api/v1/alertmanagers")["activeAlertmanagers"], timeout=30)
+    assert len(found) == 1 and found[0]["url"].endswith(":9093/api/v2/alerts"), found
+
+
+def test_the_stacks_alertmanager_delivers_a_swarmguard_alert_to_the_stacks_receiver(bundle):
+    lab = bundle
+    url = stack_alertmanager(lab)
+    before = receiver_metric(lab, "swarmguard_alerts_received_total", alertname="SwarmGuardMigrate")
+    now = datetime.now(timezone.utc)
+    alert = {
+        "labels": {"alertname": "SwarmGuardMigrate", "service": NO_SUCH_SERVICE,
+                   "task_id": "bundle-lab-task", "node_id": "bundle-lab-node",
+                   "scenario": "migrate", "severity": "warning"},
+        "annotations": {"summary": "sent by test_bundle_lab", "description": "no such service",
+                        "runbook_url": "README.md#swarmguardmigrate"},
+        "startsAt": rfc3339(now), "endsAt": rfc3339(now + timedelta(minutes=5)),
+        "generatorURL": "http://test-bundle-lab.invalid/",
+    }
+    r = requests.post(f"{url}/api/v2/alerts", json=[alert], timeout=10)
+    assert r.status_code == 200, r.text
+    try:
+        # Alertmanager -> http://receiver:8000/alerts over the overlay, with the secret's
+        # Bearer token: a wrong token would count as a rejected request, not a received alert.
+        wait_for("the stack's receiver to receive the alert", lambda: receiver_metric(
+            lab, "swarmguard_alerts_received_total", alertname="SwarmGuardMigrate") > before,
+            timeout=30)
+        assert receiver_metric(lab, "swarmguard_rejected_requests_total") == 0
+        # Checked against the live cluster and left alone: the service does not exist.
+        wait_for("the receiver to skip it as stale", lambda: receiver_metric(
+            lab, "swarmguard_alerts_skipped_total", alertname="SwarmGuardMigrate", reason="stale") > 0,
+            timeout=30)
+        assert receiver_metric(lab, "swarmguard_actions_total") == 0
+    finally:
+        alert["endsAt"] = rfc3339(datetime.now(timezone.utc))  # resolve it
+        requests.post(f"{url}/api/v2/alerts", json=[alert], timeout=10)
+
+
+def test_every_dashboard_query_returns_series_once_swarmguard_has_migrated_the_demo_task(bundle):
+    """Against the lab's own Prometheus (same rules, and the lab's cAdvisor), with a
+    receiver on the host where the lab's Alertmanager delivers: the stack's demo service
+    is made CPU-hot, SwarmGuard migrates it, and then every panel and annotation query of
+    the dashboard must return series over the last minutes, as Grafana would ask."""
+    lab = bundle
+    [task] = services.running_tasks(lab, STRESS)
+    old = services.node_name(lab, task["NodeID"])
+    started = time.time()
+    with ReceiverProcess(lab) as receiver:
+        r = requests.get(f"http://{lab.node(old).ip}:{lab.app_published_port}/stress/cpu",
+                         params={"target": 100, "duration": 60}, timeout=5)
+        assert r.status_code == 200, r.text
+        new = services.wait_moved_off(lab, STRESS, old, timeout=90)
+        receiver.wait_idle()
+        assert receiver.metric("swarmguard_actions_total", kind="migrate", result="success") == 1
+        print(f"the bundle's demo task moved {old} -> {new} {time.time() - started:.1f} s after the stress")
+        time.sleep(3)  # a few scrapes of the receiver's metrics after the action
+
+        empty = []
+        for query in dashboard.promql():
+            result = api(lab.prometheus_url, "/api/v1/query_range", query=query.expr,
+                         start=started - 120, end=time.time(), step="1s")["result"]
+            if not result:
+                empty.append(f"{query.where}: {query.expr}")
+        assert empty == [], "queries with no series:\n" + "\n".join(empty)
