@@ -3,12 +3,16 @@ the exporter see it, Prometheus fires, Alertmanager calls the receiver under gun
 and the receiver moves the task, while a probe through the entry point counts failures."""
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 import requests
 
+from tests.integration.helpers import prometheus_query
 from tests.lab import services
+from tests.lab.monitoring import shortened_windows
+from tests.lab.nodes import client
 from tests.lab.probe import Probe
 from tests.lab.receiver_proc import ReceiverProcess
 from tests.lab.system import wait_for
@@ -16,14 +20,32 @@ from tests.lab.system import wait_for
 pytestmark = pytest.mark.lab
 
 
+def stop_stress_everywhere(lab) -> None:
+    """/stress/stop on every worker's task directly: through the entry point it would
+    reach only one of several replicas."""
+    for worker in lab.workers:
+        try:
+            requests.get(f"http://{worker.ip}:{lab.app_published_port}/stress/stop", timeout=2)
+        except requests.RequestException:
+            pass  # no task on that worker
+
+
 @pytest.fixture
 def victim(lab):
-    services.deploy_stress(lab, "victim")
+    services.deploy_stress(lab, "victim", labels={"swarmguard.replicas.max": "2"})
     yield "victim"
     try:
-        requests.get(f"{lab.entrypoint_url}/stress/stop", timeout=5)
+        stop_stress_everywhere(lab)
     finally:
         services.remove_service(lab, "victim")
+
+
+def firing(lab, alertname: str, service: str) -> bool:
+    return bool(prometheus_query(lab, f'ALERTS{{alertname="{alertname}",service="{service}",alertstate="firing"}}'))
+
+
+def replicas(lab, name: str) -> int:
+    return client(lab, lab.manager).api.inspect_service(name)["Spec"]["Mode"]["Replicated"]["Replicas"]
 
 
 def test_scenario_1_a_cpu_starved_task_is_migrated_with_zero_failed_requests(lab, victim):
@@ -48,3 +70,92 @@ def test_scenario_1_a_cpu_starved_task_is_migrated_with_zero_failed_requests(lab
     # The new task is not hot: the stress ran in the old task's processes, gone with it.
     answer = requests.get(f"{lab.entrypoint_url}/stress/status", timeout=5)
     assert answer.headers["X-Swarm-Node"] == new
+
+
+def test_scenario_2_real_demand_scales_up_to_the_maximum_then_back_down_after_the_window(lab, victim):
+    """Shortened windows (scale-down for: 20s, Alertmanager repeat 10s, cooldowns 10 s)
+    so the cycle fits in a test; the logic is the shipped one."""
+    steps = []
+    with shortened_windows(lab), ReceiverProcess(lab, cooldown_scale_up=10, cooldown_scale_down=10) as receiver, \
+            Probe(lab.entrypoint_url + "/health", rate=20, max_seconds=240) as probe:
+        started = time.monotonic()
+        requests.get(f"{lab.entrypoint_url}/stress/combined", timeout=5,
+                     params={"cpu": 100, "network": round(lab.node_capacity_mbps * 0.85, 1), "duration": 90})
+        wait_for("scale up to 2", lambda: replicas(lab, victim) == 2, timeout=60)
+        steps.append(("up to 2", time.monotonic() - started))
+        wait_for("two healthy replicas", lambda: len(services.running_tasks(lab, victim)) == 2, timeout=60)
+        # At the maximum: the alert keeps firing, nothing more happens.
+        wait_for("a skip at the maximum",
+                 lambda: receiver.metric("swarmguard_alerts_skipped_total", reason="at_limit") >= 1, timeout=40)
+        assert replicas(lab, victim) == 2
+        assert not firing(lab, "SwarmGuardScaleDown", victim)  # held back while demand is real
+        stop_stress_everywhere(lab)
+        stopped = time.monotonic()
+        wait_for("scale down to 1", lambda: replicas(lab, victim) == 1, timeout=90)
+        steps.append(("down to 1", time.monotonic() - started))
+        # The N-1 rule: with 2 replicas idle, total CPU is far below 75 % x 1; and never
+        # before the shortened 20 s window after the load ended.
+        assert time.monotonic() - stopped >= 20
+        wait_for("one healthy task", lambda: len(services.running_tasks(lab, victim)) == 1, timeout=30)
+        time.sleep(12)  # a repeat of the alert at the minimum must change nothing
+        assert replicas(lab, victim) == 1
+        receiver.wait_idle()
+        result = probe.stop()
+        assert receiver.metric("swarmguard_actions_total", kind="scale_up", result="success") == 1
+        assert receiver.metric("swarmguard_actions_total", kind="scale_down", result="success") == 1
+    print(f"Scenario 2: {steps}; {result.summary()}")
+    assert result.failed == 0, result.summary()
+
+
+def test_an_alert_that_fires_while_the_receiver_is_down_is_retried_and_acted_on_exactly_once(lab, victim):
+    [task] = services.running_tasks(lab, victim)
+    old = services.node_name(lab, task["NodeID"])
+    requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
+    wait_for("the alert to fire", lambda: firing(lab, "SwarmGuardMigrate", victim), timeout=30)
+    time.sleep(3)  # Alertmanager is failing to deliver: nothing listens on the receiver's port
+    with ReceiverProcess(lab) as receiver:
+        new = services.wait_moved_off(lab, victim, old, timeout=30)
+        receiver.wait_idle()
+        time.sleep(3)  # further retries and repeats must not act again
+        assert receiver.metric("swarmguard_actions_total", kind="migrate", result="success") == 1
+        assert receiver.metric("swarmguard_actions_total") == 1
+    assert new != old
+
+
+def test_an_alert_for_a_task_that_moved_before_delivery_changes_nothing(lab, victim):
+    [task] = services.running_tasks(lab, victim)
+    old = services.node_name(lab, task["NodeID"])
+    requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
+    wait_for("the alert to fire", lambda: firing(lab, "SwarmGuardMigrate", victim), timeout=30)
+
+    def move_by_hand(spec):
+        spec["TaskTemplate"]["Placement"]["Constraints"].append(f"node.hostname!={old}")
+    services.update_service(lab, victim, move_by_hand)
+    services.wait_moved_off(lab, victim, old)
+    wait_for("Swarm's update to finish", lambda: client(lab, lab.manager).api.inspect_service(victim)
+             .get("UpdateStatus", {}).get("State") != "updating")
+    before = client(lab, lab.manager).api.inspect_service(victim)["Version"]
+    with ReceiverProcess(lab) as receiver:  # now Alertmanager delivers the old alert
+        wait_for("the stale alert to arrive",
+                 lambda: receiver.metric("swarmguard_stale_alerts_total", alertname="SwarmGuardMigrate") >= 1,
+                 timeout=30)
+        receiver.wait_idle()
+        assert receiver.metric("swarmguard_actions_total") == 0
+    assert client(lab, lab.manager).api.inspect_service(victim)["Version"] == before
+
+
+def test_a_silenced_service_is_not_acted_on_while_the_silence_holds(lab, victim):
+    [task] = services.running_tasks(lab, victim)
+    amtool = ["amtool", f"--alertmanager.url={lab.alertmanager_url}"]
+    silence = subprocess.run(amtool + ["silence", "add", f"service={victim}", "--duration=10m",
+                                       "--author=lab-tests", "--comment=maintenance"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        with ReceiverProcess(lab) as receiver:
+            requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
+            wait_for("the alert to fire", lambda: firing(lab, "SwarmGuardMigrate", victim), timeout=30)
+            time.sleep(5)
+            assert receiver.metric("swarmguard_alerts_received_total") == 0
+            assert [t["ID"] for t in services.running_tasks(lab, victim)] == [task["ID"]]
+    finally:
+        subprocess.run(amtool + ["silence", "expire", silence], check=True, capture_output=True)

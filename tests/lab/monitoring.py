@@ -7,6 +7,7 @@ and the webhook's URL and credentials file. Rules are used unchanged, from the p
 """
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sys
 from pathlib import Path
@@ -205,3 +206,42 @@ def down(cfg: LabConfig) -> None:
 def healthy(cfg: LabConfig) -> bool:
     return all(alive(read_pid(_pidfile(cfg, name)), marker) for name, marker in names(cfg)
                if not (name.startswith("exporter-") and not exporter_available()))
+
+
+@contextlib.contextmanager
+def shortened_windows(cfg: LabConfig, *, scale_down_for: str = "20s", repeat_interval: str = "10s"):
+    """For end-to-end tests and the demo only: the shipped rules and routing with the
+    slow windows shortened (scale-down's 180 s `for:`, Alertmanager's 1 m repeat), so a
+    whole scale-up-and-down cycle fits in about a minute. Everything else is the project's
+    own files; the originals are restored on exit."""
+    rules_dir = cfg.state_dir / "prometheus" / "rules-shortened"
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    for path in (PROJECT_ROOT / "prometheus" / "rules").glob("*.yml"):
+        rules = yaml.safe_load(path.read_text())
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                if rule.get("alert") == "SwarmGuardScaleDown":
+                    rule["for"] = scale_down_for
+        (rules_dir / path.name).write_text(yaml.safe_dump(rules, sort_keys=False))
+    prom = prometheus_config(cfg)
+    prom["rule_files"] = [str(rules_dir / "*.yml")]
+    am = alertmanager_config(cfg)
+    for route in am["route"].get("routes", []):
+        if route.get("receiver") == "swarmguard":
+            route["repeat_interval"] = repeat_interval
+    prom_file = cfg.state_dir / "prometheus" / "prometheus.yml"
+    am_file = cfg.state_dir / "alertmanager" / "alertmanager.yml"
+    try:
+        prom_file.write_text(yaml.safe_dump(prom, sort_keys=False))
+        am_file.write_text(yaml.safe_dump(am, sort_keys=False))
+        _reload(cfg)
+        yield
+    finally:
+        prom_file.write_text(yaml.safe_dump(prometheus_config(cfg), sort_keys=False))
+        am_file.write_text(yaml.safe_dump(alertmanager_config(cfg), sort_keys=False))
+        _reload(cfg)
+
+
+def _reload(cfg: LabConfig) -> None:
+    requests.post(f"{cfg.prometheus_url}/-/reload", timeout=10).raise_for_status()
+    requests.post(f"{cfg.alertmanager_url}/-/reload", timeout=10).raise_for_status()
