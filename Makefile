@@ -50,3 +50,7 @@ bench-detection: lab-up
 bench-receiver: lab-up
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PY) -m tests.bench.receiver
+
+.PHONY: bench
+bench: lab-up
+	$(PY) -m tests.bench.end_to_end

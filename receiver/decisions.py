@@ -49,6 +49,9 @@ class Action:
     exclusion: str = ""  # migrate: value for the swarmguard.placement-exclusion label
     from_node: Node | None = None  # migrate: the hot node
     task: Task | None = None  # migrate: the task being moved
+    # scale up: SwarmGuard's own earlier exclusion is lifted in the same update (the
+    # new Placement.Constraints are then in `constraints`)
+    lift_exclusion: bool = False
 
     @property
     def sentence(self) -> str:
@@ -203,6 +206,20 @@ def _scale(alert: Alert, snapshot: Snapshot, service: Service, settings: Setting
         if service.host_ports:
             # A host-mode port admits one task per node: the new replica needs a free node.
             free, refused = eligible_nodes(service, snapshot, service.constraints, None)
+            user = tuple(placement.user_constraints(service.constraints, service.labels))
+            if not free and user != tuple(service.constraints):
+                # SwarmGuard's own exclusion (from an earlier migration) keeps the only
+                # free node out. It moved one starved task away at the time; real demand
+                # now needs capacity, so the new replica may go wherever the user allows.
+                # Lifting a constraint moves no running task.
+                free, refused = eligible_nodes(service, snapshot, user, None)
+                if free:
+                    return Action(
+                        kind=alert.kind, alert=alert, service=service,
+                        what=(f"{service.name} from {current} to {target} replicas"
+                              f"{_evidence(alert)}, lifting SwarmGuard's earlier exclusion "
+                              f"{service.labels.get(L.PLACEMENT_EXCLUSION, '')}"),
+                        replicas=target, constraints=user, lift_exclusion=True)
             if not free:
                 return Skip(alert, NO_ELIGIBLE_NODE,
                             f"no node is free for another replica ({'; '.join(refused)})")

@@ -39,6 +39,11 @@ def update_arguments(action: Action, at: datetime) -> dict[str, Any]:
     else:
         replicated = (args["mode"] or {}).get("Replicated") or {}
         args["mode"] = {"Replicated": {**replicated, "Replicas": action.replicas}}
+        if action.lift_exclusion:
+            template = args["task_template"]
+            template["Placement"] = {**(template.get("Placement") or {}),
+                                     "Constraints": list(action.constraints)}
+            args["labels"].pop(L.PLACEMENT_EXCLUSION, None)
     return args
 
 

@@ -98,7 +98,7 @@ def prometheus_config(cfg: LabConfig) -> dict:
     base = yaml.safe_load(project_file.read_text()) if project_file.exists() else {}
     config = {"global": base.get("global") or {"scrape_interval": "1s", "evaluation_interval": "1s"}}
     config["global"].pop("external_labels", None)
-    config["rule_files"] = [str(PROJECT_ROOT / "prometheus" / "rules" / "*.yml")]
+    config["rule_files"] = [str(rules_dir(cfg) / "*.yml")]
     config["alerting"] = {"alertmanagers": [{"static_configs": [
         {"targets": [f"127.0.0.1:{cfg.alertmanager_port}"]}]}]}
 
@@ -144,7 +144,29 @@ def _write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
+def rules_dir(cfg: LabConfig):
+    """The lab's copy of prometheus/rules. Prometheus keeps alert state across a reload
+    only for groups of the same file: a copy at one fixed path lets the shortened-window
+    profile swap rule contents without losing (and never resolving) active alerts."""
+    return cfg.state_dir / "prometheus" / "rules"
+
+
+def sync_rules(cfg: LabConfig, transform=None) -> None:
+    target = rules_dir(cfg)
+    target.mkdir(parents=True, exist_ok=True)
+    sources = {p.name: p for p in (PROJECT_ROOT / "prometheus" / "rules").glob("*.yml")}
+    for stale in target.glob("*.yml"):
+        if stale.name not in sources:
+            stale.unlink()
+    for name, source in sources.items():
+        text = source.read_text()
+        if transform:
+            text = yaml.safe_dump(transform(yaml.safe_load(text)), sort_keys=False)
+        _write_if_changed(target / name, text)
+
+
 def start_prometheus(cfg: LabConfig) -> None:
+    sync_rules(cfg)
     conf = cfg.state_dir / "prometheus" / "prometheus.yml"
     changed = _write_if_changed(conf, yaml.safe_dump(prometheus_config(cfg), sort_keys=False))
     started = _ensure(cfg, "prometheus", "prometheus", [
@@ -152,6 +174,7 @@ def start_prometheus(cfg: LabConfig) -> None:
         f"--storage.tsdb.path={cfg.state_dir / 'prometheus' / 'data'}",
         f"--web.listen-address=127.0.0.1:{cfg.prometheus_port}",
         "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d",
+        "--rules.alert.resend-delay=5s",  # as in stack.yml: stale alerts expire in 20 s
     ])
     wait_for("Prometheus ready", lambda: requests.get(f"{cfg.prometheus_url}/-/ready", timeout=2).ok)
     if changed and not started:
@@ -214,30 +237,24 @@ def shortened_windows(cfg: LabConfig, *, scale_down_for: str = "20s", repeat_int
     slow windows shortened (scale-down's 180 s `for:`, Alertmanager's 1 m repeat), so a
     whole scale-up-and-down cycle fits in about a minute. Everything else is the project's
     own files; the originals are restored on exit."""
-    rules_dir = cfg.state_dir / "prometheus" / "rules-shortened"
-    rules_dir.mkdir(parents=True, exist_ok=True)
-    for path in (PROJECT_ROOT / "prometheus" / "rules").glob("*.yml"):
-        rules = yaml.safe_load(path.read_text())
+    def shorten(rules: dict) -> dict:
         for group in rules["groups"]:
             for rule in group["rules"]:
                 if rule.get("alert") == "SwarmGuardScaleDown":
                     rule["for"] = scale_down_for
-        (rules_dir / path.name).write_text(yaml.safe_dump(rules, sort_keys=False))
-    prom = prometheus_config(cfg)
-    prom["rule_files"] = [str(rules_dir / "*.yml")]
+        return rules
     am = alertmanager_config(cfg)
     for route in am["route"].get("routes", []):
         if route.get("receiver") == "swarmguard":
             route["repeat_interval"] = repeat_interval
-    prom_file = cfg.state_dir / "prometheus" / "prometheus.yml"
     am_file = cfg.state_dir / "alertmanager" / "alertmanager.yml"
     try:
-        prom_file.write_text(yaml.safe_dump(prom, sort_keys=False))
+        sync_rules(cfg, shorten)
         am_file.write_text(yaml.safe_dump(am, sort_keys=False))
         _reload(cfg)
         yield
     finally:
-        prom_file.write_text(yaml.safe_dump(prometheus_config(cfg), sort_keys=False))
+        sync_rules(cfg)
         am_file.write_text(yaml.safe_dump(alertmanager_config(cfg), sort_keys=False))
         _reload(cfg)
 

@@ -320,6 +320,21 @@ def test_top_level_networks_of_old_specs_are_kept():
     assert args["task_template"]["Networks"] == [{"Target": "o1s6h8x3lk2g"}]
 
 
+def test_a_scale_up_that_lifts_swarmguards_exclusion_writes_the_users_constraints_and_drops_the_label():
+    from receiver.cluster import service_from_dict
+    from receiver.spec import update_arguments
+    api = example_api()
+    data = api.inspect_service(WEB_ID)
+    data["Spec"]["TaskTemplate"]["Placement"] = {"Constraints": ["node.role==worker", "node.hostname!=w2"]}
+    data["Spec"]["Labels"]["swarmguard.placement-exclusion"] = "node.hostname!=w2"
+    action = D.Action("scale_up", recorded("firing_scale_up.json")[0], service_from_dict(data), "x",
+                      replicas=3, constraints=("node.role==worker",), lift_exclusion=True)
+    args = update_arguments(action, STARTED)
+    assert args["task_template"]["Placement"]["Constraints"] == ["node.role==worker"]
+    assert "swarmguard.placement-exclusion" not in args["labels"]
+    assert args["mode"]["Replicated"]["Replicas"] == 3
+
+
 def test_handle_refuses_alerts_of_several_services():
     api, clock = example_api(), Clock()
     act, _ = actuator(api, clock)

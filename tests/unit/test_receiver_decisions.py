@@ -278,6 +278,34 @@ def test_scale_up_with_host_ports_needs_a_free_node():
     assert one(alert("scale_up"), world(service=svc, tasks=tasks)).reason == D.NO_ELIGIBLE_NODE
 
 
+def test_scale_up_lifts_swarmguards_own_exclusion_when_it_keeps_out_the_only_free_node():
+    exclusion = "node.hostname!=worker-2"
+    svc = service_dict("demo_web", WEB_ID, replicas=2, host_port=8080,
+                       constraints=["node.role==worker", exclusion],
+                       labels={"swarmguard.enable": "true", "swarmguard.placement-exclusion": exclusion})
+    tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_3, slot=2)]
+    action = one(alert("scale_up"), world(service=svc, tasks=tasks))
+    assert isinstance(action, D.Action)
+    assert (action.replicas, action.lift_exclusion) == (3, True)
+    assert action.constraints == ("node.role==worker",)  # the user's own constraint stays
+
+
+def test_scale_up_keeps_swarmguards_exclusion_while_another_node_is_free():
+    exclusion = "node.hostname!=worker-2"
+    svc = service_dict("demo_web", WEB_ID, replicas=1, host_port=8080,
+                       constraints=["node.role==worker", exclusion],
+                       labels={"swarmguard.enable": "true", "swarmguard.placement-exclusion": exclusion})
+    action = one(alert("scale_up"), world(service=svc))
+    assert isinstance(action, D.Action) and not action.lift_exclusion
+
+
+def test_scale_up_never_lifts_a_users_own_constraint():
+    svc = service_dict("demo_web", WEB_ID, replicas=2, host_port=8080,
+                       constraints=["node.role==worker", "node.hostname!=worker-2"])
+    tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_3, slot=2)]
+    assert one(alert("scale_up"), world(service=svc, tasks=tasks)).reason == D.NO_ELIGIBLE_NODE
+
+
 # -- batches -------------------------------------------------------------------------------
 
 def test_one_action_per_service_per_batch():
