@@ -9,7 +9,7 @@ PYTEST := $(PY) -m pytest
 .PHONY: help venv demo test unit rules lab-up lab-down lab-status
 
 help:
-	@echo "make demo        bring the lab up, deploy a demo service, print the lab's status"
+	@echo "make demo        bring the lab up, run Scenario 1 (migrate) and 2 (scale) live, print timelines"
 	@echo "make test        virtualenv + install, then unit, rule and lab tests (starts the lab)"
 	@echo "make unit        unit and rule tests only (no lab)"
 	@echo "make lab-up | lab-status | lab-down"
@@ -32,7 +32,7 @@ lab-down: venv
 	$(PY) -m tests.lab down
 
 demo: lab-up
-	$(PY) -m tests.lab demo-service
+	$(PY) -m tests.lab.demo
 
 # The lab is brought up first so its progress is visible and a lab that cannot start
 # fails the run at once; the session fixture then reuses it.

@@ -100,7 +100,7 @@ def migrations(cfg: LabConfig, receiver: ReceiverProcess, n: int) -> list[dict]:
         mttr = time.monotonic() - started
         receiver.wait_idle()
         acting = acted_at(receiver.log_path, "Migrating", started_wall)
-        out.append({"from": old, "to": new, "mttr_s": mttr,
+        out.append({"started_at": started_wall, "ended_at": time.time(), "from": old, "to": new, "mttr_s": mttr,
                     "detection_s": (acting - started_wall) if acting else None})
         progress(f"migration {i}/{n}: {old} -> {new}, MTTR {mttr:.2f} s, detection "
                  + (f"{acting - started_wall:.2f} s" if acting else "?"))
@@ -122,10 +122,24 @@ def scale_cycles(cfg: LabConfig, receiver: ReceiverProcess, n: int) -> list[dict
         wait_for("back to one replica", lambda: replicas(cfg) == 1, timeout=120, interval=0.2)
         down = time.monotonic() - stopped
         receiver.wait_idle()
-        out.append({"scale_up_step_s": up, "scale_up_detection_s": (acting - started_wall) if acting else None,
+        out.append({"started_at": started_wall, "load_ended_at": time.time() - (time.monotonic() - stopped),
+                    "ended_at": time.time(), "scale_up_step_s": up, "scale_up_detection_s": (acting - started_wall) if acting else None,
                     "scale_down_after_load_end_s": down})
         progress(f"scale cycle {i}/{n}: up in {up:.2f} s, down {down:.1f} s after the load ended")
     return out
+
+
+def phase_at(result: dict, at: float) -> str:
+    """Which part of the run a moment belongs to, for attributing failed requests."""
+    for i, m in enumerate(result.get("migrations", []), 1):
+        if m["started_at"] <= at <= m["ended_at"]:
+            return f"migration {i}"
+    for i, c in enumerate(result.get("scale_cycles", []), 1):
+        if c["started_at"] <= at < c["load_ended_at"]:
+            return f"scale cycle {i}: up"
+        if c["load_ended_at"] <= at <= c["ended_at"]:
+            return f"scale cycle {i}: down"
+    return "between trials"
 
 
 def baseline_no_receiver(cfg: LabConfig, seconds: int = 30) -> dict:
@@ -231,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     services.deploy_stress(cfg, SERVICE, labels={"swarmguard.replicas.max": "2"})
     result: dict = {}
     try:
+        probe_wall = time.time()
         with Probe(cfg.entrypoint_url + "/health", rate=20, max_seconds=3600) as probe:
             # The shortened windows for the whole run: one reload before anything fires.
             with shortened_windows(cfg), ReceiverProcess(
@@ -239,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
                 result["scale_cycles"] = scale_cycles(cfg, receiver, args.cycles)
                 progress("measuring monitoring overhead (30 s, idle service)")
                 result["overhead"] = overhead(cfg, receiver)
-            result["probe"] = (lambda r: {"requests": r.total, "failed": r.failed, "longest_gap_s": r.longest_gap})(
-                probe.stop())
+            r = probe.stop()
+            result["probe"] = {"requests": r.total, "failed": r.failed, "longest_gap_s": r.longest_gap,
+                               "failures": [{"at": probe_wall + s.at, "phase": phase_at(result, probe_wall + s.at),
+                                             "status": s.status, "error": s.error} for s in r.samples if not s.ok]}
         progress("baseline: the same stress with the receiver stopped")
         result["baselines"] = {"no_receiver": baseline_no_receiver(cfg)}
         progress("baseline: the task killed outright (Swarm's reactive restart)")
@@ -260,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     ]))
     p = result["probe"]
     print(f"\nprobe: {p['requests']} requests, {p['failed']} failed, longest gap without success {p['longest_gap_s']:.2f} s")
+    for f in p["failures"]:
+        print(f"  failed request at {datetime.fromtimestamp(f['at'], timezone.utc):%H:%M:%S.%f} UTC "
+              f"({f['phase']}): {f['status'] or f['error']}")
     b = result["baselines"]
     print(f"baseline, no SwarmGuard: the task stayed hot {b['no_receiver']['hot_s']:.0f} s of a "
           f"{b['no_receiver']['stress_s']} s stress (moved: {b['no_receiver']['moved']})")
