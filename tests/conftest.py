@@ -12,6 +12,9 @@ from tests.lab.config import DEFAULT, LabConfig
 def lab() -> LabConfig:
     if not controller.healthy(DEFAULT):
         controller.up(DEFAULT)  # raises LabError: the tests that need the lab then error
+    # A clean slate: services left by `make demo` or an interrupted run would hold the
+    # workers' published port and the tests' service names.
+    controller.remove_services(DEFAULT)
     return DEFAULT
 
 

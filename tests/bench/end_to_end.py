@@ -213,17 +213,19 @@ def plot(result: dict, path: Path) -> None:
     a.set_ylabel("seconds since the stress started")
     a.set_title(f"SwarmGuard ({len(mttr)} migrations, {len(up)} scale cycles)")
     a.legend(fontsize=8)
-    bars = {"SwarmGuard MTTR p50": result["summary"]["mttr"]["p50"],
-            "Swarm restart outage\n(task killed)": result["baselines"]["kill"]["outage_s"],
-            "task stays hot\n(no SwarmGuard)": result["baselines"]["no_receiver"]["hot_s"]}
+    kill = result["baselines"]["kill"]
+    bars = {f"SwarmGuard\nMTTR p50\n({result['probe']['failed']} failed)": result["summary"]["mttr"]["p50"],
+            f"task killed:\nSwarm restart outage\n({kill['failed_requests']} failed)": kill["outage_s"],
+            "no SwarmGuard:\ntask stays hot": result["baselines"]["no_receiver"]["hot_s"]}
     b.bar(list(bars), list(bars.values()), color=["#2e86de", "#e67e22", "#95a5a6"])
     for i, v in enumerate(bars.values()):
         b.text(i, v, f"{v:.1f} s", ha="center", va="bottom")
     b.set_ylabel("seconds")
-    b.set_title(f"Against today's Swarm; failed requests with SwarmGuard: {result['probe']['failed']}")
+    b.set_title("Against today's Swarm")
+    b.tick_params(axis="x", labelsize=8)
     use = result["overhead"]["cpu_seconds_per_second"]
     c.barh(list(use), [100 * v for v in use.values()], color="#27ae60")
-    c.axvline(5, color="#c0392b", linestyle="--", linewidth=1, label="goal: 5 % of a core per node")
+    c.axvline(5, color="#c0392b", linestyle="--", linewidth=1, label="goal: 5 % of a core per node\n(cAdvisor + exporter)")
     c.set_xlabel("% of one core")
     c.set_title("Monitoring overhead")
     c.legend(fontsize=8)

@@ -42,6 +42,14 @@ def down(cfg: LabConfig) -> None:
     say(f"lab is down (cache kept in {cfg.cache_dir})")
 
 
+def remove_services(cfg: LabConfig) -> None:
+    """Remove every service and stack from the lab's swarm (the lab is a test bed)."""
+    from .services import remove_service
+    for service in nodes.client(cfg, cfg.manager).services.list():
+        say(f"removing leftover service {service.name}")
+        remove_service(cfg, service.name)
+
+
 def healthy(cfg: LabConfig) -> bool:
     try:
         return (network.healthy(cfg)
