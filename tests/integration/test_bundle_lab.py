@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.lab import dashboard, services, stack
 from tests.lab.config import LabConfig, Node
 from tests.lab.nodes import client
+from tests.lab.probe import Probe
 from tests.lab.receiver_proc import ReceiverProcess, rfc3339
 from tests.lab.system import wait_for
 
@@ -196,6 +197,9 @@ def test_every_dashboard_query_returns_series_once_swarmguard_has_migrated_the_d
     [task] = services.running_tasks(lab, STRESS)
     old = services.node_name(lab, task["NodeID"])
     started = time.time()
+    # The host receiver stands in for the stack's (the lab's Prometheus scrapes it on
+    # loopback); the stack's is scaled to zero meanwhile so that the two do not race.
+    set_replicas(lab, stack.full_name("receiver"), 0)
     with ReceiverProcess(lab) as receiver:
         r = requests.get(f"http://{lab.node(old).ip}:{lab.app_published_port}/stress/cpu",
                          params={"target": 100, "duration": 60}, timeout=5)
@@ -213,3 +217,39 @@ def test_every_dashboard_query_returns_series_once_swarmguard_has_migrated_the_d
             if not result:
                 empty.append(f"{query.where}: {query.expr}")
         assert empty == [], "queries with no series:\n" + "\n".join(empty)
+    set_replicas(lab, stack.full_name("receiver"), 1)
+
+
+def set_replicas(lab: LabConfig, name: str, count: int) -> None:
+    def scale(spec):
+        spec["Mode"]["Replicated"]["Replicas"] = count
+    services.update_service(lab, name, scale)
+    wait_for(f"{name} at {count} replica(s)", lambda: len(services.containers(lab, name)) == count
+             and len(services.running_tasks(lab, name)) == count, timeout=90)
+
+
+def test_scenario_1_through_the_whole_bundle_moves_the_task_with_zero_failed_requests(bundle):
+    """Everything as deployed by stack.yml: the stack's exporters and Prometheus detect,
+    the stack's Alertmanager delivers, the stack's receiver (in its container, with the
+    manager's Docker socket) migrates; a probe through the entry point counts failures."""
+    lab = bundle
+    wait_for("the demo task to cool down", lambda: not api(
+        stack_prometheus(lab), "/api/v1/query", query=f'ALERTS{{service="{STRESS}"}}')["result"], timeout=90)
+    wait_for("old containers gone", lambda: len(services.containers(lab, STRESS)) == 1, timeout=30)
+    before = receiver_metric(lab, "swarmguard_actions_total", kind="migrate", result="success")
+    [task] = services.running_tasks(lab, STRESS)
+    old = services.node_name(lab, task["NodeID"])
+    with Probe(lab.entrypoint_url + "/health", rate=20) as probe:
+        time.sleep(1)
+        started = time.monotonic()
+        r = requests.get(f"http://{lab.node(old).ip}:{lab.app_published_port}/stress/cpu",
+                         params={"target": 100, "duration": 60}, timeout=5)
+        assert r.status_code == 200, r.text
+        new = services.wait_moved_off(lab, STRESS, old, timeout=90)
+        moved_after = time.monotonic() - started
+        time.sleep(2)
+    result = probe.stop()
+    print(f"bundle Scenario 1: {old} -> {new} {moved_after:.1f} s after the stress; {result.summary()}")
+    assert receiver_metric(lab, "swarmguard_actions_total", kind="migrate", result="success") == before + 1
+    assert new != old
+    assert result.failed == 0, result.summary()
