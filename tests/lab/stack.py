@@ -113,8 +113,18 @@ def deploy(cfg: LabConfig, timeout: float = 180.0) -> dict[str, str]:
         raise LabError(f"{cfg.token_file} is missing: bring the lab up first")
     ids = {**image_ids(cfg), **build_monitoring_images(cfg)}
     ensure_secret(cfg)
-    with tempfile.NamedTemporaryFile("w", prefix="stack.images.", suffix=".yml") as pinned:
-        yaml.safe_dump(images_by_id(ids), pinned)
+    with tempfile.NamedTemporaryFile("w", prefix="stack.images.", suffix=".yml") as pinned, \
+            tempfile.NamedTemporaryFile("w", prefix="prometheus.lab.", suffix=".yml") as prom:
+        text = yaml.safe_dump(lab_prometheus_config(cfg), sort_keys=False)
+        prom.write(text)
+        prom.flush()
+        override = images_by_id(ids)
+        # The stack's Prometheus reads its config from a Swarm config; in the lab that
+        # config is the project's file with one change (lab_prometheus_config).
+        override["configs"] = {"prometheus_yml": {
+            "name": f"swarmguard_prometheus_yml_lab_{hashlib.sha256(text.encode()).hexdigest()[:12]}",
+            "file": prom.name}}
+        yaml.safe_dump(override, pinned)
         pinned.flush()
         say(f"deploying the stack {NAME} (stack.yml + stack.lab.yml)")
         docker_cli(cfg, "stack", "deploy", "--resolve-image", "never",
@@ -123,6 +133,21 @@ def deploy(cfg: LabConfig, timeout: float = 180.0) -> dict[str, str]:
     wait_for(f"every service of the stack {NAME} running", lambda: not not_running(cfg),
              timeout=timeout, interval=1.0)
     return ids
+
+
+def lab_prometheus_config(cfg: LabConfig) -> dict:
+    """The project's prometheus.yml with its cAdvisor job pointed at the lab's cAdvisor
+    processes (one per node, at the node's address): no cAdvisor image can be had here,
+    so the stack's cadvisor service has no node in the lab. Everything else, the
+    exporter job with its Swarm service discovery included, is the shipped file."""
+    config = load(PROJECT_ROOT / "prometheus" / "prometheus.yml")
+    for job in config["scrape_configs"]:
+        if job["job_name"] == "cadvisor":
+            job.pop("dockerswarm_sd_configs", None)
+            job["relabel_configs"] = []
+            job["static_configs"] = [{"targets": [f"{n.ip}:{cfg.cadvisor_port}"], "labels": {"instance": n.name}}
+                                     for n in cfg.nodes]
+    return config
 
 
 def expected_tasks(cfg: LabConfig, service: str) -> int:
