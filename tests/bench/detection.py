@@ -24,6 +24,7 @@ from tests.bench.common import ARTIFACTS, progress, summarise, table, write_json
 from tests.lab import controller, services
 from tests.lab.config import DEFAULT, PROJECT_ROOT, LabConfig
 from tests.lab.monitoring import CADVISOR_HOUSEKEEPING
+from tests.lab.services import stress
 from tests.lab.system import read_pid, wait_for
 from tests.lab.webhook_sink import WebhookSink
 
@@ -62,10 +63,6 @@ class StageWatcher:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-
-
-def stress(cfg: LabConfig, kind: str, **params) -> None:
-    requests.get(f"{cfg.entrypoint_url}/stress/{kind}", params=params, timeout=5).raise_for_status()
 
 
 def quiet(cfg: LabConfig) -> bool:

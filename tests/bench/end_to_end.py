@@ -34,24 +34,13 @@ from tests.lab.monitoring import EXPORTER_PORT, shortened_windows
 from tests.lab.nodes import client
 from tests.lab.probe import Probe
 from tests.lab.receiver_proc import ReceiverProcess
+from tests.lab.services import stop_stress_everywhere as stop_everywhere, stress
 from tests.lab.system import read_pid, wait_for
 
 SERVICE = "bench-e2e"
 STRESS_SECONDS = 40
 ACTING = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO receiver\.actuator: "
                     r"(Migrating|Scaling up|Scaling down) (\S+)")
-
-
-def stress(cfg: LabConfig, kind: str, **params) -> None:
-    requests.get(f"{cfg.entrypoint_url}/stress/{kind}", params=params, timeout=5).raise_for_status()
-
-
-def stop_everywhere(cfg: LabConfig) -> None:
-    for worker in cfg.workers:
-        try:
-            requests.get(f"http://{worker.ip}:{cfg.app_published_port}/stress/stop", timeout=2)
-        except requests.RequestException:
-            pass
 
 
 def query(cfg: LabConfig, promql: str) -> list:

@@ -6,18 +6,13 @@ import subprocess
 import time
 
 import pytest
-import requests
 
 from tests.integration.helpers import prometheus_query
 from tests.lab import services
+from tests.lab.services import stress
 from tests.lab.webhook_sink import WebhookSink
 
 pytestmark = pytest.mark.lab
-
-
-def stress(lab, kind: str, **params) -> None:
-    r = requests.get(f"{lab.entrypoint_url}/stress/{kind}", params=params, timeout=5)
-    assert r.status_code == 200, r.text
 
 
 @pytest.fixture

@@ -15,19 +15,10 @@ from tests.lab.monitoring import shortened_windows
 from tests.lab.nodes import client
 from tests.lab.probe import Probe
 from tests.lab.receiver_proc import ReceiverProcess
+from tests.lab.services import stop_stress_everywhere
 from tests.lab.system import wait_for
 
 pytestmark = pytest.mark.lab
-
-
-def stop_stress_everywhere(lab) -> None:
-    """/stress/stop on every worker's task directly: through the entry point it would
-    reach only one of several replicas."""
-    for worker in lab.workers:
-        try:
-            requests.get(f"http://{worker.ip}:{lab.app_published_port}/stress/stop", timeout=2)
-        except requests.RequestException:
-            pass  # no task on that worker
 
 
 @pytest.fixture

@@ -27,22 +27,11 @@ from tests.lab.monitoring import shortened_windows
 from tests.lab.probe import Probe
 from tests.lab.receiver_proc import ReceiverProcess
 from tests.lab.recorder import Recorder
+from tests.lab.services import stop_stress_everywhere as stop_everywhere, stress
 from tests.lab.system import say, wait_for
 from tests.lab.timeline import render_png, render_text, summary
 
 SERVICE = "demo"
-
-
-def stress(cfg: LabConfig, kind: str, **params) -> None:
-    requests.get(f"{cfg.entrypoint_url}/stress/{kind}", params=params, timeout=5).raise_for_status()
-
-
-def stop_everywhere(cfg: LabConfig) -> None:
-    for worker in cfg.workers:
-        try:
-            requests.get(f"http://{worker.ip}:{cfg.app_published_port}/stress/stop", timeout=2)
-        except requests.RequestException:
-            pass  # no task there
 
 
 def replicas(cfg: LabConfig) -> int:

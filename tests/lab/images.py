@@ -11,7 +11,6 @@ task start a doomed registry look-up.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import subprocess

@@ -9,7 +9,7 @@ from pathlib import Path
 import docker
 
 from .config import LabConfig, Node
-from .system import LabError, alive, in_netns, read_pid, run, say, start_daemon, stop_pid, wait_for
+from .system import LabError, alive, in_netns, read_pid, say, start_daemon, stop_pid, wait_for
 
 
 def client(cfg: LabConfig, node: Node, timeout: int = 60) -> docker.DockerClient:

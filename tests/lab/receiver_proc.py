@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families

@@ -3,7 +3,8 @@ deploys and the lab tests move around. Every response names the node that served
 from __future__ import annotations
 
 import docker
-from docker.types import EndpointSpec, Healthcheck, Placement, Resources, ServiceMode, UpdateConfig
+import requests
+from docker.types import EndpointSpec, Healthcheck, Resources, ServiceMode, UpdateConfig
 
 from .config import LabConfig
 from .images import BUSYBOX, image_ids
@@ -153,3 +154,20 @@ def wait_moved_off(cfg: LabConfig, name: str, old_node: str, timeout: float = 60
                      if t["DesiredState"] == "running" and node_name(cfg, t["NodeID"]) == old_node]
         return None if old_node in nodes or leftovers else sorted(nodes)[0]
     return wait_for(f"{name} to move off {old_node}", moved, timeout=timeout, interval=poll)
+
+
+def stress(cfg: LabConfig, kind: str, **params) -> requests.Response:
+    """Start (or stop) stress on the stress app through the entry point: one task."""
+    r = requests.get(f"{cfg.entrypoint_url}/stress/{kind}", params=params, timeout=5)
+    r.raise_for_status()
+    return r
+
+
+def stop_stress_everywhere(cfg: LabConfig) -> None:
+    """/stress/stop on every worker's task directly: through the entry point it would
+    reach only one of several replicas."""
+    for worker in cfg.workers:
+        try:
+            requests.get(f"http://{worker.ip}:{cfg.app_published_port}/stress/stop", timeout=2)
+        except requests.RequestException:
+            pass  # no task on that worker
