@@ -10,6 +10,7 @@ it counts the alerts, hands the firing ones to the background Dispatcher and ans
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import time
 from concurrent.futures import Executor
@@ -82,10 +83,9 @@ def create_app(settings: Settings | None = None, api=None, *,
         now = clock()
         firing = [a for a in webhook.alerts if a.firing]
         for alert in webhook.alerts:
-            metrics.alerts_received.labels(alert.name, alert.status).inc()
+            metrics.count_received(alert.name, alert.status)
             if alert.firing:
-                metrics.alert_age.labels(alert.name).observe(
-                    max((now - alert.starts_at).total_seconds(), 0.0))
+                metrics.observe_age(alert.name, max((now - alert.starts_at).total_seconds(), 0.0))
             else:
                 # Recorded, never acted on: the action an alert caused is not undone.
                 log.info("%s for %s resolved", alert.name, alert.service)
@@ -93,9 +93,13 @@ def create_app(settings: Settings | None = None, api=None, *,
             log.warning("Alertmanager left out %d alerts of group %s (max_alerts)",
                         webhook.truncated_alerts, webhook.group_key)
         receipt = dispatcher.submit(firing)
-        return jsonify(status="accepted", firing=len(firing),
-                       resolved=len(webhook.alerts) - len(firing),
-                       queued=list(receipt.queued), in_progress=list(receipt.busy)), 202
+        # json.dumps straight into a Response: this is the hot path of every webhook, and
+        # jsonify's provider machinery cost a tenth of it (make bench-receiver).
+        return Response(json.dumps({"status": "accepted", "firing": len(firing),
+                                    "resolved": len(webhook.alerts) - len(firing),
+                                    "queued": list(receipt.queued),
+                                    "in_progress": list(receipt.busy)}),
+                        status=202, mimetype="application/json")
 
     @app.get("/healthz")
     def healthz():

@@ -75,7 +75,7 @@ class Dispatcher:
             if not alert.firing:
                 continue
             if self._handled_recently(alert, received):
-                self._metrics.alerts_skipped.labels(alert.name, DUPLICATE).inc()
+                self._metrics.count_skipped(alert.name, DUPLICATE)
                 continue
             groups.setdefault(alert.service, []).append(alert)
         queued, busy = [], []
