@@ -254,3 +254,34 @@ def test_scenario_1_through_the_whole_bundle_moves_the_task_with_zero_failed_req
     assert receiver_metric(lab, "swarmguard_actions_total", kind="migrate", result="success") == before + 1
     assert new != old
     assert result.failed == 0, result.summary()
+
+
+def test_scenario_2_through_the_whole_bundle_scales_up_and_back_down_with_zero_failed_requests(bundle):
+    """Real demand on the stack's demo service: the stack's pipeline adds a replica (the
+    lab has two workers, so the second is the last free node, which an earlier migration
+    had excluded) and removes it after the (shortened) scale-down window."""
+    lab = bundle
+    wait_for("the demo task to cool down", lambda: not api(
+        stack_prometheus(lab), "/api/v1/query", query=f'ALERTS{{service="{STRESS}"}}')["result"], timeout=90)
+    wait_for("old containers gone", lambda: len(services.containers(lab, STRESS)) == 1, timeout=30)
+    ups = receiver_metric(lab, "swarmguard_actions_total", kind="scale_up", result="success")
+    downs = receiver_metric(lab, "swarmguard_actions_total", kind="scale_down", result="success")
+    [task] = services.running_tasks(lab, STRESS)
+    node = lab.node(services.node_name(lab, task["NodeID"]))
+    with Probe(lab.entrypoint_url + "/health", rate=20, max_seconds=240) as probe:
+        time.sleep(1)
+        started = time.monotonic()
+        r = requests.get(f"http://{node.ip}:{lab.app_published_port}/stress/combined", timeout=5,
+                         params={"cpu": 100, "network": round(lab.node_capacity_mbps * 0.85, 1), "duration": 60})
+        assert r.status_code == 200, r.text
+        wait_for("a second healthy replica", lambda: len(services.running_tasks(lab, STRESS)) == 2, timeout=90)
+        up_after = time.monotonic() - started
+        services.stop_stress_everywhere(lab)
+        wait_for("back to one replica", lambda: len(services.running_tasks(lab, STRESS, healthy_only=False)) == 1,
+                 timeout=120)
+        time.sleep(2)
+    result = probe.stop()
+    print(f"bundle Scenario 2: second replica healthy {up_after:.1f} s after the stress; {result.summary()}")
+    assert receiver_metric(lab, "swarmguard_actions_total", kind="scale_up", result="success") == ups + 1
+    assert receiver_metric(lab, "swarmguard_actions_total", kind="scale_down", result="success") == downs + 1
+    assert result.failed == 0, result.summary()

@@ -113,22 +113,20 @@ def deploy(cfg: LabConfig, timeout: float = 180.0) -> dict[str, str]:
         raise LabError(f"{cfg.token_file} is missing: bring the lab up first")
     ids = {**image_ids(cfg), **build_monitoring_images(cfg)}
     ensure_secret(cfg)
-    with tempfile.NamedTemporaryFile("w", prefix="stack.images.", suffix=".yml") as pinned, \
-            tempfile.NamedTemporaryFile("w", prefix="prometheus.lab.", suffix=".yml") as prom:
-        text = yaml.safe_dump(lab_prometheus_config(cfg), sort_keys=False)
-        prom.write(text)
-        prom.flush()
+    with tempfile.TemporaryDirectory(prefix="stack.lab.") as tmp:
         override = images_by_id(ids)
-        # The stack's Prometheus reads its config from a Swarm config; in the lab that
-        # config is the project's file with one change (lab_prometheus_config).
-        override["configs"] = {"prometheus_yml": {
-            "name": f"swarmguard_prometheus_yml_lab_{hashlib.sha256(text.encode()).hexdigest()[:12]}",
-            "file": prom.name}}
-        yaml.safe_dump(override, pinned)
-        pinned.flush()
+        # Swarm configs the lab changes (lab_configs); the rest are the project's files.
+        override["configs"] = {}
+        for key, text in lab_configs(cfg).items():
+            path = Path(tmp) / f"{key}.yml"
+            path.write_text(text)
+            digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+            override["configs"][key] = {"name": f"swarmguard_{key}_lab_{digest}", "file": str(path)}
+        pinned = Path(tmp) / "images.yml"
+        pinned.write_text(yaml.safe_dump(override))
         say(f"deploying the stack {NAME} (stack.yml + stack.lab.yml)")
         docker_cli(cfg, "stack", "deploy", "--resolve-image", "never",
-                   "-c", str(STACK_FILE), "-c", str(LAB_FILE), "-c", pinned.name, NAME,
+                   "-c", str(STACK_FILE), "-c", str(LAB_FILE), "-c", str(pinned), NAME,
                    env=environment(cfg))
     wait_for(f"every service of the stack {NAME} running", lambda: not not_running(cfg),
              timeout=timeout, interval=1.0)
@@ -148,6 +146,26 @@ def lab_prometheus_config(cfg: LabConfig) -> dict:
             job["static_configs"] = [{"targets": [f"{n.ip}:{cfg.cadvisor_port}"], "labels": {"instance": n.name}}
                                      for n in cfg.nodes]
     return config
+
+
+def lab_configs(cfg: LabConfig) -> dict[str, str]:
+    """The Swarm configs whose content differs in the lab, by stack.yml config key:
+    - prometheus_yml: the cAdvisor job scrapes the lab's cAdvisor processes;
+    - prometheus_rules, alertmanager_yml: the slow windows shortened as for the demo and
+      the end-to-end tests (scale-down `for:` 20 s, Alertmanager repeat 10 s), so that a
+      scale-up-and-down cycle through the bundle fits in a test."""
+    rules = load(PROJECT_ROOT / "prometheus" / "rules" / "swarmguard.yml")
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == "SwarmGuardScaleDown":
+                rule["for"] = "20s"
+    am = load(PROJECT_ROOT / "alertmanager" / "alertmanager.yml")
+    for route in am["route"].get("routes", []):
+        if route.get("receiver") == "swarmguard":
+            route["repeat_interval"] = "10s"
+    return {"prometheus_yml": yaml.safe_dump(lab_prometheus_config(cfg), sort_keys=False),
+            "prometheus_rules": yaml.safe_dump(rules, sort_keys=False),
+            "alertmanager_yml": yaml.safe_dump(am, sort_keys=False)}
 
 
 def expected_tasks(cfg: LabConfig, service: str) -> int:
