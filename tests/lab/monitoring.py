@@ -231,25 +231,33 @@ def healthy(cfg: LabConfig) -> bool:
                if not (name.startswith("exporter-") and not exporter_available()))
 
 
+def shorten_scale_down(rules: dict, window: str = "20s") -> dict:
+    """The rules with SwarmGuardScaleDown's `for:` (180 s as shipped) set to `window`."""
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == "SwarmGuardScaleDown":
+                rule["for"] = window
+    return rules
+
+
+def shorten_repeat(alertmanager: dict, repeat_interval: str = "10s") -> dict:
+    """Alertmanager's config with the SwarmGuard route's repeat (1 m as shipped) set."""
+    for route in alertmanager["route"].get("routes", []):
+        if route.get("receiver") == "swarmguard":
+            route["repeat_interval"] = repeat_interval
+    return alertmanager
+
+
 @contextlib.contextmanager
 def shortened_windows(cfg: LabConfig, *, scale_down_for: str = "20s", repeat_interval: str = "10s"):
     """For end-to-end tests and the demo only: the shipped rules and routing with the
     slow windows shortened (scale-down's 180 s `for:`, Alertmanager's 1 m repeat), so a
     whole scale-up-and-down cycle fits in about a minute. Everything else is the project's
     own files; the originals are restored on exit."""
-    def shorten(rules: dict) -> dict:
-        for group in rules["groups"]:
-            for rule in group["rules"]:
-                if rule.get("alert") == "SwarmGuardScaleDown":
-                    rule["for"] = scale_down_for
-        return rules
-    am = alertmanager_config(cfg)
-    for route in am["route"].get("routes", []):
-        if route.get("receiver") == "swarmguard":
-            route["repeat_interval"] = repeat_interval
+    am = shorten_repeat(alertmanager_config(cfg), repeat_interval)
     am_file = cfg.state_dir / "alertmanager" / "alertmanager.yml"
     try:
-        sync_rules(cfg, shorten)
+        sync_rules(cfg, lambda rules: shorten_scale_down(rules, scale_down_for))
         am_file.write_text(yaml.safe_dump(am, sort_keys=False))
         _reload(cfg)
         yield

@@ -21,6 +21,7 @@ import yaml
 from . import services
 from .bundle_images import build_monitoring_images
 from .config import PROJECT_ROOT, LabConfig
+from .monitoring import shorten_repeat, shorten_scale_down
 from .images import image_ids
 from .nodes import client
 from .system import LabError, run, say, wait_for
@@ -154,15 +155,8 @@ def lab_configs(cfg: LabConfig) -> dict[str, str]:
     - prometheus_rules, alertmanager_yml: the slow windows shortened as for the demo and
       the end-to-end tests (scale-down `for:` 20 s, Alertmanager repeat 10 s), so that a
       scale-up-and-down cycle through the bundle fits in a test."""
-    rules = load(PROJECT_ROOT / "prometheus" / "rules" / "swarmguard.yml")
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if rule.get("alert") == "SwarmGuardScaleDown":
-                rule["for"] = "20s"
-    am = load(PROJECT_ROOT / "alertmanager" / "alertmanager.yml")
-    for route in am["route"].get("routes", []):
-        if route.get("receiver") == "swarmguard":
-            route["repeat_interval"] = "10s"
+    rules = shorten_scale_down(load(PROJECT_ROOT / "prometheus" / "rules" / "swarmguard.yml"))
+    am = shorten_repeat(load(PROJECT_ROOT / "alertmanager" / "alertmanager.yml"))
     return {"prometheus_yml": yaml.safe_dump(lab_prometheus_config(cfg), sort_keys=False),
             "prometheus_rules": yaml.safe_dump(rules, sort_keys=False),
             "alertmanager_yml": yaml.safe_dump(am, sort_keys=False)}
