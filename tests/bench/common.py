@@ -15,6 +15,12 @@ from tests.lab.config import PROJECT_ROOT
 ARTIFACTS = Path(os.environ.get("SWARMGUARD_ARTIFACTS", PROJECT_ROOT / "artifacts"))
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 

@@ -20,21 +20,16 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.bench.common import ARTIFACTS, progress, summarise, table, write_json
+from tests.bench.common import ARTIFACTS, cpu_seconds, progress, summarise, table, write_json
 from tests.lab import controller, services
 from tests.lab.config import DEFAULT, PROJECT_ROOT, LabConfig
-from tests.lab.monitoring import CADVISOR_HOUSEKEEPING
+from tests.lab.monitoring import CADVISOR_HOUSEKEEPING, prometheus_query as query
 from tests.lab.services import stress
 from tests.lab.system import read_pid, wait_for
 from tests.lab.webhook_sink import WebhookSink
 
 SERVICE = "bench-detect"
 ALERT = "SwarmGuardMigrate"
-
-
-def query(cfg: LabConfig, promql: str) -> list:
-    r = requests.get(f"{cfg.prometheus_url}/api/v1/query", params={"query": promql}, timeout=5)
-    return r.json()["data"]["result"]
 
 
 class StageWatcher:
@@ -90,15 +85,10 @@ def trial(cfg: LabConfig, sink: WebhookSink) -> dict:
 def exporter_cpu_per_scrape(cfg: LabConfig, scrapes: int = 200) -> dict:
     node = cfg.workers[0]
     pid = read_pid(cfg.run_dir / f"exporter-{node.name}.pid")
-    ticks = __import__("os").sysconf("SC_CLK_TCK")
-
-    def cpu_seconds():
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
-    before, t0 = cpu_seconds(), time.monotonic()
+    before, t0 = cpu_seconds(pid), time.monotonic()
     for _ in range(scrapes):
         requests.get(f"http://{node.ip}:9101/metrics", timeout=5).raise_for_status()
-    used, wall = cpu_seconds() - before, time.monotonic() - t0
+    used, wall = cpu_seconds(pid) - before, time.monotonic() - t0
     return {"scrapes": scrapes, "cpu_ms_per_scrape": 1000 * used / scrapes, "wall_ms_per_scrape": 1000 * wall / scrapes}
 
 

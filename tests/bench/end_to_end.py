@@ -19,7 +19,6 @@ Prints a table, writes artifacts/bench.json and artifacts/bench.png.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import time
 from datetime import datetime, timezone
@@ -27,10 +26,10 @@ from pathlib import Path
 
 import requests
 
-from tests.bench.common import ARTIFACTS, progress, summarise, table, write_json
+from tests.bench.common import ARTIFACTS, cpu_seconds, progress, summarise, table, write_json
 from tests.lab import controller, services
 from tests.lab.config import DEFAULT, LabConfig
-from tests.lab.monitoring import EXPORTER_PORT, shortened_windows
+from tests.lab.monitoring import EXPORTER_PORT, prometheus_query as query, shortened_windows
 from tests.lab.nodes import client
 from tests.lab.probe import Probe
 from tests.lab.receiver_proc import ReceiverProcess
@@ -41,10 +40,6 @@ SERVICE = "bench-e2e"
 STRESS_SECONDS = 40
 ACTING = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO receiver\.actuator: "
                     r"(Migrating|Scaling up|Scaling down) (\S+)")
-
-
-def query(cfg: LabConfig, promql: str) -> list:
-    return requests.get(f"{cfg.prometheus_url}/api/v1/query", params={"query": promql}, timeout=5).json()["data"]["result"]
 
 
 def inspect(cfg: LabConfig) -> dict:
@@ -160,11 +155,6 @@ def baseline_kill(cfg: LabConfig) -> dict:
         time.sleep(2)
     result = probe.stop()
     return {"outage_s": result.longest_gap, "failed_requests": result.failed, "requests": result.total}
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def overhead(cfg: LabConfig, receiver: ReceiverProcess, seconds: int = 30) -> dict:

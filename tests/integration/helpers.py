@@ -4,14 +4,9 @@ from __future__ import annotations
 import requests
 
 from tests.lab.config import LabConfig
+from tests.lab.monitoring import prometheus_query
 
-
-def prometheus_query(cfg: LabConfig, query: str) -> list[dict]:
-    r = requests.get(f"{cfg.prometheus_url}/api/v1/query", params={"query": query}, timeout=10)
-    r.raise_for_status()
-    body = r.json()
-    assert body["status"] == "success", body
-    return body["data"]["result"]
+__all__ = ["prometheus_query", "prometheus_targets"]
 
 
 def prometheus_targets(cfg: LabConfig) -> list[dict]:

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import PROJECT_ROOT, LabConfig
-from .images import BUSYBOX, _digest, _load_everywhere, _save, image_ids
-from .nodes import client
+from .images import BUSYBOX, _digest, _load_everywhere, _save, build_image, image_ids
 from .system import LabError, say
 
 DOCKERFILES = PROJECT_ROOT / "tests" / "lab" / "images"
@@ -118,16 +117,7 @@ def _inputs_digest(image: MonitoringImage, base_id: str) -> str:
 
 def _build(cfg: LabConfig, image: MonitoringImage, context: Path) -> None:
     say(f"building {image.tag} from {image.binary} ({image.dockerfile.name})")
-    api = client(cfg, cfg.manager, timeout=600).api
-    stream = api.build(path=str(context), dockerfile=image.dockerfile.name, tag=image.tag,
-                       rm=True, forcerm=True, pull=False, decode=True,
-                       buildargs={"BASE_IMAGE": BUSYBOX})
-    for chunk in stream:
-        if "error" in chunk:
-            raise LabError(f"building {image.tag}: {chunk['error']}")
-        line = chunk.get("stream", "").strip()
-        if line.startswith("Step "):
-            say(f"  {line}")
+    build_image(cfg, context, image.dockerfile.name, image.tag, {"BASE_IMAGE": BUSYBOX})
 
 
 def build_monitoring_images(cfg: LabConfig) -> dict[str, str]:

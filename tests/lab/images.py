@@ -138,18 +138,22 @@ def _import_rootfs(cfg: LabConfig, rootfs: Path, tag: str, changes: list[str], t
     _save(cfg, tag, tarball)
 
 
-def _build_project_image(cfg: LabConfig, tag: str, dockerfile: str, tarball: Path) -> None:
-    say(f"building {tag} from {dockerfile}")
+def build_image(cfg: LabConfig, context: Path, dockerfile: str, tag: str, buildargs: dict) -> None:
+    """docker build on the manager (never pulling: no registry), showing each step."""
     api = client(cfg, cfg.manager, timeout=900).api
-    stream = api.build(path=str(PROJECT_ROOT), dockerfile=dockerfile, tag=tag, rm=True,
-                       forcerm=True, pull=False, decode=True,
-                       buildargs={"BASE_IMAGE": PYTHON_BASE, "INSTALL_DEPS": "0"})
+    stream = api.build(path=str(context), dockerfile=dockerfile, tag=tag, rm=True,
+                       forcerm=True, pull=False, decode=True, buildargs=buildargs)
     for chunk in stream:
         if "error" in chunk:
             raise LabError(f"building {tag}: {chunk['error']}")
         line = chunk.get("stream", "").strip()
         if line.startswith("Step "):
             say(f"  {line}")
+
+
+def _build_project_image(cfg: LabConfig, tag: str, dockerfile: str, tarball: Path) -> None:
+    say(f"building {tag} from {dockerfile}")
+    build_image(cfg, PROJECT_ROOT, dockerfile, tag, {"BASE_IMAGE": PYTHON_BASE, "INSTALL_DEPS": "0"})
     _save(cfg, tag, tarball)
 
 

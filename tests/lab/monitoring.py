@@ -267,6 +267,16 @@ def shortened_windows(cfg: LabConfig, *, scale_down_for: str = "20s", repeat_int
         _reload(cfg)
 
 
+def prometheus_query(cfg: LabConfig, promql: str) -> list[dict]:
+    """An instant query against the lab's Prometheus; its result vector."""
+    r = requests.get(f"{cfg.prometheus_url}/api/v1/query", params={"query": promql}, timeout=10)
+    r.raise_for_status()
+    body = r.json()
+    if body.get("status") != "success":
+        raise RuntimeError(f"Prometheus refused {promql!r}: {body}")
+    return body["data"]["result"]
+
+
 def _reload(cfg: LabConfig) -> None:
     requests.post(f"{cfg.prometheus_url}/-/reload", timeout=10).raise_for_status()
     requests.post(f"{cfg.alertmanager_url}/-/reload", timeout=10).raise_for_status()
