@@ -54,3 +54,8 @@ bench-receiver: lab-up
 .PHONY: bench
 bench: lab-up
 	$(PY) -m tests.bench.end_to_end
+
+# Monitoring cost against containers per node (idle tasks in steps on worker-1).
+.PHONY: bench-density
+bench-density: lab-up
+	$(PY) -m tests.bench.density

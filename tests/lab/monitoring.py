@@ -20,9 +20,10 @@ from .install import cadvisor_binary
 from .system import alive, in_netns, read_pid, say, start_daemon, stop_pid, wait_for
 
 EXPORTER_PORT = 9101
-# Fresh samples are the first link of the detection chain (prometheus/rules: LATENCY
-# CHAIN). cAdvisor jitters each container's interval between 1x and 2x this value.
-CADVISOR_HOUSEKEEPING = "500ms"
+# cAdvisor is not on the detection path (the exporter reads the tasks' cgroups): it runs
+# at a dashboard's pace, as in stack.yml, with dynamic back-off for idle containers.
+CADVISOR_HOUSEKEEPING = "10s"
+CADVISOR_LABELS = "com.docker.swarm.service.name,com.docker.swarm.task.id,com.docker.swarm.node.id"
 
 
 def _pidfile(cfg: LabConfig, name: str) -> Path:
@@ -54,30 +55,25 @@ def cadvisor_url(cfg: LabConfig, node: Node) -> str:
 def start_cadvisor(cfg: LabConfig, node: Node) -> None:
     binary = cadvisor_binary(cfg)
     # All dockerds share one cgroup tree: -docker_only with the node's own socket makes
-    # this cAdvisor see (and label) only its own node's containers. Housekeeping every
-    # second with no dynamic back-off keeps samples fresh for the detection path.
+    # this cAdvisor see (and label) only its own node's containers.
     _ensure(cfg, f"cadvisor-{node.name}", "cadvisor", in_netns(node.netns, [
         str(binary), f"-listen_ip={node.ip}", f"-port={cfg.cadvisor_port}",
         f"-docker={cfg.docker_url(node)}", "-docker_only",
-        f"-housekeeping_interval={CADVISOR_HOUSEKEEPING}", "-allow_dynamic_housekeeping=false",
-        "-store_container_labels=true",
+        f"-housekeeping_interval={CADVISOR_HOUSEKEEPING}",
+        "-store_container_labels=false", f"-whitelisted_container_labels={CADVISOR_LABELS}",
         "-disable_metrics=advtcp,tcp,udp,sched,process,hugetlb,referenced_memory,cpu_topology,resctrl,disk,diskIO,percpu",
         "-logtostderr",
     ]))
 
 
-# ---------------------------------------------------------------- the exporter (when it exists)
-
-def exporter_available() -> bool:
-    return (PROJECT_ROOT / "exporter" / "__main__.py").exists()
-
+# ---------------------------------------------------------------- the exporter
 
 def start_exporter(cfg: LabConfig, node: Node) -> None:
-    if not exporter_available():
-        return
     _ensure(cfg, f"exporter-{node.name}", "exporter", in_netns(node.netns, [
         sys.executable, "-m", "exporter",
-        f"--cadvisor-url={cadvisor_url(cfg, node)}",
+        # The node's own dockerd; /proc and the cgroup tree are the host's, shared by all
+        # lab nodes, and the exporter finds each container's files by its PID and ID.
+        f"--docker-url={cfg.docker_url(node)}",
         f"--listen-address={node.ip}", f"--listen-port={EXPORTER_PORT}",
         f"--capacity-mbps={cfg.node_capacity_mbps}",
     ]))
@@ -94,27 +90,30 @@ def _token(cfg: LabConfig) -> Path:
 
 
 def prometheus_config(cfg: LabConfig) -> dict:
-    project_file = PROJECT_ROOT / "prometheus" / "prometheus.yml"
-    base = yaml.safe_load(project_file.read_text()) if project_file.exists() else {}
-    config = {"global": base.get("global") or {"scrape_interval": "1s", "evaluation_interval": "1s"}}
+    """The project's prometheus.yml with the lab's targets: each per-node job keeps its own
+    settings (interval, timeout, metric filters) and gets static targets in place of Swarm
+    service discovery, which cannot find processes that run beside the nodes."""
+    base = yaml.safe_load((PROJECT_ROOT / "prometheus" / "prometheus.yml").read_text())
+    config = {"global": dict(base["global"])}
     config["global"].pop("external_labels", None)
     config["rule_files"] = [str(rules_dir(cfg) / "*.yml")]
     config["alerting"] = {"alertmanagers": [{"static_configs": [
         {"targets": [f"127.0.0.1:{cfg.alertmanager_port}"]}]}]}
+    jobs = {job["job_name"]: job for job in base["scrape_configs"]}
 
     def per_node(job: str, port: int) -> dict:
-        return {"job_name": job, "static_configs": [
+        settings = {k: v for k, v in jobs[job].items()
+                    if k not in ("dockerswarm_sd_configs", "dns_sd_configs", "relabel_configs")}
+        return {**settings, "static_configs": [
             {"targets": [f"{n.ip}:{port}"], "labels": {"node": n.name}} for n in cfg.nodes]}
 
-    scrape = [per_node("cadvisor", cfg.cadvisor_port)]
-    if exporter_available():
-        scrape.append(per_node("swarmguard-exporter", EXPORTER_PORT))
-    scrape += [
+    config["scrape_configs"] = [
+        per_node("cadvisor", cfg.cadvisor_port),
+        per_node("swarmguard-exporter", EXPORTER_PORT),
         {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{cfg.prometheus_port}"]}]},
         {"job_name": "alertmanager", "static_configs": [{"targets": [f"127.0.0.1:{cfg.alertmanager_port}"]}]},
         {"job_name": "swarmguard-receiver", "static_configs": [{"targets": [f"127.0.0.1:{cfg.receiver_port}"]}]},
     ]
-    config["scrape_configs"] = scrape
     return config
 
 
@@ -227,8 +226,7 @@ def down(cfg: LabConfig) -> None:
 
 
 def healthy(cfg: LabConfig) -> bool:
-    return all(alive(read_pid(_pidfile(cfg, name)), marker) for name, marker in names(cfg)
-               if not (name.startswith("exporter-") and not exporter_available()))
+    return all(alive(read_pid(_pidfile(cfg, name)), marker) for name, marker in names(cfg))
 
 
 def shorten_scale_down(rules: dict, window: str = "20s") -> dict:

@@ -132,10 +132,9 @@ def test_in_the_lab_cadvisor_and_grafana_get_a_placement_no_node_matches(in_the_
         assert "node.labels.swarmguard-lab.no-such == 1" in constraints, name
 
 
-def test_in_the_lab_the_exporter_resolves_its_nodes_name_to_the_nodes_address(in_the_lab):
+def test_in_the_lab_each_exporter_reads_its_own_nodes_docker_socket(in_the_lab):
     spec = container(in_the_lab["exporter"])
-    assert "SWARMGUARD_EXPORTER_CADVISOR_URL=http://{{.Node.Hostname}}:8080" in spec["Env"]
-    assert sorted(spec["Hosts"]) == sorted(f"{n.ip} {n.name}" for n in DEFAULT.nodes)
+    assert "SWARMGUARD_EXPORTER_DOCKER_URL=unix:///run/swarmguard-lab/{{.Node.Hostname}}.sock" in spec["Env"]
 
 
 def test_in_the_lab_the_demo_service_keeps_the_bundles_policies(in_the_lab):
