@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from . import rootfs
 from .config import PROJECT_ROOT, LabConfig, Node
 from .install import cadvisor_binary
 from .system import alive, in_netns, read_pid, say, start_daemon, stop_pid, wait_for
@@ -169,13 +170,13 @@ def start_prometheus(cfg: LabConfig) -> None:
     sync_rules(cfg)
     conf = cfg.state_dir / "prometheus" / "prometheus.yml"
     changed = _write_if_changed(conf, yaml.safe_dump(prometheus_config(cfg), sort_keys=False))
-    started = _ensure(cfg, "prometheus", "prometheus", [
+    started = _ensure(cfg, "prometheus", "prometheus", rootfs.for_flavour(cfg, [
         "prometheus", f"--config.file={conf}",
         f"--storage.tsdb.path={cfg.state_dir / 'prometheus' / 'data'}",
         f"--web.listen-address=127.0.0.1:{cfg.prometheus_port}",
         "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d",
         "--rules.alert.resend-delay=5s",  # as in stack.yml: stale alerts expire in 20 s
-    ])
+    ]))
     wait_for("Prometheus ready", lambda: requests.get(f"{cfg.prometheus_url}/-/ready", timeout=2).ok)
     if changed and not started:
         say("reloading Prometheus (configuration or rules changed)")
@@ -186,12 +187,12 @@ def start_prometheus(cfg: LabConfig) -> None:
 def start_alertmanager(cfg: LabConfig) -> None:
     conf = cfg.state_dir / "alertmanager" / "alertmanager.yml"
     changed = _write_if_changed(conf, yaml.safe_dump(alertmanager_config(cfg), sort_keys=False))
-    started = _ensure(cfg, "alertmanager", "alertmanager", [
+    started = _ensure(cfg, "alertmanager", "alertmanager", rootfs.for_flavour(cfg, [
         "prometheus-alertmanager", f"--config.file={conf}",
         f"--storage.path={cfg.state_dir / 'alertmanager' / 'data'}",
         f"--web.listen-address=127.0.0.1:{cfg.alertmanager_port}",
         "--cluster.listen-address=",  # one instance: no gossip port
-    ])
+    ]))
     wait_for("Alertmanager ready", lambda: requests.get(f"{cfg.alertmanager_url}/-/ready", timeout=2).ok)
     if changed and not started:
         say("reloading Alertmanager (configuration changed)")

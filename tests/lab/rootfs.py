@@ -149,3 +149,9 @@ def command(cfg: LabConfig, cmd: list[str], *, hostname: str | None = None,
         lines.append(f"hostname {shlex.quote(hostname)}")
     lines.append(f'exec chroot {r} "$@"')
     return [*unshare, "sh", "-c", "\n".join(lines), "sh", *cmd]
+
+
+def for_flavour(cfg: LabConfig, cmd: list[str]) -> list[str]:
+    """cmd as the lab's flavour runs it: from the sid root on `current`, from the host's
+    Debian 12 packages (unchanged) on `bookworm`."""
+    return command(cfg, cmd) if cfg.flavour == "current" else cmd
