@@ -67,6 +67,15 @@ def start_cadvisor(cfg: LabConfig, node: Node) -> None:
     ]))
 
 
+def restart_cadvisor(cfg: LabConfig, node: Node) -> None:
+    """A new cAdvisor for the node, up and answering. cAdvisor settles its Docker factory
+    once, at start: after the node's dockerd restarted (say, under another API floor), a
+    fresh cAdvisor is what a person upgrading Docker gets (its container restarts too)."""
+    stop_pid(read_pid(_pidfile(cfg, f"cadvisor-{node.name}")), "cadvisor")
+    start_cadvisor(cfg, node)
+    wait_for(f"cAdvisor on {node.name}", lambda: requests.get(f"{cadvisor_url(cfg, node)}/healthz", timeout=2).ok)
+
+
 # ---------------------------------------------------------------- the exporter (when it exists)
 
 def exporter_available() -> bool:

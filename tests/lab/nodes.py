@@ -71,7 +71,8 @@ def start_dockerd(cfg: LabConfig, node: Node) -> None:
     launch = "\0".join([*cmd, *(f"{k}={v}" for k, v in env.items())])
     recorded = _launch_file(cfg, node)
     if dockerd_running(cfg, node):
-        if not recorded.exists() or recorded.read_text() == launch:
+        # No record: started before launches were recorded, with the engine's own floor.
+        if (recorded.read_text() == launch) if recorded.exists() else not cfg.min_api:
             return
         say(f"restarting dockerd for {node.name} (API floor now {cfg.min_api or 'the default'})")
         stop_dockerd(cfg, node)
