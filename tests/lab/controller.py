@@ -86,6 +86,7 @@ def healthy(cfg: LabConfig) -> bool:
 def status(cfg: LabConfig) -> dict:
     """Everything a person wants to know about the lab, as plain data."""
     report: dict = {"healthy": healthy(cfg), "flavour": cfg.flavour, "min_api": cfg.min_api,
+                    "packages": rootfs.versions(cfg) if cfg.flavour == "current" else {},
                     "nodes": [], "services": [], "urls": {
         "prometheus": cfg.prometheus_url, "alertmanager": cfg.alertmanager_url,
         "entrypoint": cfg.entrypoint_url, "haproxy_stats": f"http://127.0.0.1:{cfg.haproxy_stats_port}/",
@@ -113,7 +114,10 @@ def status(cfg: LabConfig) -> dict:
 def format_status(report: dict) -> str:
     floor = f", nodes refuse API < {report['min_api']}" if report["min_api"] else ""
     lines = [f"SwarmGuard lab: {'healthy' if report['healthy'] else 'NOT healthy'} "
-             f"(flavour {report['flavour']}{floor})", "", "Nodes:"]
+             f"(flavour {report['flavour']}{floor})"]
+    if report["packages"]:
+        lines.append("  from Debian sid: " + ", ".join(f"{k} {v}" for k, v in report["packages"].items()))
+    lines += ["", "Nodes:"]
     for n in sorted(report["nodes"], key=lambda n: n["hostname"]):
         lines.append(f"  {n['hostname']:<10} {n['role']:<8} {n['state']:<6} {n['availability']:<7} "
                      f"{n['addr']:<13} {n['id']}")
