@@ -123,9 +123,9 @@ def _discovered(port: int) -> list[dict]:
 
 
 @pytest.fixture
-def discovery(floored, tmp_path_factory):
-    """Start a Prometheus of a flavour with Swarm discovery against the manager's socket;
-    yield (its port, its log); stop it."""
+def discovery(floored):
+    """start(flavour): a Prometheus of that flavour with Swarm discovery against the
+    manager's socket, its port and log; stopped (by PID) after the test."""
     started: list[tuple[subprocess.Popen, str]] = []
 
     def start(flavour: str) -> tuple[int, object]:
