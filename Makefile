@@ -13,6 +13,7 @@ help:
 	@echo "make test        virtualenv + install, then unit, rule and lab tests (starts the lab)"
 	@echo "make unit        unit and rule tests only (no lab)"
 	@echo "make lab-up | lab-status | lab-down"
+	@echo "SWARMGUARD_LAB_FLAVOUR=current (default: Engine 28.5, Prometheus 3.5) or bookworm (Engine 20.10, Prometheus 2.42)"
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }

@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from . import rootfs
 from .config import PROJECT_ROOT, LabConfig, Node
 from .install import cadvisor_binary
 from .system import alive, in_netns, read_pid, say, start_daemon, stop_pid, wait_for
@@ -64,6 +65,15 @@ def start_cadvisor(cfg: LabConfig, node: Node) -> None:
         "-disable_metrics=advtcp,tcp,udp,sched,process,hugetlb,referenced_memory,cpu_topology,resctrl,disk,diskIO,percpu",
         "-logtostderr",
     ]))
+
+
+def restart_cadvisor(cfg: LabConfig, node: Node) -> None:
+    """A new cAdvisor for the node, up and answering. cAdvisor settles its Docker factory
+    once, at start: after the node's dockerd restarted (say, under another API floor), a
+    fresh cAdvisor is what a person upgrading Docker gets (its container restarts too)."""
+    stop_pid(read_pid(_pidfile(cfg, f"cadvisor-{node.name}")), "cadvisor")
+    start_cadvisor(cfg, node)
+    wait_for(f"cAdvisor on {node.name}", lambda: requests.get(f"{cadvisor_url(cfg, node)}/healthz", timeout=2).ok)
 
 
 # ---------------------------------------------------------------- the exporter
@@ -168,13 +178,13 @@ def start_prometheus(cfg: LabConfig) -> None:
     sync_rules(cfg)
     conf = cfg.state_dir / "prometheus" / "prometheus.yml"
     changed = _write_if_changed(conf, yaml.safe_dump(prometheus_config(cfg), sort_keys=False))
-    started = _ensure(cfg, "prometheus", "prometheus", [
+    started = _ensure(cfg, "prometheus", "prometheus", rootfs.for_flavour(cfg, [
         "prometheus", f"--config.file={conf}",
         f"--storage.tsdb.path={cfg.state_dir / 'prometheus' / 'data'}",
         f"--web.listen-address=127.0.0.1:{cfg.prometheus_port}",
         "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d",
         "--rules.alert.resend-delay=5s",  # as in stack.yml: stale alerts expire in 20 s
-    ])
+    ]))
     wait_for("Prometheus ready", lambda: requests.get(f"{cfg.prometheus_url}/-/ready", timeout=2).ok)
     if changed and not started:
         say("reloading Prometheus (configuration or rules changed)")
@@ -185,12 +195,12 @@ def start_prometheus(cfg: LabConfig) -> None:
 def start_alertmanager(cfg: LabConfig) -> None:
     conf = cfg.state_dir / "alertmanager" / "alertmanager.yml"
     changed = _write_if_changed(conf, yaml.safe_dump(alertmanager_config(cfg), sort_keys=False))
-    started = _ensure(cfg, "alertmanager", "alertmanager", [
+    started = _ensure(cfg, "alertmanager", "alertmanager", rootfs.for_flavour(cfg, [
         "prometheus-alertmanager", f"--config.file={conf}",
         f"--storage.path={cfg.state_dir / 'alertmanager' / 'data'}",
         f"--web.listen-address=127.0.0.1:{cfg.alertmanager_port}",
         "--cluster.listen-address=",  # one instance: no gossip port
-    ])
+    ]))
     wait_for("Alertmanager ready", lambda: requests.get(f"{cfg.alertmanager_url}/-/ready", timeout=2).ok)
     if changed and not started:
         say("reloading Alertmanager (configuration changed)")
