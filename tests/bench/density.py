@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import time
 from pathlib import Path
 
@@ -230,6 +231,38 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_comparison(results: list[dict], path: Path) -> None:
+    """Several runs (e.g. before and after a change) on the same axes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(16, 4.8))
+    for result, style in zip(results, ("o--", "s-", "^-.")):
+        xs = [s["containers"] for s in result["steps"]]
+        fit = result["fits"].get("node total", {})
+        a.plot(xs, [s["cost"]["dense_node_cpu_percent"] for s in result["steps"]], style,
+               label=f"{result['label']}: {fit.get('percent_per_container', 0):.3f} %/container")
+        b.plot(xs, [s["cost"]["dense_node_wire_mbps"] for s in result["steps"]], style, label=result["label"])
+        c.plot(xs, [s["latency"]["detection"]["p50"] for s in result["steps"]], style,
+               label=f"{result['label']}: detection p50")
+        c.plot(xs, [s["latency"]["mttr"]["p50"] for s in result["steps"]], style, alpha=0.5,
+               label=f"{result['label']}: MTTR p50")
+    a.axhline(5, color="#c0392b", linestyle=":", linewidth=1, label="goal 5 %")
+    b.axhline(1, color="#c0392b", linestyle=":", linewidth=1, label="goal 1 Mbit/s")
+    c.axhline(3, color="#2e86de", linestyle=":", linewidth=1, label="detection goal 3 s")
+    c.axhline(5, color="#c0392b", linestyle=":", linewidth=1, label="MTTR goal 5 s")
+    for ax, title, ylabel in ((a, "SwarmGuard's CPU on the node (cAdvisor + exporter)", "% of one core"),
+                              (b, "Scraped from the node (gzip)", "Mbit/s"),
+                              (c, "Scenario 1 (missing points: no migration in 60 s)", "seconds")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(f"containers on {DENSE_NODE}")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def report(result: dict) -> None:
     rows = []
     for s in result["steps"]:
@@ -241,7 +274,7 @@ def report(result: dict) -> None:
                      max((j["scrape_p99_ms"] for j in jobs.values()), default=None),
                      sum((j["samples_per_second"] for j in jobs.values())),
                      cost["rule_group_ms"].get("swarmguard-detection"),
-                     lat["detection"]["p50"], lat["mttr"]["p50"], lat["missed"], lat["failed_requests"]])
+                     lat["detection"]["p50"], lat["mttr"]["p50"], lat.get("missed", 0), lat["failed_requests"]])
     print(f"\nSwarmGuard monitoring density ({result['label']}), containers on {DENSE_NODE}")
     print(table(["containers", "cAdvisor %", "exporter %", "node %", "Prometheus %", "Mbit/s", "scrape p99 ms",
                  "samples/s", "detect group ms", "detect p50 s", "MTTR p50 s", "missed", "failed req"], rows))
@@ -263,7 +296,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=30, help="seconds over which cost is measured")
     parser.add_argument("--label", default="current design", help="names this run in the report")
     parser.add_argument("--name", default="bench-density", help="artifact name (JSON and PNG)")
+    parser.add_argument("--compare", nargs="+", metavar="JSON",
+                        help="draw earlier runs' JSON files on the same axes (no lab needed) and stop")
     args = parser.parse_args(argv)
+    if args.compare:
+        results = [json.loads(Path(p).read_text()) for p in args.compare]
+        for result in results:
+            report(result)
+        png = ARTIFACTS / f"{args.name}-comparison.png"
+        plot_comparison(results, png)
+        print(f"\nwrote {png}")
+        return 0
     steps = [int(s) for s in args.steps.split(",")]
     cfg = DEFAULT
     if not controller.healthy(cfg):
