@@ -171,6 +171,13 @@ class GroundTruthLoop:
 def families(reading: Reading, now: float,
              stale_after: float = STALE_AFTER_SECONDS) -> Iterator[GaugeMetricFamily]:
     """The metric families for one reading, pure: what a scrape at `now` shows."""
+    fresh = yield from health_families(reading, now, stale_after)
+    if fresh:
+        yield from truth_families(reading.truth)
+
+
+def health_families(reading: Reading, now: float, stale_after: float):
+    """docker_up and the age, which change with `now`; returns whether the truth is fresh."""
     age = None if reading.succeeded_at is None else max(now - reading.succeeded_at, 0.0)
     fresh = reading.last_ok and age is not None and age <= stale_after
     up = GaugeMetricFamily("swarmguard_receiver_docker_up",
@@ -182,9 +189,11 @@ def families(reading: Reading, now: float,
         yield GaugeMetricFamily("swarmguard_ground_truth_age_seconds",
                                 "Seconds since the receiver last read the swarm successfully.",
                                 value=age)
-    if not fresh:
-        return
-    truth = reading.truth
+    return fresh
+
+
+def truth_families(truth: GroundTruth) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    """The per-service and per-node series of one reading (the same for every scrape of it)."""
     tasks = GaugeMetricFamily("swarmguard_service_tasks",
                               "Running tasks of each opted-in service per node, as Docker reports "
                               "them (the ground truth the exporters' series are checked against).",
@@ -192,24 +201,32 @@ def families(reading: Reading, now: float,
     hostnames = {n.id: n.hostname for n in truth.nodes}
     for (service, node_id), count in truth.tasks.items():
         tasks.add_metric([service, node_id, hostnames.get(node_id, "")], count)
-    yield tasks
     nodes = GaugeMetricFamily("swarmguard_node_ready",
                               "Swarm nodes as Docker reports them: 1 ready, 0 any other state.",
                               labels=["node_id", "node", "role"])
     for node in truth.nodes:
         nodes.add_metric([node.id, node.hostname, node.role], 1.0 if node.ready else 0.0)
-    yield nodes
+    return tasks, nodes
 
 
 class GroundTruthCollector(Collector):
-    """Renders the loop's latest reading at each scrape; never calls Docker itself."""
+    """Renders the loop's latest reading at each scrape; never calls Docker itself. The
+    per-service families are built once per reading (every 5 s), not once per scrape."""
 
     def __init__(self, loop: GroundTruthLoop, stale_after: float = STALE_AFTER_SECONDS):
         self.loop = loop
         self.stale_after = stale_after
+        self._built: tuple[GroundTruth | None, tuple] = (None, ())
 
     def collect(self):
-        return families(self.loop.latest(), self.loop.now(), self.stale_after)
+        reading = self.loop.latest()
+        fresh = yield from health_families(reading, self.loop.now(), self.stale_after)
+        if fresh:
+            truth, built = self._built
+            if truth is not reading.truth:
+                built = truth_families(reading.truth)
+                self._built = (reading.truth, built)
+            yield from built
 
     def describe(self):
         # Registration must not read the swarm (nor wait for the first read).
