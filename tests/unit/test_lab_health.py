@@ -46,3 +46,17 @@ def test_read_asks_the_dashboards_own_queries():
     assert (h.nodes_seen, h.nodes_ready, h.receiver_up, h.firing) == (3, 3, False, ())
     assert asked[:2] == health.panel_queries("Nodes seen")
     assert health.panel_queries("Opted-in tasks seen")[0] in asked
+
+
+def _series(reason: str, *times: float) -> dict:
+    return {"metric": {"__name__": "ALERTS", "alertname": "SwarmGuardBlind", "alertstate": "firing",
+                       "reason": reason, "node": "worker-1"},
+            "values": [[t, "1"] for t in times]}
+
+
+def test_health_alerts_outside_the_declared_faults_are_false_alarms_and_by_design_reasons_are_not():
+    series = [_series("target_down", 100, 105, 200), _series("receiver_down", 300),
+              _series("docker_unreachable", 150)]
+    assert health.unexplained(series, [(90, 160)]) == [
+        "alertname=SwarmGuardBlind, node=worker-1, reason=target_down firing at 00:03:20 UTC (1 samples)"]
+    assert health.unexplained(series, [(90, 210)]) == []
