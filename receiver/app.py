@@ -24,6 +24,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from receiver.actuator import Actuator, utc_now
 from receiver.cluster import connect, is_ready
 from receiver.config import Settings, load_settings
+from receiver import ground_truth
 from receiver.metrics import Metrics
 from receiver.payload import PayloadError, parse_webhook
 from receiver.worker import Dispatcher
@@ -34,13 +35,24 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, api=None, *,
                executor: Executor | None = None,
                clock: Callable[[], datetime] = utc_now,
-               sleep: Callable[[float], None] = time.sleep) -> Flask:
+               sleep: Callable[[float], None] = time.sleep,
+               publish_ground_truth: bool | None = None) -> Flask:
     """Build the receiver. With no arguments: settings from SWARMGUARD_* (ConfigError if
-    there is no token: refuse to start rather than run open) and the configured daemon."""
+    there is no token: refuse to start rather than run open) and the configured daemon.
+
+    publish_ground_truth: read the swarm in the background for detection health
+    (receiver/ground_truth.py). By default on when the app connects to Docker itself,
+    off when a test passes its own `api`."""
     settings = settings or load_settings()
     _configure_logging(settings.log_level)
+    if publish_ground_truth is None:
+        publish_ground_truth = api is None
     api = api if api is not None else connect(settings)
     metrics = Metrics()
+    # Detection health (issue 11): which opted-in tasks run where, and whether Docker answers.
+    truth = (ground_truth.install(api, metrics.registry,
+                                  on_error=lambda op: metrics.docker_errors.labels(op).inc())
+             if publish_ground_truth else None)
     actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep)
     dispatcher = Dispatcher(actuator.handle, metrics, executor=executor,
                             workers=settings.workers)
@@ -51,7 +63,8 @@ def create_app(settings: Settings | None = None, api=None, *,
     # exactly the limit is still read to its end.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["swarmguard"] = {"settings": settings, "metrics": metrics,
-                                    "dispatcher": dispatcher, "api": api}
+                                    "dispatcher": dispatcher, "api": api,
+                                    "ground_truth": truth}
     expected = f"Bearer {settings.token}".encode()
 
     def reject(code: int, reason: str, **headers: str):

@@ -53,13 +53,15 @@ def cadvisor_url(cfg: LabConfig, node: Node) -> str:
     return f"http://{node.ip}:{cfg.cadvisor_port}"
 
 
-def start_cadvisor(cfg: LabConfig, node: Node) -> None:
+def start_cadvisor(cfg: LabConfig, node: Node, docker_url: str | None = None) -> None:
+    """`docker_url`: another Docker socket than the node's (fault tests: a cAdvisor that
+    cannot register its Docker factory); starting again without it restores the node's."""
     binary = cadvisor_binary(cfg)
     # All dockerds share one cgroup tree: -docker_only with the node's own socket makes
     # this cAdvisor see (and label) only its own node's containers.
     _ensure(cfg, f"cadvisor-{node.name}", "cadvisor", in_netns(node.netns, [
         str(binary), f"-listen_ip={node.ip}", f"-port={cfg.cadvisor_port}",
-        f"-docker={cfg.docker_url(node)}", "-docker_only",
+        f"-docker={docker_url or cfg.docker_url(node)}", "-docker_only",
         f"-housekeeping_interval={CADVISOR_HOUSEKEEPING}",
         "-store_container_labels=false", f"-whitelisted_container_labels={CADVISOR_LABELS}",
         "-disable_metrics=advtcp,tcp,udp,sched,process,hugetlb,referenced_memory,cpu_topology,resctrl,disk,diskIO,percpu",
@@ -78,12 +80,14 @@ def restart_cadvisor(cfg: LabConfig, node: Node) -> None:
 
 # ---------------------------------------------------------------- the exporter
 
-def start_exporter(cfg: LabConfig, node: Node) -> None:
+def start_exporter(cfg: LabConfig, node: Node, docker_url: str | None = None) -> None:
+    """`docker_url`: another Docker socket than the node's (fault tests); starting again
+    without it restores the node's."""
     _ensure(cfg, f"exporter-{node.name}", "exporter", in_netns(node.netns, [
         sys.executable, "-m", "exporter",
         # The node's own dockerd; /proc and the cgroup tree are the host's, shared by all
         # lab nodes, and the exporter finds each container's files by its PID and ID.
-        f"--docker-url={cfg.docker_url(node)}",
+        f"--docker-url={docker_url or cfg.docker_url(node)}",
         f"--listen-address={node.ip}", f"--listen-port={EXPORTER_PORT}",
         f"--capacity-mbps={cfg.node_capacity_mbps}",
     ]))
@@ -233,6 +237,14 @@ def down(cfg: LabConfig) -> None:
             say(f"stopping {name}")
         stop_pid(pid, marker)
         _pidfile(cfg, name).unlink(missing_ok=True)
+
+
+def stop(cfg: LabConfig, name: str) -> None:
+    """Stop one daemon this module started (`cadvisor-worker-1`, `exporter-worker-1`...);
+    `up` (or its start_* function) starts it again."""
+    marker = dict(names(cfg))[name]
+    stop_pid(read_pid(_pidfile(cfg, name)), marker)
+    _pidfile(cfg, name).unlink(missing_ok=True)
 
 
 def healthy(cfg: LabConfig) -> bool:

@@ -144,7 +144,7 @@ def lab_prometheus_config(cfg: LabConfig) -> dict:
         if job["job_name"] == "cadvisor":
             job.pop("dockerswarm_sd_configs", None)
             job["relabel_configs"] = []
-            job["static_configs"] = [{"targets": [f"{n.ip}:{cfg.cadvisor_port}"], "labels": {"instance": n.name}}
+            job["static_configs"] = [{"targets": [f"{n.ip}:{cfg.cadvisor_port}"], "labels": {"instance": n.name, "node": n.name}}
                                      for n in cfg.nodes]
     return config
 

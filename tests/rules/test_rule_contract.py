@@ -115,3 +115,26 @@ def test_the_lab_can_retarget_the_webhook_with_a_yaml_load_and_dump(flavour, tmp
 
     checked = amtool(flavour, "check-config", str(copy))
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+HEALTH_RULES = ROOT / "prometheus" / "rules" / "swarmguard-health.yml"
+# The reasons docs/contract.md and the README's runbook promise.
+HEALTH_REASONS = {
+    "SwarmGuardBlind": {"target_down", "docker_unreachable", "tasks_unseen", "cadvisor_down",
+                        "cadvisor_blind"},
+    "SwarmGuardCannotAct": {"receiver_down", "webhook_failing", "docker_unreachable",
+                            "actions_failing"},
+}
+
+
+def test_the_health_alerts_have_their_reasons_a_severity_and_the_annotations():
+    [group] = yaml.safe_load(HEALTH_RULES.read_text())["groups"]
+    assert group["interval"] == "1s"
+    found: dict[str, set[str]] = {}
+    for rule in (r for r in group["rules"] if "alert" in r):
+        found.setdefault(rule["alert"], set()).add(rule["labels"]["reason"])
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
+        assert "{{" not in rule["annotations"]["summary"]
+        assert "scenario" not in rule["labels"], "health alerts are for people, not a scenario"
+    assert found == HEALTH_REASONS

@@ -76,7 +76,8 @@ def test_by_default_the_stack_creates_its_network_configs_and_every_service(by_d
     assert set(by_default.networks) == {"swarmguard_swarmguard"}
     assert by_default.networks["swarmguard_swarmguard"]["Attachable"] is True
     assert sorted(by_default.configs) == sorted(
-        f"swarmguard_{name}_1" for name in ("prometheus_yml", "prometheus_rules", "alertmanager_yml",
+        f"swarmguard_{name}_1" for name in ("prometheus_yml", "prometheus_rules", "prometheus_health_rules",
+                                            "alertmanager_yml",
                                             "grafana_datasource", "grafana_dashboard_provider",
                                             "grafana_dashboard"))
 
