@@ -21,6 +21,7 @@ container ID as well.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 
@@ -37,16 +38,6 @@ class CgroupFiles:
     memory_stat: str
 
 
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError as error:
-        raise ContainerGone(error.errno, error.strerror, path) from None
-    except ProcessLookupError as error:  # some kernels answer ESRCH for a dying cgroup
-        raise ContainerGone(error.errno, error.strerror, path) from None
-
-
 def _field(text: bytes, name: bytes) -> int:
     """The value of the line `name value` of a flat-keyed cgroup file (cpu.stat, memory.stat)."""
     key = name + b" "
@@ -61,18 +52,65 @@ def _field(text: bytes, name: bytes) -> int:
     return int(text[start + len(key) : end if end >= 0 else len(text)])
 
 
-def cpu_seconds(files: CgroupFiles) -> float:
-    text = _read(files.cpu_usage)
-    if files.version == 2:
-        return _field(text, b"usage_usec") / 1e6
-    return int(text) / 1e9
+def parse_cpu_seconds(version: int, cpu_usage: bytes) -> float:
+    if version == 2:
+        return _field(cpu_usage, b"usage_usec") / 1e6
+    return int(cpu_usage) / 1e9
 
 
-def memory_working_set_bytes(files: CgroupFiles) -> int:
-    usage = int(_read(files.memory_usage))
-    stat = _read(files.memory_stat)
-    inactive = _field(stat, b"inactive_file" if files.version == 2 else b"total_inactive_file")
-    return max(0, usage - inactive)
+def parse_working_set(version: int, memory_usage: bytes, memory_stat: bytes) -> int:
+    inactive = _field(memory_stat, b"inactive_file" if version == 2 else b"total_inactive_file")
+    return max(0, int(memory_usage) - inactive)
+
+
+# Errors that mean "the container is gone": its cgroup was removed (ENODEV on an open
+# cgroup file, ENOENT on a path) or its process exited (ESRCH on /proc/<pid>/...).
+_GONE = (errno.ENOENT, errno.ENODEV, errno.ESRCH)
+
+
+class TaskFiles:
+    """The four files read for one task at every scrape, kept open between scrapes.
+
+    Each is re-read from offset 0 with one pread(2) (cgroup and /proc files are generated
+    on every read), instead of open/read/close: a third of the system calls, measured
+    with `make bench-density`.
+    """
+
+    _READ_SIZE = 16384  # memory.stat is 1-3 kB, net/dev ~130 bytes per interface
+
+    def __init__(self, cgroup: CgroupFiles, net_dev: str) -> None:
+        self.version = cgroup.version
+        self._fds: list[int] = []
+        try:
+            for path in (cgroup.cpu_usage, cgroup.memory_usage, cgroup.memory_stat, net_dev):
+                self._fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as error:
+            self.close()
+            if error.errno in _GONE:
+                raise ContainerGone(error.errno, error.strerror, error.filename) from None
+            raise
+
+    def _read(self, index: int) -> bytes:
+        try:
+            data = os.pread(self._fds[index], self._READ_SIZE, 0)
+        except OSError as error:
+            if error.errno in _GONE:
+                raise ContainerGone(error.errno, error.strerror) from None
+            raise
+        if not data:  # a /proc file of an exited process reads as empty
+            raise ContainerGone(errno.ESRCH, "file reads empty: the process has exited")
+        return data
+
+    def read(self) -> tuple[float, int, bytes]:
+        """(CPU seconds, working set bytes, the raw net/dev text)."""
+        cpu = parse_cpu_seconds(self.version, self._read(0))
+        working_set = parse_working_set(self.version, self._read(1), self._read(2))
+        return cpu, working_set, self._read(3)
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
 
 
 # ---------------------------------------------------------------- finding the cgroup

@@ -1,14 +1,17 @@
-"""The Prometheus collector: at each scrape, read each swarm task's counters and publish.
+"""One scrape: read each swarm task's counters and write them out; and the exporter's
+own health, as a prometheus_client collector.
 
-Per task it reads three or four small files (the cgroup's CPU and memory counters and
-the task's /proc/<pid>/net/dev): tens of microseconds, no Docker call between container
-starts and stops (exporter/inventory.py), so the cost follows the tasks on the node at a
-few hundredths of a percent of a core each (measured by `make bench-density`).
+Per task it re-reads four open files (the cgroup's CPU and memory counters and the
+task's /proc/<pid>/net/dev, exporter/cgroups.py: TaskFiles) and writes five lines whose
+label sets were escaped once, when the task was discovered. prometheus_client's generic
+text encoder costs more per sample than the reads themselves, so the per-task series are
+written here (docs/contract.md names them); everything else (health, process metrics)
+goes through prometheus_client. Measured with `make bench-density`.
 
 CPU is published as a counter and Prometheus takes its rate (the rules' irate), so
 nothing about CPU is carried between scrapes. The network percentage is a gauge of the
-contract (docs/contract.md), so its rate is computed here, from the previous reading of
-the same container: the only measured state kept between scrapes.
+contract, so its rate is computed here from the previous reading of the same container:
+the only measured state kept between scrapes.
 """
 
 from __future__ import annotations
@@ -23,51 +26,36 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter.capacity import Capacity, resolve_capacity
-from exporter.cgroups import ContainerGone, cpu_seconds, memory_working_set_bytes
+from exporter.cgroups import ContainerGone, TaskFiles
 from exporter.config import ExporterConfig
 from exporter.inventory import DockerUnavailable, Inventory, TaskContainer
-from exporter.netdev import read_net_dev
+from exporter.netdev import parse_net_dev
 from exporter.rates import NetworkSample, bits_per_second, percent_of_capacity
 
 logger = logging.getLogger(__name__)
 
-Family = GaugeMetricFamily | CounterMetricFamily
-
-TASK_LABELS = ["service", "task_id", "node_id", "task_name", "container_id"]
 # Every reason is published from the start (at 0), so `increase()` sees the first error.
 ERROR_REASONS = ("docker_unreachable", "container_unreadable", "capacity_unknown")
 
-
-def _families() -> dict[str, Family]:
-    g, c = GaugeMetricFamily, CounterMetricFamily
-    return {
-        "cpu": c("swarmguard_task_cpu_seconds", "CPU time a swarm task's container has used, from its "
-                 "cgroup (cgroup v2 cpu.stat usage_usec, v1 cpuacct.usage).", labels=TASK_LABELS),
-        "cpu_limit": g("swarmguard_task_cpu_limit_cores", "What 100 % CPU means for the task: its CPU "
-                       "limit in cores, or the node's cores when it has none.", labels=TASK_LABELS),
-        "memory": g("swarmguard_task_memory_working_set_bytes", "Memory of a swarm task's container that "
-                    "the kernel cannot reclaim without swapping: usage minus inactive file pages, as "
-                    "cAdvisor's container_memory_working_set_bytes.", labels=TASK_LABELS),
-        "memory_limit": g("swarmguard_task_memory_limit_bytes", "What 100 % memory means for the task: its "
-                          "memory limit, or the node's memory when it has none.", labels=TASK_LABELS),
-        "started": g("swarmguard_task_start_time_seconds", "When the task's container started (Unix "
-                     "seconds); rules can leave a task alone while it starts up.", labels=TASK_LABELS),
-        "percent": g("swarmguard_container_network_percent", "Receive plus transmit bit rate of a swarm "
-                     "task's container since the previous scrape, in percent of the node interface's "
-                     "capacity. 100 means the container moves as many bits per second as the interface "
-                     "carries in one direction; a full-duplex link can exceed it.", labels=TASK_LABELS),
-        "rate": g("swarmguard_container_network_bits_per_second", "Receive plus transmit bit rate of a swarm "
-                  "task's container since the previous scrape.", labels=TASK_LABELS),
-        "capacity": g("swarmguard_interface_capacity_bits_per_second",
-                      "Capacity that 100 percent stands for: configured, or the interface's link speed.",
-                      labels=["interface", "source"]),
-        "up": g("swarmguard_exporter_docker_up", "1 if this scrape could list the node's swarm tasks from "
-                "its Docker daemon, 0 if not (no per-task values are published then)."),
-        "errors": c("swarmguard_exporter_scrape_errors", "Scrape problems, by reason.", labels=["reason"]),
-        "tasks": g("swarmguard_exporter_tasks", "Swarm task containers on this node in this scrape: measured, "
-                   "gone (stopped while being read), or unlocated (cgroup not found).", labels=["outcome"]),
-        "duration": g("swarmguard_exporter_scrape_duration_seconds", "Time this scrape took."),
-    }
+# name, type, help: the per-task series, in the order they are written.
+TASK_SERIES = (
+    ("swarmguard_task_cpu_seconds_total", "counter",
+     "CPU time a swarm task's container has used, from its cgroup (cgroup v2 cpu.stat "
+     "usage_usec, v1 cpuacct.usage)."),
+    ("swarmguard_task_cpu_limit_cores", "gauge",
+     "What 100 % CPU means for the task: its CPU limit in cores, or the node's cores when it has none."),
+    ("swarmguard_task_memory_working_set_bytes", "gauge",
+     "Memory of a swarm task's container that the kernel cannot reclaim without swapping: usage "
+     "minus inactive file pages, as cAdvisor's container_memory_working_set_bytes."),
+    ("swarmguard_task_memory_limit_bytes", "gauge",
+     "What 100 % memory means for the task: its memory limit, or the node's memory when it has none."),
+    ("swarmguard_task_start_time_seconds", "gauge",
+     "When the task's container started (Unix seconds); rules can leave a task alone while it starts up."),
+    ("swarmguard_container_network_percent", "gauge",
+     "Receive plus transmit bit rate of a swarm task's container since the previous scrape, in "
+     "percent of the node interface's capacity. 100 means the container moves as many bits per "
+     "second as the interface carries in one direction; a full-duplex link can exceed it."),
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +75,16 @@ def read_node(proc_root: str) -> Node:
         else:
             raise ValueError("no MemTotal in meminfo")
     return Node(cores=float(os.cpu_count() or 1), memory_bytes=memory)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def label_block(task: TaskContainer) -> str:
+    """`{service="...",task_id="...",node_id="..."}`, escaped once per task."""
+    return (f'{{service="{_escape(task.service)}",task_id="{_escape(task.task_id)}",'
+            f'node_id="{_escape(task.node_id)}"}}')
 
 
 class NetworkRates:
@@ -118,7 +116,20 @@ class NetworkRates:
             del self._last[gone]
 
 
+class _Open:
+    """A task's open files and escaped labels, for as long as it runs."""
+
+    __slots__ = ("files", "labels")
+
+    def __init__(self, task: TaskContainer, proc_root: str) -> None:
+        self.files = TaskFiles(task.cgroup, os.path.join(proc_root, str(task.pid), "net", "dev"))
+        self.labels = label_block(task)
+
+
 class TaskCollector:
+    """`render_tasks()` does a scrape's work and returns the per-task series; `collect()`
+    (prometheus_client) then gives the exporter's health as of that scrape."""
+
     def __init__(self, config: ExporterConfig, inventory: Inventory, node: Node,
                  clock: Callable[[], float] = time.time) -> None:
         self._config = config
@@ -128,16 +139,18 @@ class TaskCollector:
         self._lock = threading.Lock()  # scrapes may run concurrently (threaded HTTP server)
         self._errors = dict.fromkeys(ERROR_REASONS, 0)
         self._rates = NetworkRates(config.min_rate_interval_seconds)
+        self._open: dict[str, _Open] = {}
         self._last_health: dict[str, bool] = {}
+        self._health = {"up": 0, "measured": 0, "gone": 0, "unlocated": 0, "capacity": None, "duration": 0.0}
 
-    def describe(self) -> Iterator[Metric]:
-        # Given so that registering the collector does not call collect(), which would
-        # read Docker at start-up.
-        return iter(_families().values())
+    # ---------------------------------------------------------------- the scrape
 
-    def collect(self) -> Iterator[Metric]:
+    def render_tasks(self) -> str:
+        with self._lock:
+            return self._scrape()
+
+    def _scrape(self) -> str:
         started = time.perf_counter()
-        families = _families()
         config = self._config
         capacity = resolve_capacity(config.interface, config.capacity_mbps, config.sysfs_root)
         self._note_health("capacity", capacity is not None,
@@ -146,39 +159,36 @@ class TaskCollector:
                           "no network percentages are published until then",
                           f"Capacity of interface {config.interface} is known again")
         if capacity is None:
-            self._count_error("capacity_unknown")
-        else:
-            families["capacity"].add_metric([capacity.interface, capacity.source], capacity.bits_per_second)
-
+            self._errors["capacity_unknown"] += 1
         try:
             tasks = self._inventory.tasks()
         except DockerUnavailable as error:
-            self._count_error("docker_unreachable")
+            self._errors["docker_unreachable"] += 1
             self._note_health("docker", False, f"Docker read failed: {error}", "")
             tasks = None
         else:
             self._note_health("docker", True, "", "Docker answers again")
-        families["up"].add_metric([], 0 if tasks is None else 1)
-        if tasks is not None:
-            with self._lock:  # the rates' previous readings are shared between scrapes
-                self._add_tasks(families, tasks, capacity)
+        lines = self._task_lines(tasks, capacity) if tasks is not None else [[] for _ in TASK_SERIES]
+        out = []
+        for (name, kind, help_text), samples in zip(TASK_SERIES, lines):
+            out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+            out.extend(f"{name}{sample}\n" for sample in samples)
+        self._health.update(up=0 if tasks is None else 1, capacity=capacity,
+                            duration=time.perf_counter() - started)
+        return "".join(out)
 
-        with self._lock:
-            errors = dict(self._errors)
-        for reason, count in errors.items():
-            families["errors"].add_metric([reason], count)
-        families["duration"].add_metric([], time.perf_counter() - started)
-        yield from families.values()
-
-    def _add_tasks(self, families: dict[str, Family], tasks: list[TaskContainer],
-                   capacity: Capacity | None) -> None:
-        proc_root = self._config.proc_root
+    def _task_lines(self, tasks: list[TaskContainer], capacity: Capacity | None) -> list[list[str]]:
+        cpu, cpu_limit, memory, memory_limit, started, network = lines = [[] for _ in TASK_SERIES]
         measured = gone = 0
+        current = set()
         for task in tasks:
+            current.add(task.container_id)
             try:
-                cpu = cpu_seconds(task.cgroup)
-                memory = memory_working_set_bytes(task.cgroup)
-                rx, tx = read_net_dev(proc_root, task.pid)
+                opened = self._open.get(task.container_id)
+                if opened is None:
+                    opened = self._open[task.container_id] = _Open(task, self._config.proc_root)
+                cpu_seconds, working_set, net_dev = opened.files.read()
+                rx, tx = parse_net_dev(net_dev)
             except ContainerGone:
                 gone += 1
                 self._inventory.forget(task.container_id)
@@ -188,31 +198,57 @@ class TaskCollector:
                 logger.warning("Cannot read container %s of %s: %s", task.container_id[:12], task.service, error)
                 continue
             measured += 1
-            labels = [task.service, task.task_id, task.node_id, task.task_name, task.container_id]
-            families["cpu"].add_metric(labels, cpu)
-            families["cpu_limit"].add_metric(labels, task.cpu_limit_cores or self._node.cores)
-            families["memory"].add_metric(labels, memory)
-            families["memory_limit"].add_metric(labels, task.memory_limit_bytes or self._node.memory_bytes)
-            families["started"].add_metric(labels, task.started_at)
+            labels = opened.labels
+            cpu.append(f"{labels} {cpu_seconds!r}")
+            cpu_limit.append(f"{labels} {task.cpu_limit_cores or self._node.cores!r}")
+            memory.append(f"{labels} {working_set}")
+            memory_limit.append(f"{labels} {task.memory_limit_bytes or self._node.memory_bytes}")
+            started.append(f"{labels} {task.started_at!r}")
             rate = self._rates.update(task.container_id, NetworkSample(self._clock(), rx, tx))
-            if rate is not None:
-                families["rate"].add_metric(labels, rate)
-                if capacity is not None:
-                    families["percent"].add_metric(labels, percent_of_capacity(rate, capacity.bits_per_second))
-        self._rates.keep_only({t.container_id for t in tasks})
-        families["tasks"].add_metric(["measured"], measured)
-        families["tasks"].add_metric(["gone"], gone)
-        families["tasks"].add_metric(["unlocated"], self._inventory.unlocated)
+            if rate is not None and capacity is not None:
+                network.append(f"{labels} {percent_of_capacity(rate, capacity.bits_per_second)!r}")
+        for stopped in set(self._open) - current:
+            self._open.pop(stopped).files.close()
+        self._rates.keep_only(current)
+        self._health.update(measured=measured, gone=gone, unlocated=self._inventory.unlocated)
+        return lines
 
-    def _count_error(self, reason: str) -> None:
+    # ---------------------------------------------------------------- health (prometheus_client)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # registering the collector must not scrape
+
+    def collect(self) -> Iterator[Metric]:
         with self._lock:
-            self._errors[reason] += 1
+            health, errors = dict(self._health), dict(self._errors)
+        capacity = GaugeMetricFamily("swarmguard_interface_capacity_bits_per_second",
+                                     "Capacity that 100 percent stands for: configured, or the interface's "
+                                     "link speed.", labels=["interface", "source"])
+        if health["capacity"] is not None:
+            capacity.add_metric([health["capacity"].interface, health["capacity"].source],
+                                health["capacity"].bits_per_second)
+        yield capacity
+        yield GaugeMetricFamily("swarmguard_exporter_docker_up", "1 if this scrape could list the node's swarm "
+                                "tasks from its Docker daemon, 0 if not (no per-task values are published then).",
+                                value=health["up"])
+        counter = CounterMetricFamily("swarmguard_exporter_scrape_errors", "Scrape problems, by reason.",
+                                      labels=["reason"])
+        for reason, count in errors.items():
+            counter.add_metric([reason], count)
+        yield counter
+        tasks = GaugeMetricFamily("swarmguard_exporter_tasks", "Swarm task containers on this node in this "
+                                  "scrape: measured, gone (stopped while being read), or unlocated (cgroup not "
+                                  "found).", labels=["outcome"])
+        for outcome in ("measured", "gone", "unlocated"):
+            tasks.add_metric([outcome], health[outcome])
+        yield tasks
+        yield GaugeMetricFamily("swarmguard_exporter_scrape_duration_seconds",
+                                "Time the per-task part of this scrape took.", value=health["duration"])
 
     def _note_health(self, what: str, healthy: bool, on_failure: str, on_recovery: str) -> None:
         """Log a change of health once, not once per scrape (Prometheus scrapes twice a second)."""
-        with self._lock:
-            previous = self._last_health.get(what)
-            self._last_health[what] = healthy
+        previous = self._last_health.get(what)
+        self._last_health[what] = healthy
         if healthy == previous:
             return
         if not healthy:
@@ -221,4 +257,8 @@ class TaskCollector:
             logger.info("%s", on_recovery)
 
     def close(self) -> None:
+        with self._lock:
+            for opened in self._open.values():
+                opened.files.close()
+            self._open.clear()
         self._inventory.close()

@@ -11,9 +11,8 @@ from dataclasses import asdict
 
 import docker
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-from prometheus_client.exposition import start_http_server
 
-from exporter import cgroups
+from exporter import cgroups, server as metrics_server
 from exporter.capacity import resolve_capacity
 from exporter.collector import TaskCollector, read_node
 from exporter.config import ExporterConfig, parse_config
@@ -79,9 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: stop.set())
     try:
-        server, thread = start_http_server(
-            config.listen_port, addr=config.listen_address, registry=registry
-        )
+        server, thread = metrics_server.start(config.listen_address, config.listen_port,
+                                              collector.render_tasks, registry)
     except OSError as error:
         logger.error(
             "Cannot listen on %s:%s: %s", config.listen_address, config.listen_port, error

@@ -8,11 +8,6 @@ is attached to, and traffic on any of them uses the node's interface.
 
 from __future__ import annotations
 
-import os
-
-from exporter.cgroups import ContainerGone
-
-
 def parse_net_dev(text: bytes) -> tuple[int, int]:
     """(received, transmitted) bytes summed over the non-loopback interfaces."""
     received = transmitted = 0
@@ -24,12 +19,3 @@ def parse_net_dev(text: bytes) -> tuple[int, int]:
         received += int(fields[0])
         transmitted += int(fields[8])
     return received, transmitted
-
-
-def read_net_dev(proc_root: str, pid: int) -> tuple[int, int]:
-    path = os.path.join(proc_root, str(pid), "net", "dev")
-    try:
-        with open(path, "rb") as handle:
-            return parse_net_dev(handle.read())
-    except (FileNotFoundError, ProcessLookupError) as error:
-        raise ContainerGone(error.errno, error.strerror, path) from None

@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, api=None, *,
         publish_ground_truth = api is None
     api = api if api is not None else connect(settings)
     metrics = Metrics()
-    # Detection health (issue 11): which opted-in tasks run where, and whether Docker answers.
+    # Detection health (docs/contract.md): which opted-in tasks run where, and whether Docker answers.
     truth = (ground_truth.install(api, metrics.registry,
                                   on_error=lambda op: metrics.docker_errors.labels(op).inc())
              if publish_ground_truth else None)

@@ -33,7 +33,7 @@ class Settings:
     # version and still accepted by newer engines.
     docker_api_version: str = "1.41"
     docker_timeout: float = 10.0
-    # Per-kind cooldowns in seconds; defaults from design.md.
+    # Per-kind cooldowns in seconds; defaults in docs/contract.md.
     cooldown_migrate: float = 60.0
     cooldown_scale_up: float = 60.0
     cooldown_scale_down: float = 180.0

@@ -22,7 +22,7 @@ def lab() -> LabConfig:
 
 @pytest.fixture(scope="session")
 def health_watch(lab: LabConfig):
-    """No false alarms (issue 11): after the last lab test, no SwarmGuardBlind or
+    """No false alarms: after the last lab test, no SwarmGuardBlind or
     SwarmGuardCannotAct may have fired during the run outside the faults that
     tests/integration/test_health_lab.py makes on purpose (which declare their time
     spans) and the reasons the lab raises by design (health.LAB_BY_DESIGN). Read from

@@ -8,7 +8,7 @@ floor (their swarm state stays; Swarm restarts the tasks) and every cAdvisor aft
 a Docker upgrade would, and puts both back as they were at the end.
 
 What must work there: the receiver (its docker client negotiates the API version;
-issue 10, item 4) and Prometheus 3.5's Swarm discovery. What is recorded as observed:
+receiver/README.md, Docker API version) and Prometheus 3.5's Swarm discovery. What is recorded as observed:
 cAdvisor 0.38 goes blind (no Docker factory, no container_label_com_docker_swarm_* series)
 and Prometheus 2.42's Swarm discovery is refused. The next issue on detection health is
 about making that blindness loud; these tests pin down what it looks like today.

@@ -40,12 +40,18 @@ def _flavour_file(cfg: LabConfig):
     return cfg.state_dir / "flavour"
 
 
+def running_flavour(cfg: LabConfig) -> str | None:
+    """The flavour of the lab on this machine, None when there is none."""
+    path, has_nodes = _flavour_file(cfg), (cfg.state_dir / "nodes").exists()
+    # A lab made before there were flavours has nodes and no record: it is bookworm.
+    return path.read_text() if path.exists() else ("bookworm" if has_nodes else None)
+
+
 def _check_flavour(cfg: LabConfig) -> None:
     """One lab, one flavour: the nodes' data roots, once used by Engine 28.5, are not
     handed back to 20.10 (nor the reverse): switching needs `down` first."""
     path, has_nodes = _flavour_file(cfg), (cfg.state_dir / "nodes").exists()
-    # A lab made before there were flavours has nodes and no record: it is bookworm.
-    running = path.read_text() if path.exists() else ("bookworm" if has_nodes else None)
+    running = running_flavour(cfg)
     if has_nodes and running and running != cfg.flavour:
         raise LabError(f"the lab is up as {running!r}, asked for {cfg.flavour!r} "
                        "(SWARMGUARD_LAB_FLAVOUR): run `python -m tests.lab down` first")
@@ -72,8 +78,11 @@ def remove_services(cfg: LabConfig) -> None:
 
 
 def healthy(cfg: LabConfig) -> bool:
+    """Up, every part answering, and of the flavour asked for: a lab of the other flavour
+    is never reused by a test run, which would then test the wrong engines."""
     try:
-        return (network.healthy(cfg)
+        return (running_flavour(cfg) == cfg.flavour
+                and network.healthy(cfg)
                 and all(nodes.dockerd_running(cfg, n) for n in cfg.nodes)
                 and nodes.all_ready(cfg)
                 and (cfg.state_dir / "images.json").exists()
@@ -85,8 +94,10 @@ def healthy(cfg: LabConfig) -> bool:
 
 def status(cfg: LabConfig) -> dict:
     """Everything a person wants to know about the lab, as plain data."""
-    report: dict = {"healthy": healthy(cfg), "flavour": cfg.flavour, "min_api": cfg.min_api,
-                    "packages": rootfs.versions(cfg) if cfg.flavour == "current" else {},
+    running = running_flavour(cfg)
+    report: dict = {"healthy": healthy(cfg), "flavour": running or "none (down)", "asked": cfg.flavour,
+                    "min_api": cfg.min_api,
+                    "packages": rootfs.versions(cfg) if running == "current" else {},
                     "nodes": [], "services": [], "urls": {
         "prometheus": cfg.prometheus_url, "alertmanager": cfg.alertmanager_url,
         "entrypoint": cfg.entrypoint_url, "haproxy_stats": f"http://127.0.0.1:{cfg.haproxy_stats_port}/",
@@ -113,8 +124,9 @@ def status(cfg: LabConfig) -> dict:
 
 def format_status(report: dict) -> str:
     floor = f", nodes refuse API < {report['min_api']}" if report["min_api"] else ""
+    asked = "" if report["flavour"] == report["asked"] else f"; asked for {report['asked']}"
     lines = [f"SwarmGuard lab: {'healthy' if report['healthy'] else 'NOT healthy'} "
-             f"(flavour {report['flavour']}{floor})"]
+             f"(flavour {report['flavour']}{floor}{asked})"]
     if report["packages"]:
         lines.append("  from Debian sid: " + ", ".join(f"{k} {v}" for k, v in report["packages"].items()))
     lines += ["", "Nodes:"]

@@ -76,7 +76,7 @@ def environment(cfg: LabConfig) -> dict[str, str]:
 
 def images_by_id(ids: dict[str, str]) -> dict:
     """A compose override that names each lab image by ID: a task then starts at once,
-    where a tag makes every node try the (unreachable) registry first (lab-notes.md)."""
+    where a tag makes every node try the (unreachable) registry first (README, "The lab")."""
     pinned = {}
     for service, spec in load(LAB_FILE)["services"].items():
         tag = (spec or {}).get("image")

@@ -1,4 +1,4 @@
-"""The public contract of the rule and routing files (design.md), beyond what the tools
+"""The public contract of the rule and routing files (docs/contract.md), beyond what the tools
 check: the alert names, labels and annotations users write dashboards and silences
 against, thresholds written once, and an Alertmanager file the lab can re-target."""
 

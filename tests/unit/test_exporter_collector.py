@@ -1,6 +1,7 @@
 """What one scrape of the exporter publishes, read from a fake host's cgroup and /proc."""
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cgroups import locate
 from exporter.collector import Node, TaskCollector, read_node
@@ -8,8 +9,9 @@ from exporter.config import ExporterConfig
 from exporter.inventory import DockerUnavailable, TaskContainer
 from tests.unit.exporter_host import FakeHost
 
-WEB = {"service": "web", "task_id": "t1", "node_id": "n1", "task_name": "web.1.t1", "container_id": "c1"}
-API = {"service": "api", "task_id": "t2", "node_id": "n1", "task_name": "api.1.t2", "container_id": "c2"}
+WEB = {"service": "web", "task_id": "t1", "node_id": "n1"}
+API = {"service": "api", "task_id": "t2", "node_id": "n1"}
+CONTAINERS = {"t1": ("c1", "web.1.t1"), "t2": ("c2", "api.1.t2")}
 NODE = Node(cores=2.0, memory_bytes=4 * 2**30)
 
 
@@ -43,9 +45,10 @@ class FakeInventory:
 
 
 def task(host, labels, pid, *, cpu_limit=None, memory_limit=None, started_at=1_699_999_000.0):
-    files = locate(labels["container_id"], pid, proc_root=str(host.proc), cgroup_root=str(host.cgroup))
+    container_id, task_name = CONTAINERS[labels["task_id"]]
+    files = locate(container_id, pid, proc_root=str(host.proc), cgroup_root=str(host.cgroup))
     assert files is not None
-    return TaskContainer(**labels, pid=pid, started_at=started_at, cpu_limit_cores=cpu_limit,
+    return TaskContainer(**labels, container_id=container_id, task_name=task_name, pid=pid, started_at=started_at, cpu_limit_cores=cpu_limit,
                          memory_limit_bytes=memory_limit, cgroup=files)
 
 
@@ -71,17 +74,25 @@ def collector_for(host, inventory, clock, **settings):
     return TaskCollector(config, inventory, NODE, clock=clock)
 
 
+class Scraped:
+    """One scrape's exposition text, parsed as Prometheus reads it."""
+
+    def __init__(self, text):
+        self.text = text
+        self.values = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                self.values[(sample.name, frozenset(sample.labels.items()))] = sample.value
+
+    def get_sample_value(self, name, labels=None):
+        return self.values.get((name, frozenset((labels or {}).items())))
+
+
 def scrape(collector):
-    """One scrape, frozen, to read with get_sample_value."""
-    metrics = list(collector.collect())
-
-    class Frozen:
-        def collect(self):
-            return metrics
-
+    """What GET /metrics serves: the per-task series, then the registry's."""
     registry = CollectorRegistry()
-    registry.register(Frozen())
-    return registry
+    registry.register(collector)
+    return Scraped(collector.render_tasks() + generate_latest(registry).decode())
 
 
 @pytest.fixture
@@ -127,7 +138,6 @@ def test_the_network_percentage_is_the_rate_since_the_previous_scrape(host, two_
 
     assert first.get_sample_value("swarmguard_container_network_percent", WEB) is None  # no rate yet
     assert second.get_sample_value("swarmguard_container_network_percent", WEB) == pytest.approx(50.0)
-    assert second.get_sample_value("swarmguard_container_network_bits_per_second", WEB) == pytest.approx(50e6)
     assert second.get_sample_value("swarmguard_container_network_percent", API) == 0.0
 
 
@@ -191,7 +201,6 @@ def test_without_a_known_capacity_cpu_and_memory_are_still_published(host, two_t
     metrics = scrape(collector)
 
     assert metrics.get_sample_value("swarmguard_container_network_percent", WEB) is None
-    assert metrics.get_sample_value("swarmguard_container_network_bits_per_second", WEB) is not None
     assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
     assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total", {"reason": "capacity_unknown"}) == 2
 
@@ -215,3 +224,18 @@ def test_registering_the_collector_reads_nothing(host, clock):
     registry = CollectorRegistry()
 
     registry.register(collector_for(host, inventory, clock))
+    generate_latest(registry)  # the health part of a scrape reads nothing either
+
+
+def test_the_exposition_is_valid_text_with_one_help_and_type_per_series(host, two_tasks, clock):
+    metrics = scrape(collector_for(host, two_tasks, clock))
+
+    for name in ("swarmguard_task_cpu_seconds_total", "swarmguard_container_network_percent"):
+        assert metrics.text.count(f"# TYPE {name} ") == 1
+
+
+def test_label_values_are_escaped(host, clock):
+    odd = {"service": 'we"b\\x', "task_id": "t1", "node_id": "n1"}
+    collector = collector_for(host, FakeInventory([task(host, odd, 100)]), clock)
+
+    assert scrape(collector).get_sample_value("swarmguard_task_cpu_seconds_total", odd) == pytest.approx(40.0)

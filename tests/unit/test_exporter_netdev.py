@@ -1,8 +1,5 @@
 """A task's network counters: every interface of its namespace except loopback."""
-import pytest
-
-from exporter.cgroups import ContainerGone
-from exporter.netdev import parse_net_dev, read_net_dev
+from exporter.netdev import parse_net_dev
 from tests.unit.exporter_host import net_dev
 
 
@@ -14,8 +11,3 @@ def test_receive_and_transmit_are_summed_over_every_interface_but_loopback():
 
 def test_a_namespace_with_only_loopback_moved_nothing():
     assert parse_net_dev(net_dev({"lo": (7, 7)}).encode()) == (0, 0)
-
-
-def test_a_process_that_is_gone_reads_as_gone(tmp_path):
-    with pytest.raises(ContainerGone):
-        read_net_dev(str(tmp_path), 99999)
