@@ -8,6 +8,7 @@ and the webhook's URL and credentials file. Rules are used unchanged, from the p
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
 import sys
 from pathlib import Path
@@ -31,20 +32,31 @@ def _pidfile(cfg: LabConfig, name: str) -> Path:
     return cfg.run_dir / f"{name}.pid"
 
 
-def _ensure(cfg: LabConfig, name: str, marker: str, cmd: list[str]) -> bool:
-    """Start the daemon unless ours already runs with this very command line (a changed
-    flag restarts it); True when it was started now."""
+def _ensure(cfg: LabConfig, name: str, marker: str, cmd: list[str], code: str = "") -> bool:
+    """Start the daemon unless ours already runs with this very command line and code (a
+    changed flag, or a changed digest of the project code it runs, restarts it); True
+    when it was started now."""
     pidfile, cmdfile = _pidfile(cfg, name), cfg.run_dir / f"{name}.cmd"
+    identity = "\0".join(cmd) + (f"\0code={code}" if code else "")
     pid = read_pid(pidfile)
     if alive(pid, marker):
-        if cmdfile.exists() and cmdfile.read_text() == "\0".join(cmd):
+        if cmdfile.exists() and cmdfile.read_text() == identity:
             return False
-        say(f"restarting {name} (its command line changed)")
+        say(f"restarting {name} (its command line or code changed)")
         stop_pid(pid, marker)
     say(f"starting {name}")
     start_daemon(cmd, pidfile=pidfile, logfile=cfg.log_dir / f"{name}.log")
-    cmdfile.write_text("\0".join(cmd))
+    cmdfile.write_text(identity)
     return True
+
+
+def _code_digest(package: str) -> str:
+    """A digest of a project package's Python files: a lab daemon running older code is
+    restarted by `up`, so a test or benchmark never measures yesterday's exporter."""
+    h = hashlib.sha256()
+    for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- cAdvisor
@@ -90,7 +102,7 @@ def start_exporter(cfg: LabConfig, node: Node, docker_url: str | None = None) ->
         f"--docker-url={docker_url or cfg.docker_url(node)}",
         f"--listen-address={node.ip}", f"--listen-port={EXPORTER_PORT}",
         f"--capacity-mbps={cfg.node_capacity_mbps}",
-    ]))
+    ]), code=_code_digest("exporter"))
 
 
 # ---------------------------------------------------------------- Prometheus
