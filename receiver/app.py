@@ -4,8 +4,14 @@
 the lab pass their own settings, Docker client (a fake or a node's socket) and executor.
 
 POST /alerts checks, in this order, and changes nothing on any failure: bearer token (401),
-content type (415), size (413), the payload itself (400, the reason in the JSON body). Then
-it counts the alerts, hands the firing ones to the background Dispatcher and answers 202.
+content type (415), size (413), the payload itself (400, the reason in the JSON body: labels
+that cannot name what they name, control characters, a startsAt in the future), room for
+the work (503 with Retry-After while full or shutting down: Alertmanager retries). Then it
+counts the alerts, hands the firing ones to the background Dispatcher and answers 202.
+
+GET /events?since=<seq> (token required) returns the structured events after `seq`
+(events.py; schema in docs/contract.md). GET /readyz answers from a state refreshed in the
+background (readiness.py): no request ever waits for Docker.
 """
 from __future__ import annotations
 
@@ -21,29 +27,37 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from receiver import events as E
 from receiver.actuator import Actuator, utc_now
-from receiver.cluster import connect, is_ready
+from receiver.cluster import connect
 from receiver.config import Settings, load_settings
 from receiver.metrics import Metrics
 from receiver.payload import PayloadError, parse_webhook
-from receiver.worker import Dispatcher
+from receiver.readiness import Readiness
+from receiver.worker import Dispatcher, WorkRefused
 
-log = logging.getLogger(__name__)
+log = E.safe_logger(__name__)
 
 
 def create_app(settings: Settings | None = None, api=None, *,
                executor: Executor | None = None,
                clock: Callable[[], datetime] = utc_now,
-               sleep: Callable[[float], None] = time.sleep) -> Flask:
+               sleep: Callable[[float], None] = time.sleep,
+               readiness_thread: bool = True) -> Flask:
     """Build the receiver. With no arguments: settings from SWARMGUARD_* (ConfigError if
-    there is no token: refuse to start rather than run open) and the configured daemon."""
+    there is no token: refuse to start rather than run open) and the configured daemon.
+    readiness_thread=False leaves /readyz's checks to the caller (tests call check())."""
     settings = settings or load_settings()
     _configure_logging(settings.log_level)
     api = api if api is not None else connect(settings)
     metrics = Metrics()
-    actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep)
-    dispatcher = Dispatcher(actuator.handle, metrics, executor=executor,
-                            workers=settings.workers)
+    events = E.EventLog(settings.event_buffer, clock)
+    readiness = Readiness(api, settings.docker_api_version, settings.readiness_interval)
+    actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep, events=events,
+                        prepare=readiness.ensure_negotiated)
+    dispatcher = Dispatcher(actuator.handle, metrics, events, executor=executor,
+                            workers=settings.workers,
+                            max_pending_services=settings.max_pending_services, clock=clock)
 
     app = Flask("receiver")
     # Werkzeug refuses a declared Content-Length over this, and caps a chunked stream at it
@@ -51,7 +65,8 @@ def create_app(settings: Settings | None = None, api=None, *,
     # exactly the limit is still read to its end.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["swarmguard"] = {"settings": settings, "metrics": metrics,
-                                    "dispatcher": dispatcher, "api": api}
+                                    "dispatcher": dispatcher, "api": api, "events": events,
+                                    "readiness": readiness}
     expected = f"Bearer {settings.token}".encode()
 
     def reject(code: int, reason: str, **headers: str):
@@ -75,13 +90,17 @@ def create_app(settings: Settings | None = None, api=None, *,
         body = _read_body(settings.max_body_bytes)
         if body is None:
             return reject(413, f"body larger than {settings.max_body_bytes} bytes")
+        now = clock()
         try:
-            webhook = parse_webhook(body)
+            webhook = parse_webhook(body, now=now, max_future_skew=settings.max_future_skew)
         except PayloadError as exc:
             return reject(400, exc.reason)
-
-        now = clock()
         firing = [a for a in webhook.alerts if a.firing]
+        try:
+            receipt = dispatcher.submit(firing)
+        except WorkRefused as exc:
+            return reject(503, exc.reason, **{"Retry-After": str(exc.retry_after_s)})
+
         for alert in webhook.alerts:
             metrics.count_received(alert.name, alert.status)
             if alert.firing:
@@ -92,7 +111,6 @@ def create_app(settings: Settings | None = None, api=None, *,
         if webhook.truncated_alerts:
             log.warning("Alertmanager left out %d alerts of group %s (max_alerts)",
                         webhook.truncated_alerts, webhook.group_key)
-        receipt = dispatcher.submit(firing)
         # json.dumps straight into a Response: this is the hot path of every webhook, and
         # jsonify's provider machinery cost a tenth of it (make bench-receiver).
         return Response(json.dumps({"status": "accepted", "firing": len(firing),
@@ -107,17 +125,45 @@ def create_app(settings: Settings | None = None, api=None, *,
 
     @app.get("/readyz")
     def readyz():
-        ready, reason = is_ready(api)
-        return jsonify(status="ready" if ready else "not ready", reason=reason), (
-            200 if ready else 503)
+        ready, answer = readiness.current()
+        return jsonify(answer), 200 if ready else 503
+
+    @app.get("/events")
+    def events_endpoint():
+        if not _authorised(request.headers.get("Authorization", ""), expected):
+            return reject(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+        since = request.args.get("since", "0")
+        if not since.isascii() or not since.isdigit():
+            return reject(400, f"since must be a whole number (an event's seq), "
+                               f"got {E.escape_controls(since)!r}")
+        found, last, missed = events.since(int(since))
+        return jsonify(events=found, last=last, missed=missed)
 
     @app.get("/metrics")
     def metrics_endpoint():
         return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
 
+    if readiness_thread:
+        readiness.start()
     log.info("SwarmGuard receiver ready%s: %s", " in DRY-RUN mode" if settings.dry_run else "",
              settings.describe())
     return app
+
+
+def stop_taking_work(app: Flask) -> None:
+    """SIGTERM, first moment: every webhook from now on gets 503 (Alertmanager resends
+    it, to this receiver's successor). Safe in a signal handler: it takes one lock."""
+    app.extensions["swarmguard"]["dispatcher"].stop_accepting()
+
+
+def finish_work(app: Flask) -> int:
+    """SIGTERM, after the last request: drop waiting work and give running work until
+    SWARMGUARD_SHUTDOWN_DEADLINE; returns how many services' work was dropped."""
+    ext = app.extensions["swarmguard"]
+    ext["readiness"].stop()
+    dropped = ext["dispatcher"].drain(ext["settings"].shutdown_deadline)
+    log.info("Shutdown: work on %d service(s) dropped", dropped)
+    return dropped
 
 
 def _read_body(limit: int) -> bytes | None:
@@ -144,4 +190,10 @@ def _configure_logging(level: str) -> None:
     # Under gunicorn the root logger has no handler yet; tests may have installed their own.
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # Event lines are the JSON object alone, so that a reader needs no regex.
+        events = logging.getLogger(E.EVENTS_LOGGER)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        events.addHandler(handler)
+        events.propagate = False
     logging.getLogger("receiver").setLevel(level.upper())

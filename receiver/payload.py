@@ -33,6 +33,20 @@ KIND_OF_ALERT: Mapping[str, str] = MappingProxyType({
 FIRING = "firing"
 RESOLVED = "resolved"
 
+# Labels that name Docker objects reach Docker's URLs (`GET /services/<service>`): each is
+# checked against what such a name can be, so that `service="../images/x/get"` is refused
+# here instead of making the SDK request another endpoint.
+# Service names: swarmkit's rule (controlapi validateAnnotations, isValidDNSName), at most
+# 63 characters: letters, digits, '-' and '_', starting and ending with a letter or digit.
+SERVICE_NAME = re.compile(r"[A-Za-z0-9](?:[-_]*[A-Za-z0-9]+)*")
+SERVICE_NAME_MAX = 63
+# Task and node IDs: swarmkit's identity.NewID, 25 characters of base 36, lower case.
+OBJECT_ID = re.compile(r"[a-z0-9]{25}")
+ID_LABELS = ("task_id", "node_id")
+# C0 and C1 controls and DEL, plus the Unicode line and paragraph separators: none belongs
+# in a label, and each can start a forged line in a log viewer.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
 
 class PayloadError(ValueError):
     """The webhook body is not one the receiver can act on; `reason` says why."""
@@ -114,8 +128,10 @@ def parse_time(text: Any, field_name: str = "time") -> datetime:
         raise PayloadError(f"{field_name} {text!r} is not a valid time: {exc}") from None
 
 
-def parse_webhook(body: bytes | str) -> Webhook:
-    """Parse and validate a whole webhook body."""
+def parse_webhook(body: bytes | str, now: datetime | None = None,
+                  max_future_skew: float = 30.0) -> Webhook:
+    """Parse and validate a whole webhook body. With `now`, an alert that starts more than
+    `max_future_skew` seconds after it is refused."""
     try:
         data = json.loads(body)
     except RecursionError:
@@ -123,7 +139,16 @@ def parse_webhook(body: bytes | str) -> Webhook:
     except (ValueError, TypeError) as exc:
         # ValueError covers JSONDecodeError and undecodable bytes.
         raise PayloadError(f"body is not valid JSON: {exc}") from None
-    return webhook_from_dict(data)
+    webhook = webhook_from_dict(data)
+    if now is not None:
+        latest = now + timedelta(seconds=max_future_skew)
+        for i, alert in enumerate(webhook.alerts):
+            if alert.starts_at > latest:
+                ahead = (alert.starts_at - now).total_seconds()
+                raise PayloadError(
+                    f"alerts[{i}].startsAt is {ahead:.0f} s in the future (more than the "
+                    f"{max_future_skew:g} s of clock skew allowed, SWARMGUARD_MAX_FUTURE_SKEW)")
+    return webhook
 
 
 def webhook_from_dict(data: Any) -> Webhook:
@@ -167,6 +192,7 @@ def _alert(item: Any, where: str) -> Alert:
     missing = [key for key in REQUIRED_LABELS[name] if not labels.get(key)]
     if missing:
         raise PayloadError(f"{where}: {name} is missing label(s) {', '.join(missing)}")
+    _check_names(labels, f"{where}.labels")
     starts_at = parse_time(item.get("startsAt"), f"{where}.startsAt")
     ends_at = None
     if item.get("endsAt") is not None:
@@ -186,15 +212,50 @@ def _alert(item: Any, where: str) -> Alert:
     )
 
 
+def _check_names(labels: Mapping[str, str], where: str) -> None:
+    service = labels.get("service")
+    if service is not None and (len(service) > SERVICE_NAME_MAX
+                                or not SERVICE_NAME.fullmatch(service)):
+        raise PayloadError(
+            f"{where}.service {service!r} is not a Docker service name (at most "
+            f"{SERVICE_NAME_MAX} letters, digits, '-' and '_', starting and ending with a "
+            f"letter or digit)")
+    for key in ID_LABELS:
+        value = labels.get(key)
+        if value is not None and not OBJECT_ID.fullmatch(value):
+            raise PayloadError(f"{where}.{key} {value!r} is not a Swarm ID (25 lower-case "
+                               f"letters and digits)")
+
+
 def _string_map(value: Any, where: str, required: bool) -> dict[str, str]:
+    """A JSON object of strings. Labels (required) are free of control characters;
+    annotations may hold newlines (descriptions do). Neither may hold a lone surrogate:
+    JSON's \\ud800 escape makes one, and nothing can encode it later (a log line, a
+    Docker label), so it is refused here rather than crash a background job."""
     if value is None and not required:
         return {}
     if not isinstance(value, dict):
         raise PayloadError(f"{where} must be an object of strings")
     for key, item in value.items():
         if not isinstance(item, str):
-            raise PayloadError(f"{where}.{key} must be a string")
+            raise PayloadError(f"{where}.{_printable(key)} must be a string")
+        _encodable(key, f"{where} key {_printable(key)}")
+        _encodable(item, f"{where}.{_printable(key)}")
+        if required and (CONTROL.search(key) or CONTROL.search(item)):
+            raise PayloadError(f"{where}.{_printable(key)} contains a control character")
     return dict(value)
+
+
+def _encodable(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError(f"{where} contains a lone surrogate (not valid Unicode)") from None
+
+
+def _printable(text: str) -> str:
+    """`text` as it may appear in a reason (and so in a log line): controls escaped."""
+    return repr(text)[1:-1] if CONTROL.search(text) or not text.isprintable() else text
 
 
 def _optional_str(data: dict, key: str, where: str) -> str:
@@ -203,4 +264,5 @@ def _optional_str(data: dict, key: str, where: str) -> str:
         return ""
     if not isinstance(value, str):
         raise PayloadError(f"{where} must be a string")
+    _encodable(value, where)
     return value
