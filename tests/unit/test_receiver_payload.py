@@ -1,4 +1,5 @@
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -190,3 +191,48 @@ def test_arbitrary_bytes_never_raise_anything_but_payload_error(body):
         parse_webhook(body)
     except PayloadError:
         pass
+
+
+# -- hostile label text: what is accepted is safe to log and to put in a Docker URL -------
+
+hostile_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF,
+                                     exclude_categories=()), max_size=10) | st.sampled_from([
+    "../images/alpine/get", "web\nINFO receiver.actuator: Scaling up web", "\ud800", "a\u2028b",
+    "demo_web", "stack_web-2", "t1p4r7s0u3w6y9a2c5e8g1i4k", "W1A9D3F5H7J2L4N6P8R0T2V4X", "-web",
+])
+LABEL_KEYS = ["service", "task_id", "node_id", "team", "instance"]
+
+
+@st.composite
+def hostile_payload(draw):
+    data = json.loads(json.dumps(draw(st.sampled_from(RECORDED))))
+    for alert in data["alerts"]:
+        for _ in range(draw(st.integers(0, 3))):
+            key = draw(st.sampled_from(LABEL_KEYS) | hostile_text)
+            alert["labels"][key] = draw(hostile_text)
+        if draw(st.booleans()):
+            alert["annotations"][draw(hostile_text)] = draw(hostile_text)
+    return data
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_payload())
+def test_labels_that_get_through_are_valid_unicode_without_controls_and_name_docker_objects(data):
+    # ensure_ascii: lone surrogates travel as \ud800 escapes, as a hostile sender writes them.
+    try:
+        webhook = parse_webhook(json.dumps(data, ensure_ascii=True))
+    except PayloadError as exc:
+        exc.reason.encode("utf-8")  # the reason itself can be logged and sent back
+        assert not any(c in exc.reason for c in "\n\r\x00\x1b\u2028")
+        return
+    for alert in webhook.alerts:
+        for key, value in alert.labels.items():
+            (key + value).encode("utf-8")
+            assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", key + value)
+        for key, value in alert.annotations.items():
+            (key + value).encode("utf-8")
+        assert re.fullmatch(r"[A-Za-z0-9](?:[-_]*[A-Za-z0-9]+)*", alert.service)
+        assert len(alert.service) <= 63
+        for name in ("task_id", "node_id"):
+            assert alert.labels.get(name) is None or re.fullmatch(r"[a-z0-9]{25}",
+                                                                  alert.labels[name])
