@@ -13,6 +13,7 @@ help:
 	@echo "make test        virtualenv + install, then unit, rule and lab tests (starts the lab)"
 	@echo "make unit        unit and rule tests only (no lab)"
 	@echo "make lab-up | lab-status | lab-down"
+	@echo "make bench-receiver-hardening   slow clients, a flood, acks/s: no lab needed"
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -50,6 +51,12 @@ bench-detection: lab-up
 bench-receiver: lab-up
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PY) -m tests.bench.receiver
+
+# No lab: the receiver under gunicorn on loopback, dry run, against a stand-in Docker.
+.PHONY: bench-receiver-hardening
+bench-receiver-hardening: venv
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(PY) -m tests.bench.receiver_hardening
 
 .PHONY: bench
 bench: lab-up

@@ -100,8 +100,9 @@ class EventLog:
             self._seq += 1
             event = {"seq": self._seq, **event}
             self._ring.append(event)
-        # ensure_ascii: the line is pure ASCII whatever the labels held.
-        self._log.info("%s", json.dumps(event, ensure_ascii=True, separators=(",", ":")))
+        if self._log.isEnabledFor(logging.INFO):
+            # ensure_ascii: the line is pure ASCII whatever the labels held.
+            self._log.info("%s", json.dumps(event, ensure_ascii=True, separators=(",", ":")))
         return event
 
     def since(self, seq: int) -> tuple[list[dict], int, bool]:

@@ -50,6 +50,8 @@ def post_worker_init(worker):
     serving loop) still runs."""
     from receiver.app import stop_taking_work
     app = worker.wsgi
+    if "swarmguard" not in getattr(app, "extensions", {}):
+        return  # another app under these settings (the benchmarks' bare Flask endpoint)
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame):
@@ -62,6 +64,6 @@ def post_worker_init(worker):
 def worker_exit(server, worker):
     """After the last request: finish what is in progress, within the deadline."""
     app = getattr(worker, "wsgi", None)
-    if app is not None and hasattr(app, "extensions"):
+    if "swarmguard" in getattr(app, "extensions", {}):
         from receiver.app import finish_work
         finish_work(app)

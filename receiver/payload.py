@@ -239,10 +239,19 @@ def _string_map(value: Any, where: str, required: bool) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(item, str):
             raise PayloadError(f"{where}.{_printable(key)} must be a string")
-        _encodable(key, f"{where} key {_printable(key)}")
-        _encodable(item, f"{where}.{_printable(key)}")
-        if required and (CONTROL.search(key) or CONTROL.search(item)):
-            raise PayloadError(f"{where}.{_printable(key)} contains a control character")
+    # One look at all the text at once (this runs for every alert of every webhook); the
+    # field at fault is looked for only when there is one.
+    text = "".join(value) + "".join(value.values())
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            for key, item in value.items():
+                _encodable(key, f"{where} key {_printable(key)}")
+                _encodable(item, f"{where}.{_printable(key)}")
+    if required and CONTROL.search(text):
+        bad = next(k for k, v in value.items() if CONTROL.search(k) or CONTROL.search(v))
+        raise PayloadError(f"{where}.{_printable(bad)} contains a control character")
     return dict(value)
 
 

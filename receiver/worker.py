@@ -185,7 +185,9 @@ class Dispatcher:
                 self._pending[service] = work
             self._metrics.pending_services.set(len(self._pending))
         for alert in duplicates:
-            self._skip(alert, DUPLICATE, "the same alert was handled moments ago", received_at)
+            # Counted, not logged nor an event: Alertmanager resends in bulk, and this is
+            # the hot path of such floods (an event each halved the acknowledgement rate).
+            self._metrics.count_skipped(alert.name, DUPLICATE)
         for group in busy.values():
             for alert in group:
                 self._skip(alert, IN_PROGRESS, "an action on it is already in progress",

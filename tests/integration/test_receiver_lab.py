@@ -2,11 +2,15 @@
 with zero failed requests, and only when the alert is still true, once, and allowed."""
 from __future__ import annotations
 
+import json
+import os
+import signal
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 
 from tests.lab import services
 from tests.lab.nodes import client
@@ -177,6 +181,56 @@ def test_a_receiver_killed_mid_migration_leaves_the_service_moved_or_rolled_back
         restarted.send(migrate_alert(lab, web))
         restarted.wait_idle()
         assert restarted.metric("swarmguard_alerts_skipped_total", reason="cooldown") == 1
+    assert inspect(lab, web)["Version"] == before
+
+
+def logged_events(path, offset: int) -> list[dict]:
+    """The receiver's event lines (receiver/events.py) written to its log after `offset`."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        lines = fh.read().decode("utf-8", "replace").splitlines()
+    return [json.loads(line) for line in lines if line.startswith('{"seq":')]
+
+
+def test_a_receiver_stopped_by_sigterm_mid_migration_finishes_it_and_the_next_one_handles_the_resent_alert(lab, web):
+    _, _, old = the_task(lab, web)
+    alert = migrate_alert(lab, web)
+    receiver = ReceiverProcess(lab)
+    offset = receiver.log_path.stat().st_size if receiver.log_path.exists() else 0
+    receiver.start()
+    try:
+        assert receiver.send(alert).status_code == 202
+        wait_for("the migration to be under way",
+                 lambda: inspect(lab, web)["Spec"].get("Labels", {}).get("swarmguard.last-action") == "migrate")
+        os.killpg(receiver.proc.pid, signal.SIGTERM)
+        # From SIGTERM on, no webhook is taken: refused (503) or not even connected.
+        try:
+            assert receiver.send(alert).status_code == 503
+        except requests.ConnectionError:
+            pass
+        # It waits for the migration (within SWARMGUARD_SHUTDOWN_DEADLINE, 20 s) and exits.
+        assert receiver.proc.wait(timeout=40) == 0
+    finally:
+        receiver.kill()
+    events = logged_events(receiver.log_path, offset)
+    outcomes = [e for e in events if e["type"] == "outcome"]
+    assert [(e["kind"], e["result"]) for e in outcomes] in (
+        [("migrate", "success")], [("migrate", "rolled_back")]), events
+    assert [e for e in events if e["type"] == "dropped"] == []
+    state = inspect(lab, web)["UpdateStatus"]["State"]
+    _, _, now_on = the_task(lab, web)
+    assert (state, now_on != old) in (("completed", True), ("rollback_completed", False))
+    before = inspect(lab, web)["Version"]
+    # Alertmanager resends the alert (it was acknowledged, and it repeats firing alerts):
+    # the next receiver decides on it once, and leaves the service as it is.
+    with ReceiverProcess(lab) as successor:
+        assert successor.send(alert).status_code == 202
+        successor.wait_idle()
+        answer = requests.get(f"{successor.url}/events?since=0", timeout=5,
+                              headers={"Authorization": f"Bearer {successor.token}"}).json()
+        [decision] = answer["events"]
+        assert (decision["type"], decision["result"], decision["reason"]) in (
+            ("decision", "skip", "stale"), ("decision", "skip", "cooldown")), decision
     assert inspect(lab, web)["Version"] == before
 
 
