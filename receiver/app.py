@@ -32,7 +32,7 @@ from receiver.actuator import Actuator, utc_now
 from receiver.cluster import connect
 from receiver.config import Settings, load_settings
 from receiver.metrics import Metrics
-from receiver.payload import PayloadError, parse_webhook
+from receiver.payload import ParseCache, PayloadError
 from receiver.readiness import Readiness
 from receiver.worker import Dispatcher, WorkRefused
 
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, api=None, *,
                                     "dispatcher": dispatcher, "api": api, "events": events,
                                     "readiness": readiness}
     expected = f"Bearer {settings.token}".encode()
+    parsed = ParseCache()
 
     def reject(code: int, reason: str, **headers: str):
         metrics.rejected_requests.labels(str(code)).inc()
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None, api=None, *,
             return reject(413, f"body larger than {settings.max_body_bytes} bytes")
         now = clock()
         try:
-            webhook = parse_webhook(body, now=now, max_future_skew=settings.max_future_skew)
+            webhook = parsed.parse(body, now, settings.max_future_skew)
         except PayloadError as exc:
             return reject(400, exc.reason)
         firing = [a for a in webhook.alerts if a.firing]
@@ -170,9 +171,13 @@ def finish_work(app: Flask) -> int:
 
 def _read_body(limit: int) -> bytes | None:
     """The request body, or None if it is longer than `limit` (also when chunked)."""
+    stream = request.stream
+    if request.content_length is not None:
+        # Declared (and checked against the limit): one read, the stream ends there.
+        return stream.read(request.content_length)
     chunks, size = [], 0
     while True:
-        chunk = request.stream.read(64 * 1024)
+        chunk = stream.read(64 * 1024)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -87,6 +90,12 @@ class Alert:
     def node_id(self) -> str | None:
         return self.labels.get("node_id")
 
+    @cached_property
+    def instance(self) -> tuple:
+        """One alert instance: the same alert (by its labels) that started at the same
+        time. Computed once: an Alert from ParseCache serves every resend of its webhook."""
+        return (self.name, tuple(sorted(self.labels.items())), self.starts_at)
+
 
 @dataclass(frozen=True)
 class Webhook:
@@ -141,14 +150,54 @@ def parse_webhook(body: bytes | str, now: datetime | None = None,
         raise PayloadError(f"body is not valid JSON: {exc}") from None
     webhook = webhook_from_dict(data)
     if now is not None:
-        latest = now + timedelta(seconds=max_future_skew)
-        for i, alert in enumerate(webhook.alerts):
-            if alert.starts_at > latest:
-                ahead = (alert.starts_at - now).total_seconds()
-                raise PayloadError(
-                    f"alerts[{i}].startsAt is {ahead:.0f} s in the future (more than the "
-                    f"{max_future_skew:g} s of clock skew allowed, SWARMGUARD_MAX_FUTURE_SKEW)")
+        check_not_in_future(webhook, now, max_future_skew)
     return webhook
+
+
+def check_not_in_future(webhook: Webhook, now: datetime, max_future_skew: float) -> None:
+    latest = now + timedelta(seconds=max_future_skew)
+    for i, alert in enumerate(webhook.alerts):
+        if alert.starts_at > latest:
+            ahead = (alert.starts_at - now).total_seconds()
+            raise PayloadError(
+                f"alerts[{i}].startsAt is {ahead:.0f} s in the future (more than the "
+                f"{max_future_skew:g} s of clock skew allowed, SWARMGUARD_MAX_FUTURE_SKEW)")
+
+
+class ParseCache:
+    """parse_webhook for bodies seen moments ago, without parsing them again.
+
+    Alertmanager sends byte-identical bodies: one from each replica of an HA pair, again
+    on every retry and every repeat of a group. Parsing is pure and its result immutable,
+    so the last `entries` bodies (each at most `max_body` bytes, which bounds the memory)
+    and their outcome, a Webhook or the PayloadError, are kept. The time check, which
+    depends on now, runs every time."""
+
+    def __init__(self, entries: int = 64, max_body: int = 64 * 1024):
+        self._entries, self._max_body = entries, max_body
+        self._seen: OrderedDict[bytes, Webhook | PayloadError] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def parse(self, body: bytes, now: datetime, max_future_skew: float) -> Webhook:
+        if len(body) > self._max_body:
+            return parse_webhook(body, now, max_future_skew)
+        with self._lock:
+            outcome = self._seen.get(body)
+            if outcome is not None:
+                self._seen.move_to_end(body)
+        if outcome is None:
+            try:
+                outcome = parse_webhook(body)
+            except PayloadError as exc:
+                outcome = exc
+            with self._lock:
+                self._seen[body] = outcome
+                if len(self._seen) > self._entries:
+                    self._seen.popitem(last=False)
+        if isinstance(outcome, PayloadError):
+            raise PayloadError(outcome.reason)
+        check_not_in_future(outcome, now, max_future_skew)
+        return outcome
 
 
 def webhook_from_dict(data: Any) -> Webhook:

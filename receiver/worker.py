@@ -162,7 +162,7 @@ class Dispatcher:
             for alert in alerts:
                 if not alert.firing:
                     continue
-                if _instance(alert) in self._recent:
+                if alert.instance in self._recent:
                     duplicates.append(alert)
                 else:
                     groups.setdefault(alert.service, []).append(alert)
@@ -272,7 +272,7 @@ class Dispatcher:
             self._running.discard(service)
             ended = self._monotonic()
             for alert in work.alerts:
-                self._recent.add(_instance(alert), ended)
+                self._recent.add(alert.instance, ended)
             self._idle.notify_all()
         # Last: whoever waits for "nothing in flight" then reads complete counters.
         self._metrics.in_flight.dec()
@@ -313,7 +313,3 @@ class Dispatcher:
                           else d.sentence,
                           received_at=work.received_at, duration_s=outcome.duration)
 
-
-def _instance(alert: Alert) -> tuple:
-    """One alert instance: the same alert (by its labels) that started at the same time."""
-    return (alert.name, tuple(sorted(alert.labels.items())), alert.starts_at)

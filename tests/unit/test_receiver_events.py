@@ -75,10 +75,10 @@ def test_events_since_returns_only_the_newer_ones_and_says_when_some_were_missed
     assert events(app, since=1).get_json() == {
         "events": [events(app).get_json()["events"][-1]], "last": 2, "missed": False}
     post(app, body("firing_scale_down.json"))  # seq 3: at the minimum of 1 replica
-    post(app, body("firing_scale_up.json"))  # seq 4: a duplicate; seq 2 leaves the ring
+    post(app, body("firing_migrate.json"))  # seq 4 and 5; 2 and 3 leave the ring
     answer = events(app, since=1).get_json()
-    assert ([e["seq"] for e in answer["events"]], answer["missed"]) == ([3, 4], True)
-    assert events(app, since=4).get_json() == {"events": [], "last": 4, "missed": False}
+    assert ([e["seq"] for e in answer["events"]], answer["missed"]) == ([4, 5], True)
+    assert events(app, since=5).get_json() == {"events": [], "last": 5, "missed": False}
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])

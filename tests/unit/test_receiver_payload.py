@@ -1,13 +1,14 @@
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.payload import PayloadError, parse_time, parse_webhook, webhook_from_dict
+from receiver.payload import (ParseCache, PayloadError, parse_time, parse_webhook,
+                              webhook_from_dict)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 
@@ -236,3 +237,48 @@ def test_labels_that_get_through_are_valid_unicode_without_controls_and_name_doc
         for name in ("task_id", "node_id"):
             assert alert.labels.get(name) is None or re.fullmatch(r"[a-z0-9]{25}",
                                                                   alert.labels[name])
+
+
+# -- ParseCache: identical bodies (HA pairs, retries, repeats) parsed once ------------------
+
+def test_an_identical_body_is_parsed_once_and_gives_the_same_alerts():
+    cache = ParseCache()
+    now = datetime(2026, 11, 27, 10, 1, tzinfo=timezone.utc)
+    data = (FIXTURES / "grouped_migrate.json").read_bytes()
+    first = cache.parse(data, now, 30)
+    assert cache.parse(bytes(data), now, 30) is first
+    assert first == parse_webhook(data)
+
+
+def test_a_bad_body_is_refused_again_with_the_same_reason():
+    cache = ParseCache()
+    now = datetime(2026, 11, 27, 10, 1, tzinfo=timezone.utc)
+    data = (FIXTURES / "wrong_version.json").read_bytes()
+    reasons = []
+    for _ in range(2):
+        with pytest.raises(PayloadError) as caught:
+            cache.parse(data, now, 30)
+        reasons.append(caught.value.reason)
+    assert reasons[0] == reasons[1] == "unsupported webhook version '3', expected \"4\""
+
+
+def test_the_time_check_runs_at_every_parse_of_a_cached_body():
+    cache = ParseCache()
+    data = (FIXTURES / "firing_scale_up.json").read_bytes()
+    starts = parse_webhook(data).alerts[0].starts_at
+    with pytest.raises(PayloadError, match="in the future"):
+        cache.parse(data, starts - timedelta(seconds=60), 30)
+    assert cache.parse(data, starts, 30).alerts[0].starts_at == starts
+
+
+def test_the_cache_holds_a_bounded_number_of_small_bodies():
+    cache = ParseCache(entries=2, max_body=2000)
+    now = datetime(2026, 11, 27, 10, 1, tzinfo=timezone.utc)
+    small = [json.dumps({**load("firing_scale_up.json"), "groupKey": str(i)}).encode()
+             for i in range(3)]
+    kept = [cache.parse(body, now, 30) for body in small]
+    assert cache.parse(small[2], now, 30) is kept[2]
+    assert cache.parse(small[0], now, 30) is not kept[0]  # the oldest was forgotten
+    large = (FIXTURES / "grouped_migrate.json").read_bytes()
+    assert len(large) > 2000
+    assert cache.parse(large, now, 30) is not cache.parse(large, now, 30)  # never kept
