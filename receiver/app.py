@@ -32,9 +32,9 @@ from receiver.actuator import Actuator, utc_now
 from receiver.cluster import connect
 from receiver.config import Settings, load_settings
 from receiver.metrics import Metrics
-from receiver.payload import ParseCache, PayloadError
+from receiver.payload import ParseCache, PayloadError, TooManyServices
 from receiver.readiness import Readiness
-from receiver.worker import Dispatcher, WorkRefused
+from receiver.worker import RETRY_FULL_S, Dispatcher, WorkRefused
 
 log = E.safe_logger(__name__)
 
@@ -93,9 +93,12 @@ def create_app(settings: Settings | None = None, api=None, *,
             return reject(413, f"body larger than {settings.max_body_bytes} bytes")
         now = clock()
         try:
-            webhook = parsed.parse(body, now, settings.max_future_skew)
+            webhook = parsed.parse(body, now, settings.max_future_skew,
+                                   settings.max_pending_services)
         except PayloadError as exc:
             return reject(400, exc.reason)
+        except TooManyServices as exc:
+            return reject(503, exc.reason, **{"Retry-After": str(RETRY_FULL_S)})
         firing = [a for a in webhook.alerts if a.firing]
         try:
             receipt = dispatcher.submit(firing)

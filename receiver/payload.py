@@ -51,6 +51,16 @@ ID_LABELS = ("task_id", "node_id")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+class TooManyServices(Exception):
+    """The webhook names more services than may ever wait for work at once: refused before
+    its alerts are built (a flood's alerts would take ten times its bytes in memory)."""
+
+    def __init__(self, services: int, limit: int):
+        super().__init__(f"the webhook names {services} services; at most {limit} may wait "
+                         f"for work (SWARMGUARD_MAX_PENDING_SERVICES)")
+        self.reason = str(self)
+
+
 class PayloadError(ValueError):
     """The webhook body is not one the receiver can act on; `reason` says why."""
 
@@ -138,9 +148,10 @@ def parse_time(text: Any, field_name: str = "time") -> datetime:
 
 
 def parse_webhook(body: bytes | str, now: datetime | None = None,
-                  max_future_skew: float = 30.0) -> Webhook:
+                  max_future_skew: float = 30.0, max_services: int | None = None) -> Webhook:
     """Parse and validate a whole webhook body. With `now`, an alert that starts more than
-    `max_future_skew` seconds after it is refused."""
+    `max_future_skew` seconds after it is refused; with `max_services`, a webhook naming
+    more services raises TooManyServices."""
     try:
         data = json.loads(body)
     except RecursionError:
@@ -148,7 +159,7 @@ def parse_webhook(body: bytes | str, now: datetime | None = None,
     except (ValueError, TypeError) as exc:
         # ValueError covers JSONDecodeError and undecodable bytes.
         raise PayloadError(f"body is not valid JSON: {exc}") from None
-    webhook = webhook_from_dict(data)
+    webhook = webhook_from_dict(data, max_services)
     if now is not None:
         check_not_in_future(webhook, now, max_future_skew)
     return webhook
@@ -173,21 +184,23 @@ class ParseCache:
     and their outcome, a Webhook or the PayloadError, are kept. The time check, which
     depends on now, runs every time."""
 
-    def __init__(self, entries: int = 64, max_body: int = 64 * 1024):
+    # 32 bodies of at most 16 KiB (a group of a hundred alerts): a few MB at the most.
+    def __init__(self, entries: int = 32, max_body: int = 16 * 1024):
         self._entries, self._max_body = entries, max_body
         self._seen: OrderedDict[bytes, Webhook | PayloadError] = OrderedDict()
         self._lock = threading.Lock()
 
-    def parse(self, body: bytes, now: datetime, max_future_skew: float) -> Webhook:
+    def parse(self, body: bytes, now: datetime, max_future_skew: float,
+              max_services: int | None = None) -> Webhook:
         if len(body) > self._max_body:
-            return parse_webhook(body, now, max_future_skew)
+            return parse_webhook(body, now, max_future_skew, max_services)
         with self._lock:
             outcome = self._seen.get(body)
             if outcome is not None:
                 self._seen.move_to_end(body)
         if outcome is None:
             try:
-                outcome = parse_webhook(body)
+                outcome = parse_webhook(body, max_services=max_services)
             except PayloadError as exc:
                 outcome = exc
             with self._lock:
@@ -200,7 +213,7 @@ class ParseCache:
         return outcome
 
 
-def webhook_from_dict(data: Any) -> Webhook:
+def webhook_from_dict(data: Any, max_services: int | None = None) -> Webhook:
     if not isinstance(data, dict):
         raise PayloadError("body must be a JSON object")
     version = data.get("version")
@@ -209,6 +222,11 @@ def webhook_from_dict(data: Any) -> Webhook:
     alerts = data.get("alerts")
     if not isinstance(alerts, list) or not alerts:
         raise PayloadError("alerts must be a non-empty list")
+    if max_services is not None and len(alerts) > max_services:
+        named = {item["labels"].get("service") for item in alerts
+                 if isinstance(item, dict) and isinstance(item.get("labels"), dict)}
+        if len(named) > max_services:
+            raise TooManyServices(len(named), max_services)
     truncated = data.get("truncatedAlerts", 0)
     if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0:
         raise PayloadError("truncatedAlerts must be a non-negative integer")

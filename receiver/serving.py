@@ -47,42 +47,45 @@ def read_timeout() -> float:
     return value if value > 0 else DEFAULT_READ_TIMEOUT
 
 
-def request_complete(data: bytes, max_body: int) -> bool:
+def request_complete(data: bytes | bytearray, max_body: int) -> bool:
     """Whether `data` holds one whole HTTP/1.x request, or enough to answer it without
     reading more: a malformed or oversized one is complete too, for gunicorn or the app
     to refuse (400, 413, 431) at once."""
     end = data.find(_HEADER_END)
     if end < 0:
         return len(data) > MAX_HEADER_BYTES
-    head, body = data[:end], memoryview(data)[end + len(_HEADER_END):]
+    head, body_start = data[:end], end + len(_HEADER_END)
     if _CHUNKED.search(head):
-        return _chunked_complete(body, max_body)
+        return _chunked_complete(bytes(data[body_start:]), max_body)  # rare: a copy is fine
     lengths = _CONTENT_LENGTH.findall(head)
     if not lengths:
         return True  # no body
     if len(lengths) > 1 or not lengths[0].isdigit():
         return True  # gunicorn answers 400
     declared = int(lengths[0])
-    return declared > max_body or len(body) >= declared
+    return declared > max_body or len(data) - body_start >= declared
 
 
-def take_expect_continue(data: bytes) -> tuple[bytes, bool]:
+def take_expect_continue(data: bytes | bytearray) -> tuple[bytes | bytearray, bool]:
     """(the request without its `Expect: 100-continue` header, whether it had one), once
     the headers are complete; the worker answers the expectation itself."""
     end = data.find(_HEADER_END)
     if end < 0:
         return data, False
-    head, count = _EXPECT_CONTINUE.subn(b"", data[:end + 2])
-    return (head + data[end + 2:], True) if count else (data, False)
+    if not _EXPECT_CONTINUE.search(data, 0, end + 2):
+        return data, False
+    head = _EXPECT_CONTINUE.sub(b"", bytes(data[:end + 2]))
+    return head + data[end + 2:], True
 
 
-def _chunked_complete(body: memoryview, max_body: int) -> bool:
+def _chunked_complete(body: bytes, max_body: int) -> bool:
     pos, total = 0, 0
     while True:
-        line_end = bytes(body[pos:pos + 1024]).find(b"\r\n")
+        line_end = body.find(b"\r\n", pos, pos + 1024)
         if line_end < 0:
             return len(body) - pos > 1024  # a chunk-size line that long is malformed
-        size_text = bytes(body[pos:pos + line_end]).split(b";", 1)[0].strip()
+        line_end -= pos
+        size_text = body[pos:pos + line_end].split(b";", 1)[0].strip()
         try:
             size = int(size_text, 16)
         except ValueError:
@@ -90,7 +93,7 @@ def _chunked_complete(body: memoryview, max_body: int) -> bool:
         pos += line_end + 2
         if size == 0:
             # Trailers, if any, end with an empty line.
-            return bytes(body[pos:]).find(b"\r\n") == 0 or _HEADER_END in bytes(body[pos - 2:])
+            return body.startswith(b"\r\n", pos) or _HEADER_END in body[pos - 2:]
         total += size
         if total > max_body:
             return True  # the app answers 413
@@ -146,8 +149,9 @@ class PrereadWorker(ThreadWorker):
         return self._try_hand_over(conn, registered)
 
     def _try_hand_over(self, conn, registered: bool) -> bool:
+        # The buffer itself, not a copy: a 1 MiB body arrives in many reads.
         buffer, deadline = self.prereading[conn]
-        data, expects = take_expect_continue(bytes(buffer))
+        data, expects = take_expect_continue(buffer)
         if expects:
             try:
                 conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -155,7 +159,7 @@ class PrereadWorker(ThreadWorker):
                 pass  # the client is gone: the next read says so
             buffer = bytearray(data)
             self.prereading[conn] = (buffer, deadline)
-        if not request_complete(bytes(buffer), self.max_body):
+        if not request_complete(buffer, self.max_body):
             return False
         del self.prereading[conn]
         if registered:

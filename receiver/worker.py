@@ -52,6 +52,10 @@ DUPLICATE_WINDOW_S = 5.0
 # A hard bound on remembered instances, whatever arrives within one window (the oldest
 # are forgotten first: at worst one extra read of the cluster).
 REMEMBERED_MAX = 65536
+# Seconds Alertmanager is asked to wait before resending (it may retry sooner: its own
+# backoff decides; the header is for other senders and for humans).
+RETRY_FULL_S = 10
+RETRY_SHUTTING_DOWN_S = 5
 
 
 class WorkRefused(Exception):
@@ -157,7 +161,8 @@ class Dispatcher:
         fresh: list[str] = []
         with self._lock:
             if not self._accepting:
-                raise WorkRefused("the receiver is shutting down", retry_after_s=5)
+                raise WorkRefused("the receiver is shutting down",
+                                  retry_after_s=RETRY_SHUTTING_DOWN_S)
             self._recent.forget_expired(received)
             for alert in alerts:
                 if not alert.firing:
@@ -171,7 +176,7 @@ class Dispatcher:
                 raise WorkRefused(
                     f"work for {len(self._pending)} services is waiting and this webhook "
                     f"adds {len(new)}; the limit is {self._max_pending} "
-                    f"(SWARMGUARD_MAX_PENDING_SERVICES)", retry_after_s=10)
+                    f"(SWARMGUARD_MAX_PENDING_SERVICES)", retry_after_s=RETRY_FULL_S)
             for service, group in groups.items():
                 if service in self._running:
                     busy[service] = group

@@ -43,7 +43,12 @@ def test_a_flood_of_distinct_services_is_refused_with_503_and_retry_after_beyond
     flood = post(app, webhook(*(scale_up(f"flood-{i}") for i in range(2000))))
     assert flood.status_code == 503
     assert flood.headers["Retry-After"].isdigit()
-    assert "the limit is 256" in flood.get_json()["error"]
+    assert "names 2000 services; at most 256 may wait" in flood.get_json()["error"]
+    more = post(app, webhook(*(scale_up(f"more-{i}") for i in range(200))))
+    assert more.status_code == 503
+    assert more.headers["Retry-After"].isdigit()
+    assert "work for 60 services is waiting and this webhook adds 200; the limit is 256" \
+        in more.get_json()["error"]
     # Refused whole: nothing of it waits, nothing of it was counted as received.
     assert len(executor.jobs) == 60
     assert sample(app, "swarmguard_alerts_received_total",
