@@ -99,19 +99,21 @@ def create_app(settings: Settings | None = None, api=None, *,
             return reject(400, exc.reason)
         except TooManyServices as exc:
             return reject(503, exc.reason, **{"Retry-After": str(RETRY_FULL_S)})
-        firing = [a for a in webhook.alerts if a.firing]
+        firing = webhook.firing
         try:
             receipt = dispatcher.submit(firing)
         except WorkRefused as exc:
             return reject(503, exc.reason, **{"Retry-After": str(exc.retry_after_s)})
 
-        for alert in webhook.alerts:
-            metrics.count_received(alert.name, alert.status)
-            if alert.firing:
-                metrics.observe_age(alert.name, max((now - alert.starts_at).total_seconds(), 0.0))
-            else:
-                # Recorded, never acted on: the action an alert caused is not undone.
-                log.info("%s for %s resolved", alert.name, alert.service)
+        for (name, status), count in webhook.counts.items():
+            metrics.count_received(name, status, count)
+        for alert in firing:
+            metrics.observe_age(alert.name, max((now - alert.starts_at).total_seconds(), 0.0))
+        if len(firing) < len(webhook.alerts):
+            for alert in webhook.alerts:
+                if not alert.firing:
+                    # Recorded, never acted on: the action an alert caused is not undone.
+                    log.info("%s for %s resolved", alert.name, alert.service)
         if webhook.truncated_alerts:
             log.warning("Alertmanager left out %d alerts of group %s (max_alerts)",
                         webhook.truncated_alerts, webhook.group_key)

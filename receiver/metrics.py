@@ -84,8 +84,8 @@ class Metrics:
     # up in a dict instead of through prometheus_client's labels() (which validates and
     # locks on every call; ten alerts per payload made it a fifth of the request). The
     # label values are bounded: unknown alert names are refused before they get here.
-    def count_received(self, alertname: str, status: str) -> None:
-        self._child(self.alerts_received, alertname, status).inc()
+    def count_received(self, alertname: str, status: str, alerts: int = 1) -> None:
+        self._child(self.alerts_received, alertname, status).inc(alerts)
 
     def observe_age(self, alertname: str, seconds: float) -> None:
         self._child(self.alert_age, alertname).observe(seconds)

@@ -116,6 +116,20 @@ class Webhook:
     truncated_alerts: int
     external_url: str
 
+    # Computed once per Webhook, which ParseCache hands out again for identical bodies.
+    @cached_property
+    def firing(self) -> tuple[Alert, ...]:
+        return tuple(a for a in self.alerts if a.firing)
+
+    @cached_property
+    def counts(self) -> Mapping[tuple[str, str], int]:
+        """How many alerts of each (alertname, status) the webhook carries."""
+        counts: dict[tuple[str, str], int] = {}
+        for alert in self.alerts:
+            key = (alert.name, alert.status)
+            counts[key] = counts.get(key, 0) + 1
+        return MappingProxyType(counts)
+
 
 # RFC 3339 as Alertmanager writes it (Go's time.RFC3339Nano): fractions of any length,
 # `Z` or a numeric offset. Python keeps microseconds, so extra digits are dropped.

@@ -13,7 +13,7 @@ loopback, in dry-run mode, against a stand-in Docker daemon on a unix socket
 3. Acknowledgements: wrk posts 1- and 10-alert webhooks to the receiver and to a bare
    Flask endpoint (tests/bench/bare_app.py) under the same gunicorn settings.
 
-`--baseline DIR` runs parts 1 and 2 against the receiver in DIR too (e.g. an export of
+`--baseline DIR` runs every part against the receiver in DIR too (e.g. an export of
 main: `git archive main | tar -x -C DIR`), for a before/after table.
 Prints tables; writes artifacts/bench-receiver-hardening.json and .png.
 """
@@ -307,20 +307,24 @@ def plot(results: dict, path: Path) -> None:
     b.set_title(f"{FLOOD_WEBHOOKS} webhooks x {FLOOD_SERVICES} services")
     b.axhline(150, color="grey", linestyle=":")
     b.legend(fontsize=8)
-    acks = results.get("acknowledgements") or []
-    if acks:
-        acks = [r for r in acks if r["round"] == 0]
-        labels = [f"{r['endpoint']}\n{r['alerts_per_payload']} alert(s)" for r in acks]
-        c.bar(labels, [r["requests_per_second"] for r in acks],
-              color=["#9aa5b1" if r["endpoint"] == "bare flask" else "#2e86de" for r in acks])
-        c.set_ylabel("acknowledgements per second")
-        c.set_title("wrk, same gunicorn settings (round 1; JSON has all)")
+    runs = [(run, d["ack_ratio"]) for run, d in results["runs"].items() if "ack_ratio" in d]
+    for i, (run, ratio) in enumerate(runs):
+        sizes = sorted(ratio, key=int)
+        c.bar([x + 0.4 * i for x in range(len(sizes))], [ratio[k] for k in sizes], width=0.4,
+              label=run)
+        c.set_xticks([x + 0.2 * (len(runs) - 1) for x in range(len(sizes))],
+                     [f"{k} alert(s)/webhook" for k in sizes])
+    if runs:
+        c.axhline(0.8, color="grey", linestyle=":")
+        c.set_ylabel("receiver / bare Flask, acknowledgements per second")
+        c.set_title("wrk, median of paired rounds")
+        c.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def report(results: dict, waited: float) -> None:
+def report(results: dict, waited: float, args) -> None:
     rows = [[run, kind.split("_")[0], *(data["slow_clients"][kind][k] for k in ("p50", "p95", "max",
                                                                             "failed"))]
             for run, data in results["runs"].items() if "slow_clients" in data
@@ -341,6 +345,19 @@ def report(results: dict, waited: float) -> None:
               f"one real alert")
         print(table(["receiver", "answers", "RSS before MB", "RSS peak MB", "RSS after MB",
                      "real alert acted on after s"], rows))
+    for run, data in results["runs"].items():
+        if "acknowledgements" not in data:
+            continue
+        print(f"\nAcknowledgements, {run} (wrk: 2 threads, {args.connections} connections, "
+              f"{args.seconds} s each; the bare endpoint under the same gunicorn settings)")
+        print(table(["endpoint", "alerts/payload", "round", "req/s", "p50 ms", "p99 ms",
+                     "non-2xx", "errors"],
+                    [[r["endpoint"], r["alerts_per_payload"], r["round"] + 1,
+                      r["requests_per_second"], r["p50_ms"], r["p99_ms"], r["non_2xx"],
+                      r["errors"]] for r in data["acknowledgements"]]))
+        for alerts, ratio in data["ack_ratio"].items():
+            print(f"{run} / bare, {alerts}-alert payloads: median {ratio:.2f} of rounds "
+                  + ", ".join(f"{r:.2f}" for r in data["ack_ratios"][alerts]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,33 +405,24 @@ def main(argv: list[str] | None = None) -> int:
                         progress(f"{run}: flood of {FLOOD_WEBHOOKS} x {FLOOD_SERVICES} "
                                  f"services")
                         results["runs"][run]["flood"] = flood(receiver, args.wait)
-            if "acks" in parts:
-                with Gunicorn(ROOT, "receiver.app:create_app()", workdir, docker_socket,
-                              "receiver", extra) as receiver, \
-                        Gunicorn(ROOT, "tests.bench.bare_app:create_app()", workdir,
-                                 docker_socket, "bare", extra) as bare:
-                    results["acknowledgements"] = acknowledgements(
-                        receiver, bare, args.seconds, args.connections, args.rounds)
+                if "acks" in parts:
+                    # The bare endpoint under the same tree's gunicorn settings.
+                    with Gunicorn(tree, "receiver.app:create_app()", workdir, docker_socket,
+                                  run.replace(" ", "-"), extra) as receiver, \
+                            Gunicorn(tree, "tests.bench.bare_app:create_app()", workdir,
+                                     docker_socket, "bare", extra) as bare:
+                        acks = acknowledgements(receiver, bare, args.seconds,
+                                                args.connections, args.rounds)
+                    ratios = paired_ratios(acks)
+                    results["runs"][run].update(
+                        acknowledgements=acks,
+                        ack_ratios={str(k): v for k, v in ratios.items()},
+                        ack_ratio={str(k): statistics.median(v) for k, v in ratios.items()})
         finally:
             os.killpg(fake.pid, signal.SIGTERM)
             fake.wait()
 
-    report(results, args.wait)
-    acks = results.get("acknowledgements")
-    if acks:
-        print(f"\nAcknowledgements (wrk: 2 threads, {args.connections} connections, "
-              f"{args.seconds} s each; both under receiver/gunicorn.conf.py)")
-        print(table(["endpoint", "alerts/payload", "round", "req/s", "p50 ms", "p99 ms",
-                     "non-2xx", "errors"],
-                    [[r["endpoint"], r["alerts_per_payload"], r["round"] + 1,
-                      r["requests_per_second"],
-                      r["p50_ms"], r["p99_ms"], r["non_2xx"], r["errors"]] for r in acks]))
-        results["ack_ratios"] = {str(k): v for k, v in paired_ratios(acks).items()}
-        results["ack_ratio"] = {k: statistics.median(v)
-                                for k, v in results["ack_ratios"].items()}
-        for alerts, ratio in results["ack_ratio"].items():
-            print(f"receiver / bare, {alerts}-alert payloads: median {ratio:.2f} of rounds "
-                  + ", ".join(f"{r:.2f}" for r in results["ack_ratios"][alerts]))
+    report(results, args.wait, args)
     publish("bench-receiver-hardening", results, lambda png: plot(results, png))
     return 0
 
