@@ -1,178 +1,254 @@
-"""The Prometheus collector: at each scrape, read cAdvisor once and publish fresh values.
+"""One scrape: read each swarm task's counters and write them out; and the exporter's
+own health, as a prometheus_client collector.
 
-Nothing measured is carried from one scrape to the next: cAdvisor keeps each container's
-recent samples with their timestamps, so the rate comes from its two latest samples at
-scrape time and detection does not wait for a PromQL window over our own output. The only
-state kept is what must outlive a scrape: the error counters, and the last health seen so
-that a change is logged once rather than at every scrape.
+Per task it re-reads four open files (the cgroup's CPU and memory counters and the
+task's /proc/<pid>/net/dev, exporter/cgroups.py: TaskFiles) and writes five lines whose
+label sets were escaped once, when the task was discovered. prometheus_client's generic
+text encoder costs more per sample than the reads themselves, so the per-task series are
+written here (docs/contract.md names them); everything else (health, process metrics)
+goes through prometheus_client. Measured with `make bench-density`.
+
+CPU is published as a counter and Prometheus takes its rate (the rules' irate), so
+nothing about CPU is carried between scrapes. The network percentage is a gauge of the
+contract, so its rate is computed here from the previous reading of the same container:
+the only measured state kept between scrapes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-import requests
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporter.cadvisor import CadvisorClient, CadvisorError
 from exporter.capacity import Capacity, resolve_capacity
+from exporter.cgroups import ContainerGone, TaskFiles
 from exporter.config import ExporterConfig
-from exporter.parsing import BadPayload, TaskContainer, task_containers
-from exporter.rates import latest_rate, percent_of_capacity
+from exporter.inventory import DockerUnavailable, Inventory, TaskContainer
+from exporter.netdev import parse_net_dev
+from exporter.rates import NetworkSample, bits_per_second, percent_of_capacity
 
 logger = logging.getLogger(__name__)
 
-Family = GaugeMetricFamily | CounterMetricFamily
-
-TASK_LABELS = ["service", "task_id", "node_id", "task_name", "container_id"]
 # Every reason is published from the start (at 0), so `increase()` sees the first error.
-ERROR_REASONS = ("unreachable", "timeout", "bad_response", "capacity_unknown")
+ERROR_REASONS = ("docker_unreachable", "container_unreadable", "capacity_unknown")
+
+# name, type, help: the per-task series, in the order they are written.
+TASK_SERIES = (
+    ("swarmguard_task_cpu_seconds_total", "counter",
+     "CPU time a swarm task's container has used, from its cgroup (cgroup v2 cpu.stat "
+     "usage_usec, v1 cpuacct.usage)."),
+    ("swarmguard_task_cpu_limit_cores", "gauge",
+     "What 100 % CPU means for the task: its CPU limit in cores, or the node's cores when it has none."),
+    ("swarmguard_task_memory_working_set_bytes", "gauge",
+     "Memory of a swarm task's container that the kernel cannot reclaim without swapping: usage "
+     "minus inactive file pages, as cAdvisor's container_memory_working_set_bytes."),
+    ("swarmguard_task_memory_limit_bytes", "gauge",
+     "What 100 % memory means for the task: its memory limit, or the node's memory when it has none."),
+    ("swarmguard_task_start_time_seconds", "gauge",
+     "When the task's container started (Unix seconds); rules can leave a task alone while it starts up."),
+    ("swarmguard_container_network_percent", "gauge",
+     "Receive plus transmit bit rate of a swarm task's container since the previous scrape, in "
+     "percent of the node interface's capacity. 100 means the container moves as many bits per "
+     "second as the interface carries in one direction; a full-duplex link can exceed it."),
+)
 
 
-def _families() -> dict[str, Family]:
-    return {
-        "percent": GaugeMetricFamily(
-            "swarmguard_container_network_percent",
-            "Receive plus transmit bit rate of a swarm task's container over cAdvisor's two "
-            "latest samples, in percent of the node interface's capacity. 100 means the "
-            "container moves as many bits per second as the interface carries in one "
-            "direction; a full-duplex link can exceed it.",
-            labels=TASK_LABELS,
-        ),
-        "rate": GaugeMetricFamily(
-            "swarmguard_container_network_bits_per_second",
-            "Receive plus transmit bit rate of a swarm task's container over cAdvisor's two "
-            "latest samples.",
-            labels=TASK_LABELS,
-        ),
-        "capacity": GaugeMetricFamily(
-            "swarmguard_interface_capacity_bits_per_second",
-            "Capacity that 100 percent stands for: configured, or the interface's link speed.",
-            labels=["interface", "source"],
-        ),
-        "up": GaugeMetricFamily(
-            "swarmguard_exporter_cadvisor_up",
-            "1 if this scrape read cAdvisor, 0 if cAdvisor was unreachable, too slow or "
-            "answered garbage (no per-container values are published then).",
-        ),
-        "errors": CounterMetricFamily(
-            "swarmguard_exporter_scrape_errors",
-            "Scrapes that could not publish network percentages, by reason.",
-            labels=["reason"],
-        ),
-        "tasks": GaugeMetricFamily(
-            "swarmguard_exporter_tasks",
-            "Swarm task containers seen in this scrape: measured, or skipped for lack of two "
-            "fresh samples or because a counter went backwards.",
-            labels=["outcome"],
-        ),
-        "duration": GaugeMetricFamily(
-            "swarmguard_exporter_scrape_duration_seconds",
-            "Time this scrape took, reading cAdvisor included.",
-        ),
-    }
+@dataclass(frozen=True)
+class Node:
+    """What 100 % means for a task without a limit."""
+
+    cores: float
+    memory_bytes: int
 
 
-class NetworkCollector:
-    def __init__(
-        self,
-        config: ExporterConfig,
-        session: requests.Session | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+def read_node(proc_root: str) -> Node:
+    with open(os.path.join(proc_root, "meminfo"), encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) * 1024
+                break
+        else:
+            raise ValueError("no MemTotal in meminfo")
+    return Node(cores=float(os.cpu_count() or 1), memory_bytes=memory)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def label_block(task: TaskContainer) -> str:
+    """`{service="...",task_id="...",node_id="..."}`, escaped once per task."""
+    return (f'{{service="{_escape(task.service)}",task_id="{_escape(task.task_id)}",'
+            f'node_id="{_escape(task.node_id)}"}}')
+
+
+class NetworkRates:
+    """Per container, the bit rate since the previous reading.
+
+    A reading less than `min_interval` after the previous one (two Prometheus servers
+    scraping close together) reuses the rate last computed rather than divide a few
+    packets by a few milliseconds.
+    """
+
+    def __init__(self, min_interval: float) -> None:
+        self._min_interval = min_interval
+        self._last: dict[str, tuple[NetworkSample, float | None]] = {}
+
+    def update(self, container_id: str, sample: NetworkSample) -> float | None:
+        previous = self._last.get(container_id)
+        if previous is None:
+            self._last[container_id] = (sample, None)
+            return None
+        older, rate = previous
+        if sample.timestamp - older.timestamp < self._min_interval:
+            return rate
+        rate = bits_per_second(older, sample)
+        self._last[container_id] = (sample, rate)
+        return rate
+
+    def keep_only(self, container_ids: set[str]) -> None:
+        for gone in set(self._last) - container_ids:
+            del self._last[gone]
+
+
+class _Open:
+    """A task's open files and escaped labels, for as long as it runs."""
+
+    __slots__ = ("files", "labels")
+
+    def __init__(self, task: TaskContainer, proc_root: str) -> None:
+        self.files = TaskFiles(task.cgroup, os.path.join(proc_root, str(task.pid), "net", "dev"))
+        self.labels = label_block(task)
+
+
+class TaskCollector:
+    """`render_tasks()` does a scrape's work and returns the per-task series; `collect()`
+    (prometheus_client) then gives the exporter's health as of that scrape."""
+
+    def __init__(self, config: ExporterConfig, inventory: Inventory, node: Node,
+                 clock: Callable[[], float] = time.time) -> None:
         self._config = config
-        self._client = CadvisorClient(config.cadvisor_url, config.timeout_seconds, session)
+        self._inventory = inventory
+        self._node = node
         self._clock = clock
         self._lock = threading.Lock()  # scrapes may run concurrently (threaded HTTP server)
         self._errors = dict.fromkeys(ERROR_REASONS, 0)
+        self._rates = NetworkRates(config.min_rate_interval_seconds)
+        self._open: dict[str, _Open] = {}
         self._last_health: dict[str, bool] = {}
+        self._health = {"up": 0, "measured": 0, "gone": 0, "unlocated": 0, "capacity": None, "duration": 0.0}
 
-    def describe(self) -> Iterator[Metric]:
-        # Given so that registering the collector does not call collect(), which would
-        # make a cAdvisor request at start-up.
-        return iter(_families().values())
+    # ---------------------------------------------------------------- the scrape
 
-    def collect(self) -> Iterator[Metric]:
-        started = time.perf_counter()
-        families = _families()
-        config = self._config
-
-        capacity = resolve_capacity(config.interface, config.capacity_mbps, config.sysfs_root)
-        self._note_health(
-            "capacity",
-            capacity is not None,
-            f"Capacity of interface {config.interface} is unknown (no speed under "
-            f"{config.sysfs_root}/class/net/{config.interface}): set --capacity-mbps; "
-            "no network percentages are published until then",
-            f"Capacity of interface {config.interface} is known again",
-        )
-        if capacity is None:
-            self._count_error("capacity_unknown")
-        else:
-            families["capacity"].add_metric(
-                [capacity.interface, capacity.source], capacity.bits_per_second
-            )
-
-        tasks = self._read_tasks()
-        families["up"].add_metric([], 0 if tasks is None else 1)
-        if tasks is not None:
-            self._add_task_values(families, tasks, capacity)
-
+    def render_tasks(self) -> str:
         with self._lock:
-            errors = dict(self._errors)
-        for reason, count in errors.items():
-            families["errors"].add_metric([reason], count)
-        families["duration"].add_metric([], time.perf_counter() - started)
-        yield from families.values()
+            return self._scrape()
 
-    def _read_tasks(self) -> list[TaskContainer] | None:
+    def _scrape(self) -> str:
+        started = time.perf_counter()
+        config = self._config
+        capacity = resolve_capacity(config.interface, config.capacity_mbps, config.sysfs_root)
+        self._note_health("capacity", capacity is not None,
+                          f"Capacity of interface {config.interface} is unknown (no speed under "
+                          f"{config.sysfs_root}/class/net/{config.interface}): set --capacity-mbps; "
+                          "no network percentages are published until then",
+                          f"Capacity of interface {config.interface} is known again")
+        if capacity is None:
+            self._errors["capacity_unknown"] += 1
         try:
-            tasks = task_containers(self._client.docker_containers())
-        except CadvisorError as error:
-            self._count_error(error.reason)
-            self._note_health("cadvisor", False, f"cAdvisor read failed: {error}", "")
-            return None
-        except BadPayload as error:
-            self._count_error("bad_response")
-            self._note_health("cadvisor", False, f"cAdvisor answered garbage: {error}", "")
-            return None
-        self._note_health("cadvisor", True, "", f"cAdvisor at {self._client.url} answers again")
-        return tasks
+            tasks = self._inventory.tasks()
+        except DockerUnavailable as error:
+            self._errors["docker_unreachable"] += 1
+            self._note_health("docker", False, f"Docker read failed: {error}", "")
+            tasks = None
+        else:
+            self._note_health("docker", True, "", "Docker answers again")
+        lines = self._task_lines(tasks, capacity) if tasks is not None else [[] for _ in TASK_SERIES]
+        out = []
+        for (name, kind, help_text), samples in zip(TASK_SERIES, lines):
+            out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+            out.extend(f"{name}{sample}\n" for sample in samples)
+        self._health.update(up=0 if tasks is None else 1, capacity=capacity,
+                            duration=time.perf_counter() - started)
+        return "".join(out)
 
-    def _add_task_values(
-        self,
-        families: dict[str, Family],
-        tasks: list[TaskContainer],
-        capacity: Capacity | None,
-    ) -> None:
-        now = self._clock()
-        measured = skipped = 0
+    def _task_lines(self, tasks: list[TaskContainer], capacity: Capacity | None) -> list[list[str]]:
+        cpu, cpu_limit, memory, memory_limit, started, network = lines = [[] for _ in TASK_SERIES]
+        measured = gone = 0
+        current = set()
         for task in tasks:
-            rate = latest_rate(task.samples, now, self._config.max_sample_age_seconds)
-            if rate is None:
-                skipped += 1
+            current.add(task.container_id)
+            try:
+                opened = self._open.get(task.container_id)
+                if opened is None:
+                    opened = self._open[task.container_id] = _Open(task, self._config.proc_root)
+                cpu_seconds, working_set, net_dev = opened.files.read()
+                rx, tx = parse_net_dev(net_dev)
+            except ContainerGone:
+                gone += 1
+                self._inventory.forget(task.container_id)
+                continue
+            except (OSError, ValueError) as error:
+                self._errors["container_unreadable"] += 1
+                logger.warning("Cannot read container %s of %s: %s", task.container_id[:12], task.service, error)
                 continue
             measured += 1
-            labels = [task.service, task.task_id, task.node_id, task.task_name, task.container_id]
-            families["rate"].add_metric(labels, rate)
-            if capacity is not None:
-                percent = percent_of_capacity(rate, capacity.bits_per_second)
-                families["percent"].add_metric(labels, percent)
-        families["tasks"].add_metric(["measured"], measured)
-        families["tasks"].add_metric(["skipped"], skipped)
+            labels = opened.labels
+            cpu.append(f"{labels} {cpu_seconds!r}")
+            cpu_limit.append(f"{labels} {task.cpu_limit_cores or self._node.cores!r}")
+            memory.append(f"{labels} {working_set}")
+            memory_limit.append(f"{labels} {task.memory_limit_bytes or self._node.memory_bytes}")
+            started.append(f"{labels} {task.started_at!r}")
+            rate = self._rates.update(task.container_id, NetworkSample(self._clock(), rx, tx))
+            if rate is not None and capacity is not None:
+                network.append(f"{labels} {percent_of_capacity(rate, capacity.bits_per_second)!r}")
+        for stopped in set(self._open) - current:
+            self._open.pop(stopped).files.close()
+        self._rates.keep_only(current)
+        self._health.update(measured=measured, gone=gone, unlocated=self._inventory.unlocated)
+        return lines
 
-    def _count_error(self, reason: str) -> None:
+    # ---------------------------------------------------------------- health (prometheus_client)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # registering the collector must not scrape
+
+    def collect(self) -> Iterator[Metric]:
         with self._lock:
-            self._errors[reason] += 1
+            health, errors = dict(self._health), dict(self._errors)
+        capacity = GaugeMetricFamily("swarmguard_interface_capacity_bits_per_second",
+                                     "Capacity that 100 percent stands for: configured, or the interface's "
+                                     "link speed.", labels=["interface", "source"])
+        if health["capacity"] is not None:
+            capacity.add_metric([health["capacity"].interface, health["capacity"].source],
+                                health["capacity"].bits_per_second)
+        yield capacity
+        yield GaugeMetricFamily("swarmguard_exporter_docker_up", "1 if this scrape could list the node's swarm "
+                                "tasks from its Docker daemon, 0 if not (no per-task values are published then).",
+                                value=health["up"])
+        counter = CounterMetricFamily("swarmguard_exporter_scrape_errors", "Scrape problems, by reason.",
+                                      labels=["reason"])
+        for reason, count in errors.items():
+            counter.add_metric([reason], count)
+        yield counter
+        tasks = GaugeMetricFamily("swarmguard_exporter_tasks", "Swarm task containers on this node in this "
+                                  "scrape: measured, gone (stopped while being read), or unlocated (cgroup not "
+                                  "found).", labels=["outcome"])
+        for outcome in ("measured", "gone", "unlocated"):
+            tasks.add_metric([outcome], health[outcome])
+        yield tasks
+        yield GaugeMetricFamily("swarmguard_exporter_scrape_duration_seconds",
+                                "Time the per-task part of this scrape took.", value=health["duration"])
 
     def _note_health(self, what: str, healthy: bool, on_failure: str, on_recovery: str) -> None:
-        """Log a change of health once, not once per scrape (Prometheus scrapes every second)."""
-        with self._lock:
-            previous = self._last_health.get(what)
-            self._last_health[what] = healthy
+        """Log a change of health once, not once per scrape (Prometheus scrapes twice a second)."""
+        previous = self._last_health.get(what)
+        self._last_health[what] = healthy
         if healthy == previous:
             return
         if not healthy:
@@ -181,4 +257,8 @@ class NetworkCollector:
             logger.info("%s", on_recovery)
 
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            for opened in self._open.values():
+                opened.files.close()
+            self._open.clear()
+        self._inventory.close()

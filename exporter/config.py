@@ -17,9 +17,10 @@ ENV_PREFIX = "SWARMGUARD_EXPORTER_"
 
 @dataclass(frozen=True)
 class ExporterConfig:
-    # Base URL of this node's cAdvisor. The exporter must read the cAdvisor of its own
-    # node: cAdvisor only knows the containers of the Docker daemon it watches.
-    cadvisor_url: str = "http://127.0.0.1:8080"
+    # This node's Docker daemon: the exporter lists the node's swarm task containers there
+    # (read-only; the socket is mounted :ro in the bundle). The API version is negotiated.
+    docker_url: str = "unix:///var/run/docker.sock"
+    docker_timeout_seconds: float = 5.0
     listen_address: str = "0.0.0.0"
     listen_port: int = 9101
     # Interface capacity in Mbit/s. None: read /sys/class/net/<interface>/speed.
@@ -27,13 +28,16 @@ class ExporterConfig:
     interface: str = "eth0"
     # Where sysfs is mounted; a container that reads the host's speed mounts it elsewhere.
     sysfs_root: str = "/sys"
-    # Must stay well under Prometheus' scrape timeout (1 s on the detection path), so that
-    # a slow cAdvisor turns into "cadvisor_up 0" rather than a failed scrape.
-    timeout_seconds: float = 0.5
-    # A container whose newest cAdvisor sample is older than this publishes no value: its
-    # rate would describe the past, not now. cAdvisor samples every 1-2 s when run with
-    # -housekeeping_interval=1s -allow_dynamic_housekeeping=false.
-    max_sample_age_seconds: float = 10.0
+    # The host's /proc (task processes' cgroup and net/dev, the node's memory) and cgroup
+    # tree; a container mounts them read-only elsewhere, e.g. /host/proc.
+    proc_root: str = "/proc"
+    cgroup_root: str = "/sys/fs/cgroup"
+    # Docker's event stream says when to re-list the node's tasks; a full re-list this
+    # often as well covers events lost while the stream reconnected.
+    resync_seconds: float = 30.0
+    # Two readings of a container closer than this (two Prometheus servers scraping close
+    # together) give no new network rate: the last one is repeated.
+    min_rate_interval_seconds: float = 0.2
     log_level: str = "INFO"
 
 
@@ -67,8 +71,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m exporter",
         description=(
-            "Publish the network use of each Docker Swarm task on this node as a "
-            "percentage of the node interface's capacity, read from the node's cAdvisor."
+            "Publish each Docker Swarm task's CPU, memory and network use on this node, read "
+            "from its cgroup and network namespace at scrape time (docs/contract.md)."
         ),
         epilog=(
             f"Every flag --some-name defaults to the environment variable {ENV_PREFIX}SOME_NAME."
@@ -81,7 +85,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         # reported exactly like a bad flag.
         parser.add_argument(flag, default=environ.get(env, default), **kwargs)
 
-    add("--cadvisor-url", defaults.cadvisor_url, help="base URL of this node's cAdvisor")
+    add("--docker-url", defaults.docker_url, help="this node's Docker daemon")
+    add("--docker-timeout-seconds", defaults.docker_timeout_seconds, type=_positive_float,
+        help="timeout of one Docker API call")
     add("--listen-address", defaults.listen_address, help="address to serve /metrics on")
     add("--listen-port", defaults.listen_port, type=_port, help="port to serve /metrics on")
     add(
@@ -92,18 +98,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     add("--interface", defaults.interface, help="node interface whose capacity is 100 %%")
     add("--sysfs-root", defaults.sysfs_root, help="where sysfs is mounted")
-    add(
-        "--timeout-seconds",
-        defaults.timeout_seconds,
-        type=_positive_float,
-        help="timeout of one cAdvisor request",
-    )
-    add(
-        "--max-sample-age-seconds",
-        defaults.max_sample_age_seconds,
-        type=_positive_float,
-        help="ignore containers whose newest cAdvisor sample is older than this",
-    )
+    add("--proc-root", defaults.proc_root, help="where the host's /proc is mounted")
+    add("--cgroup-root", defaults.cgroup_root, help="where the host's cgroup tree is mounted")
+    add("--resync-seconds", defaults.resync_seconds, type=_positive_float,
+        help="re-list the node's tasks at least this often")
+    add("--min-rate-interval-seconds", defaults.min_rate_interval_seconds, type=_positive_float,
+        help="shortest interval a network rate is computed over")
     add(
         "--log-level",
         defaults.log_level,

@@ -9,19 +9,34 @@ import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 
+import docker
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-from prometheus_client.exposition import start_http_server
 
+from exporter import cgroups, server as metrics_server
 from exporter.capacity import resolve_capacity
-from exporter.collector import NetworkCollector
+from exporter.collector import TaskCollector, read_node
 from exporter.config import ExporterConfig, parse_config
+from exporter.inventory import Inventory
 
 logger = logging.getLogger("exporter")
 
 
-def build_registry(config: ExporterConfig) -> tuple[CollectorRegistry, NetworkCollector]:
+def build_inventory(config: ExporterConfig) -> Inventory:
+    def connect() -> docker.APIClient:
+        # "auto": the version the daemon speaks, so Engine 29's API floor is no obstacle.
+        return docker.APIClient(base_url=config.docker_url, version="auto",
+                                timeout=config.docker_timeout_seconds)
+
+    def locate(container_id: str, pid: int, cgroup_parent: str):
+        return cgroups.locate(container_id, pid, proc_root=config.proc_root,
+                              cgroup_root=config.cgroup_root, cgroup_parent=cgroup_parent)
+
+    return Inventory(connect, locate, resync_seconds=config.resync_seconds)
+
+
+def build_registry(config: ExporterConfig, inventory: Inventory) -> tuple[CollectorRegistry, TaskCollector]:
     registry = CollectorRegistry()
-    collector = NetworkCollector(config)
+    collector = TaskCollector(config, inventory, read_node(config.proc_root))
     registry.register(collector)
     # process_cpu_seconds_total gives the exporter's own CPU cost per scrape.
     ProcessCollector(registry=registry)
@@ -56,14 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         capacity.source,
     )
 
-    registry, collector = build_registry(config)
+    inventory = build_inventory(config)
+    registry, collector = build_registry(config, inventory)
+    inventory.start_watching()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: stop.set())
     try:
-        server, thread = start_http_server(
-            config.listen_port, addr=config.listen_address, registry=registry
-        )
+        server, thread = metrics_server.start(config.listen_address, config.listen_port,
+                                              collector.render_tasks, registry)
     except OSError as error:
         logger.error(
             "Cannot listen on %s:%s: %s", config.listen_address, config.listen_port, error

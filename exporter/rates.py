@@ -3,7 +3,6 @@ an interface's capacity. No I/O here, so it is tested with plain numbers."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 BITS_PER_BYTE = 8
@@ -46,19 +45,3 @@ def percent_of_capacity(rate_bits_per_second: float, capacity_bits_per_second: f
     if capacity_bits_per_second <= 0:
         raise ValueError(f"capacity must be positive, not {capacity_bits_per_second}")
     return rate_bits_per_second / capacity_bits_per_second * 100.0
-
-
-def latest_rate(
-    samples: Sequence[NetworkSample], now: float, max_age_seconds: float
-) -> float | None:
-    """The rate over the two latest samples (oldest first), if the newest is fresh enough.
-
-    A container cAdvisor stopped sampling (removed, or cAdvisor stuck on it) keeps its
-    last samples for a while; reporting their rate would present the past as now.
-    """
-    if len(samples) < 2:
-        return None
-    older, newer = samples[-2], samples[-1]
-    if now - newer.timestamp > max_age_seconds:
-        return None
-    return bits_per_second(older, newer)

@@ -31,6 +31,7 @@ from receiver import events as E
 from receiver.actuator import Actuator, utc_now
 from receiver.cluster import connect
 from receiver.config import Settings, load_settings
+from receiver import ground_truth
 from receiver.metrics import Metrics
 from receiver.payload import ParseCache, PayloadError, TooManyServices
 from receiver.readiness import Readiness
@@ -43,14 +44,27 @@ def create_app(settings: Settings | None = None, api=None, *,
                executor: Executor | None = None,
                clock: Callable[[], datetime] = utc_now,
                sleep: Callable[[float], None] = time.sleep,
-               readiness_thread: bool = True) -> Flask:
+               publish_ground_truth: bool | None = None,
+               readiness_thread: bool | None = None) -> Flask:
     """Build the receiver. With no arguments: settings from SWARMGUARD_* (ConfigError if
     there is no token: refuse to start rather than run open) and the configured daemon.
-    readiness_thread=False leaves /readyz's checks to the caller (tests call check())."""
+
+    Two background readers of Docker, each on by default when the app connects to Docker
+    itself and off when a test passes its own `api`: publish_ground_truth, detection
+    health (receiver/ground_truth.py); readiness_thread, /readyz's answer
+    (receiver/readiness.py; without it the caller calls check())."""
     settings = settings or load_settings()
     _configure_logging(settings.log_level)
+    if publish_ground_truth is None:
+        publish_ground_truth = api is None
+    if readiness_thread is None:
+        readiness_thread = api is None
     api = api if api is not None else connect(settings)
     metrics = Metrics()
+    # Detection health (docs/contract.md): which opted-in tasks run where, and whether Docker answers.
+    truth = (ground_truth.install(api, metrics.registry,
+                                  on_error=lambda op: metrics.docker_errors.labels(op).inc())
+             if publish_ground_truth else None)
     events = E.EventLog(settings.event_buffer, clock)
     readiness = Readiness(api, settings.docker_api_version, settings.readiness_interval)
     actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep, events=events,
@@ -66,7 +80,7 @@ def create_app(settings: Settings | None = None, api=None, *,
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["swarmguard"] = {"settings": settings, "metrics": metrics,
                                     "dispatcher": dispatcher, "api": api, "events": events,
-                                    "readiness": readiness}
+                                    "readiness": readiness, "ground_truth": truth}
     expected = f"Bearer {settings.token}".encode()
     parsed = ParseCache()
 

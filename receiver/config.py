@@ -34,7 +34,7 @@ class Settings:
     # A version such as "1.44" pins it (cluster.REQUIRED_API_VERSION is the floor).
     docker_api_version: str = "auto"
     docker_timeout: float = 10.0
-    # Per-kind cooldowns in seconds; defaults from design.md.
+    # Per-kind cooldowns in seconds; defaults in docs/contract.md.
     cooldown_migrate: float = 60.0
     cooldown_scale_up: float = 60.0
     cooldown_scale_down: float = 180.0

@@ -1,7 +1,7 @@
 """What to do about alerts, given a snapshot of the swarm. Pure: no Docker, no clock, no I/O.
 
 `decide(alerts, snapshot, settings, now)` returns one Action or Skip per alert, each with a
-sentence saying why. The checks follow design.md's rules of conduct, in this order:
+sentence saying why. The checks follow the rules of conduct in docs/contract.md, in this order:
 freshness (service exists, opted in, task still where the alert says, alert newer than the
 last action), cooldown, Swarm not mid-update, then what the action itself needs (limits,
 an eligible node).

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from receiver.labels import LAST_KIND_AT
+
 # Migrations take seconds to a few minutes (start-first, health checks); scales a moment.
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300)
 # From Prometheus's `for:` through Alertmanager's group_wait to us: seconds to minutes.
 AGE_BUCKETS = (1, 5, 10, 15, 30, 45, 60, 90, 120, 180, 300, 600, 1800, 3600)
+# Results of swarmguard_actions_total that mean SwarmGuard could not act (actuator.py's
+# FAILED, TIMEOUT, ROLLED_BACK). Exported at 0 from the start, per kind: the alert
+# SwarmGuardCannotAct{reason="actions_failing"} reads their increase, and a counter that
+# first appears already at 1 has no increase (prometheus/rules/swarmguard-health.yml).
+FAILED_ACTION_RESULTS = ("failed", "timeout", "rolled_back")
 
 
 class Metrics:
@@ -79,6 +86,9 @@ class Metrics:
             "(shutdown_waiting: not started; shutdown_unfinished: still running at the "
             "shutdown deadline).",
             ["reason"], registry=r)
+        for kind in LAST_KIND_AT:
+            for result in FAILED_ACTION_RESULTS:
+                self.actions.labels(kind, result)
 
     # The webhook's hot path touches these once per alert: the labelled child is looked
     # up in a dict instead of through prometheus_client's labels() (which validates and

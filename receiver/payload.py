@@ -20,7 +20,7 @@ MIGRATE = "SwarmGuardMigrate"
 SCALE_UP = "SwarmGuardScaleUp"
 SCALE_DOWN = "SwarmGuardScaleDown"
 
-# The public contract (design.md): the labels each alert must carry for the receiver to act.
+# The public contract (docs/contract.md): the labels each alert must carry for the receiver to act.
 REQUIRED_LABELS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     MIGRATE: ("service", "task_id", "node_id"),
     SCALE_UP: ("service",),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lab import controller
+import time
+
+from tests.lab import controller, health
 from tests.lab.config import DEFAULT, LabConfig
 
 
@@ -18,8 +20,25 @@ def lab() -> LabConfig:
     return DEFAULT
 
 
+@pytest.fixture(scope="session")
+def health_watch(lab: LabConfig):
+    """No false alarms: after the last lab test, no SwarmGuardBlind or
+    SwarmGuardCannotAct may have fired during the run outside the faults that
+    tests/integration/test_health_lab.py makes on purpose (which declare their time
+    spans) and the reasons the lab raises by design (health.LAB_BY_DESIGN). Read from
+    Prometheus's own ALERTS history over the run, so an alarm that came and went between
+    two tests is caught too; a failure here is an error at the last test's teardown."""
+    started = time.time()
+    yield
+    alarms = health.false_alarms(lab, started, time.time())
+    assert not alarms, "detection-health alerts fired outside any fault:\n" + "\n".join(alarms)
+
+
 def pytest_collection_modifyitems(config, items):
-    # A test marked `lab` always gets the lab fixture, so no lab test can run without it.
+    # A test marked `lab` always gets the lab fixture, so no lab test can run without it,
+    # and the suite-wide watch for false detection-health alarms.
     for item in items:
-        if item.get_closest_marker("lab") and "lab" not in item.fixturenames:
-            item.fixturenames.insert(0, "lab")
+        if item.get_closest_marker("lab"):
+            for name in ("health_watch", "lab"):
+                if name not in item.fixturenames:
+                    item.fixturenames.insert(0, name)

@@ -3,7 +3,7 @@
 Ten trials on the lab. In each, the stress app's only task starts burning CPU (little
 network: Scenario 1) and we time each stage of the chain as seen from outside:
   stress start -> the recording rule swarmguard:task_cpu:percent first above the threshold
-  (cAdvisor housekeeping + scrape + rule evaluation) -> ALERTS pending -> ALERTS firing
+  (the exporter's scrape + rule evaluation) -> ALERTS pending -> ALERTS firing
   (the `for:` window) -> webhook received (Prometheus -> Alertmanager -> HTTP).
 Prometheus is polled every 100 ms, so stage boundaries carry up to ~0.1 s of polling
 error; the end-to-end figure (stress start -> webhook) does not.
@@ -23,7 +23,7 @@ import yaml
 from tests.bench.common import ARTIFACTS, cpu_seconds, progress, summarise, table, write_json
 from tests.lab import controller, services
 from tests.lab.config import DEFAULT, PROJECT_ROOT, LabConfig
-from tests.lab.monitoring import CADVISOR_HOUSEKEEPING, prometheus_query as query
+from tests.lab.monitoring import prometheus_query as query
 from tests.lab.services import stress
 from tests.lab.system import read_pid, wait_for
 from tests.lab.webhook_sink import WebhookSink
@@ -100,7 +100,7 @@ def chain_settings(cfg: LabConfig) -> dict:
     rules = yaml.safe_load((PROJECT_ROOT / "prometheus" / "rules" / "swarmguard.yml").read_text())
     fors = {r["alert"]: r.get("for") for g in rules["groups"] for r in g["rules"] if "alert" in r}
     groups = {g["name"]: g.get("interval", prom.get("evaluation_interval")) for g in rules["groups"]}
-    return {"cadvisor_housekeeping": CADVISOR_HOUSEKEEPING, "scrape_interval": prom.get("scrape_interval"),
+    return {"scrape_interval": prom.get("scrape_interval"),
             "rule_group_intervals": groups, "alert_for": fors,
             "alertmanager_group_wait": route.get("group_wait"), "alertmanager_group_interval": route.get("group_interval")}
 

@@ -34,7 +34,7 @@ from tests.lab.nodes import client
 from tests.lab.probe import Probe
 from tests.lab.receiver_proc import ReceiverProcess
 from tests.lab.services import stop_stress_everywhere as stop_everywhere, stress
-from tests.lab.system import read_pid, wait_for
+from tests.lab.system import LabError, read_pid, wait_for
 
 SERVICE = "bench-e2e"
 STRESS_SECONDS = 40
@@ -80,7 +80,15 @@ def migrations(cfg: LabConfig, receiver: ReceiverProcess, n: int) -> list[dict]:
         old = services.node_name(cfg, task["NodeID"])
         started_wall, started = time.time(), time.monotonic()
         stress(cfg, "cpu", target=100, duration=STRESS_SECONDS)
-        new = services.wait_moved_off(cfg, SERVICE, old, timeout=60, poll=0.1)
+        try:
+            new = services.wait_moved_off(cfg, SERVICE, old, timeout=60, poll=0.1)
+        except LabError:
+            # Counted as a miss, not a crash: a benchmark reports how often this happens.
+            progress(f"migration {i}/{n}: not moved off {old} within 60 s")
+            out.append({"started_at": started_wall, "ended_at": time.time(), "from": old, "to": None,
+                        "mttr_s": None, "detection_s": None, "missed": True})
+            stop_everywhere(cfg)
+            continue
         mttr = time.monotonic() - started
         receiver.wait_idle()
         acting = acted_at(receiver.log_path, "Migrating", started_wall)
@@ -184,7 +192,7 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     a, b, c = axes
-    mttr = [m["mttr_s"] for m in result["migrations"]]
+    mttr = [m["mttr_s"] for m in result["migrations"] if m["mttr_s"] is not None]
     det = [m["detection_s"] for m in result["migrations"] if m["detection_s"] is not None]
     up = [s["scale_up_step_s"] for s in result["scale_cycles"]]
     a.boxplot([det, mttr, up], tick_labels=["detection\n(migrate)", "MTTR\n(migrate)", "scale-up\nstep"])
@@ -246,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_everywhere(cfg)
         services.remove_service(cfg, SERVICE)
-    mttr = summarise([m["mttr_s"] for m in result["migrations"]])
+    mttr = summarise([m["mttr_s"] for m in result["migrations"] if m["mttr_s"] is not None])
     det = summarise([m["detection_s"] for m in result["migrations"] if m["detection_s"] is not None])
     up = summarise([s["scale_up_step_s"] for s in result["scale_cycles"]])
     result["summary"] = {"mttr": mttr, "detection": det, "scale_up_step": up}

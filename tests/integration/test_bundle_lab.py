@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.lab import dashboard, services, stack
 from tests.lab.config import LabConfig, Node
 from tests.lab.nodes import client
+from tests.lab.services import node_name, running_tasks
 from tests.lab.probe import Probe
 from tests.lab.receiver_proc import ReceiverProcess, rfc3339
 from tests.lab.system import wait_for
@@ -132,12 +133,16 @@ def test_the_stacks_prometheus_scrapes_one_exporter_per_node_at_the_nodes_addres
         "one target per exporter task, at its node's address, named by the node: "
         "prometheus.yml's relabelling keeps more than that (Swarm's tasks role also lists "
         "every task at its overlay address)")
-    # Each exporter reached its own node's cAdvisor (the lab's process at the node's address).
-    wait_for("every exporter reading its node's cAdvisor", lambda: {
+    # Each exporter reads its own node's Docker daemon...
+    wait_for("every exporter reading its node's Docker", lambda: {
         r["metric"]["instance"] for r in api(url, "/api/v1/query",
-                                             query="swarmguard_exporter_cadvisor_up == 1")["result"]
+                                             query="swarmguard_exporter_docker_up == 1")["result"]
     } == set(wanted.values()), timeout=30)
-    # ...and reports the stack's own demo task.
+    # ...and measures the stack's own demo task, on the node that runs it.
+    [task] = running_tasks(lab, STRESS)
+    rows = wait_for("the demo task's CPU from its node's exporter", lambda: api(
+        url, "/api/v1/query", query=f'swarmguard_task_cpu_seconds_total{{service="{STRESS}"}}')["result"], timeout=30)
+    assert {r["metric"]["instance"] for r in rows} == {node_name(lab, task["NodeID"])}
     assert api(url, "/api/v1/query",
                query=f'swarmguard_container_network_percent{{service="{STRESS}"}}')["result"]
     # cAdvisor: the stack's service has no task in the lab; its job scrapes the lab's

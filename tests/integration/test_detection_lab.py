@@ -12,7 +12,7 @@ from tests.lab import services
 from tests.lab.services import stress
 from tests.lab.webhook_sink import WebhookSink
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.compat]
 
 
 @pytest.fixture

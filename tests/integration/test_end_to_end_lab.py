@@ -39,6 +39,7 @@ def replicas(lab, name: str) -> int:
     return client(lab, lab.manager).api.inspect_service(name)["Spec"]["Mode"]["Replicated"]["Replicas"]
 
 
+@pytest.mark.compat
 def test_scenario_1_a_cpu_starved_task_is_migrated_with_zero_failed_requests(lab, victim):
     [task] = services.running_tasks(lab, victim)
     old = services.node_name(lab, task["NodeID"])

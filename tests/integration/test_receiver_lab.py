@@ -103,6 +103,7 @@ def test_a_stale_alert_for_a_task_that_already_moved_changes_nothing(lab, web):
     assert "swarmguard.last-action" not in inspect(lab, web)["Spec"].get("Labels", {})
 
 
+@pytest.mark.compat
 def test_the_same_alert_delivered_twice_to_two_racing_receivers_makes_exactly_one_move(lab, web):
     alert = migrate_alert(lab, web)
     _, _, old = the_task(lab, web)

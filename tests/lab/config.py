@@ -6,6 +6,7 @@ here, so `down` can find and remove exactly what `up` made, and nothing else.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +29,26 @@ class Node:
         return f"sgv-{self.name}"[:15]
 
 
+FLAVOURS = ("current", "bookworm")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
 @dataclass(frozen=True)
 class LabConfig:
+    # Which engines the lab runs (README, "Lab flavours"). `current`: every node's dockerd,
+    # and Prometheus, Alertmanager and HAProxy, from a Debian sid root filesystem (Engine
+    # 28.5, Prometheus 3.5, Alertmanager 0.33, HAProxy 3.2; tests/lab/rootfs.py).
+    # `bookworm`: Debian 12's packages on the host (Engine 20.10, Prometheus 2.42,
+    # Alertmanager 0.25). cAdvisor is bullseye's 0.38.7 in both: nothing newer is packaged.
+    flavour: str = field(default_factory=lambda: _env("SWARMGUARD_LAB_FLAVOUR", "current"))
+    # The lowest API version the nodes' dockerd accept (DOCKER_MIN_API_VERSION, read by
+    # Engine 25+ at start; `current` only). "1.44" is Engine 29.0-29.2's floor, which
+    # refuses cAdvisor before v0.54 and Prometheus 2.x's Swarm discovery. None: the
+    # engine's own default (1.24 on 28.5).
+    min_api: str | None = field(default_factory=lambda: _env("SWARMGUARD_LAB_MIN_API"))
     bridge: str = "sglab0"
     subnet: str = "10.200.0.0/24"
     bridge_ip: str = "10.200.0.1"
@@ -72,10 +91,27 @@ class LabConfig:
         "iptables",
         "iproute2",
         "util-linux",
+        "zstd",  # the `current` flavour's root filesystem is cached as a .tar.zst
     )
     debian_suite: str = "bookworm"
     debian_mirror: str = "http://deb.debian.org/debian"
     cadvisor_suite: str = "bullseye"
+
+    def __post_init__(self) -> None:
+        if self.flavour not in FLAVOURS:
+            raise ValueError(f"SWARMGUARD_LAB_FLAVOUR={self.flavour!r}: expected one of {', '.join(FLAVOURS)}")
+        if self.min_api and not re.fullmatch(r"1\.\d+", self.min_api):
+            raise ValueError(f"SWARMGUARD_LAB_MIN_API={self.min_api!r}: expected an API version such as 1.44")
+        if self.min_api and self.flavour != "current":
+            # Engine 20.10 has no minimum-API setting: the floor would silently not be there.
+            raise ValueError(f"SWARMGUARD_LAB_MIN_API={self.min_api} needs the `current` flavour "
+                             f"(Engine 28.5); {self.flavour} runs Engine 20.10")
+
+    @property
+    def client_api_version(self) -> str:
+        """The API version the lab's own docker clients pin: 1.41 (Engine 20.10's, still
+        accepted by 28.5) unless the nodes refuse it."""
+        return self.min_api or "1.41"
 
     @property
     def manager(self) -> Node:

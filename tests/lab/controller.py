@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from . import entrypoint, images, install, monitoring, network, nodes
+from . import entrypoint, images, install, monitoring, network, nodes, rootfs
 from .config import LabConfig
 from .system import LabError, say
 
@@ -16,6 +16,11 @@ def up(cfg: LabConfig) -> None:
     install.cadvisor_binary(cfg)
     for path in (cfg.state_dir, cfg.run_dir, cfg.log_dir, cfg.cache_dir):
         path.mkdir(parents=True, exist_ok=True)
+    _check_flavour(cfg)
+    if cfg.flavour == "current":
+        rootfs.ensure(cfg)
+    say(f"lab flavour {cfg.flavour}"
+        + (f" (nodes refuse API versions below {cfg.min_api})" if cfg.min_api else ""))
     network.up(cfg)
     for node in cfg.nodes:
         nodes.start_dockerd(cfg, node)
@@ -29,6 +34,28 @@ def up(cfg: LabConfig) -> None:
         raise LabError("the lab came up but is not healthy; see `python -m tests.lab status` "
                        f"and the logs in {cfg.log_dir}")
     say("lab is up")
+
+
+def _flavour_file(cfg: LabConfig):
+    return cfg.state_dir / "flavour"
+
+
+def running_flavour(cfg: LabConfig) -> str | None:
+    """The flavour of the lab on this machine, None when there is none."""
+    path, has_nodes = _flavour_file(cfg), (cfg.state_dir / "nodes").exists()
+    # A lab made before there were flavours has nodes and no record: it is bookworm.
+    return path.read_text() if path.exists() else ("bookworm" if has_nodes else None)
+
+
+def _check_flavour(cfg: LabConfig) -> None:
+    """One lab, one flavour: the nodes' data roots, once used by Engine 28.5, are not
+    handed back to 20.10 (nor the reverse): switching needs `down` first."""
+    path, has_nodes = _flavour_file(cfg), (cfg.state_dir / "nodes").exists()
+    running = running_flavour(cfg)
+    if has_nodes and running and running != cfg.flavour:
+        raise LabError(f"the lab is up as {running!r}, asked for {cfg.flavour!r} "
+                       "(SWARMGUARD_LAB_FLAVOUR): run `python -m tests.lab down` first")
+    path.write_text(cfg.flavour)
 
 
 def down(cfg: LabConfig) -> None:
@@ -51,8 +78,11 @@ def remove_services(cfg: LabConfig) -> None:
 
 
 def healthy(cfg: LabConfig) -> bool:
+    """Up, every part answering, and of the flavour asked for: a lab of the other flavour
+    is never reused by a test run, which would then test the wrong engines."""
     try:
-        return (network.healthy(cfg)
+        return (running_flavour(cfg) == cfg.flavour
+                and network.healthy(cfg)
                 and all(nodes.dockerd_running(cfg, n) for n in cfg.nodes)
                 and nodes.all_ready(cfg)
                 and (cfg.state_dir / "images.json").exists()
@@ -64,7 +94,11 @@ def healthy(cfg: LabConfig) -> bool:
 
 def status(cfg: LabConfig) -> dict:
     """Everything a person wants to know about the lab, as plain data."""
-    report: dict = {"healthy": healthy(cfg), "nodes": [], "services": [], "urls": {
+    running = running_flavour(cfg)
+    report: dict = {"healthy": healthy(cfg), "flavour": running or "none (down)", "asked": cfg.flavour,
+                    "min_api": cfg.min_api,
+                    "packages": rootfs.versions(cfg) if running == "current" else {},
+                    "nodes": [], "services": [], "urls": {
         "prometheus": cfg.prometheus_url, "alertmanager": cfg.alertmanager_url,
         "entrypoint": cfg.entrypoint_url, "haproxy_stats": f"http://127.0.0.1:{cfg.haproxy_stats_port}/",
         "receiver_webhook": cfg.receiver_webhook_url,
@@ -89,7 +123,13 @@ def status(cfg: LabConfig) -> dict:
 
 
 def format_status(report: dict) -> str:
-    lines = [f"SwarmGuard lab: {'healthy' if report['healthy'] else 'NOT healthy'}", "", "Nodes:"]
+    floor = f", nodes refuse API < {report['min_api']}" if report["min_api"] else ""
+    asked = "" if report["flavour"] == report["asked"] else f"; asked for {report['asked']}"
+    lines = [f"SwarmGuard lab: {'healthy' if report['healthy'] else 'NOT healthy'} "
+             f"(flavour {report['flavour']}{floor}{asked})"]
+    if report["packages"]:
+        lines.append("  from Debian sid: " + ", ".join(f"{k} {v}" for k, v in report["packages"].items()))
+    lines += ["", "Nodes:"]
     for n in sorted(report["nodes"], key=lambda n: n["hostname"]):
         lines.append(f"  {n['hostname']:<10} {n['role']:<8} {n['state']:<6} {n['availability']:<7} "
                      f"{n['addr']:<13} {n['id']}")

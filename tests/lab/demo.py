@@ -21,14 +21,14 @@ import time
 import requests
 
 from tests.bench.common import ARTIFACTS
-from tests.lab import controller, services
+from tests.lab import controller, health, services
 from tests.lab.config import DEFAULT, LabConfig
 from tests.lab.monitoring import shortened_windows
 from tests.lab.probe import Probe
 from tests.lab.receiver_proc import ReceiverProcess
 from tests.lab.recorder import Recorder
 from tests.lab.services import stop_stress_everywhere as stop_everywhere, stress
-from tests.lab.system import say, wait_for
+from tests.lab.system import LabError, say, wait_for
 from tests.lab.timeline import render_png, render_text, summary
 
 SERVICE = "demo"
@@ -94,6 +94,17 @@ def scenario_2(cfg: LabConfig):
     return run
 
 
+def print_health(cfg: LabConfig) -> None:
+    """Can SwarmGuard see and act? Once the receiver's first read of the swarm has been
+    scraped (a few seconds); printed as it stands after 30 s otherwise."""
+    try:
+        wait_for("SwarmGuard to see every node and opted-in task",
+                 lambda: health.healthy(health.read(cfg)), timeout=30, interval=1)
+    except LabError:
+        pass
+    say(health.describe(health.read(cfg)))
+
+
 def main() -> int:
     cfg = DEFAULT
     if not controller.healthy(cfg):
@@ -103,6 +114,7 @@ def main() -> int:
     services.deploy_stress(cfg, SERVICE, labels={"swarmguard.replicas.max": "2"})
     results = {}
     with shortened_windows(cfg), ReceiverProcess(cfg, cooldown_scale_up=10, cooldown_scale_down=10) as receiver:
+        print_health(cfg)
         results["scenario_1"] = scenario(cfg, receiver, "Scenario 1: migrate a starved task", scenario_1(cfg))
         results["scenario_2"] = scenario(cfg, receiver, "Scenario 2: scale with real demand", scenario_2(cfg))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import requests
 import os
 import sys
 
+from . import rootfs
 from .config import PROJECT_ROOT, LabConfig
 from .system import alive, read_pid, run, say, start_daemon, stop_pid, wait_for
 
@@ -64,13 +65,13 @@ def up(cfg: LabConfig) -> None:
     text = config_text(cfg)
     changed = not conf.exists() or conf.read_text() != text
     conf.write_text(text)
-    run(["haproxy", "-c", "-q", "-f", str(conf)])
+    run(rootfs.for_flavour(cfg, ["haproxy", "-c", "-q", "-f", str(conf)]))
     pid = read_pid(_pidfile(cfg))
     if alive(pid, "haproxy") and changed:
         stop_pid(pid, "haproxy")
     if not alive(read_pid(_pidfile(cfg)), "haproxy"):
         say(f"starting HAProxy entry point on 127.0.0.1:{cfg.entrypoint_port}")
-        start_daemon(["haproxy", "-db", "-f", str(conf)], pidfile=_pidfile(cfg),
+        start_daemon(rootfs.for_flavour(cfg, ["haproxy", "-db", "-f", str(conf)]), pidfile=_pidfile(cfg),
                      logfile=cfg.log_dir / "haproxy.log")
     wait_for("HAProxy stats", lambda: requests.get(
         f"http://127.0.0.1:{cfg.haproxy_stats_port}/metrics", timeout=2).ok)

@@ -15,14 +15,16 @@ from pathlib import Path
 import requests
 import yaml
 
+from . import rootfs
 from .config import PROJECT_ROOT, LabConfig, Node
 from .install import cadvisor_binary
 from .system import alive, in_netns, read_pid, say, start_daemon, stop_pid, wait_for
 
 EXPORTER_PORT = 9101
-# Fresh samples are the first link of the detection chain (prometheus/rules: LATENCY
-# CHAIN). cAdvisor jitters each container's interval between 1x and 2x this value.
-CADVISOR_HOUSEKEEPING = "500ms"
+# cAdvisor is not on the detection path (the exporter reads the tasks' cgroups): it runs
+# at a dashboard's pace, as in stack.yml, with dynamic back-off for idle containers.
+CADVISOR_HOUSEKEEPING = "10s"
+CADVISOR_LABELS = "com.docker.swarm.service.name,com.docker.swarm.task.id,com.docker.swarm.node.id"
 
 
 def _pidfile(cfg: LabConfig, name: str) -> Path:
@@ -51,33 +53,41 @@ def cadvisor_url(cfg: LabConfig, node: Node) -> str:
     return f"http://{node.ip}:{cfg.cadvisor_port}"
 
 
-def start_cadvisor(cfg: LabConfig, node: Node) -> None:
+def start_cadvisor(cfg: LabConfig, node: Node, docker_url: str | None = None) -> None:
+    """`docker_url`: another Docker socket than the node's (fault tests: a cAdvisor that
+    cannot register its Docker factory); starting again without it restores the node's."""
     binary = cadvisor_binary(cfg)
     # All dockerds share one cgroup tree: -docker_only with the node's own socket makes
-    # this cAdvisor see (and label) only its own node's containers. Housekeeping every
-    # second with no dynamic back-off keeps samples fresh for the detection path.
+    # this cAdvisor see (and label) only its own node's containers.
     _ensure(cfg, f"cadvisor-{node.name}", "cadvisor", in_netns(node.netns, [
         str(binary), f"-listen_ip={node.ip}", f"-port={cfg.cadvisor_port}",
-        f"-docker={cfg.docker_url(node)}", "-docker_only",
-        f"-housekeeping_interval={CADVISOR_HOUSEKEEPING}", "-allow_dynamic_housekeeping=false",
-        "-store_container_labels=true",
+        f"-docker={docker_url or cfg.docker_url(node)}", "-docker_only",
+        f"-housekeeping_interval={CADVISOR_HOUSEKEEPING}",
+        "-store_container_labels=false", f"-whitelisted_container_labels={CADVISOR_LABELS}",
         "-disable_metrics=advtcp,tcp,udp,sched,process,hugetlb,referenced_memory,cpu_topology,resctrl,disk,diskIO,percpu",
         "-logtostderr",
     ]))
 
 
-# ---------------------------------------------------------------- the exporter (when it exists)
+def restart_cadvisor(cfg: LabConfig, node: Node) -> None:
+    """A new cAdvisor for the node, up and answering. cAdvisor settles its Docker factory
+    once, at start: after the node's dockerd restarted (say, under another API floor), a
+    fresh cAdvisor is what a person upgrading Docker gets (its container restarts too)."""
+    stop_pid(read_pid(_pidfile(cfg, f"cadvisor-{node.name}")), "cadvisor")
+    start_cadvisor(cfg, node)
+    wait_for(f"cAdvisor on {node.name}", lambda: requests.get(f"{cadvisor_url(cfg, node)}/healthz", timeout=2).ok)
 
-def exporter_available() -> bool:
-    return (PROJECT_ROOT / "exporter" / "__main__.py").exists()
 
+# ---------------------------------------------------------------- the exporter
 
-def start_exporter(cfg: LabConfig, node: Node) -> None:
-    if not exporter_available():
-        return
+def start_exporter(cfg: LabConfig, node: Node, docker_url: str | None = None) -> None:
+    """`docker_url`: another Docker socket than the node's (fault tests); starting again
+    without it restores the node's."""
     _ensure(cfg, f"exporter-{node.name}", "exporter", in_netns(node.netns, [
         sys.executable, "-m", "exporter",
-        f"--cadvisor-url={cadvisor_url(cfg, node)}",
+        # The node's own dockerd; /proc and the cgroup tree are the host's, shared by all
+        # lab nodes, and the exporter finds each container's files by its PID and ID.
+        f"--docker-url={docker_url or cfg.docker_url(node)}",
         f"--listen-address={node.ip}", f"--listen-port={EXPORTER_PORT}",
         f"--capacity-mbps={cfg.node_capacity_mbps}",
     ]))
@@ -94,27 +104,30 @@ def _token(cfg: LabConfig) -> Path:
 
 
 def prometheus_config(cfg: LabConfig) -> dict:
-    project_file = PROJECT_ROOT / "prometheus" / "prometheus.yml"
-    base = yaml.safe_load(project_file.read_text()) if project_file.exists() else {}
-    config = {"global": base.get("global") or {"scrape_interval": "1s", "evaluation_interval": "1s"}}
+    """The project's prometheus.yml with the lab's targets: each per-node job keeps its own
+    settings (interval, timeout, metric filters) and gets static targets in place of Swarm
+    service discovery, which cannot find processes that run beside the nodes."""
+    base = yaml.safe_load((PROJECT_ROOT / "prometheus" / "prometheus.yml").read_text())
+    config = {"global": dict(base["global"])}
     config["global"].pop("external_labels", None)
     config["rule_files"] = [str(rules_dir(cfg) / "*.yml")]
     config["alerting"] = {"alertmanagers": [{"static_configs": [
         {"targets": [f"127.0.0.1:{cfg.alertmanager_port}"]}]}]}
+    jobs = {job["job_name"]: job for job in base["scrape_configs"]}
 
     def per_node(job: str, port: int) -> dict:
-        return {"job_name": job, "static_configs": [
+        settings = {k: v for k, v in jobs[job].items()
+                    if k not in ("dockerswarm_sd_configs", "dns_sd_configs", "relabel_configs")}
+        return {**settings, "static_configs": [
             {"targets": [f"{n.ip}:{port}"], "labels": {"node": n.name}} for n in cfg.nodes]}
 
-    scrape = [per_node("cadvisor", cfg.cadvisor_port)]
-    if exporter_available():
-        scrape.append(per_node("swarmguard-exporter", EXPORTER_PORT))
-    scrape += [
+    config["scrape_configs"] = [
+        per_node("cadvisor", cfg.cadvisor_port),
+        per_node("swarmguard-exporter", EXPORTER_PORT),
         {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{cfg.prometheus_port}"]}]},
         {"job_name": "alertmanager", "static_configs": [{"targets": [f"127.0.0.1:{cfg.alertmanager_port}"]}]},
         {"job_name": "swarmguard-receiver", "static_configs": [{"targets": [f"127.0.0.1:{cfg.receiver_port}"]}]},
     ]
-    config["scrape_configs"] = scrape
     return config
 
 
@@ -169,13 +182,13 @@ def start_prometheus(cfg: LabConfig) -> None:
     sync_rules(cfg)
     conf = cfg.state_dir / "prometheus" / "prometheus.yml"
     changed = _write_if_changed(conf, yaml.safe_dump(prometheus_config(cfg), sort_keys=False))
-    started = _ensure(cfg, "prometheus", "prometheus", [
+    started = _ensure(cfg, "prometheus", "prometheus", rootfs.for_flavour(cfg, [
         "prometheus", f"--config.file={conf}",
         f"--storage.tsdb.path={cfg.state_dir / 'prometheus' / 'data'}",
         f"--web.listen-address=127.0.0.1:{cfg.prometheus_port}",
         "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d",
         "--rules.alert.resend-delay=5s",  # as in stack.yml: stale alerts expire in 20 s
-    ])
+    ]))
     wait_for("Prometheus ready", lambda: requests.get(f"{cfg.prometheus_url}/-/ready", timeout=2).ok)
     if changed and not started:
         say("reloading Prometheus (configuration or rules changed)")
@@ -186,12 +199,12 @@ def start_prometheus(cfg: LabConfig) -> None:
 def start_alertmanager(cfg: LabConfig) -> None:
     conf = cfg.state_dir / "alertmanager" / "alertmanager.yml"
     changed = _write_if_changed(conf, yaml.safe_dump(alertmanager_config(cfg), sort_keys=False))
-    started = _ensure(cfg, "alertmanager", "alertmanager", [
+    started = _ensure(cfg, "alertmanager", "alertmanager", rootfs.for_flavour(cfg, [
         "prometheus-alertmanager", f"--config.file={conf}",
         f"--storage.path={cfg.state_dir / 'alertmanager' / 'data'}",
         f"--web.listen-address=127.0.0.1:{cfg.alertmanager_port}",
         "--cluster.listen-address=",  # one instance: no gossip port
-    ])
+    ]))
     wait_for("Alertmanager ready", lambda: requests.get(f"{cfg.alertmanager_url}/-/ready", timeout=2).ok)
     if changed and not started:
         say("reloading Alertmanager (configuration changed)")
@@ -226,9 +239,16 @@ def down(cfg: LabConfig) -> None:
         _pidfile(cfg, name).unlink(missing_ok=True)
 
 
+def stop(cfg: LabConfig, name: str) -> None:
+    """Stop one daemon this module started (`cadvisor-worker-1`, `exporter-worker-1`...);
+    `up` (or its start_* function) starts it again."""
+    marker = dict(names(cfg))[name]
+    stop_pid(read_pid(_pidfile(cfg, name)), marker)
+    _pidfile(cfg, name).unlink(missing_ok=True)
+
+
 def healthy(cfg: LabConfig) -> bool:
-    return all(alive(read_pid(_pidfile(cfg, name)), marker) for name, marker in names(cfg)
-               if not (name.startswith("exporter-") and not exporter_available()))
+    return all(alive(read_pid(_pidfile(cfg, name)), marker) for name, marker in names(cfg))
 
 
 def shorten_scale_down(rules: dict, window: str = "20s") -> dict:

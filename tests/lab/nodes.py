@@ -2,18 +2,21 @@
 joined into one swarm: a manager and workers, with distinct hostnames."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import docker
 
+from . import rootfs
 from .config import LabConfig, Node
 from .system import LabError, alive, in_netns, read_pid, say, start_daemon, stop_pid, wait_for
 
 
 def client(cfg: LabConfig, node: Node, timeout: int = 60) -> docker.DockerClient:
-    return docker.DockerClient(base_url=cfg.docker_url(node), version="1.41", timeout=timeout)
+    return docker.DockerClient(base_url=cfg.docker_url(node), version=cfg.client_api_version,
+                               timeout=timeout)
 
 
 def data_root(cfg: LabConfig, node: Node) -> Path:
@@ -32,12 +35,8 @@ def dockerd_running(cfg: LabConfig, node: Node) -> bool:
     return alive(read_pid(pidfile(cfg, node)), "dockerd")
 
 
-def start_dockerd(cfg: LabConfig, node: Node) -> None:
-    if dockerd_running(cfg, node):
-        return
-    say(f"starting dockerd for {node.name}")
-    data_root(cfg, node).mkdir(parents=True, exist_ok=True)
-    exec_root(cfg, node).mkdir(parents=True, exist_ok=True)
+def _launch(cfg: LabConfig, node: Node) -> tuple[list[str], dict[str, str]]:
+    """The command that starts the node's dockerd, and the environment it adds."""
     dockerd = [
         "dockerd",
         f"--data-root={data_root(cfg, node)}",
@@ -48,12 +47,46 @@ def start_dockerd(cfg: LabConfig, node: Node) -> None:
         # Each node is its own machine: no shared containerd, no shared state.
         f"--label=swarmguard-lab.node={node.name}",
     ]
-    # unshare --uts gives the node its own hostname, so node.hostname constraints and the
-    # swarm node's Description.Hostname mean something.
-    shell = f"hostname {node.name} && exec {' '.join(dockerd)}"
-    start_daemon(in_netns(node.netns, ["unshare", "--uts", "sh", "-c", shell]),
-                 pidfile=cfg.run_dir / f"{node.name}.dockerd.launcher.pid",
-                 logfile=cfg.log_dir / f"{node.name}-dockerd.log")
+    if cfg.flavour == "current":
+        # From the sid root (rootfs.py), with its own mount namespace and hostname.
+        launcher = rootfs.command(cfg, dockerd, hostname=node.name)
+    else:
+        # unshare --uts gives the node its own hostname, so node.hostname constraints and
+        # the swarm node's Description.Hostname mean something.
+        launcher = ["unshare", "--uts", "sh", "-c", f"hostname {node.name} && exec {' '.join(dockerd)}"]
+    # dockerd 28.5 reads its minimum API version from the environment only
+    # (cmd/dockerd/daemon.go, loadDaemonCliConfig: DOCKER_MIN_API_VERSION).
+    env = {"DOCKER_MIN_API_VERSION": cfg.min_api} if cfg.min_api else {}
+    return in_netns(node.netns, launcher), env
+
+
+def _launch_file(cfg: LabConfig, node: Node) -> Path:
+    return cfg.run_dir / f"{node.name}.dockerd.cmd"
+
+
+def start_dockerd(cfg: LabConfig, node: Node) -> None:
+    """Start the node's dockerd; restart it when it runs with another launch (another
+    API floor): its swarm state stays in its data root, Swarm restarts its tasks."""
+    cmd, env = _launch(cfg, node)
+    launch = "\0".join([*cmd, *(f"{k}={v}" for k, v in env.items())])
+    recorded = _launch_file(cfg, node)
+    if dockerd_running(cfg, node):
+        # No record: started before launches were recorded, with the engine's own floor.
+        if (recorded.read_text() == launch) if recorded.exists() else not cfg.min_api:
+            return
+        say(f"restarting dockerd for {node.name} (API floor now {cfg.min_api or 'the default'})")
+        stop_dockerd(cfg, node)
+    say(f"starting dockerd for {node.name}")
+    data_root(cfg, node).mkdir(parents=True, exist_ok=True)
+    exec_root(cfg, node).mkdir(parents=True, exist_ok=True)
+    start_daemon(cmd, pidfile=cfg.run_dir / f"{node.name}.dockerd.launcher.pid",
+                 logfile=cfg.log_dir / f"{node.name}-dockerd.log", env={**os.environ, **env})
+    recorded.write_text(launch)
+
+
+def stop_dockerd(cfg: LabConfig, node: Node) -> None:
+    stop_pid(read_pid(pidfile(cfg, node)), "dockerd", timeout=30)
+    stop_pid(read_pid(cfg.run_dir / f"{node.name}.dockerd.launcher.pid"), "dockerd", timeout=5)
 
 
 def wait_dockerd(cfg: LabConfig, node: Node) -> None:
@@ -105,8 +138,7 @@ def stop_all(cfg: LabConfig) -> None:
                 container.remove(force=True)
         except Exception as exc:  # a broken node must still be torn down
             say(f"  could not remove containers on {node.name}: {exc}")
-        stop_pid(pid, "dockerd", timeout=30)
-        stop_pid(read_pid(cfg.run_dir / f"{node.name}.dockerd.launcher.pid"), "dockerd", timeout=5)
+        stop_dockerd(cfg, node)
 
 
 def unmount_under(path: Path) -> None:

@@ -42,8 +42,12 @@ class ReceiverProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "receiver/gunicorn.conf.py", "receiver.app:create_app()"],
             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(f"receiver on port {self.port} ready",
-                 lambda: self._alive() and requests.get(f"{self.url}/readyz", timeout=1).ok, timeout=30)
+        try:
+            wait_for(f"receiver on port {self.port} ready",
+                     lambda: self._alive() and requests.get(f"{self.url}/readyz", timeout=1).ok, timeout=30)
+        except Exception:  # `with` never reaches __exit__: stop it here, or it outlives the test
+            self.stop()
+            raise
         return self
 
     def _alive(self) -> bool:

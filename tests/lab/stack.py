@@ -76,7 +76,7 @@ def environment(cfg: LabConfig) -> dict[str, str]:
 
 def images_by_id(ids: dict[str, str]) -> dict:
     """A compose override that names each lab image by ID: a task then starts at once,
-    where a tag makes every node try the (unreachable) registry first (lab-notes.md)."""
+    where a tag makes every node try the (unreachable) registry first (README, "The lab")."""
     pinned = {}
     for service, spec in load(LAB_FILE)["services"].items():
         tag = (spec or {}).get("image")
@@ -144,7 +144,7 @@ def lab_prometheus_config(cfg: LabConfig) -> dict:
         if job["job_name"] == "cadvisor":
             job.pop("dockerswarm_sd_configs", None)
             job["relabel_configs"] = []
-            job["static_configs"] = [{"targets": [f"{n.ip}:{cfg.cadvisor_port}"], "labels": {"instance": n.name}}
+            job["static_configs"] = [{"targets": [f"{n.ip}:{cfg.cadvisor_port}"], "labels": {"instance": n.name, "node": n.name}}
                                      for n in cfg.nodes]
     return config
 

@@ -71,6 +71,16 @@ def alive(pid: int | None, expect_in_cmdline: str | None = None) -> bool:
     return expect_in_cmdline is None or expect_in_cmdline in cmdline
 
 
+def _threads_exiting(pid: int) -> bool:
+    """A multi-threaded process's leader turns zombie before its other threads are gone,
+    and until they are its sockets stay open: a restart on the same port then fails with
+    "address already in use" (seen with cAdvisor)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
+
+
 def stop_pid(pid: int | None, expect_in_cmdline: str, timeout: float = 20.0) -> None:
     """SIGTERM, wait, then SIGKILL; only if the PID is still the process we started."""
     if not alive(pid, expect_in_cmdline):
@@ -78,7 +88,7 @@ def stop_pid(pid: int | None, expect_in_cmdline: str, timeout: float = 20.0) -> 
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not alive(pid):
+        if not alive(pid) and not _threads_exiting(pid):
             return
         try:  # reap it if it is our child
             os.waitpid(pid, os.WNOHANG)

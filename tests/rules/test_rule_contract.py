@@ -1,16 +1,17 @@
-"""The public contract of the rule and routing files (design.md), beyond what the tools
+"""The public contract of the rule and routing files (docs/contract.md), beyond what the tools
 check: the alert names, labels and annotations users write dashboards and silences
 against, thresholds written once, and an Alertmanager file the lab can re-target."""
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.rules.flavour_tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "prometheus" / "rules" / "swarmguard.yml"
@@ -43,11 +44,8 @@ def alerts() -> dict[str, dict]:
     }
 
 
-def amtool(*args: str) -> subprocess.CompletedProcess[str]:
-    path = shutil.which("amtool")
-    if path is None:
-        pytest.fail("amtool is not on PATH; install it: apt-get install -y prometheus-alertmanager")
-    return subprocess.run([path, *args], capture_output=True, text=True, timeout=60)
+def amtool(flavour: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool(flavour, "amtool"), *args], capture_output=True, text=True, timeout=60)
 
 
 def test_the_three_alerts_of_the_contract_are_defined():
@@ -87,19 +85,21 @@ def test_every_rule_group_sets_its_own_interval_and_detection_is_the_fastest():
     assert set(intervals.values()) == {"1s"}
 
 
-def test_swarmguard_alerts_go_to_the_receiver_and_others_to_the_default():
+def test_swarmguard_alerts_go_to_the_receiver_and_others_to_the_default(flavour):
     routed = amtool(
+        flavour,
         "config", "routes", "test", f"--config.file={ALERTMANAGER}",
         "alertname=SwarmGuardMigrate", "service=demo_web",
     )
     assert routed.stdout.split() == ["swarmguard"], routed.stdout + routed.stderr
     other = amtool(
+        flavour,
         "config", "routes", "test", f"--config.file={ALERTMANAGER}", "alertname=NodeDown"
     )
     assert other.stdout.split() == ["default"], other.stdout + other.stderr
 
 
-def test_the_lab_can_retarget_the_webhook_with_a_yaml_load_and_dump(tmp_path):
+def test_the_lab_can_retarget_the_webhook_with_a_yaml_load_and_dump(flavour, tmp_path):
     config = yaml.safe_load(ALERTMANAGER.read_text())
     [receiver] = [r for r in config["receivers"] if r["name"] == "swarmguard"]
     [webhook] = receiver["webhook_configs"]
@@ -113,5 +113,28 @@ def test_the_lab_can_retarget_the_webhook_with_a_yaml_load_and_dump(tmp_path):
     copy = tmp_path / "alertmanager.yml"
     copy.write_text(yaml.safe_dump(config))
 
-    checked = amtool("check-config", str(copy))
+    checked = amtool(flavour, "check-config", str(copy))
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+HEALTH_RULES = ROOT / "prometheus" / "rules" / "swarmguard-health.yml"
+# The reasons docs/contract.md and the README's runbook promise.
+HEALTH_REASONS = {
+    "SwarmGuardBlind": {"target_down", "docker_unreachable", "tasks_unseen", "cadvisor_down",
+                        "cadvisor_blind"},
+    "SwarmGuardCannotAct": {"receiver_down", "webhook_failing", "docker_unreachable",
+                            "actions_failing"},
+}
+
+
+def test_the_health_alerts_have_their_reasons_a_severity_and_the_annotations():
+    [group] = yaml.safe_load(HEALTH_RULES.read_text())["groups"]
+    assert group["interval"] == "1s"
+    found: dict[str, set[str]] = {}
+    for rule in (r for r in group["rules"] if "alert" in r):
+        found.setdefault(rule["alert"], set()).add(rule["labels"]["reason"])
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
+        assert "{{" not in rule["annotations"]["summary"]
+        assert "scenario" not in rule["labels"], "health alerts are for people, not a scenario"
+    assert found == HEALTH_REASONS

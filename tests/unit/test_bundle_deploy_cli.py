@@ -76,7 +76,8 @@ def test_by_default_the_stack_creates_its_network_configs_and_every_service(by_d
     assert set(by_default.networks) == {"swarmguard_swarmguard"}
     assert by_default.networks["swarmguard_swarmguard"]["Attachable"] is True
     assert sorted(by_default.configs) == sorted(
-        f"swarmguard_{name}_1" for name in ("prometheus_yml", "prometheus_rules", "alertmanager_yml",
+        f"swarmguard_{name}_1" for name in ("prometheus_yml", "prometheus_rules", "prometheus_health_rules",
+                                            "alertmanager_yml",
                                             "grafana_datasource", "grafana_dashboard_provider",
                                             "grafana_dashboard"))
 
@@ -132,10 +133,9 @@ def test_in_the_lab_cadvisor_and_grafana_get_a_placement_no_node_matches(in_the_
         assert "node.labels.swarmguard-lab.no-such == 1" in constraints, name
 
 
-def test_in_the_lab_the_exporter_resolves_its_nodes_name_to_the_nodes_address(in_the_lab):
+def test_in_the_lab_each_exporter_reads_its_own_nodes_docker_socket(in_the_lab):
     spec = container(in_the_lab["exporter"])
-    assert "SWARMGUARD_EXPORTER_CADVISOR_URL=http://{{.Node.Hostname}}:8080" in spec["Env"]
-    assert sorted(spec["Hosts"]) == sorted(f"{n.ip} {n.name}" for n in DEFAULT.nodes)
+    assert "SWARMGUARD_EXPORTER_DOCKER_URL=unix:///run/swarmguard-lab/{{.Node.Hostname}}.sock" in spec["Env"]
 
 
 def test_in_the_lab_the_demo_service_keeps_the_bundles_policies(in_the_lab):

@@ -1,299 +1,241 @@
-import copy
-import json
-import logging
-
+"""What one scrape of the exporter publishes, read from a fake host's cgroup and /proc."""
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import NetworkCollector
+from exporter.cgroups import locate
+from exporter.collector import Node, TaskCollector, read_node
 from exporter.config import ExporterConfig
-from tests.unit.fake_cadvisor import Answer, FakeCadvisor, closed_port_url, load_fixture, serve
+from exporter.inventory import DockerUnavailable, TaskContainer
+from tests.unit.exporter_host import FakeHost
 
-FIXTURE = "docker_v1.3_two_tasks.json"
-# Half a second after the newest sample of the fixture (2024-05-14T10:21:07.012Z).
-NOW = 1715682067.5
-WEB = {
-    "service": "demo_web",
-    "task_id": "n5b7v9c1x3z5l7k9j1h3g5f7d",
-    "node_id": "q8zyx3w2v1u0t9s8r7p6o5n4m",
-    "task_name": "demo_web.1.n5b7v9c1x3z5l7k9j1h3g5f7d",
-    "container_id": "3f6c0a2b9d5e41f7a8c2e0b6d4f1a9c37e5b2d8f0a6c4e1b9d7f3a5c2e8b0d61",
-}
-API = {
-    "service": "demo_api",
-    "task_id": "r4e6w8q0t2y4u6i8o0p2a4s6d",
-    "node_id": "q8zyx3w2v1u0t9s8r7p6o5n4m",
-    "task_name": "demo_api.2.r4e6w8q0t2y4u6i8o0p2a4s6d",
-    "container_id": "9a1e7c3b5d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a37",
-}
+WEB = {"service": "web", "task_id": "t1", "node_id": "n1"}
+API = {"service": "api", "task_id": "t2", "node_id": "n1"}
+CONTAINERS = {"t1": ("c1", "web.1.t1"), "t2": ("c2", "api.1.t2")}
+NODE = Node(cores=2.0, memory_bytes=4 * 2**30)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_700_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+class FakeInventory:
+    """The node's task list as the collector asks for it."""
+
+    def __init__(self, tasks):
+        self.task_list = list(tasks)
+        self.forgotten = []
+        self.unavailable = None
+        self.unlocated = 0
+
+    def tasks(self):
+        if self.unavailable:
+            raise DockerUnavailable(self.unavailable)
+        return list(self.task_list)
+
+    def forget(self, container_id):
+        self.forgotten.append(container_id)
+
+    def close(self):
+        pass
+
+
+def task(host, labels, pid, *, cpu_limit=None, memory_limit=None, started_at=1_699_999_000.0):
+    container_id, task_name = CONTAINERS[labels["task_id"]]
+    files = locate(container_id, pid, proc_root=str(host.proc), cgroup_root=str(host.cgroup))
+    assert files is not None
+    return TaskContainer(**labels, container_id=container_id, task_name=task_name, pid=pid, started_at=started_at, cpu_limit_cores=cpu_limit,
+                         memory_limit_bytes=memory_limit, cgroup=files)
 
 
 @pytest.fixture
-def cadvisor():
-    fake = FakeCadvisor()
-    fake.answer_json(load_fixture(FIXTURE))
-    server = serve(fake)
-    yield fake
-    server.shutdown()
-    server.server_close()
+def host(tmp_path):
+    host = FakeHost(tmp_path, version=2)
+    host.container(100, "/docker/c1", cpu_seconds=40.0, usage=200 * 2**20, inactive_file=72 * 2**20,
+                   net={"lo": (9, 9), "eth0": (1_000, 2_000)})
+    host.container(200, "/docker/c2", cpu_seconds=5.0, usage=2**30, inactive_file=0,
+                   net={"eth0": (0, 0), "eth1": (0, 0)})
+    return host
 
 
-def exporter_for(url, tmp_path, clock=lambda: NOW, **settings):
-    """A registry holding only the collector, as `python -m exporter` serves it."""
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def collector_for(host, inventory, clock, **settings):
     settings.setdefault("capacity_mbps", 100.0)
-    config = ExporterConfig(cadvisor_url=url, sysfs_root=str(tmp_path), **settings)
+    config = ExporterConfig(proc_root=str(host.proc), cgroup_root=str(host.cgroup),
+                            sysfs_root=str(host.root / "sys"), **settings)
+    return TaskCollector(config, inventory, NODE, clock=clock)
+
+
+class Scraped:
+    """One scrape's exposition text, parsed as Prometheus reads it."""
+
+    def __init__(self, text):
+        self.text = text
+        self.values = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                self.values[(sample.name, frozenset(sample.labels.items()))] = sample.value
+
+    def get_sample_value(self, name, labels=None):
+        return self.values.get((name, frozenset((labels or {}).items())))
+
+
+def scrape(collector):
+    """What GET /metrics serves: the per-task series, then the registry's."""
     registry = CollectorRegistry()
-    registry.register(NetworkCollector(config, clock=clock))
-    return registry
+    registry.register(collector)
+    return Scraped(collector.render_tasks() + generate_latest(registry).decode())
 
 
-class _Frozen:
-    def __init__(self, metrics):
-        self._metrics = metrics
+@pytest.fixture
+def two_tasks(host):
+    return FakeInventory([task(host, WEB, 100, cpu_limit=0.5, memory_limit=256 * 2**20), task(host, API, 200)])
 
-    def collect(self):
-        return self._metrics
 
+def test_cpu_time_is_published_as_a_counter_with_the_task_labels(host, two_tasks, clock):
+    metrics = scrape(collector_for(host, two_tasks, clock))
 
-def scrape(registry):
-    """One scrape, frozen, to read with get_sample_value. (On the live registry every
-    get_sample_value is a new scrape, and each scrape counts its own errors.)"""
-    frozen = CollectorRegistry()
-    frozen.register(_Frozen(list(registry.collect())))
-    return frozen
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", API) == pytest.approx(5.0)
 
 
-def percent(metrics, task):
-    return metrics.get_sample_value("swarmguard_container_network_percent", task)
+def test_what_100_percent_means_is_the_tasks_limit_or_else_the_nodes_size(host, two_tasks, clock):
+    metrics = scrape(collector_for(host, two_tasks, clock))
 
+    assert metrics.get_sample_value("swarmguard_task_cpu_limit_cores", WEB) == 0.5
+    assert metrics.get_sample_value("swarmguard_task_memory_limit_bytes", WEB) == 256 * 2**20
+    assert metrics.get_sample_value("swarmguard_task_cpu_limit_cores", API) == 2.0
+    assert metrics.get_sample_value("swarmguard_task_memory_limit_bytes", API) == 4 * 2**30
 
-def error_count(metrics, reason):
-    return metrics.get_sample_value("swarmguard_exporter_scrape_errors_total", {"reason": reason})
 
+def test_the_working_set_leaves_out_inactive_file_pages(host, two_tasks, clock):
+    metrics = scrape(collector_for(host, two_tasks, clock))
 
-def task_values(metrics):
-    return [
-        sample
-        for metric in metrics.collect()
-        if metric.name.startswith("swarmguard_container_")
-        for sample in metric.samples
-    ]
+    assert metrics.get_sample_value("swarmguard_task_memory_working_set_bytes", WEB) == 128 * 2**20
 
 
-def test_each_swarm_task_gets_its_receive_plus_transmit_rate_in_percent_of_capacity(
-    cadvisor, tmp_path
-):
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path))
+def test_the_start_time_is_published_for_start_up_grace(host, two_tasks, clock):
+    metrics = scrape(collector_for(host, two_tasks, clock))
 
-    # demo_web: 2,000,000 bytes over 1.6 s on two interfaces = 10 Mbit/s of 100.
-    assert percent(metrics, WEB) == pytest.approx(10.0)
-    # demo_api: 6,250,000 bytes over 1.0 s (timestamps with a +02:00 offset) = 50 Mbit/s.
-    assert percent(metrics, API) == pytest.approx(50.0)
+    assert metrics.get_sample_value("swarmguard_task_start_time_seconds", WEB) == 1_699_999_000.0
 
 
-def test_the_bit_rate_itself_is_published_too(cadvisor, tmp_path):
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path))
+def test_the_network_percentage_is_the_rate_since_the_previous_scrape(host, two_tasks, clock):
+    collector = collector_for(host, two_tasks, clock)
+    first = scrape(collector)
+    # 0.5 s later web has received 2,500,000 and sent 625,000 more bytes: 50 Mbit/s of 100.
+    clock.now += 0.5
+    host.set_net(100, {"lo": (10**9, 10**9), "eth0": (1_000 + 2_500_000, 2_000 + 625_000)})
+    second = scrape(collector)
 
-    rate = metrics.get_sample_value("swarmguard_container_network_bits_per_second", WEB)
+    assert first.get_sample_value("swarmguard_container_network_percent", WEB) is None  # no rate yet
+    assert second.get_sample_value("swarmguard_container_network_percent", WEB) == pytest.approx(50.0)
+    assert second.get_sample_value("swarmguard_container_network_percent", API) == 0.0
 
-    assert rate == pytest.approx(10_000_000)
 
+def test_a_second_scrape_too_soon_after_the_first_repeats_the_last_rate(host, two_tasks, clock):
+    collector = collector_for(host, two_tasks, clock)
+    scrape(collector)
+    clock.now += 1.0
+    host.set_net(100, {"eth0": (1_000 + 1_250_000, 2_000)})  # 10 Mbit/s over 1 s
+    scrape(collector)
+    clock.now += 0.01
+    host.set_net(100, {"eth0": (1_000 + 2_500_000, 2_000)})  # a burst over 10 ms
 
-def test_every_interface_of_the_container_counts_not_only_the_first(cadvisor, tmp_path):
-    # cAdvisor copies the first interface's counters to the top of `network`; they
-    # alone would give 8 Mbit/s for demo_web.
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path))
+    assert scrape(collector).get_sample_value("swarmguard_container_network_percent", WEB) == pytest.approx(10.0)
 
-    assert percent(metrics, WEB) == pytest.approx(10.0)
 
+def test_a_counter_that_went_backwards_publishes_no_rate(host, two_tasks, clock):
+    collector = collector_for(host, two_tasks, clock)
+    scrape(collector)
+    clock.now += 0.5
+    host.set_net(100, {"eth0": (10, 10)})
 
-def test_containers_that_are_not_swarm_tasks_are_left_out(cadvisor, tmp_path):
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path))
+    assert scrape(collector).get_sample_value("swarmguard_container_network_percent", WEB) is None
 
-    services = {sample.labels["service"] for sample in task_values(metrics)}
 
-    assert services == {"demo_web", "demo_api"}
-    assert metrics.get_sample_value("swarmguard_exporter_tasks", {"outcome": "measured"}) == 2
+def test_a_task_that_stopped_since_discovery_is_skipped_counted_and_forgotten(host, two_tasks, clock):
+    for name in ("cpu.stat", "memory.current", "memory.stat"):
+        (host.cgroup / "docker" / "c2" / name).unlink()
 
+    metrics = scrape(collector_for(host, two_tasks, clock))
 
-def test_the_capacity_that_100_percent_stands_for_is_published(cadvisor, tmp_path):
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path, capacity_mbps=1000.0, interface="eth0"))
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", API) is None
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
+    assert metrics.get_sample_value("swarmguard_exporter_tasks", {"outcome": "gone"}) == 1
+    assert metrics.get_sample_value("swarmguard_exporter_tasks", {"outcome": "measured"}) == 1
+    assert two_tasks.forgotten == ["c2"]
 
-    capacity = metrics.get_sample_value(
-        "swarmguard_interface_capacity_bits_per_second",
-        {"interface": "eth0", "source": "configured"},
-    )
 
-    assert capacity == 1e9
-    assert percent(metrics, WEB) == pytest.approx(1.0)
+def test_without_docker_no_task_is_published_and_the_exporter_says_why(host, two_tasks, clock):
+    two_tasks.unavailable = "cannot connect to Docker: no such socket"
 
+    metrics = scrape(collector_for(host, two_tasks, clock))
 
-def test_without_a_configured_capacity_the_link_speed_from_sysfs_is_used(cadvisor, tmp_path):
-    speed = tmp_path / "class" / "net" / "eth0" / "speed"
-    speed.parent.mkdir(parents=True)
-    speed.write_text("1000\n")
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path, capacity_mbps=None, interface="eth0"))
+    assert metrics.get_sample_value("swarmguard_exporter_docker_up") == 0
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total", {"reason": "docker_unreachable"}) == 1
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) is None
 
-    assert percent(metrics, API) == pytest.approx(5.0)
-    assert metrics.get_sample_value(
-        "swarmguard_interface_capacity_bits_per_second", {"interface": "eth0", "source": "sysfs"}
-    ) == 1e9
 
+def test_with_docker_the_exporter_is_up_and_every_error_reason_starts_at_zero(host, two_tasks, clock):
+    metrics = scrape(collector_for(host, two_tasks, clock))
 
-def test_an_unknown_capacity_publishes_no_percentages_and_counts_an_error(cadvisor, tmp_path):
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path, capacity_mbps=None, interface="eth0"))
+    assert metrics.get_sample_value("swarmguard_exporter_docker_up") == 1
+    for reason in ("docker_unreachable", "container_unreadable", "capacity_unknown"):
+        assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total", {"reason": reason}) == 0
 
-    assert percent(metrics, WEB) is None
-    assert error_count(metrics, "capacity_unknown") == 1
-    # The bit rate does not need the capacity, and cAdvisor was read fine.
-    assert metrics.get_sample_value("swarmguard_container_network_bits_per_second", WEB) > 0
-    assert metrics.get_sample_value("swarmguard_exporter_cadvisor_up") == 1
 
+def test_without_a_known_capacity_cpu_and_memory_are_still_published(host, two_tasks, clock):
+    collector = collector_for(host, two_tasks, clock, capacity_mbps=None, interface="eth0")
+    scrape(collector)
+    clock.now += 0.5
 
-def test_cadvisor_is_asked_once_per_scrape_for_its_two_latest_samples(cadvisor, tmp_path):
-    scrape(exporter_for(cadvisor.url, tmp_path))
+    metrics = scrape(collector)
 
-    [request] = cadvisor.requests
-    assert (request.method, request.path) == ("POST", "/api/v1.3/docker")
-    assert json.loads(request.body) == {"num_stats": 2}
+    assert metrics.get_sample_value("swarmguard_container_network_percent", WEB) is None
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total", {"reason": "capacity_unknown"}) == 2
 
 
-def test_registering_the_collector_does_not_call_cadvisor(cadvisor, tmp_path):
-    exporter_for(cadvisor.url, tmp_path)
+def test_the_capacity_that_100_percent_stands_for_is_published(host, two_tasks, clock):
+    metrics = scrape(collector_for(host, two_tasks, clock, capacity_mbps=1000.0, interface="eth0"))
 
-    assert cadvisor.requests == []
+    assert metrics.get_sample_value("swarmguard_interface_capacity_bits_per_second",
+                                    {"interface": "eth0", "source": "configured"}) == 1e9
 
 
-def test_a_healthy_scrape_reports_cadvisor_up_and_no_errors(cadvisor, tmp_path):
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path))
+def test_the_nodes_size_comes_from_meminfo(tmp_path):
+    host = FakeHost(tmp_path)
 
-    assert metrics.get_sample_value("swarmguard_exporter_cadvisor_up") == 1
-    for reason in ("unreachable", "timeout", "bad_response", "capacity_unknown"):
-        assert error_count(metrics, reason) == 0
-    assert metrics.get_sample_value("swarmguard_exporter_scrape_duration_seconds") >= 0
+    assert read_node(str(host.proc)).memory_bytes == 4 * 2**30
 
 
-def test_an_unreachable_cadvisor_publishes_no_task_values_and_says_so(tmp_path):
-    metrics = scrape(exporter_for(closed_port_url(), tmp_path))
+def test_registering_the_collector_reads_nothing(host, clock):
+    inventory = FakeInventory([])
+    inventory.tasks = lambda: pytest.fail("the collector read the task list at registration")
+    registry = CollectorRegistry()
 
-    assert task_values(metrics) == []
-    assert metrics.get_sample_value("swarmguard_exporter_cadvisor_up") == 0
-    assert error_count(metrics, "unreachable") == 1
+    registry.register(collector_for(host, inventory, clock))
+    generate_latest(registry)  # the health part of a scrape reads nothing either
 
 
-def test_a_slow_cadvisor_times_out_and_publishes_no_task_values(cadvisor, tmp_path):
-    cadvisor.answer = Answer(body=json.dumps(load_fixture(FIXTURE)).encode(), delay_seconds=1.0)
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path, timeout_seconds=0.2))
+def test_the_exposition_is_valid_text_with_one_help_and_type_per_series(host, two_tasks, clock):
+    metrics = scrape(collector_for(host, two_tasks, clock))
 
-    assert task_values(metrics) == []
-    assert metrics.get_sample_value("swarmguard_exporter_cadvisor_up") == 0
-    assert error_count(metrics, "timeout") == 1
+    for name in ("swarmguard_task_cpu_seconds_total", "swarmguard_container_network_percent"):
+        assert metrics.text.count(f"# TYPE {name} ") == 1
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        Answer(status=200, body=b"<html>not json</html>"),
-        Answer(status=200, body=b'"a string"'),
-        Answer(status=200, body=b"42"),
-        Answer(status=500, body=b"failed to get all Docker containers"),
-    ],
-    ids=["not-json", "json-string", "json-number", "http-500"],
-)
-def test_garbage_from_cadvisor_publishes_no_task_values_and_counts_a_bad_response(
-    cadvisor, tmp_path, answer
-):
-    cadvisor.answer = answer
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path))
+def test_label_values_are_escaped(host, clock):
+    odd = {"service": 'we"b\\x', "task_id": "t1", "node_id": "n1"}
+    collector = collector_for(host, FakeInventory([task(host, odd, 100)]), clock)
 
-    assert task_values(metrics) == []
-    assert metrics.get_sample_value("swarmguard_exporter_cadvisor_up") == 0
-    assert error_count(metrics, "bad_response") == 1
-
-
-def test_errors_add_up_across_scrapes_and_recovery_shows_in_cadvisor_up(cadvisor, tmp_path):
-    fixture = load_fixture(FIXTURE)
-    cadvisor.answer = Answer(status=500, body=b"docker is down")
-    exporter = exporter_for(cadvisor.url, tmp_path)
-
-    scrape(exporter)
-    assert error_count(scrape(exporter), "bad_response") == 2
-    cadvisor.answer_json(fixture)
-    recovered = scrape(exporter)
-
-    assert recovered.get_sample_value("swarmguard_exporter_cadvisor_up") == 1
-    assert error_count(recovered, "bad_response") == 2
-
-
-def test_a_malformed_container_is_skipped_and_the_others_are_published(cadvisor, tmp_path):
-    payload = copy.deepcopy(load_fixture(FIXTURE))
-    web = next(c for c in payload.values() if c["id"] == WEB["container_id"])
-    web["stats"] = [{"timestamp": "yesterday", "network": "down"}, None, 7]
-    cadvisor.answer_json(payload)
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path))
-
-    assert percent(metrics, WEB) is None
-    assert percent(metrics, API) == pytest.approx(50.0)
-    assert metrics.get_sample_value("swarmguard_exporter_tasks", {"outcome": "skipped"}) == 1
-
-
-def test_a_task_with_a_single_sample_is_skipped(cadvisor, tmp_path):
-    payload = copy.deepcopy(load_fixture(FIXTURE))
-    api = next(c for c in payload.values() if c["id"] == API["container_id"])
-    api["stats"] = api["stats"][-1:]
-    cadvisor.answer_json(payload)
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path))
-
-    assert percent(metrics, API) is None
-    assert percent(metrics, WEB) == pytest.approx(10.0)
-
-
-def test_samples_older_than_the_maximum_age_publish_nothing(cadvisor, tmp_path):
-    metrics = scrape(
-        exporter_for(cadvisor.url, tmp_path, clock=lambda: NOW + 30, max_sample_age_seconds=10.0)
-    )
-
-    assert task_values(metrics) == []
-    assert metrics.get_sample_value("swarmguard_exporter_tasks", {"outcome": "skipped"}) == 2
-    # cAdvisor answered: it is up, it just has nothing fresh to say.
-    assert metrics.get_sample_value("swarmguard_exporter_cadvisor_up") == 1
-
-
-def test_a_counter_that_went_backwards_publishes_no_value(cadvisor, tmp_path):
-    payload = copy.deepcopy(load_fixture(FIXTURE))
-    api = next(c for c in payload.values() if c["id"] == API["container_id"])
-    api["stats"][-1]["network"]["interfaces"][0]["rx_bytes"] = 0
-    cadvisor.answer_json(payload)
-    metrics = scrape(exporter_for(cadvisor.url, tmp_path))
-
-    assert percent(metrics, API) is None
-
-
-def test_each_scrape_reads_fresh_values(cadvisor, tmp_path):
-    exporter = exporter_for(cadvisor.url, tmp_path)
-    assert percent(scrape(exporter), API) == pytest.approx(50.0)
-
-    payload = copy.deepcopy(load_fixture(FIXTURE))
-    api = next(c for c in payload.values() if c["id"] == API["container_id"])
-    api["stats"][-1]["network"]["interfaces"][0]["tx_bytes"] -= 1_250_000  # 40 Mbit/s now
-    cadvisor.answer_json(payload)
-
-    assert percent(scrape(exporter), API) == pytest.approx(40.0)
-
-
-def test_losing_and_regaining_cadvisor_is_logged_once_each(cadvisor, tmp_path, caplog):
-    fixture = load_fixture(FIXTURE)
-    exporter = exporter_for(cadvisor.url, tmp_path)
-    scrape(exporter)
-    caplog.set_level(logging.INFO, logger="exporter")
-
-    cadvisor.answer = Answer(status=500, body=b"docker is down")
-    for _ in range(3):
-        scrape(exporter)
-    cadvisor.answer_json(fixture)
-    for _ in range(2):
-        scrape(exporter)
-
-    messages = [record.getMessage() for record in caplog.records]
-    assert len([m for m in messages if "HTTP 500" in m]) == 1
-    assert len([m for m in messages if "answers again" in m]) == 1
+    assert scrape(collector).get_sample_value("swarmguard_task_cpu_seconds_total", odd) == pytest.approx(40.0)

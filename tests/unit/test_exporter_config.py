@@ -13,22 +13,24 @@ def test_the_listen_port_defaults_to_9101():
 
 def test_environment_variables_set_the_defaults():
     environ = {
-        "SWARMGUARD_EXPORTER_CADVISOR_URL": "http://10.200.0.2:8080",
+        "SWARMGUARD_EXPORTER_DOCKER_URL": "unix:///run/worker-1.sock",
         "SWARMGUARD_EXPORTER_LISTEN_PORT": "9200",
         "SWARMGUARD_EXPORTER_CAPACITY_MBPS": "100",
         "SWARMGUARD_EXPORTER_INTERFACE": "veth-w1",
-        "SWARMGUARD_EXPORTER_TIMEOUT_SECONDS": "0.25",
+        "SWARMGUARD_EXPORTER_DOCKER_TIMEOUT_SECONDS": "0.25",
+        "SWARMGUARD_EXPORTER_PROC_ROOT": "/host/proc",
         "SWARMGUARD_EXPORTER_LOG_LEVEL": "debug",
     }
 
     config = parse_config([], environ)
 
     assert config == ExporterConfig(
-        cadvisor_url="http://10.200.0.2:8080",
+        docker_url="unix:///run/worker-1.sock",
         listen_port=9200,
         capacity_mbps=100.0,
         interface="veth-w1",
-        timeout_seconds=0.25,
+        docker_timeout_seconds=0.25,
+        proc_root="/host/proc",
         log_level="DEBUG",
     )
 
@@ -49,7 +51,8 @@ def test_an_empty_capacity_variable_means_read_the_link_speed():
         {"SWARMGUARD_EXPORTER_LISTEN_PORT": "http"},
         {"SWARMGUARD_EXPORTER_LISTEN_PORT": "70000"},
         {"SWARMGUARD_EXPORTER_CAPACITY_MBPS": "-5"},
-        {"SWARMGUARD_EXPORTER_TIMEOUT_SECONDS": "0"},
+        {"SWARMGUARD_EXPORTER_DOCKER_TIMEOUT_SECONDS": "0"},
+        {"SWARMGUARD_EXPORTER_RESYNC_SECONDS": "-1"},
     ],
 )
 def test_a_bad_environment_value_stops_the_exporter_with_status_2(environ, capsys):

@@ -9,7 +9,6 @@ from pathlib import Path
 import requests
 
 from exporter.main import main
-from tests.unit.fake_cadvisor import closed_port_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,13 +30,13 @@ def wait_for_metrics(url, process, seconds=15):
     raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
-def test_the_exporter_serves_metrics_and_stops_cleanly_on_sigterm():
+def test_the_exporter_serves_metrics_and_stops_cleanly_on_sigterm(tmp_path):
     port = free_port()
     environ = dict(
         os.environ,
         SWARMGUARD_EXPORTER_LISTEN_ADDRESS="127.0.0.1",
         SWARMGUARD_EXPORTER_LISTEN_PORT=str(port),
-        SWARMGUARD_EXPORTER_CADVISOR_URL=closed_port_url(),
+        SWARMGUARD_EXPORTER_DOCKER_URL=f"unix://{tmp_path}/no-docker.sock",
         SWARMGUARD_EXPORTER_CAPACITY_MBPS="100",
     )
     process = subprocess.Popen(
@@ -58,7 +57,7 @@ def test_the_exporter_serves_metrics_and_stops_cleanly_on_sigterm():
             process.communicate()
 
     assert process.returncode == 0, log
-    assert "swarmguard_exporter_cadvisor_up 0.0" in body
+    assert "swarmguard_exporter_docker_up 0.0" in body  # no daemon on that socket
     assert "swarmguard_interface_capacity_bits_per_second" in body
     assert "process_cpu_seconds_total" in body  # the exporter's own cost per scrape
     assert log.count("Starting the SwarmGuard exporter with") == 1

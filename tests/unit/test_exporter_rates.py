@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 from exporter.rates import (
     NetworkSample,
     bits_per_second,
-    latest_rate,
     megabits_to_bits,
     percent_of_capacity,
 )
@@ -54,27 +53,6 @@ def test_percent_is_not_capped_at_one_hundred():
 def test_percent_of_a_zero_capacity_is_refused():
     with pytest.raises(ValueError):
         percent_of_capacity(1.0, 0)
-
-
-def test_latest_rate_uses_the_two_newest_samples():
-    samples = [
-        NetworkSample(10.0, 0, 0),
-        NetworkSample(11.0, 1_000_000, 0),
-        NetworkSample(12.0, 1_000_000 + 125_000, 0),
-    ]
-
-    assert latest_rate(samples, now=12.5, max_age_seconds=10) == pytest.approx(1_000_000)
-
-
-def test_latest_rate_needs_two_samples():
-    assert latest_rate([NetworkSample(10.0, 0, 0)], now=10.5, max_age_seconds=10) is None
-
-
-def test_latest_rate_ignores_samples_older_than_the_maximum_age():
-    samples = [NetworkSample(10.0, 0, 0), NetworkSample(11.0, 100, 100)]
-
-    assert latest_rate(samples, now=21.5, max_age_seconds=10) is None
-    assert latest_rate(samples, now=20.5, max_age_seconds=10) is not None
 
 
 @given(

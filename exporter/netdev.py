@@ -1,0 +1,21 @@
+"""A container's network byte counters, from `/proc/<pid>/net/dev`.
+
+That file lists the interfaces of the network namespace the process lives in, so reading
+it for a task's main process gives the task's own interfaces whatever namespace the
+reader is in. Every interface but loopback counts: a swarm task has one per network it
+is attached to, and traffic on any of them uses the node's interface.
+"""
+
+from __future__ import annotations
+
+def parse_net_dev(text: bytes) -> tuple[int, int]:
+    """(received, transmitted) bytes summed over the non-loopback interfaces."""
+    received = transmitted = 0
+    for line in text.splitlines()[2:]:  # two header lines
+        name, _, counters = line.partition(b":")
+        if not counters or name.strip() == b"lo":
+            continue
+        fields = counters.split()
+        received += int(fields[0])
+        transmitted += int(fields[8])
+    return received, transmitted

@@ -1,0 +1,13 @@
+"""A task's network counters: every interface of its namespace except loopback."""
+from exporter.netdev import parse_net_dev
+from tests.unit.exporter_host import net_dev
+
+
+def test_receive_and_transmit_are_summed_over_every_interface_but_loopback():
+    text = net_dev({"lo": (1000, 1000), "eth0": (10, 20), "eth1": (300, 400)}).encode()
+
+    assert parse_net_dev(text) == (310, 420)
+
+
+def test_a_namespace_with_only_loopback_moved_nothing():
+    assert parse_net_dev(net_dev({"lo": (7, 7)}).encode()) == (0, 0)

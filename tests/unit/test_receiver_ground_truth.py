@@ -1,0 +1,164 @@
+"""The receiver's ground truth for detection health (receiver/ground_truth.py): which
+opted-in tasks run on which node, as Docker says, and whether Docker answers."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from receiver import ground_truth
+from receiver.actuator import FAILED, ROLLED_BACK, TIMEOUT
+from receiver.app import create_app
+from receiver.config import Settings
+from receiver.ground_truth import (GroundTruth, GroundTruthCollector, GroundTruthLoop, NodeTruth,
+                                   Reading, build_ground_truth, families)
+from receiver.metrics import FAILED_ACTION_RESULTS, Metrics
+from receiver.testing import example_api, node_dict, service_dict, task_dict
+from tests.unit.swarm_reads import FakeSwarmReads, large_swarm
+
+NODES = [node_dict("n1", "worker-1"), node_dict("n2", "worker-2"),
+         node_dict("n3", "worker-3", state="down"), node_dict("m1", "manager-1", role="manager")]
+
+
+def swarm() -> FakeSwarmReads:
+    return FakeSwarmReads(
+        services=[service_dict("web", "sweb"), service_dict("api", "sapi", labels={"swarmguard.enable": " True "}),
+                  service_dict("db", "sdb", enabled=False),
+                  service_dict("off", "soff", labels={"swarmguard.enable": "false"})],
+        tasks=[task_dict("w1", "sweb", "n1"), task_dict("w2", "sweb", "n1", slot=2),
+               task_dict("w3", "sweb", "n2", slot=3),
+               task_dict("w0", "sweb", "n2", state="shutdown", desired="shutdown"),
+               task_dict("w4", "sweb", "n2", slot=4, state="starting"),
+               task_dict("w5", "sweb", "n2", slot=5, desired="shutdown"),  # being stopped
+               task_dict("a1", "sapi", "n2"), task_dict("d1", "sdb", "n1"),
+               task_dict("o1", "soff", "n1")],
+        nodes=NODES)
+
+
+def test_running_tasks_of_opted_in_services_are_counted_per_service_and_node():
+    api = swarm()
+    truth = ground_truth.read(api)
+    assert truth.tasks == {("api", "n2"): 1, ("web", "n1"): 2, ("web", "n2"): 1}
+    assert [(n.id, n.hostname, n.role, n.ready) for n in truth.nodes] == [
+        ("m1", "manager-1", "manager", True), ("n1", "worker-1", "worker", True),
+        ("n2", "worker-2", "worker", True), ("n3", "worker-3", "worker", False)]
+
+
+def test_a_read_is_three_list_calls_filtered_by_docker_whatever_the_swarm_size():
+    api = large_swarm(services=50, tasks=500)
+    ground_truth.read(api)
+    assert api.calls == [("services", {"label": "swarmguard.enable"}),
+                         ("tasks", {"desired-state": "running"}), ("nodes", None)]
+
+
+def test_a_task_on_an_unknown_node_or_of_an_unknown_service_is_not_counted():
+    truth = build_ground_truth([service_dict("web", "sweb")],
+                               [task_dict("w1", "sweb", ""), task_dict("x1", "gone", "n1")], NODES)
+    assert truth.tasks == {}
+
+
+def samples(reading: Reading, now: float) -> dict[tuple[str, tuple], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in families(reading, now, stale_after=15) for s in family.samples}
+
+
+TRUTH = GroundTruth(nodes=(NodeTruth("n1", "worker-1", "worker", True),
+                           NodeTruth("n3", "worker-3", "worker", False)),
+                    tasks={("web", "n1"): 2})
+
+
+def test_a_fresh_reading_publishes_tasks_per_node_with_the_hostname_and_the_nodes():
+    assert samples(Reading(TRUTH, succeeded_at=100.0, last_ok=True), now=104.0) == {
+        ("swarmguard_receiver_docker_up", ()): 1.0,
+        ("swarmguard_ground_truth_age_seconds", ()): 4.0,
+        ("swarmguard_service_tasks", (("node", "worker-1"), ("node_id", "n1"), ("service", "web"))): 2.0,
+        ("swarmguard_node_ready", (("node", "worker-1"), ("node_id", "n1"), ("role", "worker"))): 1.0,
+        ("swarmguard_node_ready", (("node", "worker-3"), ("node_id", "n3"), ("role", "worker"))): 0.0,
+    }
+
+
+def test_an_old_reading_is_not_truth_any_more_docker_is_down_and_nothing_else_is_published():
+    # A read that hangs on a socket that does not answer never fails: it gets old.
+    assert samples(Reading(TRUTH, succeeded_at=100.0, last_ok=True), now=116.0) == {
+        ("swarmguard_receiver_docker_up", ()): 0.0,
+        ("swarmguard_ground_truth_age_seconds", ()): 16.0,
+    }
+
+
+def test_a_failed_read_is_docker_down_at_once_and_a_reading_never_made_has_no_age():
+    assert samples(Reading(TRUTH, succeeded_at=100.0, last_ok=False), now=101.0) == {
+        ("swarmguard_receiver_docker_up", ()): 0.0,
+        ("swarmguard_ground_truth_age_seconds", ()): 1.0,
+    }
+    assert samples(Reading(None, None, False), now=5.0) == {("swarmguard_receiver_docker_up", ()): 0.0}
+
+
+def test_the_loop_keeps_the_last_truth_reports_failures_and_recovers():
+    api, errors, now = swarm(), [], [10.0]
+    loop = GroundTruthLoop(lambda: ground_truth.read(api), clock=lambda: now[0], on_error=errors.append)
+    assert loop.refresh() is True
+    api.failure = ConnectionError("docker.sock: connection refused")
+    now[0] = 15.0
+    assert loop.refresh() is False
+    assert errors == ["ground_truth"]
+    reading = loop.latest()
+    assert (reading.last_ok, reading.succeeded_at) == (False, 10.0)
+    assert reading.truth.tasks[("web", "n1")] == 2
+    api.failure = None
+    assert loop.refresh() is True and loop.latest().succeeded_at == 15.0
+
+
+def test_the_collector_renders_the_loops_reading_without_calling_docker():
+    api = swarm()
+    loop = GroundTruthLoop(lambda: ground_truth.read(api), clock=lambda: 50.0)
+    loop.refresh()
+    registry = CollectorRegistry()
+    registry.register(GroundTruthCollector(loop))
+    calls = len(api.calls)
+    assert registry.get_sample_value("swarmguard_service_tasks",
+                                     {"service": "web", "node_id": "n1", "node": "worker-1"}) == 2
+    assert registry.get_sample_value("swarmguard_receiver_docker_up") == 1
+    assert len(api.calls) == calls
+
+
+class SwarmAndReceiverAPI(FakeSwarmReads):
+    """The receiver's usual fake, plus the three list calls."""
+
+    def __init__(self):
+        base = swarm()
+        super().__init__(base.service_list, base.task_list, base.node_list)
+        self.receiver_api = example_api()
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.receiver_api, name)
+
+
+def test_the_app_publishes_the_ground_truth_when_asked_and_counts_docker_errors():
+    api = SwarmAndReceiverAPI()
+    app = create_app(Settings(token="t" * 32), api, publish_ground_truth=True)
+    loop = app.extensions["swarmguard"]["ground_truth"]
+    try:
+        loop.refresh()
+        text = app.test_client().get("/metrics").get_data(as_text=True)
+        assert 'swarmguard_service_tasks{node="worker-1",node_id="n1",service="web"} 2.0' in text
+        assert "swarmguard_receiver_docker_up 1.0" in text
+        api.failure = ConnectionError("refused")
+        loop.refresh()
+        registry = app.extensions["swarmguard"]["metrics"].registry
+        assert registry.get_sample_value("swarmguard_docker_errors_total", {"operation": "ground_truth"}) >= 1
+    finally:
+        loop.stop()
+
+
+def test_an_app_given_its_own_docker_client_does_not_read_the_swarm_unless_asked():
+    app = create_app(Settings(token="t" * 32), example_api())
+    assert app.extensions["swarmguard"]["ground_truth"] is None
+    assert "swarmguard_service_tasks" not in app.test_client().get("/metrics").get_data(as_text=True)
+
+
+def test_failed_actions_are_exported_at_zero_from_the_start_for_every_kind():
+    assert set(FAILED_ACTION_RESULTS) == {FAILED, TIMEOUT, ROLLED_BACK}
+    registry = Metrics().registry
+    for kind in ("migrate", "scale_up", "scale_down"):
+        for result in FAILED_ACTION_RESULTS:
+            assert registry.get_sample_value("swarmguard_actions_total", {"kind": kind, "result": result}) == 0
