@@ -40,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.bench.common import progress, publish, summarise, table
 from tests.bench.fake_docker import SERVICE
 from tests.bench.receiver import payload, wrk
+from tests.lab.system import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bench-token"
@@ -52,12 +53,6 @@ FLOOD_MAX_BODY_BYTES = 1100000
 
 def rfc3339(at: datetime | None = None) -> str:
     return (at or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Gunicorn:

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from receiver.serving import MAX_HEADER_BYTES, request_complete, take_expect_continue
+from tests.lab.system import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 1024 * 1024 + 1
@@ -60,12 +61,6 @@ def test_expect_100_continue_is_answered_by_the_worker_and_taken_out_of_the_requ
 
 
 # -- the receiver under gunicorn, with slow clients ---------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def receiver(tmp_path):
