@@ -259,3 +259,42 @@ def test_dry_run_decides_and_changes_nothing(lab, web):
         assert receiver.metric("swarmguard_actions_total", kind="migrate", result="dry_run") == 1
     assert inspect(lab, web)["Version"] == before
     assert "would migrate" in (lab.log_dir / f"receiver-{lab.receiver_port}.log").read_text()
+
+
+def hostile_bodies(lab, name: str) -> list[tuple[str, bytes, int]]:
+    """(what, body, the answer it must get): issue 13's bad inputs, as a hostile or broken
+    sender would send them to the real receiver."""
+    good = migrate_alert(lab, name)
+    alert = good["alerts"][0]
+
+    def with_labels(**labels):
+        return json.dumps({**good, "alerts": [{**alert, "labels": {**alert["labels"], **labels}}]})
+    far = json.dumps({**good, "alerts": [{**alert, "startsAt": "9999-01-01T00:00:00Z"}]})
+    flood = {**good, "alerts": [{**alert, "labels": {**alert["labels"], "service": f"flood-{i}"}}
+                                for i in range(300)]}
+    return [
+        ("a service name that is a path", with_labels(service="../images/alpine/get").encode(), 400),
+        ("a task ID that is not one", with_labels(task_id="../../containers/json").encode(), 400),
+        ("a forged log line in a label", with_labels(team="x\nINFO receiver.actuator: Scaling up web").encode(), 400),
+        ("a lone surrogate", with_labels(team="@").encode().replace(b'"@"', b'"\\ud800"'), 400),
+        ("a startsAt in the year 9999", far.encode(), 400),
+        ("more services than may wait", json.dumps(flood).encode(), 503),
+    ]
+
+
+def test_bad_input_to_the_real_receiver_gets_a_clear_answer_and_changes_nothing(lab, web):
+    before = inspect(lab, web)["Version"]
+    with ReceiverProcess(lab, cooldown_migrate=0) as receiver:
+        for what, body, code in hostile_bodies(lab, web):
+            answer = requests.post(f"{receiver.url}/alerts", data=body, timeout=10, headers={
+                "Authorization": f"Bearer {receiver.token}", "Content-Type": "application/json"})
+            assert answer.status_code == code, (what, answer.text)
+            assert answer.json()["error"], what
+        receiver.wait_idle()
+        events = requests.get(f"{receiver.url}/events?since=0", timeout=5,
+                              headers={"Authorization": f"Bearer {receiver.token}"}).json()
+        assert events["events"] == []  # nothing was even decided
+        assert receiver.metric("swarmguard_rejected_requests_total", code="400") == 5
+    assert inspect(lab, web)["Version"] == before
+    log = (lab.log_dir / f"receiver-{lab.receiver_port}.log").read_text()
+    assert "\nINFO receiver.actuator: Scaling up web" not in log
