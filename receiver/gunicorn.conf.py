@@ -18,9 +18,11 @@ work in progress SWARMGUARD_SHUTDOWN_DEADLINE seconds (receiver/app.py finish_wo
 import os
 import signal
 
+from receiver.serving import worker_class as worker_class_for_this_gunicorn
+
 bind = os.environ.get("SWARMGUARD_BIND", "0.0.0.0:8000")
 workers = 1
-worker_class = "receiver.serving.PrereadWorker"
+worker_class = worker_class_for_this_gunicorn()
 threads = int(os.environ.get("SWARMGUARD_THREADS", "8"))
 # Open connections, slow ones included. Each being read holds at most one request (up to
 # SWARMGUARD_MAX_BODY_BYTES) in memory, so this bounds that memory as well.

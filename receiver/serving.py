@@ -10,8 +10,9 @@ one by the deadline is closed. Slow clients then cost a socket and a buffer each
 thread (make bench-receiver-hardening measures it with 50 of them).
 
 `request_complete` is the pure part (bytes in, yes or no), tested on its own. The worker
-leans on gthread's internals (enqueue_req, handle, the poller), checked against gunicorn
-23-27; TLS is not pre-read (the receiver serves plain HTTP on the stack's network).
+leans on gthread's internals (enqueue_req, handle, the poller, the method queue), as in
+gunicorn 27; `worker_class()` falls back to plain gthread where they differ. TLS is not
+pre-read (the receiver serves plain HTTP on the stack's network).
 A request with `Expect: 100-continue` gets its "100 Continue" from the worker as soon as
 its headers are in, and the header is taken out of what gunicorn parses (so gunicorn does
 not send a second one); its body is then pre-read like any other.
@@ -24,6 +25,8 @@ import selectors
 import time
 from functools import partial
 
+from gunicorn.http.unreader import Unreader
+from gunicorn.workers import gthread
 from gunicorn.workers.gthread import ThreadWorker
 
 READ_TIMEOUT_ENV = "SWARMGUARD_REQUEST_READ_TIMEOUT"
@@ -36,6 +39,22 @@ _HEADER_END = b"\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
 _CHUNKED = re.compile(rb"^transfer-encoding[ \t]*:.*chunked", re.I | re.M)
 _EXPECT_CONTINUE = re.compile(rb"^expect[ \t]*:[ \t]*100-continue[ \t]*\r\n", re.I | re.M)
+
+
+PREREAD_WORKER = "receiver.serving.PrereadWorker"
+
+
+def worker_class() -> str:
+    """PrereadWorker where this gunicorn's gthread has the shape it was written against
+    (gunicorn 27: one event loop owning the poller, a method queue back to it); plain
+    gthread, and a warning that slow clients can then hold its threads, elsewhere."""
+    if hasattr(gthread, "PollableMethodQueue") and hasattr(Unreader, "take_buffered"):
+        return PREREAD_WORKER
+    import sys
+    print("WARNING: this gunicorn's gthread worker is older than receiver/serving.py "
+          "expects; serving with plain gthread, where slow clients can hold its threads",
+          file=sys.stderr)
+    return "gthread"
 
 
 def read_timeout() -> float:

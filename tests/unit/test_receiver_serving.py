@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from receiver.serving import MAX_HEADER_BYTES, request_complete, take_expect_continue
+from receiver.serving import (MAX_HEADER_BYTES, PREREAD_WORKER, request_complete,
+                              take_expect_continue, worker_class)
 from tests.lab.system import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +62,13 @@ def test_expect_100_continue_is_answered_by_the_worker_and_taken_out_of_the_requ
 
 
 # -- the receiver under gunicorn, with slow clients ---------------------------------------
+
+def test_the_gunicorn_this_project_installs_gets_the_preread_worker():
+    import runpy
+    assert worker_class() == PREREAD_WORKER
+    assert runpy.run_path(str(ROOT / "receiver" / "gunicorn.conf.py"))["worker_class"] == \
+        PREREAD_WORKER
+
 
 @pytest.fixture
 def receiver(tmp_path):
