@@ -1,6 +1,7 @@
 """Slow clients cannot hold the receiver's threads (issue 13, case 3): requests are read
 whole in gunicorn's event loop (receiver/serving.py) before a thread takes them."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +15,6 @@ import requests
 
 from receiver.serving import (MAX_HEADER_BYTES, PREREAD_WORKER, request_complete,
                               take_expect_continue, worker_class)
-from tests.lab.system import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 1024 * 1024 + 1
@@ -72,26 +72,41 @@ def test_the_gunicorn_this_project_installs_gets_the_preread_worker():
 
 @pytest.fixture
 def receiver(tmp_path):
-    port = free_port()
-    env = {**os.environ, "SWARMGUARD_TOKEN": "tok", "SWARMGUARD_BIND": f"127.0.0.1:{port}",
+    # Port 0: gunicorn takes a free port itself and says which (no race for a port).
+    env = {**os.environ, "SWARMGUARD_TOKEN": "tok", "SWARMGUARD_BIND": "127.0.0.1:0",
            "SWARMGUARD_DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
-           "SWARMGUARD_REQUEST_READ_TIMEOUT": "2", "SWARMGUARD_LOG_LEVEL": "warning"}
-    log = open(tmp_path / "gunicorn.log", "wb")
+           "SWARMGUARD_REQUEST_READ_TIMEOUT": "2",
+           "SWARMGUARD_LOG_LEVEL": "info"}  # gunicorn says at INFO where it listens
+    log_path = tmp_path / "gunicorn.log"
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "receiver/gunicorn.conf.py",
-                             "receiver.app:create_app()"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            requests.get(f"{url}/healthz", timeout=1)
-            break
-        except requests.ConnectionError:
+                             "receiver.app:create_app()"], cwd=ROOT, env=env,
+                            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        port = None
+        for _ in range(300):
             if proc.poll() is not None:
-                pytest.fail((tmp_path / "gunicorn.log").read_text())
+                pytest.fail(f"gunicorn exited: {log_path.read_text()}")
+            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", log_path.read_text())
+            if found:
+                port = int(found.group(1))
+                try:
+                    requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    pass
             time.sleep(0.1)
-    yield url, port
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+        else:
+            pytest.fail(f"gunicorn did not answer within 30 s: {log_path.read_text()}")
+        yield f"http://127.0.0.1:{port}", port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail(f"gunicorn did not stop on SIGTERM: {log_path.read_text()[-3000:]}")
 
 
 class Trickler(threading.Thread):
