@@ -10,13 +10,14 @@ a label or reason with a newline cannot start a line of its own (issue 13, case 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
 import threading
 from collections import deque
 from datetime import datetime
-from typing import Callable, Iterable
+from typing import Callable
 
 from receiver.labels import format_time
 
@@ -100,9 +101,11 @@ class EventLog:
             self._seq += 1
             event = {"seq": self._seq, **event}
             self._ring.append(event)
-        if self._log.isEnabledFor(logging.INFO):
-            # ensure_ascii: the line is pure ASCII whatever the labels held.
-            self._log.info("%s", json.dumps(event, ensure_ascii=True, separators=(",", ":")))
+            # Under the lock, so that the log's lines are in sequence order too.
+            if self._log.isEnabledFor(logging.INFO):
+                # ensure_ascii: the line is pure ASCII whatever the labels held.
+                self._log.info("%s", json.dumps(event, ensure_ascii=True,
+                                                separators=(",", ":")))
         return event
 
     def since(self, seq: int) -> tuple[list[dict], int, bool]:
@@ -110,7 +113,6 @@ class EventLog:
         were already pushed out of the ring)."""
         with self._lock:
             last = self._seq
-            kept: Iterable[dict] = self._ring
-            first = self._ring[0]["seq"] if self._ring else last + 1
-            events = [e for e in kept if e["seq"] > seq]
-        return events, last, seq + 1 < first and seq < last
+            first = last - len(self._ring) + 1  # the ring holds first..last, in order
+            events = list(itertools.islice(self._ring, max(seq + 1 - first, 0), None))
+        return events, last, seq + 1 < first

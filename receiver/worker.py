@@ -181,13 +181,16 @@ class Dispatcher:
                 if service in self._running:
                     busy[service] = group
                     continue
-                work = _Work(tuple(group), received, received_at)
-                if service in self._pending:
+                waiting = self._pending.get(service)
+                if waiting and {a.instance for a in waiting.alerts} == {a.instance for a in group}:
+                    duplicates.extend(group)  # a resend of what waits: nothing is newer
+                    continue
+                if waiting:
                     # Replaced in place: it keeps its turn, so repeats cannot starve it.
-                    replaced.append(self._pending[service])
+                    replaced.append(waiting)
                 else:
                     fresh.append(service)
-                self._pending[service] = work
+                self._pending[service] = _Work(tuple(group), received, received_at)
             self._metrics.pending_services.set(len(self._pending))
         for alert in duplicates:
             # Counted, not logged nor an event: Alertmanager resends in bulk, and this is

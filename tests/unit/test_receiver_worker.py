@@ -154,3 +154,15 @@ def _action(alert):
     from receiver.cluster import service_from_dict
     from receiver.testing import service_dict
     return D.Action("migrate", alert, service_from_dict(service_dict("demo_web")), "demo_web")
+
+
+def test_a_resend_of_the_waiting_alerts_is_a_duplicate_not_a_replacement():
+    executor, metrics = ManualExecutor(), Metrics()
+    dispatcher = Dispatcher(lambda alerts: [], metrics, executor=executor)
+    dispatcher.submit(recorded("firing_migrate.json"))
+    assert dispatcher.submit(recorded("firing_migrate.json")).queued == ("demo_web",)
+    assert len(executor.jobs) == 1
+    assert sample(metrics, "swarmguard_alerts_skipped_total",
+                  alertname="SwarmGuardMigrate", reason="duplicate") == 1
+    assert sample(metrics, "swarmguard_alerts_skipped_total",
+                  alertname="SwarmGuardMigrate", reason="superseded") == 0
