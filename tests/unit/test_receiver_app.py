@@ -1,5 +1,6 @@
 import io
 import json
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -321,3 +322,31 @@ def test_the_factory_reads_the_environment_and_does_not_touch_docker_yet(monkeyp
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 503
     assert json.loads(client.get("/readyz").data)["status"] == "not ready"
+
+
+def test_readiness_is_refreshed_in_the_background_when_the_app_connects_itself():
+    from receiver.readiness import Readiness
+    readiness = Readiness(example_api(), interval=0.05).start()
+    try:
+        for _ in range(200):  # a bound on a failing test, not a speed requirement
+            if readiness.current()[0]:
+                break
+            time.sleep(0.01)
+        ready, answer = readiness.current()
+        assert ready and answer["docker_engine"] == "20.10.24"
+    finally:
+        readiness.stop()
+
+
+def test_an_action_negotiates_the_api_version_first_and_a_daemon_it_cannot_reach_is_reported():
+    app, api = make(dry_run=True, docker_attempts=2)
+    assert post(app, body("firing_scale_up.json")).status_code == 202
+    assert api.calls[0] == ("version", (), {"api_version": False})
+
+    down = example_api()
+    down.version_data = requests.exceptions.ConnectionError("connection refused")
+    app, _ = make(down, dry_run=True, docker_attempts=2)
+    assert post(app, body("firing_scale_up.json")).status_code == 202
+    assert sample(app, "swarmguard_alerts_skipped_total",
+                  alertname="SwarmGuardScaleUp", reason="docker_error") == 1
+    assert [name for name, _, _ in down.calls] == ["version", "version"]  # nothing else
