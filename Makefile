@@ -13,6 +13,7 @@ help:
 	@echo "make test        virtualenv + install, then unit, rule and lab tests on both lab flavours (starts the lab)"
 	@echo "make unit        unit and rule tests only (no lab)"
 	@echo "make lab-up | lab-status | lab-down"
+	@echo "make bench-receiver-hardening   slow clients, a flood, acks/s: no lab needed"
 	@echo "SWARMGUARD_LAB_FLAVOUR=current (default: Engine 28.5, Prometheus 3.5) or bookworm (Engine 20.10, Prometheus 2.42)"
 
 $(VENV)/.installed: pyproject.toml
@@ -65,6 +66,12 @@ bench-detection: lab-up
 bench-receiver: lab-up
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PY) -m tests.bench.receiver
+
+# No lab: the receiver under gunicorn on loopback, dry run, against a stand-in Docker.
+.PHONY: bench-receiver-hardening
+bench-receiver-hardening: venv
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(PY) -m tests.bench.receiver_hardening
 
 .PHONY: bench
 bench: lab-up

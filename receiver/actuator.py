@@ -11,7 +11,6 @@ labels too), a labels-only update puts the record of the attempt back.
 """
 from __future__ import annotations
 
-import logging
 import random
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Callable, Sequence
 import docker.errors
 import requests.exceptions
 
+from receiver import events as E
 from receiver import labels as L
 from receiver.cluster import read_snapshot, task_from_dict
 from receiver.config import Settings
@@ -29,7 +29,7 @@ from receiver.metrics import Metrics
 from receiver.payload import Alert
 from receiver.spec import record_arguments, update_arguments
 
-log = logging.getLogger(__name__)
+log = E.safe_logger(__name__)
 
 # Outcome results: values of swarmguard_actions_total{result}.
 SUCCESS = "success"
@@ -61,8 +61,14 @@ class Actuator:
                  clock: Callable[[], datetime] = utc_now,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
-                 jitter: Callable[[], float] = random.random):
+                 jitter: Callable[[], float] = random.random,
+                 events: E.EventLog | None = None,
+                 prepare: Callable[[], None] | None = None):
         self.api = api
+        # Emits a decision event for each action, before the update call.
+        self.events = events
+        # Called before each read: negotiates the Docker API version if not done yet.
+        self.prepare = prepare
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
@@ -86,6 +92,8 @@ class Actuator:
             if attempt > 1:
                 self.sleep(self._backoff(attempt - 1))
             try:
+                if self.prepare:
+                    self.prepare()
                 snapshot = read_snapshot(self.api, names)
             except (docker.errors.DockerException, *TRANSIENT) as exc:
                 failure = self._docker_error("read", exc)
@@ -103,6 +111,11 @@ class Actuator:
             action = next((d for d in decisions if isinstance(d, Action)), None)
             if action is None:
                 return [Outcome(d, SKIPPED) for d in decisions]
+            if self.events:
+                self.events.emit(E.DECISION, E.ACT, alert=action.alert,
+                                 service=action.service.name,
+                                 message=action.dry_run_sentence if self.settings.dry_run
+                                 else action.sentence)
             if self.settings.dry_run:
                 log.info("%s", action.dry_run_sentence)
                 return self._outcomes(decisions, action, Outcome(action, DRY_RUN))

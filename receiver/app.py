@@ -4,8 +4,14 @@
 the lab pass their own settings, Docker client (a fake or a node's socket) and executor.
 
 POST /alerts checks, in this order, and changes nothing on any failure: bearer token (401),
-content type (415), size (413), the payload itself (400, the reason in the JSON body). Then
-it counts the alerts, hands the firing ones to the background Dispatcher and answers 202.
+content type (415), size (413), the payload itself (400, the reason in the JSON body: labels
+that cannot name what they name, control characters, a startsAt in the future), room for
+the work (503 with Retry-After while full or shutting down: Alertmanager retries). Then it
+counts the alerts, hands the firing ones to the background Dispatcher and answers 202.
+
+GET /events?since=<seq> (token required) returns the structured events after `seq`
+(events.py; schema in docs/contract.md). GET /readyz answers from a state refreshed in the
+background (readiness.py): no request ever waits for Docker.
 """
 from __future__ import annotations
 
@@ -21,41 +27,51 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from receiver import events as E
 from receiver.actuator import Actuator, utc_now
-from receiver.cluster import connect, is_ready
+from receiver.cluster import connect
 from receiver.config import Settings, load_settings
 from receiver import ground_truth
 from receiver.metrics import Metrics
-from receiver.payload import PayloadError, parse_webhook
-from receiver.worker import Dispatcher
+from receiver.payload import ParseCache, PayloadError, TooManyServices
+from receiver.readiness import Readiness
+from receiver.worker import RETRY_FULL_S, Dispatcher, WorkRefused
 
-log = logging.getLogger(__name__)
+log = E.safe_logger(__name__)
 
 
 def create_app(settings: Settings | None = None, api=None, *,
                executor: Executor | None = None,
                clock: Callable[[], datetime] = utc_now,
                sleep: Callable[[float], None] = time.sleep,
-               publish_ground_truth: bool | None = None) -> Flask:
+               publish_ground_truth: bool | None = None,
+               readiness_thread: bool | None = None) -> Flask:
     """Build the receiver. With no arguments: settings from SWARMGUARD_* (ConfigError if
     there is no token: refuse to start rather than run open) and the configured daemon.
 
-    publish_ground_truth: read the swarm in the background for detection health
-    (receiver/ground_truth.py). By default on when the app connects to Docker itself,
-    off when a test passes its own `api`."""
+    Two background readers of Docker, each on by default when the app connects to Docker
+    itself and off when a test passes its own `api`: publish_ground_truth, detection
+    health (receiver/ground_truth.py); readiness_thread, /readyz's answer
+    (receiver/readiness.py; without it the caller calls check())."""
     settings = settings or load_settings()
     _configure_logging(settings.log_level)
     if publish_ground_truth is None:
         publish_ground_truth = api is None
+    if readiness_thread is None:
+        readiness_thread = api is None
     api = api if api is not None else connect(settings)
     metrics = Metrics()
     # Detection health (docs/contract.md): which opted-in tasks run where, and whether Docker answers.
     truth = (ground_truth.install(api, metrics.registry,
                                   on_error=lambda op: metrics.docker_errors.labels(op).inc())
              if publish_ground_truth else None)
-    actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep)
-    dispatcher = Dispatcher(actuator.handle, metrics, executor=executor,
-                            workers=settings.workers)
+    events = E.EventLog(settings.event_buffer, clock)
+    readiness = Readiness(api, settings.docker_api_version, settings.readiness_interval)
+    actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep, events=events,
+                        prepare=readiness.ensure_negotiated)
+    dispatcher = Dispatcher(actuator.handle, metrics, events, executor=executor,
+                            workers=settings.workers,
+                            max_pending_services=settings.max_pending_services, clock=clock)
 
     app = Flask("receiver")
     # Werkzeug refuses a declared Content-Length over this, and caps a chunked stream at it
@@ -63,9 +79,10 @@ def create_app(settings: Settings | None = None, api=None, *,
     # exactly the limit is still read to its end.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["swarmguard"] = {"settings": settings, "metrics": metrics,
-                                    "dispatcher": dispatcher, "api": api,
-                                    "ground_truth": truth}
+                                    "dispatcher": dispatcher, "api": api, "events": events,
+                                    "readiness": readiness, "ground_truth": truth}
     expected = f"Bearer {settings.token}".encode()
+    parsed = ParseCache()
 
     def reject(code: int, reason: str, **headers: str):
         metrics.rejected_requests.labels(str(code)).inc()
@@ -88,24 +105,32 @@ def create_app(settings: Settings | None = None, api=None, *,
         body = _read_body(settings.max_body_bytes)
         if body is None:
             return reject(413, f"body larger than {settings.max_body_bytes} bytes")
+        now = clock()
         try:
-            webhook = parse_webhook(body)
+            webhook = parsed.parse(body, now, settings.max_future_skew,
+                                   settings.max_pending_services)
         except PayloadError as exc:
             return reject(400, exc.reason)
+        except TooManyServices as exc:
+            return reject(503, exc.reason, **{"Retry-After": str(RETRY_FULL_S)})
+        firing = webhook.firing
+        try:
+            receipt = dispatcher.submit(firing)
+        except WorkRefused as exc:
+            return reject(503, exc.reason, **{"Retry-After": str(exc.retry_after_s)})
 
-        now = clock()
-        firing = [a for a in webhook.alerts if a.firing]
-        for alert in webhook.alerts:
-            metrics.count_received(alert.name, alert.status)
-            if alert.firing:
-                metrics.observe_age(alert.name, max((now - alert.starts_at).total_seconds(), 0.0))
-            else:
-                # Recorded, never acted on: the action an alert caused is not undone.
-                log.info("%s for %s resolved", alert.name, alert.service)
+        for (name, status), count in webhook.counts.items():
+            metrics.count_received(name, status, count)
+        for alert in firing:
+            metrics.observe_age(alert.name, max((now - alert.starts_at).total_seconds(), 0.0))
+        if len(firing) < len(webhook.alerts):
+            for alert in webhook.alerts:
+                if not alert.firing:
+                    # Recorded, never acted on: the action an alert caused is not undone.
+                    log.info("%s for %s resolved", alert.name, alert.service)
         if webhook.truncated_alerts:
             log.warning("Alertmanager left out %d alerts of group %s (max_alerts)",
                         webhook.truncated_alerts, webhook.group_key)
-        receipt = dispatcher.submit(firing)
         # json.dumps straight into a Response: this is the hot path of every webhook, and
         # jsonify's provider machinery cost a tenth of it (make bench-receiver).
         return Response(json.dumps({"status": "accepted", "firing": len(firing),
@@ -120,24 +145,58 @@ def create_app(settings: Settings | None = None, api=None, *,
 
     @app.get("/readyz")
     def readyz():
-        ready, reason = is_ready(api)
-        return jsonify(status="ready" if ready else "not ready", reason=reason), (
-            200 if ready else 503)
+        ready, answer = readiness.current()
+        return jsonify(answer), 200 if ready else 503
+
+    @app.get("/events")
+    def events_endpoint():
+        if not _authorised(request.headers.get("Authorization", ""), expected):
+            return reject(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+        since = request.args.get("since", "0")
+        if not since.isascii() or not since.isdigit():
+            return reject(400, f"since must be a whole number (an event's seq), "
+                               f"got {E.escape_controls(since)!r}")
+        found, last, missed = events.since(int(since))
+        # json.dumps keeps each event's keys in the documented order (jsonify sorts them).
+        return Response(json.dumps({"events": found, "last": last, "missed": missed}),
+                        mimetype="application/json")
 
     @app.get("/metrics")
     def metrics_endpoint():
         return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
 
+    if readiness_thread:
+        readiness.start()
     log.info("SwarmGuard receiver ready%s: %s", " in DRY-RUN mode" if settings.dry_run else "",
              settings.describe())
     return app
 
 
+def stop_taking_work(app: Flask) -> None:
+    """SIGTERM, first moment: every webhook from now on gets 503 (Alertmanager resends
+    it, to this receiver's successor). Safe in a signal handler: it takes one lock."""
+    app.extensions["swarmguard"]["dispatcher"].stop_accepting()
+
+
+def finish_work(app: Flask) -> int:
+    """SIGTERM, after the last request: drop waiting work and give running work until
+    SWARMGUARD_SHUTDOWN_DEADLINE; returns how many services' work was dropped."""
+    ext = app.extensions["swarmguard"]
+    ext["readiness"].stop()
+    dropped = ext["dispatcher"].drain(ext["settings"].shutdown_deadline)
+    log.info("Shutdown: work on %d service(s) dropped", dropped)
+    return dropped
+
+
 def _read_body(limit: int) -> bytes | None:
     """The request body, or None if it is longer than `limit` (also when chunked)."""
+    stream = request.stream
+    if request.content_length is not None:
+        # Declared (and checked against the limit): one read, the stream ends there.
+        return stream.read(request.content_length)
     chunks, size = [], 0
     while True:
-        chunk = request.stream.read(64 * 1024)
+        chunk = stream.read(64 * 1024)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
@@ -157,4 +216,10 @@ def _configure_logging(level: str) -> None:
     # Under gunicorn the root logger has no handler yet; tests may have installed their own.
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # Event lines are the JSON object alone, so that a reader needs no regex.
+        events = logging.getLogger(E.EVENTS_LOGGER)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        events.addHandler(handler)
+        events.propagate = False
     logging.getLogger("receiver").setLevel(level.upper())

@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 import docker
+import docker.constants
 import docker.errors
 
 # Task states in which a task's container is, or is about to be, running.
@@ -172,17 +173,68 @@ def node_from_dict(data: Mapping) -> Node:
     )
 
 
+# The oldest Docker API the receiver works with: what it reads and writes exists there
+# (Placement.MaxReplicas is 1.40) and the lab proves it on Engine 20.10, which speaks 1.41.
+REQUIRED_API_VERSION = "1.41"
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """Which Docker daemon the receiver talks to, and in which API version."""
+    engine: str  # e.g. "29.0.1"
+    api_version: str  # the newest API version the daemon speaks
+    min_api_version: str  # the oldest it accepts (1.44 on Engine 29.0-29.2)
+    using: str  # the version this client now sends
+
+    def unusable(self) -> str | None:
+        """Why the receiver cannot work with this daemon, or None."""
+        if api_version_key(self.api_version) < api_version_key(REQUIRED_API_VERSION):
+            return (f"Docker Engine {self.engine} speaks API {self.api_version} at most; "
+                    f"the receiver needs {REQUIRED_API_VERSION} or newer")
+        if api_version_key(self.using) < api_version_key(self.min_api_version):
+            return (f"Docker Engine {self.engine} refuses API {self.using} (its minimum is "
+                    f"{self.min_api_version}); unset SWARMGUARD_DOCKER_API_VERSION to negotiate")
+        return None
+
+
+def api_version_key(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (0,)
+
+
 def connect(settings) -> docker.APIClient:
     """The low-level client (dicts in and out) for the configured daemon.
 
     SWARMGUARD_DOCKER_HOST wins; otherwise the SDK's environment defaults (DOCKER_HOST,
-    TLS variables, else the local unix socket). Does not contact the daemon.
+    TLS variables, else the local unix socket). Does not contact the daemon: with "auto"
+    the client starts at REQUIRED_API_VERSION and negotiate() sets the real version.
     """
     kwargs = docker.utils.kwargs_from_env()
     if settings.docker_host:
         kwargs["base_url"] = settings.docker_host
-    return docker.APIClient(version=settings.docker_api_version,
+    pinned = settings.docker_api_version
+    return docker.APIClient(version=REQUIRED_API_VERSION if pinned == AUTO else pinned,
                             timeout=settings.docker_timeout, **kwargs)
+
+
+def negotiate(api, pinned: str = AUTO) -> Daemon:
+    """Ask the daemon which API versions it speaks (GET /version, unversioned, accepted by
+    every engine) and speak the newest both sides know, unless a version is pinned. Raises
+    what the SDK raises when Docker cannot be reached."""
+    answer = api.version(api_version=False)
+    server = str(answer.get("ApiVersion") or "")
+    using = pinned
+    if pinned == AUTO:
+        newest_known = docker.constants.DEFAULT_DOCKER_API_VERSION
+        using = min(server, newest_known, key=api_version_key) if server else newest_known
+        # What APIClient(version="auto") does after its own /version call, without needing
+        # the daemon at construction.
+        api._version = using
+    return Daemon(engine=str(answer.get("Version") or "unknown"), api_version=server,
+                  min_api_version=str(answer.get("MinAPIVersion") or "0"), using=using)
 
 
 def read_snapshot(api, service_names: Iterable[str]) -> Snapshot:
@@ -209,8 +261,12 @@ def read_snapshot(api, service_names: Iterable[str]) -> Snapshot:
     return build_snapshot(services, tasks, api.nodes())
 
 
-def is_ready(api) -> tuple[bool, str]:
-    """Docker answers and this node is a swarm manager (only managers can update services)."""
+def is_ready(api, daemon: Daemon) -> tuple[bool, str]:
+    """The daemon speaks an API the receiver can use, and this node is a swarm manager
+    (only managers can update services)."""
+    unusable = daemon.unusable()
+    if unusable:
+        return False, unusable
     try:
         info = api.info()
     except Exception as exc:  # any failure to reach Docker means not ready

@@ -28,10 +28,11 @@ class Settings:
     dry_run: bool = False
     # None: the docker SDK's own default (DOCKER_HOST, else the local unix socket).
     docker_host: str | None = None
-    # Pinned rather than "auto": "auto" asks the daemon at construction, and the receiver
-    # must start (and answer /readyz 503) while Docker is down. 1.41 is Engine 20.10's
-    # version and still accepted by newer engines.
-    docker_api_version: str = "1.41"
+    # "auto": negotiated with the daemon in the background (cluster.negotiate), never at
+    # start, so the receiver starts (and answers /readyz 503) while Docker is down. Engine
+    # 29 refuses clients below API 1.44, so no one pinned version serves every engine.
+    # A version such as "1.44" pins it (cluster.REQUIRED_API_VERSION is the floor).
+    docker_api_version: str = "auto"
     docker_timeout: float = 10.0
     # Per-kind cooldowns in seconds; defaults in docs/contract.md.
     cooldown_migrate: float = 60.0
@@ -52,6 +53,22 @@ class Settings:
     watch_interval: float = 0.5
     # Background threads acting on alerts; the per-service guard keeps it to one per service.
     workers: int = 4
+    # Services with work waiting for a thread (at most one piece of work each: a newer
+    # alert replaces the older). Past it, webhooks get 503 with Retry-After and Alertmanager
+    # retries: memory stays bounded whatever arrives.
+    max_pending_services: int = 256
+    # Seconds a startsAt may lie ahead of this receiver's clock (Prometheus and the receiver
+    # on different hosts). Beyond it the alert is refused: a time in the future would pass
+    # every freshness check ("began after the last action") forever.
+    max_future_skew: float = 30.0
+    # On SIGTERM: how long in-progress work may take to finish. Keep it below gunicorn's
+    # graceful_timeout and the service's stop_grace_period (stack.yml), which derive from it.
+    shutdown_deadline: float = 20.0
+    # How often /readyz's answer (Docker reachable, API version, swarm manager) is refreshed
+    # in the background; requests never wait for Docker.
+    readiness_interval: float = 5.0
+    # Receiver events kept in memory for GET /events (each a few hundred bytes).
+    event_buffer: int = 4096
     log_level: str = "INFO"
 
     @property
@@ -172,13 +189,14 @@ def _coerce(name: str, value: object) -> object:
 def _validate(s: Settings) -> None:
     positive = [
         "docker_timeout", "max_body_bytes", "docker_attempts", "migration_timeout",
-        "watch_interval", "workers",
+        "watch_interval", "workers", "max_pending_services", "shutdown_deadline",
+        "readiness_interval", "event_buffer",
     ]
     for name in positive:
         if getattr(s, name) <= 0:
             raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
     for name in ["cooldown_migrate", "cooldown_scale_up", "cooldown_scale_down",
-                 "docker_backoff", "docker_backoff_max"]:
+                 "docker_backoff", "docker_backoff_max", "max_future_skew"]:
         if getattr(s, name) < 0:
             raise ConfigError(f"{ENV_PREFIX}{name.upper()} must not be negative")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

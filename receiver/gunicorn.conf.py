@@ -9,20 +9,34 @@ still stop the second update, but as a conflict, not a clean "already in progres
 their own counters (/metrics would show whichever worker answered). Threads are plenty: a
 webhook is parsed and acknowledged in about a millisecond; the slow work runs in the
 Dispatcher's own threads, not in request threads.
+
+The worker is gthread with requests read whole in its event loop before a thread takes
+them (receiver/serving.py): slow clients cannot hold the threads. On SIGTERM the app stops
+taking work at once (503, Alertmanager resends) and, after the last request, gives the
+work in progress SWARMGUARD_SHUTDOWN_DEADLINE seconds (receiver/app.py finish_work).
 """
 import os
+import signal
+
+from receiver.serving import worker_class as worker_class_for_this_gunicorn
 
 bind = os.environ.get("SWARMGUARD_BIND", "0.0.0.0:8000")
 workers = 1
-worker_class = "gthread"
+worker_class = worker_class_for_this_gunicorn()
 threads = int(os.environ.get("SWARMGUARD_THREADS", "8"))
+# Open connections, slow ones included. Each being read holds at most one request (up to
+# SWARMGUARD_MAX_BODY_BYTES) in memory, so this bounds that memory as well.
+worker_connections = 128
 # Not preloaded: the app (and its thread pool) is built in the worker that serves it.
 preload_app = False
 # A request never waits for Docker, so a long timeout would only hide a hung worker.
 timeout = 30
-# On SIGTERM, give an in-flight update call time to return; Swarm finishes the rolling
-# update itself whatever happens to the receiver.
-graceful_timeout = 30
+# On SIGTERM: the in-flight requests end in milliseconds, then the work in progress gets
+# SWARMGUARD_SHUTDOWN_DEADLINE (20 s by default). gunicorn's arbiter kills the worker at
+# graceful_timeout, so it is the deadline plus a margin; stack.yml's stop_grace_period is
+# larger again, so that Docker's SIGKILL comes last.
+SHUTDOWN_DEADLINE = float(os.environ.get("SWARMGUARD_SHUTDOWN_DEADLINE") or 20)
+graceful_timeout = int(SHUTDOWN_DEADLINE) + 5
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
@@ -31,3 +45,27 @@ loglevel = os.environ.get("SWARMGUARD_LOG_LEVEL", "info").lower()
 # machine (the lab's race test) would fight over it, and nothing here uses it. Older
 # gunicorn ignores the unknown setting.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """Stop taking work the moment SIGTERM arrives; gunicorn's own handler (which ends the
+    serving loop) still runs."""
+    from receiver.app import stop_taking_work
+    app = worker.wsgi
+    if "swarmguard" not in getattr(app, "extensions", {}):
+        return  # another app under these settings (the benchmarks' bare Flask endpoint)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        stop_taking_work(app)
+        if callable(previous):
+            previous(signum, frame)
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def worker_exit(server, worker):
+    """After the last request: finish what is in progress, within the deadline."""
+    app = getattr(worker, "wsgi", None)
+    if "swarmguard" in getattr(app, "extensions", {}):
+        from receiver.app import finish_work
+        finish_work(app)

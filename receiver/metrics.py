@@ -33,7 +33,8 @@ class Metrics:
         self.alerts_skipped = Counter(
             "swarmguard_alerts_skipped_total",
             "Firing alerts not acted on, by reason (stale, cooldown, not_opted_in, at_limit, "
-            "no_eligible_node, in_progress, unsupported, bad_label).",
+            "no_eligible_node, in_progress, unsupported, bad_label, duplicate, superseded, "
+            "internal_error, docker_error).",
             ["alertname", "reason"], registry=r)
         self.stale_alerts = Counter(
             "swarmguard_stale_alerts_total",
@@ -71,8 +72,20 @@ class Metrics:
             ["code"], registry=r)
         self.in_flight = Gauge(
             "swarmguard_actions_in_flight",
-            "Services with an action being decided or carried out right now.",
+            "Services with work waiting, being decided or being carried out right now; "
+            "decremented only after the outcome is counted.",
             registry=r)
+        self.pending_services = Gauge(
+            "swarmguard_pending_services",
+            "Services whose work waits for a background thread (bounded by "
+            "SWARMGUARD_MAX_PENDING_SERVICES; beyond it webhooks get 503).",
+            registry=r)
+        self.work_dropped = Counter(
+            "swarmguard_work_dropped_total",
+            "Acknowledged work not done because the receiver shut down, by reason "
+            "(shutdown_waiting: not started; shutdown_unfinished: still running at the "
+            "shutdown deadline).",
+            ["reason"], registry=r)
         for kind in LAST_KIND_AT:
             for result in FAILED_ACTION_RESULTS:
                 self.actions.labels(kind, result)
@@ -81,8 +94,8 @@ class Metrics:
     # up in a dict instead of through prometheus_client's labels() (which validates and
     # locks on every call; ten alerts per payload made it a fifth of the request). The
     # label values are bounded: unknown alert names are refused before they get here.
-    def count_received(self, alertname: str, status: str) -> None:
-        self._child(self.alerts_received, alertname, status).inc()
+    def count_received(self, alertname: str, status: str, alerts: int = 1) -> None:
+        self._child(self.alerts_received, alertname, status).inc(alerts)
 
     def observe_age(self, alertname: str, seconds: float) -> None:
         self._child(self.alert_age, alertname).observe(seconds)

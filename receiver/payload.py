@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -32,6 +35,30 @@ KIND_OF_ALERT: Mapping[str, str] = MappingProxyType({
 
 FIRING = "firing"
 RESOLVED = "resolved"
+
+# Labels that name Docker objects reach Docker's URLs (`GET /services/<service>`): each is
+# checked against what such a name can be, so that `service="../images/x/get"` is refused
+# here instead of making the SDK request another endpoint.
+# Service names: swarmkit's rule (controlapi validateAnnotations, isValidDNSName), at most
+# 63 characters: letters, digits, '-' and '_', starting and ending with a letter or digit.
+SERVICE_NAME = re.compile(r"[A-Za-z0-9](?:[-_]*[A-Za-z0-9]+)*")
+SERVICE_NAME_MAX = 63
+# Task and node IDs: swarmkit's identity.NewID, 25 characters of base 36, lower case.
+OBJECT_ID = re.compile(r"[a-z0-9]{25}")
+ID_LABELS = ("task_id", "node_id")
+# C0 and C1 controls and DEL, plus the Unicode line and paragraph separators: none belongs
+# in a label, and each can start a forged line in a log viewer.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class TooManyServices(Exception):
+    """The webhook names more services than may ever wait for work at once: refused before
+    its alerts are built (a flood's alerts would take ten times its bytes in memory)."""
+
+    def __init__(self, services: int, limit: int):
+        super().__init__(f"the webhook names {services} services; at most {limit} may wait "
+                         f"for work (SWARMGUARD_MAX_PENDING_SERVICES)")
+        self.reason = str(self)
 
 
 class PayloadError(ValueError):
@@ -73,6 +100,12 @@ class Alert:
     def node_id(self) -> str | None:
         return self.labels.get("node_id")
 
+    @cached_property
+    def instance(self) -> tuple:
+        """One alert instance: the same alert (by its labels) that started at the same
+        time. Computed once: an Alert from ParseCache serves every resend of its webhook."""
+        return (self.name, tuple(sorted(self.labels.items())), self.starts_at)
+
 
 @dataclass(frozen=True)
 class Webhook:
@@ -82,6 +115,20 @@ class Webhook:
     group_key: str
     truncated_alerts: int
     external_url: str
+
+    # Computed once per Webhook, which ParseCache hands out again for identical bodies.
+    @cached_property
+    def firing(self) -> tuple[Alert, ...]:
+        return tuple(a for a in self.alerts if a.firing)
+
+    @cached_property
+    def counts(self) -> Mapping[tuple[str, str], int]:
+        """How many alerts of each (alertname, status) the webhook carries."""
+        counts: dict[tuple[str, str], int] = {}
+        for alert in self.alerts:
+            key = (alert.name, alert.status)
+            counts[key] = counts.get(key, 0) + 1
+        return MappingProxyType(counts)
 
 
 # RFC 3339 as Alertmanager writes it (Go's time.RFC3339Nano): fractions of any length,
@@ -114,8 +161,11 @@ def parse_time(text: Any, field_name: str = "time") -> datetime:
         raise PayloadError(f"{field_name} {text!r} is not a valid time: {exc}") from None
 
 
-def parse_webhook(body: bytes | str) -> Webhook:
-    """Parse and validate a whole webhook body."""
+def parse_webhook(body: bytes | str, now: datetime | None = None,
+                  max_future_skew: float = 30.0, max_services: int | None = None) -> Webhook:
+    """Parse and validate a whole webhook body. With `now`, an alert that starts more than
+    `max_future_skew` seconds after it is refused; with `max_services`, a webhook naming
+    more services raises TooManyServices."""
     try:
         data = json.loads(body)
     except RecursionError:
@@ -123,10 +173,61 @@ def parse_webhook(body: bytes | str) -> Webhook:
     except (ValueError, TypeError) as exc:
         # ValueError covers JSONDecodeError and undecodable bytes.
         raise PayloadError(f"body is not valid JSON: {exc}") from None
-    return webhook_from_dict(data)
+    webhook = webhook_from_dict(data, max_services)
+    if now is not None:
+        check_not_in_future(webhook, now, max_future_skew)
+    return webhook
 
 
-def webhook_from_dict(data: Any) -> Webhook:
+def check_not_in_future(webhook: Webhook, now: datetime, max_future_skew: float) -> None:
+    latest = now + timedelta(seconds=max_future_skew)
+    for i, alert in enumerate(webhook.alerts):
+        if alert.starts_at > latest:
+            ahead = (alert.starts_at - now).total_seconds()
+            raise PayloadError(
+                f"alerts[{i}].startsAt is {ahead:.0f} s in the future (more than the "
+                f"{max_future_skew:g} s of clock skew allowed, SWARMGUARD_MAX_FUTURE_SKEW)")
+
+
+class ParseCache:
+    """parse_webhook for bodies seen moments ago, without parsing them again.
+
+    Alertmanager sends byte-identical bodies: one from each replica of an HA pair, again
+    on every retry and every repeat of a group. Parsing is pure and its result immutable,
+    so the last `entries` bodies (each at most `max_body` bytes, which bounds the memory)
+    and their outcome, a Webhook or the PayloadError, are kept. The time check, which
+    depends on now, runs every time."""
+
+    # 32 bodies of at most 16 KiB (a group of a hundred alerts): a few MB at the most.
+    def __init__(self, entries: int = 32, max_body: int = 16 * 1024):
+        self._entries, self._max_body = entries, max_body
+        self._seen: OrderedDict[bytes, Webhook | PayloadError] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def parse(self, body: bytes, now: datetime, max_future_skew: float,
+              max_services: int | None = None) -> Webhook:
+        if len(body) > self._max_body:
+            return parse_webhook(body, now, max_future_skew, max_services)
+        with self._lock:
+            outcome = self._seen.get(body)
+            if outcome is not None:
+                self._seen.move_to_end(body)
+        if outcome is None:
+            try:
+                outcome = parse_webhook(body, max_services=max_services)
+            except PayloadError as exc:
+                outcome = exc
+            with self._lock:
+                self._seen[body] = outcome
+                if len(self._seen) > self._entries:
+                    self._seen.popitem(last=False)
+        if isinstance(outcome, PayloadError):
+            raise PayloadError(outcome.reason)
+        check_not_in_future(outcome, now, max_future_skew)
+        return outcome
+
+
+def webhook_from_dict(data: Any, max_services: int | None = None) -> Webhook:
     if not isinstance(data, dict):
         raise PayloadError("body must be a JSON object")
     version = data.get("version")
@@ -135,6 +236,11 @@ def webhook_from_dict(data: Any) -> Webhook:
     alerts = data.get("alerts")
     if not isinstance(alerts, list) or not alerts:
         raise PayloadError("alerts must be a non-empty list")
+    if max_services is not None and len(alerts) > max_services:
+        named = {item["labels"].get("service") for item in alerts
+                 if isinstance(item, dict) and isinstance(item.get("labels"), dict)}
+        if len(named) > max_services:
+            raise TooManyServices(len(named), max_services)
     truncated = data.get("truncatedAlerts", 0)
     if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0:
         raise PayloadError("truncatedAlerts must be a non-negative integer")
@@ -167,6 +273,7 @@ def _alert(item: Any, where: str) -> Alert:
     missing = [key for key in REQUIRED_LABELS[name] if not labels.get(key)]
     if missing:
         raise PayloadError(f"{where}: {name} is missing label(s) {', '.join(missing)}")
+    _check_names(labels, f"{where}.labels")
     starts_at = parse_time(item.get("startsAt"), f"{where}.startsAt")
     ends_at = None
     if item.get("endsAt") is not None:
@@ -186,15 +293,59 @@ def _alert(item: Any, where: str) -> Alert:
     )
 
 
+def _check_names(labels: Mapping[str, str], where: str) -> None:
+    service = labels.get("service")
+    if service is not None and (len(service) > SERVICE_NAME_MAX
+                                or not SERVICE_NAME.fullmatch(service)):
+        raise PayloadError(
+            f"{where}.service {service!r} is not a Docker service name (at most "
+            f"{SERVICE_NAME_MAX} letters, digits, '-' and '_', starting and ending with a "
+            f"letter or digit)")
+    for key in ID_LABELS:
+        value = labels.get(key)
+        if value is not None and not OBJECT_ID.fullmatch(value):
+            raise PayloadError(f"{where}.{key} {value!r} is not a Swarm ID (25 lower-case "
+                               f"letters and digits)")
+
+
 def _string_map(value: Any, where: str, required: bool) -> dict[str, str]:
+    """A JSON object of strings. Labels (required) are free of control characters;
+    annotations may hold newlines (descriptions do). Neither may hold a lone surrogate:
+    JSON's \\ud800 escape makes one, and nothing can encode it later (a log line, a
+    Docker label), so it is refused here rather than crash a background job."""
     if value is None and not required:
         return {}
     if not isinstance(value, dict):
         raise PayloadError(f"{where} must be an object of strings")
     for key, item in value.items():
         if not isinstance(item, str):
-            raise PayloadError(f"{where}.{key} must be a string")
+            raise PayloadError(f"{where}.{_printable(key)} must be a string")
+    # One look at all the text at once (this runs for every alert of every webhook); the
+    # field at fault is looked for only when there is one.
+    text = "".join(value) + "".join(value.values())
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            for key, item in value.items():
+                _encodable(key, f"{where} key {_printable(key)}")
+                _encodable(item, f"{where}.{_printable(key)}")
+    if required and CONTROL.search(text):
+        bad = next(k for k, v in value.items() if CONTROL.search(k) or CONTROL.search(v))
+        raise PayloadError(f"{where}.{_printable(bad)} contains a control character")
     return dict(value)
+
+
+def _encodable(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError(f"{where} contains a lone surrogate (not valid Unicode)") from None
+
+
+def _printable(text: str) -> str:
+    """`text` as it may appear in a reason (and so in a log line): controls escaped."""
+    return repr(text)[1:-1] if CONTROL.search(text) or not text.isprintable() else text
 
 
 def _optional_str(data: dict, key: str, where: str) -> str:
@@ -203,4 +354,5 @@ def _optional_str(data: dict, key: str, where: str) -> str:
         return ""
     if not isinstance(value, str):
         raise PayloadError(f"{where} must be a string")
+    _encodable(value, where)
     return value

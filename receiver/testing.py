@@ -110,12 +110,17 @@ class FakeDockerAPI:
     """A scripted stand-in for docker.APIClient. Knows services, tasks and nodes."""
 
     def __init__(self, services: Iterable[dict] = (), tasks: Iterable[dict] = (),
-                 nodes: Iterable[dict] = (), info: dict | None = None):
+                 nodes: Iterable[dict] = (), info: dict | None = None,
+                 version: dict | Exception | None = None):
         self.services = {s["ID"]: copy.deepcopy(s) for s in services}
         self.task_list = [copy.deepcopy(t) for t in tasks]
         self.node_list = [copy.deepcopy(n) for n in nodes]
         self.info_data = info if info is not None else {
             "Swarm": {"LocalNodeState": "active", "ControlAvailable": True}}
+        # GET /version as Engine 20.10 answers it; a test may give another engine's answer.
+        self.version_data = version if version is not None else {
+            "Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12"}
+        self._version = "1.41"  # the API version the client sends, as in docker.APIClient
         self.calls: list[tuple[str, tuple, dict]] = []
         # Exceptions raised by the next update_service calls, in order (None: succeed).
         self.update_failures: list[Exception | None] = []
@@ -152,6 +157,12 @@ class FakeDockerAPI:
         if isinstance(self.info_data, Exception):
             raise self.info_data
         return copy.deepcopy(self.info_data)
+
+    def version(self, api_version=True):
+        self.calls.append(("version", (), {"api_version": api_version}))
+        if isinstance(self.version_data, Exception):
+            raise self.version_data
+        return copy.deepcopy(self.version_data)
 
     def update_service(self, service, version, **kwargs):
         self.calls.append(("update_service", (service,), {"version": version, **kwargs}))

@@ -1,30 +1,47 @@
-"""Acknowledge fast, act in the background, one action per service at a time.
+"""Acknowledge fast, act in the background, one action per service at a time, bounded.
 
 Alertmanager times out and resends a webhook that blocks for a whole migration, so the HTTP
-handler only hands alerts to the Dispatcher. The Dispatcher keeps an in-flight set of
-service names: while a service is being handled, further alerts about it are skipped as
-"already in progress" (Alertmanager repeats them anyway if they stay true). The set lives
-in this process, which is why gunicorn runs one worker with threads (gunicorn.conf.py);
-across receiver replicas, Swarm's version compare-and-swap does the same job.
+handler only hands alerts to the Dispatcher. The Dispatcher keeps, per service, at most ONE
+piece of work waiting (a newer alert replaces the waiting one: it is decided on fresher
+evidence anyway) and at most one running; further alerts about a running service are
+skipped as "already in progress" (Alertmanager repeats them if they stay true). At most
+`max_pending_services` services wait; past that a webhook is refused whole (WorkRefused:
+503 with Retry-After, so Alertmanager retries) instead of growing memory. Issue 13: an
+unbounded executor queue grew to 109,769 jobs and 363 MB under a flood of distinct
+services, and a real alert waited behind all of them.
+
+All this lives in one process, which is why gunicorn runs one worker with threads
+(gunicorn.conf.py); across receiver replicas, Swarm's version compare-and-swap does it.
+On SIGTERM, `drain()` stops taking work, drops what has not started (logged, counted,
+an event each) and gives what is running until a deadline.
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from datetime import datetime
+from typing import Callable, Hashable, Sequence
 
 from receiver import actuator as A
+from receiver import events as E
 from receiver.decisions import IN_PROGRESS, STALE, Action, Skip
 from receiver.metrics import Metrics
 from receiver.payload import Alert
 
-log = logging.getLogger(__name__)
+log = E.safe_logger(__name__)
 
+# Skip reasons the Dispatcher itself gives (decisions.py has the others).
 INTERNAL_ERROR = "internal_error"
 DUPLICATE = "duplicate"
+SUPERSEDED = "superseded"  # a newer alert for the service replaced this waiting one
+# Reasons of swarmguard_work_dropped_total and of "dropped" events: on SIGTERM, work
+# that had not started, and work still running when the shutdown deadline passed.
+DROPPED_WAITING = "shutdown_waiting"
+DROPPED_UNFINISHED = "shutdown_unfinished"
+
 # An alert instance (same alert, same start) that was fully handled this recently is not
 # handled again: Alertmanager resends on retries, from HA replicas and on every group
 # change, and each handling reads the cluster. The decision could not have changed
@@ -32,14 +49,37 @@ DUPLICATE = "duplicate"
 # (make bench-receiver): without it, a flood of one webhook kept the background threads
 # reading Docker and halved the acknowledgement rate.
 DUPLICATE_WINDOW_S = 5.0
-_RECENT_PRUNE_AT = 4096
+# A hard bound on remembered instances, whatever arrives within one window (the oldest
+# are forgotten first: at worst one extra read of the cluster).
+REMEMBERED_MAX = 65536
+# Seconds Alertmanager is asked to wait before resending (it may retry sooner: its own
+# backoff decides; the header is for other senders and for humans).
+RETRY_FULL_S = 10
+RETRY_SHUTTING_DOWN_S = 5
+
+
+class WorkRefused(Exception):
+    """The webhook cannot be taken now; nothing of it was queued or counted. The HTTP
+    layer answers 503 with Retry-After, and Alertmanager sends it again."""
+
+    def __init__(self, reason: str, retry_after_s: int):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
 class Receipt:
     """What the webhook's answer tells Alertmanager (and a human with curl)."""
-    queued: tuple[str, ...]  # services now being handled
+    queued: tuple[str, ...]  # services now waiting or about to be handled
     busy: tuple[str, ...]  # services skipped: an action was already in progress
+
+
+@dataclass(frozen=True)
+class _Work:
+    alerts: tuple[Alert, ...]
+    received: float  # monotonic, for durations
+    received_at: datetime  # wall clock, for events
 
 
 class InlineExecutor(Executor):
@@ -54,85 +94,205 @@ class InlineExecutor(Executor):
         return future
 
 
+class RecentlyHandled:
+    """Alert instances handled within the last `window` seconds, oldest first, so that
+    forgetting the expired ones costs O(1) amortised: each is removed once, from the front.
+    (Rebuilding a dict of them per alert held a request thread for 95-115 s on one
+    8,400-alert webhook sent twice, issue 13.) Not thread-safe: the Dispatcher's lock."""
+
+    def __init__(self, window: float, capacity: int = REMEMBERED_MAX):
+        self._window = window
+        self._capacity = capacity
+        self._ended: OrderedDict[Hashable, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._ended)
+
+    def add(self, key: Hashable, ended: float) -> None:
+        """`ended` must not go backwards between calls (a monotonic clock, read under the
+        caller's lock), which keeps the order oldest first."""
+        self._ended[key] = ended
+        self._ended.move_to_end(key)
+        if len(self._ended) > self._capacity:
+            self._ended.popitem(last=False)
+
+    def forget_expired(self, now: float) -> None:
+        while self._ended:
+            oldest = next(iter(self._ended.values()))
+            if now - oldest < self._window:
+                return
+            self._ended.popitem(last=False)
+
+    def __contains__(self, key: Hashable) -> bool:
+        """Handled within the window as of the last forget_expired()."""
+        return key in self._ended
+
+
 class Dispatcher:
     def __init__(self, handle: Callable[[Sequence[Alert]], list[A.Outcome]],
-                 metrics: Metrics, executor: Executor | None = None, workers: int = 4,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 metrics: Metrics, events: E.EventLog | None = None,
+                 executor: Executor | None = None,
+                 workers: int = 4, max_pending_services: int = 256,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], datetime] = A.utc_now):
         self._handle = handle
         self._metrics = metrics
+        self._events = events or E.EventLog(1024, clock)
         self._executor = executor or ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="swarmguard-action")
+        self._max_pending = max_pending_services
         self._monotonic = monotonic
-        self._busy: set[str] = set()
-        self._recent: dict[tuple, float] = {}  # alert instance -> when its handling ended
+        self._clock = clock
+        self._pending: OrderedDict[str, _Work] = OrderedDict()  # oldest first
+        self._running: set[str] = set()
+        self._recent = RecentlyHandled(DUPLICATE_WINDOW_S)
+        self._accepting = True
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when a job ends
 
     def submit(self, alerts: Sequence[Alert]) -> Receipt:
-        """Queue the firing alerts, grouped by service; never blocks on Docker."""
-        received = self._monotonic()
+        """Queue the firing alerts, grouped by service; never blocks on Docker. Raises
+        WorkRefused, having changed nothing, when shutting down or full."""
+        received, received_at = self._monotonic(), self._clock()
+        duplicates: list[Alert] = []
         groups: dict[str, list[Alert]] = {}
-        for alert in alerts:
-            if not alert.firing:
-                continue
-            if self._handled_recently(alert, received):
-                self._metrics.count_skipped(alert.name, DUPLICATE)
-                continue
-            groups.setdefault(alert.service, []).append(alert)
-        queued, busy = [], []
-        for service, group in groups.items():
-            with self._lock:
-                if service in self._busy:
-                    busy.append(service)
-                    for alert in group:
-                        self._record(A.Outcome(Skip(alert, IN_PROGRESS,
-                                                    "an action on it is already in progress"),
-                                               A.SKIPPED), received)
+        busy: dict[str, list[Alert]] = {}
+        replaced: list[_Work] = []
+        fresh: list[str] = []
+        with self._lock:
+            if not self._accepting:
+                raise WorkRefused("the receiver is shutting down",
+                                  retry_after_s=RETRY_SHUTTING_DOWN_S)
+            self._recent.forget_expired(received)
+            for alert in alerts:
+                if not alert.firing:
                     continue
-                self._busy.add(service)
+                if alert.instance in self._recent:
+                    duplicates.append(alert)
+                else:
+                    groups.setdefault(alert.service, []).append(alert)
+            new = [s for s in groups if s not in self._pending and s not in self._running]
+            if len(self._pending) + len(new) > self._max_pending:
+                raise WorkRefused(
+                    f"work for {len(self._pending)} services is waiting and this webhook "
+                    f"adds {len(new)}; the limit is {self._max_pending} "
+                    f"(SWARMGUARD_MAX_PENDING_SERVICES)", retry_after_s=RETRY_FULL_S)
+            for service, group in groups.items():
+                if service in self._running:
+                    busy[service] = group
+                    continue
+                waiting = self._pending.get(service)
+                if waiting and {a.instance for a in waiting.alerts} == {a.instance for a in group}:
+                    duplicates.extend(group)  # a resend of what waits: nothing is newer
+                    continue
+                if waiting:
+                    # Replaced in place: it keeps its turn, so repeats cannot starve it.
+                    replaced.append(waiting)
+                else:
+                    fresh.append(service)
+                self._pending[service] = _Work(tuple(group), received, received_at)
+            self._metrics.pending_services.set(len(self._pending))
+        for alert in duplicates:
+            # Counted, not logged nor an event: Alertmanager resends in bulk, and this is
+            # the hot path of such floods (an event each halved the acknowledgement rate).
+            self._metrics.count_skipped(alert.name, DUPLICATE)
+        for group in busy.values():
+            for alert in group:
+                self._skip(alert, IN_PROGRESS, "an action on it is already in progress",
+                           received_at)
+        for work in replaced:
+            for alert in work.alerts:
+                self._skip(alert, SUPERSEDED, "a newer alert for the service replaced it "
+                                              "while it waited", received_at)
+        for _ in fresh:
             self._metrics.in_flight.inc()
             try:
-                self._executor.submit(self._run, service, group, received)
+                self._executor.submit(self._run_next)
             except RuntimeError:  # the executor is shutting down: the worker is exiting
-                with self._lock:
-                    self._busy.discard(service)
-                self._metrics.in_flight.dec()
-                busy.append(service)
-                continue
-            queued.append(service)
-        return Receipt(tuple(queued), tuple(busy))
+                self._drop_waiting()
+        return Receipt(tuple(s for s in groups if s not in busy), tuple(busy))
 
     def busy(self) -> frozenset[str]:
+        """Services waiting or being handled."""
         with self._lock:
-            return frozenset(self._busy)
+            return frozenset(self._running | set(self._pending))
 
-    def shutdown(self, wait: bool = True) -> None:
-        self._executor.shutdown(wait=wait)
+    def stop_accepting(self) -> None:
+        # No lock: it is called from a signal handler, which must never wait for one (the
+        # flag is read under the lock, and a bool store is atomic).
+        self._accepting = False
 
-    def _run(self, service: str, alerts: list[Alert], received: float) -> None:
+    def drain(self, deadline_s: float) -> int:
+        """SIGTERM: refuse new work from now on, drop what has not started, and wait up to
+        `deadline_s` for what is running. Returns how many services' work was dropped;
+        each is logged, counted and an event."""
+        self.stop_accepting()
+        dropped = self._drop_waiting()
+        end = self._monotonic() + deadline_s
+        with self._lock:
+            while self._running and self._monotonic() < end:
+                self._idle.wait(timeout=min(0.5, max(end - self._monotonic(), 0.01)))
+            unfinished = sorted(self._running)
+        for service in unfinished:
+            log.error("Shutting down with the action on %s still unfinished after %.0f s; "
+                      "Swarm completes or rolls back the update itself, but its outcome "
+                      "goes unrecorded here", service, deadline_s)
+            self._metrics.work_dropped.labels(DROPPED_UNFINISHED).inc()
+            self._events.emit(E.DROPPED, DROPPED_UNFINISHED, service=service,
+                              reason=DROPPED_UNFINISHED,
+                              message=f"action on {service} unfinished at shutdown")
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        return dropped + len(unfinished)
+
+    def _drop_waiting(self) -> int:
+        with self._lock:
+            waiting = list(self._pending.items())
+            self._pending.clear()
+            self._metrics.pending_services.set(0)
+        for service, work in waiting:
+            log.warning("Dropping the waiting work on %s (%d alert(s)) at shutdown; "
+                        "Alertmanager sends them again", service, len(work.alerts))
+            self._metrics.work_dropped.labels(DROPPED_WAITING).inc()
+            for alert in work.alerts:
+                self._events.emit(E.DROPPED, DROPPED_WAITING, alert=alert,
+                                  reason=DROPPED_WAITING, received_at=work.received_at,
+                                  message=f"work on {service} dropped at shutdown")
+            self._metrics.in_flight.dec()
+        return len(waiting)
+
+    def _run_next(self) -> None:
+        with self._lock:
+            if not self._pending:
+                return  # dropped at shutdown
+            service, work = self._pending.popitem(last=False)
+            self._running.add(service)
+            self._metrics.pending_services.set(len(self._pending))
         try:
-            outcomes = self._handle(alerts)
+            outcomes = self._handle(work.alerts)
         except Exception as exc:  # a background thread has no one else to tell
             log.exception("Unexpected error while handling alerts for %s", service)
             outcomes = [A.Outcome(Skip(a, INTERNAL_ERROR, f"unexpected error: {exc}"), A.FAILED)
-                        for a in alerts]
-        finally:
-            ended = self._monotonic()
-            with self._lock:
-                self._busy.discard(service)
-                for alert in alerts:
-                    self._recent[_instance(alert)] = ended
-            self._metrics.in_flight.dec()
+                        for a in work.alerts]
+        finished = self._monotonic()
         for outcome in outcomes:
-            self._record(outcome, received, ended)
-
-    def _handled_recently(self, alert: Alert, now: float) -> bool:
+            self._record(outcome, work, finished)
         with self._lock:
-            if len(self._recent) > _RECENT_PRUNE_AT:
-                self._recent = {k: t for k, t in self._recent.items() if now - t < DUPLICATE_WINDOW_S}
-            ended = self._recent.get(_instance(alert))
-        return ended is not None and now - ended < DUPLICATE_WINDOW_S
+            self._running.discard(service)
+            ended = self._monotonic()
+            for alert in work.alerts:
+                self._recent.add(alert.instance, ended)
+            self._idle.notify_all()
+        # Last: whoever waits for "nothing in flight" then reads complete counters.
+        self._metrics.in_flight.dec()
 
-    def _record(self, outcome: A.Outcome, received: float, ended: float | None = None) -> None:
+    def _skip(self, alert: Alert, reason: str, why: str, received_at: datetime) -> None:
+        skip = Skip(alert, reason, why)
+        self._metrics.count_skipped(alert.name, reason)
+        log.info("%s", skip.sentence)
+        self._events.emit(E.DECISION, E.SKIP, alert=alert, reason=reason,
+                          message=skip.sentence, received_at=received_at)
+
+    def _record(self, outcome: A.Outcome, work: _Work, ended: float) -> None:
         m, d = self._metrics, outcome.decision
         if isinstance(d, Skip):
             m.alerts_skipped.labels(d.alert.name, d.reason).inc()
@@ -142,6 +302,8 @@ class Dispatcher:
                 log.error("%s", d.sentence)
             else:
                 log.info("%s", d.sentence)
+            self._events.emit(E.DECISION, E.SKIP, alert=d.alert, reason=d.reason,
+                              message=d.sentence, received_at=work.received_at)
             return
         assert isinstance(d, Action)
         m.actions.labels(d.kind, outcome.result).inc()
@@ -150,12 +312,12 @@ class Dispatcher:
         if outcome.duration is not None:
             m.action_duration.labels(d.kind).observe(outcome.duration)
         if outcome.result == A.SUCCESS:
-            m.recovery_duration.labels(d.kind).observe(
-                (ended if ended is not None else self._monotonic()) - received)
+            m.recovery_duration.labels(d.kind).observe(ended - work.received)
         if outcome.result == A.FAILED:
             log.error("Could not %s: %s", d.plan, outcome.detail)
+        self._events.emit(E.OUTCOME, outcome.result, alert=d.alert, service=d.service.name,
+                          reason=outcome.detail or None,
+                          message=d.dry_run_sentence if outcome.result == A.DRY_RUN
+                          else d.sentence,
+                          received_at=work.received_at, duration_s=outcome.duration)
 
-
-def _instance(alert: Alert) -> tuple:
-    """One alert instance: the same alert (by its labels) that started at the same time."""
-    return (alert.name, tuple(sorted(alert.labels.items())), alert.starts_at)

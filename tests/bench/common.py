@@ -55,6 +55,15 @@ def write_json(name: str, data: dict) -> Path:
     return path
 
 
+def publish(name: str, data: dict, draw) -> tuple[Path, Path]:
+    """Write artifacts/<name>.json and, with draw(png_path), artifacts/<name>.png; say so."""
+    path = write_json(name, data)
+    png = ARTIFACTS / f"{name}.png"
+    draw(png)
+    print(f"\nwrote {path} and {png}")
+    return path, png
+
+
 def table(headers: list[str], rows: list[list]) -> str:
     def cell(v):
         return f"{v:.2f}" if isinstance(v, float) else ("-" if v is None else str(v))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import requests
 
-from tests.bench.common import ARTIFACTS, cpu_seconds, progress, summarise, table, write_json
+from tests.bench.common import cpu_seconds, progress, publish, summarise, table
 from tests.lab import controller, services
 from tests.lab.config import DEFAULT, LabConfig
 from tests.lab.monitoring import EXPORTER_PORT, prometheus_query as query, shortened_windows
@@ -281,10 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{k} {100 * v:.1f}" for k, v in o["per_node_agents_cores"].items()))
     print("scraped per node, kB/s: " + ", ".join(
         f"{k} {v / 1000:.1f}" for k, v in o["scraped_bytes_per_second_per_node"].items()))
-    path = write_json("bench", result)
-    png = ARTIFACTS / "bench.png"
-    plot(result, png)
-    print(f"\nwrote {path} and {png}")
+    publish("bench", result, lambda png: plot(result, png))
     return 0
 
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench.common import ARTIFACTS, progress, summarise, table, write_json
+from tests.bench.common import progress, publish, summarise, table
 from tests.lab import controller, services
 from tests.lab.config import DEFAULT, PROJECT_ROOT, LabConfig
 from tests.lab.receiver_proc import ReceiverProcess, webhook
@@ -39,9 +39,11 @@ wrk.body = io.open("%(body)s"):read()
 
 def payload(alerts: int, service: str) -> dict:
     """One Alertmanager group of `alerts` migrate alerts for one service."""
-    body = webhook("SwarmGuardMigrate", {"service": service, "task_id": "t0", "node_id": "n0"})
+    # IDs in Swarm's format (25 lower-case letters and digits), or the receiver says 400.
+    body = webhook("SwarmGuardMigrate", {"service": service, "task_id": f"task{0:021d}",
+                                         "node_id": f"node{0:021d}"})
     template = body["alerts"][0]
-    body["alerts"] = [{**template, "labels": {**template["labels"], "task_id": f"task{i:02d}"},
+    body["alerts"] = [{**template, "labels": {**template["labels"], "task_id": f"task{i:021d}"},
                        "fingerprint": f"{i:016x}"} for i in range(alerts)]
     return body
 
@@ -165,6 +167,13 @@ def exclude(node: str | None):
     return mutate
 
 
+def ack_ratios(acks: list[dict]) -> dict[int, float]:
+    """Receiver acknowledgements per second over the bare endpoint's, by alerts per payload."""
+    rate = {(r["endpoint"], r["alerts_per_payload"]): r["requests_per_second"] for r in acks}
+    return {alerts: rate[("receiver", alerts)] / rate[("bare flask", alerts)]
+            for alerts in sorted({r["alerts_per_payload"] for r in acks})}
+
+
 def plot(acks: list[dict], overhead: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -202,10 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(["endpoint", "alerts/payload", "req/s", "p50 ms", "p99 ms", "non-2xx", "errors"],
                 [[r["endpoint"], r["alerts_per_payload"], r["requests_per_second"], r["p50_ms"], r["p99_ms"],
                   r["non_2xx"], r["errors"]] for r in acks]))
-    for alerts in (1, 10):
-        bare = next(r for r in acks if r["endpoint"] == "bare flask" and r["alerts_per_payload"] == alerts)
-        recv = next(r for r in acks if r["endpoint"] == "receiver" and r["alerts_per_payload"] == alerts)
-        print(f"receiver / bare, {alerts}-alert payloads: {recv['requests_per_second'] / bare['requests_per_second']:.0%}")
+    for alerts, ratio in ack_ratios(acks).items():
+        print(f"receiver / bare, {alerts}-alert payloads: {ratio:.0%}")
     print(f"\nMigration, seconds (n={args.pairs} each)")
     print(table(["who", "p50", "p95", "min", "max"],
                 [["by hand", *(overhead["by_hand"][k] for k in ("p50", "p95", "min", "max"))],
@@ -214,10 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  off {origin}: by hand p50 {d['by_hand_p50']:.2f} s, receiver p50 {d['by_receiver_p50']:.2f} s, "
               f"ratio {d['ratio']:.2f}")
     print(f"ratio receiver / by hand (mean of the per-direction p50 ratios): {overhead['ratio']:.2f}")
-    path = write_json("bench-receiver", {"acknowledgements": acks, "migration": overhead})
-    png = ARTIFACTS / "bench-receiver.png"
-    plot(acks, overhead, png)
-    print(f"\nwrote {path} and {png}")
+    publish("bench-receiver", {"acknowledgements": acks, "migration": overhead},
+            lambda png: plot(acks, overhead, png))
     return 0
 
 

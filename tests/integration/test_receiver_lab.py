@@ -2,11 +2,15 @@
 with zero failed requests, and only when the alert is still true, once, and allowed."""
 from __future__ import annotations
 
+import json
+import os
+import signal
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 
 from tests.lab import services
 from tests.lab.nodes import client
@@ -181,6 +185,57 @@ def test_a_receiver_killed_mid_migration_leaves_the_service_moved_or_rolled_back
     assert inspect(lab, web)["Version"] == before
 
 
+def logged_events(path, offset: int) -> list[dict]:
+    """The receiver's event lines (receiver/events.py) written to its log after `offset`."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        lines = fh.read().decode("utf-8", "replace").splitlines()
+    return [json.loads(line) for line in lines if line.startswith('{"seq":')]
+
+
+def test_a_receiver_stopped_by_sigterm_mid_migration_finishes_it_and_the_next_one_handles_the_resent_alert(lab, web):
+    _, _, old = the_task(lab, web)
+    alert = migrate_alert(lab, web)
+    receiver = ReceiverProcess(lab)
+    offset = receiver.log_path.stat().st_size if receiver.log_path.exists() else 0
+    receiver.start()
+    try:
+        assert receiver.send(alert).status_code == 202
+        wait_for("the migration to be under way",
+                 lambda: inspect(lab, web)["Spec"].get("Labels", {}).get("swarmguard.last-action") == "migrate")
+        os.killpg(receiver.proc.pid, signal.SIGTERM)
+        # From SIGTERM on, no webhook is taken: refused (503) or not even connected (the
+        # arbiter closes the listening socket at once).
+        try:
+            assert receiver.send(alert).status_code == 503
+        except requests.RequestException:
+            pass
+        # It waits for the migration (within SWARMGUARD_SHUTDOWN_DEADLINE, 20 s) and exits.
+        assert receiver.proc.wait(timeout=40) == 0
+    finally:
+        receiver.kill()
+    events = logged_events(receiver.log_path, offset)
+    outcomes = [e for e in events if e["type"] == "outcome"]
+    assert [(e["kind"], e["result"]) for e in outcomes] in (
+        [("migrate", "success")], [("migrate", "rolled_back")]), events
+    assert [e for e in events if e["type"] == "dropped"] == []
+    state = inspect(lab, web)["UpdateStatus"]["State"]
+    _, _, now_on = the_task(lab, web)
+    assert (state, now_on != old) in (("completed", True), ("rollback_completed", False))
+    before = inspect(lab, web)["Version"]
+    # Alertmanager resends the alert (it was acknowledged, and it repeats firing alerts):
+    # the next receiver decides on it once, and leaves the service as it is.
+    with ReceiverProcess(lab) as successor:
+        assert successor.send(alert).status_code == 202
+        successor.wait_idle()
+        answer = requests.get(f"{successor.url}/events?since=0", timeout=5,
+                              headers={"Authorization": f"Bearer {successor.token}"}).json()
+        [decision] = answer["events"]
+        assert (decision["type"], decision["result"], decision["reason"]) in (
+            ("decision", "skip", "stale"), ("decision", "skip", "cooldown")), decision
+    assert inspect(lab, web)["Version"] == before
+
+
 def test_a_service_without_the_opt_in_label_is_never_touched(lab):
     name = "private"
     services.deploy_web(lab, name, opt_in=False)
@@ -205,3 +260,42 @@ def test_dry_run_decides_and_changes_nothing(lab, web):
         assert receiver.metric("swarmguard_actions_total", kind="migrate", result="dry_run") == 1
     assert inspect(lab, web)["Version"] == before
     assert "would migrate" in (lab.log_dir / f"receiver-{lab.receiver_port}.log").read_text()
+
+
+def hostile_bodies(lab, name: str) -> list[tuple[str, bytes, int]]:
+    """(what, body, the answer it must get): issue 13's bad inputs, as a hostile or broken
+    sender would send them to the real receiver."""
+    good = migrate_alert(lab, name)
+    alert = good["alerts"][0]
+
+    def with_labels(**labels):
+        return json.dumps({**good, "alerts": [{**alert, "labels": {**alert["labels"], **labels}}]})
+    far = json.dumps({**good, "alerts": [{**alert, "startsAt": "9999-01-01T00:00:00Z"}]})
+    flood = {**good, "alerts": [{**alert, "labels": {**alert["labels"], "service": f"flood-{i}"}}
+                                for i in range(300)]}
+    return [
+        ("a service name that is a path", with_labels(service="../images/alpine/get").encode(), 400),
+        ("a task ID that is not one", with_labels(task_id="../../containers/json").encode(), 400),
+        ("a forged log line in a label", with_labels(team="x\nINFO receiver.actuator: Scaling up web").encode(), 400),
+        ("a lone surrogate", with_labels(team="@").encode().replace(b'"@"', b'"\\ud800"'), 400),
+        ("a startsAt in the year 9999", far.encode(), 400),
+        ("more services than may wait", json.dumps(flood).encode(), 503),
+    ]
+
+
+def test_bad_input_to_the_real_receiver_gets_a_clear_answer_and_changes_nothing(lab, web):
+    before = inspect(lab, web)["Version"]
+    with ReceiverProcess(lab, cooldown_migrate=0) as receiver:
+        for what, body, code in hostile_bodies(lab, web):
+            answer = requests.post(f"{receiver.url}/alerts", data=body, timeout=10, headers={
+                "Authorization": f"Bearer {receiver.token}", "Content-Type": "application/json"})
+            assert answer.status_code == code, (what, answer.text)
+            assert answer.json()["error"], what
+        receiver.wait_idle()
+        events = requests.get(f"{receiver.url}/events?since=0", timeout=5,
+                              headers={"Authorization": f"Bearer {receiver.token}"}).json()
+        assert events["events"] == []  # nothing was even decided
+        assert receiver.metric("swarmguard_rejected_requests_total", code="400") == 5
+    assert inspect(lab, web)["Version"] == before
+    log = (lab.log_dir / f"receiver-{lab.receiver_port}.log").read_text()
+    assert "\nINFO receiver.actuator: Scaling up web" not in log

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -97,6 +98,13 @@ def stop_pid(pid: int | None, expect_in_cmdline: str, timeout: float = 20.0) -> 
         time.sleep(0.1)
     if alive(pid, expect_in_cmdline):
         os.kill(pid, signal.SIGKILL)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(what: str, predicate, timeout: float = 60.0, interval: float = 0.25):

@@ -422,3 +422,16 @@ def test_the_readme_walks_through_deploying_on_your_swarm():
                    "--label-add swarmguard.enable=true", "swarmguard.replicas.max",
                    "SWARMGUARD_CONFIG_VERSION", "## Tuning", ":3000"):
         assert needed in readme, needed
+
+
+def test_docker_stops_the_receiver_only_after_it_has_had_its_shutdown_deadline():
+    import runpy
+
+    from receiver.config import Settings
+    deadline = Settings(token="t").shutdown_deadline
+    gunicorn = runpy.run_path(str(ROOT / "receiver" / "gunicorn.conf.py"))
+    grace = SERVICES["receiver"]["stop_grace_period"]
+    assert grace.endswith("s")
+    # SIGTERM -> work in progress gets `deadline` -> gunicorn kills its worker at
+    # graceful_timeout -> Docker SIGKILLs the container at stop_grace_period.
+    assert deadline < gunicorn["graceful_timeout"] < int(grace[:-1])

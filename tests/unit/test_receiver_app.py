@@ -1,8 +1,10 @@
 import io
 import json
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import docker.constants
 import pytest
 import requests
 from werkzeug.test import EnvironBuilder, run_wsgi_app
@@ -26,7 +28,7 @@ def make(api=None, executor=None, **settings):
     api = api if api is not None else example_api()
     app = create_app(Settings(token=TOKEN, **settings), api,
                      executor=executor or InlineExecutor(), clock=lambda: NOW,
-                     sleep=lambda s: None)
+                     sleep=lambda s: None, readiness_thread=False)
     return app, api
 
 
@@ -101,7 +103,7 @@ def test_in_dry_run_the_webhook_is_answered_and_docker_only_read():
     assert sample(app, "swarmguard_actions_total", kind="migrate", result="dry_run") == 1
 
 
-def test_the_same_webhook_twice_while_the_first_is_handled_makes_one_action():
+def test_the_same_webhook_twice_while_the_first_waits_makes_one_action():
     class Held:
         jobs = []
 
@@ -114,7 +116,8 @@ def test_the_same_webhook_twice_while_the_first_is_handled_makes_one_action():
     app, _ = make(api, executor=executor)
     post(app, body("firing_migrate.json"))
     second = post(app, body("firing_migrate.json"))
-    assert second.get_json()["in_progress"] == ["demo_web"]
+    assert second.get_json()["queued"] == ["demo_web"]
+    assert len(executor.jobs) == 1  # the second replaced the waiting first
     for fn, args in executor.jobs:
         fn(*args)
     assert len(api.updates) == 1
@@ -216,23 +219,68 @@ def test_healthz_answers_without_docker():
     assert api.calls == []
 
 
+def readyz(api):
+    """/readyz after one background check against `api`."""
+    app, _ = make(api)
+    app.extensions["swarmguard"]["readiness"].check()
+    return app.test_client().get("/readyz")
+
+
 def test_readyz_needs_docker_and_a_swarm_manager():
-    app, _ = make()
-    assert app.test_client().get("/readyz").status_code == 200
+    assert readyz(example_api()).status_code == 200
 
     worker = FakeDockerAPI(info={"Swarm": {"LocalNodeState": "active",
                                            "ControlAvailable": False}})
-    response = make(worker)[0].test_client().get("/readyz")
+    response = readyz(worker)
     assert response.status_code == 503
     assert response.get_json()["reason"] == "node is a swarm worker, not a manager"
 
     alone = FakeDockerAPI(info={"Swarm": {"LocalNodeState": "inactive"}})
-    assert make(alone)[0].test_client().get("/readyz").status_code == 503
+    assert readyz(alone).status_code == 503
 
-    down = FakeDockerAPI(info=requests.exceptions.ConnectionError("connection refused"))
-    response = make(down)[0].test_client().get("/readyz")
+    down = FakeDockerAPI(version=requests.exceptions.ConnectionError("connection refused"))
+    response = readyz(down)
     assert response.status_code == 503
     assert "docker unreachable" in response.get_json()["reason"]
+
+
+def test_readyz_says_which_daemon_and_api_version_it_talks_to():
+    api = example_api()
+    api.version_data = {"Version": "29.0.1", "ApiVersion": "1.52", "MinAPIVersion": "1.44"}
+    response = readyz(api)
+    assert response.status_code == 200
+    answer = response.get_json()
+    # Negotiated: the newest version both sides speak (the SDK's newest, below 1.52).
+    newest_known = docker.constants.DEFAULT_DOCKER_API_VERSION
+    assert (answer["docker_engine"], answer["docker_api_version"],
+            answer["docker_api_versions_accepted"]) == ("29.0.1", newest_known, "1.44-1.52")
+    assert api._version == newest_known
+
+
+def test_readyz_is_503_with_the_reason_when_the_daemon_is_too_old():
+    api = example_api()
+    api.version_data = {"Version": "19.03.15", "ApiVersion": "1.40", "MinAPIVersion": "1.12"}
+    response = readyz(api)
+    assert response.status_code == 503
+    assert response.get_json()["reason"] == (
+        "Docker Engine 19.03.15 speaks API 1.40 at most; the receiver needs 1.41 or newer")
+
+
+def test_readyz_is_503_when_a_pinned_api_version_is_below_the_daemons_minimum():
+    api = example_api()
+    api.version_data = {"Version": "29.0.1", "ApiVersion": "1.52", "MinAPIVersion": "1.44"}
+    app, _ = make(api, docker_api_version="1.41")
+    app.extensions["swarmguard"]["readiness"].check()
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert "refuses API 1.41 (its minimum is 1.44)" in response.get_json()["reason"]
+
+
+def test_readyz_never_calls_docker_in_the_request():
+    app, api = make()
+    assert app.test_client().get("/readyz").get_json() == {"status": "not ready",
+                                                          "reason": "not checked yet"}
+    assert api.calls == []
 
 
 def test_metrics_are_served_in_prometheus_text_format():
@@ -274,3 +322,31 @@ def test_the_factory_reads_the_environment_and_does_not_touch_docker_yet(monkeyp
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 503
     assert json.loads(client.get("/readyz").data)["status"] == "not ready"
+
+
+def test_readiness_is_refreshed_in_the_background_when_the_app_connects_itself():
+    from receiver.readiness import Readiness
+    readiness = Readiness(example_api(), interval=0.05).start()
+    try:
+        for _ in range(200):  # a bound on a failing test, not a speed requirement
+            if readiness.current()[0]:
+                break
+            time.sleep(0.01)
+        ready, answer = readiness.current()
+        assert ready and answer["docker_engine"] == "20.10.24"
+    finally:
+        readiness.stop()
+
+
+def test_an_action_negotiates_the_api_version_first_and_a_daemon_it_cannot_reach_is_reported():
+    app, api = make(dry_run=True, docker_attempts=2)
+    assert post(app, body("firing_scale_up.json")).status_code == 202
+    assert api.calls[0] == ("version", (), {"api_version": False})
+
+    down = example_api()
+    down.version_data = requests.exceptions.ConnectionError("connection refused")
+    app, _ = make(down, dry_run=True, docker_attempts=2)
+    assert post(app, body("firing_scale_up.json")).status_code == 202
+    assert sample(app, "swarmguard_alerts_skipped_total",
+                  alertname="SwarmGuardScaleUp", reason="docker_error") == 1
+    assert [name for name, _, _ in down.calls] == ["version", "version"]  # nothing else

@@ -1,4 +1,7 @@
-from receiver.cluster import build_snapshot, connect, read_snapshot
+import docker.constants
+import pytest
+
+from receiver.cluster import build_snapshot, connect, negotiate, read_snapshot
 from receiver.config import Settings
 from receiver.testing import (TASK, WEB_ID, WORKER_1, FakeDockerAPI, example_api,
                               example_nodes, service_dict, task_dict)
@@ -57,3 +60,24 @@ def test_connect_uses_the_configured_socket_without_calling_docker(tmp_path):
     api = connect(Settings(token="t", docker_host=f"unix://{tmp_path}/worker-1.sock"))
     assert api.base_url == "http+docker://localhost"
     assert api._version == "1.41"
+
+
+@pytest.mark.parametrize("daemon, pinned, using", [
+    ({"Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12"}, "auto", "1.41"),
+    ({"Version": "29.0.1", "ApiVersion": "1.52", "MinAPIVersion": "1.44"}, "auto",
+     docker.constants.DEFAULT_DOCKER_API_VERSION),
+    ({"Version": "29.0.1", "ApiVersion": "1.52", "MinAPIVersion": "1.44"}, "1.47", "1.47"),
+])
+def test_the_api_version_is_the_newest_both_sides_speak_unless_pinned(daemon, pinned, using):
+    api = FakeDockerAPI(version=daemon)
+    found = negotiate(api, pinned)
+    assert (found.using, api._version) == (using, using if pinned == "auto" else "1.41")
+    assert found.unusable() is None
+    assert api.calls == [("version", (), {"api_version": False})]  # unversioned: any engine
+
+
+def test_a_daemon_older_than_api_1_41_is_unusable_and_says_why():
+    found = negotiate(FakeDockerAPI(version={"Version": "19.03.15", "ApiVersion": "1.40",
+                                             "MinAPIVersion": "1.12"}))
+    assert found.unusable() == ("Docker Engine 19.03.15 speaks API 1.40 at most; the "
+                                "receiver needs 1.41 or newer")

@@ -1,12 +1,14 @@
 import json
-from datetime import datetime, timezone
+import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.payload import PayloadError, parse_time, parse_webhook, webhook_from_dict
+from receiver.payload import (ParseCache, PayloadError, parse_time, parse_webhook,
+                              webhook_from_dict)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 
@@ -190,3 +192,93 @@ def test_arbitrary_bytes_never_raise_anything_but_payload_error(body):
         parse_webhook(body)
     except PayloadError:
         pass
+
+
+# -- hostile label text: what is accepted is safe to log and to put in a Docker URL -------
+
+hostile_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF,
+                                     exclude_categories=()), max_size=10) | st.sampled_from([
+    "../images/alpine/get", "web\nINFO receiver.actuator: Scaling up web", "\ud800", "a\u2028b",
+    "demo_web", "stack_web-2", "t1p4r7s0u3w6y9a2c5e8g1i4k", "W1A9D3F5H7J2L4N6P8R0T2V4X", "-web",
+])
+LABEL_KEYS = ["service", "task_id", "node_id", "team", "instance"]
+
+
+@st.composite
+def hostile_payload(draw):
+    data = json.loads(json.dumps(draw(st.sampled_from(RECORDED))))
+    for alert in data["alerts"]:
+        for _ in range(draw(st.integers(0, 3))):
+            key = draw(st.sampled_from(LABEL_KEYS) | hostile_text)
+            alert["labels"][key] = draw(hostile_text)
+        if draw(st.booleans()):
+            alert["annotations"][draw(hostile_text)] = draw(hostile_text)
+    return data
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_payload())
+def test_labels_that_get_through_are_valid_unicode_without_controls_and_name_docker_objects(data):
+    # ensure_ascii: lone surrogates travel as \ud800 escapes, as a hostile sender writes them.
+    try:
+        webhook = parse_webhook(json.dumps(data, ensure_ascii=True))
+    except PayloadError as exc:
+        exc.reason.encode("utf-8")  # the reason itself can be logged and sent back
+        assert not any(c in exc.reason for c in "\n\r\x00\x1b\u2028")
+        return
+    for alert in webhook.alerts:
+        for key, value in alert.labels.items():
+            (key + value).encode("utf-8")
+            assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", key + value)
+        for key, value in alert.annotations.items():
+            (key + value).encode("utf-8")
+        assert re.fullmatch(r"[A-Za-z0-9](?:[-_]*[A-Za-z0-9]+)*", alert.service)
+        assert len(alert.service) <= 63
+        for name in ("task_id", "node_id"):
+            assert alert.labels.get(name) is None or re.fullmatch(r"[a-z0-9]{25}",
+                                                                  alert.labels[name])
+
+
+# -- ParseCache: identical bodies (HA pairs, retries, repeats) parsed once ------------------
+
+def test_an_identical_body_is_parsed_once_and_gives_the_same_alerts():
+    cache = ParseCache()
+    now = datetime(2026, 11, 27, 10, 1, tzinfo=timezone.utc)
+    data = (FIXTURES / "grouped_migrate.json").read_bytes()
+    first = cache.parse(data, now, 30)
+    assert cache.parse(bytes(data), now, 30) is first
+    assert first == parse_webhook(data)
+
+
+def test_a_bad_body_is_refused_again_with_the_same_reason():
+    cache = ParseCache()
+    now = datetime(2026, 11, 27, 10, 1, tzinfo=timezone.utc)
+    data = (FIXTURES / "wrong_version.json").read_bytes()
+    reasons = []
+    for _ in range(2):
+        with pytest.raises(PayloadError) as caught:
+            cache.parse(data, now, 30)
+        reasons.append(caught.value.reason)
+    assert reasons[0] == reasons[1] == "unsupported webhook version '3', expected \"4\""
+
+
+def test_the_time_check_runs_at_every_parse_of_a_cached_body():
+    cache = ParseCache()
+    data = (FIXTURES / "firing_scale_up.json").read_bytes()
+    starts = parse_webhook(data).alerts[0].starts_at
+    with pytest.raises(PayloadError, match="in the future"):
+        cache.parse(data, starts - timedelta(seconds=60), 30)
+    assert cache.parse(data, starts, 30).alerts[0].starts_at == starts
+
+
+def test_the_cache_holds_a_bounded_number_of_small_bodies():
+    cache = ParseCache(entries=2, max_body=2000)
+    now = datetime(2026, 11, 27, 10, 1, tzinfo=timezone.utc)
+    small = [json.dumps({**load("firing_scale_up.json"), "groupKey": str(i)}).encode()
+             for i in range(3)]
+    kept = [cache.parse(body, now, 30) for body in small]
+    assert cache.parse(small[2], now, 30) is kept[2]
+    assert cache.parse(small[0], now, 30) is not kept[0]  # the oldest was forgotten
+    large = (FIXTURES / "grouped_migrate.json").read_bytes()
+    assert len(large) > 2000
+    assert cache.parse(large, now, 30) is not cache.parse(large, now, 30)  # never kept

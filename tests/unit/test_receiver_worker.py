@@ -24,6 +24,9 @@ class ManualExecutor:
     def submit(self, fn, *args):
         self.jobs.append((fn, args))
 
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass  # the test decides what runs
+
     def run_all(self):
         jobs, self.jobs = self.jobs, []
         for fn, args in jobs:
@@ -44,24 +47,44 @@ def test_firing_alerts_are_grouped_by_service_and_resolved_ones_dropped():
         ["8a4f2c1d9e7b6035", "1b2c3d4e5f607182"], ["0f1e2d3c4b5a6978"]]
 
 
-def test_a_duplicate_alert_while_its_service_is_busy_is_skipped_as_in_progress():
+def test_an_alert_for_a_service_being_acted_on_is_skipped_as_in_progress():
+    metrics = Metrics()
+    handled, inner = [], []
+
+    def handle(alerts):
+        handled.append(alerts)
+        if len(handled) == 1:  # while the first is being handled, the same alert again
+            inner.append(dispatcher.submit(recorded("firing_migrate.json")))
+        return []
+    dispatcher = Dispatcher(handle, metrics, executor=InlineExecutor())
+    first = dispatcher.submit(recorded("firing_migrate.json"))
+    assert (first.queued, inner[0].queued, inner[0].busy) == (("demo_web",), (), ("demo_web",))
+    assert len(handled) == 1
+    assert sample(metrics, "swarmguard_alerts_skipped_total",
+                  alertname="SwarmGuardMigrate", reason="in_progress") == 1
+    assert dispatcher.busy() == set()
+    assert sample(metrics, "swarmguard_actions_in_flight") == 0
+
+
+def test_a_newer_alert_for_a_waiting_service_replaces_the_waiting_one():
     executor, metrics = ManualExecutor(), Metrics()
     handled = []
     dispatcher = Dispatcher(lambda alerts: handled.append(alerts) or [], metrics,
                             executor=executor)
-    first = dispatcher.submit(recorded("firing_migrate.json"))
-    second = dispatcher.submit(recorded("firing_migrate.json"))
-    assert (first.queued, second.queued, second.busy) == (("demo_web",), (), ("demo_web",))
+    older = recorded("firing_migrate.json")
+    newer = [later(older[0])]
+    assert dispatcher.submit(older).queued == ("demo_web",)
+    assert dispatcher.submit(newer).queued == ("demo_web",)
     assert dispatcher.busy() == {"demo_web"}
-    assert sample(metrics, "swarmguard_alerts_skipped_total",
-                  alertname="SwarmGuardMigrate", reason="in_progress") == 1
+    assert len(executor.jobs) == 1  # one piece of work per service, whatever arrives
     assert sample(metrics, "swarmguard_actions_in_flight") == 1
+    assert sample(metrics, "swarmguard_alerts_skipped_total",
+                  alertname="SwarmGuardMigrate", reason="superseded") == 1
 
     executor.run_all()
-    assert len(handled) == 1
+    assert handled == [tuple(newer)]
     assert dispatcher.busy() == set()
     assert sample(metrics, "swarmguard_actions_in_flight") == 0
-    assert dispatcher.submit([later(recorded("firing_migrate.json")[0])]).queued == ("demo_web",)
 
 
 def later(alert, seconds: float = 30):
@@ -109,7 +132,7 @@ def test_outcomes_are_counted_by_kind_result_and_reason():
         return [A.Outcome(stale, A.SKIPPED)]
 
     metrics = Metrics()
-    clock = iter([100.0, 106.5])
+    clock = iter([100.0, 106.5, 106.5])
     dispatcher = Dispatcher(handle, metrics, executor=InlineExecutor(),
                             monotonic=lambda: next(clock))
     # one service per submit, as Alertmanager groups by service
@@ -120,7 +143,7 @@ def test_outcomes_are_counted_by_kind_result_and_reason():
     assert sample(metrics, "swarmguard_last_action_timestamp_seconds",
                   service="demo_web", kind="migrate") > 0
 
-    clock = iter([200.0, 201.0])
+    clock = iter([200.0, 201.0, 201.0])
     dispatcher.submit(alerts[1:])
     assert sample(metrics, "swarmguard_stale_alerts_total", alertname="SwarmGuardScaleUp") == 1
     assert sample(metrics, "swarmguard_alerts_skipped_total",
@@ -131,3 +154,15 @@ def _action(alert):
     from receiver.cluster import service_from_dict
     from receiver.testing import service_dict
     return D.Action("migrate", alert, service_from_dict(service_dict("demo_web")), "demo_web")
+
+
+def test_a_resend_of_the_waiting_alerts_is_a_duplicate_not_a_replacement():
+    executor, metrics = ManualExecutor(), Metrics()
+    dispatcher = Dispatcher(lambda alerts: [], metrics, executor=executor)
+    dispatcher.submit(recorded("firing_migrate.json"))
+    assert dispatcher.submit(recorded("firing_migrate.json")).queued == ("demo_web",)
+    assert len(executor.jobs) == 1
+    assert sample(metrics, "swarmguard_alerts_skipped_total",
+                  alertname="SwarmGuardMigrate", reason="duplicate") == 1
+    assert sample(metrics, "swarmguard_alerts_skipped_total",
+                  alertname="SwarmGuardMigrate", reason="superseded") == 0

@@ -1,0 +1,118 @@
+"""The receiver's structured event stream, and log lines that cannot be forged.
+
+One JSON object per decision and per outcome (schema: docs/contract.md, "Receiver
+events"), written as a JSON log line on the `receiver.events` logger and kept in a bounded
+ring for `GET /events?since=<seq>`. Programs (the lab, benchmarks, operators' scripts) read
+these instead of the English sentences, which may change.
+
+`escape_controls` is applied to every record of the receiver's loggers (`safe_logger`):
+a label or reason with a newline cannot start a line of its own (issue 13, case 7).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+import threading
+from collections import deque
+from datetime import datetime
+from typing import Callable
+
+from receiver.labels import format_time
+
+EVENTS_LOGGER = "receiver.events"
+
+# Event types.
+DECISION = "decision"  # what the receiver decided about one alert: act or skip, and why
+OUTCOME = "outcome"  # how an action ended (success, dry_run, failed, timeout, rolled_back)
+DROPPED = "dropped"  # acknowledged work the receiver will not do (shutdown)
+
+# Results of decision events (outcome results are actuator.SUCCESS and its companions).
+ACT = "act"
+SKIP = "skip"
+
+# Every event has exactly these keys (None where a value does not apply); the unit tests
+# and docs/contract.md pin them.
+FIELDS = ("seq", "type", "at", "alert", "service", "task", "node", "kind", "result",
+          "reason", "message", "starts_at", "received_at", "duration_s")
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """Control characters (and lone surrogates) as Python escapes: one line, printable."""
+    if _CONTROLS.search(text):
+        text = _CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _EscapeControls(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        safe = escape_controls(message)
+        if safe is not message:
+            record.msg, record.args = safe, None
+        return True
+
+
+_ESCAPE = _EscapeControls()
+
+
+def safe_logger(name: str) -> logging.Logger:
+    """The module's logger, with control characters escaped in every message it logs."""
+    logger = logging.getLogger(name)
+    if _ESCAPE not in logger.filters:
+        logger.addFilter(_ESCAPE)
+    return logger
+
+
+class EventLog:
+    """A bounded, thread-safe ring of events with increasing sequence numbers."""
+
+    def __init__(self, capacity: int, clock: Callable[[], datetime]):
+        self._ring: deque[dict] = deque(maxlen=capacity)
+        self._seq = 0
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._log = logging.getLogger(EVENTS_LOGGER)
+
+    def emit(self, type: str, result: str, *, alert=None, service: str | None = None,
+             kind: str | None = None, reason: str | None = None, message: str | None = None,
+             received_at: datetime | None = None, duration_s: float | None = None) -> dict:
+        """Record one event. `alert` (a payload.Alert) fills alert, service, task, node,
+        kind and starts_at."""
+        event = {
+            "type": type,
+            "at": format_time(self._clock()),
+            "alert": alert.name if alert else None,
+            "service": service or (alert.labels.get("service") if alert else None),
+            "task": alert.labels.get("task_id") if alert else None,
+            "node": alert.labels.get("node_id") if alert else None,
+            "kind": kind or (alert.kind if alert else None),
+            "result": result,
+            "reason": reason,
+            "message": message,
+            "starts_at": format_time(alert.starts_at) if alert else None,
+            "received_at": format_time(received_at) if received_at else None,
+            "duration_s": round(duration_s, 6) if duration_s is not None else None,
+        }
+        with self._lock:
+            self._seq += 1
+            event = {"seq": self._seq, **event}
+            self._ring.append(event)
+            # Under the lock, so that the log's lines are in sequence order too.
+            if self._log.isEnabledFor(logging.INFO):
+                # ensure_ascii: the line is pure ASCII whatever the labels held.
+                self._log.info("%s", json.dumps(event, ensure_ascii=True,
+                                                separators=(",", ":")))
+        return event
+
+    def since(self, seq: int) -> tuple[list[dict], int, bool]:
+        """(events after `seq`, the last sequence number, whether some events after `seq`
+        were already pushed out of the ring)."""
+        with self._lock:
+            last = self._seq
+            first = last - len(self._ring) + 1  # the ring holds first..last, in order
+            events = list(itertools.islice(self._ring, max(seq + 1 - first, 0), None))
+        return events, last, seq + 1 < first

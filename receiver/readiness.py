@@ -1,0 +1,89 @@
+"""/readyz's answer, refreshed in a background thread: a request never waits for Docker.
+
+Eight concurrent /readyz calls against a slow daemon used to hold eight request threads,
+and webhooks waited behind them (issue 13). Now one thread asks Docker every
+`readiness_interval` seconds and /readyz returns the last answer, saying how old it is.
+The same thread negotiates the Docker API version (cluster.negotiate); the Actuator asks
+for a negotiation of its own only if it is about to act before the first one succeeded.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from receiver.cluster import AUTO, Daemon, is_ready, negotiate
+
+log = logging.getLogger(__name__)
+
+
+class Readiness:
+    def __init__(self, api, pinned_api_version: str = AUTO, interval: float = 5.0,
+                 monotonic: Callable[[], float] = time.monotonic):
+        self._api = api
+        self._pinned = pinned_api_version
+        self._interval = interval
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._daemon: Daemon | None = None
+        self._answer: dict = {"status": "not ready", "reason": "not checked yet"}
+        self._ready = False
+        self._checked_at: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "Readiness":
+        self._thread = threading.Thread(target=self._loop, name="swarmguard-readiness",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def current(self) -> tuple[bool, dict]:
+        """(ready, the JSON answer) from the last check; never calls Docker."""
+        with self._lock:
+            answer = dict(self._answer)
+            if self._checked_at is not None:
+                answer["checked_seconds_ago"] = round(self._monotonic() - self._checked_at, 3)
+            return self._ready, answer
+
+    def ensure_negotiated(self) -> None:
+        """Before acting: make sure the client speaks the daemon's version. Raises what the
+        SDK raises if Docker cannot be reached (the Actuator retries and reports it)."""
+        if self._daemon is None:
+            daemon = negotiate(self._api, self._pinned)
+            with self._lock:
+                self._daemon = daemon
+
+    def check(self) -> bool:
+        """Ask Docker now (the background thread's job; tests call it directly)."""
+        try:
+            daemon = negotiate(self._api, self._pinned)
+        except Exception as exc:  # any failure to reach Docker means not ready
+            ready, answer = False, {"status": "not ready",
+                                    "reason": f"docker unreachable: {exc}"}
+        else:
+            ok, reason = is_ready(self._api, daemon)
+            ready, answer = ok, {"status": "ready" if ok else "not ready", "reason": reason,
+                                 "docker_engine": daemon.engine,
+                                 "docker_api_version": daemon.using,
+                                 "docker_api_versions_accepted":
+                                     f"{daemon.min_api_version}-{daemon.api_version}"}
+            with self._lock:
+                self._daemon = daemon
+        with self._lock:
+            if ready != self._ready or answer.get("reason") != self._answer.get("reason"):
+                log.log(logging.INFO if ready else logging.WARNING, "Readiness: %s",
+                        answer["reason"] if not ready else
+                        f"ready, Docker Engine {answer['docker_engine']} "
+                        f"(API {answer['docker_api_version']})")
+            self._ready, self._answer, self._checked_at = ready, answer, self._monotonic()
+        return ready
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.check()
+            self._stop.wait(self._interval)

@@ -1,0 +1,118 @@
+"""The receiver's event stream (docs/contract.md, "Receiver events"): its schema, the
+JSON log lines, GET /events."""
+import json
+import logging
+import re
+
+import pytest
+
+from receiver import events as E
+from receiver.testing import TASK, WORKER_1, WORKER_2
+from tests.unit.test_receiver_app import AUTH, NOW, body, make, moves_task_to, post
+
+CONTRACT = (E.__file__.rsplit("/receiver/", 1)[0]) + "/docs/contract.md"
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+def events(app, since=0, headers=AUTH):
+    return app.test_client().get(f"/events?since={since}", headers=headers)
+
+
+def test_every_event_has_exactly_the_documented_fields_with_their_types():
+    app, api = make()
+    api.after_update = moves_task_to(WORKER_2)
+    post(app, body("firing_migrate.json"))
+    post(app, body("grouped_migrate.json"))
+    found = events(app).get_json()["events"]
+    assert found
+    for event in found:
+        assert tuple(event) == E.FIELDS
+        assert isinstance(event["seq"], int)
+        assert event["type"] in (E.DECISION, E.OUTCOME, E.DROPPED)
+        for key in ("at", "starts_at", "received_at"):
+            assert event[key] is None or TIME.match(event[key]), (key, event)
+        for key in ("alert", "service", "task", "node", "kind", "reason", "message"):
+            assert event[key] is None or isinstance(event[key], str)
+        assert event["duration_s"] is None or isinstance(event["duration_s"], float)
+    assert [e["seq"] for e in found] == list(range(1, len(found) + 1))
+
+
+def test_a_migration_is_one_decision_then_one_outcome_naming_alert_service_task_and_node():
+    app, api = make()
+    api.after_update = moves_task_to(WORKER_2)
+    post(app, body("firing_migrate.json"))
+    decision, outcome = events(app).get_json()["events"]
+    assert {k: decision[k] for k in ("type", "result", "alert", "service", "task", "node",
+                                     "kind")} == {
+        "type": "decision", "result": "act", "alert": "SwarmGuardMigrate",
+        "service": "demo_web", "task": TASK, "node": WORKER_1, "kind": "migrate"}
+    assert decision["message"].startswith("Migrating demo_web off worker-1")
+    assert (outcome["type"], outcome["result"], outcome["task"]) == ("outcome", "success", TASK)
+    assert outcome["starts_at"] == "2026-11-27T10:00:01.123456Z"
+    assert outcome["received_at"] == NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert outcome["duration_s"] is not None
+
+
+def test_a_skip_is_a_decision_with_its_reason():
+    app, _ = make(dry_run=True)
+    post(app, body("grouped_migrate.json"))
+    skips = [e for e in events(app).get_json()["events"] if e["result"] == "skip"]
+    assert {(e["service"], e["reason"]) for e in skips} >= {("demo_api", "stale")}
+    assert all(e["message"].startswith("Ignoring SwarmGuardMigrate for") for e in skips)
+
+
+def test_a_dry_run_is_an_act_decision_and_a_dry_run_outcome():
+    app, api = make(dry_run=True)
+    post(app, body("firing_scale_up.json"))
+    assert [(e["type"], e["result"]) for e in events(app).get_json()["events"]] == [
+        ("decision", "act"), ("outcome", "dry_run")]
+    assert api.updates == []
+
+
+def test_events_since_returns_only_the_newer_ones_and_says_when_some_were_missed():
+    app, _ = make(dry_run=True, event_buffer=2)
+    post(app, body("firing_scale_up.json"))
+    assert events(app, since=1).get_json() == {
+        "events": [events(app).get_json()["events"][-1]], "last": 2, "missed": False}
+    post(app, body("firing_scale_down.json"))  # seq 3: at the minimum of 1 replica
+    post(app, body("firing_migrate.json"))  # seq 4 and 5; 2 and 3 leave the ring
+    answer = events(app, since=1).get_json()
+    assert ([e["seq"] for e in answer["events"]], answer["missed"]) == ([4, 5], True)
+    assert events(app, since=5).get_json() == {"events": [], "last": 5, "missed": False}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
+def test_events_need_the_token(headers):
+    app, _ = make()
+    assert events(app, headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize("since", ["-1", "x", "1.5", "\u0661"])
+def test_a_bad_since_is_400_naming_it(since):
+    app, _ = make()
+    response = events(app, since=since)
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("since must be a whole number")
+
+
+def test_each_event_is_also_one_ascii_json_log_line(caplog):
+    caplog.set_level(logging.INFO, logger=E.EVENTS_LOGGER)
+    app, _ = make(dry_run=True)
+    post(app, body("firing_scale_up.json"))
+    lines = [r.getMessage() for r in caplog.records if r.name == E.EVENTS_LOGGER]
+    assert [json.loads(line) for line in lines] == events(app).get_json()["events"]
+    assert all(line.isascii() and "\n" not in line for line in lines)
+
+
+def test_the_contract_documents_every_field_and_value():
+    text = open(CONTRACT, encoding="utf-8").read()
+    section = text.split("## Receiver events", 1)[1].split("\n## ", 1)[0]
+    for name in E.FIELDS:
+        assert f"`{name}`" in section, name
+    for value in (E.DECISION, E.OUTCOME, E.DROPPED, E.ACT, E.SKIP):
+        assert f"`{value}`" in section, value
+
+
+def test_escape_controls_leaves_one_printable_line():
+    assert E.escape_controls("a\nb\x1b[31m\u2028\ud800") == "a\\nb\\x1b[31m\\u2028\\ud800"
+    assert E.escape_controls("plain é") == "plain é"

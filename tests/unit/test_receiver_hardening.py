@@ -1,0 +1,307 @@
+"""Issue 13's eight cases, each as the receiver must now behave. Each test failed against
+the receiver before the hardening (the issue says how each was reproduced)."""
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from receiver import actuator as A
+from receiver.metrics import Metrics
+from receiver.testing import TASK, WEB_ID, WORKER_1
+from receiver.worker import DUPLICATE_WINDOW_S, Dispatcher, InlineExecutor
+from tests.unit.test_receiver_app import AUTH, NOW, make, post, sample
+from tests.unit.test_receiver_worker import ManualExecutor, recorded
+
+
+def alert(labels, starts_at=NOW - timedelta(seconds=30), status="firing"):
+    return {"status": status, "labels": labels, "annotations": {},
+            "startsAt": starts_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "0123456789abcdef"}
+
+
+def webhook(*alerts) -> bytes:
+    return json.dumps({"version": "4", "status": "firing", "receiver": "swarmguard",
+                       "groupKey": "{}", "alerts": list(alerts)}).encode()
+
+
+def scale_up(service, **kw):
+    return alert({"alertname": "SwarmGuardScaleUp", "service": service}, **kw)
+
+
+def migrate(service="demo_web", task_id=TASK, node_id=WORKER_1, **kw):
+    return alert({"alertname": "SwarmGuardMigrate", "service": service, "task_id": task_id,
+                  "node_id": node_id}, **kw)
+
+
+# -- 1. work is bounded ------------------------------------------------------------------
+
+def test_a_flood_of_distinct_services_is_refused_with_503_and_retry_after_beyond_the_bound():
+    executor = ManualExecutor()
+    app, api = make(executor=executor, dry_run=True)  # at most 256 services waiting
+    first = post(app, webhook(*(scale_up(f"svc-{i}") for i in range(60))))
+    assert first.status_code == 202
+    flood = post(app, webhook(*(scale_up(f"flood-{i}") for i in range(2000))))
+    assert flood.status_code == 503
+    assert flood.headers["Retry-After"].isdigit()
+    assert "names 2000 services; at most 256 may wait" in flood.get_json()["error"]
+    more = post(app, webhook(*(scale_up(f"more-{i}") for i in range(200))))
+    assert more.status_code == 503
+    assert more.headers["Retry-After"].isdigit()
+    assert "work for 60 services is waiting and this webhook adds 200; the limit is 256" \
+        in more.get_json()["error"]
+    # Refused whole: nothing of it waits, nothing of it was counted as received.
+    assert len(executor.jobs) == 60
+    assert sample(app, "swarmguard_alerts_received_total",
+                  alertname="SwarmGuardScaleUp", status="firing") == 60
+    assert sample(app, "swarmguard_pending_services") == 60
+    # Room again once the waiting work is done: a real alert is taken and acted on.
+    executor.run_all()
+    assert post(app, webhook(scale_up("demo_web"))).status_code == 202
+    executor.run_all()
+    assert sample(app, "swarmguard_actions_total", kind="scale_up", result="dry_run") == 1
+    assert api.updates == []
+
+
+def test_repeats_for_a_waiting_service_never_add_work():
+    executor = ManualExecutor()
+    app, _ = make(executor=executor, dry_run=True)
+    for seconds in range(5):
+        response = post(app, webhook(scale_up("demo_web", starts_at=NOW - timedelta(
+            seconds=60 - seconds))))
+        assert response.status_code == 202
+    assert len(executor.jobs) == 1
+    assert sample(app, "swarmguard_alerts_skipped_total",
+                  alertname="SwarmGuardScaleUp", reason="superseded") == 4
+
+
+# -- 2. remembered alerts are pruned in O(1) amortised ------------------------------------
+
+class CountingTime(float):
+    """A monotonic reading that counts how often the code subtracts times, and fails the
+    test once it has done so more often than the budget allows."""
+    budget = [0]
+
+    def __sub__(self, other):
+        CountingTime.budget[0] -= 1
+        if CountingTime.budget[0] < 0:
+            raise AssertionError("more time arithmetic than O(alerts + remembered)")
+        return float(self) - float(other)
+
+    def __rsub__(self, other):
+        return CountingTime(other).__sub__(self)
+
+
+def test_a_large_webhook_sent_twice_costs_time_linear_in_its_alerts():
+    alerts = 6000
+    now = [CountingTime(100.0)]
+    dispatcher = Dispatcher(lambda group: [], Metrics(), executor=InlineExecutor(),
+                            monotonic=lambda: now[0])
+    one = recorded("firing_migrate.json")[0]
+    many = [A_later(one, i) for i in range(alerts)]
+    CountingTime.budget[0] = 10 * alerts  # the quadratic pruning needed 36,000,000
+    dispatcher.submit(many)
+    now[0] = CountingTime(101.0)
+    assert dispatcher.submit(many).queued == ()  # all duplicates, handled a second ago
+    now[0] = CountingTime(100.0 + DUPLICATE_WINDOW_S + 1)
+    assert dispatcher.submit(many[:1]).queued == ("demo_web",)  # forgotten after the window
+
+
+def A_later(alert_, seconds):
+    import dataclasses
+    return dataclasses.replace(alert_, starts_at=alert_.starts_at + timedelta(seconds=seconds))
+
+
+# -- the in-flight gauge -------------------------------------------------------------------
+
+def test_nothing_is_in_flight_only_once_the_outcome_is_counted():
+    metrics = Metrics()
+    seen_when_idle = []
+    decrement = metrics.in_flight.dec
+
+    def dec(amount=1):
+        seen_when_idle.append(metrics.registry.get_sample_value(
+            "swarmguard_alerts_skipped_total",
+            {"alertname": "SwarmGuardMigrate", "reason": "stale"}))
+        decrement(amount)
+    metrics.in_flight.dec = dec
+    from receiver.decisions import STALE, Skip
+    group = recorded("firing_migrate.json")
+    dispatcher = Dispatcher(lambda alerts: [A.Outcome(Skip(alerts[0], STALE, "gone"),
+                                                      A.SKIPPED)],
+                            metrics, executor=InlineExecutor())
+    dispatcher.submit(group)
+    assert seen_when_idle == [1.0]
+
+
+# -- 3. slow clients (serving.py, test_receiver_serving.py) and /readyz -------------------
+
+def test_readyz_answers_from_the_background_state_without_calling_docker():
+    app, api = make()
+    for _ in range(8):
+        assert app.test_client().get("/readyz").status_code == 503  # not checked yet
+    assert api.calls == []
+
+
+# -- 4. SIGTERM --------------------------------------------------------------------------
+
+def test_after_sigterm_webhooks_get_503_so_alertmanager_resends_them():
+    from receiver.app import stop_taking_work
+    app, api = make(dry_run=True)
+    stop_taking_work(app)
+    response = post(app, webhook(scale_up("demo_web")))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
+    assert response.get_json() == {"error": "the receiver is shutting down"}
+    assert api.calls == []
+
+
+def test_on_shutdown_waiting_work_is_dropped_logged_and_counted(caplog):
+    executor, metrics = ManualExecutor(), Metrics()
+    dispatcher = Dispatcher(lambda alerts: [], metrics, executor=executor)
+    dispatcher.submit(recorded("grouped_migrate.json"))  # two services wait
+    assert dispatcher.drain(deadline_s=1.0) == 2
+    assert sample_of(metrics, "swarmguard_work_dropped_total", reason="shutdown_waiting") == 2
+    assert sample_of(metrics, "swarmguard_actions_in_flight") == 0
+    assert "Dropping the waiting work on demo_web" in caplog.text
+    executor.run_all()  # the executor's jobs find nothing left to do
+
+
+def test_on_shutdown_running_work_gets_until_the_deadline_and_the_unfinished_is_counted(caplog):
+    import threading
+    release, started = threading.Event(), threading.Event()
+
+    def slow(alerts):
+        started.set()
+        release.wait(5)
+        return []
+    metrics = Metrics()
+    dispatcher = Dispatcher(slow, metrics, workers=1)
+    dispatcher.submit(recorded("firing_migrate.json"))
+    started.wait(5)
+    assert dispatcher.drain(deadline_s=0.2) == 1
+    release.set()
+    assert sample_of(metrics, "swarmguard_work_dropped_total", reason="shutdown_unfinished") == 1
+    assert "still unfinished" in caplog.text
+
+    finished = Dispatcher(lambda alerts: [], Metrics(), workers=1)
+    finished.submit(recorded("firing_migrate.json"))
+    assert finished.drain(deadline_s=5.0) == 0
+
+
+def sample_of(metrics, name, **labels):
+    return metrics.registry.get_sample_value(name, labels) or 0
+
+
+# -- 5. labels are what they name ---------------------------------------------------------
+
+@pytest.mark.parametrize("labels, named", [
+    ({"service": "../images/alpine/get"}, "alerts[0].labels.service"),
+    ({"service": "web?x=1"}, "alerts[0].labels.service"),
+    ({"service": "-web"}, "alerts[0].labels.service"),
+    ({"service": "w" * 64}, "alerts[0].labels.service"),
+    ({"task_id": "../../containers/x"}, "alerts[0].labels.task_id"),
+    ({"task_id": TASK.upper()}, "alerts[0].labels.task_id"),
+    ({"node_id": WORKER_1[:-1]}, "alerts[0].labels.node_id"),
+])
+def test_a_label_that_cannot_be_what_it_names_is_400_naming_it_and_docker_is_not_called(
+        labels, named):
+    app, api = make()
+    response = post(app, webhook(migrate(**{"service": "demo_web", "task_id": TASK,
+                                            "node_id": WORKER_1, **labels})))
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith(named)
+    assert api.calls == []
+
+
+def test_stack_service_names_and_real_ids_are_accepted():
+    app, _ = make(dry_run=True)
+    assert post(app, webhook(scale_up("swarmguard_stress-2"))).status_code == 202
+    assert post(app, webhook(migrate())).status_code == 202
+
+
+# -- 6. startsAt in the future ------------------------------------------------------------
+
+def test_an_alert_starting_in_the_future_beyond_the_skew_is_400_and_changes_nothing():
+    app, api = make()  # 30 s of skew allowed
+    far = post(app, webhook(scale_up("demo_web", starts_at=datetime(9999, 1, 1,
+                                                                   tzinfo=timezone.utc))))
+    assert far.status_code == 400
+    assert "alerts[0].startsAt is" in far.get_json()["error"]
+    assert "in the future" in far.get_json()["error"]
+    assert post(app, webhook(scale_up("demo_web", starts_at=NOW + timedelta(seconds=31)))
+                ).status_code == 400
+    assert api.calls == []
+    # Within the skew: clocks of two hosts, fine.
+    assert post(app, webhook(scale_up("demo_web", starts_at=NOW + timedelta(seconds=29)))
+                ).status_code == 202
+
+
+# -- 7. log injection ---------------------------------------------------------------------
+
+FORGED = "web\nINFO receiver.actuator: Scaling up web"
+
+
+@pytest.mark.parametrize("payload", [
+    webhook(scale_up(FORGED, status="resolved")),
+    webhook(alert({"alertname": "SwarmGuardScaleUp", "service": "web", "team": FORGED})),
+    webhook(alert({"alertname": "SwarmGuardScaleUp", "service": "web", FORGED: "x"})),
+    webhook({**scale_up("web"), "annotations": {FORGED: 1}}),
+    webhook({**scale_up("web"), "status": FORGED}),
+    json.dumps({"version": "4", "groupKey": FORGED, "truncatedAlerts": 3,
+                "alerts": [scale_up("demo_web")]}).encode(),
+])
+def test_no_log_line_carries_a_raw_control_character(payload, caplog):
+    caplog.set_level("DEBUG")
+    app, _ = make(dry_run=True)
+    post(app, payload)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages
+    assert not [m for m in messages if any(c in m for c in "\n\r\x1b\x00")], messages
+
+
+def test_a_label_with_a_control_character_is_400_naming_the_label():
+    app, api = make()
+    response = post(app, webhook(scale_up(FORGED, status="resolved")))
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("alerts[0].labels.service")
+    response = post(app, webhook(alert({"alertname": "SwarmGuardScaleUp", "service": "web",
+                                        "team": "a\x1b[31mb"})))
+    assert response.get_json()["error"] == "alerts[0].labels.team contains a control character"
+    assert api.calls == []
+
+
+# -- 8. lone surrogates --------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, named", [
+    (b'{"alertname": "SwarmGuardScaleUp", "service": "web", "team": "\\ud800"}',
+     "alerts[0].labels.team"),
+    (b'{"alertname": "SwarmGuardScaleUp", "service": "web", "\\udfff": "x"}',
+     "alerts[0].labels key"),
+])
+def test_a_lone_surrogate_in_a_label_is_400_not_a_crash_in_the_background(raw, named):
+    app, api = make(dry_run=True)
+    body = webhook(alert({"alertname": "SwarmGuardScaleUp", "service": "web"})).replace(
+        b'{"alertname": "SwarmGuardScaleUp", "service": "web"}', raw)
+    response = post(app, body)
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith(named)
+    assert "lone surrogate" in response.get_json()["error"]
+    assert api.calls == []
+
+
+def test_a_lone_surrogate_in_an_annotation_is_400_too():
+    app, _ = make(dry_run=True)
+    body = webhook({**scale_up("demo_web"), "annotations": {"summary": "x"}}).replace(
+        b'"summary": "x"', b'"summary": "\\ud83d"')
+    response = post(app, body)
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("alerts[0].annotations.summary")
+
+
+def test_the_recorded_payloads_still_pass():
+    app, api = make(dry_run=True)
+    api.services[WEB_ID]["Spec"]["Labels"]["swarmguard.enable"] = "true"
+    for name in ["firing_migrate.json", "grouped_migrate.json", "firing_scale_up.json",
+                 "firing_scale_down.json", "resolved_migrate.json"]:
+        from tests.unit.test_receiver_app import body
+        assert post(app, body(name), headers=AUTH).status_code == 202, name

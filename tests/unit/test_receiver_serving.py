@@ -1,0 +1,156 @@
+"""Slow clients cannot hold the receiver's threads (issue 13, case 3): requests are read
+whole in gunicorn's event loop (receiver/serving.py) before a thread takes them."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from receiver.serving import (MAX_HEADER_BYTES, PREREAD_WORKER, request_complete,
+                              take_expect_continue, worker_class)
+
+ROOT = Path(__file__).resolve().parents[2]
+LIMIT = 1024 * 1024 + 1
+HEAD = b"POST /alerts HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n"
+
+
+# -- when is a request whole? (pure) -----------------------------------------------------
+
+@pytest.mark.parametrize("data, whole", [
+    (b"GET /healthz HTTP/1.1\r\nHost: r\r\n", False),
+    (b"GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n", True),
+    (HEAD + b"Content-Length: 5\r\n\r\n{\"a\"", False),
+    (HEAD + b"Content-Length: 5 \r\nX: y\r\n\r\n", False),
+    (HEAD + b"Content-Length: 5\r\n\r\n{\"a\"}", True),
+    (HEAD + b"content-length:5\r\n\r\n{\"a\"}GET / HTTP/1.1\r\n", True),  # pipelined
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\"}\r\n", False),
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\"}\r\n0\r\n\r\n", True),
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\"}\r\n0\r\nX-T: 1\r\n", False),
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\"}\r\n0\r\nX-T: 1\r\n\r\n", True),
+])
+def test_a_request_is_whole_once_its_headers_and_body_are_in(data, whole):
+    assert request_complete(data, LIMIT) is whole
+
+
+@pytest.mark.parametrize("data", [
+    HEAD + b"Content-Length: 99999999\r\n\r\n",  # over the limit: the app answers 413
+    HEAD + b"Content-Length: x\r\n\r\n",  # gunicorn answers 400
+    HEAD + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+    HEAD + b"Transfer-Encoding: chunked\r\n\r\n200000\r\n",  # a chunk over the limit
+    b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEADER_BYTES,  # endless headers: 431
+])
+def test_a_request_that_can_be_refused_without_reading_more_is_handed_over_at_once(data):
+    assert request_complete(data, LIMIT)
+
+
+def test_expect_100_continue_is_answered_by_the_worker_and_taken_out_of_the_request():
+    data = HEAD + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+    rest, expects = take_expect_continue(data)
+    assert expects
+    assert rest == HEAD + b"Content-Length: 2\r\n\r\n"
+    assert take_expect_continue(rest) == (rest, False)
+    assert take_expect_continue(HEAD + b"Expect: 100-continue\r\n") == (
+        HEAD + b"Expect: 100-continue\r\n", False)  # headers not complete yet
+
+
+# -- the receiver under gunicorn, with slow clients ---------------------------------------
+
+def test_the_gunicorn_this_project_installs_gets_the_preread_worker():
+    import runpy
+    assert worker_class() == PREREAD_WORKER
+    assert runpy.run_path(str(ROOT / "receiver" / "gunicorn.conf.py"))["worker_class"] == \
+        PREREAD_WORKER
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    # Port 0: gunicorn takes a free port itself and says which (no race for a port).
+    env = {**os.environ, "SWARMGUARD_TOKEN": "tok", "SWARMGUARD_BIND": "127.0.0.1:0",
+           "SWARMGUARD_DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
+           "SWARMGUARD_REQUEST_READ_TIMEOUT": "2",
+           "SWARMGUARD_LOG_LEVEL": "info"}  # gunicorn says at INFO where it listens
+    log_path = tmp_path / "gunicorn.log"
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "receiver/gunicorn.conf.py",
+                             "receiver.app:create_app()"], cwd=ROOT, env=env,
+                            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        port = None
+        for _ in range(300):
+            if proc.poll() is not None:
+                pytest.fail(f"gunicorn exited: {log_path.read_text()}")
+            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", log_path.read_text())
+            if found:
+                port = int(found.group(1))
+                try:
+                    requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    pass
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"gunicorn did not answer within 30 s: {log_path.read_text()}")
+        yield f"http://127.0.0.1:{port}", port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail(f"gunicorn did not stop on SIGTERM: {log_path.read_text()[-3000:]}")
+
+
+class Trickler(threading.Thread):
+    """A client that sends a request one header line at a time, every `pause` seconds,
+    for `seconds`, and never finishes it."""
+
+    def __init__(self, port: int, body: bool, seconds: float = 6.0, pause: float = 0.3):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.body, self.seconds, self.pause = body, seconds, pause
+        self.closed_by_server = threading.Event()
+
+    def run(self):
+        end = time.monotonic() + self.seconds
+        try:
+            self.sock.sendall(HEAD + (b"Content-Length: 100000\r\n\r\n" if self.body else b""))
+            while time.monotonic() < end:
+                self.sock.sendall(b"{" if self.body else b"X-Slow: 1\r\n")
+                time.sleep(self.pause)
+        except OSError:
+            self.closed_by_server.set()
+        finally:
+            self.sock.close()
+
+
+def test_slow_clients_do_not_hold_the_threads_that_answer_health_checks_and_webhooks(receiver):
+    url, port = receiver
+    # 8 threads serve requests: more slow clients of each kind than that.
+    slow = [Trickler(port, body=i % 2 == 0) for i in range(24)]
+    for client in slow:
+        client.start()
+    time.sleep(0.5)
+    # The timeouts only keep a failing test from hanging: before, these waited for the
+    # slow clients to give up (6 s).
+    for _ in range(5):
+        assert requests.get(f"{url}/healthz", timeout=4).status_code == 200
+        response = requests.post(f"{url}/alerts", data=b"{}", timeout=4, headers={
+            "Authorization": "Bearer tok", "Content-Type": "application/json"})
+        assert response.status_code == 400  # answered: the body is not a webhook
+
+
+def test_a_connection_that_sends_no_whole_request_in_time_is_closed(receiver):
+    _, port = receiver
+    client = Trickler(port, body=True, seconds=8.0)
+    client.start()
+    client.join(timeout=10)
+    assert client.closed_by_server.is_set()  # after SWARMGUARD_REQUEST_READ_TIMEOUT=2
