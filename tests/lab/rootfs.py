@@ -12,9 +12,10 @@ by its inputs (suite, mirror, packages) and unpacked next to it. sid moves: a ne
 (or removing the tarball) is what fetches newer packages; `versions(cfg)` says what the
 cached root holds.
 
-How a program runs from it (`command`): in a mount namespace of its own, chroot into
-the root with /proc, /sys (with the cgroup mounts), /dev and the lab's own run and state
-directories bind-mounted at the same paths, and tmpfs on /run and /tmp. Why a chroot and
+How a program runs from it (`command`): in a mount namespace of its own, pivot_root into
+the root (a chroot is not enough: `docker exec` and health checks then ran in the host's
+root, see `command`) with /proc, /sys (with the cgroup mounts), /dev and the lab's own run and state
+directories bind-mounted at the same paths, and tmpfs on /run and /tmp. Why its own root and
 not the root's dynamic loader with LD_LIBRARY_PATH: dockerd starts containerd, runc,
 docker-init, docker-proxy and iptables, and those would start with the host's loader and
 sid's libc (which fails), or with the host's programs of another version. Why a mount
@@ -147,7 +148,11 @@ def command(cfg: LabConfig, cmd: list[str], *, hostname: str | None = None,
     if hostname:
         unshare.append("--uts")
         lines.append(f"hostname {shlex.quote(hostname)}")
-    lines.append(f'exec chroot {r} "$@"')
+    # pivot_root, not chroot: a chroot leaves the mount namespace's root at the host's /,
+    # and runc's `exec` into a container (health checks, `docker exec`) then ran in the
+    # host's root instead of the container's ("chdir to cwd (/app) ... no such file").
+    lines += [f"cd {r}", "mkdir -p .pivot-old", "pivot_root . .pivot-old", "cd /",
+              "umount -l /.pivot-old", 'exec "$@"']
     return [*unshare, "sh", "-c", "\n".join(lines), "sh", *cmd]
 
 
