@@ -154,7 +154,8 @@ def test_the_stacks_prometheus_scrapes_one_exporter_per_node_at_the_nodes_addres
 def test_the_stacks_prometheus_loads_the_rules_and_finds_the_stacks_alertmanager(bundle):
     url = stack_prometheus(bundle)
     groups = {g["name"] for g in api(url, "/api/v1/rules")["groups"]}
-    assert groups == {"swarmguard-thresholds", "swarmguard-detection", "swarmguard-scale-down"}
+    assert groups == {"swarmguard-thresholds", "swarmguard-detection", "swarmguard-scale-down",
+                      "swarmguard-health"}
     # dns_sd on tasks.alertmanager: the one replica's address on the stack's network.
     found = wait_for("the stack's Prometheus discovering tasks.alertmanager", lambda: api(
         url, "/api/v1/alertmanagers")["activeAlertmanagers"], timeout=30)
@@ -168,7 +169,9 @@ def test_the_stacks_alertmanager_delivers_a_swarmguard_alert_to_the_stacks_recei
     now = datetime.now(timezone.utc)
     alert = {
         "labels": {"alertname": "SwarmGuardMigrate", "service": NO_SUCH_SERVICE,
-                   "task_id": "bundle-lab-task", "node_id": "bundle-lab-node",
+                   # Well-formed Swarm IDs (25 lower-case letters and digits) that name
+                   # nothing: the receiver checks the format before it looks them up.
+                   "task_id": "bundlelabtask000000000000", "node_id": "bundlelabnode000000000000",
                    "scenario": "migrate", "severity": "warning"},
         "annotations": {"summary": "sent by test_bundle_lab", "description": "no such service",
                         "runbook_url": "README.md#swarmguardmigrate"},

@@ -136,7 +136,7 @@ def _synthetic_alert(ends_in: timedelta) -> list[dict]:
     something to deliver to the receiver (stale if it ever gets there, so nothing moves)."""
     now = datetime.now(timezone.utc)
     return [{"labels": {"alertname": "SwarmGuardMigrate", "service": "health-fault-probe",
-                        "task_id": "no-such-task", "node_id": "no-such-node", "scenario": "migrate",
+                        "task_id": "nosuchtask000000000000000", "node_id": "nosuchnode000000000000000", "scenario": "migrate",
                         "severity": "warning"},
              "annotations": {"summary": "detection-health fault test"},
              "startsAt": rfc3339(now - timedelta(seconds=1)), "endsAt": rfc3339(now + ends_in)}]
