@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -33,6 +34,13 @@ DOCKER_CLI = "/usr/bin/docker"
 STACK_FILE = PROJECT_ROOT / "stack.yml"
 LAB_FILE = PROJECT_ROOT / "tests" / "lab" / "stack.lab.yml"
 SECRET = "swarmguard_token"
+# Grafana's admin password (stack.yml). Grafana has no task in the lab, but a deploy needs
+# every external secret the stack names to exist.
+GRAFANA_SECRET = "swarmguard_grafana_admin_password"
+SECRETS = (SECRET, GRAFANA_SECRET)
+# What the lab's images are called (tests/lab/images.py); stack.yml requires
+# SWARMGUARD_REGISTRY, and the lab pins every image by ID anyway (images_by_id).
+REGISTRY = "swarmguard-lab"
 NAMESPACE_LABEL = "com.docker.stack.namespace"
 # The stack's exporter publishes here in the lab: the lab's own exporter processes hold
 # 9101 on every node's address (tests/lab/monitoring.py), cAdvisor 8080, the app 8081.
@@ -67,6 +75,7 @@ def config_version() -> str:
 def environment(cfg: LabConfig) -> dict[str, str]:
     """The variables stack.yml reads, as the lab sets them."""
     return {
+        "SWARMGUARD_REGISTRY": REGISTRY,
         "SWARMGUARD_EXPORTER_PORT": str(EXPORTER_PORT),
         # The lab's dockerds have no /var/run/docker.sock; the manager's is here.
         "SWARMGUARD_DOCKER_SOCKET": str(cfg.docker_socket(cfg.manager)),
@@ -93,18 +102,20 @@ def docker_cli(cfg: LabConfig, *args: str, env: dict[str, str] | None = None, ch
 
 
 def ensure_secret(cfg: LabConfig) -> None:
-    """The external secret stack.yml expects, made from the lab's token file (the lab's
-    own Alertmanager and receivers use the same token)."""
+    """The external secrets stack.yml expects: the token, made from the lab's token file
+    (the lab's own Alertmanager and receivers use the same token), and a random Grafana
+    admin password."""
     c = client(cfg, cfg.manager)
-    if _secrets(c):
-        return
-    c.secrets.create(name=SECRET, data=cfg.token_file.read_bytes(),
-                     labels={"swarmguard-lab": "stack"})
+    have = {s.name for s in _secrets(c)}
+    data = {SECRET: cfg.token_file.read_bytes(), GRAFANA_SECRET: secrets.token_hex(16).encode()}
+    for name in SECRETS:
+        if name not in have:
+            c.secrets.create(name=name, data=data[name], labels={"swarmguard-lab": "stack"})
 
 
 def _secrets(c: docker.DockerClient) -> list:
-    # The API's name filter also matches other names that merely contain this one.
-    return [s for s in c.secrets.list(filters={"name": SECRET}) if s.name == SECRET]
+    # The API's name filter also matches other names that merely contain these.
+    return [s for name in SECRETS for s in c.secrets.list(filters={"name": name}) if s.name == name]
 
 
 def deploy(cfg: LabConfig, timeout: float = 180.0) -> dict[str, str]:

@@ -18,7 +18,8 @@ import pytest
 from tests.lab import rootfs
 from tests.lab.config import FLAVOURS, LabConfig
 
-PACKAGES = {"promtool": "prometheus", "amtool": "prometheus-alertmanager"}
+PACKAGES = {"promtool": "prometheus", "prometheus": "prometheus",
+            "amtool": "prometheus-alertmanager"}
 
 __all__ = ["FLAVOURS", "tool"]
 
@@ -29,7 +30,7 @@ def _current_root() -> None:
 
 
 def tool(flavour: str, name: str) -> str:
-    """The path of `name` (promtool or amtool) as the flavour ships it."""
+    """The path of `name` (promtool, prometheus or amtool) as the flavour ships it."""
     if flavour == "current":
         _current_root()
         return str(rootfs.binary(LabConfig(flavour="current", min_api=None), name))

@@ -101,3 +101,23 @@ class FakeSwarmManager:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class FakeSwarmReads(FakeSwarmManager):
+    """A swarm manager that answers what Prometheus's Swarm service discovery reads
+    (dockerswarm_sd_configs, role tasks): nodes, services, tasks and networks, given as
+    Engine API objects. Anything else is answered 404 and recorded in `unexpected`."""
+
+    def __init__(self, socket_path: Path, nodes: list[dict], services: list[dict],
+                 tasks: list[dict], networks: list[dict]):
+        super().__init__(socket_path)
+        self.reads = {"/nodes": nodes, "/services": services, "/tasks": tasks,
+                      "/networks": networks}
+
+    def answer(self, method: str, path: str, body) -> tuple[int, object]:
+        if method == "GET" and path in self.reads:
+            return 200, self.reads[path]
+        if path == "/_ping":
+            return 200, "OK"
+        self.unexpected.append(f"{method} {path}")
+        return 404, {"message": f"the fake manager does not answer {method} {path}"}

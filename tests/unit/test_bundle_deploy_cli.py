@@ -16,26 +16,37 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.lab import stack as lab_stack
 from tests.lab.config import DEFAULT
+from tests.rules.flavour_tools import tool
 from tests.unit.fake_docker_api import FakeSwarmManager
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def deploy(tmp_path: Path, files: list[Path], env: dict[str, str]) -> FakeSwarmManager:
+# What a user sets at the least: stack.yml requires it (README, "Deploying").
+REGISTRY = {"SWARMGUARD_REGISTRY": "registry.example.com/swarmguard"}
+
+
+def run_deploy(tmp_path: Path, files: list[Path], env: dict[str, str],
+               manager: FakeSwarmManager) -> subprocess.CompletedProcess:
     cli = Path(lab_stack.DOCKER_CLI)
     if not cli.exists():
         pytest.fail(f"{cli} is missing; install it: apt-get install -y docker.io")
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith(("SWARMGUARD_", "DOCKER_"))}
-    with FakeSwarmManager(tmp_path / "docker.sock", secrets=(lab_stack.SECRET,)) as manager:
-        args = [str(cli), "-H", manager.url, "stack", "deploy", "--resolve-image", "never"]
-        for f in files:
-            args += ["-c", str(f)]
-        result = subprocess.run([*args, lab_stack.NAME], cwd=ROOT, capture_output=True, text=True,
-                                env={**clean, "HOME": str(tmp_path), **env}, timeout=60)
+    args = [str(cli), "-H", manager.url, "stack", "deploy", "--resolve-image", "never"]
+    for f in files:
+        args += ["-c", str(f)]
+    return subprocess.run([*args, lab_stack.NAME], cwd=ROOT, capture_output=True, text=True,
+                          env={**clean, "HOME": str(tmp_path), **env}, timeout=60)
+
+
+def deploy(tmp_path: Path, files: list[Path], env: dict[str, str]) -> FakeSwarmManager:
+    with FakeSwarmManager(tmp_path / "docker.sock", secrets=lab_stack.SECRETS) as manager:
+        result = run_deploy(tmp_path, files, env, manager)
     assert result.returncode == 0, result.stdout + result.stderr
     assert manager.unexpected == []
     return manager
@@ -57,7 +68,7 @@ def in_the_lab(tmp_path_factory) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def by_default(tmp_path_factory) -> FakeSwarmManager:
-    return deploy(tmp_path_factory.mktemp("default-deploy"), [lab_stack.STACK_FILE], {})
+    return deploy(tmp_path_factory.mktemp("default-deploy"), [lab_stack.STACK_FILE], REGISTRY)
 
 
 def container(spec: dict) -> dict:
@@ -92,9 +103,73 @@ def test_by_default_the_app_goes_through_the_routing_mesh_and_monitoring_per_nod
     assert app.get("PublishMode", "ingress") == "ingress"  # unset: the routing mesh
     assert endpoint("exporter")["Ports"] == [
         {"Protocol": "tcp", "TargetPort": 9101, "PublishedPort": 9101, "PublishMode": "host"}]
+    assert endpoint("cadvisor")["Ports"] == [
+        {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": 8080, "PublishMode": "host"}]
     receiver = by_default.services["swarmguard_receiver"]
     assert mounts(receiver) == {"/var/run/docker.sock": "/var/run/docker.sock"}
-    assert container(receiver)["Image"] == "swarmguard/receiver:latest"
+    assert container(receiver)["Image"] == "registry.example.com/swarmguard/receiver:latest"
+
+
+def current_cli() -> str:
+    """The docker CLI of the lab's `current` flavour (28.5, tests/lab/rootfs.py): what a
+    person installs today. It has `docker stack config`, which 20.10's lacks."""
+    return tool("current", "docker")
+
+
+def stack_config(env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SWARMGUARD_", "DOCKER_"))}
+    return subprocess.run([current_cli(), "stack", "config", "-c", str(lab_stack.STACK_FILE)],
+                          cwd=ROOT, capture_output=True, text=True, env={**clean, **env}, timeout=60)
+
+
+def test_without_swarmguard_registry_a_current_cli_refuses_the_stack_and_says_why():
+    result = stack_config({})
+    assert result.returncode != 0 and result.stdout == ""
+    assert "set SWARMGUARD_REGISTRY to your registry" in result.stderr
+
+
+def test_with_swarmguard_registry_a_current_cli_renders_the_whole_stack():
+    result = stack_config(REGISTRY)
+    assert result.returncode == 0, result.stderr
+    rendered = yaml.safe_load(result.stdout)["services"]
+    assert set(rendered) == set(lab_stack.service_names())
+    for name in ("exporter", "receiver", "stress"):
+        assert rendered[name]["image"] == f"registry.example.com/swarmguard/{name}:latest"
+
+
+def test_without_swarmguard_registry_docker_20_10_deploys_nothing_and_says_why(tmp_path):
+    with FakeSwarmManager(tmp_path / "docker.sock", secrets=lab_stack.SECRETS) as manager:
+        result = run_deploy(tmp_path, [lab_stack.STACK_FILE], {}, manager)
+    assert result.returncode != 0
+    assert "set SWARMGUARD_REGISTRY to your registry" in result.stderr
+    assert manager.services == manager.configs == manager.networks == {}, "nothing is created"
+
+
+def test_the_published_ports_of_cadvisor_and_the_exporter_move_with_their_variables(tmp_path):
+    manager = deploy(tmp_path, [lab_stack.STACK_FILE], {
+        **REGISTRY, "SWARMGUARD_CADVISOR_PORT": "18080", "SWARMGUARD_EXPORTER_PORT": "19101"})
+    for name, target, published in (("cadvisor", 8080, 18080), ("exporter", 9101, 19101)):
+        assert manager.services[f"swarmguard_{name}"]["EndpointSpec"]["Ports"] == [
+            {"Protocol": "tcp", "TargetPort": target, "PublishedPort": published, "PublishMode": "host"}]
+
+
+def test_by_default_the_demo_service_may_run_on_any_node_so_a_one_node_swarm_runs_it(by_default):
+    placement = by_default.services["swarmguard_stress"]["TaskTemplate"].get("Placement", {})
+    assert placement.get("Constraints", []) == []
+
+
+def test_by_default_grafana_reads_its_admin_password_from_the_secret(by_default):
+    spec = container(by_default.services["swarmguard_grafana"])
+    [secret] = spec["Secrets"]
+    assert secret["SecretName"] == "swarmguard_grafana_admin_password"
+    assert secret["File"]["Name"] == "swarmguard_grafana_admin_password"  # /run/secrets/<name>
+    assert "GF_SECURITY_ADMIN_PASSWORD__FILE=/run/secrets/swarmguard_grafana_admin_password" in spec["Env"]
+
+
+def test_by_default_prometheus_has_no_lifecycle_endpoint_and_a_size_bound(by_default):
+    args = container(by_default.services["swarmguard_prometheus"])["Args"]
+    assert "--web.enable-lifecycle" not in args
+    assert "--storage.tsdb.retention.size=5GB" in args
 
 
 def test_in_the_lab_every_service_is_dnsrr_with_host_mode_ports_only(in_the_lab):
@@ -140,6 +215,8 @@ def test_in_the_lab_each_exporter_reads_its_own_nodes_docker_socket(in_the_lab):
 
 def test_in_the_lab_the_demo_service_keeps_the_bundles_policies(in_the_lab):
     spec = in_the_lab["stress"]
+    # Workers only, where the lab's HAProxy entry point looks for it.
+    assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.role == worker"]
     assert spec["Labels"]["swarmguard.enable"] == "true"
     assert spec["UpdateConfig"]["Order"] == "start-first"
     assert spec["UpdateConfig"]["FailureAction"] == "rollback"

@@ -31,12 +31,13 @@ PROJECT_SERVICES = ("exporter", "receiver", "stress")
 MONITORING_SERVICES = ("cadvisor", "exporter", "prometheus", "alertmanager", "grafana")
 RULES = yaml.safe_load((ROOT / "prometheus" / "rules" / "swarmguard.yml").read_text())
 _DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
+_REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
 
 
 def defaults(value: object) -> str:
     """A compose value with every ${VAR:-default} at its default, as deployed with no
-    variable set."""
-    return _DEFAULT.sub(lambda m: m.group(2), str(value))
+    variable set (and a required ${VAR:?...} as the variable's name)."""
+    return _REQUIRED.sub(lambda m: m.group(1), _DEFAULT.sub(lambda m: m.group(2), str(value)))
 
 
 def ports(service: dict) -> list[dict]:
@@ -81,7 +82,7 @@ def test_every_config_name_carries_the_config_version_so_a_redeploy_can_change_i
 
 
 def test_the_token_is_an_external_secret_where_alertmanager_and_the_receiver_read_it():
-    assert STACK["secrets"] == {"swarmguard_token": {"external": True}}
+    assert STACK["secrets"]["swarmguard_token"] == {"external": True}
     alertmanager = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())
     [hook] = [h for r in alertmanager["receivers"] for h in r.get("webhook_configs", [])]
     assert hook["http_config"]["authorization"]["credentials_file"] == "/run/secrets/swarmguard_token"
@@ -100,15 +101,33 @@ def test_alertmanager_reaches_the_receiver_by_its_service_name_on_a_shared_netwo
 
 
 def test_the_project_services_take_their_images_from_your_registry_and_tag():
+    # Required, no default: nobody here owns a public namespace for them (a deploy without
+    # it is refused, test_bundle_deploy_cli.py).
     for name in PROJECT_SERVICES:
         assert SERVICES[name]["image"] == (
-            f"${{SWARMGUARD_REGISTRY:-swarmguard}}/{name}:${{SWARMGUARD_VERSION:-latest}}")
+            f"${{SWARMGUARD_REGISTRY:?set SWARMGUARD_REGISTRY to your registry}}/{name}"
+            f":${{SWARMGUARD_VERSION:-latest}}")
 
 
 def test_third_party_images_are_pinned_to_a_version():
     for name in ("cadvisor", "prometheus", "alertmanager", "grafana"):
         image = SERVICES[name]["image"]
         assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: {image}"
+
+
+def version(name: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in SERVICES[name]["image"].rsplit(":v", 1)[-1].rsplit(":", 1)[-1].split("."))
+
+
+def test_third_party_images_are_versions_that_work_on_engine_29():
+    # cAdvisor: from ghcr.io, >= 0.54 (API negotiation, containerd image store).
+    assert SERVICES["cadvisor"]["image"].startswith("ghcr.io/google/cadvisor:")
+    assert version("cadvisor") >= (0, 54, 0)
+    # Prometheus 3 (2.x's Swarm discovery is refused by Engine 29.0-29.2), Alertmanager as
+    # in the lab's current flavour, Grafana 11 or 12.
+    assert version("prometheus")[0] == 3
+    assert version("alertmanager")[:2] == (0, 33)
+    assert version("grafana")[0] in (11, 12)
 
 
 def test_every_service_has_cpu_and_memory_limits():
@@ -126,11 +145,15 @@ def test_every_published_port_is_explained_by_a_comment():
 
 def test_cadvisor_and_the_exporter_publish_in_host_mode_on_every_node_as_prometheus_yml_expects():
     prometheus = (ROOT / "prometheus" / "prometheus.yml").read_text()
-    for name, port in (("cadvisor", "8080"), ("exporter", "9101")):
+    for name, port, variable in (("cadvisor", "8080", "SWARMGUARD_CADVISOR_PORT"),
+                                 ("exporter", "9101", "SWARMGUARD_EXPORTER_PORT")):
         assert SERVICES[name]["deploy"]["mode"] == "global"
         [published] = ports(SERVICES[name])
         assert published["mode"] == "host" and defaults(published["published"]) == port
+        assert published["published"] == f"${{{variable}:-{port}}}", "its published port can move"
         assert f"regex: swarmguard_{name}\n" in prometheus, "prometheus.yml keeps this service's tasks"
+        # The overlay fallback (0.0.0.0 node address) scrapes the container port.
+        assert f"replacement: $1:{published['target']}\n" in prometheus, name
 
 
 def test_cadvisor_runs_at_a_dashboards_pace_with_only_the_swarm_labels_the_lab_uses():
@@ -169,6 +192,21 @@ def test_prometheus_runs_on_a_manager_with_its_config_rules_socket_and_volume():
     assert service["user"] == "root"
 
 
+def test_prometheus_publishes_no_lifecycle_endpoint_and_bounds_its_disk_use():
+    command = SERVICES["prometheus"]["command"]
+    assert "--web.enable-lifecycle" not in command, "POST /-/quit without authentication on 9090"
+    [size] = [defaults(c) for c in command if c.startswith("--storage.tsdb.retention.size=")]
+    assert re.fullmatch(r"--storage.tsdb.retention.size=\d+(GB|MB)", size)
+
+
+def test_grafanas_admin_password_comes_from_an_external_swarm_secret():
+    service = SERVICES["grafana"]
+    [secret] = service["secrets"]
+    assert STACK["secrets"][secret] == {"external": True}
+    assert service["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"] == f"/run/secrets/{secret}"
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in service["environment"]
+
+
 def test_the_receiver_runs_on_a_manager_with_the_docker_socket():
     service = SERVICES["receiver"]
     assert service["deploy"]["placement"]["constraints"] == ["node.role == manager"]
@@ -181,7 +219,8 @@ def test_the_demo_service_is_opted_in_with_replica_limits_start_first_and_rollba
     deploy = SERVICES["stress"]["deploy"]
     assert deploy["labels"] == {"swarmguard.enable": "true", "swarmguard.replicas.min": "1",
                                 "swarmguard.replicas.max": "3"}
-    assert deploy["placement"]["constraints"] == ["node.role == worker"]
+    # No constraint: a one-node swarm (a manager only) runs it too.
+    assert "placement" not in deploy
     assert deploy["update_config"]["order"] == "start-first"
     assert deploy["update_config"]["failure_action"] == "rollback"
     assert deploy["rollback_config"]["order"] == "start-first"
@@ -418,10 +457,15 @@ def test_every_runbook_url_of_the_rules_has_its_section_in_the_readme():
 def test_the_readme_walks_through_deploying_on_your_swarm():
     readme = (ROOT / "README.md").read_text()
     for needed in ("## Deploying SwarmGuard on your swarm", "docker secret create swarmguard_token",
-                   "docker stack deploy -c stack.yml swarmguard", "amtool silence add",
+                   "docker secret create swarmguard_grafana_admin_password",
+                   "docker stack deploy --with-registry-auth -c stack.yml swarmguard", "amtool silence add",
                    "--label-add swarmguard.enable=true", "swarmguard.replicas.max",
-                   "SWARMGUARD_CONFIG_VERSION", "## Tuning", ":3000"):
+                   "SWARMGUARD_CONFIG_VERSION", "## Tuning", ":3000", "SWARMGUARD_CADVISOR_PORT",
+                   "2377/tcp", "7946/tcp", "7946/udp", "4789/udp"):
         assert needed in readme, needed
+    # Every deploy command passes the registry credentials to the nodes.
+    deploys = re.findall(r"docker stack deploy [^`\n]*-c stack\.yml[^`\n]*", readme)
+    assert deploys and all("--with-registry-auth" in line for line in deploys), deploys
 
 
 def test_docker_stops_the_receiver_only_after_it_has_had_its_shutdown_deadline():

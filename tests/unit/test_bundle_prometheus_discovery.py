@@ -1,0 +1,162 @@
+"""prometheus/prometheus.yml's Swarm discovery and relabelling, run by Prometheus itself.
+
+Each lab flavour's Prometheus binary (3.5.3 and 2.42, tests/rules/flavour_tools.py) loads
+the bundle's prometheus.yml and rules, with its Swarm discovery pointed at a fake
+manager (fake_docker_api.FakeSwarmReads) that lists a three-node swarm: a manager whose
+node address Swarm reports as 0.0.0.0 (moby#35437) and two workers; the stack's exporter
+and cAdvisor on every node, cAdvisor published on 8088 as SWARMGUARD_CADVISOR_PORT=8088
+would; an old exporter task shut down; another stack's service. What Prometheus then
+lists as targets (/api/v1/targets) is what it would scrape: the relabelling as
+Prometheus applies it, not as a test reimplements it.
+
+What only the lab shows: that a real Engine lists tasks this way (the lab's bundle test
+checks the targets of the same file against real dockerds, tests/integration).
+"""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.rules.flavour_tools import FLAVOURS, tool
+from tests.unit.fake_docker_api import FakeSwarmReads
+
+ROOT = Path(__file__).resolve().parents[2]
+NETWORK = {"Id": "net-sg", "Name": "swarmguard_swarmguard", "Scope": "swarm", "Driver": "overlay",
+           "Internal": False, "Ingress": False, "Labels": {"com.docker.stack.namespace": "swarmguard"}}
+# hostname -> (address Swarm reports, the manager address if a manager, overlay index)
+NODES = {"manager": ("0.0.0.0", "10.0.0.10:2377", 2),
+         "worker-1": ("10.0.0.11", None, 3),
+         "worker-2": ("10.0.0.12", None, 4)}
+# service -> (container port, published port in host mode)
+PUBLISHED = {"swarmguard_exporter": (9101, 9101), "swarmguard_cadvisor": (8080, 8088)}
+
+
+def node(hostname: str) -> dict:
+    address, manager, _ = NODES[hostname]
+    spec = {"ID": f"id-{hostname}", "Spec": {"Role": "manager" if manager else "worker",
+                                             "Availability": "active", "Labels": {}},
+            "Description": {"Hostname": hostname, "Platform": {"Architecture": "x86_64", "OS": "linux"},
+                            "Engine": {"EngineVersion": "29.1.0"}},
+            "Status": {"State": "ready", "Addr": address}}
+    if manager:
+        spec["ManagerStatus"] = {"Leader": True, "Reachability": "reachable", "Addr": manager}
+    return spec
+
+
+def port(target: int, published: int, mode: str = "host") -> dict:
+    return {"Protocol": "tcp", "TargetPort": target, "PublishedPort": published, "PublishMode": mode}
+
+
+def service(name: str, ports: list[dict]) -> dict:
+    return {"ID": f"id-{name}", "Spec": {"Name": name, "Labels": {}, "Mode": {"Global": {}},
+                                         "TaskTemplate": {"ContainerSpec": {"Image": f"{name}:1"}}},
+            "Endpoint": {"Spec": {"Ports": ports}, "Ports": ports}}
+
+
+def task(name: str, hostname: str, desired: str = "running") -> dict:
+    target, published = PUBLISHED[name]
+    index = NODES[hostname][2] + (10 if name.endswith("cadvisor") else 0)
+    state = "running" if desired == "running" else "shutdown"
+    return {"ID": f"task-{name}-{hostname}-{desired}", "ServiceID": f"id-{name}", "NodeID": f"id-{hostname}",
+            "Slot": 0, "DesiredState": desired, "Labels": {},
+            "Spec": {"ContainerSpec": {"Image": f"{name}:1", "Labels": {}}},
+            "Status": {"State": state, "ContainerStatus": {"ContainerID": f"c-{name}-{hostname}"},
+                       "PortStatus": {"Ports": [port(target, published)] if state == "running" else []}},
+            "NetworksAttachments": [{"Network": {"ID": NETWORK["Id"], "Spec": {"Name": NETWORK["Name"]}},
+                                     "Addresses": [f"10.0.1.{index}/24"]}]}
+
+
+def swarm(socket_path: Path) -> FakeSwarmReads:
+    services = [service(name, [port(*PUBLISHED[name])]) for name in PUBLISHED]
+    services.append(service("other_web", [port(80, 8000, mode="ingress")]))
+    tasks = [task(name, hostname) for name in PUBLISHED for hostname in NODES]
+    tasks.append(task("swarmguard_exporter", "worker-2", desired="shutdown"))
+    tasks.append({**task("swarmguard_exporter", "worker-1"), "ServiceID": "id-other_web",
+                  "ID": "task-web"})
+    return FakeSwarmReads(socket_path, nodes=[node(h) for h in NODES], services=services,
+                          tasks=tasks, networks=[NETWORK])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=2) as answer:
+        return json.load(answer)["data"]
+
+
+@pytest.fixture(scope="module", params=FLAVOURS)
+def targets(request, tmp_path_factory) -> dict[str, list[dict]]:
+    """job -> the active targets the flavour's Prometheus derives from the bundle's
+    prometheus.yml and the fake swarm."""
+    tmp = tmp_path_factory.mktemp(f"discovery-{request.param}")
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    with swarm(tmp / "docker.sock") as fake:
+        for job in config["scrape_configs"]:
+            for sd in job.get("dockerswarm_sd_configs", []):
+                sd["host"] = fake.url
+        (tmp / "rules").mkdir()
+        for rules in (ROOT / "prometheus" / "rules").glob("*.yml"):
+            (tmp / "rules" / rules.name).write_text(rules.read_text())
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        listen = free_port()
+        proc = subprocess.Popen(
+            [tool(request.param, "prometheus"), f"--config.file={tmp / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{listen}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        found: dict[str, list[dict]] = {}
+        try:
+            deadline = time.monotonic() + 30
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    active = get(f"http://127.0.0.1:{listen}/api/v1/targets?state=active")["activeTargets"]
+                except OSError:
+                    active = []
+                found = {}
+                for t in active:
+                    found.setdefault(t["labels"]["job"], []).append(t)
+                if all(len(found.get(job, [])) >= len(NODES) for job in ("cadvisor", "swarmguard-exporter")):
+                    break
+                time.sleep(0.3)
+        finally:
+            proc.terminate()
+            output = proc.communicate(timeout=20)[0].decode(errors="replace")
+        assert fake.unexpected == [], fake.unexpected
+    assert found, f"Prometheus listed no target:\n{output}"
+    return found
+
+
+def by_url(targets: list[dict]) -> dict[str, str]:
+    return {t["scrapeUrl"]: t["labels"]["instance"] for t in targets}
+
+
+def test_one_exporter_target_per_node_at_its_address_or_on_the_overlay_when_it_reports_0000(targets):
+    assert by_url(targets["swarmguard-exporter"]) == {
+        "http://10.0.1.2:9101/metrics": "manager",   # 0.0.0.0: the task's overlay address
+        "http://10.0.0.11:9101/metrics": "worker-1",
+        "http://10.0.0.12:9101/metrics": "worker-2",
+    }
+
+
+def test_cadvisor_targets_follow_its_published_port_and_the_same_fallback(targets):
+    assert by_url(targets["cadvisor"]) == {
+        "http://10.0.1.12:8080/metrics": "manager",  # overlay: the container's own port
+        "http://10.0.0.11:8088/metrics": "worker-1",
+        "http://10.0.0.12:8088/metrics": "worker-2",
+    }
+
+
+def test_every_node_target_carries_the_node_label_the_health_rules_join_on(targets):
+    for job in ("cadvisor", "swarmguard-exporter"):
+        for t in targets[job]:
+            assert t["labels"]["node"] == t["labels"]["instance"], t["labels"]
