@@ -37,7 +37,7 @@ def wait_firing(lab, alertname: str, reason: str, window: float, since: float, *
     """Seconds from `since` (the fault) to the alert firing; waits its window plus a
     generous margin, polling."""
     wait_for(f"{alertname} {reason} {labels} firing",
-             lambda: firing(lab, alertname, reason, **labels), timeout=window + 120, interval=0.5)
+             lambda: firing(lab, alertname, reason, **labels), timeout=window + 300, interval=0.5)
     elapsed = time.time() - since
     print(f"\n{alertname} reason={reason} {labels}: fired {elapsed:.1f} s after the fault "
           f"(window {window:g} s)")
