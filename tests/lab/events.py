@@ -63,13 +63,17 @@ def event_time(event: Mapping) -> float:
 
 
 def _pretended(events: list[Mapping]) -> set[int]:
-    """Sequence numbers of the `act` decisions of a dry run: those whose action's outcome
-    (the next outcome for the same service; one action per service at a time) is
-    `dry_run`. A decision with no outcome yet is an action under way."""
-    out, waiting = set(), {}
-    for e in sorted(events, key=lambda e: e["seq"]):
-        if e["type"] == E.DECISION and e["result"] == E.ACT:
-            waiting.setdefault(e["service"], []).append(e["seq"])
+    """Positions (in `events`, in the order recorded) of the `act` decisions of a dry run:
+    those whose action's outcome (the next outcome for the same service; one action per
+    service at a time) is `dry_run`. A decision with no outcome yet is an action under
+    way. Positions, not `seq`: a log may hold several runs, each counting from 1."""
+    out: set[int] = set()
+    waiting: dict[str, list[int]] = {}
+    for i, e in enumerate(events):
+        if e["type"] == E.STARTED:
+            waiting.clear()  # a new run: what the last one left unfinished stays so
+        elif e["type"] == E.DECISION and e["result"] == E.ACT:
+            waiting.setdefault(e["service"], []).append(i)
         elif e["type"] == E.OUTCOME:
             decided = waiting.pop(e["service"], [])
             if e["result"] == DRY_RUN:
@@ -84,9 +88,9 @@ def action_started_at(events: Iterable[Mapping], kind: str, service: str, after:
     after `after`; None if it did not. Dry-run decisions do not count."""
     events = list(events)
     pretended = _pretended(events)
-    times = [event_time(e) for e in events
+    times = [event_time(e) for i, e in enumerate(events)
              if e["type"] == E.DECISION and e["result"] == E.ACT and e["kind"] == kind
-             and e["service"] == service and e["seq"] not in pretended]
+             and e["service"] == service and i not in pretended]
     return min((t for t in times if t >= after), default=None)
 
 
@@ -105,12 +109,12 @@ def timeline_events(events: Iterable[Mapping], since: float, services: Iterable[
     pretended = _pretended(events)
     wanted = set(services)
     out = []
-    for e in events:
+    for i, e in enumerate(events):
         at = event_time(e)
         service = e["service"]
         if at < since or (service is not None and service not in wanted):
             continue
-        kind_text = _kind_and_text(e, e["seq"] in pretended, node_names)
+        kind_text = _kind_and_text(e, i in pretended, node_names)
         if kind_text is not None:
             out.append(Event(at, *kind_text, service))
     return out

@@ -122,3 +122,14 @@ def test_the_timeline_detects_and_counts_actions_from_the_events():
     timeline = Timeline("migrate", stress.at, (stress, *timeline_events()))
     [episode] = recoveries(timeline)
     assert episode["actions"] == 2  # the migration and the scale-up; not the dry run
+
+
+
+def test_runs_in_one_log_are_told_apart_though_each_counts_from_one():
+    run = this_run()
+    dry = [dict(e, seq=n) for n, e in enumerate(run[-4:-1], start=1)]  # started, act, dry_run
+    dry[0] = dict(run[0], seq=1, result="dry_run", at=dry[1]["at"])
+    live = [dict(run[0], seq=1, at="2026-11-27T10:12:00Z"),
+            dict(dry[1], seq=2, at="2026-11-27T10:12:01Z")]  # under way: no outcome yet
+    assert LE.action_started_at(dry + live, "migrate", "victim", after=0.0) == parse_time(
+        "2026-11-27T10:12:01Z")
