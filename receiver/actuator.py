@@ -33,7 +33,7 @@ log = E.safe_logger(__name__)
 
 # Outcome results: values of swarmguard_actions_total{result}.
 SUCCESS = "success"
-DRY_RUN = "dry_run"
+DRY_RUN = E.DRY_RUN
 FAILED = "failed"
 TIMEOUT = "timeout"
 ROLLED_BACK = "rolled_back"

@@ -127,7 +127,10 @@ def create_app(settings: Settings | None = None, api=None, *,
             for alert in webhook.alerts:
                 if not alert.firing:
                     # Recorded, never acted on: the action an alert caused is not undone.
-                    log.info("%s for %s resolved", alert.name, alert.service)
+                    resolved = f"{alert.name} for {alert.service} resolved"
+                    log.info("%s", resolved)
+                    events.emit(E.NOTIFICATION, E.RESOLVED, alert=alert, message=resolved,
+                                received_at=now)
         if webhook.truncated_alerts:
             log.warning("Alertmanager left out %d alerts of group %s (max_alerts)",
                         webhook.truncated_alerts, webhook.group_key)
@@ -167,8 +170,9 @@ def create_app(settings: Settings | None = None, api=None, *,
 
     if readiness_thread:
         readiness.start()
-    log.info("SwarmGuard receiver ready%s: %s", " in DRY-RUN mode" if settings.dry_run else "",
-             settings.describe())
+    ready = "SwarmGuard receiver ready" + (" in DRY-RUN mode" if settings.dry_run else "")
+    log.info("%s: %s", ready, settings.describe())
+    events.emit(E.STARTED, E.DRY_RUN if settings.dry_run else E.LIVE, message=ready)
     return app
 
 

@@ -27,10 +27,17 @@ EVENTS_LOGGER = "receiver.events"
 DECISION = "decision"  # what the receiver decided about one alert: act or skip, and why
 OUTCOME = "outcome"  # how an action ended (success, dry_run, failed, timeout, rolled_back)
 DROPPED = "dropped"  # acknowledged work the receiver will not do (shutdown)
+STARTED = "started"  # the receiver is ready for webhooks; first event of every run
+NOTIFICATION = "notification"  # a resolved alert in a webhook: recorded, never acted on
 
 # Results of decision events (outcome results are actuator.SUCCESS and its companions).
 ACT = "act"
 SKIP = "skip"
+# Results of started events: acting on alerts, or only saying what it would do.
+LIVE = "live"
+DRY_RUN = "dry_run"  # also the outcome of an action in dry-run mode (actuator.DRY_RUN)
+# Result of notification events.
+RESOLVED = "resolved"
 
 # Every event has exactly these keys (None where a value does not apply); the unit tests
 # and docs/contract.md pin them.

@@ -2,8 +2,8 @@
 
 - 10 migrations (Scenario 1: CPU stress, little network): MTTR = stress start -> the new
   task serving (running, healthy) and the old task out of rotation (desired shutdown);
-  detection = stress start -> the receiver starting to act on the webhook (its log line,
-  written milliseconds after receipt).
+  detection = stress start -> the receiver starting to act on the webhook (its `act`
+  decision event, recorded milliseconds after receipt, just before the update call).
 - 3 scale cycles (Scenario 2: CPU + network stress): scale-up step time (stress start ->
   second replica healthy) and back down after the load ends. The slow windows are
   shortened for the bench (scale-down `for:` 20 s, Alertmanager repeat 10 s, cooldowns
@@ -19,7 +19,6 @@ Prints a table, writes artifacts/bench.json and artifacts/bench.png.
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +28,7 @@ import requests
 from tests.bench.common import cpu_seconds, progress, publish, summarise, table
 from tests.lab import controller, services
 from tests.lab.config import DEFAULT, LabConfig
+from tests.lab.events import action_started_at
 from tests.lab.monitoring import EXPORTER_PORT, prometheus_query as query, shortened_windows
 from tests.lab.nodes import client
 from tests.lab.probe import Probe
@@ -38,8 +38,6 @@ from tests.lab.system import LabError, read_pid, wait_for
 
 SERVICE = "bench-e2e"
 STRESS_SECONDS = 40
-ACTING = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO receiver\.actuator: "
-                    r"(Migrating|Scaling up|Scaling down) (\S+)")
 
 
 def inspect(cfg: LabConfig) -> dict:
@@ -61,17 +59,6 @@ def replicas(cfg: LabConfig) -> int:
     return inspect(cfg)["Spec"]["Mode"]["Replicated"]["Replicas"]
 
 
-def acted_at(log: Path, verb: str, after: float) -> float | None:
-    """Wall time of the receiver's first `verb` line for the service after `after`."""
-    for line in log.read_text().splitlines():
-        m = ACTING.match(line)
-        if m and m.group(2) == verb and m.group(3) == SERVICE:
-            at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=timezone.utc).timestamp()
-            if at >= after:
-                return at
-    return None
-
-
 def migrations(cfg: LabConfig, receiver: ReceiverProcess, n: int) -> list[dict]:
     out = []
     for i in range(1, n + 1):
@@ -91,7 +78,7 @@ def migrations(cfg: LabConfig, receiver: ReceiverProcess, n: int) -> list[dict]:
             continue
         mttr = time.monotonic() - started
         receiver.wait_idle()
-        acting = acted_at(receiver.log_path, "Migrating", started_wall)
+        acting = action_started_at(receiver.events(), "migrate", SERVICE, after=started_wall)
         out.append({"started_at": started_wall, "ended_at": time.time(), "from": old, "to": new, "mttr_s": mttr,
                     "detection_s": (acting - started_wall) if acting else None})
         progress(f"migration {i}/{n}: {old} -> {new}, MTTR {mttr:.2f} s, detection "
@@ -108,7 +95,7 @@ def scale_cycles(cfg: LabConfig, receiver: ReceiverProcess, n: int) -> list[dict
         wait_for("two healthy replicas", lambda: len(services.running_tasks(cfg, SERVICE)) == 2, timeout=90,
                  interval=0.1)
         up = time.monotonic() - started
-        acting = acted_at(receiver.log_path, "Scaling up", started_wall)
+        acting = action_started_at(receiver.events(), "scale_up", SERVICE, after=started_wall)
         stop_everywhere(cfg)
         stopped = time.monotonic()
         wait_for("back to one replica", lambda: replicas(cfg) == 1, timeout=120, interval=0.2)

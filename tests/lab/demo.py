@@ -48,7 +48,7 @@ def scenario(cfg: LabConfig, receiver: ReceiverProcess, title: str, run) -> dict
             time.sleep(3)
         rec.add_probe(probe.stop(), probe_started)
         receiver.wait_idle()
-        rec.add_receiver_log(receiver.log_path, since_wall=rec.started_at)
+        rec.add_receiver_events(receiver.events(), since_wall=rec.started_at)
         timeline = rec.timeline(title)
     print()
     print(render_text(timeline))

@@ -1,7 +1,8 @@
 """The real receiver, under gunicorn, on the host, talking to the lab's manager.
 
 Tests and benchmarks start it with the settings they need (cooldowns, limits), send it
-webhooks as Alertmanager does, read its /metrics, and may kill it mid-action.
+webhooks as Alertmanager does, read its /metrics and its structured events, and may kill
+it mid-action.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from .config import PROJECT_ROOT, LabConfig
+from .events import read_events
 from .system import wait_for
 
 
@@ -27,6 +29,7 @@ class ReceiverProcess:
         self.settings = {f"SWARMGUARD_{k.upper()}": str(v) for k, v in settings.items()}
         self.proc: subprocess.Popen | None = None
         self.log_path = cfg.log_dir / f"receiver-{self.port}.log"
+        self.log_offset = 0  # where this run starts in the log, which runs append to
 
     @property
     def token(self) -> str:
@@ -39,6 +42,7 @@ class ReceiverProcess:
         env.pop("SWARMGUARD_TOKEN", None)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        self.log_offset = log.seek(0, os.SEEK_END)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "receiver/gunicorn.conf.py", "receiver.app:create_app()"],
             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -89,6 +93,15 @@ class ReceiverProcess:
                 if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                     total += sample.value
         return total
+
+    def events(self) -> list[dict]:
+        """This run's structured events (docs/contract.md, "Receiver events"), read from
+        its log (tests/lab/events.py says why the log); also after it has exited."""
+        level = self.settings.get("SWARMGUARD_LOG_LEVEL",
+                                  os.environ.get("SWARMGUARD_LOG_LEVEL", "info")).lower()
+        if level not in ("debug", "info"):
+            raise ValueError(f"the receiver logs its events at INFO; it runs at {level}")
+        return read_events(self.log_path, self.log_offset)
 
     def wait_idle(self, timeout: float = 90.0) -> None:
         """Until no action is in flight (the migration watch included)."""

@@ -1,6 +1,6 @@
 """Record a lab run as a Timeline: poll Prometheus, the swarm manager and the receiver in
 a background thread, and let the caller add its own events, the probe and the receiver's
-log.
+structured events.
 
     with Recorder(cfg, ["victim"]) as rec:
         probe_started = time.time()
@@ -8,7 +8,7 @@ log.
             rec.event("stress", "CPU stress started on victim", "victim", task=task_id)
             ...
         rec.add_probe(probe.stop(), probe_started)
-    rec.add_receiver_log(receiver.log_path, since_wall=rec.started_at)
+    rec.add_receiver_events(receiver.events(), since_wall=rec.started_at)
     timeline = rec.timeline("Scenario 1: migrate")
 
 What is read, every `interval` seconds:
@@ -27,12 +27,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from pathlib import Path
+from typing import Iterable, Mapping
 
 import docker
 import requests
 
-from . import recorder_parsing as P
+from . import events as receiver_events, recorder_parsing as P
 from .config import LabConfig
 from .nodes import client
 from .probe import ProbeResult
@@ -117,15 +117,13 @@ class Recorder:
         with self._lock:
             self._probes.extend(ProbePoint(probe_t0_wall + s.at, s.ok, s.node) for s in result.samples)
 
-    def add_receiver_log(self, path: str | Path, since_wall: float) -> int:
-        """Actions, skips and resolved notifications from the receiver's log, from
-        `since_wall` on (the log file is appended to across runs). Events already added
-        are not added twice. Returns how many were added."""
-        path = Path(path)
-        if not path.exists():
-            return 0
-        with path.open(errors="replace") as f:
-            found = P.receiver_log_events(f, since_wall, self.services)
+    def add_receiver_events(self, events: Iterable[Mapping], since_wall: float) -> int:
+        """Actions, skips and resolved notifications from the receiver's structured events
+        (ReceiverProcess.events()), from `since_wall` on. Events already added are not
+        added twice. Returns how many were added."""
+        with self._lock:
+            node_names = dict(self._node_names)
+        found = receiver_events.timeline_events(events, since_wall, self.services, node_names)
         with self._lock:
             known = set(self._events)
             new = [e for e in found if e not in known]

@@ -1,5 +1,6 @@
-"""Pure readings for the recorder: Prometheus JSON, Docker task dicts, the receiver's
-/metrics text and log lines in; samples and timeline Events out.
+"""Pure readings for the recorder: Prometheus JSON, Docker task dicts and the receiver's
+/metrics text in; samples and timeline Events out. (The receiver's structured events are
+read in events.py.)
 
 No I/O here, so every rule about what counts as an event is tested with fixtures
 (tests/unit/test_recorder_parsing.py); recorder.py only fetches and calls these.
@@ -9,12 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Iterable, Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .timeline import CPU, MEMORY, NETWORK, REPLICAS, SHORT_ID, Event
+from .timeline import CPU, MEMORY, NETWORK, REPLICAS, SHORT_ID, Event, parse_time
 
 # Recording rules (prometheus/rules/swarmguard.yml) -> Series.metric
 RULE_METRICS: Mapping[str, str] = {
@@ -28,13 +28,6 @@ THRESHOLD_PREFIX = "swarmguard:threshold:"
 
 def short(task_id: str | None) -> str | None:
     return task_id[:SHORT_ID] if task_id else None
-
-
-def parse_time(text: str) -> float:
-    """RFC 3339 as Docker and Prometheus write it (nanoseconds, Z) -> unix seconds."""
-    # Python 3.11 reads at most microseconds reliably: cut the fraction to six digits.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text.strip()).replace("Z", "+00:00")
-    return datetime.fromisoformat(text).timestamp()
 
 
 # -- Prometheus --------------------------------------------------------------------------
@@ -273,7 +266,7 @@ def webhook_events(before: Mapping[tuple[str, str], float],
     events = []
     for (name, status), count in sorted(after.items()):
         if status != "firing":
-            continue  # resolved notifications come from the receiver's log, with a service
+            continue  # resolved ones come from the receiver's events, with their service
         previous = before.get((name, status), 0.0)
         new = count - previous if count >= previous else count
         if new <= 0:
@@ -285,59 +278,3 @@ def webhook_events(before: Mapping[tuple[str, str], float],
                             + (f" for {service}" if service else ""), service))
     return events
 
-
-# Lines as receiver/app.py's logging format writes them:
-# "2026-11-27 10:10:28,871 INFO receiver.actuator: Migrating web off worker-2: ..."
-LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (receiver[\w.]*): (.*)$")
-LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S,%f"
-
-# (pattern, kind); the named group `service` says whose event it is.
-_MESSAGES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), k) for p, k in (
-    (r"^Migrating (?P<service>\S+) off ", "action_started"),
-    (r"^Scaling (?:up|down) (?P<service>\S+) from \d+ to \d+ replicas", "action_started"),
-    (r"^Migrated (?P<service>\S+) off \S+ in [\d.]+ s", "action_done"),
-    (r"^Migration of (?P<service>\S+) off ", "action_failed"),
-    (r"^Could not (?:migrate|scale up|scale down) (?P<service>\S+)", "action_failed"),
-    (r"^Gave up on (?P<service>\S+) after ", "action_failed"),
-    (r"^Ignoring \S+ for (?P<service>\S+): ", "skip"),
-    (r"^SwarmGuard\w+ for (?P<service>\S+) resolved$", "webhook"),
-    (r"^\*\*DRY-RUN\*\*: would (?:migrate|scale up|scale down) (?P<service>\S+)", "note"),
-    (r"^SwarmGuard receiver ready", "note"),
-))
-
-
-def log_time(stamp: str) -> float:
-    """The receiver logs local time without a zone (logging's asctime); read it as local
-    time, which is what the recorder, on the same machine, uses too."""
-    return datetime.strptime(stamp, LOG_TIME_FORMAT).timestamp()
-
-
-def receiver_log_events(lines: Iterable[str], since: float, services: Iterable[str]
-                        ) -> list[Event]:
-    """Receiver log lines at or after `since` -> events for these services (and the
-    receiver's own start, which concerns them all). Other lines are not events."""
-    wanted = set(services)
-    events = []
-    for line in lines:
-        m = LOG_LINE.match(line.rstrip("\n"))
-        if not m:
-            continue  # gunicorn's own lines, access log, tracebacks
-        at = log_time(m.group(1))
-        message = m.group(4)
-        if at < since:
-            continue
-        for pattern, kind in _MESSAGES:
-            found = pattern.match(message)
-            if not found:
-                continue
-            service = found.groupdict().get("service")
-            if service is not None and service not in wanted:
-                break
-            text = message
-            if kind == "webhook":
-                text = f"receiver got {message}"
-            elif message.startswith("SwarmGuard receiver ready"):
-                text = "receiver started" + (" (dry run)" if "DRY-RUN" in message else "")
-            events.append(Event(at, kind, text, service))
-            break
-    return events

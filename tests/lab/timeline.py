@@ -3,7 +3,8 @@ on one wall clock, and three ways to show it: text, numbers, a PNG.
 
 Pure: nothing here talks to the lab. recorder.py fills a Timeline from the live lab; the
 unit tests build them by hand. Every time is wall-clock unix seconds (time.time()), so
-Prometheus sample times, Docker task timestamps, receiver log lines and the probe line up.
+Prometheus sample times, Docker task timestamps, the receiver's events and the probe line
+up; every timestamp the lab reads is RFC 3339 and goes through parse_time.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping
+
+from receiver.payload import parse_time as _rfc3339
 
 # Every event kind, with the word render_text shows for it.
 KINDS: Mapping[str, str] = {
@@ -43,6 +46,14 @@ DEFAULT_THRESHOLDS: Mapping[str, float] = {
 }
 
 SHORT_ID = 12  # as `docker service ps` and the receiver's log print task ids
+
+
+def parse_time(text: str) -> float:
+    """RFC 3339 (Docker's and Prometheus's nanoseconds, the receiver's events' microseconds;
+    `Z` or an offset, never a local time) -> unix seconds. The receiver's own parser of
+    Alertmanager's startsAt, so the lab and the receiver read time the same way; raises
+    receiver.payload.PayloadError (a ValueError) on anything else."""
+    return _rfc3339(text).timestamp()
 
 
 @dataclass(frozen=True)

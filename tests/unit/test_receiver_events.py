@@ -18,6 +18,11 @@ def events(app, since=0, headers=AUTH):
     return app.test_client().get(f"/events?since={since}", headers=headers)
 
 
+def about_alerts(app):
+    """The decisions and outcomes, without the receiver's own `started` event."""
+    return [e for e in events(app).get_json()["events"] if e["type"] in (E.DECISION, E.OUTCOME)]
+
+
 def test_every_event_has_exactly_the_documented_fields_with_their_types():
     app, api = make()
     api.after_update = moves_task_to(WORKER_2)
@@ -28,7 +33,7 @@ def test_every_event_has_exactly_the_documented_fields_with_their_types():
     for event in found:
         assert tuple(event) == E.FIELDS
         assert isinstance(event["seq"], int)
-        assert event["type"] in (E.DECISION, E.OUTCOME, E.DROPPED)
+        assert event["type"] in (E.DECISION, E.OUTCOME, E.DROPPED, E.STARTED, E.NOTIFICATION)
         for key in ("at", "starts_at", "received_at"):
             assert event[key] is None or TIME.match(event[key]), (key, event)
         for key in ("alert", "service", "task", "node", "kind", "reason", "message"):
@@ -41,7 +46,7 @@ def test_a_migration_is_one_decision_then_one_outcome_naming_alert_service_task_
     app, api = make()
     api.after_update = moves_task_to(WORKER_2)
     post(app, body("firing_migrate.json"))
-    decision, outcome = events(app).get_json()["events"]
+    decision, outcome = about_alerts(app)
     assert {k: decision[k] for k in ("type", "result", "alert", "service", "task", "node",
                                      "kind")} == {
         "type": "decision", "result": "act", "alert": "SwarmGuardMigrate",
@@ -51,6 +56,28 @@ def test_a_migration_is_one_decision_then_one_outcome_naming_alert_service_task_
     assert outcome["starts_at"] == "2026-11-27T10:00:01.123456Z"
     assert outcome["received_at"] == NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert outcome["duration_s"] is not None
+
+
+@pytest.mark.parametrize("dry_run, result", [(False, "live"), (True, "dry_run")])
+def test_the_first_event_of_a_run_says_the_receiver_started_and_whether_it_only_pretends(
+        dry_run, result):
+    app, _ = make(dry_run=dry_run)
+    [started] = events(app).get_json()["events"]
+    assert {k: v for k, v in started.items() if v is not None} == {
+        "seq": 1, "type": "started", "at": NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "result": result, "message": started["message"]}
+
+
+def test_a_resolved_alert_is_a_notification_naming_alert_service_and_arrival():
+    app, api = make()
+    post(app, body("resolved_migrate.json"))
+    [_, resolved] = events(app).get_json()["events"]
+    assert {k: resolved[k] for k in ("type", "result", "alert", "service", "kind",
+                                     "received_at")} == {
+        "type": "notification", "result": "resolved", "alert": "SwarmGuardMigrate",
+        "service": "demo_web", "kind": "migrate",
+        "received_at": NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    assert api.calls == []  # recorded, never acted on
 
 
 def test_a_skip_is_a_decision_with_its_reason():
@@ -64,21 +91,21 @@ def test_a_skip_is_a_decision_with_its_reason():
 def test_a_dry_run_is_an_act_decision_and_a_dry_run_outcome():
     app, api = make(dry_run=True)
     post(app, body("firing_scale_up.json"))
-    assert [(e["type"], e["result"]) for e in events(app).get_json()["events"]] == [
+    assert [(e["type"], e["result"]) for e in about_alerts(app)] == [
         ("decision", "act"), ("outcome", "dry_run")]
     assert api.updates == []
 
 
 def test_events_since_returns_only_the_newer_ones_and_says_when_some_were_missed():
     app, _ = make(dry_run=True, event_buffer=2)
-    post(app, body("firing_scale_up.json"))
-    assert events(app, since=1).get_json() == {
-        "events": [events(app).get_json()["events"][-1]], "last": 2, "missed": False}
-    post(app, body("firing_scale_down.json"))  # seq 3: at the minimum of 1 replica
-    post(app, body("firing_migrate.json"))  # seq 4 and 5; 2 and 3 leave the ring
-    answer = events(app, since=1).get_json()
-    assert ([e["seq"] for e in answer["events"]], answer["missed"]) == ([4, 5], True)
-    assert events(app, since=5).get_json() == {"events": [], "last": 5, "missed": False}
+    post(app, body("firing_scale_up.json"))  # seq 2 and 3, after `started`
+    assert events(app, since=2).get_json() == {
+        "events": [events(app).get_json()["events"][-1]], "last": 3, "missed": False}
+    post(app, body("firing_scale_down.json"))  # seq 4: at the minimum of 1 replica
+    post(app, body("firing_migrate.json"))  # seq 5 and 6; 3 and 4 leave the ring
+    answer = events(app, since=2).get_json()
+    assert ([e["seq"] for e in answer["events"]], answer["missed"]) == ([5, 6], True)
+    assert events(app, since=6).get_json() == {"events": [], "last": 6, "missed": False}
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
@@ -109,7 +136,8 @@ def test_the_contract_documents_every_field_and_value():
     section = text.split("## Receiver events", 1)[1].split("\n## ", 1)[0]
     for name in E.FIELDS:
         assert f"`{name}`" in section, name
-    for value in (E.DECISION, E.OUTCOME, E.DROPPED, E.ACT, E.SKIP):
+    for value in (E.DECISION, E.OUTCOME, E.DROPPED, E.STARTED, E.NOTIFICATION, E.ACT, E.SKIP,
+                  E.LIVE, E.DRY_RUN, E.RESOLVED):
         assert f"`{value}`" in section, value
 
 

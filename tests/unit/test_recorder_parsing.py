@@ -1,25 +1,19 @@
 """What the recorder makes of what the lab says: Prometheus answers, Docker tasks, the
-receiver's /metrics and log, turned into samples and timeline events."""
-from datetime import datetime
+receiver's /metrics, turned into samples and timeline events. (Its structured events:
+test_lab_events.py.)"""
 from pathlib import Path
 
 import pytest
 
 from tests.lab import recorder_parsing as P
-from tests.lab.timeline import CPU, MEMORY, NETWORK, REPLICAS
+from tests.lab.timeline import CPU, MEMORY, NETWORK, REPLICAS, parse_time
 
 FIXTURES = Path(__file__).parent / "fixtures" / "recorder"
 NODES = {"n-manager-000000000000000": "manager", "n-worker1-0000000000000000": "worker-1",
          "n-worker2-0000000000000000": "worker-2"}
 OLD_TASK = "abc123def456ghi789jkl0mno"  # 25 characters, as swarmkit's ids
 NEW_TASK = "def456ghi789jkl0mno123pqr"
-NOW = P.parse_time("2026-11-27T10:10:30Z")
-
-
-def test_rfc3339_with_nanoseconds_reads_as_unix_seconds():
-    assert P.parse_time("2026-11-27T10:10:28.871234567Z") == pytest.approx(
-        P.parse_time("2026-11-27T10:10:28Z") + 0.871234, abs=1e-6)
-    assert P.parse_time("1970-01-01T00:01:00Z") == 60.0
+NOW = parse_time("2026-11-27T10:10:30Z")
 
 
 # -- Prometheus: recording rules ---------------------------------------------------------------
@@ -107,7 +101,7 @@ def test_only_swarmguard_alerts_of_watched_services_are_kept():
                "activeAt": "2026-11-27T10:00:00Z"}
     assert list(alerts(migrate_alert("pending"), other, foreign).values()) == [
         P.ActiveAlert("SwarmGuardMigrate", tuple(sorted(migrate_alert("pending")["labels"].items())),
-                      "pending", P.parse_time("2026-11-27T10:10:25.500Z"))]
+                      "pending", parse_time("2026-11-27T10:10:25.500Z"))]
 
 
 def test_rule_durations_are_the_for_windows_of_alerting_rules():
@@ -121,7 +115,7 @@ def test_rule_durations_are_the_for_windows_of_alerting_rules():
 def test_a_new_pending_alert_is_an_event_timed_at_its_active_at():
     [event] = P.alert_events({}, alerts(migrate_alert("pending")), NOW, DURATIONS, NODES)
     assert event.kind == "alert_pending"
-    assert event.at == P.parse_time("2026-11-27T10:10:25.500Z")
+    assert event.at == parse_time("2026-11-27T10:10:25.500Z")
     assert event.text == "SwarmGuardMigrate pending for victim (task abc123def456 on worker-1)"
     assert (event.service, event.task) == ("victim", "abc123def456")
 
@@ -130,7 +124,7 @@ def test_pending_to_firing_is_timed_at_active_at_plus_the_for_window_not_at_the_
     before = alerts(migrate_alert("pending"))
     [event] = P.alert_events(before, alerts(migrate_alert("firing")), NOW, DURATIONS, NODES)
     assert event.kind == "alert_firing"
-    assert event.at == P.parse_time("2026-11-27T10:10:27.500Z")
+    assert event.at == parse_time("2026-11-27T10:10:27.500Z")
     assert event.text == "SwarmGuardMigrate firing for victim (task abc123def456 on worker-1)"
 
 
@@ -202,8 +196,8 @@ def views(*tasks):
 def test_task_views_carry_short_id_hostname_states_and_docker_timestamps():
     [view] = views(task(OLD_TASK, "running")).values()
     assert view == P.TaskView("abc123def456", "victim", "worker-1", "running", "running",
-                              P.parse_time("2026-11-27T10:10:20.25Z"),
-                              P.parse_time("2026-11-27T10:10:20.25Z"), "started")
+                              parse_time("2026-11-27T10:10:20.25Z"),
+                              parse_time("2026-11-27T10:10:20.25Z"), "started")
 
 
 def test_a_task_reaching_running_is_an_event_at_its_status_timestamp():
@@ -213,7 +207,7 @@ def test_a_task_reaching_running_is_an_event_at_its_status_timestamp():
                        state_at="2026-11-27T10:10:26.100Z"))
     [event] = P.task_events(before, after, NOW)
     assert event.kind == "task_running"
-    assert event.at == P.parse_time("2026-11-27T10:10:26.1Z")
+    assert event.at == parse_time("2026-11-27T10:10:26.1Z")
     assert event.text == "task def456ghi789 running on worker-2"
     assert (event.service, event.task, event.node) == ("victim", "def456ghi789", "worker-2")
 
@@ -229,7 +223,7 @@ def test_desired_state_shutdown_is_the_task_leaving_rotation_timed_at_updated_at
                        updated_at="2026-11-27T10:10:26.200Z"))
     [event] = P.task_events(before, after, NOW)
     assert event.kind == "task_shutdown"
-    assert event.at == P.parse_time("2026-11-27T10:10:26.2Z")
+    assert event.at == parse_time("2026-11-27T10:10:26.2Z")
     assert event.text == "task abc123def456 on worker-1 shut down (desired state shutdown)"
 
 
@@ -315,49 +309,3 @@ def test_a_counter_lower_than_before_means_a_restarted_receiver_and_its_count_is
                                {("SwarmGuardMigrate", "firing"): 1.0}, NOW)
     assert event.text == "receiver got SwarmGuardMigrate"
 
-
-# -- the receiver: its log ----------------------------------------------------------------------
-
-def log_events(since="2026-11-27 10:10:00,000", services=("victim",)):
-    lines = (FIXTURES / "receiver.log").read_text().splitlines()
-    return P.receiver_log_events(lines, P.log_time(since), services)
-
-
-def test_receiver_log_times_are_local_time_with_milliseconds():
-    assert P.log_time("2026-11-27 10:10:28,871") == pytest.approx(
-        datetime(2026, 11, 27, 10, 10, 28, 871000).timestamp())
-
-
-def test_the_receiver_log_becomes_events_of_the_watched_services_since_the_given_time():
-    got = [(e.kind, e.service, e.text) for e in log_events()]
-    assert got == [
-        ("note", None, "receiver started"),
-        ("action_started", "victim", "Migrating victim off worker-1 (cpu 95 %, net 2 %): start-first, "
-                                     "excluding worker-1"),
-        ("skip", "victim", "Ignoring SwarmGuardMigrate for victim: an action on it is already in progress"),
-        ("action_done", "victim", "Migrated victim off worker-1 in 1.5 s: new task icuun4fnh1f9 running"),
-        ("webhook", "victim", "receiver got SwarmGuardMigrate for victim resolved"),
-        ("action_started", "victim", "Scaling up victim from 1 to 2 replicas (cpu 96 %, net 81 %)"),
-        ("action_failed", "victim", "Migration of victim off worker-2 rolled back after 30.1 s: Swarm "
-                                    "rolled the update back (state rollback_completed)"),
-        ("action_failed", "victim", "Could not scale down victim from 2 to 1 replicas: docker update "
-                                    "failed: 500 Server Error"),
-        ("note", "victim", "**DRY-RUN**: would migrate victim off worker-1 (cpu 95 %, net 2 %): "
-                           "start-first, excluding worker-1"),
-    ]
-
-
-def test_log_events_carry_the_lines_own_time():
-    started = next(e for e in log_events() if e.kind == "action_started")
-    assert started.at == P.log_time("2026-11-27 10:10:24,300")
-
-
-def test_lines_before_since_are_an_earlier_run_and_ignored():
-    kinds = [e.kind for e in log_events(since="2026-11-27 10:10:40,000")]
-    assert kinds == ["action_started", "action_failed", "action_failed", "note"]
-
-
-def test_other_services_lines_are_not_events():
-    assert [e.text for e in log_events(services=("bystander",))] == [
-        "receiver started",
-        "Ignoring SwarmGuardMigrate for bystander: service is not opted in (swarmguard.enable=true)"]

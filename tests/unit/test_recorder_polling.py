@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.lab.config import LabConfig
+from tests.lab.events import read_events
 from tests.lab.probe import ProbeResult, Sample
 from tests.lab.recorder import Recorder
 
@@ -189,14 +190,16 @@ def test_probe_samples_are_put_on_the_wall_clock_from_the_probes_start(tmp_path)
     assert [(p.at, p.ok, p.node) for p in probes] == [(1000.0, True, "worker-1"), (1000.05, False, None)]
 
 
-def test_the_receiver_log_is_added_once_even_if_read_twice(tmp_path):
+def test_the_receivers_events_are_added_once_even_if_read_twice(tmp_path):
     log = tmp_path / "receiver.log"
-    log.write_text("2026-11-27 10:10:24,300 INFO receiver.actuator: Migrating victim off worker-1: "
-                   "start-first, excluding worker-1\n")
+    log.write_text('{"seq":1,"type":"decision","at":"2026-11-27T10:10:24.300000Z",'
+                   '"alert":"SwarmGuardMigrate","service":"victim","task":null,"node":null,'
+                   '"kind":"migrate","result":"act","reason":null,"message":"Migrating victim '
+                   'off worker-1: start-first, excluding worker-1","starts_at":null,'
+                   '"received_at":null,"duration_s":null}\n')
     rec = Recorder(LabConfig(run_dir=tmp_path), ["victim"])
-    assert rec.add_receiver_log(log, since_wall=0) == 1
-    assert rec.add_receiver_log(log, since_wall=0) == 0
-    assert rec.add_receiver_log(tmp_path / "missing.log", since_wall=0) == 0
+    assert rec.add_receiver_events(read_events(log), since_wall=0) == 1
+    assert rec.add_receiver_events(read_events(log), since_wall=0) == 0
     assert [e.kind for e in rec.timeline().events] == ["action_started"]
 
 

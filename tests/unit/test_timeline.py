@@ -4,8 +4,8 @@ import struct
 import pytest
 
 from tests.lab.timeline import (CPU, DESIRED_REPLICAS, NETWORK, REPLICAS, Event, ProbePoint,
-                                Series, Timeline, probe_stats, recoveries, render_png,
-                                render_text, short_label, summary)
+                                Series, Timeline, parse_time, probe_stats, recoveries,
+                                render_png, render_text, short_label, summary)
 
 T0 = 1_795_000_000.0  # a wall-clock instant; everything below is T0 + seconds
 
@@ -57,6 +57,24 @@ def migration(probe=None, **overrides) -> Timeline:
                   series=(cpu_old, cpu_new, net_old, replicas, desired),
                   probes=probes(-2, 8.6, switch_at=5.2) if probe is None else probe)
     return Timeline(**{**fields, **overrides})
+
+
+# -- time ------------------------------------------------------------------------------------
+
+def test_rfc3339_with_nanoseconds_reads_as_unix_seconds():
+    assert parse_time("2026-11-27T10:10:28.871234567Z") == pytest.approx(
+        parse_time("2026-11-27T10:10:28Z") + 0.871234, abs=1e-6)
+    assert parse_time("1970-01-01T00:01:00Z") == 60.0
+
+
+def test_an_offset_is_read_as_the_same_instant_in_utc():
+    assert parse_time("2026-11-27T12:10:28.5+02:00") == parse_time("2026-11-27T10:10:28.500000Z")
+
+
+@pytest.mark.parametrize("text", ["2026-11-27 10:10:28,871", "2026-11-27T10:10:28"])
+def test_a_time_without_its_zone_is_refused_not_guessed_as_local(text):
+    with pytest.raises(ValueError):
+        parse_time(text)
 
 
 # -- text ------------------------------------------------------------------------------------
