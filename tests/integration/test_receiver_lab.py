@@ -174,11 +174,7 @@ def test_a_receiver_killed_mid_migration_leaves_the_service_moved_or_rolled_back
     wait_for("the update to finish", lambda: inspect(lab, web).get("UpdateStatus", {}).get("State")
              in ("completed", "rollback_completed"), timeout=60)
     wait_for("one healthy task", lambda: len(services.running_tasks(lab, web)) == 1)
-    # The receiver counts a migration done once the new task serves and the old one is out
-    # of rotation; Swarm marks its update completed after its monitor period.
-    state = wait_for("Swarm's update to settle", lambda: (
-        inspect(lab, web).get("UpdateStatus", {}).get("State") not in (None, "updating", "rollback_started")
-        and inspect(lab, web)["UpdateStatus"]["State"]), timeout=60)
+    state = inspect(lab, web)["UpdateStatus"]["State"]
     _, _, now_on = the_task(lab, web)
     assert (state, now_on != old) in (("completed", True), ("rollback_completed", False))
     before = inspect(lab, web)["Version"]
@@ -187,6 +183,15 @@ def test_a_receiver_killed_mid_migration_leaves_the_service_moved_or_rolled_back
         restarted.wait_idle()
         assert restarted.metric("swarmguard_alerts_skipped_total", reason="cooldown") == 1
     assert inspect(lab, web)["Version"] == before
+
+
+def settled_update_state(lab, web) -> str:
+    """Swarm's update state once its rolling update has ended. The receiver counts a
+    migration done when the new task serves and the old one is out of rotation; Swarm
+    marks the update completed only after its monitor period."""
+    return wait_for("Swarm's update to settle", lambda: (
+        inspect(lab, web).get("UpdateStatus", {}).get("State") not in (None, "updating", "rollback_started")
+        and inspect(lab, web)["UpdateStatus"]["State"]), timeout=60)
 
 
 def test_a_receiver_stopped_by_sigterm_mid_migration_finishes_it_and_the_next_one_handles_the_resent_alert(lab, web):
@@ -214,11 +219,7 @@ def test_a_receiver_stopped_by_sigterm_mid_migration_finishes_it_and_the_next_on
     assert [(e["kind"], e["result"]) for e in outcomes] in (
         [("migrate", "success")], [("migrate", "rolled_back")]), events
     assert [e for e in events if e["type"] == "dropped"] == []
-    # The receiver counts a migration done once the new task serves and the old one is out
-    # of rotation; Swarm marks its update completed after its monitor period.
-    state = wait_for("Swarm's update to settle", lambda: (
-        inspect(lab, web).get("UpdateStatus", {}).get("State") not in (None, "updating", "rollback_started")
-        and inspect(lab, web)["UpdateStatus"]["State"]), timeout=60)
+    state = settled_update_state(lab, web)
     _, _, now_on = the_task(lab, web)
     assert (state, now_on != old) in (("completed", True), ("rollback_completed", False))
     before = inspect(lab, web)["Version"]
