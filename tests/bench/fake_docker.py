@@ -18,7 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlparse
 
-from receiver.testing import MANAGER_1, TASK, WEB_ID, node_dict, service_dict, task_dict
+from tests.fake_swarm_api import MANAGER_1, TASK, WEB_ID, node_dict, service_dict, task_dict
 
 SERVICE = "bench-web"
 VERSION = {"Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12"}

@@ -13,7 +13,7 @@ from receiver.config import Settings
 from receiver.labels import format_time
 from receiver.metrics import Metrics
 from receiver.payload import Alert, parse_webhook
-from receiver.testing import (TASK, WEB_ID, WORKER_1, WORKER_2, WORKER_3, api_error,
+from tests.fake_swarm_api import (TASK, WEB_ID, WORKER_1, WORKER_2, WORKER_3, api_error,
                               example_api, out_of_sequence)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"

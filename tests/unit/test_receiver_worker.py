@@ -152,7 +152,7 @@ def test_outcomes_are_counted_by_kind_result_and_reason():
 
 def _action(alert):
     from receiver.cluster import service_from_dict
-    from receiver.testing import service_dict
+    from tests.fake_swarm_api import service_dict
     return D.Action("migrate", alert, service_from_dict(service_dict("demo_web")), "demo_web")
 
 
