@@ -51,6 +51,7 @@ def test_a_container_whose_cgroup_is_not_found_is_left_out():
     ({"NanoCpus": 1_500_000_000}, 1.5),
     ({"CpuQuota": 62_500, "CpuPeriod": 100_000}, 0.625),
     ({"CpuQuota": 50_000}, 0.5),  # the kernel's default period
+    ({"CpuQuota": 30_000, "CpuPeriod": 20_000}, 1.5),  # a period set by hand counts
     ({"NanoCpus": 0, "CpuQuota": 0}, None),
     ({}, None),
 ])
