@@ -87,43 +87,28 @@ def label_block(task: TaskContainer) -> str:
             f'node_id="{_escape(task.node_id)}"}}')
 
 
-class NetworkRates:
-    """Per container, the bit rate since the previous reading.
-
-    A reading less than `min_interval` after the previous one (two Prometheus servers
-    scraping close together) reuses the rate last computed rather than divide a few
-    packets by a few milliseconds.
-    """
-
-    def __init__(self, min_interval: float) -> None:
-        self._min_interval = min_interval
-        self._last: dict[str, tuple[NetworkSample, float | None]] = {}
-
-    def update(self, container_id: str, sample: NetworkSample) -> float | None:
-        previous = self._last.get(container_id)
-        if previous is None:
-            self._last[container_id] = (sample, None)
-            return None
-        older, rate = previous
-        if sample.timestamp - older.timestamp < self._min_interval:
-            return rate
-        rate = bits_per_second(older, sample)
-        self._last[container_id] = (sample, rate)
-        return rate
-
-    def keep_only(self, container_ids: set[str]) -> None:
-        for gone in set(self._last) - container_ids:
-            del self._last[gone]
-
-
 class _Open:
-    """A task's open files and escaped labels, for as long as it runs."""
+    """What is kept of a running task between scrapes: its open files, its escaped labels
+    and its last network reading with the rate computed from it. All of it goes when the
+    task does."""
 
-    __slots__ = ("files", "labels")
+    __slots__ = ("files", "labels", "network", "rate")
 
     def __init__(self, task: TaskContainer, proc_root: str) -> None:
         self.files = TaskFiles(task.cgroup, os.path.join(proc_root, str(task.pid), "net", "dev"))
         self.labels = label_block(task)
+        self.network: NetworkSample | None = None
+        self.rate: float | None = None
+
+    def network_rate(self, sample: NetworkSample, min_interval: float) -> float | None:
+        """The bit rate since the previous reading. A reading less than `min_interval`
+        after it (two Prometheus servers scraping close together) repeats the last rate
+        rather than divide a few packets by a few milliseconds."""
+        if self.network is not None and sample.timestamp - self.network.timestamp < min_interval:
+            return self.rate
+        self.rate = None if self.network is None else bits_per_second(self.network, sample)
+        self.network = sample
+        return self.rate
 
 
 class TaskCollector:
@@ -138,7 +123,6 @@ class TaskCollector:
         self._clock = clock
         self._lock = threading.Lock()  # scrapes may run concurrently (threaded HTTP server)
         self._errors = dict.fromkeys(ERROR_REASONS, 0)
-        self._rates = NetworkRates(config.min_rate_interval_seconds)
         self._open: dict[str, _Open] = {}
         self._last_health: dict[str, bool] = {}
         self._health = {"up": 0, "measured": 0, "gone": 0, "unlocated": 0, "capacity": None, "duration": 0.0}
@@ -204,12 +188,11 @@ class TaskCollector:
             memory.append(f"{labels} {working_set}")
             memory_limit.append(f"{labels} {task.memory_limit_bytes or self._node.memory_bytes}")
             started.append(f"{labels} {task.started_at!r}")
-            rate = self._rates.update(task.container_id, NetworkSample(self._clock(), rx, tx))
+            rate = opened.network_rate(NetworkSample(self._clock(), rx, tx), self._config.min_rate_interval_seconds)
             if rate is not None and capacity is not None:
                 network.append(f"{labels} {percent_of_capacity(rate, capacity.bits_per_second)!r}")
         for stopped in set(self._open) - current:
             self._open.pop(stopped).files.close()
-        self._rates.keep_only(current)
         self._health.update(measured=measured, gone=gone, unlocated=self._inventory.unlocated)
         return lines
 
