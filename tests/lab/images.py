@@ -41,7 +41,7 @@ def _digest(*parts: bytes | str) -> str:
     return h.hexdigest()[:16]
 
 
-def _tree_digest(paths: list[Path]) -> str:
+def tree_digest(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for top in paths:
         files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file()
@@ -217,7 +217,7 @@ def ensure_images(cfg: LabConfig) -> dict[str, str]:
         if not (PROJECT_ROOT / dockerfile).exists():
             continue
         package = Path(dockerfile).parent
-        key = _digest(built[PYTHON_BASE], _tree_digest([PROJECT_ROOT / package,
+        key = _digest(built[PYTHON_BASE], tree_digest([PROJECT_ROOT / package,
                                                          PROJECT_ROOT / "pyproject.toml"]))
         tar = images_dir / f"{tag.split('/')[-1].split(':')[0]}-{key}.tar"
         if not tar.exists():

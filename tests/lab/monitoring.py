@@ -8,7 +8,6 @@ and the webhook's URL and credentials file. Rules are used unchanged, from the p
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import secrets
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 
 from . import rootfs
 from .config import PROJECT_ROOT, LabConfig, Node
+from .images import tree_digest
 from .install import cadvisor_binary
 from .system import alive, in_netns, read_pid, say, start_daemon, stop_pid, wait_for
 
@@ -48,15 +48,6 @@ def _ensure(cfg: LabConfig, name: str, marker: str, cmd: list[str], code: str = 
     start_daemon(cmd, pidfile=pidfile, logfile=cfg.log_dir / f"{name}.log")
     cmdfile.write_text(identity)
     return True
-
-
-def _code_digest(package: str) -> str:
-    """A digest of a project package's Python files: a lab daemon running older code is
-    restarted by `up`, so a test or benchmark never measures yesterday's exporter."""
-    h = hashlib.sha256()
-    for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- cAdvisor
@@ -95,6 +86,8 @@ def restart_cadvisor(cfg: LabConfig, node: Node) -> None:
 def start_exporter(cfg: LabConfig, node: Node, docker_url: str | None = None) -> None:
     """`docker_url`: another Docker socket than the node's (fault tests); starting again
     without it restores the node's."""
+    # With its code's digest (as the images' cache keys): an exporter running older code
+    # is restarted by `up`, so no test or benchmark measures yesterday's exporter.
     _ensure(cfg, f"exporter-{node.name}", "exporter", in_netns(node.netns, [
         sys.executable, "-m", "exporter",
         # The node's own dockerd; /proc and the cgroup tree are the host's, shared by all
@@ -102,7 +95,7 @@ def start_exporter(cfg: LabConfig, node: Node, docker_url: str | None = None) ->
         f"--docker-url={docker_url or cfg.docker_url(node)}",
         f"--listen-address={node.ip}", f"--listen-port={EXPORTER_PORT}",
         f"--capacity-mbps={cfg.node_capacity_mbps}",
-    ]), code=_code_digest("exporter"))
+    ]), code=tree_digest([PROJECT_ROOT / "exporter"]))
 
 
 # ---------------------------------------------------------------- Prometheus
