@@ -24,10 +24,11 @@ from receiver import events as E
 from receiver import labels as L
 from receiver.cluster import read_snapshot, task_from_dict
 from receiver.config import Settings
-from receiver.decisions import Action, Decision, Skip, decide
+from receiver.decisions import BUDGET, Action, Decision, Skip, decide
 from receiver.metrics import Metrics
 from receiver.payload import Alert
 from receiver.spec import record_arguments, update_arguments
+from receiver.storm import StormLedger
 
 log = E.safe_logger(__name__)
 
@@ -63,8 +64,11 @@ class Actuator:
                  sleep: Callable[[float], None] = time.sleep,
                  jitter: Callable[[], float] = random.random,
                  events: E.EventLog | None = None,
-                 prepare: Callable[[], None] | None = None):
+                 prepare: Callable[[], None] | None = None,
+                 storm: StormLedger | None = None):
         self.api = api
+        # Hot tasks and actions in flight, shared by every action thread (receiver/storm.py).
+        self.storm = storm or StormLedger.from_settings(settings, monotonic)
         # Emits a decision event for each action, before the update call.
         self.events = events
         # Called before each read: negotiates the Docker API version if not done yet.
@@ -82,6 +86,13 @@ class Actuator:
         if len(names) != 1:
             raise ValueError(f"handle() takes the alerts of one service, got {sorted(names)}")
         name = next(iter(names))
+        try:
+            return self._handle(alerts, name)
+        finally:
+            # Whatever happened, this service's action no longer holds any budget.
+            self.storm.end(name)
+
+    def _handle(self, alerts: Sequence[Alert], name: str) -> list[Outcome]:
         failure = ""
         decisions: list[Decision] = []
         action: Action | None = None
@@ -94,7 +105,7 @@ class Actuator:
             try:
                 if self.prepare:
                     self.prepare()
-                snapshot = read_snapshot(self.api, names)
+                snapshot = read_snapshot(self.api, [name])
             except (docker.errors.DockerException, *TRANSIENT) as exc:
                 failure = self._docker_error("read", exc)
                 continue
@@ -104,11 +115,19 @@ class Actuator:
                     # Our stamp is on the service: that update landed. Do not make another.
                     log.info("The update of %s did land despite the error", name)
                     action, decisions, started, _ = pending
+                    self._begin(action)
                     return self._outcomes(decisions, action, self._complete(action, started))
                 pending = None
             now = self.clock()
-            decisions = decide(alerts, snapshot, self.settings, now)
-            action = next((d for d in decisions if isinstance(d, Action)), None)
+            with self.storm.lock:
+                # Decide and take the budget in one step: two action threads never spend
+                # the same budget. A retry first gives back what its last attempt took.
+                self.storm.end(name)
+                decisions = decide(alerts, snapshot, self.settings, now, self.storm.view())
+                action = next((d for d in decisions if isinstance(d, Action)), None)
+                self._note_waiting(decisions)
+                if action is not None and not self.settings.dry_run:
+                    self._begin(action)
             if action is None:
                 return [Outcome(d, SKIPPED) for d in decisions]
             if self.events:
@@ -191,6 +210,10 @@ class Actuator:
             if state == "paused":
                 return FAILED, "Swarm paused the update"
             old = next((t for t in tasks if t.id == old_id), None)
+            assigned = [t for t in tasks if t.id != old_id and t.slot == slot and t.node_id
+                        and t.desired_state == "running"]
+            if assigned:
+                self.storm.landed(action.service.name, assigned[0].node_id)
             new = [t for t in tasks if t.id != old_id and t.slot == slot and t.running]
             if new and (old is None or old.desired_state != "running"):
                 return SUCCESS, f"new task {new[0].id[:12]} running"
@@ -230,6 +253,19 @@ class Actuator:
                     action.service.name, self.settings.migration_timeout)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _begin(self, action: Action) -> None:
+        self.storm.begin(action.service.name, action.kind,
+                         action.from_node.id if action.from_node else None,
+                         action.destinations)
+
+    def _note_waiting(self, decisions: Sequence[Decision]) -> None:
+        """A hot task whose move was only over budget waits in line to leave its node;
+        one acted on, or not movable at all, no longer holds back cooler ones."""
+        for d in decisions:
+            if d.alert.kind == "migrate":
+                self.storm.waiting(d.alert.task_id,
+                                   isinstance(d, Skip) and d.reason == BUDGET)
 
     @staticmethod
     def _outcomes(decisions: list[Decision], action: Action, outcome: Outcome

@@ -35,6 +35,7 @@ from receiver import ground_truth
 from receiver.metrics import Metrics
 from receiver.payload import ParseCache, PayloadError, TooManyServices
 from receiver.readiness import Readiness
+from receiver.storm import StormLedger
 from receiver.worker import RETRY_FULL_S, Dispatcher, WorkRefused
 
 log = E.safe_logger(__name__)
@@ -67,8 +68,9 @@ def create_app(settings: Settings | None = None, api=None, *,
              if publish_ground_truth else None)
     events = E.EventLog(settings.event_buffer, clock)
     readiness = Readiness(api, settings.docker_api_version, settings.readiness_interval)
+    storm = StormLedger.from_settings(settings)
     actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep, events=events,
-                        prepare=readiness.ensure_negotiated)
+                        prepare=readiness.ensure_negotiated, storm=storm)
     dispatcher = Dispatcher(actuator.handle, metrics, events, executor=executor,
                             workers=settings.workers,
                             max_pending_services=settings.max_pending_services, clock=clock)
@@ -119,6 +121,8 @@ def create_app(settings: Settings | None = None, api=None, *,
         except WorkRefused as exc:
             return reject(503, exc.reason, **{"Retry-After": str(exc.retry_after_s)})
 
+        # Which tasks and nodes are hot now, for every later decision (receiver/storm.py).
+        storm.observe(webhook.alerts)
         for (name, status), count in webhook.counts.items():
             metrics.count_received(name, status, count)
         for alert in firing:

@@ -67,6 +67,21 @@ class Settings:
     # How often /readyz's answer (Docker reachable, API version, swarm manager) is refreshed
     # in the background; requests never wait for Docker.
     readiness_interval: float = 5.0
+    # Storm budgets (receiver/storm.py; README, "Storms"). Actions in flight in the whole
+    # cluster: as many as the action threads, so a budget, not a thread, is what waits.
+    max_concurrent_actions: int = 4
+    # Migrations in flight off one node: one, so that after each move the rest of a hot
+    # node's tasks are judged again on fresh data (the node may be cool already).
+    max_leaving_per_node: int = 1
+    # Migrations in flight that may land on one node: two, enough for two hot nodes to
+    # empty onto one cool node without making it the next hot one in a burst.
+    max_arriving_per_node: int = 2
+    # Actions started in any 60 s: a runaway loop (rules, a flapping node) stops here.
+    max_actions_per_minute: int = 12
+    # Seconds a hot task is remembered without a resend of its alert. Alertmanager resends
+    # firing alerts every repeat_interval (15 s in the bundle) and resolved ones once; this
+    # bounds the memory of an alert whose resolution was lost.
+    hot_task_memory: float = 60.0
     # Receiver events kept in memory for GET /events (each a few hundred bytes).
     event_buffer: int = 4096
     log_level: str = "INFO"
@@ -190,7 +205,9 @@ def _validate(s: Settings) -> None:
     positive = [
         "docker_timeout", "max_body_bytes", "docker_attempts", "migration_timeout",
         "watch_interval", "workers", "max_pending_services", "shutdown_deadline",
-        "readiness_interval", "event_buffer",
+        "readiness_interval", "event_buffer", "max_concurrent_actions",
+        "max_leaving_per_node", "max_arriving_per_node", "max_actions_per_minute",
+        "hot_task_memory",
     ]
     for name in positive:
         if getattr(s, name) <= 0:

@@ -1,10 +1,11 @@
 """What to do about alerts, given a snapshot of the swarm. Pure: no Docker, no clock, no I/O.
 
-`decide(alerts, snapshot, settings, now)` returns one Action or Skip per alert, each with a
-sentence saying why. The checks follow the rules of conduct in docs/contract.md, in this order:
-freshness (service exists, opted in, task still where the alert says, alert newer than the
-last action), cooldown, Swarm not mid-update, then what the action itself needs (limits,
-an eligible node).
+`decide(alerts, snapshot, settings, now, storm)` returns one Action or Skip per alert, each
+with a sentence saying why. The checks follow the rules of conduct in docs/contract.md, in
+this order: freshness (service exists, opted in, task still where the alert says, alert
+newer than the last action), cooldown, Swarm not mid-update, then what the action itself
+needs (limits, an eligible node that is not hot), then the storm budgets (receiver/storm.py:
+what else is in flight, and which hot task leaves a node first).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from receiver import placement
 from receiver.cluster import Node, Service, Snapshot, Task
 from receiver.config import Settings
 from receiver.payload import Alert
+from receiver.storm import StormView, heat_of
 
 # Skip reasons: values of the `reason` metric label.
 STALE = "stale"
@@ -28,6 +30,7 @@ NO_ELIGIBLE_NODE = "no_eligible_node"
 UNSUPPORTED = "unsupported"
 BAD_LABEL = "bad_label"
 RESOLVED = "resolved"
+BUDGET = "budget"  # over a storm budget: judged again when Alertmanager resends it
 
 # How each kind reads in a log sentence: (present participle, infinitive).
 VERBS = {
@@ -52,6 +55,8 @@ class Action:
     # scale up: SwarmGuard's own earlier exclusion is lifted in the same update (the
     # new Placement.Constraints are then in `constraints`)
     lift_exclusion: bool = False
+    # migrate: IDs of the nodes the new task may land on (the storm's arrival budget)
+    destinations: tuple[str, ...] = ()
 
     @property
     def sentence(self) -> str:
@@ -81,24 +86,39 @@ Decision = Union[Action, Skip]
 
 
 def decide(alerts: Iterable[Alert], snapshot: Snapshot, settings: Settings,
-           now: datetime) -> list[Decision]:
-    """One decision per alert, at most one Action per service (one action at a time)."""
-    decisions: list[Decision] = []
+           now: datetime, storm: StormView | None = None) -> list[Decision]:
+    """One decision per alert, in the alerts' order, at most one Action per service (one
+    action at a time). Of several hot tasks of one service, the hottest is judged first.
+    `storm`: what else is in flight and which nodes are hot; None: nothing is."""
+    alerts = list(alerts)
+    storm = storm or StormView()
+    decisions: list[Decision | None] = [None] * len(alerts)
     acting: set[str] = set()
-    for alert in alerts:
-        decision = decide_one(alert, snapshot, settings, now)
+    for i in _hottest_migrations_first(alerts):
+        alert = alerts[i]
+        decision = decide_one(alert, snapshot, settings, now, storm)
         if isinstance(decision, Action):
             if decision.service.name in acting:
                 decision = Skip(alert, IN_PROGRESS,
                                 f"another alert for {decision.service.name} is being acted on")
             else:
                 acting.add(decision.service.name)
-        decisions.append(decision)
-    return decisions
+        decisions[i] = decision
+    return decisions  # type: ignore[return-value]  # every slot was filled
+
+
+def _hottest_migrations_first(alerts: list[Alert]) -> list[int]:
+    """Indexes in the order to judge them: migrate alerts hottest first, each in one of
+    the migrate alerts' places, every other alert where it is."""
+    migrate = [i for i, a in enumerate(alerts) if a.kind == "migrate"]
+    by_heat = iter(sorted(migrate, key=lambda i: -heat_of(alerts[i])))
+    slots = set(migrate)
+    return [next(by_heat) if i in slots else i for i in range(len(alerts))]
 
 
 def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
-               now: datetime) -> Decision:
+               now: datetime, storm: StormView | None = None) -> Decision:
+    storm = storm or StormView()
     if not alert.firing:
         return Skip(alert, RESOLVED, "the alert is resolved")
     service = snapshot.service(alert.service)
@@ -141,8 +161,13 @@ def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
                     f"{service.name} is a {service.mode} service; only replicated services "
                     f"can be {'migrated' if alert.kind == 'migrate' else 'scaled'}")
     if alert.kind == "migrate":
-        return _migrate(alert, snapshot, service)
-    return _scale(alert, snapshot, service, settings)
+        return _migrate(alert, snapshot, service, storm)
+    decision = _scale(alert, snapshot, service, settings)
+    if isinstance(decision, Action):
+        over = storm.over_cluster_budget()
+        if over:
+            return Skip(alert, BUDGET, over)
+    return decision
 
 
 def _task_moved(alert: Alert, snapshot: Snapshot, service: Service) -> str | None:
@@ -167,27 +192,47 @@ def _task_moved(alert: Alert, snapshot: Snapshot, service: Service) -> str | Non
     return None
 
 
-def _migrate(alert: Alert, snapshot: Snapshot, service: Service) -> Decision:
+def _migrate(alert: Alert, snapshot: Snapshot, service: Service, storm: StormView
+             ) -> Decision:
     task = snapshot.task(alert.task_id)
     hot = snapshot.node(alert.node_id) or Node(alert.node_id or "", "", "", "", "")
-    exclusion = placement.exclusion_for(hot, snapshot.nodes.values())
-    constraints, recorded = placement.migrate_constraints(
-        service.constraints, service.labels, exclusion)
-    eligible, refused = eligible_nodes(service, snapshot, constraints, hot, moving=task)
+    nodes = snapshot.nodes.values()
+    leaving_only, _ = placement.migrate_constraints(
+        service.constraints, service.labels, [placement.exclusion_for(hot, nodes)])
+    eligible, refused = eligible_nodes(service, snapshot, leaving_only, hot, moving=task)
     if not eligible:
         return Skip(alert, NO_ELIGIBLE_NODE,
                     f"no other node can take it ({'; '.join(refused) or 'no other nodes'})")
+    # Never onto a hot node: moving a starved task onto another starving node moves the
+    # heat around, and it would be moved again.
+    hot_nodes = storm.hot_nodes()
+    also_hot = [n for n in eligible if n.id in hot_nodes]
+    cool = [n for n in eligible if n.id not in hot_nodes]
+    if not cool:
+        return Skip(alert, NO_ELIGIBLE_NODE,
+                    f"every node that could take it is hot itself "
+                    f"({', '.join(snapshot.hostname(n.id) for n in also_hot)})")
     hot_name = snapshot.hostname(hot.id)
+    over = (storm.over_cluster_budget()
+            or storm.over_leave_budget(hot.id, hot_name, alert.task_id or "", heat_of(alert))
+            or storm.over_arrival_budget((n.id, snapshot.hostname(n.id)) for n in cool))
+    if over:
+        return Skip(alert, BUDGET, over)
+    constraints, recorded = placement.migrate_constraints(
+        service.constraints, service.labels,
+        [placement.exclusion_for(n, nodes) for n in [hot, *also_hot]])
+    excluding = ", ".join([hot_name] + [f"{snapshot.hostname(n.id)} (hot)" for n in also_hot])
     return Action(
         kind="migrate",
         alert=alert,
         service=service,
         what=(f"{service.name} off {hot_name}{_evidence(alert)}: start-first, excluding "
-              f"{hot_name}"),
+              f"{excluding}"),
         constraints=tuple(constraints),
         exclusion=recorded,
         from_node=hot,
         task=task,
+        destinations=tuple(n.id for n in cool),
     )
 
 

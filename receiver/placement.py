@@ -3,9 +3,10 @@
 Pure. Matching follows swarmkit (manager/constraint): keys case-insensitive, values
 compared case-insensitively, `==` and `!=` only, a missing node label compares as "".
 
-SwarmGuard's own exclusion is recognised by the service label PLACEMENT_EXCLUSION, written in
-the same update as the constraint: the next migration removes exactly that constraint and
-adds its own, so exclusions are replaced, never accumulated, and the user's constraints
+SwarmGuard's own exclusions are recognised by the service label PLACEMENT_EXCLUSION (the
+constraints, comma-separated), written in the same update as the constraints: the next
+migration removes exactly those and adds its own set (the node it leaves and any node hot
+at that moment), so exclusions are replaced, never accumulated, and the user's constraints
 (even one that looks like ours) are never touched.
 """
 from __future__ import annotations
@@ -76,10 +77,20 @@ def _same(a: str, b: str) -> bool:
     return a.replace(" ", "") == b.replace(" ", "")
 
 
+# Separates the constraints in PLACEMENT_EXCLUSION. Ours are node.hostname!=... and
+# node.id!=..., and neither a hostname nor a node ID can hold a comma.
+EXCLUSION_SEPARATOR = ","
+
+
+def recorded_exclusions(labels: Mapping[str, str]) -> list[str]:
+    """SwarmGuard's earlier exclusions, as recorded in the service's labels."""
+    return [c for c in labels.get(PLACEMENT_EXCLUSION, "").split(EXCLUSION_SEPARATOR) if c.strip()]
+
+
 def user_constraints(constraints: Sequence[str], labels: Mapping[str, str]) -> list[str]:
-    """The service's constraints without SwarmGuard's earlier exclusion."""
-    ours = labels.get(PLACEMENT_EXCLUSION, "")
-    return [c for c in constraints if not (ours and _same(c, ours))]
+    """The service's constraints without SwarmGuard's earlier exclusions."""
+    ours = recorded_exclusions(labels)
+    return [c for c in constraints if not any(_same(c, o) for o in ours)]
 
 
 def exclusion_for(node: Node, nodes: Iterable[Node]) -> str:
@@ -91,15 +102,17 @@ def exclusion_for(node: Node, nodes: Iterable[Node]) -> str:
     return f"node.id!={node.id}"
 
 
-def migrate_constraints(constraints: Sequence[str], labels: Mapping[str, str], exclusion: str
-                        ) -> tuple[list[str], str]:
+def migrate_constraints(constraints: Sequence[str], labels: Mapping[str, str],
+                        exclusions: Sequence[str]) -> tuple[list[str], str]:
     """New Placement.Constraints for a migration, and the value for PLACEMENT_EXCLUSION.
 
-    Keeps the user's constraints in order, drops SwarmGuard's earlier exclusion, appends the
-    new one. If the user already has the very same constraint, it is theirs: nothing is
-    added and the label is cleared, so a later migration will not remove it.
+    Keeps the user's constraints in order, drops SwarmGuard's earlier exclusions, appends
+    the new ones. An exclusion the user already has is theirs: it is not added again nor
+    recorded, so a later migration will not remove it.
     """
     kept = user_constraints(constraints, labels)
-    if any(_same(c, exclusion) for c in kept):
-        return kept, ""
-    return kept + [exclusion], exclusion
+    added = []
+    for exclusion in exclusions:
+        if not any(_same(c, exclusion) for c in kept + added):
+            added.append(exclusion)
+    return kept + added, EXCLUSION_SEPARATOR.join(added)

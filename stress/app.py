@@ -52,6 +52,8 @@ def create_app(config: StressConfig | None = None, controller: StressController 
     app = Flask(__name__)
     app.json.sort_keys = False
     app.extensions["stress"] = controller
+    if config.startup_cpu_s > 0:
+        _burn_at_start(config, controller)
     identity_headers = config.identity.headers()
 
     @app.after_request
@@ -151,6 +153,16 @@ def _values() -> dict[str, Any]:
             raise ParamError(None, "a JSON body must be an object of parameters")
         values.update(body or {})
     return values
+
+
+def _burn_at_start(config: StressConfig, controller: StressController) -> None:
+    """Start-up work: the whole CPU allowance for startup_cpu_s seconds, beside serving
+    (health checks pass meanwhile, as a real app's do once it listens)."""
+    allowance = _allowance(config)
+    request = parse_cpu({"target": "100", "duration": str(config.startup_cpu_s)},
+                        Bounds.from_limits(config.limits, allowance))
+    controller.start(jobs.cpu(request, allowance.cpu_cores, config))
+    log.info("burning %.0f %% CPU for %.0f s of start-up work", 100, config.startup_cpu_s)
 
 
 def _allowance(config: StressConfig):

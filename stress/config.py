@@ -63,6 +63,10 @@ class StressConfig:
     start_method: str = "forkserver"
     # How long to wait for a stress process to exit after SIGTERM before SIGKILL.
     stop_timeout_s: float = 2.0
+    # Seconds of full-allowance CPU burnt from the moment the app starts, as a JVM's or a
+    # big Python app's start-up does (0: none). The lab uses it to check that a freshly
+    # moved task is not judged hot on its own start-up.
+    startup_cpu_s: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "StressConfig":
@@ -94,6 +98,7 @@ class StressConfig:
             cgroup_root=env.get(ENV_PREFIX + "CGROUP_ROOT", base.cgroup_root),
             network_sink=env.get(ENV_PREFIX + "NETWORK_SINK") or None,
             start_method=env.get(ENV_PREFIX + "MP_START_METHOD", base.start_method),
+            startup_cpu_s=_non_negative(env, "STARTUP_CPU_SECONDS", base.startup_cpu_s),
         )
 
     def public_limits(self) -> dict:

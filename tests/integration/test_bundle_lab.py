@@ -205,11 +205,12 @@ def test_every_dashboard_query_returns_series_once_swarmguard_has_migrated_the_d
     lab = bundle
     [task] = services.running_tasks(lab, STRESS)
     old = services.node_name(lab, task["NodeID"])
-    started = time.time()
     # The host receiver stands in for the stack's (the lab's Prometheus scrapes it on
     # loopback); the stack's is scaled to zero meanwhile so that the two do not race.
     set_replicas(lab, stack.full_name("receiver"), 0)
     with ReceiverProcess(lab) as receiver:
+        services.wait_settled(lab)  # the rules ignore a task's start-up heat
+        started = time.time()
         r = requests.get(f"http://{lab.node(old).ip}:{lab.app_published_port}/stress/cpu",
                          params={"target": 100, "duration": 60}, timeout=5)
         assert r.status_code == 200, r.text
@@ -250,6 +251,7 @@ def test_scenario_1_through_the_whole_bundle_moves_the_task_with_zero_failed_req
     old = services.node_name(lab, task["NodeID"])
     with Probe(lab.entrypoint_url + "/health", rate=20) as probe:
         time.sleep(1)
+        services.wait_settled(lab)  # the rules ignore a task's start-up heat
         started = time.monotonic()
         r = requests.get(f"http://{lab.node(old).ip}:{lab.app_published_port}/stress/cpu",
                          params={"target": 100, "duration": 60}, timeout=5)
@@ -278,6 +280,7 @@ def test_scenario_2_through_the_whole_bundle_scales_up_and_back_down_with_zero_f
     node = lab.node(services.node_name(lab, task["NodeID"]))
     with Probe(lab.entrypoint_url + "/health", rate=20, max_seconds=240) as probe:
         time.sleep(1)
+        services.wait_settled(lab)  # the rules ignore a task's start-up heat
         started = time.monotonic()
         r = requests.get(f"http://{node.ip}:{lab.app_published_port}/stress/combined", timeout=5,
                          params={"cpu": 100, "network": round(lab.node_capacity_mbps * 0.85, 1), "duration": 60})

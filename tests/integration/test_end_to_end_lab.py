@@ -45,6 +45,7 @@ def test_scenario_1_a_cpu_starved_task_is_migrated_with_zero_failed_requests(lab
     old = services.node_name(lab, task["NodeID"])
     with ReceiverProcess(lab) as receiver, Probe(lab.entrypoint_url + "/health", rate=20) as probe:
         time.sleep(1)
+        services.wait_settled(lab)  # the rules ignore a task's start-up heat
         started = time.monotonic()
         r = requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
         assert r.headers["X-Swarm-Node"] == old
@@ -70,6 +71,7 @@ def test_scenario_2_real_demand_scales_up_to_the_maximum_then_back_down_after_th
     steps = []
     with shortened_windows(lab), ReceiverProcess(lab, cooldown_scale_up=10, cooldown_scale_down=10) as receiver, \
             Probe(lab.entrypoint_url + "/health", rate=20, max_seconds=240) as probe:
+        services.wait_settled(lab)  # the rules ignore a task's start-up heat
         started = time.monotonic()
         requests.get(f"{lab.entrypoint_url}/stress/combined", timeout=5,
                      params={"cpu": 100, "network": round(lab.node_capacity_mbps * 0.85, 1), "duration": 90})
@@ -102,6 +104,7 @@ def test_scenario_2_real_demand_scales_up_to_the_maximum_then_back_down_after_th
 def test_an_alert_that_fires_while_the_receiver_is_down_is_retried_and_acted_on_exactly_once(lab, victim):
     [task] = services.running_tasks(lab, victim)
     old = services.node_name(lab, task["NodeID"])
+    services.wait_settled(lab)  # the rules ignore a task's start-up heat
     requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
     wait_for("the alert to fire", lambda: firing(lab, "SwarmGuardMigrate", victim), timeout=30)
     time.sleep(3)  # Alertmanager is failing to deliver: nothing listens on the receiver's port
@@ -117,6 +120,7 @@ def test_an_alert_that_fires_while_the_receiver_is_down_is_retried_and_acted_on_
 def test_an_alert_for_a_task_that_moved_before_delivery_changes_nothing(lab, victim):
     [task] = services.running_tasks(lab, victim)
     old = services.node_name(lab, task["NodeID"])
+    services.wait_settled(lab)  # the rules ignore a task's start-up heat
     requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
     wait_for("the alert to fire", lambda: firing(lab, "SwarmGuardMigrate", victim), timeout=30)
 
@@ -146,6 +150,7 @@ def test_a_silenced_service_is_not_acted_on_while_the_silence_holds(lab, victim)
                              capture_output=True, text=True, check=True).stdout.strip()
     try:
         with ReceiverProcess(lab) as receiver:
+            services.wait_settled(lab)  # the rules ignore a task's start-up heat
             requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
             wait_for("the alert to fire", lambda: firing(lab, "SwarmGuardMigrate", victim), timeout=30)
             time.sleep(5)

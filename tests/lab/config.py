@@ -109,9 +109,20 @@ class LabConfig:
 
     @property
     def client_api_version(self) -> str:
-        """The API version the lab's own docker clients pin: 1.41 (Engine 20.10's, still
-        accepted by 28.5) unless the nodes refuse it."""
-        return self.min_api or "1.41"
+        """The API version the lab's own docker clients pin: Engine 20.10's 1.41 on
+        `bookworm`; on `current` at least 1.44, the first version whose services carry a
+        health check's StartInterval (below it the daemon zeroes the field), or the
+        nodes' floor when that is higher."""
+        if self.flavour == "bookworm":
+            return "1.41"
+        floor = self.min_api or "1.44"
+        return max(floor, "1.44", key=lambda v: tuple(int(p) for p in v.split(".")))
+
+    @property
+    def health_start_interval_supported(self) -> bool:
+        """Engine 25+ (API 1.44) probes every StartInterval (default 5 s) during a health
+        check's start period; 20.10 has no such setting and probes every Interval."""
+        return self.flavour != "bookworm"
 
     @property
     def manager(self) -> Node:

@@ -54,7 +54,7 @@ def test_the_exclusion_falls_back_to_the_node_id_when_hostnames_collide():
 
 def test_a_migration_keeps_user_constraints_and_adds_one_exclusion():
     constraints, recorded = placement.migrate_constraints(
-        ["node.role==worker", "node.labels.zone!=b"], {}, "node.hostname!=worker-1")
+        ["node.role==worker", "node.labels.zone!=b"], {}, ["node.hostname!=worker-1"])
     assert constraints == ["node.role==worker", "node.labels.zone!=b",
                            "node.hostname!=worker-1"]
     assert recorded == "node.hostname!=worker-1"
@@ -63,7 +63,25 @@ def test_a_migration_keeps_user_constraints_and_adds_one_exclusion():
 def test_a_migration_replaces_swarmguards_earlier_exclusion():
     constraints, recorded = placement.migrate_constraints(
         ["node.role==worker", "node.hostname != worker-1"],
-        {EXCLUSION: "node.hostname!=worker-1"}, "node.hostname!=worker-2")
+        {EXCLUSION: "node.hostname!=worker-1"}, ["node.hostname!=worker-2"])
+    assert constraints == ["node.role==worker", "node.hostname!=worker-2"]
+    assert recorded == "node.hostname!=worker-2"
+
+
+def test_a_migration_off_one_node_also_excludes_the_hot_ones_as_one_recorded_set():
+    constraints, recorded = placement.migrate_constraints(
+        ["node.role==worker"], {}, ["node.hostname!=worker-1", "node.hostname!=worker-3"])
+    assert constraints == ["node.role==worker", "node.hostname!=worker-1",
+                           "node.hostname!=worker-3"]
+    assert placement.recorded_exclusions({EXCLUSION: recorded}) == [
+        "node.hostname!=worker-1", "node.hostname!=worker-3"]
+
+
+def test_the_next_migration_replaces_the_whole_earlier_set_so_exclusions_never_pile_up():
+    earlier = {EXCLUSION: "node.hostname!=worker-1,node.hostname!=worker-3"}
+    constraints, recorded = placement.migrate_constraints(
+        ["node.role==worker", "node.hostname!=worker-1", "node.hostname!=worker-3"], earlier,
+        ["node.hostname!=worker-2"])
     assert constraints == ["node.role==worker", "node.hostname!=worker-2"]
     assert recorded == "node.hostname!=worker-2"
 
@@ -71,12 +89,12 @@ def test_a_migration_replaces_swarmguards_earlier_exclusion():
 def test_a_user_constraint_that_looks_like_ours_is_left_alone():
     # No label says SwarmGuard added it: it is the user's.
     constraints, _ = placement.migrate_constraints(
-        ["node.hostname!=worker-3"], {}, "node.hostname!=worker-1")
+        ["node.hostname!=worker-3"], {}, ["node.hostname!=worker-1"])
     assert constraints == ["node.hostname!=worker-3", "node.hostname!=worker-1"]
 
 
 def test_an_exclusion_the_user_already_has_is_not_claimed():
     constraints, recorded = placement.migrate_constraints(
-        ["node.hostname!=worker-1"], {}, "node.hostname!=worker-1")
-    assert constraints == ["node.hostname!=worker-1"]
-    assert recorded == ""  # so the next migration will not remove the user's constraint
+        ["node.hostname!=worker-1"], {}, ["node.hostname!=worker-1", "node.hostname!=worker-3"])
+    assert constraints == ["node.hostname!=worker-1", "node.hostname!=worker-3"]
+    assert recorded == "node.hostname!=worker-3"  # so the next migration will not remove the user's constraint

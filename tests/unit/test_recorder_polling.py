@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import socketserver
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -87,7 +88,8 @@ class FakeLab:
 
             def do_GET(self):  # noqa: N802 (http.server's naming)
                 url = urlparse(self.path)
-                path = url.path.split("/v1.41", 1)[-1] if url.path.startswith("/v1.") else url.path
+                # Whatever API version the lab's clients pin: the fake answers them all.
+                path = re.sub(r"^/v1\.\d+", "", url.path)
                 status, body = lab.answer(path, parse_qs(url.query))
                 data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(status)

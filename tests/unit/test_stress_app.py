@@ -160,3 +160,31 @@ def test_config_reads_caps_and_sink_from_the_environment():
 def test_a_bad_environment_refuses_to_start(env):
     with pytest.raises(ValueError):
         StressConfig.from_env(env)
+
+
+class RecordingController(RefusingController):
+    def __init__(self):
+        self.started = []
+
+    def start(self, plan):
+        self.started.append(plan)
+        return plan.description
+
+
+def test_an_app_told_to_burn_cpu_at_start_does_so_for_that_long_and_still_answers(tmp_path):
+    controller = RecordingController()
+    app = create_app(config_for(tmp_path, startup_cpu_s=10.0), controller)
+    [plan] = controller.started
+    assert (plan.kind, plan.duration_s) == ("cpu", 10.0)
+    assert plan.description["target_percent"] == 100
+    assert app.test_client().get("/health").status_code == 200
+
+
+def test_by_default_the_app_starts_without_burning_anything(tmp_path):
+    create_app(config_for(tmp_path), RefusingController())  # any start fails the test
+
+
+def test_the_start_up_burn_is_read_from_the_environment_and_must_not_be_negative():
+    assert StressConfig.from_env({"STRESS_STARTUP_CPU_SECONDS": "10"}).startup_cpu_s == 10.0
+    with pytest.raises(ValueError, match="STRESS_STARTUP_CPU_SECONDS"):
+        StressConfig.from_env({"STRESS_STARTUP_CPU_SECONDS": "-1"})

@@ -1,0 +1,332 @@
+"""Storms: when a whole node runs hot, move what must move, within budgets, never onto a hot
+node, hottest first (receiver/storm.py, and its use in decisions.py and actuator.py)."""
+from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
+
+from receiver import decisions as D
+from receiver.actuator import Actuator
+from receiver.cluster import build_snapshot
+from receiver.config import Settings
+from receiver.metrics import Metrics
+from receiver.payload import Alert
+from receiver.storm import Budgets, StormLedger, StormView, heat_of
+from tests.fake_swarm_api import (WORKER_1, WORKER_2, WORKER_3, FakeDockerAPI, example_nodes,
+                                  service_dict, task_dict)
+
+NOW = datetime(2026, 11, 28, 3, 0, 0, tzinfo=timezone.utc)
+SETTINGS = Settings(token="t")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def migrate_alert(service, task, node=WORKER_1, cpu=90.0, memory=None, status="firing"):
+    labels = {"alertname": "SwarmGuardMigrate", "service": service, "task_id": task,
+              "node_id": node, "severity": "warning"}
+    annotations = {"cpu_percent": f"{cpu:.1f}"}
+    if memory is not None:
+        annotations["memory_percent"] = f"{memory:.1f}"
+    return Alert("SwarmGuardMigrate", status, MappingProxyType(labels),
+                 MappingProxyType(annotations), NOW - timedelta(seconds=20), None, f"fp-{task}")
+
+
+def scale_up_alert(service):
+    labels = {"alertname": "SwarmGuardScaleUp", "service": service, "severity": "warning"}
+    return Alert("SwarmGuardScaleUp", "firing", MappingProxyType(labels), MappingProxyType({}),
+                 NOW - timedelta(seconds=20), None, f"fp-up-{service}")
+
+
+def service_id(i: int) -> str:
+    return f"svc{i:022d}"
+
+
+def task_id(i: int) -> str:
+    return f"task{i:021d}"
+
+
+def storm_world(count=6, on=WORKER_1, replicas=1):
+    """`count` opted-in services, one task each, all on one node."""
+    services = [service_dict(f"app{i}", service_id(i), replicas=replicas,
+                             constraints=["node.role==worker"]) for i in range(count)]
+    tasks = [task_dict(task_id(i), service_id(i), on) for i in range(count)]
+    return services, tasks
+
+
+def snapshot(services, tasks):
+    return build_snapshot(services, tasks, example_nodes())
+
+
+def ledger(clock=None, **budgets):
+    return StormLedger(Budgets(**budgets), hot_memory_s=60.0, monotonic=clock or FakeClock())
+
+
+# -- what the ledger remembers -----------------------------------------------------------
+
+def test_a_node_is_hot_while_a_firing_migrate_alert_names_it_and_cool_once_it_resolves():
+    storm = ledger()
+    storm.observe([migrate_alert("app0", task_id(0), node=WORKER_2)])
+    assert storm.view().hot_nodes() == {WORKER_2}
+    storm.observe([migrate_alert("app0", task_id(0), node=WORKER_2, status="resolved")])
+    assert storm.view().hot_nodes() == frozenset()
+
+
+def test_a_hot_task_whose_alert_is_no_longer_resent_is_forgotten_after_the_memory():
+    clock = FakeClock()
+    storm = ledger(clock)
+    storm.observe([migrate_alert("app0", task_id(0), node=WORKER_2)])
+    clock.advance(59.9)
+    assert storm.view().hot_nodes() == {WORKER_2}
+    storm.observe([migrate_alert("app0", task_id(0), node=WORKER_2)])  # a resend
+    clock.advance(59.9)
+    assert storm.view().hot_nodes() == {WORKER_2}
+    clock.advance(0.1)
+    assert storm.view().hot_nodes() == frozenset()
+
+
+def test_other_alerts_never_make_a_node_hot():
+    storm = ledger()
+    storm.observe([scale_up_alert("app0")])
+    assert storm.view().hot == ()
+
+
+def test_a_flood_of_hot_tasks_is_remembered_within_a_bound_oldest_forgotten_first():
+    storm = StormLedger(Budgets(), 60.0, FakeClock(), capacity=3)
+    storm.observe([migrate_alert(f"app{i}", task_id(i)) for i in range(5)])
+    assert [h.task_id for h in storm.view().hot] == [task_id(2), task_id(3), task_id(4)]
+
+
+def test_heat_is_the_higher_of_cpu_and_memory_evidence_and_zero_without_any():
+    assert heat_of(migrate_alert("a", task_id(0), cpu=70.0, memory=96.5)) == 96.5
+    assert heat_of(migrate_alert("a", task_id(0), cpu=91.0)) == 91.0
+    assert heat_of(scale_up_alert("a")) == 0.0
+
+
+# -- budgets ------------------------------------------------------------------------------
+
+def test_the_cluster_budget_counts_actions_in_flight_and_frees_as_they_end():
+    storm = ledger(concurrent=2)
+    storm.begin("a", "scale_up")
+    assert storm.view().over_cluster_budget() is None
+    storm.begin("b", "migrate", WORKER_1, [WORKER_2])
+    assert "2 action(s) already in flight" in storm.view().over_cluster_budget()
+    storm.end("a")
+    assert storm.view().over_cluster_budget() is None
+
+
+def test_the_per_minute_budget_counts_starts_in_the_last_sixty_seconds():
+    clock = FakeClock()
+    storm = ledger(clock, per_minute=3)
+    for name in "abc":
+        storm.begin(name, "scale_up")
+        storm.end(name)
+        clock.advance(10)
+    assert "3 action(s) started in the last 60 s" in storm.view().over_cluster_budget()
+    clock.advance(30)  # the first start is now exactly 60 s old
+    assert storm.view().over_cluster_budget() is None
+
+
+def test_a_retry_of_the_same_action_is_not_counted_twice():
+    storm = ledger(per_minute=1)
+    storm.begin("a", "migrate", WORKER_1, [WORKER_2])
+    storm.begin("a", "migrate", WORKER_1, [WORKER_2])
+    storm.end("a")
+    assert len(storm.view().recent_starts) == 1
+
+
+def test_a_node_lets_one_task_leave_at_a_time_by_default():
+    storm = ledger()
+    storm.begin("a", "migrate", WORKER_1, [WORKER_2])
+    view = storm.view()
+    assert "1 task(s) already leaving worker-1" in view.over_leave_budget(
+        WORKER_1, "worker-1", task_id(9), 99.0)
+    assert view.over_leave_budget(WORKER_3, "worker-3", task_id(9), 99.0) is None
+
+
+def test_a_migration_counts_against_every_node_it_may_land_on_until_swarm_assigns_one():
+    storm = ledger(arriving_per_node=1)
+    storm.begin("a", "migrate", WORKER_1, [WORKER_2, WORKER_3])
+    view = storm.view()
+    assert view.over_arrival_budget([(WORKER_3, "worker-3")]) is not None
+    storm.landed("a", WORKER_2)
+    view = storm.view()
+    assert view.over_arrival_budget([(WORKER_3, "worker-3")]) is None
+    assert "worker-2 already receive(s) 1 task(s)" in view.over_arrival_budget(
+        [(WORKER_2, "worker-2"), (WORKER_3, "worker-3")])
+
+
+def test_the_leave_budget_goes_to_the_hottest_task_waiting_to_leave():
+    storm = ledger()
+    storm.observe([migrate_alert("app0", task_id(0), cpu=80.0),
+                   migrate_alert("app1", task_id(1), cpu=97.0)])
+    view = storm.view()
+    # Nobody waits yet: whoever is judged first may go.
+    assert view.over_leave_budget(WORKER_1, "worker-1", task_id(0), 80.0) is None
+    storm.waiting(task_id(1), True)
+    why = storm.view().over_leave_budget(WORKER_1, "worker-1", task_id(0), 80.0)
+    assert why == ("worker-1 lets 1 task(s) leave at a time, hottest first: app1 (97 %) "
+                   "goes before this one (80 %)")
+    assert storm.view().over_leave_budget(WORKER_1, "worker-1", task_id(1), 97.0) is None
+
+
+def test_a_hot_task_that_cannot_move_does_not_hold_back_cooler_ones():
+    storm = ledger()
+    storm.observe([migrate_alert("app1", task_id(1), cpu=97.0)])
+    storm.waiting(task_id(1), True)
+    storm.waiting(task_id(1), False)  # judged again: in cooldown, say
+    assert storm.view().over_leave_budget(WORKER_1, "worker-1", task_id(0), 80.0) is None
+
+
+def test_a_resend_keeps_a_tasks_place_in_line():
+    storm = ledger()
+    storm.observe([migrate_alert("app1", task_id(1), cpu=97.0)])
+    storm.waiting(task_id(1), True)
+    storm.observe([migrate_alert("app1", task_id(1), cpu=95.0)])
+    (hot,) = storm.view().hot
+    assert hot.waiting and hot.heat == 95.0
+
+
+# -- decisions ----------------------------------------------------------------------------
+
+def decide_one(alert, snap, view):
+    (decision,) = D.decide([alert], snap, SETTINGS, NOW, view)
+    return decision
+
+
+def test_a_migration_also_excludes_every_other_hot_node_and_says_so():
+    services, tasks = storm_world(1)
+    storm = ledger()
+    storm.observe([migrate_alert("other", task_id(9), node=WORKER_3)])
+    action = decide_one(migrate_alert("app0", task_id(0)), snapshot(services, tasks),
+                        storm.view())
+    assert isinstance(action, D.Action)
+    assert action.constraints == ("node.role==worker", "node.hostname!=worker-1",
+                                  "node.hostname!=worker-3")
+    assert action.exclusion == "node.hostname!=worker-1,node.hostname!=worker-3"
+    assert action.destinations == (WORKER_2,)
+    assert action.sentence.endswith("excluding worker-1, worker-3 (hot)")
+
+
+def test_when_every_node_that_could_take_it_is_hot_nothing_moves():
+    services, tasks = storm_world(1)
+    storm = ledger()
+    storm.observe([migrate_alert("x", task_id(8), node=WORKER_2),
+                   migrate_alert("y", task_id(9), node=WORKER_3)])
+    skip = decide_one(migrate_alert("app0", task_id(0)), snapshot(services, tasks),
+                      storm.view())
+    assert skip.reason == D.NO_ELIGIBLE_NODE
+    assert skip.why == "every node that could take it is hot itself (worker-2, worker-3)"
+
+
+def test_a_migration_over_a_budget_is_skipped_with_reason_budget():
+    services, tasks = storm_world(2)
+    storm = ledger()
+    storm.begin("app1", "migrate", WORKER_1, [WORKER_2, WORKER_3])
+    skip = decide_one(migrate_alert("app0", task_id(0)), snapshot(services, tasks),
+                      storm.view())
+    assert skip.reason == D.BUDGET
+    assert "already leaving worker-1" in skip.why
+
+
+def test_a_scale_step_over_the_cluster_budget_is_skipped_with_reason_budget():
+    services, tasks = storm_world(1)
+    storm = ledger(concurrent=1)
+    storm.begin("elsewhere", "scale_down")
+    skip = decide_one(scale_up_alert("app0"), snapshot(services, tasks), storm.view())
+    assert skip.reason == D.BUDGET
+    storm.end("elsewhere")
+    assert isinstance(decide_one(scale_up_alert("app0"), snapshot(services, tasks),
+                                 storm.view()), D.Action)
+
+
+def test_of_one_services_hot_tasks_the_hottest_is_moved():
+    service = service_dict("app0", service_id(0), replicas=2, constraints=["node.role==worker"])
+    tasks = [task_dict(task_id(0), service_id(0), WORKER_1, slot=1),
+             task_dict(task_id(1), service_id(0), WORKER_1, slot=2)]
+    cool, hot = migrate_alert("app0", task_id(0), cpu=81.0), migrate_alert("app0", task_id(1), cpu=99.0)
+    decisions = D.decide([cool, hot], snapshot([service], tasks), SETTINGS, NOW, StormView())
+    assert [type(d) for d in decisions] == [D.Skip, D.Action]  # in the alerts' order
+    assert decisions[1].task.id == task_id(1)
+
+
+def test_without_a_storm_view_nothing_else_is_in_flight():
+    services, tasks = storm_world(1)
+    (action,) = D.decide([migrate_alert("app0", task_id(0))], snapshot(services, tasks),
+                         SETTINGS, NOW)
+    assert isinstance(action, D.Action)
+
+
+# -- a storm, step by step, with a fake clock -------------------------------------------
+
+def test_a_storm_empties_a_hot_node_hottest_first_one_at_a_time_never_onto_a_hot_node():
+    """Six hot tasks on worker-1, worker-3 hot too: each round, Alertmanager resends every
+    alert still firing; a move takes one round. The budgets are never exceeded, the moves
+    go hottest first, and nothing lands on worker-3."""
+    clock = FakeClock()
+    storm = ledger(clock, concurrent=4, leaving_per_node=1, arriving_per_node=2, per_minute=12)
+    services, tasks = storm_world(6)
+    heats = {i: 80.0 + 3 * i for i in range(6)}  # app5 the hottest
+    alerts = {i: migrate_alert(f"app{i}", task_id(i), cpu=heats[i]) for i in range(6)}
+    noisy = migrate_alert("noisy", task_id(99), node=WORKER_3)  # worker-3 stays hot
+    moved: list[int] = []
+    for _round in range(20):
+        firing = [alerts[i] for i in range(6) if i not in moved]
+        if not firing:
+            break
+        storm.observe(firing + [noisy])
+        snap = snapshot(services, tasks)
+        started = []
+        # Resends arrive coolest first: arrival order must not decide.
+        for alert in sorted(firing, key=heat_of):
+            with storm.lock:
+                (decision,) = D.decide([alert], snap, SETTINGS, NOW, storm.view())
+                storm.waiting(alert.task_id, isinstance(decision, D.Skip)
+                              and decision.reason == D.BUDGET)
+                if isinstance(decision, D.Action):
+                    assert WORKER_3 not in decision.destinations
+                    storm.begin(decision.service.name, "migrate", WORKER_1,
+                                decision.destinations)
+                    started.append(int(decision.service.name[3:]))
+                else:
+                    assert decision.reason == D.BUDGET
+            view = storm.view()
+            assert view.leaving(WORKER_1) <= 1
+            assert all(view.arriving(n) <= 2 for n in (WORKER_2, WORKER_3))
+            assert len(view.moves) <= 4
+        clock.advance(15)  # Alertmanager's repeat_interval; the moves finish meanwhile
+        for i in started:
+            storm.end(f"app{i}")
+            tasks[i] = task_dict(task_id(i), service_id(i), WORKER_2)
+            storm.observe([migrate_alert(f"app{i}", task_id(i), status="resolved")])
+        moved.extend(started)
+    # The first round goes to whoever is judged first (nobody waits yet); from then on
+    # the hottest waiting task leaves first.
+    assert moved[0] == 0
+    assert moved[1:] == [5, 4, 3, 2, 1]
+
+
+# -- the actuator spends and frees the budgets ----------------------------------------------
+
+def test_the_actuator_skips_a_migration_over_budget_without_writing_and_frees_its_own():
+    services, tasks = storm_world(2)
+    api = FakeDockerAPI(services=services, tasks=tasks, nodes=example_nodes())
+    storm = ledger()
+    actuator = Actuator(api, Settings(token="t", dry_run=False, migration_timeout=0.0),
+                        Metrics(), clock=lambda: NOW, sleep=lambda s: None, storm=storm)
+    storm.begin("app1", "migrate", WORKER_1, [WORKER_2, WORKER_3])
+    (outcome,) = actuator.handle([migrate_alert("app0", task_id(0))])
+    assert outcome.decision.reason == D.BUDGET
+    assert api.updates == []
+    storm.end("app1")
+    (outcome,) = actuator.handle([migrate_alert("app0", task_id(0))])
+    assert isinstance(outcome.decision, D.Action)
+    assert len(api.updates) == 1
+    assert storm.view().moves == ()  # ended with the action, whatever its result
+    assert len(storm.view().recent_starts) == 2  # app1 (by hand) and app0
