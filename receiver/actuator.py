@@ -24,7 +24,7 @@ from receiver import events as E
 from receiver import labels as L
 from receiver.cluster import read_snapshot, task_from_dict
 from receiver.config import Settings
-from receiver.decisions import BUDGET, Action, Decision, Skip, decide
+from receiver.decisions import Action, Decision, Skip, decide
 from receiver.metrics import Metrics
 from receiver.payload import Alert
 from receiver.spec import record_arguments, update_arguments
@@ -125,7 +125,7 @@ class Actuator:
                 self.storm.end(name)
                 decisions = decide(alerts, snapshot, self.settings, now, self.storm.view())
                 action = next((d for d in decisions if isinstance(d, Action)), None)
-                self._note_waiting(decisions)
+                self._note_in_line(decisions)
                 if action is not None and not self.settings.dry_run:
                     self._begin(action)
             if action is None:
@@ -259,13 +259,13 @@ class Actuator:
                          action.from_node.id if action.from_node else None,
                          action.destinations)
 
-    def _note_waiting(self, decisions: Sequence[Decision]) -> None:
-        """A hot task whose move was only over budget waits in line to leave its node;
-        one acted on, or not movable at all, no longer holds back cooler ones."""
+    def _note_in_line(self, decisions: Sequence[Decision]) -> None:
+        """A hot task held back by something that passes (a budget, a hot destination)
+        stays in line to leave its node; one acted on, or unable to move for good, no
+        longer holds back cooler ones."""
         for d in decisions:
             if d.alert.kind == "migrate":
-                self.storm.waiting(d.alert.task_id,
-                                   isinstance(d, Skip) and d.reason == BUDGET)
+                self.storm.in_line(d.alert.task_id, isinstance(d, Skip) and not d.lasting)
 
     @staticmethod
     def _outcomes(decisions: list[Decision], action: Action, outcome: Outcome

@@ -76,6 +76,9 @@ class Skip:
     alert: Alert
     reason: str
     why: str
+    # False: what stands in the way passes by itself (a budget, a hot destination, another
+    # alert of the service acted on): a hot task stays in line to leave its node.
+    lasting: bool = True
 
     @property
     def sentence(self) -> str:
@@ -100,7 +103,8 @@ def decide(alerts: Iterable[Alert], snapshot: Snapshot, settings: Settings,
         if isinstance(decision, Action):
             if decision.service.name in acting:
                 decision = Skip(alert, IN_PROGRESS,
-                                f"another alert for {decision.service.name} is being acted on")
+                                f"another alert for {decision.service.name} is being acted on",
+                                lasting=False)
             else:
                 acting.add(decision.service.name)
         decisions[i] = decision
@@ -166,7 +170,7 @@ def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
     if isinstance(decision, Action):
         over = storm.over_cluster_budget()
         if over:
-            return Skip(alert, BUDGET, over)
+            return Skip(alert, BUDGET, over, lasting=False)
     return decision
 
 
@@ -211,13 +215,13 @@ def _migrate(alert: Alert, snapshot: Snapshot, service: Service, storm: StormVie
     if not cool:
         return Skip(alert, NO_ELIGIBLE_NODE,
                     f"every node that could take it is hot itself "
-                    f"({', '.join(snapshot.hostname(n.id) for n in also_hot)})")
+                    f"({', '.join(snapshot.hostname(n.id) for n in also_hot)})", lasting=False)
     hot_name = snapshot.hostname(hot.id)
     over = (storm.over_cluster_budget()
             or storm.over_leave_budget(hot.id, hot_name, alert.task_id or "", heat_of(alert))
             or storm.over_arrival_budget((n.id, snapshot.hostname(n.id)) for n in cool))
     if over:
-        return Skip(alert, BUDGET, over)
+        return Skip(alert, BUDGET, over, lasting=False)
     constraints, recorded = placement.migrate_constraints(
         service.constraints, service.labels,
         [placement.exclusion_for(n, nodes) for n in [hot, *also_hot]])

@@ -15,10 +15,12 @@ enough. The rules of conduct for that (docs/contract.md, "Storms"):
 - Never onto a hot node: a node is hot while a firing SwarmGuardMigrate alert names it
   (any service's, opted in or not: the node starves whoever runs there). A migration
   excludes every hot node besides the one it leaves.
-- Hottest first: a node's leave budget goes to the hottest task waiting to leave it. A
-  task "waits" once its own alert was judged movable but over budget; the heat is the
-  alert's cpu_percent or memory_percent annotation, whichever is higher, as of the latest
-  webhook (Prometheus refreshes annotations at every resend to Alertmanager).
+- Hottest first: a node's leave budget goes to the hottest task in line to leave it. A
+  hot task is in line from its first alert until its own alert is judged unable to move
+  for a lasting reason (not opted in, cooldown, no node could ever take it: anything but
+  a budget or a hot destination). The heat is the alert's cpu_percent or memory_percent
+  annotation, whichever is higher, as of the latest webhook (Prometheus refreshes
+  annotations at every resend to Alertmanager).
 
 `StormLedger` holds that state for one receiver process (thread-safe, clock injected);
 `decide()` reads a frozen `StormView` of it and stays pure. Across receiver replicas the
@@ -57,8 +59,8 @@ class HotTask:
     node_id: str
     heat: float  # percent: the higher of the alert's CPU and memory evidence
     seen: float  # monotonic time of the latest webhook that carried the alert
-    # Its own alert was judged movable but over budget: it is in line to leave its node.
-    waiting: bool = False
+    # In line to leave its node: until its own alert is judged unable to move for good.
+    in_line: bool = True
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ class StormView:
     def over_leave_budget(self, node_id: str, node_name: str, task_id: str, heat: float
                           ) -> str | None:
         """Why this task may not leave its node now, or None: the node's leave budget is
-        used up, or what is left of it belongs to hotter tasks waiting to leave."""
+        used up, or what is left of it belongs to hotter tasks in line to leave."""
         b = self.budgets
         leaving = self.leaving(node_id)
         if leaving >= b.leaving_per_node:
@@ -111,7 +113,7 @@ class StormView:
                     f"(SWARMGUARD_MAX_LEAVING_PER_NODE={b.leaving_per_node})")
         moving = {m.service for m in self.moves}
         hotter = sorted((h for h in self.hot
-                         if h.waiting and h.node_id == node_id and h.task_id != task_id
+                         if h.in_line and h.node_id == node_id and h.task_id != task_id
                          and h.service not in moving and h.heat > heat),
                         key=lambda h: -h.heat)
         free = b.leaving_per_node - leaving
@@ -189,7 +191,7 @@ class StormLedger:
                 before = self._hot.pop(alert.task_id, None)
                 self._hot[alert.task_id] = HotTask(
                     alert.task_id, alert.service, alert.node_id, heat_of(alert), now,
-                    waiting=bool(before and before.waiting and before.node_id == alert.node_id))
+                    in_line=before.in_line if before and before.node_id == alert.node_id else True)
                 if len(self._hot) > self._capacity:
                     self._hot.popitem(last=False)
 
@@ -202,14 +204,15 @@ class StormLedger:
             return StormView(self.budgets, tuple(self._moves.values()), tuple(self._starts),
                              tuple(self._hot.values()))
 
-    def waiting(self, task_id: str | None, waiting: bool) -> None:
-        """Its own alert was judged: movable but over budget (True), or acted on or not
-        movable at all (False: it no longer holds back cooler tasks on its node)."""
+    def in_line(self, task_id: str | None, in_line: bool) -> None:
+        """Its own alert was judged: it may move once a budget or a destination frees
+        (True), or it is moving or cannot move for good (False: it no longer holds back
+        cooler tasks on its node)."""
         with self.lock:
             hot = self._hot.get(task_id or "")
-            if hot is not None and hot.waiting != waiting:
+            if hot is not None and hot.in_line != in_line:
                 self._hot[hot.task_id] = HotTask(hot.task_id, hot.service, hot.node_id,
-                                                 hot.heat, hot.seen, waiting)
+                                                 hot.heat, hot.seen, in_line)
 
     def begin(self, service: str, kind: str, from_node: str | None = None,
               destinations: Iterable[str] = ()) -> None:

@@ -36,21 +36,25 @@ def deploy_web(cfg: LabConfig, name: str = "web", *, replicas: int = 1, opt_in: 
 
 
 def deploy_stress(cfg: LabConfig, name: str = "stress", *, replicas: int = 1, opt_in: bool = True,
-                  labels: dict | None = None, cpus: float = 0.5, memory_mb: int = 256
+                  labels: dict | None = None, cpus: float = 0.5, memory_mb: int = 256,
+                  published_port: int | None = None, env: tuple[str, ...] = ()
                   ) -> docker.models.services.Service:
-    """The stress app (stress/): made hot on purpose through its /stress/* endpoints."""
+    """The stress app (stress/): made hot on purpose through its /stress/* endpoints.
+    `env`: more STRESS_* settings (e.g. a start-up burn); `published_port`: another
+    host-mode port than the entry point's, for several services on one node."""
     return _deploy(cfg, name, image_ids(cfg)[STRESS], replicas=replicas, opt_in=opt_in, labels=labels,
                    command=None,
                    env=["SWARM_TASK_NAME={{.Task.Name}}", "SWARM_TASK_ID={{.Task.ID}}",
                         "SWARM_NODE_HOSTNAME={{.Node.Hostname}}", "SWARM_NODE_ID={{.Node.ID}}",
-                        "SWARM_SERVICE_NAME={{.Service.Name}}"],
+                        "SWARM_SERVICE_NAME={{.Service.Name}}", *env],
                    health=["CMD", "python3", "-c",
                            "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=1)"],
-                   cpus=cpus, memory_mb=memory_mb)
+                   cpus=cpus, memory_mb=memory_mb, published_port=published_port)
 
 
 def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: bool, labels: dict | None,
-            command: list[str] | None, env: list[str], health: list[str], cpus: float, memory_mb: int):
+            command: list[str] | None, env: list[str], health: list[str], cpus: float, memory_mb: int,
+            published_port: int | None = None):
     """Create (or recreate) a service the way the bundle runs applications: workers only,
     host-mode port behind the entry point, 1 s health checks, start-first updates with
     rollback; wait until its tasks run and are healthy."""
@@ -66,7 +70,7 @@ def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: boo
         constraints=["node.role==worker"],
         mode=ServiceMode("replicated", replicas=replicas),
         endpoint_spec=EndpointSpec(mode="dnsrr", ports=[
-            {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": cfg.app_published_port,
+            {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": published_port or cfg.app_published_port,
              "PublishMode": "host"}]),
         healthcheck=_healthcheck(cfg, health),
         update_config=UpdateConfig(parallelism=1, order="start-first", failure_action="rollback",
@@ -214,3 +218,11 @@ def stop_stress_everywhere(cfg: LabConfig) -> None:
             requests.get(f"http://{worker.ip}:{cfg.app_published_port}/stress/stop", timeout=2)
         except requests.RequestException:
             pass  # no task on that worker
+
+
+def set_availability(cfg: LabConfig, node_name: str, availability: str) -> None:
+    """`docker node update --availability` (active, pause, drain) on a lab node."""
+    c = client(cfg, cfg.manager)
+    node = next(n for n in c.nodes.list() if n.attrs["Description"]["Hostname"] == node_name)
+    spec = dict(node.attrs["Spec"], Availability=availability)
+    node.update(spec)

@@ -162,35 +162,38 @@ def test_a_migration_counts_against_every_node_it_may_land_on_until_swarm_assign
         [(WORKER_2, "worker-2"), (WORKER_3, "worker-3")])
 
 
-def test_the_leave_budget_goes_to_the_hottest_task_waiting_to_leave():
+def test_the_leave_budget_goes_to_the_hottest_task_in_line_to_leave():
     storm = ledger()
     storm.observe([migrate_alert("app0", task_id(0), cpu=80.0),
                    migrate_alert("app1", task_id(1), cpu=97.0)])
-    view = storm.view()
-    # Nobody waits yet: whoever is judged first may go.
-    assert view.over_leave_budget(WORKER_1, "worker-1", task_id(0), 80.0) is None
-    storm.waiting(task_id(1), True)
     why = storm.view().over_leave_budget(WORKER_1, "worker-1", task_id(0), 80.0)
     assert why == ("worker-1 lets 1 task(s) leave at a time, hottest first: app1 (97 %) "
                    "goes before this one (80 %)")
     assert storm.view().over_leave_budget(WORKER_1, "worker-1", task_id(1), 97.0) is None
 
 
-def test_a_hot_task_that_cannot_move_does_not_hold_back_cooler_ones():
-    storm = ledger()
-    storm.observe([migrate_alert("app1", task_id(1), cpu=97.0)])
-    storm.waiting(task_id(1), True)
-    storm.waiting(task_id(1), False)  # judged again: in cooldown, say
+def test_a_hotter_task_elsewhere_or_already_moving_holds_nobody_back():
+    storm = ledger(leaving_per_node=2)
+    storm.observe([migrate_alert("app1", task_id(1), cpu=97.0),
+                   migrate_alert("app2", task_id(2), node=WORKER_3, cpu=99.0)])
+    storm.begin("app1", "migrate", WORKER_1, [WORKER_2])
     assert storm.view().over_leave_budget(WORKER_1, "worker-1", task_id(0), 80.0) is None
 
 
-def test_a_resend_keeps_a_tasks_place_in_line():
+def test_a_hot_task_that_cannot_move_for_good_does_not_hold_back_cooler_ones():
     storm = ledger()
     storm.observe([migrate_alert("app1", task_id(1), cpu=97.0)])
-    storm.waiting(task_id(1), True)
+    storm.in_line(task_id(1), False)  # judged: in cooldown, say
+    assert storm.view().over_leave_budget(WORKER_1, "worker-1", task_id(0), 80.0) is None
+
+
+def test_a_resend_keeps_a_tasks_place_and_refreshes_its_heat():
+    storm = ledger()
+    storm.observe([migrate_alert("app1", task_id(1), cpu=97.0)])
+    storm.in_line(task_id(1), False)
     storm.observe([migrate_alert("app1", task_id(1), cpu=95.0)])
     (hot,) = storm.view().hot
-    assert hot.waiting and hot.heat == 95.0
+    assert not hot.in_line and hot.heat == 95.0
 
 
 # -- decisions ----------------------------------------------------------------------------
@@ -223,6 +226,7 @@ def test_when_every_node_that_could_take_it_is_hot_nothing_moves():
                       storm.view())
     assert skip.reason == D.NO_ELIGIBLE_NODE
     assert skip.why == "every node that could take it is hot itself (worker-2, worker-3)"
+    assert not skip.lasting  # the task stays in line: the heat elsewhere will pass
 
 
 def test_a_migration_over_a_budget_is_skipped_with_reason_budget():
@@ -231,7 +235,7 @@ def test_a_migration_over_a_budget_is_skipped_with_reason_budget():
     storm.begin("app1", "migrate", WORKER_1, [WORKER_2, WORKER_3])
     skip = decide_one(migrate_alert("app0", task_id(0)), snapshot(services, tasks),
                       storm.view())
-    assert skip.reason == D.BUDGET
+    assert skip.reason == D.BUDGET and not skip.lasting
     assert "already leaving worker-1" in skip.why
 
 
@@ -267,8 +271,8 @@ def test_without_a_storm_view_nothing_else_is_in_flight():
 
 def test_a_storm_empties_a_hot_node_hottest_first_one_at_a_time_never_onto_a_hot_node():
     """Six hot tasks on worker-1, worker-3 hot too: each round, Alertmanager resends every
-    alert still firing; a move takes one round. The budgets are never exceeded, the moves
-    go hottest first, and nothing lands on worker-3."""
+    alert still firing, coolest first; a move takes one round. The budgets are never
+    exceeded, the moves go hottest first, and nothing lands on worker-3."""
     clock = FakeClock()
     storm = ledger(clock, concurrent=4, leaving_per_node=1, arriving_per_node=2, per_minute=12)
     services, tasks = storm_world(6)
@@ -287,15 +291,15 @@ def test_a_storm_empties_a_hot_node_hottest_first_one_at_a_time_never_onto_a_hot
         for alert in sorted(firing, key=heat_of):
             with storm.lock:
                 (decision,) = D.decide([alert], snap, SETTINGS, NOW, storm.view())
-                storm.waiting(alert.task_id, isinstance(decision, D.Skip)
-                              and decision.reason == D.BUDGET)
+                storm.in_line(alert.task_id, isinstance(decision, D.Skip)
+                              and not decision.lasting)
                 if isinstance(decision, D.Action):
                     assert WORKER_3 not in decision.destinations
                     storm.begin(decision.service.name, "migrate", WORKER_1,
                                 decision.destinations)
                     started.append(int(decision.service.name[3:]))
                 else:
-                    assert decision.reason == D.BUDGET
+                    assert decision.reason == D.BUDGET and not decision.lasting
             view = storm.view()
             assert view.leaving(WORKER_1) <= 1
             assert all(view.arriving(n) <= 2 for n in (WORKER_2, WORKER_3))
@@ -306,10 +310,7 @@ def test_a_storm_empties_a_hot_node_hottest_first_one_at_a_time_never_onto_a_hot
             tasks[i] = task_dict(task_id(i), service_id(i), WORKER_2)
             storm.observe([migrate_alert(f"app{i}", task_id(i), status="resolved")])
         moved.extend(started)
-    # The first round goes to whoever is judged first (nobody waits yet); from then on
-    # the hottest waiting task leaves first.
-    assert moved[0] == 0
-    assert moved[1:] == [5, 4, 3, 2, 1]
+    assert moved == [5, 4, 3, 2, 1, 0]
 
 
 # -- the actuator spends and frees the budgets ----------------------------------------------
@@ -330,3 +331,24 @@ def test_the_actuator_skips_a_migration_over_budget_without_writing_and_frees_it
     assert len(api.updates) == 1
     assert storm.view().moves == ()  # ended with the action, whatever its result
     assert len(storm.view().recent_starts) == 2  # app1 (by hand) and app0
+
+
+def test_a_structurally_unmovable_task_leaves_the_line_but_a_hot_destination_does_not():
+    services, tasks = storm_world(2)
+    api = FakeDockerAPI(services=services + [service_dict("off", "offsvc0000000000000000000",
+                                                          enabled=False)],
+                        tasks=tasks + [task_dict(task_id(7), "offsvc0000000000000000000", WORKER_1)],
+                        nodes=example_nodes())
+    storm = ledger()
+    actuator = Actuator(api, Settings(token="t"), Metrics(), clock=lambda: NOW,
+                        sleep=lambda s: None, storm=storm)
+    hot_off = migrate_alert("off", task_id(7), cpu=99.0)
+    storm.observe([hot_off, migrate_alert("app0", task_id(0), cpu=90.0),
+                   migrate_alert("x", task_id(8), node=WORKER_2),
+                   migrate_alert("y", task_id(9), node=WORKER_3)])
+    (outcome,) = actuator.handle([hot_off])
+    assert outcome.decision.reason == D.NOT_OPTED_IN
+    (outcome,) = actuator.handle([migrate_alert("app0", task_id(0), cpu=90.0)])
+    assert outcome.decision.reason == D.NO_ELIGIBLE_NODE
+    in_line = {h.task_id: h.in_line for h in storm.view().hot}
+    assert in_line == {task_id(7): False, task_id(0): True, task_id(8): True, task_id(9): True}
