@@ -67,6 +67,7 @@ def quiet(cfg: LabConfig) -> bool:
 
 def trial(cfg: LabConfig, sink: WebhookSink) -> dict:
     wait_for("the service to be quiet", lambda: quiet(cfg), timeout=90, interval=0.5)
+    services.wait_settled(cfg, SERVICE)  # the rules ignore a task's start-up heat
     with StageWatcher(cfg) as watcher:
         started = time.time()
         stress(cfg, "cpu", target=100, duration=40)

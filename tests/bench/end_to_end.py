@@ -53,6 +53,9 @@ def settle(cfg: LabConfig) -> None:
     wait_for("no SwarmGuard alert", lambda: not query(cfg, f'ALERTS{{service="{SERVICE}"}}'), timeout=90)
     wait_for("the task cool", lambda: all(float(r["value"][1]) < 30 for r in query(
         cfg, f'swarmguard:task_cpu:percent{{service="{SERVICE}"}}')), timeout=60)
+    # The rules ignore a task's first 20 s (start-up grace): heat applied earlier would be
+    # judged late, and counted as slow detection.
+    services.wait_settled(cfg, SERVICE)
 
 
 def replicas(cfg: LabConfig) -> int:

@@ -41,6 +41,7 @@ def sink(lab):
 
 def test_a_cpu_hot_task_with_little_network_is_delivered_as_swarmguard_migrate(lab, hot_service, sink):
     task = hot_service("hot-cpu")
+    services.wait_settled(lab)  # the rules ignore a task's start-up heat
     started = time.time()
     stress(lab, "cpu", target=100, duration=60)
     found = sink.wait("SwarmGuardMigrate", "hot-cpu", since=started, timeout=45)
@@ -77,6 +78,7 @@ def test_an_alertmanager_silence_on_the_service_stops_delivery(lab, hot_service,
                                        "--author=lab-tests", "--comment=maintenance"],
                              capture_output=True, text=True, check=True).stdout.strip()
     try:
+        services.wait_settled(lab)  # the rules ignore a task's start-up heat
         started = time.time()
         stress(lab, "cpu", target=100, duration=60)
         deadline = time.monotonic() + 45

@@ -60,6 +60,7 @@ def scenario(cfg: LabConfig, receiver: ReceiverProcess, title: str, run) -> dict
 
 def scenario_1(cfg: LabConfig):
     def run(rec: Recorder) -> None:
+        services.wait_settled(cfg, SERVICE)  # the rules ignore a task's start-up heat
         [(task, node)] = rec.running_tasks(SERVICE) or [("?", "?")]
         stress(cfg, "cpu", target=100, duration=40)
         rec.event("stress", f"CPU stress started on {SERVICE} (task {task} on {node}), little network",
@@ -78,6 +79,7 @@ def scenario_2(cfg: LabConfig):
         wait_for("the migrated task to cool down", lambda: not requests.get(
             f"{cfg.prometheus_url}/api/v1/query", timeout=5,
             params={"query": f'ALERTS{{service="{SERVICE}"}}'}).json()["data"]["result"], timeout=60)
+        services.wait_settled(cfg, SERVICE)
         [(task, node)] = rec.running_tasks(SERVICE) or [("?", "?")]
         mbps = round(cfg.node_capacity_mbps * 0.85, 1)
         stress(cfg, "combined", cpu=100, network=mbps, duration=60)
