@@ -6,7 +6,7 @@ ring for `GET /events?since=<seq>`. Programs (the lab, benchmarks, operators' sc
 these instead of the English sentences, which may change.
 
 `escape_controls` is applied to every record of the receiver's loggers (`safe_logger`):
-a label or reason with a newline cannot start a line of its own (issue 13, case 7).
+a label or reason with a newline cannot start a line of its own (a forged log line).
 """
 from __future__ import annotations
 

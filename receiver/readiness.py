@@ -1,7 +1,7 @@
 """/readyz's answer, refreshed in a background thread: a request never waits for Docker.
 
 Eight concurrent /readyz calls against a slow daemon used to hold eight request threads,
-and webhooks waited behind them (issue 13). Now one thread asks Docker every
+and webhooks waited behind them. Now one thread asks Docker every
 `readiness_interval` seconds and /readyz returns the last answer, saying how old it is.
 The same thread negotiates the Docker API version (cluster.negotiate); the Actuator asks
 for a negotiation of its own only if it is about to act before the first one succeeded.

@@ -3,7 +3,7 @@
 Why: gthread hands a connection to one of its (8) threads as soon as it is accepted, and
 the thread then blocks reading headers and body. Eight clients that trickle a request,
 no token needed, held every thread and stalled /alerts and /healthz for as long as they
-lasted (issue 13, case 3). Here the worker's event loop reads each request without
+lasted. Here the worker's event loop reads each request without
 blocking, up to a deadline (SWARMGUARD_REQUEST_READ_TIMEOUT, 5 s by default) from its
 first byte; only a complete request reaches a thread, and a connection that has not sent
 one by the deadline is closed. Slow clients then cost a socket and a buffer each, never a

@@ -6,9 +6,9 @@ piece of work waiting (a newer alert replaces the waiting one: it is decided on 
 evidence anyway) and at most one running; further alerts about a running service are
 skipped as "already in progress" (Alertmanager repeats them if they stay true). At most
 `max_pending_services` services wait; past that a webhook is refused whole (WorkRefused:
-503 with Retry-After, so Alertmanager retries) instead of growing memory. Issue 13: an
-unbounded executor queue grew to 109,769 jobs and 363 MB under a flood of distinct
-services, and a real alert waited behind all of them.
+503 with Retry-After, so Alertmanager retries) instead of growing memory. Measured before
+this bound: an unbounded executor queue grew to 109,769 jobs and 363 MB under a flood of
+distinct services, and a real alert waited behind all of them.
 
 All this lives in one process, which is why gunicorn runs one worker with threads
 (gunicorn.conf.py); across receiver replicas, Swarm's version compare-and-swap does it.
@@ -98,7 +98,7 @@ class RecentlyHandled:
     """Alert instances handled within the last `window` seconds, oldest first, so that
     forgetting the expired ones costs O(1) amortised: each is removed once, from the front.
     (Rebuilding a dict of them per alert held a request thread for 95-115 s on one
-    8,400-alert webhook sent twice, issue 13.) Not thread-safe: the Dispatcher's lock."""
+    8,400-alert webhook sent twice.) Not thread-safe: the Dispatcher's lock."""
 
     def __init__(self, window: float, capacity: int = REMEMBERED_MAX):
         self._window = window

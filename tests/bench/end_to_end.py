@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     services.remove_service(cfg, "web")  # the demo service holds the entry point's port
     progress(f"deploying {SERVICE} (stress app: 0.5 CPU, 256 MiB, max 2 replicas)")
     services.deploy_stress(cfg, SERVICE, labels={"swarmguard.replicas.max": "2"})
-    result: dict = {}
+    result: dict = {"flavour": cfg.flavour, "versions": controller.running_versions(cfg)}
     try:
         probe_wall = time.time()
         with Probe(cfg.entrypoint_url + "/health", rate=20, max_seconds=3600) as probe:

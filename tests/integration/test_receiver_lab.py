@@ -263,8 +263,8 @@ def test_dry_run_decides_and_changes_nothing(lab, web):
 
 
 def hostile_bodies(lab, name: str) -> list[tuple[str, bytes, int]]:
-    """(what, body, the answer it must get): issue 13's bad inputs, as a hostile or broken
-    sender would send them to the real receiver."""
+    """(what, body, the answer it must get): the bad inputs of receiver/README.md ("Hostile
+    or broken senders"), as such a sender would send them to the real receiver."""
     good = migrate_alert(lab, name)
     alert = good["alerts"][0]
 

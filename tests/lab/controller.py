@@ -148,3 +148,28 @@ def format_status(report: dict) -> str:
 
 def status_json(cfg: LabConfig) -> str:
     return json.dumps(status(cfg), indent=2)
+
+
+def running_versions(cfg: LabConfig) -> dict[str, str]:
+    """The versions of the parts the lab runs, asked of each running part itself (not of
+    the packages): what a demo or a benchmark really ran against."""
+    import requests
+
+    def ask(read) -> str:
+        try:
+            return str(read())
+        except Exception as exc:  # a part that does not answer is reported, not fatal
+            return f"? ({type(exc).__name__})"
+
+    def get(url: str) -> dict:
+        r = requests.get(url, timeout=5)
+        r.raise_for_status()
+        return r.json()
+
+    cadvisor = f"http://{cfg.manager.ip}:{cfg.cadvisor_port}"
+    return {
+        "Docker Engine": ask(lambda: nodes.client(cfg, cfg.manager, timeout=10).version()["Version"]),
+        "Prometheus": ask(lambda: get(f"{cfg.prometheus_url}/api/v1/status/buildinfo")["data"]["version"]),
+        "Alertmanager": ask(lambda: get(f"{cfg.alertmanager_url}/api/v2/status")["versionInfo"]["version"]),
+        "cAdvisor": ask(lambda: get(f"{cadvisor}/api/v2.0/version")),
+    }

@@ -112,9 +112,11 @@ def main() -> int:
     if not controller.healthy(cfg):
         controller.up(cfg)
     services.remove_service(cfg, "web")
+    versions = controller.running_versions(cfg)
+    say(f"lab flavour {cfg.flavour}: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     say(f"deploying the demo service {SERVICE} (stress app, opted in, 0.5 CPU, max 2 replicas)")
     services.deploy_stress(cfg, SERVICE, labels={"swarmguard.replicas.max": "2"})
-    results = {}
+    results: dict = {"flavour": cfg.flavour, "versions": versions}
     with shortened_windows(cfg), ReceiverProcess(cfg, cooldown_scale_up=10, cooldown_scale_down=10) as receiver:
         print_health(cfg)
         results["scenario_1"] = scenario(cfg, receiver, "Scenario 1: migrate a starved task", scenario_1(cfg))

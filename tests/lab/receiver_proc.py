@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .config import PROJECT_ROOT, LabConfig
 from .events import read_events
-from .system import wait_for
+from .system import LabError, wait_for
 
 
 class ReceiverProcess:
@@ -36,6 +37,13 @@ class ReceiverProcess:
         return self.cfg.token_file.read_text().strip()
 
     def start(self) -> "ReceiverProcess":
+        # A leftover receiver (say, of a benchmark killed mid-run) would answer /readyz for
+        # this one, whose gunicorn cannot bind and exits: everything after would silently
+        # talk to old code, or to nothing.
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                raise LabError(f"port {self.port} is taken (a leftover receiver? "
+                               f"`ss -ltnp 'sport = :{self.port}'` names its PID); stop it first")
         env = {**os.environ, "SWARMGUARD_TOKEN_FILE": str(self.cfg.token_file),
                "SWARMGUARD_DOCKER_HOST": self.cfg.docker_url(self.cfg.manager),
                "SWARMGUARD_BIND": f"127.0.0.1:{self.port}", **self.settings}

@@ -362,7 +362,7 @@ def test_every_panel_and_annotation_queries_through_the_datasource_variable():
     assert len({p["id"] for p in DASHBOARD["panels"]}) == len(DASHBOARD["panels"])
 
 
-def test_the_dashboard_shows_what_the_issue_asks_for():
+def test_the_dashboard_draws_every_percentage_its_threshold_the_alerts_and_the_actions():
     exprs = "\n".join(q.expr for q in dashboard.queries(DASHBOARD))
     for needed in ("swarmguard:task_cpu:percent", "swarmguard:task_memory:percent",
                    "swarmguard:task_network:percent", "swarmguard:service_replicas:count",

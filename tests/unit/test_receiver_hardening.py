@@ -1,5 +1,5 @@
-"""Issue 13's eight cases, each as the receiver must now behave. Each test failed against
-the receiver before the hardening (the issue says how each was reproduced)."""
+"""Hostile or broken senders (receiver/README.md): eight cases, each as the receiver must
+behave. Each test failed against the receiver before its hardening."""
 import json
 from datetime import datetime, timedelta, timezone
 

@@ -1,4 +1,4 @@
-"""Slow clients cannot hold the receiver's threads (issue 13, case 3): requests are read
+"""Slow clients cannot hold the receiver's threads (receiver/README.md, hostile or broken senders): requests are read
 whole in gunicorn's event loop (receiver/serving.py) before a thread takes them."""
 import os
 import re
