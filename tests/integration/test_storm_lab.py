@@ -20,7 +20,7 @@ from receiver.config import Settings
 from receiver.decisions import BUDGET, NO_ELIGIBLE_NODE
 from receiver import events as E
 from tests.integration.helpers import prometheus_query
-from tests.lab import services
+from tests.lab import services, storm_plot
 from tests.lab.config import PROJECT_ROOT
 from tests.lab.events import event_time
 from tests.lab.nodes import client
@@ -158,10 +158,15 @@ def test_a_hot_node_is_emptied_within_budgets_never_onto_a_hot_node_never_twice(
         end = next(o for o in outcomes if o["service"] == act["service"] and o["seq"] > act["seq"])
         moves.append({"service": act["service"], "from": act["node"], "to": cool_id,
                       "act": event_time(act), "end": event_time(end), "result": end["result"]})
+    skip_events = [{"at": event_time(e), "service": e["service"], "reason": e["reason"]}
+                   for e in events if e["type"] == E.DECISION and e["result"] == E.SKIP
+                   and e["service"] in STORM]
     timeline = {"started": started, "neighbour_cooled": cooled, "all_moved": all_moved,
-                "moves": moves, "skips": dict(skips), "probe": result.summary()}
+                "moves": moves, "skips": dict(skips), "skip_events": skip_events,
+                "probe": result.summary()}
     (PROJECT_ROOT / "artifacts").mkdir(exist_ok=True)
     (PROJECT_ROOT / "artifacts" / "storm.json").write_text(json.dumps(timeline, indent=2))
+    storm_plot.render(timeline, PROJECT_ROOT / "artifacts" / "storm.png")
     print(f"storm: {len(moves)} moves at "
           + ", ".join(f"+{m['act'] - started:.1f} s ({m['service']})" for m in moves)
           + f"; skips {dict(skips)}; every task cool {all_moved - started:.1f} s after the"

@@ -1,4 +1,6 @@
-"""Prometheus and Alertmanager images for the stack in the lab, from Debian's packages.
+"""Prometheus and Alertmanager images for the stack in the lab, from Debian's packages:
+the lab flavour's own (sid's Prometheus 3.5 and Alertmanager 0.33 on `current`, the
+releases stack.yml pins; Debian 12's 2.42 and 0.25 on `bookworm`).
 
 No registry is reachable, so prom/prometheus and prom/alertmanager cannot be pulled. The
 Debian packages the lab installs anyway carry the same programs; Debian builds them with
@@ -22,6 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import rootfs
 from .config import PROJECT_ROOT, LabConfig
 from .images import BUSYBOX, _digest, _load_everywhere, _save, build_image, image_ids
 from .system import LabError, say
@@ -33,11 +36,23 @@ DOCKERFILES = PROJECT_ROOT / "tests" / "lab" / "images"
 class MonitoringImage:
     tag: str
     dockerfile: Path
-    # The program on the host, and its name under /bin in the image.
+    # The program as its package installs it, and its name under /bin in the image.
     binary: Path
     name: str
-    # Host directories the program needs, copied to the same path in the image.
+    # Directories the program needs, copied to the same path in the image.
     data: tuple[Path, ...] = ()
+    # The filesystem the package is installed in: the host's, or the sid root's.
+    root: Path = Path("/")
+
+    def on_host(self, path: Path) -> Path:
+        return self.root / path.relative_to("/")
+
+
+def monitoring_images(cfg: LabConfig) -> tuple[MonitoringImage, ...]:
+    """Prometheus and Alertmanager as the lab's flavour packages them."""
+    root = rootfs.root(cfg) if cfg.flavour == "current" else Path("/")
+    return tuple(MonitoringImage(i.tag, i.dockerfile, i.binary, i.name, i.data, root)
+                 for i in MONITORING_IMAGES)
 
 
 PROMETHEUS = MonitoringImage(
@@ -79,19 +94,23 @@ def shared_libraries(binary: Path) -> list[Path]:
 
 def prepare_context(image: MonitoringImage, dest: Path) -> Path:
     """Lay out the build context that image.dockerfile describes, in dest; return dest."""
-    if not image.binary.exists():
-        raise LabError(f"{image.binary} is missing: apt-get install the Debian package "
+    binary = image.on_host(image.binary)
+    if not binary.exists():
+        raise LabError(f"{binary} is missing: apt-get install the Debian package "
                        f"that provides it (the lab's install step does)")
-    rootfs = dest / "rootfs"
-    (rootfs / "bin").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(image.binary, rootfs / "bin" / image.name)
-    for library in shared_libraries(image.binary):
-        target = rootfs / library.relative_to("/")
+    tree = dest / "rootfs"
+    (tree / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(binary, tree / "bin" / image.name)
+    # The host's libraries, also for sid's binaries: these need nothing newer than the
+    # host's glibc (tests/lab/rootfs.py, binary()).
+    for library in shared_libraries(binary):
+        target = tree / library.relative_to("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         # The file's content at the path ldd names (copy2 follows symlinks).
         shutil.copy2(library, target)
     for directory in image.data:
-        shutil.copytree(directory, rootfs / directory.relative_to("/"), dirs_exist_ok=True)
+        shutil.copytree(image.on_host(directory), tree / directory.relative_to("/"),
+                        dirs_exist_ok=True)
     shutil.copy2(image.dockerfile, dest / image.dockerfile.name)
     return dest
 
@@ -107,16 +126,17 @@ def _file_digest(path: Path) -> str:
 def _inputs_digest(image: MonitoringImage, base_id: str) -> str:
     """Changes when anything that goes into the image changes: base, Dockerfile, binary,
     libraries, data."""
-    parts = [base_id, image.dockerfile.read_text(), _file_digest(image.binary)]
-    parts += [_file_digest(lib) for lib in shared_libraries(image.binary)]
+    binary = image.on_host(image.binary)
+    parts = [base_id, image.dockerfile.read_text(), _file_digest(binary)]
+    parts += [_file_digest(lib) for lib in shared_libraries(binary)]
     for directory in image.data:
-        for f in sorted(p for p in directory.rglob("*") if p.is_file()):
-            parts += [str(f), _file_digest(f)]
+        for f in sorted(p for p in image.on_host(directory).rglob("*") if p.is_file()):
+            parts += [str(f.relative_to(image.root)), _file_digest(f)]
     return _digest(*parts)
 
 
 def _build(cfg: LabConfig, image: MonitoringImage, context: Path) -> None:
-    say(f"building {image.tag} from {image.binary} ({image.dockerfile.name})")
+    say(f"building {image.tag} from {image.on_host(image.binary)} ({image.dockerfile.name})")
     build_image(cfg, context, image.dockerfile.name, image.tag, {"BASE_IMAGE": BUSYBOX})
 
 
@@ -125,7 +145,7 @@ def build_monitoring_images(cfg: LabConfig) -> dict[str, str]:
     tag -> image ID. Needs the lab's busybox image (tests/lab/images.py, `up`)."""
     base_id = image_ids(cfg)[BUSYBOX]
     built = {}
-    for image in MONITORING_IMAGES:
+    for image in monitoring_images(cfg):
         short = image.tag.split("/")[-1].split(":")[0]
         tarball = cfg.cache_dir / "images" / f"{short}-{_inputs_digest(image, base_id)}.tar"
         if not tarball.exists():

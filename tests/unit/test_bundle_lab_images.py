@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.bundle_images import (ALERTMANAGER, MONITORING_IMAGES, PROMETHEUS, prepare_context,
-                                     shared_libraries)
+from tests.lab import rootfs
+from tests.lab.bundle_images import (ALERTMANAGER, MONITORING_IMAGES, PROMETHEUS, monitoring_images,
+                                     prepare_context, shared_libraries)
+from tests.lab.config import LabConfig
 from tests.lab.images import BUSYBOX
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,3 +153,17 @@ def test_prometheus_loads_the_bundle_config_and_rules_from_the_prepared_rootfs(t
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_on_current_the_images_carry_the_releases_stack_yml_pins(tmp_path):
+    """sid's Prometheus 3.5 and Alertmanager 0.33 (stack.yml pins v3.5.3 and v0.33.1), run
+    from the prepared context with nothing but what the image will hold."""
+    cfg = LabConfig(flavour="current", min_api=None)
+    rootfs.ensure(cfg)
+    prometheus, alertmanager = monitoring_images(cfg)
+    for image, release in ((prometheus, "3.5."), (alertmanager, "0.33.")):
+        tree = prepare_context(image, tmp_path / image.name) / "rootfs"
+        out = subprocess.run([str(tree / "bin" / image.name), "--version"],
+                             capture_output=True, text=True, timeout=30)
+        assert f"version {release}" in out.stdout + out.stderr, out
+    assert (tmp_path / "alertmanager" / "rootfs" / "usr/share/prometheus/alertmanager").is_dir()
