@@ -27,19 +27,13 @@ from receiver.config import Settings
 from receiver.decisions import Action, Decision, Skip, decide
 from receiver.metrics import Metrics
 from receiver.payload import Alert
+# Outcome results (values of swarmguard_actions_total{result}), defined in reasons.py.
+from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, ROLLED_BACK, SKIPPED,  # noqa: F401
+                              SUCCESS, TIMEOUT)
 from receiver.spec import record_arguments, update_arguments
 from receiver.storm import StormLedger
 
 log = E.safe_logger(__name__)
-
-# Outcome results: values of swarmguard_actions_total{result}.
-SUCCESS = "success"
-DRY_RUN = E.DRY_RUN
-FAILED = "failed"
-TIMEOUT = "timeout"
-ROLLED_BACK = "rolled_back"
-SKIPPED = "skipped"  # not an action: the decision was a Skip
-DOCKER_ERROR = "docker_error"  # skip reason when Docker could not even be read
 
 ROLLBACK_STATES = frozenset({"rollback_started", "rollback_paused", "rollback_completed"})
 TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)

@@ -12,6 +12,8 @@ from typing import Mapping
 
 import yaml
 
+from receiver.kinds import KINDS
+
 ENV_PREFIX = "SWARMGUARD_"
 CONFIG_FILE_ENV = "SWARMGUARD_CONFIG_FILE"
 
@@ -88,11 +90,8 @@ class Settings:
 
     @property
     def cooldowns(self) -> Mapping[str, float]:
-        return {
-            "migrate": self.cooldown_migrate,
-            "scale_up": self.cooldown_scale_up,
-            "scale_down": self.cooldown_scale_down,
-        }
+        """Each kind's cooldown, by kind name (receiver/kinds.py)."""
+        return {k.name: getattr(self, k.cooldown_setting) for k in KINDS}
 
     def describe(self) -> str:
         """One log line with the effective configuration, token left out."""

@@ -13,31 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Union
 
+from receiver import kinds
 from receiver import labels as L
 from receiver import placement
 from receiver.cluster import Node, Service, Snapshot, Task
 from receiver.config import Settings
 from receiver.payload import Alert
+# The skip reasons decide() gives (all defined in reasons.py).
+from receiver.reasons import (AT_LIMIT, BAD_LABEL, BUDGET, COOLDOWN, IN_PROGRESS,  # noqa: F401
+                              NO_ELIGIBLE_NODE, NOT_OPTED_IN, RESOLVED, STALE, UNSUPPORTED)
 from receiver.storm import StormView, heat_of
 
-# Skip reasons: values of the `reason` metric label.
-STALE = "stale"
-NOT_OPTED_IN = "not_opted_in"
-COOLDOWN = "cooldown"
-IN_PROGRESS = "in_progress"
-AT_LIMIT = "at_limit"
-NO_ELIGIBLE_NODE = "no_eligible_node"
-UNSUPPORTED = "unsupported"
-BAD_LABEL = "bad_label"
-RESOLVED = "resolved"
-BUDGET = "budget"  # over a storm budget: judged again when Alertmanager resends it
 
 # How each kind reads in a log sentence: (present participle, infinitive).
-VERBS = {
-    "migrate": ("Migrating", "migrate"),
-    "scale_up": ("Scaling up", "scale up"),
-    "scale_down": ("Scaling down", "scale down"),
-}
+VERBS = {k.name: (k.doing, k.do) for k in kinds.KINDS}
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ ACT = "act"
 SKIP = "skip"
 # Results of started events: acting on alerts, or only saying what it would do.
 LIVE = "live"
-DRY_RUN = "dry_run"  # also the outcome of an action in dry-run mode (actuator.DRY_RUN)
+DRY_RUN = "dry_run"  # also the outcome of an action in dry-run mode (reasons.DRY_RUN)
 # Result of notification events.
 RESOLVED = "resolved"
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Mapping
 
+from receiver import kinds
 from receiver.payload import PayloadError, parse_time
 
 # Set by users.
@@ -23,11 +24,7 @@ LAST_ACTION_AT = "swarmguard.last-action-at"  # RFC 3339, UTC, microseconds
 LAST_ACTION_REASON = "swarmguard.last-action-reason"  # one sentence, for humans
 # The exact placement constraint SwarmGuard added at its last migration (placement.py).
 PLACEMENT_EXCLUSION = "swarmguard.placement-exclusion"
-LAST_KIND_AT = {
-    "migrate": "swarmguard.last-migrate-at",
-    "scale_up": "swarmguard.last-scale-up-at",
-    "scale_down": "swarmguard.last-scale-down-at",
-}
+LAST_KIND_AT = {k.name: k.last_at_label for k in kinds.KINDS}
 
 
 class LabelError(ValueError):

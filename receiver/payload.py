@@ -16,22 +16,17 @@ from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Mapping
 
-MIGRATE = "SwarmGuardMigrate"
-SCALE_UP = "SwarmGuardScaleUp"
-SCALE_DOWN = "SwarmGuardScaleDown"
+from receiver import kinds
+
+MIGRATE = kinds.MIGRATE.alert
+SCALE_UP = kinds.SCALE_UP.alert
+SCALE_DOWN = kinds.SCALE_DOWN.alert
 
 # The public contract (docs/contract.md): the labels each alert must carry for the receiver to act.
-REQUIRED_LABELS: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    MIGRATE: ("service", "task_id", "node_id"),
-    SCALE_UP: ("service",),
-    SCALE_DOWN: ("service",),
-})
+REQUIRED_LABELS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {k.alert: k.required_labels for k in kinds.KINDS})
 # Which action each alert asks for.
-KIND_OF_ALERT: Mapping[str, str] = MappingProxyType({
-    MIGRATE: "migrate",
-    SCALE_UP: "scale_up",
-    SCALE_DOWN: "scale_down",
-})
+KIND_OF_ALERT: Mapping[str, str] = MappingProxyType({k.alert: k.name for k in kinds.KINDS})
 
 FIRING = "firing"
 RESOLVED = "resolved"

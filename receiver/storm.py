@@ -35,9 +35,10 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from receiver.kinds import MIGRATE
 from receiver.payload import Alert
 
-MIGRATE_ALERT = "SwarmGuardMigrate"
+MIGRATE_ALERT = MIGRATE.alert
 WINDOW_S = 60.0  # the per-minute budget's window
 # A bound on remembered hot tasks, whatever a sender floods us with; the oldest go first.
 HOT_TASKS_MAX = 4096

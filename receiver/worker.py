@@ -30,17 +30,11 @@ from receiver import events as E
 from receiver.decisions import IN_PROGRESS, STALE, Action, Skip
 from receiver.metrics import Metrics
 from receiver.payload import Alert
+# The Dispatcher's own skip reasons and dropped-work reasons (all defined in reasons.py).
+from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_WAITING, DUPLICATE,  # noqa: F401
+                              INTERNAL_ERROR, SUPERSEDED)
 
 log = E.safe_logger(__name__)
-
-# Skip reasons the Dispatcher itself gives (decisions.py has the others).
-INTERNAL_ERROR = "internal_error"
-DUPLICATE = "duplicate"
-SUPERSEDED = "superseded"  # a newer alert for the service replaced this waiting one
-# Reasons of swarmguard_work_dropped_total and of "dropped" events: on SIGTERM, work
-# that had not started, and work still running when the shutdown deadline passed.
-DROPPED_WAITING = "shutdown_waiting"
-DROPPED_UNFINISHED = "shutdown_unfinished"
 
 # An alert instance (same alert, same start) that was fully handled this recently is not
 # handled again: Alertmanager resends on retries, from HA replicas and on every group

@@ -1,0 +1,38 @@
+"""Why an alert was not acted on, and how an action ended: every value, defined once.
+
+Skip reasons are the `reason` label of swarmguard_alerts_skipped_total and the `reason` of
+skip events; results are the `result` label of swarmguard_actions_total and of outcome
+events (docs/contract.md, "Receiver events"; the runbook in README.md explains each).
+"""
+from __future__ import annotations
+
+# -- skip reasons ------------------------------------------------------------------------
+# Decided on the alert and the cluster (decisions.py).
+STALE = "stale"  # no longer true of the cluster, or older than the last action
+NOT_OPTED_IN = "not_opted_in"
+COOLDOWN = "cooldown"
+IN_PROGRESS = "in_progress"  # an action on the service runs, or Swarm's own update does
+AT_LIMIT = "at_limit"  # at the service's replica bound
+NO_ELIGIBLE_NODE = "no_eligible_node"  # no node could take it, or every one is hot
+UNSUPPORTED = "unsupported"  # a global or job service
+BAD_LABEL = "bad_label"  # a swarmguard.* label SwarmGuard cannot read
+BUDGET = "budget"  # over a storm budget: judged again when Alertmanager resends it
+RESOLVED = "resolved"  # the alert is resolved: never acted on
+# Given by the dispatcher before deciding (worker.py).
+DUPLICATE = "duplicate"  # the same alert instance was handled within seconds
+SUPERSEDED = "superseded"  # a newer alert for the service replaced this waiting one
+INTERNAL_ERROR = "internal_error"  # a bug: logged with its traceback
+# Given by the actuator (actuator.py).
+DOCKER_ERROR = "docker_error"  # Docker could not even be read, after retries
+
+# -- action results ----------------------------------------------------------------------
+SUCCESS = "success"
+DRY_RUN = "dry_run"  # decided, logged, nothing written
+FAILED = "failed"
+TIMEOUT = "timeout"  # a migration not settled within SWARMGUARD_MIGRATION_TIMEOUT
+ROLLED_BACK = "rolled_back"  # Swarm rolled the update back
+SKIPPED = "skipped"  # not an action: the decision was a skip
+
+# -- work dropped at shutdown (swarmguard_work_dropped_total, "dropped" events) --------
+DROPPED_WAITING = "shutdown_waiting"  # acknowledged, not started
+DROPPED_UNFINISHED = "shutdown_unfinished"  # still running at the shutdown deadline
