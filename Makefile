@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: help venv demo test test-bookworm test-current unit rules lab-up lab-down lab-status
+.PHONY: help venv demo test test-bookworm test-current unit rules lab-up lab-down lab-status mutate
 
 help:
 	@echo "make demo        bring the lab up, run Scenario 1 (migrate) and 2 (scale) live, print timelines"
@@ -14,6 +14,7 @@ help:
 	@echo "make unit        unit and rule tests only (no lab)"
 	@echo "make lab-up | lab-status | lab-down"
 	@echo "make bench-receiver-hardening   slow clients, a flood, acks/s: no lab needed"
+	@echo "make mutate      mutation testing of the receiver's and exporter's logic (no lab, ~8 min on 2 cores)"
 	@echo "SWARMGUARD_LAB_FLAVOUR=current (default: Engine 28.5, Prometheus 3.5) or bookworm (Engine 20.10, Prometheus 2.42)"
 
 $(VENV)/.installed: pyproject.toml
@@ -57,6 +58,17 @@ test-current: venv
 
 unit: venv
 	$(PYTEST) -v -m "not lab" tests
+
+# Mutation testing, no lab: mutmut mutates the modules listed in pyproject.toml
+# ([tool.mutmut]) and runs their spec files against each mutant; prints progress, a score
+# per module, and writes artifacts/mutate.json. A fresh run each time, at low CPU
+# priority; MUTATE_JOBS (default 2) mutants at once.
+$(VENV)/.mutate-installed: pyproject.toml $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[test,mutate]'
+	@touch $@
+
+mutate: $(VENV)/.mutate-installed
+	nice -n 19 $(PY) -m tests.mutate
 
 .PHONY: bench-detection
 bench-detection: lab-up

@@ -137,7 +137,13 @@ class FakeDockerAPI:
         found = self._find(service)
         if found is None:
             raise api_error(404, f"service {service} not found")
-        return copy.deepcopy(found)
+        found = copy.deepcopy(found)
+        if insert_defaults:
+            # Docker fills in what the user left out (swarmkit's defaults), e.g. the grace
+            # period before a stopping task is killed: not the spec as the user stored it.
+            found["Spec"]["TaskTemplate"]["ContainerSpec"].setdefault("StopGracePeriod",
+                                                                       10000000000)
+        return found
 
     def tasks(self, filters=None):
         self.calls.append(("tasks", (), {"filters": filters}))

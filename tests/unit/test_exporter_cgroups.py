@@ -110,3 +110,64 @@ def test_a_file_that_reads_empty_means_the_task_has_exited(tmp_path):
 
     with pytest.raises(ContainerGone):
         files.read()
+
+
+@pytest.mark.parametrize("version, cpu_mount", [(2, "cpuacct"), (1, "cpuacct"), (1, "cpu,cpuacct")])
+def test_a_cgroup_where_only_the_process_says_is_found_there(tmp_path, version, cpu_mount):
+    # Neither Docker driver's layout: e.g. an orchestrator's own hierarchy. Only
+    # /proc/<pid>/cgroup tells where it is.
+    host = FakeHost(tmp_path, version=version, v1_cpu_mount=cpu_mount)
+    host.container(4242, f"/kubepods/burstable/pod7/{CID}", cpu_seconds=1.5, usage=700,
+                   inactive_file=200)
+
+    assert located(host).version == version
+    assert opened(host).read()[:2] == (1.5, 500)
+
+
+def test_cgroup_v1_cpu_time_is_exact_nanoseconds(tmp_path):
+    host = FakeHost(tmp_path, version=1)
+    host.container(4242, f"/docker/{CID}", cpu_seconds=3.25)
+
+    assert cpu_seconds(host) == 3.25
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_container_whose_process_is_gone_from_proc_is_still_found_by_its_id(tmp_path, version):
+    host = FakeHost(tmp_path, version=version)
+    host.container(4242, f"/docker/{CID}", cpu_seconds=2.0)
+
+    assert located(host, pid=9999).version == version
+
+
+@pytest.mark.parametrize("layout", [f"/docker/{CID}", f"/system.slice/docker-{CID}.scope"])
+def test_a_cgroup_v1_reader_in_a_private_namespace_finds_each_docker_layout_by_id(tmp_path, layout):
+    host = FakeHost(tmp_path, version=1)
+    host.container(4242, layout, proc_cgroup_path="/", cpu_seconds=4.0)
+
+    assert cpu_seconds(host) == 4.0
+
+
+def test_lines_of_proc_cgroup_that_are_not_cgroups_are_passed_over(tmp_path):
+    host = FakeHost(tmp_path, version=2)
+    host.container(4242, f"/kubepods/{CID}", cpu_seconds=1.0)
+    (host.proc / "4242" / "cgroup").write_text(f"garbage\n0::/kubepods/{CID}\n")
+
+    assert cpu_seconds(host) == 1.0
+
+
+def test_a_cgroup_path_with_colons_is_read_whole(tmp_path):
+    # containerd under systemd names a container's scope "<slice>:cri-containerd:<id>".
+    host = FakeHost(tmp_path, version=2)
+    host.container(4242, f"/kubepods.slice/kubepods-pod7.slice:cri-containerd:{CID}",
+                   cpu_seconds=6.0)
+
+    assert cpu_seconds(host) == 6.0
+
+
+def test_a_cgroup_v1_layout_with_only_one_of_the_two_controllers_is_passed_over(tmp_path):
+    host = FakeHost(tmp_path, version=1)
+    host.container(4242, f"/system.slice/docker-{CID}.scope", proc_cgroup_path="/",
+                   cpu_seconds=7.0)
+    (host.cgroup / "cpuacct" / "docker" / CID).mkdir(parents=True)  # a leftover, no memory
+
+    assert cpu_seconds(host) == 7.0

@@ -239,3 +239,126 @@ def test_label_values_are_escaped(host, clock):
     collector = collector_for(host, FakeInventory([task(host, odd, 100)]), clock)
 
     assert scrape(collector).get_sample_value("swarmguard_task_cpu_seconds_total", odd) == pytest.approx(40.0)
+
+
+# -- health: counted every scrape, logged once per change -------------------------------------
+
+import logging  # noqa: E402
+import os  # noqa: E402
+
+
+def test_a_docker_outage_is_counted_every_scrape_and_logged_once_as_is_its_end(
+        host, two_tasks, clock, caplog):
+    collector = collector_for(host, two_tasks, clock)
+    two_tasks.unavailable = "cannot connect to Docker: no such socket"
+    with caplog.at_level(logging.INFO, logger="exporter"):
+        scrape(collector)
+        metrics = scrape(collector)
+        assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                        {"reason": "docker_unreachable"}) == 2
+        assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+            (logging.WARNING, "Docker read failed: cannot connect to Docker: no such socket")]
+        caplog.clear()
+        two_tasks.unavailable = None
+        scrape(collector)
+        scrape(collector)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "Docker answers again")]
+
+
+def test_a_healthy_start_logs_nothing(host, two_tasks, clock, caplog):
+    with caplog.at_level(logging.INFO, logger="exporter"):
+        scrape(collector_for(host, two_tasks, clock))
+    assert caplog.records == []
+
+
+def test_an_unknown_capacity_is_logged_once_and_so_is_its_return(host, two_tasks, clock, caplog):
+    collector = collector_for(host, two_tasks, clock, capacity_mbps=None, interface="eth0")
+    with caplog.at_level(logging.INFO, logger="exporter"):
+        scrape(collector)
+        scrape(collector)
+        speed = host.root / "sys" / "class" / "net" / "eth0"
+        speed.mkdir(parents=True)
+        (speed / "speed").write_text("1000\n")
+        metrics = scrape(collector)
+    sys_root = host.root / "sys"
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, f"Capacity of interface eth0 is unknown (no speed under {sys_root}/class/"
+                          "net/eth0): set --capacity-mbps; no network percentages are published "
+                          "until then"),
+        (logging.INFO, "Capacity of interface eth0 is known again")]
+    assert metrics.get_sample_value("swarmguard_interface_capacity_bits_per_second",
+                                    {"interface": "eth0", "source": "sysfs"}) == 1e9
+
+
+def test_an_unreadable_container_is_counted_and_logged_and_the_others_still_measured(
+        host, clock, caplog):
+    (host.cgroup / "docker" / "c2" / "memory.stat").write_text("garbage\n")
+    inventory = FakeInventory([task(host, API, 200), task(host, WEB, 100)])
+    collector = collector_for(host, inventory, clock)
+    with caplog.at_level(logging.INFO, logger="exporter"):
+        scrape(collector)
+        metrics = scrape(collector)
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "container_unreadable"}) == 2
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
+    assert caplog.messages[0] == "Cannot read container c2 of api: no inactive_file in cgroup file"
+
+
+def test_every_task_is_counted_by_what_became_of_it(host, two_tasks, clock):
+    two_tasks.unlocated = 3
+    metrics = scrape(collector_for(host, two_tasks, clock))
+    assert [metrics.get_sample_value("swarmguard_exporter_tasks", {"outcome": o})
+            for o in ("measured", "gone", "unlocated")] == [2, 0, 3]
+
+    for cgroup in ("c1", "c2"):
+        (host.cgroup / "docker" / cgroup / "cpu.stat").unlink()
+    metrics = scrape(collector_for(host, two_tasks, clock))
+    assert metrics.get_sample_value("swarmguard_exporter_tasks", {"outcome": "gone"}) == 2
+
+
+def test_before_its_first_scrape_the_exporter_claims_nothing(host, two_tasks, clock):
+    registry = CollectorRegistry()
+    registry.register(collector_for(host, two_tasks, clock))
+    metrics = Scraped(generate_latest(registry).decode())
+    assert metrics.get_sample_value("swarmguard_exporter_docker_up") == 0
+    for outcome in ("measured", "gone", "unlocated"):
+        assert metrics.get_sample_value("swarmguard_exporter_tasks", {"outcome": outcome}) == 0
+
+
+def test_a_task_that_left_the_list_is_let_go_and_the_others_still_scraped(host, two_tasks, clock):
+    collector = collector_for(host, two_tasks, clock)
+    scrape(collector)
+    two_tasks.task_list = two_tasks.task_list[:1]
+    metrics = scrape(collector)
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", API) is None
+
+
+def test_a_scrape_exactly_the_minimum_interval_after_the_last_gives_a_new_rate(host, two_tasks, clock):
+    collector = collector_for(host, two_tasks, clock, min_rate_interval_seconds=0.5)
+    scrape(collector)
+    clock.now += 0.5
+    host.set_net(100, {"eth0": (1_000 + 625_000, 2_000)})  # 10 Mbit/s over 0.5 s
+    assert scrape(collector).get_sample_value("swarmguard_container_network_percent",
+                                              WEB) == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("service", ["a\\nb", "two\nlines"])
+def test_backslashes_and_line_breaks_in_label_values_survive_the_exposition(host, clock, service):
+    odd = {"service": service, "task_id": "t1", "node_id": "n1"}
+    collector = collector_for(host, FakeInventory([task(host, odd, 100)]), clock)
+
+    assert scrape(collector).get_sample_value("swarmguard_task_cpu_seconds_total", odd) == pytest.approx(40.0)
+
+
+def test_the_nodes_cores_are_the_cpus_the_host_has(tmp_path):
+    host = FakeHost(tmp_path)
+    assert read_node(str(host.proc)).cores == float(os.cpu_count())
+
+
+def test_a_meminfo_without_memtotal_is_an_error_saying_so(tmp_path):
+    host = FakeHost(tmp_path)
+    (host.proc / "meminfo").write_text("MemFree: 1 kB\n")
+    with pytest.raises(ValueError, match="^no MemTotal in meminfo$"):
+        read_node(str(host.proc))

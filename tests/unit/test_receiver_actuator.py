@@ -13,8 +13,9 @@ from receiver.config import Settings
 from receiver.labels import format_time
 from receiver.metrics import Metrics
 from receiver.payload import Alert, parse_webhook
-from tests.fake_swarm_api import (TASK, WEB_ID, WORKER_1, WORKER_2, WORKER_3, api_error,
-                              example_api, out_of_sequence)
+from tests.fake_swarm_api import (TASK, TASK_2, WEB_ID, WORKER_1, WORKER_2, WORKER_3,
+                                  FakeDockerAPI, api_error, example_api, example_nodes,
+                                  out_of_sequence, service_dict, task_dict)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 STARTED = datetime(2026, 11, 27, 10, 0, 1, 123456, tzinfo=timezone.utc)  # the fixtures'
@@ -38,11 +39,11 @@ def recorded(name):
     return list(parse_webhook((FIXTURES / name).read_bytes()).alerts)
 
 
-def actuator(api, clock, **settings):
+def actuator(api, clock, events=None, prepare=None, **settings):
     s = Settings(token="t", **settings)
     metrics = Metrics()
     act = Actuator(api, s, metrics, clock=lambda: clock.now, monotonic=lambda: clock.mono,
-                   sleep=clock.sleep, jitter=lambda: 1.0)
+                   sleep=clock.sleep, jitter=lambda: 1.0, events=events, prepare=prepare)
     return act, metrics
 
 
@@ -340,3 +341,437 @@ def test_handle_refuses_alerts_of_several_services():
     act, _ = actuator(api, clock)
     with pytest.raises(ValueError):
         act.handle(recorded("grouped_migrate.json"))
+
+
+# -- when a migration is done ----------------------------------------------------------------
+
+NEW_TASK = "n3wt4sk5r7s0u3w6y9a2c5e8g"  # a full-length Swarm ID
+
+
+def swarm_starts(api, task_id, node_id, state="running", old_desired="running"):
+    """Swarm's start-first update: a new task in the old one's slot, the old one's desired
+    state as given (it stays "running" until the new one is up)."""
+    old = next(t for t in api.task_list if t["ID"] == TASK)
+    old["DesiredState"] = old_desired
+    api.task_list.append(task_dict(task_id, WEB_ID, node_id, slot=old["Slot"], state=state))
+
+
+def test_a_migration_is_not_done_while_the_old_task_stays_in_rotation():
+    api, clock = example_api(), Clock()
+    api.after_update = lambda api, sid, kw: swarm_starts(api, NEW_TASK, WORKER_2)
+    act, _ = actuator(api, clock, migration_timeout=5, watch_interval=1)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert (outcome.result, outcome.detail) == (A.TIMEOUT, "not settled within 5 s")
+
+
+def test_a_migration_is_done_once_the_new_task_runs_and_the_old_one_is_shut_down():
+    api, clock = example_api(), Clock()
+    api.after_update = lambda api, sid, kw: swarm_starts(api, NEW_TASK, WORKER_2)
+    looks = []
+
+    def old_task_leaves_on_the_third_look(api):
+        looks.append(True)
+        if len(looks) == 4:  # the snapshot's read, then three looks while watching
+            next(t for t in api.task_list if t["ID"] == TASK)["DesiredState"] = "shutdown"
+    api.before_tasks = old_task_leaves_on_the_third_look
+    act, _ = actuator(api, clock, watch_interval=0.5)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.SUCCESS
+    assert outcome.duration == pytest.approx(1.5)
+    assert outcome.detail == "new task n3wt4sk5r7s0 running"  # shortened as docker's CLI does
+
+
+def test_a_migration_is_done_when_swarm_has_already_forgotten_the_old_task():
+    api, clock = example_api(), Clock()
+
+    def replaced(api, sid, kw):
+        swarm_starts(api, NEW_TASK, WORKER_2)
+        api.task_list[:] = [t for t in api.task_list if t["ID"] != TASK]
+    api.after_update = replaced
+    act, _ = actuator(api, clock)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.SUCCESS
+
+
+def test_only_a_running_task_in_the_old_ones_slot_of_the_same_service_is_its_replacement():
+    # The old task is being stopped (desired shutdown, still running); its replacement is
+    # still starting. Neither the stopping task, nor the service's other replica, nor
+    # another service's task in a slot of the same number is the new task.
+    other = service_dict("demo_api", "a" * 25)
+    api = FakeDockerAPI(services=[service_dict("demo_web", WEB_ID, replicas=2,
+                                               constraints=["node.role==worker"]), other],
+                        tasks=[task_dict(TASK, WEB_ID, WORKER_1),
+                               task_dict(TASK_2, WEB_ID, WORKER_2, slot=2),
+                               task_dict("b" * 25, "a" * 25, WORKER_2, slot=1)],
+                        nodes=example_nodes())
+    api.after_update = lambda api, sid, kw: swarm_starts(
+        api, NEW_TASK, WORKER_3, state="starting", old_desired="shutdown")
+    clock = Clock()
+    act, _ = actuator(api, clock, migration_timeout=3, watch_interval=1)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.TIMEOUT
+
+
+def test_a_docker_hiccup_while_watching_is_counted_and_the_watch_goes_on(caplog):
+    api, clock = example_api(), Clock()
+    looks = []
+
+    def flaky_then_moved(api):
+        looks.append(True)
+        if len(looks) == 2:
+            raise requests.exceptions.ConnectionError("connection reset")
+        if len(looks) == 3:
+            api.move_task(TASK, WORKER_2)
+    api.before_tasks = flaky_then_moved
+    act, metrics = actuator(api, clock)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.SUCCESS
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "watch"}) == 1
+    assert "docker watch failed: connection reset" in caplog.messages
+
+
+def test_a_migration_swarm_paused_is_a_failure_and_logged_as_one(caplog):
+    api, clock = example_api(), Clock()
+
+    def paused(api, sid, kw):
+        api.services[sid]["UpdateStatus"] = {"State": "paused"}
+    api.after_update = paused
+    act, _ = actuator(api, clock, watch_interval=0.5)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert (outcome.result, outcome.detail) == (A.FAILED, "Swarm paused the update")
+    assert isinstance(outcome.decision, D.Action)
+    assert ("Migration of demo_web off worker-1 failed after 0.5 s: Swarm paused the update"
+            in caplog.messages)
+    assert len(api.updates) == 1  # a pause is no rollback: nothing to record
+
+
+def test_a_finished_migration_is_logged_with_where_from_how_long_and_the_new_task(caplog):
+    api, clock = example_api(), Clock()
+    api.after_update = lambda api, sid, kw: swarm_starts(api, NEW_TASK, WORKER_2,
+                                                         old_desired="shutdown")
+    act, _ = actuator(api, clock, watch_interval=0.5)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.decision.kind == "migrate"
+    assert caplog.messages[-1] == ("Migrated demo_web off worker-1 in 0.5 s: new task "
+                                   "n3wt4sk5r7s0 running")
+    assert caplog.messages[0].startswith("Migrating demo_web off worker-1 (cpu 91 %")
+
+
+# -- after a rollback ------------------------------------------------------------------------
+
+def swarm_rolls_back_to(final_state):
+    """after_update hook: Swarm rolls the migration back (restoring the old spec and labels);
+    the rollback reaches `final_state` two looks later."""
+    def hook(api, service_id, kwargs):
+        svc = api.services[service_id]
+        svc["Spec"], svc["Version"]["Index"] = svc["PreviousSpec"], svc["Version"]["Index"] + 1
+        svc["UpdateStatus"] = {"State": "rollback_started"}
+        api.after_update = None
+        looks = []
+        real_inspect = api.inspect_service
+
+        def inspect(service, insert_defaults=None):
+            looks.append(True)
+            if len(looks) == 3 and final_state:
+                svc["UpdateStatus"] = {"State": final_state}
+            return real_inspect(service, insert_defaults=insert_defaults)
+        api.inspect_service = inspect
+    return hook
+
+
+def test_the_record_of_a_rolled_back_migration_waits_for_the_rollback_to_complete(caplog):
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_rolls_back_to("rollback_completed")
+    act, _ = actuator(api, clock, watch_interval=0.5)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.ROLLED_BACK
+    assert outcome.detail == "Swarm rolled the update back (state rollback_started)"
+    assert isinstance(outcome.decision, D.Action)
+    migrate, record = api.updates
+    # The spec as stored, without the defaults Docker would fill in.
+    assert "StopGracePeriod" not in record["task_template"]["ContainerSpec"]
+    assert api.services[WEB_ID]["Spec"]["Labels"]["swarmguard.last-action"] == "migrate"
+    # 0.5 s to see the rollback, 0.5 s more until it completed and was recorded
+    assert ("Migration of demo_web off worker-1 rolled back after 1.0 s: Swarm rolled the "
+            "update back (state rollback_started)") in caplog.messages
+    assert "Recorded the rolled-back migration of demo_web in its labels" in caplog.messages
+
+
+def test_a_rollback_that_pauses_is_left_to_the_operator_unrecorded(caplog):
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_rolls_back_to("rollback_paused")
+    act, _ = actuator(api, clock, watch_interval=0.5)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.ROLLED_BACK
+    assert len(api.updates) == 1
+    assert ("Not recording the rollback of demo_web: update state is rollback_paused"
+            in caplog.messages)
+
+
+def test_a_rollback_that_never_completes_is_not_recorded(caplog):
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_rolls_back_to(None)
+    act, _ = actuator(api, clock, migration_timeout=5, watch_interval=0.5)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.ROLLED_BACK
+    assert len(api.updates) == 1
+    assert "Rollback of demo_web did not complete within 5 s; not recorded" in caplog.messages
+
+
+def test_a_record_that_races_another_update_is_read_again_and_written():
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_rolls_back_to("rollback_completed")
+    api.update_failures = [None, out_of_sequence()]
+    act, metrics = actuator(api, clock, watch_interval=0.5)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.ROLLED_BACK
+    assert len(api.updates) == 3
+    assert api.services[WEB_ID]["Spec"]["Labels"]["swarmguard.last-action"] == "migrate"
+
+
+def test_a_record_docker_refuses_is_given_up_and_counted(caplog):
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_rolls_back_to("rollback_completed")
+    api.update_failures = [None, api_error(500, "rpc error: code = Internal")]
+    act, metrics = actuator(api, clock, watch_interval=0.5)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert any(m.startswith("docker record failed: 500") for m in caplog.messages)
+    assert outcome.result == A.ROLLED_BACK
+    assert len(api.updates) == 2
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "record"}) == 1
+
+
+def test_an_unreachable_docker_while_recording_is_counted_and_tried_again(caplog):
+    api, clock = example_api(), Clock()
+    rolled_back = swarm_rolls_back_to("rollback_completed")
+    failures = [requests.exceptions.ConnectionError("connection refused")]
+
+    def hook(api, service_id, kwargs):
+        rolled_back(api, service_id, kwargs)
+        watching = api.inspect_service
+
+        def inspect(service, insert_defaults=None):
+            if insert_defaults is False and failures:  # the record's first read
+                raise failures.pop()
+            return watching(service, insert_defaults=insert_defaults)
+        api.inspect_service = inspect
+    api.after_update = hook
+    act, metrics = actuator(api, clock, watch_interval=0.5)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.ROLLED_BACK
+    assert len(api.updates) == 2
+    assert "docker record failed: connection refused" in caplog.messages
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "record"}) == 1
+
+
+# -- outcomes, events, retries -----------------------------------------------------------------
+
+def test_a_scale_outcome_is_its_action_with_the_time_the_update_took():
+    api, clock = example_api(replicas=2), Clock()
+
+    def slow_update(api, sid, kw):
+        clock.mono += 0.25
+    api.after_update = slow_update
+    act, _ = actuator(api, clock)
+    (outcome,) = act.handle(recorded("firing_scale_up.json"))
+    assert outcome.result == A.SUCCESS
+    assert outcome.decision.replicas == 3
+    assert outcome.duration == pytest.approx(0.25)
+
+
+def test_the_other_alerts_of_the_service_are_skipped_beside_the_one_acted_on():
+    api, clock = example_api(replicas=2), Clock()
+    api.task_list.append(task_dict(TASK_2, WEB_ID, WORKER_2, slot=2))
+    api.after_update = swarm_moves_task_to(WORKER_3)
+    alerts = [a for a in recorded("grouped_migrate.json") if a.service == "demo_web"]
+    act, _ = actuator(api, clock)
+    outcomes = act.handle(alerts)
+    assert [o.result for o in outcomes] == [A.SUCCESS, A.SKIPPED, A.SKIPPED]
+    assert [o.decision.alert for o in outcomes] == alerts
+    assert [o.decision.reason for o in outcomes[1:]] == [D.IN_PROGRESS, D.RESOLVED]
+
+
+def test_each_action_is_announced_as_an_event_before_the_update():
+    from receiver.events import EventLog
+    api, clock = example_api(), Clock()
+    events = EventLog(16, lambda: clock.now)
+    seen_at_update = []
+    api.after_update = lambda api, sid, kw: seen_at_update.append(events.since(0)[0])
+    act, _ = actuator(api, clock, events=events)
+    act.handle(recorded("firing_migrate.json"))
+    (event,) = seen_at_update[0]
+    assert (event["type"], event["result"]) == ("decision", "act")
+    assert (event["alert"], event["service"], event["task"], event["node"]) == (
+        "SwarmGuardMigrate", "demo_web", TASK, WORKER_1)
+    assert event["message"].startswith("Migrating demo_web off worker-1")
+
+
+def test_a_dry_run_announces_what_it_would_do():
+    from receiver.events import EventLog
+    api, clock = example_api(), Clock()
+    events = EventLog(16, lambda: clock.now)
+    act, _ = actuator(api, clock, events=events, dry_run=True)
+    act.handle(recorded("firing_migrate.json"))
+    (event,) = events.since(0)[0]
+    assert event["message"].startswith("**DRY-RUN**: would migrate demo_web off worker-1")
+
+
+def test_the_api_version_is_negotiated_before_reading_and_its_failure_is_a_read_failure():
+    import docker.errors
+    api, clock = example_api(), Clock()
+    prepared = []
+
+    def prepare():
+        prepared.append(True)
+        raise docker.errors.DockerException("cannot negotiate the API version")
+    act, metrics = actuator(api, clock, prepare=prepare, docker_attempts=2)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert len(prepared) == 2
+    assert (outcome.result, outcome.decision.reason) == (A.FAILED, A.DOCKER_ERROR)
+    assert api.updates == []
+
+
+def test_a_read_that_fails_once_is_tried_again_and_the_action_goes_ahead():
+    api, clock = example_api(replicas=2), Clock()
+    real_nodes, failures = api.nodes, [requests.exceptions.ConnectionError("refused")]
+
+    def nodes(filters=None):
+        if failures:
+            raise failures.pop()
+        return real_nodes(filters)
+    api.nodes = nodes
+    act, metrics = actuator(api, clock, docker_backoff=1)
+    (outcome,) = act.handle(recorded("firing_scale_up.json"))
+    assert outcome.result == A.SUCCESS
+    assert clock.sleeps == [1]
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "read"}) == 1
+
+
+def test_an_unreachable_docker_is_reported_for_each_alert_saying_so(caplog):
+    api, clock = example_api(), Clock()
+    api.nodes = lambda filters=None: (_ for _ in ()).throw(
+        requests.exceptions.ConnectionError("connection refused"))
+    act, metrics = actuator(api, clock, docker_attempts=2)
+    alerts = recorded("firing_migrate.json")
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(alerts)
+    assert outcome.decision.alert == alerts[0]
+    assert outcome.decision.why == "docker read failed: connection refused"
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "read"}) == 2
+    assert "docker read failed: connection refused" in caplog.messages
+    assert ("Gave up on demo_web after 2 attempts: docker read failed: connection refused"
+            in caplog.messages)
+
+
+def test_an_update_that_keeps_conflicting_is_reported_as_such(caplog):
+    api, clock = example_api(), Clock()
+    api.update_failures = [out_of_sequence()] * 2
+    act, _ = actuator(api, clock, docker_attempts=2)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    conflict = "demo_web changed under us (rpc error: code = Unknown desc = update out of sequence)"
+    assert (outcome.result, outcome.detail) == (A.FAILED, conflict)
+    assert isinstance(outcome.decision, D.Action)
+    assert f"{conflict}; re-reading and deciding again" in caplog.messages
+
+
+def test_a_refused_spec_is_reported_with_dockers_reason():
+    api, clock = example_api(), Clock()
+    api.update_failures = [api_error(400, "invalid placement constraint")]
+    act, _ = actuator(api, clock)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.FAILED
+    assert isinstance(outcome.decision, D.Action)
+    assert "invalid placement constraint" in outcome.detail
+
+
+@pytest.mark.parametrize("failure", [requests.exceptions.ReadTimeout("read timed out"),
+                                     api_error(500, "rpc error: code = DeadlineExceeded")])
+def test_an_update_that_landed_despite_an_error_is_not_made_twice_and_says_so(failure, caplog):
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    real_update = api.update_service
+
+    def applied_then_failed(service, version, **kwargs):
+        real_update(service, version, **kwargs)
+        raise failure
+    api.update_service = applied_then_failed
+    act, _ = actuator(api, clock)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.SUCCESS
+    assert len(api.updates) == 1
+    assert "The update of demo_web did land despite the error" in caplog.messages
+
+
+def test_an_update_that_times_out_and_never_lands_is_retried_then_reported():
+    api, clock = example_api(), Clock()
+    api.update_failures = [requests.exceptions.ReadTimeout("read timed out")] * 2
+    act, metrics = actuator(api, clock, docker_attempts=2)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert (outcome.result, outcome.detail) == (A.FAILED, "docker update failed: read timed out")
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "update"}) == 2
+
+
+def test_jitter_spreads_each_retry_between_half_and_all_of_its_delay():
+    api, clock = example_api(), Clock()
+    api.update_failures = [api_error(500, "rpc error: code = Unavailable")] * 3
+    act, _ = actuator(api, clock, docker_attempts=3, docker_backoff=1, docker_backoff_max=10)
+    act.jitter = lambda: 0.0
+    act.handle(recorded("firing_migrate.json"))
+    assert clock.sleeps == [0.5, 1.0]
+
+
+def test_handle_names_the_services_it_was_given():
+    api, clock = example_api(), Clock()
+    act, _ = actuator(api, clock)
+    with pytest.raises(ValueError, match="demo_api"):
+        act.handle(recorded("grouped_migrate.json"))
+
+
+def test_the_receivers_clock_is_utc():
+    now = A.utc_now()
+    assert now.utcoffset() == timedelta(0)
+
+
+@pytest.fixture
+def host_in_tokyo(monkeypatch):
+    import time
+    monkeypatch.setenv("TZ", "JST-9")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_time_recorded_in_the_labels_is_utc_whatever_the_hosts_zone(host_in_tokyo):
+    api, clock = example_api(replicas=2), Clock()
+    act, _ = actuator(api, clock)
+    act.handle(recorded("firing_scale_up.json"))
+    (update,) = api.updates
+    assert update["labels"]["swarmguard.last-action-at"] == "2026-11-27T10:00:31.123456Z"
+
+
+def test_the_recorded_reason_is_cut_to_500_characters():
+    api, clock = example_api(), Clock()
+    api.node_list[1]["Description"]["Hostname"] = "w" * 250  # worker-1
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    act, _ = actuator(api, clock)
+    act.handle(recorded("firing_migrate.json"))
+    reason = api.updates[0]["labels"]["swarmguard.last-action-reason"]
+    assert len(reason) == 500
+    assert reason.startswith("Migrating demo_web off " + "w" * 250)

@@ -333,3 +333,255 @@ def test_resolved_alerts_are_never_acted_on():
 def test_decisions_are_pure_functions_of_their_inputs():
     snap = world()
     assert D.decide([alert()], snap, SETTINGS, NOW) == D.decide([alert()], snap, SETTINGS, NOW)
+
+
+# -- boundaries ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, cooldown", [("migrate", 60), ("scale_up", 60),
+                                            ("scale_down", 180)])
+def test_a_cooldown_that_has_exactly_elapsed_allows_the_action(kind, cooldown):
+    svc = service_dict("demo_web", WEB_ID, replicas=3, labels=history(kind, cooldown))
+    decision = one(alert(kind, ago=cooldown - 1), world(service=svc))
+    assert isinstance(decision, D.Action), decision
+
+
+def test_a_still_firing_alert_continues_once_its_cooldown_has_exactly_elapsed():
+    svc = service_dict("demo_web", WEB_ID, replicas=2, labels=history("scale_up", 60))
+    action = one(alert("scale_up", ago=300), world(service=svc))
+    assert isinstance(action, D.Action)
+    assert action.replicas == 3
+
+
+def test_an_alert_that_began_at_the_very_moment_of_the_last_action_is_stale():
+    svc = service_dict("demo_web", WEB_ID, labels=history("scale_up", 30))
+    assert one(alert(ago=30), world(service=svc)).reason == D.STALE
+
+
+def test_a_cooldown_is_reported_with_the_seconds_since_the_last_action_of_that_kind():
+    svc = service_dict("demo_web", WEB_ID, replicas=3, labels=history("scale_down", 100))
+    skip = one(alert("scale_down", ago=50), world(service=svc))
+    assert skip.why == "cooldown, last scale down 100 s ago (cooldown 180 s)"
+
+
+def test_a_cooldown_set_by_hand_in_unix_seconds_holds():
+    stamp = str((NOW - timedelta(seconds=10)).timestamp())
+    svc = service_dict("demo_web", WEB_ID, replicas=3,
+                       labels={"swarmguard.last-scale-up-at": stamp})
+    skip = one(alert("scale_up", ago=5), world(service=svc))
+    assert skip.reason == D.COOLDOWN
+    assert "last scale up 10 s ago" in skip.why
+
+
+# -- every decision says which alert it is about -----------------------------------------------
+
+def _every_way_to_skip():
+    """(reason, alert, snapshot) by name, one per way an alert can be skipped."""
+    svc = lambda **kw: service_dict("demo_web", WEB_ID, **kw)  # noqa: E731
+    lone_worker = [node_dict(WORKER_1, "worker-1")]
+    taken = [task_dict(f"t{i}", WEB_ID, n, slot=i)
+             for i, n in enumerate([WORKER_1, WORKER_2, WORKER_3], 1)]
+    return {
+        "resolved": (D.RESOLVED, alert(status="resolved"), world()),
+        "service gone": (D.STALE, alert(), world(service="none", tasks=[])),
+        "task moved": (D.STALE, alert(), world(tasks=[task_dict(TASK, WEB_ID, WORKER_2)])),
+        "began before the last action": (D.STALE, alert(ago=30),
+                                         world(service=svc(labels=history("scale_up", 20)))),
+        "not opted in": (D.NOT_OPTED_IN, alert(), world(service=svc(enabled=False))),
+        "unreadable history": (D.BAD_LABEL, alert(), world(service=svc(
+            labels={"swarmguard.last-action-at": "last tuesday"}))),
+        "unreadable limits": (D.BAD_LABEL, alert("scale_up"), world(service=svc(
+            labels={"swarmguard.replicas.max": "lots"}))),
+        "cooldown": (D.COOLDOWN, alert("scale_up", ago=5),
+                     world(service=svc(labels=history("scale_up", 10)))),
+        "swarm updating": (D.IN_PROGRESS, alert(), world(service=svc(update_state="updating"))),
+        "global service": (D.UNSUPPORTED, alert(), world(service=svc(replicas=None))),
+        "at the maximum": (D.AT_LIMIT, alert("scale_up"), world(service=svc(replicas=5))),
+        "at the minimum": (D.AT_LIMIT, alert("scale_down"), world(service=svc(replicas=1))),
+        "nowhere to migrate": (D.NO_ELIGIBLE_NODE, alert(), world(nodes=lone_worker)),
+        "no free node to scale to": (D.NO_ELIGIBLE_NODE, alert("scale_up"), world(
+            service=svc(replicas=3, host_port=8080, constraints=["node.role==worker"]),
+            tasks=taken)),
+    }
+
+
+@pytest.mark.parametrize("way", sorted(_every_way_to_skip()))
+def test_each_skip_names_the_alert_it_is_about_and_says_why(way):
+    reason, a, snap = _every_way_to_skip()[way]
+    skip = one(a, snap)
+    assert skip.reason == reason
+    assert skip.alert is a  # counted and reported per alert name, task and node
+    assert skip.why
+    assert skip.sentence.startswith(f"Ignoring {a.name} for demo_web: {skip.why}")
+
+
+@pytest.mark.parametrize("kind", ["migrate", "scale_up", "scale_down"])
+def test_each_action_carries_the_alert_it_acts_on(kind):
+    a = alert(kind)
+    assert one(a, world(service=service_dict("demo_web", WEB_ID, replicas=2,
+                                             constraints=["node.role==worker"]))).alert is a
+
+
+def test_the_second_alert_for_a_service_being_acted_on_names_itself():
+    svc = service_dict("demo_web", WEB_ID, replicas=2, constraints=["node.role==worker"])
+    tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2)]
+    second_alert = alert(task=TASK_2, node=WORKER_2)
+    _, second = D.decide([alert(), second_alert], world(service=svc, tasks=tasks), SETTINGS, NOW)
+    assert second.alert is second_alert
+    assert second.why == "another alert for demo_web is being acted on"
+
+
+def test_a_bad_label_is_named_in_the_reason():
+    svc = service_dict("demo_web", WEB_ID, replicas=2,
+                       labels={"swarmguard.replicas.min": "4", "swarmguard.replicas.max": "2"})
+    skip = one(alert("scale_up"), world(service=svc))
+    assert "swarmguard.replicas.min=4" in skip.why and "swarmguard.replicas.max=2" in skip.why
+    svc = service_dict("demo_web", WEB_ID, labels={"swarmguard.last-action-at": "last tuesday"})
+    assert "swarmguard.last-action-at" in one(alert(), world(service=svc)).why
+
+
+def test_a_resolved_alert_is_skipped_saying_so():
+    assert one(alert(status="resolved"), world()).why == "the alert is resolved"
+
+
+def test_a_global_service_is_named_as_such_and_says_what_cannot_be_done():
+    svc = service_dict("demo_web", WEB_ID, replicas=None)
+    assert one(alert(), world(service=svc)).why == (
+        "demo_web is a global service; only replicated services can be migrated")
+    assert one(alert("scale_down"), world(service=svc)).why == (
+        "demo_web is a global service; only replicated services can be scaled")
+
+
+# -- replica limits ----------------------------------------------------------------------------
+
+def test_a_minimum_and_maximum_of_the_same_count_pin_the_replicas():
+    labels = {"swarmguard.replicas.min": "3", "swarmguard.replicas.max": "3"}
+    svc = service_dict("demo_web", WEB_ID, replicas=3, labels=labels)
+    assert one(alert("scale_up"), world(service=svc)).reason == D.AT_LIMIT
+    assert one(alert("scale_down"), world(service=svc)).reason == D.AT_LIMIT
+
+
+def test_a_minimum_of_one_replica_is_a_valid_label():
+    svc = service_dict("demo_web", WEB_ID, replicas=2, labels={"swarmguard.replicas.min": "1"})
+    assert one(alert("scale_down"), world(service=svc)).replicas == 1
+
+
+def test_a_blank_replica_limit_label_means_the_default():
+    svc = service_dict("demo_web", WEB_ID, replicas=5, labels={"swarmguard.replicas.max": " "})
+    assert one(alert("scale_up"), world(service=svc)).why == "already at the maximum of 5 replicas"
+
+
+def test_a_replica_limit_below_one_is_refused_naming_the_label():
+    svc = service_dict("demo_web", WEB_ID, replicas=2, labels={"swarmguard.replicas.min": "0"})
+    skip = one(alert("scale_down"), world(service=svc))
+    assert skip.reason == D.BAD_LABEL
+    assert "swarmguard.replicas.min='0'" in skip.why
+
+
+def test_a_service_scaled_to_zero_scales_up_to_one_replica():
+    svc = service_dict("demo_web", WEB_ID, replicas=0)
+    action = one(alert("scale_up"), world(service=svc, tasks=[]))
+    assert action.replicas == 1
+    assert action.sentence == "Scaling up demo_web from 0 to 1 replicas"
+
+
+# -- where a task may go -----------------------------------------------------------------------
+
+def test_a_migration_may_go_to_a_node_already_running_a_replica_when_nothing_limits_it():
+    svc = service_dict("demo_web", WEB_ID, replicas=2, constraints=["node.role==worker"])
+    tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2)]
+    nodes = [node_dict(WORKER_1, "worker-1"), node_dict(WORKER_2, "worker-2")]
+    assert isinstance(one(alert(), world(service=svc, tasks=tasks, nodes=nodes)), D.Action)
+
+
+def _max_replicas(svc, count):
+    svc["Spec"]["TaskTemplate"]["Placement"]["MaxReplicas"] = count
+    return svc
+
+
+def test_a_per_node_replica_limit_rules_out_nodes_that_are_full():
+    svc = _max_replicas(service_dict("demo_web", WEB_ID, replicas=3,
+                                     constraints=["node.role==worker"]), 2)
+    tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2),
+             task_dict("t3", WEB_ID, WORKER_2, slot=3)]
+    nodes = [node_dict(WORKER_1, "worker-1"), node_dict(WORKER_2, "worker-2")]
+    skip = one(alert(), world(service=svc, tasks=tasks, nodes=nodes))
+    assert skip.reason == D.NO_ELIGIBLE_NODE
+    assert skip.why == ("no other node can take it (worker-2 already runs 2 task(s) of "
+                        "demo_web)")
+    # With room for one more there, it goes.
+    assert isinstance(one(alert(), world(service=svc, tasks=tasks[:2], nodes=nodes)), D.Action)
+
+
+def test_host_ports_allow_one_task_per_node_even_with_a_larger_per_node_limit():
+    svc = _max_replicas(service_dict("demo_web", WEB_ID, replicas=2, host_port=8080,
+                                     constraints=["node.role==worker"]), 3)
+    tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2)]
+    nodes = [node_dict(WORKER_1, "worker-1"), node_dict(WORKER_2, "worker-2")]
+    assert one(alert(), world(service=svc, tasks=tasks, nodes=nodes)).reason == D.NO_ELIGIBLE_NODE
+
+
+def test_a_task_being_shut_down_does_not_hold_a_host_port_node():
+    svc = service_dict("demo_web", WEB_ID, replicas=1, host_port=8080,
+                       constraints=["node.role==worker"])
+    tasks = [task_dict(TASK, WEB_ID, WORKER_1),
+             task_dict(TASK_2, WEB_ID, WORKER_2, slot=2, desired="shutdown")]
+    nodes = [node_dict(WORKER_1, "worker-1"), node_dict(WORKER_2, "worker-2")]
+    assert isinstance(one(alert(), world(service=svc, tasks=tasks, nodes=nodes)), D.Action)
+
+
+def test_a_single_node_swarm_has_nowhere_to_migrate_to():
+    skip = one(alert(), world(nodes=[node_dict(WORKER_1, "worker-1")]))
+    assert (skip.reason, skip.why) == (D.NO_ELIGIBLE_NODE,
+                                       "no other node can take it (no other nodes)")
+
+
+def test_why_no_node_can_take_a_task_lists_the_other_nodes_by_hostname():
+    # Node IDs sort the other way round from the hostnames.
+    nodes = [node_dict("a" * 25, "worker-1"), node_dict("c" * 25, "node-a", state="down"),
+             node_dict("b" * 25, "node-b", availability="pause")]
+    tasks = [task_dict(TASK, WEB_ID, "a" * 25)]
+    svc = service_dict("demo_web", WEB_ID, constraints=["node.role==worker"])
+    skip = one(alert(node="a" * 25), world(service=svc, tasks=tasks, nodes=nodes))
+    assert skip.why == "no other node can take it (node-a is down/active; node-b is ready/pause)"
+
+
+def test_a_node_refused_for_its_constraints_lists_all_of_them():
+    nodes = [node_dict(WORKER_1, "worker-1"), node_dict(MANAGER_1, "manager-1", role="manager")]
+    skip = one(alert(), world(nodes=nodes))
+    assert skip.why == ("no other node can take it (manager-1 does not meet "
+                        "node.role==worker, node.hostname!=worker-1)")
+
+
+def test_a_migrate_alert_about_a_node_that_left_the_swarm_excludes_it_by_id():
+    # The task still runs there as far as Swarm's task list says, but the node is gone from
+    # its node list: no hostname to exclude by.
+    gone = "g" * 25
+    tasks = [task_dict(TASK, WEB_ID, gone)]
+    action = one(alert(node=gone), world(tasks=tasks))
+    assert isinstance(action, D.Action)
+    assert action.exclusion == f"node.id!={gone}"
+    assert action.constraints == ("node.role==worker", f"node.id!={gone}")
+    assert action.from_node.id == gone
+
+
+def test_scale_up_with_host_ports_says_why_no_node_is_free():
+    svc = service_dict("demo_web", WEB_ID, replicas=3, host_port=8080,
+                       constraints=["node.role==worker"])
+    tasks = [task_dict(f"t{i}", WEB_ID, n, slot=i)
+             for i, n in enumerate([WORKER_1, WORKER_2, WORKER_3], 1)]
+    skip = one(alert("scale_up"), world(service=svc, tasks=tasks))
+    assert skip.why.startswith("no node is free for another replica (manager-1 does not meet "
+                               "node.role==worker; worker-1 already runs 1 task(s)")
+
+
+def test_lifting_swarmguards_exclusion_is_an_action_on_the_alert_that_says_so():
+    exclusion = "node.hostname!=worker-2"
+    svc = service_dict("demo_web", WEB_ID, replicas=2, host_port=8080,
+                       constraints=["node.role==worker", exclusion],
+                       labels={"swarmguard.placement-exclusion": exclusion})
+    tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_3, slot=2)]
+    a = alert("scale_up")
+    action = one(a, world(service=svc, tasks=tasks))
+    assert (action.kind, action.alert) == ("scale_up", a)
+    assert action.sentence == ("Scaling up demo_web from 2 to 3 replicas, lifting SwarmGuard's "
+                               "earlier exclusion node.hostname!=worker-2")

@@ -282,3 +282,214 @@ def test_the_cache_holds_a_bounded_number_of_small_bodies():
     large = (FIXTURES / "grouped_migrate.json").read_bytes()
     assert len(large) > 2000
     assert cache.parse(large, now, 30) is not cache.parse(large, now, 30)  # never kept
+
+
+# -- the webhook's envelope and optional fields ---------------------------------------------
+
+def test_the_webhooks_envelope_is_kept_as_alertmanager_sent_it():
+    webhook = webhook_from_dict(load("firing_scale_up.json"))
+    assert (webhook.receiver, webhook.status, webhook.external_url) == (
+        "swarmguard", "firing", "http://manager-1:9093")
+    assert webhook.group_key == '{}:{alertname="SwarmGuardScaleUp",service="demo_web"}'
+    (alert,) = webhook.alerts
+    assert alert.generator_url.startswith("http://manager-1:9090/graph?g0.expr=")
+
+
+def test_optional_fields_left_out_or_null_read_as_empty():
+    data = load("firing_scale_up.json")
+    for key in ("receiver", "status", "groupKey", "truncatedAlerts"):
+        data.pop(key)
+    data["externalURL"] = None
+    alert = data["alerts"][0]
+    for key in ("annotations", "endsAt", "generatorURL", "fingerprint"):
+        alert.pop(key)
+    webhook = webhook_from_dict(data)
+    assert (webhook.receiver, webhook.status, webhook.group_key, webhook.external_url,
+            webhook.truncated_alerts) == ("", "", "", "", 0)
+    (parsed,) = webhook.alerts
+    assert (dict(parsed.annotations), parsed.ends_at, parsed.generator_url,
+            parsed.fingerprint) == ({}, None, "", "")
+
+
+@pytest.mark.parametrize("where, change", [
+    ("receiver", lambda d: d.update(receiver=5)),
+    ("status", lambda d: d.update(status=["firing"])),
+    ("groupKey", lambda d: d.update(groupKey={})),
+    ("externalURL", lambda d: d.update(externalURL=1.5)),
+    ("alerts[0].fingerprint", lambda d: d["alerts"][0].update(fingerprint=7)),
+    ("alerts[0].generatorURL", lambda d: d["alerts"][0].update(generatorURL=True)),
+])
+def test_an_optional_field_that_is_not_a_string_is_named(where, change):
+    data = load("firing_scale_up.json")
+    change(data)
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data)
+    assert err.value.reason == f"{where} must be a string"
+
+
+def test_a_lone_surrogate_in_the_group_key_is_refused_naming_it():
+    body = json.dumps({**load("firing_scale_up.json"), "groupKey": "\ud800"}, ensure_ascii=True)
+    with pytest.raises(PayloadError) as err:
+        parse_webhook(body)
+    assert err.value.reason == "groupKey contains a lone surrogate (not valid Unicode)"
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"[1, 2]", "body must be a JSON object"),
+    (b"[" * 100000 + b"]" * 100000, "body is nested too deeply to be an Alertmanager webhook"),
+    (json.dumps({"version": "4", "alerts": []}).encode(), "alerts must be a non-empty list"),
+    (json.dumps({"version": "4", "alerts": [5]}).encode(), "alerts[0] must be an object"),
+    (json.dumps({**load("firing_scale_up.json"), "truncatedAlerts": True}).encode(),
+     "truncatedAlerts must be a non-negative integer"),
+])
+def test_a_malformed_body_is_refused_with_a_reason_that_says_what_is_wrong(body, reason):
+    with pytest.raises(PayloadError) as err:
+        parse_webhook(body)
+    assert err.value.reason == reason
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda a: a.update(labels=None), "alerts[0].labels must be an object of strings"),
+    (lambda a: a.update(annotations=["x"]), "alerts[0].annotations must be an object of strings"),
+    (lambda a: a["labels"].update({"bad\nkey": 5}), "alerts[0].labels.bad\\nkey must be a string"),
+    (lambda a: a["labels"].update({"team": "a\tb"}),
+     "alerts[0].labels.team contains a control character"),
+    (lambda a: a.update(endsAt="soon"), "alerts[0].endsAt 'soon' is not an RFC 3339 timestamp"),
+    (lambda a: a.update(startsAt=5), "alerts[0].startsAt must be an RFC 3339 string"),
+    (lambda a: [a["labels"].pop(k) for k in ("task_id", "node_id")],
+     "alerts[0]: SwarmGuardMigrate is missing label(s) task_id, node_id"),
+    (lambda a: a["labels"].update(alertname="Watchdog"),
+     "alerts[0]: unknown alertname 'Watchdog'; this receiver handles SwarmGuardMigrate, "
+     "SwarmGuardScaleUp, SwarmGuardScaleDown"),
+])
+def test_a_bad_alert_is_refused_with_a_reason_naming_the_field(change, reason):
+    data = load("firing_migrate.json")
+    change(data["alerts"][0])
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data)
+    assert err.value.reason == reason
+
+
+def test_annotations_may_hold_line_breaks():
+    data = load("firing_scale_up.json")
+    data["alerts"][0]["annotations"]["description"] = "CPU 91 %\nnetwork 3 %"
+    (alert,) = webhook_from_dict(data).alerts
+    assert alert.annotations["description"] == "CPU 91 %\nnetwork 3 %"
+
+
+def test_a_service_name_of_the_longest_length_docker_allows_is_accepted():
+    data = load("firing_scale_up.json")
+    data["alerts"][0]["labels"]["service"] = "s" * 63
+    assert webhook_from_dict(data).alerts[0].service == "s" * 63
+
+
+def test_a_leap_second_is_read_as_the_second_before():
+    assert parse_time("2016-12-31T23:59:60Z") == datetime(2016, 12, 31, 23, 59, 59,
+                                                          tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def host_in_tokyo(monkeypatch):
+    import time
+    monkeypatch.setenv("TZ", "JST-9")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_times_are_given_in_utc_whatever_the_hosts_zone(host_in_tokyo):
+    moment = parse_time("2026-11-27T10:00:03+01:00")
+    assert moment.utcoffset() == timedelta(0)
+    assert moment.hour == 9
+
+
+# -- how far ahead an alert may start ---------------------------------------------------------
+
+def test_an_alert_may_start_exactly_the_allowed_skew_ahead_of_now():
+    data = (FIXTURES / "firing_scale_up.json").read_bytes()
+    starts = parse_webhook(data).alerts[0].starts_at
+    assert parse_webhook(data, now=starts - timedelta(seconds=30), max_future_skew=30)
+
+
+def test_by_default_thirty_seconds_of_clock_skew_are_allowed():
+    data = (FIXTURES / "firing_scale_up.json").read_bytes()
+    starts = parse_webhook(data).alerts[0].starts_at
+    assert parse_webhook(data, now=starts - timedelta(seconds=30))
+    with pytest.raises(PayloadError, match="31 s in the future"):
+        parse_webhook(data, now=starts - timedelta(seconds=31))
+
+
+# -- how many services a webhook may name -----------------------------------------------------
+
+def _naming(*services):
+    data = load("firing_scale_up.json")
+    one_alert = data["alerts"][0]
+    data["alerts"] = [json.loads(json.dumps(one_alert)) for _ in services]
+    for alert, service in zip(data["alerts"], services):
+        alert["labels"]["service"] = service
+    return data
+
+
+def test_a_webhook_naming_exactly_as_many_services_as_may_wait_is_accepted():
+    assert len(webhook_from_dict(_naming("a", "b", "a"), max_services=2).alerts) == 3
+
+
+def test_a_webhook_naming_more_services_than_may_wait_is_refused_whole():
+    from receiver.payload import TooManyServices
+    with pytest.raises(TooManyServices):
+        webhook_from_dict(_naming("a", "b", "c"), max_services=2)
+
+
+def test_a_non_object_among_many_alerts_is_a_payload_error_not_a_crash():
+    data = _naming("a", "b", "c")
+    data["alerts"][1] = 5
+    with pytest.raises(PayloadError, match=r"alerts\[1\] must be an object"):
+        webhook_from_dict(data, max_services=2)
+
+
+# -- ParseCache, continued ---------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 27, 10, 1, tzinfo=timezone.utc)
+
+
+def _bodies(count):
+    return [json.dumps({**load("firing_scale_up.json"), "groupKey": str(i)}).encode()
+            for i in range(count)]
+
+
+def test_the_cache_keeps_the_last_bodies_up_to_its_size():
+    cache = ParseCache(entries=2)
+    first, second, third = _bodies(3)
+    kept = [cache.parse(body, NOW, 30) for body in (first, second, third)]
+    assert cache.parse(second, NOW, 30) is kept[1]
+    assert cache.parse(third, NOW, 30) is kept[2]
+
+
+def test_by_default_the_cache_keeps_32_bodies():
+    cache = ParseCache()
+    bodies = _bodies(33)
+    kept = [cache.parse(body, NOW, 30) for body in bodies]
+    assert cache.parse(bodies[1], NOW, 30) is kept[1]
+    assert cache.parse(bodies[0], NOW, 30) is not kept[0]
+
+
+def test_a_body_of_exactly_the_size_limit_is_kept():
+    body = _bodies(1)[0]
+    cache = ParseCache(max_body=len(body))
+    assert cache.parse(body, NOW, 30) is cache.parse(body, NOW, 30)
+
+
+def test_a_body_too_large_to_keep_is_still_checked_for_alerts_from_the_future():
+    body = _bodies(1)[0]
+    starts = parse_webhook(body).alerts[0].starts_at
+    with pytest.raises(PayloadError, match="in the future"):
+        ParseCache(max_body=10).parse(body, starts - timedelta(seconds=60), 30)
+
+
+@pytest.mark.parametrize("max_body", [10, 16 * 1024])
+def test_a_body_naming_too_many_services_is_refused_whether_kept_or_not(max_body):
+    from receiver.payload import TooManyServices
+    body = json.dumps(_naming("a", "b", "c")).encode()
+    with pytest.raises(TooManyServices):
+        ParseCache(max_body=max_body).parse(body, NOW, 30, max_services=2)

@@ -26,6 +26,8 @@ EXCLUSION = "swarmguard.placement-exclusion"
     ("node.platform.os==linux", True),
     ("node.platform.arch==x86_64", True),
     ("engine.labels.tier==db", False),
+    ("node.labels.gpu==", True),  # "is unset" can be written as "equals nothing"
+    ("engine.labels.tier==", True),
 ])
 def test_constraints_match_nodes_like_swarmkit(constraint, matches):
     assert placement.satisfies(WORKER, [constraint]) is matches
@@ -98,3 +100,22 @@ def test_an_exclusion_the_user_already_has_is_not_claimed():
         ["node.hostname!=worker-1"], {}, ["node.hostname!=worker-1", "node.hostname!=worker-3"])
     assert constraints == ["node.hostname!=worker-1", "node.hostname!=worker-3"]
     assert recorded == "node.hostname!=worker-3"  # so the next migration will not remove the user's constraint
+
+
+def test_swarmguards_exclusion_is_recognised_however_it_is_spaced():
+    labels = {EXCLUSION: "node.hostname != worker-1"}
+    assert placement.user_constraints(["node.role==worker", "node.hostname!=worker-1"],
+                                      labels) == ["node.role==worker"]
+
+
+def test_a_constraint_that_cannot_be_parsed_is_named():
+    with pytest.raises(placement.UnknownConstraint, match="cannot parse constraint 'node.role'"):
+        placement.parse("node.role")
+
+
+def test_engine_labels_are_matched_like_node_labels():
+    data = node_dict("w2", "worker-2")
+    data["Description"]["Engine"]["Labels"] = {"tier": "db"}
+    node = node_from_dict(data)
+    assert placement.satisfies(node, ["engine.labels.tier==db"])
+    assert not placement.satisfies(node, ["engine.labels.tier!=db"])

@@ -166,3 +166,276 @@ def test_a_resend_of_the_waiting_alerts_is_a_duplicate_not_a_replacement():
                   alertname="SwarmGuardMigrate", reason="duplicate") == 1
     assert sample(metrics, "swarmguard_alerts_skipped_total",
                   alertname="SwarmGuardMigrate", reason="superseded") == 0
+
+
+# -- events: what the receiver tells about each alert it was given ------------------------------
+
+from datetime import datetime, timezone  # noqa: E402
+import logging  # noqa: E402
+import threading  # noqa: E402
+
+import pytest  # noqa: E402
+
+from receiver.events import EventLog  # noqa: E402
+from receiver.worker import RecentlyHandled, WorkRefused  # noqa: E402
+
+RECEIVED = datetime(2026, 11, 27, 10, 0, 30, tzinfo=timezone.utc)
+
+
+def with_events(handle, executor=None, **kwargs):
+    events = EventLog(64, lambda: RECEIVED)
+    dispatcher = Dispatcher(handle, Metrics(), events=events,
+                            executor=executor or InlineExecutor(), clock=lambda: RECEIVED,
+                            **kwargs)
+    return dispatcher, events
+
+
+def the_events(events):
+    return [{k: v for k, v in e.items() if k not in ("seq", "at", "starts_at")}
+            for e in events.since(0)[0]]
+
+
+def test_an_action_ends_in_an_outcome_event_with_the_alert_its_result_and_duration():
+    (alert,) = recorded("firing_migrate.json")
+    action = _action(alert)
+    dispatcher, events = with_events(lambda alerts: [A.Outcome(action, A.SUCCESS, 4.0)])
+    dispatcher.submit([alert])
+    assert the_events(events) == [{
+        "type": "outcome", "alert": "SwarmGuardMigrate", "service": "demo_web",
+        "task": alert.task_id, "node": alert.node_id, "kind": "migrate", "result": "success",
+        "reason": None, "message": "Migrating demo_web", "received_at": "2026-11-27T10:00:30.000000Z",
+        "duration_s": 4.0}]
+
+
+def test_a_failed_action_says_why_in_its_event_and_in_an_error_line(caplog):
+    (alert,) = recorded("firing_migrate.json")
+    outcome = A.Outcome(_action(alert), A.FAILED, detail="docker update failed: boom")
+    dispatcher, events = with_events(lambda alerts: [outcome])
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        dispatcher.submit([alert])
+    (event,) = the_events(events)
+    assert (event["result"], event["reason"]) == ("failed", "docker update failed: boom")
+    (line,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert line.getMessage() == "Could not migrate demo_web: docker update failed: boom"
+
+
+def test_a_dry_run_outcome_event_says_what_would_have_been_done():
+    (alert,) = recorded("firing_migrate.json")
+    dispatcher, events = with_events(lambda alerts: [A.Outcome(_action(alert), A.DRY_RUN)])
+    dispatcher.submit([alert])
+    (event,) = the_events(events)
+    assert event["message"] == "**DRY-RUN**: would migrate demo_web"
+    assert event["duration_s"] is None
+
+
+def test_a_skip_is_a_decision_event_logged_as_information_or_as_an_error_when_it_failed(caplog):
+    alerts = recorded("firing_migrate.json")
+    stale = D.Skip(alerts[0], D.STALE, "task t1p4r7s0u3w6 no longer exists")
+    dispatcher, events = with_events(lambda group: [A.Outcome(stale, A.SKIPPED)])
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        dispatcher.submit(alerts)
+    (event,) = the_events(events)
+    assert {k: event[k] for k in ("type", "result", "alert", "task", "reason", "message",
+                                  "received_at")} == {
+        "type": "decision", "result": "skip", "alert": "SwarmGuardMigrate",
+        "task": alerts[0].task_id, "reason": "stale", "message": stale.sentence,
+        "received_at": "2026-11-27T10:00:30.000000Z"}
+    assert [(r.levelno, r.getMessage()) for r in caplog.records
+            if r.name == "receiver.worker"] == [(logging.INFO, stale.sentence)]
+
+
+def test_a_crash_while_handling_is_logged_and_each_alert_skipped_as_an_internal_error(caplog):
+    def crash(alerts):
+        raise RuntimeError("boom")
+    dispatcher, events = with_events(crash)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        dispatcher.submit(recorded("firing_migrate.json"))
+    (event,) = the_events(events)
+    assert (event["reason"], event["message"]) == (
+        "internal_error", "Ignoring SwarmGuardMigrate for demo_web: unexpected error: boom")
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["Unexpected error while handling alerts for demo_web", event["message"]]
+
+
+def test_an_alert_for_a_running_service_is_a_skip_event_saying_so(caplog):
+    inner = []
+
+    def handle(alerts):
+        if not inner:
+            inner.append(dispatcher.submit(recorded("firing_migrate.json")))
+        return []
+    dispatcher, events = with_events(handle)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        dispatcher.submit(recorded("firing_migrate.json"))
+    (event,) = the_events(events)
+    assert (event["type"], event["result"], event["reason"], event["alert"]) == (
+        "decision", "skip", "in_progress", "SwarmGuardMigrate")
+    assert event["message"] == ("Ignoring SwarmGuardMigrate for demo_web: an action on it is "
+                                "already in progress")
+    assert event["received_at"] == "2026-11-27T10:00:30.000000Z"
+    assert event["message"] in caplog.messages
+
+
+def test_a_replaced_waiting_alert_is_a_skip_event_saying_so():
+    dispatcher, events = with_events(lambda alerts: [], executor=ManualExecutor())
+    older = recorded("firing_migrate.json")
+    dispatcher.submit(older)
+    dispatcher.submit([later(older[0])])
+    (event,) = the_events(events)
+    assert (event["reason"], event["alert"], event["received_at"]) == (
+        "superseded", "SwarmGuardMigrate", "2026-11-27T10:00:30.000000Z")
+    assert event["message"] == ("Ignoring SwarmGuardMigrate for demo_web: a newer alert for "
+                                "the service replaced it while it waited")
+
+
+# -- what one webhook does for each of its services ---------------------------------------------
+
+def test_a_busy_service_does_not_stop_the_webhooks_other_services_from_queueing():
+    inner, handled = [], []
+
+    def handle(alerts):
+        handled.append(alerts[0].service)
+        if alerts[0].service == "demo_web" and not inner:
+            inner.append(dispatcher.submit(recorded("grouped_migrate.json")))
+        return []
+    dispatcher = Dispatcher(handle, Metrics(), executor=InlineExecutor())
+    dispatcher.submit(recorded("firing_migrate.json"))
+    assert (inner[0].busy, inner[0].queued) == (("demo_web",), ("demo_api",))
+    assert handled == ["demo_web", "demo_api"]
+
+
+def test_a_resend_for_one_waiting_service_does_not_stop_the_webhooks_other_services():
+    executor = ManualExecutor()
+    dispatcher = Dispatcher(lambda alerts: [], Metrics(), executor=executor)
+    dispatcher.submit([a for a in recorded("grouped_migrate.json") if a.service == "demo_web"])
+    dispatcher.submit(recorded("grouped_migrate.json"))
+    assert dispatcher.busy() == {"demo_web", "demo_api"}
+    assert len(executor.jobs) == 2
+
+
+def test_exactly_as_many_services_as_may_wait_are_taken_and_one_more_is_refused():
+    dispatcher = Dispatcher(lambda alerts: [], Metrics(), executor=ManualExecutor(),
+                            max_pending_services=2)
+    assert dispatcher.submit(recorded("grouped_migrate.json")).queued == ("demo_web", "demo_api")
+    (scale_down,) = recorded("firing_scale_down.json")
+    a_third = dataclasses.replace(scale_down, labels={**scale_down.labels, "service": "demo_db"})
+    with pytest.raises(WorkRefused):
+        dispatcher.submit([a_third])
+
+
+def test_an_alert_for_a_running_service_is_taken_even_when_the_waiting_room_is_full():
+    executor, receipts = ManualExecutor(), []
+
+    def handle(alerts):
+        if alerts[0].service == "demo_web":
+            (other,) = recorded("firing_scale_down.json")
+            dispatcher.submit([dataclasses.replace(  # another service fills the one place
+                other, labels={**other.labels, "service": "demo_db"})])
+            receipts.append(dispatcher.submit(recorded("firing_migrate.json")))
+        return []
+    dispatcher = Dispatcher(handle, Metrics(), executor=executor, max_pending_services=1)
+    dispatcher.submit(recorded("firing_migrate.json"))
+    executor.run_all()
+    assert receipts[0].busy == ("demo_web",)
+
+
+def test_a_refusal_says_why():
+    dispatcher = Dispatcher(lambda alerts: [], Metrics(), executor=ManualExecutor())
+    dispatcher.stop_accepting()
+    with pytest.raises(WorkRefused) as refused:
+        dispatcher.submit(recorded("firing_migrate.json"))
+    assert str(refused.value) == refused.value.reason == "the receiver is shutting down"
+
+
+# -- shutdown ----------------------------------------------------------------------------------
+
+def test_waiting_work_dropped_at_shutdown_is_an_event_per_alert_and_a_warning(caplog):
+    metrics = Metrics()
+    events = EventLog(64, lambda: RECEIVED)
+    dispatcher = Dispatcher(lambda alerts: [], metrics, events=events,
+                            executor=ManualExecutor(), clock=lambda: RECEIVED)
+    web = [a for a in recorded("grouped_migrate.json") if a.service == "demo_web" and a.firing]
+    dispatcher.submit(web)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        assert dispatcher.drain(deadline_s=1.0) == 1
+    assert [(e["type"], e["result"], e["reason"], e["task"], e["message"], e["received_at"])
+            for e in the_events(events)] == [
+        ("dropped", "shutdown_waiting", "shutdown_waiting", a.task_id,
+         "work on demo_web dropped at shutdown", "2026-11-27T10:00:30.000000Z") for a in web]
+    assert sample(metrics, "swarmguard_pending_services") == 0
+    assert ("Dropping the waiting work on demo_web (2 alert(s)) at shutdown; Alertmanager "
+            "sends them again") in caplog.messages
+
+
+def test_work_still_running_at_the_deadline_is_an_event_and_an_error(caplog):
+    metrics = Metrics()
+    events = EventLog(64, lambda: RECEIVED)
+    dropped = []
+
+    def handle(alerts):  # the shutdown comes while this action runs
+        dropped.append(dispatcher.drain(deadline_s=0))
+        return []
+    dispatcher = Dispatcher(handle, metrics, events=events, executor=InlineExecutor(),
+                            clock=lambda: RECEIVED, monotonic=lambda: 100.0)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        dispatcher.submit(recorded("firing_migrate.json"))
+    assert dropped == [1]
+    (event,) = the_events(events)
+    assert {k: event[k] for k in ("type", "result", "reason", "service", "message")} == {
+        "type": "dropped", "result": "shutdown_unfinished", "reason": "shutdown_unfinished",
+        "service": "demo_web", "message": "action on demo_web unfinished at shutdown"}
+    assert ("Shutting down with the action on demo_web still unfinished after 0 s; Swarm "
+            "completes or rolls back the update itself, but its outcome goes unrecorded here"
+            in caplog.messages)
+
+
+def test_shutdown_waits_for_running_work_that_ends_within_the_deadline():
+    started, release, draining = threading.Event(), threading.Event(), threading.Event()
+
+    def slow(alerts):
+        started.set()
+        release.wait(5)
+        return []
+
+    def monotonic():
+        if draining.is_set():
+            release.set()  # the running action ends once the shutdown has begun
+        return 100.0
+    dispatcher = Dispatcher(slow, Metrics(), workers=1, monotonic=monotonic)
+    dispatcher.submit(recorded("firing_migrate.json"))
+    started.wait(5)
+    draining.set()
+    assert dispatcher.drain(deadline_s=5.0) == 0
+
+
+def test_shutdown_does_not_wait_for_running_work_past_the_deadline():
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow(alerts):
+        started.set()
+        release.wait(5)
+        finished.set()
+        return []
+    dispatcher = Dispatcher(slow, Metrics(), workers=1)
+    dispatcher.submit(recorded("firing_migrate.json"))
+    started.wait(5)
+    assert dispatcher.drain(deadline_s=0) == 1
+    assert not finished.is_set()  # drain returned while the action still ran
+    release.set()
+
+
+# -- the memory of handled alert instances ------------------------------------------------------
+
+def test_the_oldest_handled_instances_are_forgotten_first_beyond_the_capacity():
+    recent = RecentlyHandled(window=60, capacity=2)
+    for key, ended in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
+        recent.add(key, ended)
+    assert ("a" in recent, "b" in recent, "c" in recent) == (False, True, True)
+
+
+def test_an_instance_handled_exactly_one_window_ago_is_forgotten_and_newer_ones_kept():
+    recent = RecentlyHandled(window=5)
+    recent.add("old", 10.0)
+    recent.add("new", 12.0)
+    recent.forget_expired(15.0)
+    assert ("old" in recent, "new" in recent) == (False, True)
