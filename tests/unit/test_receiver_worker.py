@@ -397,10 +397,13 @@ def test_shutdown_waits_for_running_work_that_ends_within_the_deadline():
         release.wait(5)
         return []
 
-    def monotonic():
+    ticks = []
+
+    def monotonic():  # a second per look once the shutdown has begun
         if draining.is_set():
             release.set()  # the running action ends once the shutdown has begun
-        return 100.0
+            ticks.append(True)
+        return 100.0 + len(ticks)
     dispatcher = Dispatcher(slow, Metrics(), workers=1, monotonic=monotonic)
     dispatcher.submit(recorded("firing_migrate.json"))
     started.wait(5)
