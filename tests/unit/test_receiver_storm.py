@@ -244,7 +244,7 @@ def test_a_scale_step_over_the_cluster_budget_is_skipped_with_reason_budget():
     storm = ledger(concurrent=1)
     storm.begin("elsewhere", "scale_down")
     skip = decide_one(scale_up_alert("app0"), snapshot(services, tasks), storm.view())
-    assert skip.reason == D.BUDGET
+    assert skip.reason == D.BUDGET and not skip.lasting
     storm.end("elsewhere")
     assert isinstance(decide_one(scale_up_alert("app0"), snapshot(services, tasks),
                                  storm.view()), D.Action)
@@ -352,3 +352,68 @@ def test_a_structurally_unmovable_task_leaves_the_line_but_a_hot_destination_doe
     assert outcome.decision.reason == D.NO_ELIGIBLE_NODE
     in_line = {h.task_id: h.in_line for h in storm.view().hot}
     assert in_line == {task_id(7): False, task_id(0): True, task_id(8): True, task_id(9): True}
+
+
+class RecordingLedger(StormLedger):
+    """A real ledger that also notes each change an action makes to it, in order."""
+
+    def __init__(self):
+        super().__init__(Budgets(), 60.0, FakeClock())
+        self.calls = []
+
+    def begin(self, service, kind, from_node=None, destinations=()):
+        self.calls.append(("begin", service, kind, from_node, frozenset(destinations)))
+        super().begin(service, kind, from_node, destinations)
+
+    def landed(self, service, node_id):
+        self.calls.append(("landed", service, node_id))
+        super().landed(service, node_id)
+
+    def end(self, service):
+        self.calls.append(("end", service))
+        super().end(service)
+
+
+def one_service_api(move_to=None):
+    services, tasks = storm_world(1)
+    api = FakeDockerAPI(services=services, tasks=tasks, nodes=example_nodes())
+    if move_to:
+        def hook(api, service_id, kwargs):
+            api.move_task(task_id(0), move_to)
+        api.after_update = hook
+    return api
+
+
+def test_a_migration_holds_its_budgets_from_decision_to_outcome_and_narrows_to_where_it_landed():
+    storm = RecordingLedger()
+    actuator = Actuator(one_service_api(move_to=WORKER_3), Settings(token="t"), Metrics(),
+                        clock=lambda: NOW, sleep=lambda s: None, storm=storm)
+    (outcome,) = actuator.handle([migrate_alert("app0", task_id(0))])
+    assert outcome.result == "success"
+    begins = [c for c in storm.calls if c[0] == "begin"]
+    assert begins == [("begin", "app0", "migrate", WORKER_1, frozenset({WORKER_2, WORKER_3}))]
+    assert ("landed", "app0", WORKER_3) in storm.calls
+    assert storm.calls[-1] == ("end", "app0")
+    assert storm.calls.index(begins[0]) < storm.calls.index(("landed", "app0", WORKER_3))
+
+
+def test_a_dry_run_spends_no_budget():
+    storm = RecordingLedger()
+    actuator = Actuator(one_service_api(), Settings(token="t", dry_run=True), Metrics(),
+                        clock=lambda: NOW, sleep=lambda s: None, storm=storm)
+    (outcome,) = actuator.handle([migrate_alert("app0", task_id(0))])
+    assert outcome.result == "dry_run"
+    assert [c[0] for c in storm.calls if c[0] == "begin"] == []
+    assert storm.view().recent_starts == ()
+
+
+def test_a_scale_step_counts_against_the_cluster_budget_but_no_node():
+    storm = RecordingLedger()
+    services, tasks = storm_world(1)
+    api = FakeDockerAPI(services=services, tasks=tasks, nodes=example_nodes())
+    actuator = Actuator(api, Settings(token="t"), Metrics(), clock=lambda: NOW,
+                        sleep=lambda s: None, storm=storm)
+    (outcome,) = actuator.handle([scale_up_alert("app0")])
+    assert outcome.result == "success"
+    assert ("begin", "app0", "scale_up", None, frozenset()) in storm.calls
+    assert len(storm.view().recent_starts) == 1 and storm.view().moves == ()
