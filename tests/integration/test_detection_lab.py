@@ -43,7 +43,7 @@ def test_a_cpu_hot_task_with_little_network_is_delivered_as_swarmguard_migrate(l
     task = hot_service("hot-cpu")
     services.wait_settled(lab)  # the rules ignore a task's start-up heat
     started = time.time()
-    stress(lab, "cpu", target=100, duration=60)
+    services.stress_task(lab, task, "cpu", target=100, duration=60)
     found = sink.wait("SwarmGuardMigrate", "hot-cpu", since=started, timeout=45)
     assert found, f"no SwarmGuardMigrate for hot-cpu; deliveries: {[d.body['groupLabels'] for d in sink.deliveries]}"
     delivery, alert = found
@@ -59,10 +59,12 @@ def test_a_cpu_hot_task_with_little_network_is_delivered_as_swarmguard_migrate(l
 
 
 def test_a_cpu_and_network_hot_task_is_delivered_as_swarmguard_scale_up(lab, hot_service, sink):
-    hot_service("hot-net")
+    task = hot_service("hot-net")
     capacity = lab.node_capacity_mbps
+    services.wait_settled(lab)  # the rules ignore a task's start-up heat
     started = time.time()
-    stress(lab, "combined", cpu=100, network=round(capacity * 0.85, 1), duration=60)
+    services.stress_task(lab, task, "combined", cpu=100, network=round(capacity * 0.85, 1),
+                         duration=60)
     found = sink.wait("SwarmGuardScaleUp", "hot-net", since=started, timeout=45)
     assert found, f"no SwarmGuardScaleUp for hot-net; deliveries: {[d.body['groupLabels'] for d in sink.deliveries]}"
     _, alert = found
@@ -72,7 +74,7 @@ def test_a_cpu_and_network_hot_task_is_delivered_as_swarmguard_scale_up(lab, hot
 
 
 def test_an_alertmanager_silence_on_the_service_stops_delivery(lab, hot_service, sink):
-    hot_service("silenced")
+    task = hot_service("silenced")
     amtool = ["amtool", f"--alertmanager.url={lab.alertmanager_url}"]
     silence = subprocess.run(amtool + ["silence", "add", "service=silenced", "--duration=10m",
                                        "--author=lab-tests", "--comment=maintenance"],
@@ -80,7 +82,7 @@ def test_an_alertmanager_silence_on_the_service_stops_delivery(lab, hot_service,
     try:
         services.wait_settled(lab)  # the rules ignore a task's start-up heat
         started = time.time()
-        stress(lab, "cpu", target=100, duration=60)
+        services.stress_task(lab, task, "cpu", target=100, duration=60)
         deadline = time.monotonic() + 45
         firing = []
         while not firing and time.monotonic() < deadline:

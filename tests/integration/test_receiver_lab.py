@@ -2,6 +2,7 @@
 with zero failed requests, and only when the alert is still true, once, and allowed."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import requests
 from tests.lab import services
 from tests.lab.nodes import client
 from tests.lab.probe import Probe
-from tests.lab.receiver_proc import ReceiverProcess, webhook
+from tests.lab.receiver_proc import ReceiverProcess, rfc3339, webhook
 from tests.lab.system import wait_for
 
 pytestmark = pytest.mark.lab
@@ -52,6 +53,15 @@ def migrate_alert(lab, name: str, starts_at: datetime | None = None) -> dict:
     task_id, node_id, _ = the_task(lab, name)
     return webhook("SwarmGuardMigrate", {"service": name, "task_id": task_id, "node_id": node_id},
                    starts_at=starts_at, annotations={"cpu_percent": "95", "network_percent": "2"})
+
+
+def resolved(body: dict) -> dict:
+    """The resolution Alertmanager sends for the alerts of a webhook body."""
+    body = copy.deepcopy(body)
+    body["status"] = "resolved"
+    for alert in body["alerts"]:
+        alert["status"], alert["endsAt"] = "resolved", rfc3339()
+    return body
 
 
 def settled(lab, name: str) -> None:
@@ -127,9 +137,13 @@ def test_five_migrations_in_a_row_leave_exactly_one_swarmguard_constraint(lab, w
     with ReceiverProcess(lab, cooldown_migrate=0) as receiver:
         for step in range(5):
             _, _, old = the_task(lab, web)
-            assert receiver.send(migrate_alert(lab, web)).status_code == 202
+            alert = migrate_alert(lab, web)
+            assert receiver.send(alert).status_code == 202
             services.wait_moved_off(lab, web, old)
             receiver.wait_idle()
+            # As Alertmanager does once the old task's series are gone. Unresolved, the
+            # alert would keep its node hot, and the next move back onto it refused.
+            assert receiver.send(resolved(alert)).status_code == 202
             settled(lab, web)  # a real alert for the new task could not fire sooner anyway
             constraints = placement(lab, web)
             assert [c for c in constraints if c.startswith(SWARMGUARD_EXCLUSION)] == [f"node.hostname!={old}"], step

@@ -179,6 +179,21 @@ def stress(cfg: LabConfig, kind: str, **params) -> requests.Response:
     return r
 
 
+def stress_task(cfg: LabConfig, task: dict, kind: str, **params) -> requests.Response:
+    """Start stress on one task directly, at its node's published port: unlike the entry
+    point, it cannot reach a container of a service that is still going away (a removed
+    stack's, say). Checks that the task's own service answered."""
+    node = cfg.node(node_name(cfg, task["NodeID"]))
+    r = requests.get(f"http://{node.ip}:{cfg.app_published_port}/stress/{kind}", params=params,
+                     timeout=5)
+    r.raise_for_status()
+    service = client(cfg, cfg.manager).api.inspect_service(task["ServiceID"])["Spec"]["Name"]
+    if r.headers.get("X-Swarm-Service") != service:
+        raise LabError(f"/stress/{kind} on {node.name} was answered by "
+                       f"{r.headers.get('X-Swarm-Service')!r}, not {service!r}")
+    return r
+
+
 def young_tasks(cfg: LabConfig, service: str | None = None) -> set[str]:
     """Tasks the exporters see that the rules do not judge yet: within the start-up grace
     (swarmguard:threshold:startup_grace_seconds in prometheus/rules/swarmguard.yml)."""
