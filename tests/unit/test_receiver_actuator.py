@@ -748,16 +748,6 @@ def test_the_receivers_clock_is_utc():
     assert now.utcoffset() == timedelta(0)
 
 
-@pytest.fixture
-def host_in_tokyo(monkeypatch):
-    import time
-    monkeypatch.setenv("TZ", "JST-9")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
 def test_the_time_recorded_in_the_labels_is_utc_whatever_the_hosts_zone(host_in_tokyo):
     api, clock = example_api(replicas=2), Clock()
     act, _ = actuator(api, clock)
