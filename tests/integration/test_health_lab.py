@@ -10,6 +10,7 @@ The suite-wide check that nothing else raises these alerts is in tests/conftest.
 """
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -27,21 +28,40 @@ SERVICE = "health"
 NOWHERE = "unix:///run/swarmguard-lab/no-such-docker.sock"
 
 
+def _selector(alertname: str, reason: str, **labels: str) -> str:
+    return ", ".join([f'alertname="{alertname}"', f'reason="{reason}"']
+                     + [f'{k}="{v}"' for k, v in labels.items()])
+
+
 def firing(lab, alertname: str, reason: str, **labels: str) -> list[dict]:
-    selector = ", ".join([f'alertname="{alertname}"', 'alertstate="firing"', f'reason="{reason}"']
-                         + [f'{k}="{v}"' for k, v in labels.items()])
-    return monitoring.prometheus_query(lab, f"ALERTS{{{selector}}}")
+    return monitoring.prometheus_query(
+        lab, f'ALERTS{{{_selector(alertname, reason, **labels)}, alertstate="firing"}}')
+
+
+def wait_quiet(lab, alertname: str, reason: str, **labels: str) -> None:
+    """Before a fault: the alert is neither pending nor firing, so what fires next was
+    caused by the fault (a task that has just started, not yet seen by cAdvisor, can leave
+    cadvisor_blind pending for a while)."""
+    wait_for(f"{alertname} {reason} {labels} neither pending nor firing before the fault",
+             lambda: not monitoring.prometheus_query(
+                 lab, f"ALERTS{{{_selector(alertname, reason, **labels)}}}"),
+             timeout=180, interval=0.5)
 
 
 def wait_firing(lab, alertname: str, reason: str, window: float, since: float, **labels: str) -> float:
     """Seconds from `since` (the fault) to the alert firing; waits its window plus a
-    generous margin, polling."""
+    generous margin, polling. The rule held for its `for:` if Prometheus recorded the alert
+    pending before it fired (its own record: no wall-clock duration is asserted here)."""
     wait_for(f"{alertname} {reason} {labels} firing",
              lambda: firing(lab, alertname, reason, **labels), timeout=window + 300, interval=0.5)
     elapsed = time.time() - since
     print(f"\n{alertname} reason={reason} {labels}: fired {elapsed:.1f} s after the fault "
           f"(window {window:g} s)")
-    assert elapsed >= window, "fired before its window: the rule did not hold for its `for:`"
+    lookback = math.ceil(elapsed) + 1
+    pending = monitoring.prometheus_query(
+        lab, f'max_over_time(ALERTS{{{_selector(alertname, reason, **labels)}, '
+             f'alertstate="pending"}}[{lookback}s])')
+    assert pending, "fired without being pending first: the rule did not hold for its `for:`"
     return elapsed
 
 
@@ -55,6 +75,7 @@ def fires_then_resolves(lab, alertname: str, reason: str, window: float, break_i
                         **labels: str) -> float:
     """Break, see the alert fire, repair (always), see it resolve. Declares the fault's
     time span to the suite-wide watch so its alerts are not taken for false alarms."""
+    wait_quiet(lab, alertname, reason, **labels)
     started = time.time()
     try:
         try:
@@ -115,10 +136,16 @@ def test_an_exporter_that_cannot_reach_its_docker_is_docker_unreachable(lab, rec
 
 
 def test_a_cadvisor_without_its_docker_factory_is_cadvisor_blind(lab, receiver):
-    # The lab cannot raise its nodes' minimum Docker API version yet: a cAdvisor pointed at
-    # a socket that does not exist loses its Docker factory the same way (it logs
-    # "Registration of the docker container factory failed" and serves the root cgroup).
+    # A cAdvisor pointed at a socket that does not exist loses its Docker factory as one
+    # under Engine 29's API floor does (tests/integration/test_api_floor_lab.py): it logs
+    # "Registration of the docker container factory failed" and serves the root cgroup.
     node = task_node(lab)  # the exporter sees a swarm task there
+    # Until cAdvisor has seen the new task's container, the condition already holds.
+    wait_for(f"cAdvisor on {node.name} to see the swarm task",
+             lambda: monitoring.prometheus_query(
+                 lab, f'container_cpu_usage_seconds_total{{node="{node.name}", '
+                      f'container_label_com_docker_swarm_task_id!=""}}'),
+             timeout=120, interval=1)
     monitoring_up = lambda: requests.get(f"{monitoring.cadvisor_url(lab, node)}/healthz", timeout=2).ok  # noqa: E731
 
     def break_it():
@@ -148,6 +175,8 @@ def test_a_stopped_receiver_is_receiver_down_and_alertmanagers_deliveries_fail(l
                       timeout=10).raise_for_status()
 
     replacement = ReceiverProcess(lab, dry_run=1)
+    wait_quiet(lab, "SwarmGuardCannotAct", "receiver_down")
+    wait_quiet(lab, "SwarmGuardCannotAct", "webhook_failing")
     started = time.time()
     try:
         try:
