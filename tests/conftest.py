@@ -6,7 +6,9 @@ import pytest
 
 import time
 
-from tests.lab import controller, health
+from tests.lab.infra import controller
+
+from tests.lab.instruments import health
 from tests.lab.config import DEFAULT, LabConfig
 
 

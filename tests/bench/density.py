@@ -33,14 +33,14 @@ from docker.types import ServiceMode
 
 from tests.bench import end_to_end
 from tests.bench.common import ARTIFACTS, cpu_seconds, progress, summarise, table, write_json
-from tests.lab import controller, services
+from tests.lab.infra import controller, services
 from tests.lab.config import DEFAULT, LabConfig
-from tests.lab.images import BUSYBOX, image_ids
-from tests.lab.monitoring import prometheus_query as query
-from tests.lab.nodes import client
-from tests.lab.probe import Probe
-from tests.lab.receiver_proc import ReceiverProcess
-from tests.lab.system import read_pid, wait_for
+from tests.lab.infra.images import BUSYBOX, image_ids
+from tests.lab.instruments.prometheus import query
+from tests.lab.infra.nodes import client
+from tests.lab.instruments.probe import Probe
+from tests.lab.infra.receiver_proc import ReceiverProcess
+from tests.lab.infra.system import read_pid, wait_for
 
 DENSE_NODE = "worker-1"
 IDLE_SERVICE = "density-idle"

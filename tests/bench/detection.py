@@ -21,12 +21,12 @@ import requests
 import yaml
 
 from tests.bench.common import ARTIFACTS, cpu_seconds, progress, summarise, table, write_json
-from tests.lab import controller, services
+from tests.lab.infra import controller, services
 from tests.lab.config import DEFAULT, PROJECT_ROOT, LabConfig
-from tests.lab.monitoring import prometheus_query as query
-from tests.lab.services import stress
-from tests.lab.system import read_pid, wait_for
-from tests.lab.webhook_sink import WebhookSink
+from tests.lab.instruments.prometheus import query
+from tests.lab.infra.services import stress
+from tests.lab.infra.system import read_pid, wait_for
+from tests.lab.infra.webhook_sink import WebhookSink
 
 SERVICE = "bench-detect"
 ALERT = "SwarmGuardMigrate"

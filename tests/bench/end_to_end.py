@@ -26,88 +26,47 @@ from pathlib import Path
 import requests
 
 from tests.bench.common import cpu_seconds, progress, publish, summarise, table
-from tests.lab import controller, services
+from tests.lab.infra import controller, services
 from tests.lab.config import DEFAULT, LabConfig
-from tests.lab.events import action_started_at
-from tests.lab.monitoring import EXPORTER_PORT, prometheus_query as query, shortened_windows
-from tests.lab.nodes import client
-from tests.lab.probe import Probe
-from tests.lab.receiver_proc import ReceiverProcess
-from tests.lab.services import stop_stress_everywhere as stop_everywhere, stress
-from tests.lab.system import LabError, read_pid, wait_for
+from tests.lab.infra.monitoring import EXPORTER_PORT
+from tests.lab.instruments.prometheus import query
+from tests.lab.infra.nodes import client
+from tests.lab.instruments.probe import Probe
+from tests.lab.infra.receiver_proc import ReceiverProcess
+from tests.lab.infra.services import stop_stress_everywhere as stop_everywhere, stress
+from tests.lab.infra.system import read_pid, wait_for
+from tests.lab.scenarios import run
 
 SERVICE = "bench-e2e"
 STRESS_SECONDS = 40
 
 
-def inspect(cfg: LabConfig) -> dict:
-    return client(cfg, cfg.manager).api.inspect_service(SERVICE)
-
-
-def settle(cfg: LabConfig) -> None:
-    """Quiet before a trial: no update under way, no alert, no lingering old container
-    (it holds the host-mode port the next move may need), the task cool."""
-    wait_for("no update under way", lambda: (inspect(cfg).get("UpdateStatus") or {}).get("State") != "updating",
-             timeout=60)
-    wait_for("old containers gone", lambda: len(services.containers(cfg, SERVICE)) == replicas(cfg), timeout=60)
-    wait_for("no SwarmGuard alert", lambda: not query(cfg, f'ALERTS{{service="{SERVICE}"}}'), timeout=90)
-    wait_for("the task cool", lambda: all(float(r["value"][1]) < 30 for r in query(
-        cfg, f'swarmguard:task_cpu:percent{{service="{SERVICE}"}}')), timeout=60)
-    # The rules ignore a task's first 20 s (start-up grace): heat applied earlier would be
-    # judged late, and counted as slow detection.
-    services.wait_settled(cfg, SERVICE)
-
-
-def replicas(cfg: LabConfig) -> int:
-    return inspect(cfg)["Spec"]["Mode"]["Replicated"]["Replicas"]
-
-
 def migrations(cfg: LabConfig, receiver: ReceiverProcess, n: int) -> list[dict]:
     out = []
     for i in range(1, n + 1):
-        settle(cfg)
-        [task] = services.running_tasks(cfg, SERVICE)
-        old = services.node_name(cfg, task["NodeID"])
-        started_wall, started = time.time(), time.monotonic()
-        stress(cfg, "cpu", target=100, duration=STRESS_SECONDS)
-        try:
-            new = services.wait_moved_off(cfg, SERVICE, old, timeout=60, poll=0.1)
-        except LabError:
+        m = run.migrate(cfg, SERVICE, receiver, stress_seconds=STRESS_SECONDS, timeout=60, poll=0.1,
+                        stop_stress=False)
+        if not m.moved:
             # Counted as a miss, not a crash: a benchmark reports how often this happens.
-            progress(f"migration {i}/{n}: not moved off {old} within 60 s")
-            out.append({"started_at": started_wall, "ended_at": time.time(), "from": old, "to": None,
-                        "mttr_s": None, "detection_s": None, "missed": True})
+            progress(f"migration {i}/{n}: not moved off {m.from_node} within 60 s")
             stop_everywhere(cfg)
-            continue
-        mttr = time.monotonic() - started
-        receiver.wait_idle()
-        acting = action_started_at(receiver.events(), "migrate", SERVICE, after=started_wall)
-        out.append({"started_at": started_wall, "ended_at": time.time(), "from": old, "to": new, "mttr_s": mttr,
-                    "detection_s": (acting - started_wall) if acting else None})
-        progress(f"migration {i}/{n}: {old} -> {new}, MTTR {mttr:.2f} s, detection "
-                 + (f"{acting - started_wall:.2f} s" if acting else "?"))
+        else:
+            progress(f"migration {i}/{n}: {m.from_node} -> {m.to_node}, MTTR {m.mttr_s:.2f} s, detection "
+                     + (f"{m.detection_s:.2f} s" if m.detection_s is not None else "?"))
+        out.append({"started_at": m.started_at, "ended_at": m.ended_at, "from": m.from_node, "to": m.to_node,
+                    "mttr_s": m.mttr_s, "detection_s": m.detection_s, **({"missed": True} if not m.moved else {})})
     return out
 
 
 def scale_cycles(cfg: LabConfig, receiver: ReceiverProcess, n: int) -> list[dict]:
     out = []
     for i in range(1, n + 1):
-        settle(cfg)
-        started_wall, started = time.time(), time.monotonic()
-        stress(cfg, "combined", cpu=100, network=round(cfg.node_capacity_mbps * 0.85, 1), duration=STRESS_SECONDS)
-        wait_for("two healthy replicas", lambda: len(services.running_tasks(cfg, SERVICE)) == 2, timeout=90,
-                 interval=0.1)
-        up = time.monotonic() - started
-        acting = action_started_at(receiver.events(), "scale_up", SERVICE, after=started_wall)
-        stop_everywhere(cfg)
-        stopped = time.monotonic()
-        wait_for("back to one replica", lambda: replicas(cfg) == 1, timeout=120, interval=0.2)
-        down = time.monotonic() - stopped
-        receiver.wait_idle()
-        out.append({"started_at": started_wall, "load_ended_at": time.time() - (time.monotonic() - stopped),
-                    "ended_at": time.time(), "scale_up_step_s": up, "scale_up_detection_s": (acting - started_wall) if acting else None,
-                    "scale_down_after_load_end_s": down})
-        progress(f"scale cycle {i}/{n}: up in {up:.2f} s, down {down:.1f} s after the load ended")
+        c = run.scale_cycle(cfg, SERVICE, receiver, stress_seconds=STRESS_SECONDS, poll=0.1)
+        out.append({"started_at": c.started_at, "load_ended_at": c.load_ended_at, "ended_at": c.ended_at,
+                    "scale_up_step_s": c.up_step_s, "scale_up_detection_s": c.detection_s,
+                    "scale_down_after_load_end_s": c.down_after_load_end_s})
+        progress(f"scale cycle {i}/{n}: up in {c.up_step_s:.2f} s, down {c.down_after_load_end_s:.1f} s "
+                 "after the load ended")
     return out
 
 
@@ -126,7 +85,7 @@ def phase_at(result: dict, at: float) -> str:
 
 def baseline_no_receiver(cfg: LabConfig, seconds: int = 30) -> dict:
     """Today's Swarm: the task is starved and nothing moves it. How long it stays hot."""
-    settle(cfg)
+    run.settle(cfg, SERVICE)
     [task] = services.running_tasks(cfg, SERVICE)
     stress(cfg, "cpu", target=100, duration=seconds)
     started, hot = time.monotonic(), 0.0
@@ -141,7 +100,7 @@ def baseline_no_receiver(cfg: LabConfig, seconds: int = 30) -> dict:
 
 def baseline_kill(cfg: LabConfig) -> dict:
     """Swarm's reactive recovery: the only task's container is killed outright."""
-    settle(cfg)
+    run.settle(cfg, SERVICE)
     [task] = services.running_tasks(cfg, SERVICE)
     node = cfg.node(services.node_name(cfg, task["NodeID"]))
     container = task["Status"]["ContainerStatus"]["ContainerID"]
@@ -219,16 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = DEFAULT
     if not controller.healthy(cfg):
         controller.up(cfg)
-    services.remove_service(cfg, "web")  # the demo service holds the entry point's port
     progress(f"deploying {SERVICE} (stress app: 0.5 CPU, 256 MiB, max 2 replicas)")
-    services.deploy_stress(cfg, SERVICE, labels={"swarmguard.replicas.max": "2"})
+    run.deploy(cfg, SERVICE, maximum=2)
     result: dict = {"flavour": cfg.flavour, "versions": controller.running_versions(cfg)}
     try:
         probe_wall = time.time()
         with Probe(cfg.entrypoint_url + "/health", rate=20, max_seconds=3600) as probe:
             # The shortened windows for the whole run: one reload before anything fires.
-            with shortened_windows(cfg), ReceiverProcess(
-                    cfg, cooldown_migrate=5, cooldown_scale_up=10, cooldown_scale_down=10) as receiver:
+            with run.shortened_receiver(cfg, cooldown_migrate=5) as receiver:
                 result["migrations"] = migrations(cfg, receiver, args.migrations)
                 result["scale_cycles"] = scale_cycles(cfg, receiver, args.cycles)
                 progress("measuring monitoring overhead (30 s, idle service)")

@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 from tests.bench.common import progress, publish, summarise, table
-from tests.lab import controller, services
+from tests.lab.infra import controller, services
 from tests.lab.config import DEFAULT, PROJECT_ROOT, LabConfig
-from tests.lab.receiver_proc import ReceiverProcess, webhook
-from tests.lab.system import wait_for
+from tests.lab.infra.receiver_proc import ReceiverProcess, webhook
+from tests.lab.infra.system import wait_for
 
 WRK_SCRIPT = """
 wrk.method = "POST"

@@ -40,7 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.bench.common import progress, publish, summarise, table
 from tests.bench.fake_docker import SERVICE
 from tests.bench.receiver import payload, wrk
-from tests.lab.system import free_port
+from tests.lab.infra.system import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bench-token"

@@ -25,11 +25,11 @@ import pytest
 import requests
 import yaml
 
-from tests.lab import monitoring, nodes, rootfs, services
+from tests.lab.infra import monitoring, nodes, rootfs, services
 from tests.lab.config import LabConfig
-from tests.lab.monitoring import cadvisor_url
-from tests.lab.receiver_proc import ReceiverProcess, webhook
-from tests.lab.system import stop_pid, wait_for
+from tests.lab.infra.monitoring import cadvisor_url
+from tests.lab.infra.receiver_proc import ReceiverProcess, webhook
+from tests.lab.infra.system import stop_pid, wait_for
 
 pytestmark = pytest.mark.lab
 

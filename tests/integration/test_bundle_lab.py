@@ -17,13 +17,15 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.lab import dashboard, services, stack
+from tests.lab.instruments import dashboard, prometheus
+
+from tests.lab.infra import services, stack
 from tests.lab.config import LabConfig, Node
-from tests.lab.nodes import client
-from tests.lab.services import node_name, running_tasks
-from tests.lab.probe import Probe
-from tests.lab.receiver_proc import ReceiverProcess, rfc3339
-from tests.lab.system import wait_for
+from tests.lab.infra.nodes import client
+from tests.lab.infra.services import node_name, running_tasks
+from tests.lab.instruments.probe import Probe
+from tests.lab.infra.receiver_proc import ReceiverProcess, rfc3339
+from tests.lab.infra.system import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -60,14 +62,6 @@ def bundle(lab):
 def node_of(lab: LabConfig, service: str) -> Node:
     [task] = services.running_tasks(lab, stack.full_name(service))
     return lab.node(services.node_name(lab, task["NodeID"]))
-
-
-def api(url: str, path: str, **params) -> dict:
-    r = requests.get(f"{url}{path}", params=params, timeout=10)
-    r.raise_for_status()
-    body = r.json()
-    assert body["status"] == "success", body
-    return body["data"]
 
 
 def stack_prometheus(lab: LabConfig) -> str:
@@ -121,7 +115,7 @@ def test_the_stacks_prometheus_scrapes_one_exporter_per_node_at_the_nodes_addres
     wanted = {f"http://{n.ip}:{stack.EXPORTER_PORT}/metrics": n.name for n in lab.nodes}
 
     def exporter_targets():
-        return [t for t in api(url, "/api/v1/targets", state="active")["activeTargets"]
+        return [t for t in prometheus.api(url, "/api/v1/targets", state="active")["activeTargets"]
                 if t["labels"]["job"] == "swarmguard-exporter"]
 
     def node_targets_up():
@@ -135,29 +129,29 @@ def test_the_stacks_prometheus_scrapes_one_exporter_per_node_at_the_nodes_addres
         "every task at its overlay address)")
     # Each exporter reads its own node's Docker daemon...
     wait_for("every exporter reading its node's Docker", lambda: {
-        r["metric"]["instance"] for r in api(url, "/api/v1/query",
+        r["metric"]["instance"] for r in prometheus.api(url, "/api/v1/query",
                                              query="swarmguard_exporter_docker_up == 1")["result"]
     } == set(wanted.values()), timeout=30)
     # ...and measures the stack's own demo task, on the node that runs it.
     [task] = running_tasks(lab, STRESS)
-    rows = wait_for("the demo task's CPU from its node's exporter", lambda: api(
+    rows = wait_for("the demo task's CPU from its node's exporter", lambda: prometheus.api(
         url, "/api/v1/query", query=f'swarmguard_task_cpu_seconds_total{{service="{STRESS}"}}')["result"], timeout=30)
     assert {r["metric"]["instance"] for r in rows} == {node_name(lab, task["NodeID"])}
-    assert api(url, "/api/v1/query",
+    assert prometheus.api(url, "/api/v1/query",
                query=f'swarmguard_container_network_percent{{service="{STRESS}"}}')["result"]
     # cAdvisor: the stack's service has no task in the lab; its job scrapes the lab's
     # cAdvisor processes instead (tests/lab/stack.py: lab_prometheus_config).
-    assert sorted(t["labels"]["instance"] for t in api(url, "/api/v1/targets", state="active")["activeTargets"]
+    assert sorted(t["labels"]["instance"] for t in prometheus.api(url, "/api/v1/targets", state="active")["activeTargets"]
                   if t["labels"]["job"] == "cadvisor") == sorted(n.name for n in lab.nodes)
 
 
 def test_the_stacks_prometheus_loads_the_rules_and_finds_the_stacks_alertmanager(bundle):
     url = stack_prometheus(bundle)
-    groups = {g["name"] for g in api(url, "/api/v1/rules")["groups"]}
+    groups = {g["name"] for g in prometheus.api(url, "/api/v1/rules")["groups"]}
     assert groups == {"swarmguard-thresholds", "swarmguard-detection", "swarmguard-scale-down",
                       "swarmguard-health"}
     # dns_sd on tasks.alertmanager: the one replica's address on the stack's network.
-    found = wait_for("the stack's Prometheus discovering tasks.alertmanager", lambda: api(
+    found = wait_for("the stack's Prometheus discovering tasks.alertmanager", lambda: prometheus.api(
         url, "/api/v1/alertmanagers")["activeAlertmanagers"], timeout=30)
     assert len(found) == 1 and found[0]["url"].endswith(":9093/api/v2/alerts"), found
 
@@ -222,7 +216,7 @@ def test_every_dashboard_query_returns_series_once_swarmguard_has_migrated_the_d
 
         empty = []
         for query in dashboard.promql():
-            result = api(lab.prometheus_url, "/api/v1/query_range", query=query.expr,
+            result = prometheus.api(lab.prometheus_url, "/api/v1/query_range", query=query.expr,
                          start=started - 120, end=time.time(), step="1s")["result"]
             if not result:
                 empty.append(f"{query.where}: {query.expr}")
@@ -243,7 +237,7 @@ def test_scenario_1_through_the_whole_bundle_moves_the_task_with_zero_failed_req
     the stack's Alertmanager delivers, the stack's receiver (in its container, with the
     manager's Docker socket) migrates; a probe through the entry point counts failures."""
     lab = bundle
-    wait_for("the demo task to cool down", lambda: not api(
+    wait_for("the demo task to cool down", lambda: not prometheus.api(
         stack_prometheus(lab), "/api/v1/query", query=f'ALERTS{{service="{STRESS}"}}')["result"], timeout=90)
     wait_for("old containers gone", lambda: len(services.containers(lab, STRESS)) == 1, timeout=30)
     before = receiver_metric(lab, "swarmguard_actions_total", kind="migrate", result="success")
@@ -271,7 +265,7 @@ def test_scenario_2_through_the_whole_bundle_scales_up_and_back_down_with_zero_f
     lab has two workers, so the second is the last free node, which an earlier migration
     had excluded) and removes it after the (shortened) scale-down window."""
     lab = bundle
-    wait_for("the demo task to cool down", lambda: not api(
+    wait_for("the demo task to cool down", lambda: not prometheus.api(
         stack_prometheus(lab), "/api/v1/query", query=f'ALERTS{{service="{STRESS}"}}')["result"], timeout=90)
     wait_for("old containers gone", lambda: len(services.containers(lab, STRESS)) == 1, timeout=30)
     ups = receiver_metric(lab, "swarmguard_actions_total", kind="scale_up", result="success")

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from tests.integration.helpers import prometheus_query
-from tests.lab import services
-from tests.lab.services import stress
-from tests.lab.webhook_sink import WebhookSink
+from tests.lab.instruments import prometheus
+from tests.lab.infra import services
+from tests.lab.infra.services import stress
+from tests.lab.infra.webhook_sink import WebhookSink
 
 pytestmark = [pytest.mark.lab, pytest.mark.compat]
 
@@ -86,7 +86,7 @@ def test_an_alertmanager_silence_on_the_service_stops_delivery(lab, hot_service,
         deadline = time.monotonic() + 45
         firing = []
         while not firing and time.monotonic() < deadline:
-            firing = prometheus_query(lab, 'ALERTS{alertname="SwarmGuardMigrate",service="silenced",alertstate="firing"}')
+            firing = prometheus.query(lab, 'ALERTS{alertname="SwarmGuardMigrate",service="silenced",alertstate="firing"}')
             time.sleep(0.5)
         assert firing, "the alert never fired in Prometheus, so the silence proved nothing"
         time.sleep(5)  # well past group_wait: a delivery would have come by now

@@ -9,14 +9,13 @@ import time
 import pytest
 import requests
 
-from tests.integration.helpers import prometheus_query
-from tests.lab import services
-from tests.lab.monitoring import shortened_windows
-from tests.lab.nodes import client
-from tests.lab.probe import Probe
-from tests.lab.receiver_proc import ReceiverProcess
-from tests.lab.services import stop_stress_everywhere
-from tests.lab.system import wait_for
+from tests.lab.instruments import prometheus
+from tests.lab.scenarios import run
+from tests.lab.infra import services
+from tests.lab.instruments.probe import Probe
+from tests.lab.infra.receiver_proc import ReceiverProcess
+from tests.lab.infra.services import stop_stress_everywhere
+from tests.lab.infra.system import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -31,33 +30,19 @@ def victim(lab):
         services.remove_service(lab, "victim")
 
 
-def firing(lab, alertname: str, service: str) -> bool:
-    return bool(prometheus_query(lab, f'ALERTS{{alertname="{alertname}",service="{service}",alertstate="firing"}}'))
-
-
-def replicas(lab, name: str) -> int:
-    return client(lab, lab.manager).api.inspect_service(name)["Spec"]["Mode"]["Replicated"]["Replicas"]
-
-
 @pytest.mark.compat
 def test_scenario_1_a_cpu_starved_task_is_migrated_with_zero_failed_requests(lab, victim):
-    [task] = services.running_tasks(lab, victim)
-    old = services.node_name(lab, task["NodeID"])
     with ReceiverProcess(lab) as receiver, Probe(lab.entrypoint_url + "/health", rate=20) as probe:
         time.sleep(1)
-        services.wait_settled(lab)  # the rules ignore a task's start-up heat
-        started = time.monotonic()
-        r = requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
-        assert r.headers["X-Swarm-Node"] == old
-        new = services.wait_moved_off(lab, victim, old, timeout=60)
-        moved_after = time.monotonic() - started
-        receiver.wait_idle()
+        moved = run.migrate(lab, victim, receiver, stress_seconds=60, timeout=60)
         time.sleep(2)
         result = probe.stop()
         assert receiver.metric("swarmguard_actions_total", kind="migrate", result="success") == 1
-    print(f"Scenario 1: stress on {old}, moved to {new} {moved_after:.1f} s after the stress started; "
+    old, new = moved.from_node, moved.to_node
+    print(f"Scenario 1: stress on {old}, moved to {new} {moved.mttr_s:.1f} s after the stress started; "
           f"{result.summary()}")
-    assert new != old
+    assert moved.stressed_node == old  # the stress reached the task under test
+    assert new is not None and new != old
     assert result.failed == 0, result.summary()
     assert result.nodes == [old, new]
     # The new task is not hot: the stress ran in the old task's processes, gone with it.
@@ -68,35 +53,26 @@ def test_scenario_1_a_cpu_starved_task_is_migrated_with_zero_failed_requests(lab
 def test_scenario_2_real_demand_scales_up_to_the_maximum_then_back_down_after_the_window(lab, victim):
     """Shortened windows (scale-down for: 20s, Alertmanager repeat 10s, cooldowns 10 s)
     so the cycle fits in a test; the logic is the shipped one."""
-    steps = []
-    with shortened_windows(lab), ReceiverProcess(lab, cooldown_scale_up=10, cooldown_scale_down=10) as receiver, \
+    with run.shortened_receiver(lab) as receiver, \
             Probe(lab.entrypoint_url + "/health", rate=20, max_seconds=240) as probe:
-        services.wait_settled(lab)  # the rules ignore a task's start-up heat
-        started = time.monotonic()
-        requests.get(f"{lab.entrypoint_url}/stress/combined", timeout=5,
-                     params={"cpu": 100, "network": round(lab.node_capacity_mbps * 0.85, 1), "duration": 90})
-        wait_for("scale up to 2", lambda: replicas(lab, victim) == 2, timeout=60)
-        steps.append(("up to 2", time.monotonic() - started))
-        wait_for("two healthy replicas", lambda: len(services.running_tasks(lab, victim)) == 2, timeout=60)
-        # At the maximum: the alert keeps firing, nothing more happens.
-        wait_for("a skip at the maximum",
-                 lambda: receiver.metric("swarmguard_alerts_skipped_total", reason="at_limit") >= 1, timeout=40)
-        assert replicas(lab, victim) == 2
-        assert not firing(lab, "SwarmGuardScaleDown", victim)  # held back while demand is real
-        stop_stress_everywhere(lab)
-        stopped = time.monotonic()
-        wait_for("scale down to 1", lambda: replicas(lab, victim) == 1, timeout=90)
-        steps.append(("down to 1", time.monotonic() - started))
+        def at_the_maximum():
+            # The alert keeps firing, nothing more happens.
+            wait_for("a skip at the maximum",
+                     lambda: receiver.metric("swarmguard_alerts_skipped_total", reason="at_limit") >= 1, timeout=40)
+            assert services.replicas(lab, victim) == 2
+            assert not prometheus.firing(lab, "SwarmGuardScaleDown", victim)  # held back while demand is real
+        cycle = run.scale_cycle(lab, victim, receiver, stress_seconds=90, up_timeout=60, down_timeout=90,
+                                at_maximum=at_the_maximum)
         # The N-1 rule: with 2 replicas idle, total CPU is far below 75 % x 1; and never
         # before the shortened 20 s window after the load ended.
-        assert time.monotonic() - stopped >= 20
-        wait_for("one healthy task", lambda: len(services.running_tasks(lab, victim)) == 1, timeout=30)
+        assert cycle.down_after_load_end_s >= 20
         time.sleep(12)  # a repeat of the alert at the minimum must change nothing
-        assert replicas(lab, victim) == 1
+        assert services.replicas(lab, victim) == 1
         receiver.wait_idle()
         result = probe.stop()
         assert receiver.metric("swarmguard_actions_total", kind="scale_up", result="success") == 1
         assert receiver.metric("swarmguard_actions_total", kind="scale_down", result="success") == 1
+    steps = [("up to 2", cycle.scaled_up_s), ("down to 1", cycle.down_after_load_end_s)]
     print(f"Scenario 2: {steps}; {result.summary()}")
     assert result.failed == 0, result.summary()
 
@@ -106,7 +82,7 @@ def test_an_alert_that_fires_while_the_receiver_is_down_is_retried_and_acted_on_
     old = services.node_name(lab, task["NodeID"])
     services.wait_settled(lab)  # the rules ignore a task's start-up heat
     requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
-    wait_for("the alert to fire", lambda: firing(lab, "SwarmGuardMigrate", victim), timeout=30)
+    wait_for("the alert to fire", lambda: prometheus.firing(lab, "SwarmGuardMigrate", victim), timeout=30)
     time.sleep(3)  # Alertmanager is failing to deliver: nothing listens on the receiver's port
     with ReceiverProcess(lab) as receiver:
         new = services.wait_moved_off(lab, victim, old, timeout=30)
@@ -122,15 +98,15 @@ def test_an_alert_for_a_task_that_moved_before_delivery_changes_nothing(lab, vic
     old = services.node_name(lab, task["NodeID"])
     services.wait_settled(lab)  # the rules ignore a task's start-up heat
     requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
-    wait_for("the alert to fire", lambda: firing(lab, "SwarmGuardMigrate", victim), timeout=30)
+    wait_for("the alert to fire", lambda: prometheus.firing(lab, "SwarmGuardMigrate", victim), timeout=30)
 
     def move_by_hand(spec):
         spec["TaskTemplate"]["Placement"]["Constraints"].append(f"node.hostname!={old}")
     services.update_service(lab, victim, move_by_hand)
     services.wait_moved_off(lab, victim, old)
-    wait_for("Swarm's update to finish", lambda: client(lab, lab.manager).api.inspect_service(victim)
+    wait_for("Swarm's update to finish", lambda: services.inspect(lab, victim)
              .get("UpdateStatus", {}).get("State") != "updating")
-    before = client(lab, lab.manager).api.inspect_service(victim)["Version"]
+    before = services.inspect(lab, victim)["Version"]
     with ReceiverProcess(lab) as receiver:  # now Alertmanager delivers the old alert
         # Alertmanager redelivers on its retry back-off or at the group's repeat interval
         # (1 m): 0.25 was usually back within seconds, 0.33 can take the whole minute.
@@ -139,7 +115,7 @@ def test_an_alert_for_a_task_that_moved_before_delivery_changes_nothing(lab, vic
                  timeout=150)
         receiver.wait_idle()
         assert receiver.metric("swarmguard_actions_total") == 0
-    assert client(lab, lab.manager).api.inspect_service(victim)["Version"] == before
+    assert services.inspect(lab, victim)["Version"] == before
 
 
 def test_a_silenced_service_is_not_acted_on_while_the_silence_holds(lab, victim):
@@ -152,7 +128,7 @@ def test_a_silenced_service_is_not_acted_on_while_the_silence_holds(lab, victim)
         with ReceiverProcess(lab) as receiver:
             services.wait_settled(lab)  # the rules ignore a task's start-up heat
             requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
-            wait_for("the alert to fire", lambda: firing(lab, "SwarmGuardMigrate", victim), timeout=30)
+            wait_for("the alert to fire", lambda: prometheus.firing(lab, "SwarmGuardMigrate", victim), timeout=30)
             time.sleep(5)
             assert receiver.metric("swarmguard_alerts_received_total") == 0
             assert [t["ID"] for t in services.running_tasks(lab, victim)] == [task["ID"]]

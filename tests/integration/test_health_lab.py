@@ -17,10 +17,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from tests.lab import health, monitoring, services
-from tests.lab.docker_proxy import DockerProxy
-from tests.lab.receiver_proc import ReceiverProcess, rfc3339
-from tests.lab.system import wait_for
+from tests.lab.instruments import health, prometheus
+
+from tests.lab.infra import monitoring, services
+from tests.lab.infra.docker_proxy import DockerProxy
+from tests.lab.infra.receiver_proc import ReceiverProcess, rfc3339
+from tests.lab.infra.system import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -34,7 +36,7 @@ def _selector(alertname: str, reason: str, **labels: str) -> str:
 
 
 def firing(lab, alertname: str, reason: str, **labels: str) -> list[dict]:
-    return monitoring.prometheus_query(
+    return prometheus.query(
         lab, f'ALERTS{{{_selector(alertname, reason, **labels)}, alertstate="firing"}}')
 
 
@@ -43,7 +45,7 @@ def wait_quiet(lab, alertname: str, reason: str, **labels: str) -> None:
     caused by the fault (a task that has just started, not yet seen by cAdvisor, can leave
     cadvisor_blind pending for a while)."""
     wait_for(f"{alertname} {reason} {labels} neither pending nor firing before the fault",
-             lambda: not monitoring.prometheus_query(
+             lambda: not prometheus.query(
                  lab, f"ALERTS{{{_selector(alertname, reason, **labels)}}}"),
              timeout=180, interval=0.5)
 
@@ -58,7 +60,7 @@ def wait_firing(lab, alertname: str, reason: str, window: float, since: float, *
     print(f"\n{alertname} reason={reason} {labels}: fired {elapsed:.1f} s after the fault "
           f"(window {window:g} s)")
     lookback = math.ceil(elapsed) + 1
-    pending = monitoring.prometheus_query(
+    pending = prometheus.query(
         lab, f'max_over_time(ALERTS{{{_selector(alertname, reason, **labels)}, '
              f'alertstate="pending"}}[{lookback}s])')
     assert pending, "fired without being pending first: the rule did not hold for its `for:`"
@@ -142,7 +144,7 @@ def test_a_cadvisor_without_its_docker_factory_is_cadvisor_blind(lab, receiver):
     node = task_node(lab)  # the exporter sees a swarm task there
     # Until cAdvisor has seen the new task's container, the condition already holds.
     wait_for(f"cAdvisor on {node.name} to see the swarm task",
-             lambda: monitoring.prometheus_query(
+             lambda: prometheus.query(
                  lab, f'container_cpu_usage_seconds_total{{node="{node.name}", '
                       f'container_label_com_docker_swarm_task_id!=""}}'),
              timeout=120, interval=1)

@@ -7,12 +7,12 @@ import time
 import pytest
 import requests
 
-from tests.integration.helpers import prometheus_query, prometheus_targets
-from tests.lab import services
-from tests.lab.monitoring import cadvisor_url
-from tests.lab.nodes import client
-from tests.lab.probe import Probe
-from tests.lab.system import wait_for
+from tests.lab.instruments import prometheus
+from tests.lab.infra import services
+from tests.lab.infra.monitoring import cadvisor_url
+from tests.lab.infra.nodes import client
+from tests.lab.instruments.probe import Probe
+from tests.lab.infra.system import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -67,14 +67,14 @@ def test_cadvisor_on_the_tasks_node_reports_its_cpu_with_swarm_labels(lab, web):
 
 
 def test_prometheus_scrapes_every_cadvisor_and_alertmanager_is_ready(lab):
-    cadvisors = [t for t in prometheus_targets(lab) if t["labels"]["job"] == "cadvisor"]
+    cadvisors = [t for t in prometheus.targets(lab) if t["labels"]["job"] == "cadvisor"]
     assert sorted(t["labels"]["node"] for t in cadvisors) == ["manager", "worker-1", "worker-2"]
     deadline = time.monotonic() + 10
     while any(t["health"] != "up" for t in cadvisors) and time.monotonic() < deadline:
         time.sleep(1)
-        cadvisors = [t for t in prometheus_targets(lab) if t["labels"]["job"] == "cadvisor"]
+        cadvisors = [t for t in prometheus.targets(lab) if t["labels"]["job"] == "cadvisor"]
     assert [t["health"] for t in cadvisors] == ["up"] * 3, cadvisors
-    assert {r["metric"]["node"] for r in prometheus_query(lab, 'up{job="cadvisor"} == 1')} == {
+    assert {r["metric"]["node"] for r in prometheus.query(lab, 'up{job="cadvisor"} == 1')} == {
         "manager", "worker-1", "worker-2"}
     assert requests.get(f"{lab.alertmanager_url}/-/ready", timeout=5).status_code == 200
 

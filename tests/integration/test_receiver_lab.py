@@ -13,11 +13,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from tests.lab import services
-from tests.lab.nodes import client
-from tests.lab.probe import Probe
-from tests.lab.receiver_proc import ReceiverProcess, rfc3339, webhook
-from tests.lab.system import wait_for
+from tests.lab.infra import services
+from tests.lab.infra.services import inspect, replicas
+from tests.lab.infra.nodes import client
+from tests.lab.instruments.probe import Probe
+from tests.lab.infra.receiver_proc import ReceiverProcess, rfc3339, webhook
+from tests.lab.infra.system import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -31,16 +32,8 @@ def web(lab):
     services.remove_service(lab, "web")
 
 
-def inspect(lab, name: str) -> dict:
-    return client(lab, lab.manager).api.inspect_service(name)
-
-
 def placement(lab, name: str) -> list[str]:
     return inspect(lab, name)["Spec"]["TaskTemplate"].get("Placement", {}).get("Constraints", [])
-
-
-def replicas(lab, name: str) -> int:
-    return inspect(lab, name)["Spec"]["Mode"]["Replicated"]["Replicas"]
 
 
 def the_task(lab, name: str) -> tuple[str, str, str]:

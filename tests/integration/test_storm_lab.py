@@ -19,14 +19,15 @@ from receiver.actuator import SUCCESS
 from receiver.config import Settings
 from receiver.decisions import BUDGET, NO_ELIGIBLE_NODE
 from receiver import events as E
-from tests.integration.helpers import prometheus_query
-from tests.lab import services, storm_plot
+from tests.lab.instruments import prometheus
+from tests.lab.infra import services
+from tests.lab.reports import storm_plot
 from tests.lab.config import PROJECT_ROOT
-from tests.lab.events import event_time
-from tests.lab.nodes import client
-from tests.lab.probe import Probe
-from tests.lab.receiver_proc import ReceiverProcess
-from tests.lab.system import wait_for
+from tests.lab.instruments.events import event_time
+from tests.lab.infra.nodes import client
+from tests.lab.instruments.probe import Probe
+from tests.lab.infra.receiver_proc import ReceiverProcess
+from tests.lab.infra.system import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -95,10 +96,8 @@ def storm(lab):
 def alerting_nodes(lab, at: float) -> set[str]:
     """Node IDs a firing SwarmGuardMigrate named at unix time `at` (Prometheus's own
     record, independent of what the receiver believed)."""
-    r = requests.get(f"{lab.prometheus_url}/api/v1/query", timeout=10, params={
-        "query": 'ALERTS{alertname="SwarmGuardMigrate",alertstate="firing"}', "time": at})
-    r.raise_for_status()
-    return {s["metric"]["node_id"] for s in r.json()["data"]["result"]}
+    return {s["metric"]["node_id"] for s in prometheus.query(
+        lab, 'ALERTS{alertname="SwarmGuardMigrate",alertstate="firing"}', at=at)}
 
 
 def most_at_once(intervals: list[tuple[float, float]]) -> int:
@@ -129,7 +128,7 @@ def test_a_hot_node_is_emptied_within_budgets_never_onto_a_hot_node_never_twice(
         # heat); the order to check is the memory heat's, so wait until every storm task
         # holds its memory and the receiver has heard each alert since then.
         wait_for("every storm task holding its memory", lambda: len([
-            r for r in prometheus_query(lab, 'swarmguard:task_memory:percent{service=~"storm-[0-9]"}')
+            r for r in prometheus.query(lab, 'swarmguard:task_memory:percent{service=~"storm-[0-9]"}')
             if float(r["value"][1]) > 82]) == len(STORM), timeout=120)
         held = time.time()
         # worker-2 is hot too: nothing may land there, so nothing moves.
@@ -215,13 +214,13 @@ def test_a_freshly_moved_task_is_not_judged_hot_on_its_own_start_up(lab):
             [new] = services.running_tasks(lab, name)
             # The new task's start-up burn is real and visible...
             wait_for("the new task's start-up heat in Prometheus", lambda: any(
-                float(r["value"][1]) > 75 for r in prometheus_query(
+                float(r["value"][1]) > 75 for r in prometheus.query(
                     lab, f'max_over_time(swarmguard:task_cpu:percent{{task_id="{new["ID"]}"}}[1m])')),
                 timeout=60)
             # ...and ignored: past the grace, the task is judged and found cool.
             wait_for("the new task past its start-up grace",
                      lambda: new["ID"] in services.settled_tasks(lab, name), timeout=90)
-            alerts = prometheus_query(
+            alerts = prometheus.query(
                 lab, f'max_over_time(ALERTS{{alertname="SwarmGuardMigrate",task_id="{new["ID"]}"}}[5m])')
             assert alerts == [], alerts
             receiver.wait_idle()

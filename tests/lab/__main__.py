@@ -5,9 +5,9 @@ import argparse
 import os
 import sys
 
-from . import controller, services
+from .infra import controller, services
 from .config import DEFAULT
-from .system import LabError, say
+from .infra.system import LabError, say
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,82 +18,51 @@ import json
 import sys
 import time
 
-import requests
-
-from tests.bench.common import ARTIFACTS
-from tests.lab import controller, health, services
+from tests.lab.artifacts import ARTIFACTS
 from tests.lab.config import DEFAULT, LabConfig
-from tests.lab.monitoring import shortened_windows
-from tests.lab.probe import Probe
-from tests.lab.receiver_proc import ReceiverProcess
-from tests.lab.recorder import Recorder
-from tests.lab.services import stop_stress_everywhere as stop_everywhere, stress
-from tests.lab.system import LabError, say, wait_for
-from tests.lab.timeline import render_png, render_text, summary
+from tests.lab.infra import controller
+from tests.lab.infra.receiver_proc import ReceiverProcess
+from tests.lab.infra.system import LabError, say, wait_for
+from tests.lab.instruments import health
+from tests.lab.reports.analysis import summary
+from tests.lab.reports.png import render_png
+from tests.lab.reports.text import render_text
+from tests.lab.scenarios import run
 
 SERVICE = "demo"
 
 
-def replicas(cfg: LabConfig) -> int:
-    return services.client(cfg, cfg.manager).api.inspect_service(SERVICE)["Spec"]["Mode"]["Replicated"]["Replicas"]
-
-
-def scenario(cfg: LabConfig, receiver: ReceiverProcess, title: str, run) -> dict:
+def show(cfg: LabConfig, receiver: ReceiverProcess, title: str, scenario) -> dict:
+    """Run one scenario under the recorder, print its timeline, draw its PNG; its numbers."""
     say(f"{title}: starting")
-    with Recorder(cfg, [SERVICE]) as rec:
-        probe_started = time.time()
-        with Probe(cfg.entrypoint_url + "/health", rate=20, max_seconds=300) as probe:
-            time.sleep(2)
-            run(rec)
-            time.sleep(3)
-        rec.add_probe(probe.stop(), probe_started)
-        receiver.wait_idle()
-        rec.add_receiver_events(receiver.events(), since_wall=rec.started_at)
-        timeline = rec.timeline(title)
+    recording = run.recorded(cfg, receiver, title, SERVICE, scenario)
     print()
-    print(render_text(timeline))
+    print(render_text(recording.timeline))
     slug = title.split(":")[0].lower().replace(" ", "-")
-    png = render_png(timeline, ARTIFACTS / f"demo-{slug}.png")
+    png = render_png(recording.timeline, ARTIFACTS / f"demo-{slug}.png")
     print(f"           picture     {png}")
-    return summary(timeline)
+    return summary(recording.timeline)
 
 
-def scenario_1(cfg: LabConfig):
-    def run(rec: Recorder) -> None:
-        services.wait_settled(cfg, SERVICE)  # the rules ignore a task's start-up heat
-        [(task, node)] = rec.running_tasks(SERVICE) or [("?", "?")]
-        stress(cfg, "cpu", target=100, duration=40)
-        rec.event("stress", f"CPU stress started on {SERVICE} (task {task} on {node}), little network",
-                  SERVICE, task=task, node=node)
-        old = node
-        moved_to = services.wait_moved_off(cfg, SERVICE, old, timeout=60)
-        say(f"Scenario 1: {SERVICE} moved from {old} to {moved_to}")
-        time.sleep(3)
-        stop_everywhere(cfg)
-        rec.event("stress_stopped", "stress stopped", SERVICE)
-    return run
+def scenario_1(cfg: LabConfig, receiver: ReceiverProcess):
+    def migrate(rec):
+        # The stress is held 3 s after the move: the picture shows the new task cool.
+        result = run.migrate(cfg, SERVICE, receiver, recorder=rec, stress_seconds=40, hold_s=3)
+        if not result.moved:
+            raise LabError(f"{SERVICE} was not moved off {result.from_node} within 60 s")
+        say(f"Scenario 1: {SERVICE} moved from {result.from_node} to {result.to_node}")
+        return result
+    return migrate
 
 
-def scenario_2(cfg: LabConfig):
-    def run(rec: Recorder) -> None:
-        wait_for("the migrated task to cool down", lambda: not requests.get(
-            f"{cfg.prometheus_url}/api/v1/query", timeout=5,
-            params={"query": f'ALERTS{{service="{SERVICE}"}}'}).json()["data"]["result"], timeout=60)
-        services.wait_settled(cfg, SERVICE)
-        [(task, node)] = rec.running_tasks(SERVICE) or [("?", "?")]
-        mbps = round(cfg.node_capacity_mbps * 0.85, 1)
-        stress(cfg, "combined", cpu=100, network=mbps, duration=60)
-        rec.event("stress", f"CPU + network stress ({mbps} Mbit/s of {cfg.node_capacity_mbps}) on {SERVICE} "
-                            f"(task {task} on {node})", SERVICE, task=task, node=node)
-        wait_for("a second replica", lambda: len(services.running_tasks(cfg, SERVICE)) == 2, timeout=60)
-        say(f"Scenario 2: {SERVICE} scaled up to 2 replicas")
-        time.sleep(5)
-        stop_everywhere(cfg)
-        rec.event("stress_stopped", "stress stopped: demand is gone", SERVICE)
-        wait_for("scale down to 1 replica", lambda: replicas(cfg) == 1, timeout=120)
+def scenario_2(cfg: LabConfig, receiver: ReceiverProcess):
+    def scale(rec):
+        result = run.scale_cycle(cfg, SERVICE, receiver, recorder=rec, stress_seconds=60,
+                                 at_maximum=lambda: (say(f"Scenario 2: {SERVICE} scaled up to 2 replicas"),
+                                                     time.sleep(5)))
         say(f"Scenario 2: {SERVICE} scaled back down to 1 replica")
-        wait_for("one task", lambda: len(services.running_tasks(cfg, SERVICE)) == 1, timeout=30)
-    return run
+        return result
+    return scale
 
 
 def print_health(cfg: LabConfig) -> None:
@@ -111,16 +80,15 @@ def main() -> int:
     cfg = DEFAULT
     if not controller.healthy(cfg):
         controller.up(cfg)
-    services.remove_service(cfg, "web")
     versions = controller.running_versions(cfg)
     say(f"lab flavour {cfg.flavour}: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     say(f"deploying the demo service {SERVICE} (stress app, opted in, 0.5 CPU, max 2 replicas)")
-    services.deploy_stress(cfg, SERVICE, labels={"swarmguard.replicas.max": "2"})
+    run.deploy(cfg, SERVICE, maximum=2)
     results: dict = {"flavour": cfg.flavour, "versions": versions}
-    with shortened_windows(cfg), ReceiverProcess(cfg, cooldown_scale_up=10, cooldown_scale_down=10) as receiver:
+    with run.shortened_receiver(cfg) as receiver:
         print_health(cfg)
-        results["scenario_1"] = scenario(cfg, receiver, "Scenario 1: migrate a starved task", scenario_1(cfg))
-        results["scenario_2"] = scenario(cfg, receiver, "Scenario 2: scale with real demand", scenario_2(cfg))
+        results["scenario_1"] = show(cfg, receiver, "Scenario 1: migrate a starved task", scenario_1(cfg, receiver))
+        results["scenario_2"] = show(cfg, receiver, "Scenario 2: scale with real demand", scenario_2(cfg, receiver))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "demo.json").write_text(json.dumps(results, indent=2, default=str))
     print()

@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from tests.lab import rootfs
+from tests.lab.infra import rootfs
 from tests.lab.config import FLAVOURS, LabConfig
 
 PACKAGES = {"promtool": "prometheus", "prometheus": "prometheus",

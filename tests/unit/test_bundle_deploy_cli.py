@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.lab import stack as lab_stack
+from tests.lab.infra import stack as lab_stack
 from tests.lab.config import DEFAULT
 from tests.rules.flavour_tools import tool
 from tests.unit.fake_docker_api import FakeSwarmManager

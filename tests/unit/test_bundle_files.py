@@ -16,16 +16,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.lab import dashboard, monitoring
-from tests.lab import stack as lab_stack
-from tests.lab.bundle_images import MONITORING_IMAGES
+from tests.lab.instruments import dashboard
+
+from tests.lab.infra import monitoring
+from tests.lab.infra import stack as lab_stack
+from tests.lab.infra.bundle_images import MONITORING_IMAGES
 from tests.lab.config import DEFAULT
-from tests.lab.images import PROJECT_IMAGES
-from tests.lab.system import LabError
+from tests.lab.infra.images import PROJECT_IMAGES
+from tests.lab.infra.system import LabError
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = yaml.safe_load((ROOT / "stack.yml").read_text())
-LAB = yaml.safe_load((ROOT / "tests" / "lab" / "stack.lab.yml").read_text())
+LAB = yaml.safe_load((lab_stack.LAB_FILE).read_text())
 SERVICES = STACK["services"]
 PROJECT_SERVICES = ("exporter", "receiver", "stress")
 MONITORING_SERVICES = ("cadvisor", "exporter", "prometheus", "alertmanager", "grafana")
@@ -323,7 +325,7 @@ def test_the_lab_mounts_the_managers_docker_socket_and_versions_configs_by_conte
 
 
 def test_the_lab_file_says_what_deploy_sets_for_it():
-    text = (ROOT / "tests" / "lab" / "stack.lab.yml").read_text()
+    text = (lab_stack.LAB_FILE).read_text()
     for name, value in lab_stack.environment(DEFAULT).items():
         if name != "SWARMGUARD_CONFIG_VERSION":
             assert f"{name}={value}" in text, name

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab import rootfs
-from tests.lab.bundle_images import (ALERTMANAGER, MONITORING_IMAGES, PROMETHEUS, monitoring_images,
+from tests.lab.infra import rootfs
+from tests.lab.infra.bundle_images import (ALERTMANAGER, MONITORING_IMAGES, PROMETHEUS, monitoring_images,
                                      prepare_context, shared_libraries)
 from tests.lab.config import LabConfig
-from tests.lab.images import BUSYBOX
+from tests.lab.infra.images import BUSYBOX
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler
 
-from tests.lab.docker_proxy import DockerProxy
+from tests.lab.infra.docker_proxy import DockerProxy
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab import events as LE
-from tests.lab.timeline import Timeline, parse_time, recoveries, Event
+from tests.lab.instruments import events as LE
+from tests.lab.reports.analysis import recoveries
+from tests.lab.reports.timeline import Event, Timeline, parse_time
 
 LOG = Path(__file__).parent / "fixtures" / "recorder" / "receiver-events.log"
 NODES = {"n-manager-000000000000000": "manager", "n-worker1-0000000000000000": "worker-1",

@@ -1,9 +1,9 @@
 """The demo's first line: what the dashboard's row "Can SwarmGuard see and act?" says."""
 from __future__ import annotations
 
-from tests.lab import health
+from tests.lab.instruments import health
 from tests.lab.config import DEFAULT
-from tests.lab.health import Health, describe
+from tests.lab.instruments.health import Health, describe
 
 ALL_WELL = Health(nodes_seen=3, nodes_ready=3, tasks_seen=2, tasks_running=2,
                   webhook_failures=0, receiver_up=True)

@@ -1,5 +1,5 @@
 """The routing-mesh stand-in: which HAProxy servers may take new requests."""
-from tests.lab.meshsync import publishing_services, server_states
+from tests.lab.infra.meshsync import publishing_services, server_states
 
 NODES = {"n1": "worker-1", "n2": "worker-2"}
 

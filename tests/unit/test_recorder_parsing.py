@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab import recorder_parsing as P
-from tests.lab.timeline import CPU, MEMORY, NETWORK, REPLICAS, parse_time
+from tests.lab.instruments import recorder_parsing as P
+from tests.lab.reports.timeline import CPU, MEMORY, NETWORK, REPLICAS, parse_time
 
 FIXTURES = Path(__file__).parent / "fixtures" / "recorder"
 NODES = {"n-manager-000000000000000": "manager", "n-worker1-0000000000000000": "worker-1",

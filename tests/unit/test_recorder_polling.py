@@ -16,9 +16,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.lab.config import LabConfig
-from tests.lab.events import read_events
-from tests.lab.probe import ProbeResult, Sample
-from tests.lab.recorder import Recorder
+from tests.lab.instruments.events import read_events
+from tests.lab.instruments.probe import ProbeResult, Sample
+from tests.lab.instruments.recorder import Recorder
 
 WORKER_1, WORKER_2 = "node-worker-1-00000000000", "node-worker-2-00000000000"
 OLD, NEW = "oldtask000000000000000000", "newtask000000000000000000"

@@ -3,9 +3,11 @@ import struct
 
 import pytest
 
-from tests.lab.timeline import (CPU, DESIRED_REPLICAS, NETWORK, REPLICAS, Event, ProbePoint,
-                                Series, Timeline, parse_time, probe_stats, recoveries,
-                                render_png, render_text, short_label, summary)
+from tests.lab.reports.analysis import probe_stats, recoveries, summary
+from tests.lab.reports.png import render_png, short_label
+from tests.lab.reports.text import render_text
+from tests.lab.reports.timeline import (CPU, DESIRED_REPLICAS, NETWORK, REPLICAS, Event, ProbePoint,
+                                        Series, Timeline, parse_time)
 
 T0 = 1_795_000_000.0  # a wall-clock instant; everything below is T0 + seconds
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import rootfs
-from .config import PROJECT_ROOT, LabConfig
+from ..config import LabConfig
 from .images import BUSYBOX, _digest, _load_everywhere, _save, build_image, image_ids
 from .system import LabError, say
 
-DOCKERFILES = PROJECT_ROOT / "tests" / "lab" / "images"
+DOCKERFILES = Path(__file__).with_name("dockerfiles")
 
 
 @dataclass(frozen=True)

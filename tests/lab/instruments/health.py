@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-import requests
 
 from . import dashboard
-from .config import LabConfig
-from .monitoring import prometheus_query
+from ..config import LabConfig
+from . import prometheus
 
 HEALTH_ALERTS = ("SwarmGuardBlind", "SwarmGuardCannotAct")
 FIRING = 'ALERTS{alertname=~"%s", alertstate="firing"}' % "|".join(HEALTH_ALERTS)
@@ -66,7 +65,7 @@ def panel_queries(title: str) -> list[str]:
     return [q.expr for q in wanted]
 
 
-def read(cfg: LabConfig, query: Callable[[LabConfig, str], list[dict]] = prometheus_query) -> Health:
+def read(cfg: LabConfig, query: Callable[[LabConfig, str], list[dict]] = prometheus.query) -> Health:
     def number(expr: str) -> int:
         result = query(cfg, expr)
         return round(float(result[0]["value"][1])) if result else 0
@@ -126,7 +125,4 @@ def unexplained(series: list[dict], expected: list[tuple[float, float]],
 
 
 def false_alarms(cfg: LabConfig, since: float, until: float) -> list[str]:
-    r = requests.get(f"{cfg.prometheus_url}/api/v1/query_range", timeout=30, params={
-        "query": FIRING, "start": since, "end": until, "step": "5s"})
-    r.raise_for_status()
-    return unexplained(r.json()["data"]["result"], list(_expected))
+    return unexplained(prometheus.query_range(cfg, FIRING, since, until), list(_expected))

@@ -33,7 +33,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .config import LabConfig
+from ..config import LabConfig
 from .system import LabError, output, run, say
 
 SUITE = "sid"

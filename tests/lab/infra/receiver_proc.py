@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .config import PROJECT_ROOT, LabConfig
-from .events import read_events
+from ..config import PROJECT_ROOT, LabConfig
+from ..instruments.events import read_events
 from .system import LabError, wait_for
 
 

@@ -16,7 +16,7 @@ import requests
 import yaml
 
 from . import rootfs
-from .config import PROJECT_ROOT, LabConfig, Node
+from ..config import PROJECT_ROOT, LabConfig, Node
 from .images import tree_digest
 from .install import cadvisor_binary
 from .system import alive, in_netns, read_pid, say, start_daemon, stop_pid, wait_for
@@ -285,16 +285,6 @@ def shortened_windows(cfg: LabConfig, *, scale_down_for: str = "20s", repeat_int
         sync_rules(cfg)
         am_file.write_text(yaml.safe_dump(alertmanager_config(cfg), sort_keys=False))
         _reload(cfg)
-
-
-def prometheus_query(cfg: LabConfig, promql: str) -> list[dict]:
-    """An instant query against the lab's Prometheus; its result vector."""
-    r = requests.get(f"{cfg.prometheus_url}/api/v1/query", params={"query": promql}, timeout=10)
-    r.raise_for_status()
-    body = r.json()
-    if body.get("status") != "success":
-        raise RuntimeError(f"Prometheus refused {promql!r}: {body}")
-    return body["data"]["result"]
 
 
 def _reload(cfg: LabConfig) -> None:

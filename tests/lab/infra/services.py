@@ -6,10 +6,11 @@ import docker
 import requests
 from docker.types import EndpointSpec, Healthcheck, Resources, ServiceMode, UpdateConfig
 
-from .config import LabConfig
+from ..config import LabConfig
 from .images import BUSYBOX, image_ids
-from .monitoring import prometheus_query
+from ..instruments import prometheus
 from .nodes import client
+from .service_spec import desired_replicas
 from .system import LabError, wait_for
 
 # The node's hostname (a Swarm template) goes into the page, so a probe can tell which
@@ -123,6 +124,17 @@ def node_name(cfg: LabConfig, node_id: str) -> str:
     return client(cfg, cfg.manager).nodes.get(node_id).attrs["Description"]["Hostname"]
 
 
+def inspect(cfg: LabConfig, name: str) -> dict:
+    """The service as the manager describes it now (spec, version, update status)."""
+    return client(cfg, cfg.manager).api.inspect_service(name)
+
+
+def replicas(cfg: LabConfig, name: str) -> int | None:
+    """The replica count the service's spec asks for now (what a scale changes); None for
+    a global service."""
+    return desired_replicas(inspect(cfg, name))
+
+
 def remove_service(cfg: LabConfig, name: str) -> None:
     c = client(cfg, cfg.manager)
     try:
@@ -198,14 +210,14 @@ def young_tasks(cfg: LabConfig, service: str | None = None) -> set[str]:
     """Tasks the exporters see that the rules do not judge yet: within the start-up grace
     (swarmguard:threshold:startup_grace_seconds in prometheus/rules/swarmguard.yml)."""
     where = f'{{service="{service}"}}' if service else ""
-    return {r["metric"]["task_id"] for r in prometheus_query(
+    return {r["metric"]["task_id"] for r in prometheus.query(
         cfg, f"swarmguard_task_start_time_seconds{where} "
              f"unless on (task_id) swarmguard:task_settled:age_seconds")}
 
 
 def settled_tasks(cfg: LabConfig, service: str) -> set[str]:
     """Tasks of `service` the rules judge: past the start-up grace."""
-    return {r["metric"]["task_id"] for r in prometheus_query(
+    return {r["metric"]["task_id"] for r in prometheus.query(
         cfg, f'swarmguard:task_settled:age_seconds{{service="{service}"}}')}
 
 

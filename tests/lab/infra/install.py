@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .config import LabConfig
+from ..config import LabConfig
 from .system import LabError, run, say
 
 

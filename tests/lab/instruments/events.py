@@ -21,7 +21,7 @@ from typing import Iterable, Mapping
 from receiver import events as E
 from receiver.actuator import DRY_RUN, SUCCESS
 
-from .timeline import SHORT_ID, Event, parse_time
+from ..reports.timeline import SHORT_ID, Event, parse_time
 
 # What an action is called in a sentence about how it ended.
 _ACTION_NOUNS: Mapping[str, str] = {"migrate": "Migration", "scale_up": "Scale-up",

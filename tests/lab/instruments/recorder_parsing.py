@@ -14,7 +14,8 @@ from typing import Iterable, Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .timeline import CPU, MEMORY, NETWORK, REPLICAS, SHORT_ID, Event, parse_time
+from ..infra import service_spec
+from ..reports.timeline import CPU, MEMORY, NETWORK, REPLICAS, SHORT_ID, Event, parse_time
 
 # Recording rules (prometheus/rules/swarmguard.yml) -> Series.metric
 RULE_METRICS: Mapping[str, str] = {
@@ -238,9 +239,7 @@ def node_names(nodes: Iterable[Mapping]) -> dict[str, str]:
     return {n["ID"]: n["Description"]["Hostname"] for n in nodes}
 
 
-def desired_replicas(service_attrs: Mapping) -> int | None:
-    mode = service_attrs.get("Spec", {}).get("Mode", {})
-    return mode.get("Replicated", {}).get("Replicas")
+desired_replicas = service_spec.desired_replicas  # the recorder reads it from here with the rest
 
 
 # -- the receiver ------------------------------------------------------------------------

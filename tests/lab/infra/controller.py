@@ -5,7 +5,7 @@ import json
 import shutil
 
 from . import entrypoint, images, install, monitoring, network, nodes, rootfs
-from .config import LabConfig
+from ..config import LabConfig
 from .system import LabError, say
 
 

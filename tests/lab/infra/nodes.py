@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 
 from . import rootfs
-from .config import LabConfig, Node
+from ..config import LabConfig, Node
 from .system import LabError, alive, in_netns, read_pid, say, start_daemon, stop_pid, wait_for
 
 

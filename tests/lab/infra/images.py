@@ -18,7 +18,7 @@ import tarfile
 import tomllib
 from pathlib import Path
 
-from .config import PROJECT_ROOT, LabConfig
+from ..config import PROJECT_ROOT, LabConfig
 from .nodes import client
 from .system import LabError, run, say
 

@@ -33,10 +33,10 @@ import docker
 import requests
 
 from . import events as receiver_events, recorder_parsing as P
-from .config import LabConfig
-from .nodes import client
+from ..config import LabConfig
+from ..infra.nodes import client
 from .probe import ProbeResult
-from .timeline import DEFAULT_THRESHOLDS, DESIRED_REPLICAS, Event, ProbePoint, Series, Timeline
+from ..reports.timeline import DEFAULT_THRESHOLDS, DESIRED_REPLICAS, Event, ProbePoint, Series, Timeline
 
 
 class Recorder:

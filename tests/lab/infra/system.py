@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import procfs
+
 _START = time.monotonic()
 
 
@@ -65,9 +67,9 @@ def alive(pid: int | None, expect_in_cmdline: str | None = None) -> bool:
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        if procfs.state(pid) == "Z":
+            return False
     except FileNotFoundError:
-        return False
-    if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
         return False
     return expect_in_cmdline is None or expect_in_cmdline in cmdline
 

@@ -9,7 +9,7 @@ every 200 ms it reads the tasks from the manager, and puts a node's server into
 maintenance in HAProxy when no task there is meant to run, and back to ready when one is
 (health checks still decide when a starting task gets traffic).
 
-Run by the lab controller as `python -m tests.lab.meshsync`; stopped by `down`.
+Run by the lab controller as `python -m tests.lab.infra.meshsync`; stopped by `down`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterable
 
-from .config import DEFAULT, LabConfig
+from ..config import DEFAULT, LabConfig
 from .nodes import client
 
 

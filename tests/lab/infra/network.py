@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from .config import LabConfig, Node
+from ..config import LabConfig, Node
 from .system import in_netns, output, run, say
 
 

@@ -21,10 +21,11 @@ import yaml
 
 from . import services
 from .bundle_images import build_monitoring_images
-from .config import PROJECT_ROOT, LabConfig
+from ..config import PROJECT_ROOT, LabConfig
 from .monitoring import shorten_repeat, shorten_scale_down
 from .images import image_ids
 from .nodes import client
+from .service_spec import desired_replicas
 from .system import LabError, run, say, wait_for
 
 NAME = "swarmguard"
@@ -32,7 +33,7 @@ NAME = "swarmguard"
 # is what stack.lab.yml is written for; a newer CLI elsewhere on PATH merges differently.
 DOCKER_CLI = "/usr/bin/docker"
 STACK_FILE = PROJECT_ROOT / "stack.yml"
-LAB_FILE = PROJECT_ROOT / "tests" / "lab" / "stack.lab.yml"
+LAB_FILE = Path(__file__).with_name("stack.lab.yml")
 SECRET = "swarmguard_token"
 # Grafana's admin password (stack.yml). Grafana has no task in the lab, but a deploy needs
 # every external secret the stack names to exist.
@@ -174,10 +175,8 @@ def lab_configs(cfg: LabConfig) -> dict[str, str]:
 
 
 def expected_tasks(cfg: LabConfig, service: str) -> int:
-    spec = client(cfg, cfg.manager).services.get(full_name(service)).attrs["Spec"]
-    if "Global" in spec["Mode"]:
-        return len(cfg.nodes)
-    return spec["Mode"]["Replicated"]["Replicas"]
+    count = desired_replicas(client(cfg, cfg.manager).services.get(full_name(service)).attrs)
+    return len(cfg.nodes) if count is None else count  # None: global, a task a node
 
 
 def not_running(cfg: LabConfig) -> dict[str, str]:

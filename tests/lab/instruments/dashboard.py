@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import PROJECT_ROOT
+from ..config import PROJECT_ROOT
 
 DASHBOARD = PROJECT_ROOT / "grafana" / "dashboards" / "swarmguard.json"
 # Grafana's built-in interval variables, at values a 30-minute view would give them.
