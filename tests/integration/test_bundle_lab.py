@@ -1,4 +1,4 @@
-"""The bundle in the real lab: `docker stack deploy -c stack.yml -c tests/lab/stack.lab.yml`
+"""The bundle in the real lab: `docker stack deploy -c stack.yml -c tests/lab/infra/stack.lab.yml`
 deploys it; every service that can run here runs; the stack's Prometheus finds and
 scrapes the exporters and knows the stack's Alertmanager; the stack's Alertmanager
 delivers to the stack's receiver; and every query of the Grafana dashboard returns
@@ -140,7 +140,7 @@ def test_the_stacks_prometheus_scrapes_one_exporter_per_node_at_the_nodes_addres
     assert prometheus.api(url, "/api/v1/query",
                query=f'swarmguard_container_network_percent{{service="{STRESS}"}}')["result"]
     # cAdvisor: the stack's service has no task in the lab; its job scrapes the lab's
-    # cAdvisor processes instead (tests/lab/stack.py: lab_prometheus_config).
+    # cAdvisor processes instead (tests/lab/infra/stack.py: lab_prometheus_config).
     assert sorted(t["labels"]["instance"] for t in prometheus.api(url, "/api/v1/targets", state="active")["activeTargets"]
                   if t["labels"]["job"] == "cadvisor") == sorted(n.name for n in lab.nodes)
 

@@ -3,10 +3,10 @@ SwarmGuardCannotAct with its reason within its documented window, and the alert 
 after the repair. Each test prints the measured time from the fault to the alert firing
 (`pytest -s` shows it; `make test` records it in the output).
 
-Faults are made with the lab's own daemons (tests/lab/monitoring.py) and the real
-receiver (tests/lab/receiver_proc.py); every test restores what it broke in `finally`.
+Faults are made with the lab's own daemons (tests/lab/infra/monitoring.py) and the real
+receiver (tests/lab/infra/receiver_proc.py); every test restores what it broke in `finally`.
 The suite-wide check that nothing else raises these alerts is in tests/conftest.py
-(`health_watch`), with the windows these tests declare in tests/lab/health.py.
+(`health_watch`), with the windows these tests declare in tests/lab/instruments/health.py.
 """
 from __future__ import annotations
 

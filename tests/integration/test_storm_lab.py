@@ -22,7 +22,7 @@ from receiver import events as E
 from tests.lab.instruments import prometheus
 from tests.lab.infra import services
 from tests.lab.reports import storm_plot
-from tests.lab.config import PROJECT_ROOT
+from tests.lab.artifacts import ARTIFACTS
 from tests.lab.instruments.events import event_time
 from tests.lab.infra.nodes import client
 from tests.lab.instruments.probe import Probe
@@ -166,9 +166,9 @@ def test_a_hot_node_is_emptied_within_budgets_never_onto_a_hot_node_never_twice(
     timeline = {"started": started, "neighbour_cooled": cooled, "all_moved": all_moved,
                 "moves": moves, "skips": dict(skips), "skip_events": skip_events,
                 "probe": result.summary()}
-    (PROJECT_ROOT / "artifacts").mkdir(exist_ok=True)
-    (PROJECT_ROOT / "artifacts" / "storm.json").write_text(json.dumps(timeline, indent=2))
-    storm_plot.render(timeline, PROJECT_ROOT / "artifacts" / "storm.png")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "storm.json").write_text(json.dumps(timeline, indent=2))
+    storm_plot.render(timeline, ARTIFACTS / "storm.png")
     print(f"storm: {len(moves)} moves at "
           + ", ".join(f"+{m['act'] - started:.1f} s ({m['service']})" for m in moves)
           + f"; skips {dict(skips)}; every task cool {all_moved - started:.1f} s after the"

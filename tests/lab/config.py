@@ -40,7 +40,7 @@ def _env(name: str, default: str | None = None) -> str | None:
 class LabConfig:
     # Which engines the lab runs (README, "Lab flavours"). `current`: every node's dockerd,
     # and Prometheus, Alertmanager and HAProxy, from a Debian sid root filesystem (Engine
-    # 28.5, Prometheus 3.5, Alertmanager 0.33, HAProxy 3.2; tests/lab/rootfs.py).
+    # 28.5, Prometheus 3.5, Alertmanager 0.33, HAProxy 3.2; tests/lab/infra/rootfs.py).
     # `bookworm`: Debian 12's packages on the host (Engine 20.10, Prometheus 2.42,
     # Alertmanager 0.25). cAdvisor is bullseye's 0.38.7 in both: nothing newer is packaged.
     flavour: str = field(default_factory=lambda: _env("SWARMGUARD_LAB_FLAVOUR", "current"))

@@ -2,7 +2,7 @@
 
 bookworm: the host's Debian 12 packages, Prometheus 2.42 and Alertmanager 0.25.
 current:  the sid root filesystem's, Prometheus 3.5 and Alertmanager 0.33 (built and
-          cached on first use, tests/lab/rootfs.py; they run on the host as they are).
+          cached on first use, tests/lab/infra/rootfs.py; they run on the host as they are).
 The two Prometheus versions read rules differently in places (range selectors are
 left-open in 3.x; staleness of timestamped samples changed in 2.48), so every file is
 checked by both. A missing tool fails, it never skips: a machine without the tools must

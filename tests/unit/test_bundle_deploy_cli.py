@@ -1,9 +1,9 @@
 """What `docker stack deploy` really sends for the bundle, in the lab and by default.
 
-The docker CLI the lab uses (tests/lab/stack.py DOCKER_CLI, Debian's docker.io 20.10)
+The docker CLI the lab uses (tests/lab/infra/stack.py DOCKER_CLI, Debian's docker.io 20.10)
 deploys against a fake swarm manager on a unix socket in a temporary directory
 (fake_docker_api.py): the CLI's own compose parsing, variable interpolation and merge of
-stack.yml with tests/lab/stack.lab.yml decide the service specs, and nothing runs. This
+stack.yml with tests/lab/infra/stack.lab.yml decide the service specs, and nothing runs. This
 is how merge surprises show up before the lab: docker 20.10 appends `volumes:` (a second
 docker.sock mount would collide) but replaces `ports:` by published port.
 
@@ -111,7 +111,7 @@ def test_by_default_the_app_goes_through_the_routing_mesh_and_monitoring_per_nod
 
 
 def current_cli() -> str:
-    """The docker CLI of the lab's `current` flavour (28.5, tests/lab/rootfs.py): what a
+    """The docker CLI of the lab's `current` flavour (28.5, tests/lab/infra/rootfs.py): what a
     person installs today. It has `docker stack config`, which 20.10's lacks."""
     return tool("current", "docker")
 

@@ -241,7 +241,7 @@ def test_the_demo_service_names_its_task_and_node_and_checks_its_health_every_se
     assert port["target"] == 8080 and port["published"] == DEFAULT.app_published_port
 
 
-# ------------------------------------------------------------------ tests/lab/stack.lab.yml
+# ------------------------------------------------------------------ tests/lab/infra/stack.lab.yml
 
 def test_the_lab_file_only_overrides_services_of_the_stack():
     assert set(LAB) == {"version", "services"}

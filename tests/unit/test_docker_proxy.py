@@ -1,4 +1,4 @@
-"""The fault tests' Docker socket that can stop answering (tests/lab/docker_proxy.py),
+"""The fault tests' Docker socket that can stop answering (tests/lab/infra/docker_proxy.py),
 against a tiny HTTP server on a unix socket standing in for dockerd."""
 from __future__ import annotations
 

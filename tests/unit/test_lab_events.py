@@ -1,4 +1,4 @@
-"""How the lab reads the receiver's structured events (tests/lab/events.py): out of a
+"""How the lab reads the receiver's structured events (tests/lab/instruments/events.py): out of a
 recorded receiver log, into timeline events and the benchmarks' detection times."""
 from pathlib import Path
 
@@ -40,9 +40,17 @@ def test_reading_from_an_offset_starts_at_that_run(tmp_path):
     assert LE.read_events(tmp_path / "missing.log") == []
 
 
-def test_event_times_are_utc():
+def test_event_times_are_utc_whatever_the_hosts_zone(host_in_tokyo):
+    # The receiver writes `at` in UTC (receiver/events.py, format_time); read as local
+    # time on a host at UTC+9 it would land nine hours early.
     [started] = [e for e in this_run() if e["type"] == "started"]
     assert LE.event_time(started) == pytest.approx(RUN_STARTS + 1.004512)
+    assert LE.event_time({"at": "2026-11-27T10:10:21.004512Z"}) == pytest.approx(1795774221.004512)
+
+
+def test_a_time_without_a_zone_is_refused_rather_than_read_as_local(host_in_tokyo):
+    with pytest.raises(ValueError):
+        LE.event_time({"at": "2026-11-27T10:10:21.004512"})
 
 
 def test_the_events_become_timeline_events_of_the_watched_services_since_the_given_time():

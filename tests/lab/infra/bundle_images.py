@@ -9,10 +9,10 @@ those libraries beside them on the busybox image. Alertmanager also needs its pa
 templates (Debian's build reads default.tmpl from /usr/share/prometheus/alertmanager, and
 exits without it). The build context is therefore a `rootfs/` tree mirroring the host
 paths of the binary, its libraries and its data, plus the Dockerfile from
-tests/lab/images/, which describes it.
+tests/lab/infra/dockerfiles/, which describes it.
 
 Images are cached and loaded into every node exactly like the project's own images
-(tests/lab/images.py): built once on the manager, saved as a tarball keyed by their
+(tests/lab/infra/images.py): built once on the manager, saved as a tarball keyed by their
 inputs, `docker load`ed everywhere so that the image ID is the same on every node.
 """
 from __future__ import annotations
@@ -102,7 +102,7 @@ def prepare_context(image: MonitoringImage, dest: Path) -> Path:
     (tree / "bin").mkdir(parents=True, exist_ok=True)
     shutil.copy2(binary, tree / "bin" / image.name)
     # The host's libraries, also for sid's binaries: these need nothing newer than the
-    # host's glibc (tests/lab/rootfs.py, binary()).
+    # host's glibc (tests/lab/infra/rootfs.py, binary()).
     for library in shared_libraries(binary):
         target = tree / library.relative_to("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +142,7 @@ def _build(cfg: LabConfig, image: MonitoringImage, context: Path) -> None:
 
 def build_monitoring_images(cfg: LabConfig) -> dict[str, str]:
     """Make sure the lab's Prometheus and Alertmanager images are on every node; return
-    tag -> image ID. Needs the lab's busybox image (tests/lab/images.py, `up`)."""
+    tag -> image ID. Needs the lab's busybox image (tests/lab/infra/images.py, `up`)."""
     base_id = image_ids(cfg)[BUSYBOX]
     built = {}
     for image in monitoring_images(cfg):

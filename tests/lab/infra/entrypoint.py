@@ -23,7 +23,7 @@ from .system import alive, read_pid, run, say, start_daemon, stop_pid, wait_for
 
 MESHSYNC = "tests.lab.infra.meshsync"
 # What identifies the process by its command line: the module's last name only, so that
-# a meshsync started under the module's earlier path (tests.lab.meshsync) is still ours.
+# a meshsync started under the module's earlier path (tests.lab.infra.meshsync) is still ours.
 MESHSYNC_MARK = "meshsync"
 
 

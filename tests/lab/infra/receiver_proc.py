@@ -104,7 +104,7 @@ class ReceiverProcess:
 
     def events(self) -> list[dict]:
         """This run's structured events (docs/contract.md, "Receiver events"), read from
-        its log (tests/lab/events.py says why the log); also after it has exited."""
+        its log (tests/lab/instruments/events.py says why the log); also after it has exited."""
         level = self.settings.get("SWARMGUARD_LOG_LEVEL",
                                   os.environ.get("SWARMGUARD_LOG_LEVEL", "info")).lower()
         if level not in ("debug", "info"):

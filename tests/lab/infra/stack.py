@@ -1,11 +1,11 @@
 """The real bundle (stack.yml) in the lab: deploy it as an operator would, and remove it.
 
-    deploy(cfg)  docker stack deploy -c stack.yml -c tests/lab/stack.lab.yml -c <image IDs>
+    deploy(cfg)  docker stack deploy -c stack.yml -c tests/lab/infra/stack.lab.yml -c <image IDs>
     remove(cfg)  docker stack rm, then wait until nothing of it is left on any node
 
 It uses the docker CLI, not the SDK, because `docker stack deploy` (compose parsing,
 merging, configs, secrets, networks) is exactly what is under test. Everything the lab
-changes is in tests/lab/stack.lab.yml, plus the few variables below that an override file
+changes is in tests/lab/infra/stack.lab.yml, plus the few variables below that an override file
 cannot express with docker 20.10's merge (see that file's header).
 """
 from __future__ import annotations
@@ -39,12 +39,12 @@ SECRET = "swarmguard_token"
 # every external secret the stack names to exist.
 GRAFANA_SECRET = "swarmguard_grafana_admin_password"
 SECRETS = (SECRET, GRAFANA_SECRET)
-# What the lab's images are called (tests/lab/images.py); stack.yml requires
+# What the lab's images are called (tests/lab/infra/images.py); stack.yml requires
 # SWARMGUARD_REGISTRY, and the lab pins every image by ID anyway (images_by_id).
 REGISTRY = "swarmguard-lab"
 NAMESPACE_LABEL = "com.docker.stack.namespace"
 # The stack's exporter publishes here in the lab: the lab's own exporter processes hold
-# 9101 on every node's address (tests/lab/monitoring.py), cAdvisor 8080, the app 8081.
+# 9101 on every node's address (tests/lab/infra/monitoring.py), cAdvisor 8080, the app 8081.
 EXPORTER_PORT = 9102
 # No image can be had for these in the lab; stack.lab.yml gives them no node.
 NOT_IN_LAB = ("cadvisor", "grafana")

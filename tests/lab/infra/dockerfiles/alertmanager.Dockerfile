@@ -1,5 +1,5 @@
 # swarmguard-lab/alertmanager:latest: the stack's Alertmanager in the lab, where no
-# registry (hence no prom/alertmanager image) is reachable. Built by tests/lab/stack.py
+# registry (hence no prom/alertmanager image) is reachable. Built by tests/lab/infra/stack.py
 # (build_monitoring_images) from the Debian package's binary on the lab's busybox image.
 #
 # The build context the lab prepares (a temporary directory):

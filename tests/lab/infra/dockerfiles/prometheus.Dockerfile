@@ -1,5 +1,5 @@
 # swarmguard-lab/prometheus:latest: the stack's Prometheus in the lab, where no registry
-# (hence no prom/prometheus image) is reachable. Built by tests/lab/stack.py
+# (hence no prom/prometheus image) is reachable. Built by tests/lab/infra/stack.py
 # (build_monitoring_images) from the Debian package's binary on the lab's busybox image.
 #
 # The build context the lab prepares (a temporary directory):
