@@ -1,5 +1,10 @@
 """Receiver settings: one frozen dataclass, from defaults < YAML file < environment.
 
+Follows the project's configuration pattern (swarmguard_config; docs/contract.md,
+"Environment variables"): each field is read from SWARMGUARD_<FIELD>, coerced by its type
+and checked against the bounds in its metadata. What is the receiver's own stays here:
+the file, the token's rules and the checks across fields.
+
 The environment wins over the file because it is what a deployment (a Swarm stack, the
 lab) changes per instance, while the file holds a team's shared tuning.
 """
@@ -13,20 +18,19 @@ from typing import Mapping
 import yaml
 
 from receiver.kinds import KINDS
+# ConfigError is re-exported: callers (receiver/app.py, tests) import it from here.
+from swarmguard_config import NOT_FROM_ENV, NOT_NEGATIVE, POSITIVE, ConfigError, Layer, load
 
 ENV_PREFIX = "SWARMGUARD_"
 CONFIG_FILE_ENV = "SWARMGUARD_CONFIG_FILE"
-
-
-class ConfigError(ValueError):
-    """The receiver cannot start with this configuration."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
 class Settings:
     # Shared secret Alertmanager sends as `Authorization: Bearer <token>`. repr=False keeps it
-    # out of logs and tracebacks.
-    token: str = field(repr=False)
+    # out of logs and tracebacks. Read by _token (SWARMGUARD_TOKEN or SWARMGUARD_TOKEN_FILE).
+    token: str = field(repr=False, metadata=NOT_FROM_ENV)
     dry_run: bool = False
     # None: the docker SDK's own default (DOCKER_HOST, else the local unix socket).
     docker_host: str | None = None
@@ -35,58 +39,58 @@ class Settings:
     # 29 refuses clients below API 1.44, so no one pinned version serves every engine.
     # A version such as "1.44" pins it (cluster.REQUIRED_API_VERSION is the floor).
     docker_api_version: str = "auto"
-    docker_timeout: float = 10.0
+    docker_timeout: float = field(default=10.0, metadata=POSITIVE)
     # Per-kind cooldowns in seconds; defaults in docs/contract.md.
-    cooldown_migrate: float = 60.0
-    cooldown_scale_up: float = 60.0
-    cooldown_scale_down: float = 180.0
+    cooldown_migrate: float = field(default=60.0, metadata=NOT_NEGATIVE)
+    cooldown_scale_up: float = field(default=60.0, metadata=NOT_NEGATIVE)
+    cooldown_scale_down: float = field(default=180.0, metadata=NOT_NEGATIVE)
     # Replica limits when a service has no swarmguard.replicas.min/max label.
-    replicas_min: int = 1
+    replicas_min: int = field(default=1, metadata={"min": 1})
     replicas_max: int = 5
     # Alertmanager bodies are a few KiB per alert; 1 MiB is generous yet bounded.
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = field(default=1024 * 1024, metadata=POSITIVE)
     # Docker writes: attempts in all (conflicts and errors), exponential backoff from base.
-    docker_attempts: int = 5
-    docker_backoff: float = 0.5
-    docker_backoff_max: float = 5.0
+    docker_attempts: int = field(default=5, metadata=POSITIVE)
+    docker_backoff: float = field(default=0.5, metadata=NOT_NEGATIVE)
+    docker_backoff_max: float = field(default=5.0, metadata=NOT_NEGATIVE)
     # How long to watch a migration (new task running, old task shut down) before calling it
     # timed out, and how often to look.
-    migration_timeout: float = 120.0
-    watch_interval: float = 0.5
+    migration_timeout: float = field(default=120.0, metadata=POSITIVE)
+    watch_interval: float = field(default=0.5, metadata=POSITIVE)
     # Background threads acting on alerts; the per-service guard keeps it to one per service.
-    workers: int = 4
+    workers: int = field(default=4, metadata=POSITIVE)
     # Services with work waiting for a thread (at most one piece of work each: a newer
     # alert replaces the older). Past it, webhooks get 503 with Retry-After and Alertmanager
     # retries: memory stays bounded whatever arrives.
-    max_pending_services: int = 256
+    max_pending_services: int = field(default=256, metadata=POSITIVE)
     # Seconds a startsAt may lie ahead of this receiver's clock (Prometheus and the receiver
     # on different hosts). Beyond it the alert is refused: a time in the future would pass
     # every freshness check ("began after the last action") forever.
-    max_future_skew: float = 30.0
+    max_future_skew: float = field(default=30.0, metadata=NOT_NEGATIVE)
     # On SIGTERM: how long in-progress work may take to finish. Keep it below gunicorn's
     # graceful_timeout and the service's stop_grace_period (stack.yml), which derive from it.
-    shutdown_deadline: float = 20.0
+    shutdown_deadline: float = field(default=20.0, metadata=POSITIVE)
     # How often /readyz's answer (Docker reachable, API version, swarm manager) is refreshed
     # in the background; requests never wait for Docker.
-    readiness_interval: float = 5.0
+    readiness_interval: float = field(default=5.0, metadata=POSITIVE)
     # Storm budgets (receiver/storm.py; README, "Storms"). Actions in flight in the whole
     # cluster: as many as the action threads, so a budget, not a thread, is what waits.
-    max_concurrent_actions: int = 4
+    max_concurrent_actions: int = field(default=4, metadata=POSITIVE)
     # Migrations in flight off one node: one, so that after each move the rest of a hot
     # node's tasks are judged again on fresh data (the node may be cool already).
-    max_leaving_per_node: int = 1
+    max_leaving_per_node: int = field(default=1, metadata=POSITIVE)
     # Migrations in flight that may land on one node: two, enough for two hot nodes to
     # empty onto one cool node without making it the next hot one in a burst.
-    max_arriving_per_node: int = 2
+    max_arriving_per_node: int = field(default=2, metadata=POSITIVE)
     # Actions started in any 60 s: a runaway loop (rules, a flapping node) stops here.
-    max_actions_per_minute: int = 12
+    max_actions_per_minute: int = field(default=12, metadata=POSITIVE)
     # Seconds a hot task is remembered without a resend of its alert. Alertmanager resends
     # firing alerts every repeat_interval (15 s in the bundle) and resolved ones once; this
     # bounds the memory of an alert whose resolution was lost.
-    hot_task_memory: float = 60.0
+    hot_task_memory: float = field(default=60.0, metadata=POSITIVE)
     # Receiver events kept in memory for GET /events (each a few hundred bytes).
-    event_buffer: int = 4096
-    log_level: str = "INFO"
+    event_buffer: int = field(default=4096, metadata=POSITIVE)
+    log_level: str = field(default="INFO", metadata={"one_of": LOG_LEVELS})
 
     @property
     def cooldowns(self) -> Mapping[str, float]:
@@ -103,10 +107,9 @@ class Settings:
         return ", ".join(parts)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 # Settings that can be set from the file or env under their own names; the token has its own
 # rules (token / token_file), see _token().
-_TUNABLE = [name for name in _FIELDS if name != "token"]
+_TUNABLE = [f.name for f in dataclasses.fields(Settings) if f.name != "token"]
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,20 +119,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     receiver refuses to start rather than run open.
     """
     environ = os.environ if environ is None else environ
-    raw: dict[str, object] = {}
+    from_file: dict[str, object] = {}
     path = environ.get(CONFIG_FILE_ENV)
     if path:
-        raw.update(_read_yaml(path))
-    for name in _TUNABLE + ["token", "token_file"]:
-        value = environ.get(ENV_PREFIX + name.upper())
-        if value is not None and value != "":
-            raw[name] = value
-
-    values: dict[str, object] = {"token": _token(raw)}
-    for name in _TUNABLE:
-        if name in raw:
-            values[name] = _coerce(name, raw[name])
-    settings = Settings(**values)
+        from_file = _read_yaml(path)
+    token = _token({
+        name: environ.get(ENV_PREFIX + name.upper()) or from_file.get(name)
+        for name in ("token", "token_file")
+    })
+    settings = load(
+        Settings, ENV_PREFIX, environ,
+        beneath_env=Layer(from_file, lambda name: f"{path}: {name}"),
+        fixed={"token": token},
+    )
     _validate(settings)
     return settings
 
@@ -173,52 +175,10 @@ def _token(raw: Mapping[str, object]) -> str:
     return token
 
 
-def _coerce(name: str, value: object) -> object:
-    kind = _FIELDS[name].type
-    try:
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if kind == "int":
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return int(str(value).strip())
-        if kind == "float":
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(str(value).strip())
-        return str(value).strip()
-    except ValueError:
-        raise ConfigError(
-            f"{ENV_PREFIX}{name.upper()}={value!r} is not a valid {kind}"
-        ) from None
-
-
 def _validate(s: Settings) -> None:
-    positive = [
-        "docker_timeout", "max_body_bytes", "docker_attempts", "migration_timeout",
-        "watch_interval", "workers", "max_pending_services", "shutdown_deadline",
-        "readiness_interval", "event_buffer", "max_concurrent_actions",
-        "max_leaving_per_node", "max_arriving_per_node", "max_actions_per_minute",
-        "hot_task_memory",
-    ]
-    for name in positive:
-        if getattr(s, name) <= 0:
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
-    for name in ["cooldown_migrate", "cooldown_scale_up", "cooldown_scale_down",
-                 "docker_backoff", "docker_backoff_max", "max_future_skew"]:
-        if getattr(s, name) < 0:
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must not be negative")
-    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError(f"SWARMGUARD_LOG_LEVEL={s.log_level!r} is not a logging level")
-    if not 1 <= s.replicas_min <= s.replicas_max:
+    # Bounds of one setting are declared on its field; here only what relates two.
+    if not s.replicas_min <= s.replicas_max:
         raise ConfigError(
             f"replica limits must satisfy 1 <= min <= max, got min {s.replicas_min}, "
-            f"max {s.replicas_max}"
+            f"max {s.replicas_max} ({ENV_PREFIX}REPLICAS_MIN, {ENV_PREFIX}REPLICAS_MAX)"
         )

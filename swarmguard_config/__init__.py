@@ -1,0 +1,17 @@
+"""One way to configure every SwarmGuard component: a frozen dataclass whose fields are
+read from prefixed environment variables (see swarmguard_config/loading.py).
+
+Shared by receiver/, exporter/ and stress/; each image copies this package beside its own.
+"""
+from swarmguard_config.loading import (
+    NOT_FROM_ENV,
+    NOT_NEGATIVE,
+    POSITIVE,
+    ConfigError,
+    Layer,
+    env_name,
+    load,
+)
+
+__all__ = ["ConfigError", "Layer", "NOT_FROM_ENV", "NOT_NEGATIVE", "POSITIVE", "env_name",
+           "load"]
