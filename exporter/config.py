@@ -1,16 +1,21 @@
 """The exporter's configuration: one frozen dataclass, filled from flags whose defaults
 come from ``SWARMGUARD_EXPORTER_*`` environment variables.
 
-Each flag ``--some-name`` takes its default from ``SWARMGUARD_EXPORTER_SOME_NAME``, so a
-Swarm service can be configured with environment variables alone and a person at a shell
-with flags alone.
+Follows the project's configuration pattern (swarmguard_config; docs/contract.md,
+"Environment variables"): each field is read from SWARMGUARD_EXPORTER_<FIELD>, coerced by
+its type and checked against the bounds in its metadata. Each flag ``--some-name`` sets
+the field ``some_name`` and wins over the variable, so a Swarm service can be configured
+with environment variables alone and a person at a shell with flags alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from swarmguard_config import POSITIVE, ConfigError, Layer, load
 
 ENV_PREFIX = "SWARMGUARD_EXPORTER_"
 
@@ -20,11 +25,12 @@ class ExporterConfig:
     # This node's Docker daemon: the exporter lists the node's swarm task containers there
     # (read-only; the socket is mounted :ro in the bundle). The API version is negotiated.
     docker_url: str = "unix:///var/run/docker.sock"
-    docker_timeout_seconds: float = 5.0
+    docker_timeout_seconds: float = field(default=5.0, metadata=POSITIVE)
     listen_address: str = "0.0.0.0"
-    listen_port: int = 9101
-    # Interface capacity in Mbit/s. None: read /sys/class/net/<interface>/speed.
-    capacity_mbps: float | None = None
+    listen_port: int = field(default=9101, metadata={"min": 0, "max": 65535})
+    # Interface capacity in Mbit/s. None (unset or empty): read
+    # /sys/class/net/<interface>/speed.
+    capacity_mbps: float | None = field(default=None, metadata=POSITIVE)
     interface: str = "eth0"
     # Where sysfs is mounted; a container that reads the host's speed mounts it elsewhere.
     sysfs_root: str = "/sys"
@@ -34,40 +40,36 @@ class ExporterConfig:
     cgroup_root: str = "/sys/fs/cgroup"
     # Docker's event stream says when to re-list the node's tasks; a full re-list this
     # often as well covers events lost while the stream reconnected.
-    resync_seconds: float = 30.0
+    resync_seconds: float = field(default=30.0, metadata=POSITIVE)
     # Two readings of a container closer than this (two Prometheus servers scraping close
     # together) give no new network rate: the last one is repeated.
-    min_rate_interval_seconds: float = 0.2
-    log_level: str = "INFO"
+    min_rate_interval_seconds: float = field(default=0.2, metadata=POSITIVE)
+    log_level: str = field(default="INFO",
+                           metadata={"one_of": ("DEBUG", "INFO", "WARNING", "ERROR")})
 
 
-def _env_name(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
+# One line of --help per field; the flag's name, variable and default are added to it.
+_HELP = {
+    "docker_url": "this node's Docker daemon",
+    "docker_timeout_seconds": "timeout of one Docker API call",
+    "listen_address": "address to serve /metrics on",
+    "listen_port": "port to serve /metrics on",
+    "capacity_mbps": "interface capacity in Mbit/s; unset: read it from sysfs",
+    "interface": "node interface whose capacity is 100 %%",
+    "sysfs_root": "where sysfs is mounted",
+    "proc_root": "where the host's /proc is mounted",
+    "cgroup_root": "where the host's cgroup tree is mounted",
+    "resync_seconds": "re-list the node's tasks at least this often",
+    "min_rate_interval_seconds": "shortest interval a network rate is computed over",
+    "log_level": "logging level: DEBUG, INFO, WARNING or ERROR",
+}
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
-    return value
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def _optional_capacity(text: str) -> float | None:
-    # An empty value (e.g. SWARMGUARD_EXPORTER_CAPACITY_MBPS="") means "not configured".
-    if text.strip() == "":
-        return None
-    return _positive_float(text)
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port (0-65535), not {text!r}")
-    return value
-
-
-def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    defaults = ExporterConfig()
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m exporter",
         description=(
@@ -78,43 +80,23 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
             f"Every flag --some-name defaults to the environment variable {ENV_PREFIX}SOME_NAME."
         ),
     )
-
-    def add(flag: str, default: object, **kwargs: object) -> None:
-        env = _env_name(flag)
-        # argparse applies `type` to string defaults, so a bad environment value is
-        # reported exactly like a bad flag.
-        parser.add_argument(flag, default=environ.get(env, default), **kwargs)
-
-    add("--docker-url", defaults.docker_url, help="this node's Docker daemon")
-    add("--docker-timeout-seconds", defaults.docker_timeout_seconds, type=_positive_float,
-        help="timeout of one Docker API call")
-    add("--listen-address", defaults.listen_address, help="address to serve /metrics on")
-    add("--listen-port", defaults.listen_port, type=_port, help="port to serve /metrics on")
-    add(
-        "--capacity-mbps",
-        defaults.capacity_mbps,
-        type=_optional_capacity,
-        help="interface capacity in Mbit/s; unset: read it from sysfs",
-    )
-    add("--interface", defaults.interface, help="node interface whose capacity is 100 %%")
-    add("--sysfs-root", defaults.sysfs_root, help="where sysfs is mounted")
-    add("--proc-root", defaults.proc_root, help="where the host's /proc is mounted")
-    add("--cgroup-root", defaults.cgroup_root, help="where the host's cgroup tree is mounted")
-    add("--resync-seconds", defaults.resync_seconds, type=_positive_float,
-        help="re-list the node's tasks at least this often")
-    add("--min-rate-interval-seconds", defaults.min_rate_interval_seconds, type=_positive_float,
-        help="shortest interval a network rate is computed over")
-    add(
-        "--log-level",
-        defaults.log_level,
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging level",
-    )
+    for f in dataclasses.fields(ExporterConfig):
+        # No argparse default and no type: a flag left out must let the variable through,
+        # and both are coerced and checked by the same code (swarmguard_config).
+        parser.add_argument(
+            _flag(f.name), dest=f.name,
+            help=f"{_HELP[f.name]} ({ENV_PREFIX}{f.name.upper()}, default {f.default})",
+        )
     return parser
 
 
 def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> ExporterConfig:
     """Return the effective configuration; exits with status 2 on a bad flag or variable."""
-    args = build_parser(environ).parse_args(argv)
-    return ExporterConfig(**vars(args))
+    parser = build_parser()
+    flags = {name: value for name, value in vars(parser.parse_args(argv)).items()
+             if value is not None}
+    try:
+        return load(ExporterConfig, ENV_PREFIX, environ, above_env=Layer(flags, _flag))
+    except ConfigError as exc:
+        # argparse's own way out: usage, the message, status 2, as for an unknown flag.
+        parser.error(str(exc))

@@ -60,7 +60,34 @@ def test_a_bad_environment_value_stops_the_exporter_with_status_2(environ, capsy
         parse_config([], environ)
 
     assert stopped.value.code == 2
-    assert "argument --" in capsys.readouterr().err
+    [(name, value)] = environ.items()
+    assert f"{name}={value!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv", [["--listen-port", "http"], ["--resync-seconds", "0"], ["--log-level", "LOUD"]]
+)
+def test_a_bad_flag_stops_the_exporter_with_status_2_and_names_the_flag(argv, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parse_config(argv, {})
+
+    assert stopped.value.code == 2
+    assert f"{argv[0]}={argv[1]!r}" in capsys.readouterr().err
+
+
+def test_an_unknown_flag_stops_the_exporter_with_status_2():
+    with pytest.raises(SystemExit) as stopped:
+        parse_config(["--listen-prot", "1"], {})
+
+    assert stopped.value.code == 2
+
+
+def test_a_flag_left_out_lets_the_environment_variable_through():
+    environ = {"SWARMGUARD_EXPORTER_RESYNC_SECONDS": "5"}
+
+    config = parse_config(["--listen-port", "9200"], environ)
+
+    assert (config.listen_port, config.resync_seconds) == (9200, 5.0)
 
 
 def test_the_configuration_cannot_be_changed_after_start():
