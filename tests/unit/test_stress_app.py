@@ -157,9 +157,19 @@ def test_config_reads_caps_and_sink_from_the_environment():
     [{"STRESS_MAX_DURATION_S": "soon"}, {"STRESS_MAX_NETWORK_MBPS": "-1"},
      {"STRESS_MAX_DURATION_S": "30", "STRESS_DEFAULT_DURATION_S": "60"}],
 )
-def test_a_bad_environment_refuses_to_start(env):
-    with pytest.raises(ValueError):
+def test_a_bad_environment_refuses_to_start_naming_the_variable(env):
+    # ValueError: what the app's callers caught before ConfigError existed.
+    with pytest.raises(ValueError, match="|".join(env)):
         StressConfig.from_env(env)
+
+
+def test_the_start_method_keeps_its_public_name():
+    assert StressConfig.from_env({"STRESS_MP_START_METHOD": "spawn"}).start_method == "spawn"
+
+
+def test_settings_that_are_not_a_deployment_s_are_not_read_from_the_environment():
+    assert StressConfig.from_env({"STRESS_MAX_CPU_PERCENT": "500",
+                                  "STRESS_ROUTE_PATH": "/x"}) == StressConfig.from_env({})
 
 
 class RecordingController(RefusingController):
