@@ -83,10 +83,13 @@ def load(
         variable = env_name(field, prefix)
         if variable is None:
             continue
+        # Checked whether or not the field is set, so that a type it cannot read fails
+        # every test run rather than the first deployment that sets it.
+        kind = _base_type(hints[field.name], field.name)
         found = _winning_value(field.name, variable, environ, beneath_env, above_env)
         if found is not None:
             label, raw = found
-            values[field.name] = parse(field, hints[field.name], raw, label)
+            values[field.name] = parse(field, kind, raw, label)
     return cls(**values)
 
 
@@ -111,9 +114,10 @@ def _is_unset(value: object) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
-def parse(field: dataclasses.Field, annotation: Any, raw: object, label: str) -> object:
-    """One field's value from a raw one (text, or a YAML scalar), coerced and bounded."""
-    value = _coerce(_base_type(annotation, field.name), raw, label)
+def parse(field: dataclasses.Field, kind: type, raw: object, label: str) -> object:
+    """One field's value of type ``kind`` from a raw one (text, or a YAML scalar),
+    coerced and checked against the field's bounds."""
+    value = _coerce(kind, raw, label)
     _check_bounds(field.metadata, value, raw, label)
     if "one_of" in field.metadata:
         value = _one_of(field.metadata["one_of"], value, label)
@@ -121,6 +125,7 @@ def parse(field: dataclasses.Field, annotation: Any, raw: object, label: str) ->
 
 
 def _base_type(annotation: Any, name: str) -> type:
+    """The type a field's text is read as: bool, int, float or str."""
     # `float | None` and Optional[float]: None is the default, reached by leaving it unset.
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
