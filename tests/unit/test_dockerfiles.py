@@ -87,11 +87,33 @@ def test_by_default_pip_installs_the_pinned_dependencies(image, tmp_path):
     assert calls[0] == "-m pip install --no-cache-dir " + args(image)["PIP_DEPS"]
 
 
+SHARED_PACKAGES = ("swarmguard_config",)
+
+
 @pytest.mark.parametrize("image", IMAGES)
-def test_the_image_copies_only_its_own_package(image):
+def test_the_image_copies_only_its_own_package_and_the_shared_ones(image):
     copies = [rest for kw, rest in instructions(image) if kw == "COPY"]
-    assert copies == [f"{image}/ /app/{image}/"]
+    assert copies == [f"{p}/ /app/{p}/" for p in (image, *SHARED_PACKAGES)]
     assert (ROOT / image / "__init__.py").exists()
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_every_project_package_the_image_s_code_imports_is_copied(image):
+    # Without this an image builds and then fails at its first import.
+    copied = {rest.split("/")[0] for kw, rest in instructions(image) if kw == "COPY"}
+    assert project_packages_imported_by(image) <= copied
+
+
+def project_packages_imported_by(package: str) -> set[str]:
+    """Top-level packages of this repository that `package`'s modules import."""
+    ours = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    found = set()
+    for module in (ROOT / package).rglob("*.py"):
+        for line in module.read_text().splitlines():
+            match = re.match(r"\s*(?:from|import)\s+(\w+)", line)
+            if match and match.group(1) in ours:
+                found.add(match.group(1))
+    return found
 
 
 def test_stress_runs_as_a_numeric_non_root_user():

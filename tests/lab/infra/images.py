@@ -31,6 +31,9 @@ PROJECT_IMAGES = {
     "swarmguard-lab/receiver:latest": "receiver/Dockerfile",
 }
 DEBIAN_PACKAGES = ("python3", "python3-pip", "ca-certificates")
+# Packages every project image copies beside its own (see each Dockerfile's COPY lines):
+# part of each image's cache key, so that a change to them rebuilds the images.
+SHARED_PACKAGES = ("swarmguard_config",)
 
 
 def _digest(*parts: bytes | str) -> str:
@@ -217,8 +220,9 @@ def ensure_images(cfg: LabConfig) -> dict[str, str]:
         if not (PROJECT_ROOT / dockerfile).exists():
             continue
         package = Path(dockerfile).parent
-        key = _digest(built[PYTHON_BASE], tree_digest([PROJECT_ROOT / package,
-                                                         PROJECT_ROOT / "pyproject.toml"]))
+        key = _digest(built[PYTHON_BASE], tree_digest(
+            [PROJECT_ROOT / package, *(PROJECT_ROOT / p for p in SHARED_PACKAGES),
+             PROJECT_ROOT / "pyproject.toml"]))
         tar = images_dir / f"{tag.split('/')[-1].split(':')[0]}-{key}.tar"
         if not tar.exists():
             _build_project_image(cfg, tag, dockerfile, tar)

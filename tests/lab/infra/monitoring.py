@@ -17,7 +17,7 @@ import yaml
 
 from . import rootfs
 from ..config import PROJECT_ROOT, LabConfig, Node
-from .images import tree_digest
+from .images import SHARED_PACKAGES, tree_digest
 from .install import cadvisor_binary
 from .system import alive, in_netns, read_pid, say, start_daemon, stop_pid, wait_for
 
@@ -95,7 +95,8 @@ def start_exporter(cfg: LabConfig, node: Node, docker_url: str | None = None) ->
         f"--docker-url={docker_url or cfg.docker_url(node)}",
         f"--listen-address={node.ip}", f"--listen-port={EXPORTER_PORT}",
         f"--capacity-mbps={cfg.node_capacity_mbps}",
-    ]), code=tree_digest([PROJECT_ROOT / "exporter"]))
+    ]), code=tree_digest([PROJECT_ROOT / "exporter",
+                          *(PROJECT_ROOT / p for p in SHARED_PACKAGES)]))
 
 
 # ---------------------------------------------------------------- Prometheus
