@@ -1,5 +1,6 @@
 """One way to configure every SwarmGuard component: a frozen dataclass whose fields are
-read from prefixed environment variables (see swarmguard_config/loading.py).
+read from prefixed environment variables (docs/contract.md, "Environment variables";
+the rules are in swarmguard_config/loading.py).
 
 Shared by receiver/, exporter/ and stress/; each image copies this package beside its own.
 """

@@ -88,8 +88,25 @@ def test_a_typo_in_the_yaml_file_is_an_error_not_a_silent_default(tmp_path):
     ("SWARMGUARD_LOG_LEVEL", "LOUD"),
 ])
 def test_bad_values_name_the_variable(name, value):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=f"{name}='{value}'"):
         load_settings({"SWARMGUARD_TOKEN": "t", name: value})
+
+
+def test_a_bad_value_in_the_yaml_file_names_the_file_and_the_key(tmp_path):
+    path = tmp_path / "receiver.yml"
+    path.write_text("workers: 0\n")
+    with pytest.raises(ConfigError, match=f"{path}: workers=0"):
+        load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_CONFIG_FILE": str(path)})
+
+
+def test_replicas_min_above_replicas_max_names_both_variables():
+    with pytest.raises(ConfigError, match="SWARMGUARD_REPLICAS_MIN, SWARMGUARD_REPLICAS_MAX"):
+        load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_REPLICAS_MIN": "6"})
+
+
+def test_the_log_level_is_read_regardless_of_case():
+    settings = load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_LOG_LEVEL": "debug"})
+    assert settings.log_level == "DEBUG"
 
 
 def test_settings_are_frozen():
