@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Sequence
 
@@ -24,7 +23,8 @@ from receiver import events as E
 from receiver import labels as L
 from receiver.cluster import read_snapshot, task_from_dict
 from receiver.config import Settings
-from receiver.decisions import Action, Decision, Skip, decide
+from receiver.actions import Action, Decision, Migration, Outcome, Skip
+from receiver.decisions import decide
 from receiver.metrics import Metrics
 from receiver.payload import Alert
 # Outcome results (values of swarmguard_actions_total{result}), defined in reasons.py.
@@ -37,14 +37,6 @@ log = E.safe_logger(__name__)
 
 ROLLBACK_STATES = frozenset({"rollback_started", "rollback_paused", "rollback_completed"})
 TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    decision: Decision
-    result: str
-    duration: float | None = None  # seconds, from the update call to the end of the action
-    detail: str = ""
 
 
 def utc_now() -> datetime:
@@ -168,7 +160,8 @@ class Actuator:
     # -- after the update -------------------------------------------------------------------
 
     def _complete(self, action: Action, started: float) -> Outcome:
-        if action.kind != "migrate":
+        if not isinstance(action, Migration):
+            # A scale step is done when Swarm accepts the update: nothing moves to watch.
             return Outcome(action, SUCCESS, self.monotonic() - started)
         result, detail = self._watch_migration(action, started)
         if result == ROLLED_BACK:
@@ -183,7 +176,7 @@ class Actuator:
                         hot, result.replace("_", " "), duration, detail)
         return Outcome(action, result, duration, detail)
 
-    def _watch_migration(self, action: Action, started: float) -> tuple[str, str]:
+    def _watch_migration(self, action: Migration, started: float) -> tuple[str, str]:
         """Until the new task runs (healthy, where there is a health check: swarmkit only
         reports running after that) and the old one is out of rotation (desired shutdown)."""
         old_id = action.task.id if action.task else None
@@ -213,7 +206,7 @@ class Actuator:
                 return SUCCESS, f"new task {new[0].id[:12]} running"
         return TIMEOUT, f"not settled within {self.settings.migration_timeout:.0f} s"
 
-    def _remember_rollback(self, action: Action) -> None:
+    def _remember_rollback(self, action: Migration) -> None:
         """Swarm's rollback restores the previous spec, labels included, so our record of
         the migration vanishes with it and the next repeat of the alert would try again at
         once. Once the rollback has completed, write the record back in a labels-only update
@@ -249,9 +242,11 @@ class Actuator:
     # -- helpers -----------------------------------------------------------------------------
 
     def _begin(self, action: Action) -> None:
-        self.storm.begin(action.service.name, action.kind,
-                         action.from_node.id if action.from_node else None,
-                         action.destinations)
+        if isinstance(action, Migration):
+            self.storm.begin(action.service.name, action.kind, action.from_node.id,
+                             action.destinations)
+        else:
+            self.storm.begin(action.service.name, action.kind)
 
     def _note_in_line(self, decisions: Sequence[Decision]) -> None:
         """A hot task held back by something that passes (a budget, a hot destination)

@@ -27,7 +27,8 @@ from typing import Callable, Hashable, Sequence
 
 from receiver import actuator as A
 from receiver import events as E
-from receiver.decisions import IN_PROGRESS, STALE, Action, Skip
+from receiver.actions import Action, Skip
+from receiver.reasons import IN_PROGRESS, STALE
 from receiver.metrics import Metrics
 from receiver.payload import Alert
 # The Dispatcher's own skip reasons and dropped-work reasons (all defined in reasons.py).

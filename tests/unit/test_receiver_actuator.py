@@ -316,7 +316,7 @@ def test_top_level_networks_of_old_specs_are_kept():
     data = api.inspect_service(WEB_ID)
     data["Spec"]["Networks"] = data["Spec"]["TaskTemplate"].pop("Networks")
     svc = service_from_dict(data)
-    action = D.Action("scale_up", recorded("firing_scale_up.json")[0], svc, "x", replicas=2)
+    action = D.ScaleStep("scale_up", recorded("firing_scale_up.json")[0], svc, "x", replicas=2)
     args = update_arguments(action, STARTED)
     assert args["task_template"]["Networks"] == [{"Target": "o1s6h8x3lk2g"}]
 
@@ -328,8 +328,8 @@ def test_a_scale_up_that_lifts_swarmguards_exclusion_writes_the_users_constraint
     data = api.inspect_service(WEB_ID)
     data["Spec"]["TaskTemplate"]["Placement"] = {"Constraints": ["node.role==worker", "node.hostname!=w2"]}
     data["Spec"]["Labels"]["swarmguard.placement-exclusion"] = "node.hostname!=w2"
-    action = D.Action("scale_up", recorded("firing_scale_up.json")[0], service_from_dict(data), "x",
-                      replicas=3, constraints=("node.role==worker",), lift_exclusion=True)
+    action = D.ScaleStep("scale_up", recorded("firing_scale_up.json")[0], service_from_dict(data),
+                         "x", replicas=3, constraints=("node.role==worker",))
     args = update_arguments(action, STARTED)
     assert args["task_template"]["Placement"]["Constraints"] == ["node.role==worker"]
     assert "swarmguard.placement-exclusion" not in args["labels"]
