@@ -30,10 +30,9 @@ from receiver.payload import Alert
 # Outcome results (values of swarmguard_actions_total{result}), defined in reasons.py.
 from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, ROLLED_BACK, SKIPPED,  # noqa: F401
                               SUCCESS, TIMEOUT)
+from receiver.reporting import Reporter
 from receiver.spec import record_arguments, update_arguments
 from receiver.storm import StormLedger
-
-log = E.safe_logger(__name__)
 
 ROLLBACK_STATES = frozenset({"rollback_started", "rollback_paused", "rollback_completed"})
 TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
@@ -55,12 +54,12 @@ class Actuator:
         self.api = api
         # Hot tasks and actions in flight, shared by every action thread (receiver/storm.py).
         self.storm = storm or StormLedger.from_settings(settings, monotonic)
-        # Emits a decision event for each action, before the update call.
-        self.events = events
+        # Every log line, metric and event of an action (receiver/reporting.py); `events`
+        # gets a decision event for each action, before the update call.
+        self.report = Reporter(metrics, events)
         # Called before each read: negotiates the Docker API version if not done yet.
         self.prepare = prepare
         self.settings = settings
-        self.metrics = metrics
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
@@ -93,13 +92,13 @@ class Actuator:
                     self.prepare()
                 snapshot = read_snapshot(self.api, [name])
             except (docker.errors.DockerException, *TRANSIENT) as exc:
-                failure = self._docker_error("read", exc)
+                failure = self.report.docker_error("read", exc)
                 continue
             if pending:
                 svc = snapshot.service(name)
                 if svc and svc.labels.get(L.LAST_ACTION_AT) == pending[3]:
                     # Our stamp is on the service: that update landed. Do not make another.
-                    log.info("The update of %s did land despite the error", name)
+                    self.report.landed_despite_error(name)
                     action, decisions, started, _ = pending
                     self._begin(action)
                     return self._outcomes(decisions, action, self._complete(action, started))
@@ -116,16 +115,10 @@ class Actuator:
                     self._begin(action)
             if action is None:
                 return [Outcome(d, SKIPPED) for d in decisions]
-            if self.events:
-                self.events.emit(E.DECISION, E.ACT, alert=action.alert,
-                                 service=action.service.name,
-                                 message=action.dry_run_sentence if self.settings.dry_run
-                                 else action.sentence)
+            self.report.acting(action, self.settings.dry_run)
             if self.settings.dry_run:
-                log.info("%s", action.dry_run_sentence)
                 return self._outcomes(decisions, action, Outcome(action, DRY_RUN))
 
-            log.info("%s", action.sentence)
             started = self.monotonic()
             try:
                 self.api.update_service(action.service.id, version=action.service.version,
@@ -134,11 +127,10 @@ class Actuator:
                 if _out_of_sequence(exc) or isinstance(exc, docker.errors.NotFound):
                     # Nothing was written: decide again on what is there now. Another
                     # receiver's labels will make this alert stale or in cooldown.
-                    self.metrics.docker_errors.labels("update_conflict").inc()
                     failure = f"{name} changed under us ({exc.explanation or exc})"
-                    log.info("%s; re-reading and deciding again", failure)
+                    self.report.conflict(failure)
                     continue
-                failure = self._docker_error("update", exc)
+                failure = self.report.docker_error("update", exc)
                 if exc.is_client_error():
                     # The daemon refused the spec itself: retrying cannot help.
                     return self._outcomes(decisions, action,
@@ -146,13 +138,12 @@ class Actuator:
                 pending = (action, decisions, started, L.format_time(now))
                 continue
             except (docker.errors.DockerException, *TRANSIENT) as exc:
-                failure = self._docker_error("update", exc)
+                failure = self.report.docker_error("update", exc)
                 pending = (action, decisions, started, L.format_time(now))
                 continue
             return self._outcomes(decisions, action, self._complete(action, started))
 
-        log.error("Gave up on %s after %d attempts: %s", name, self.settings.docker_attempts,
-                  failure)
+        self.report.gave_up(name, self.settings.docker_attempts, failure)
         if action is not None:
             return self._outcomes(decisions, action, Outcome(action, FAILED, detail=failure))
         return [Outcome(Skip(a, DOCKER_ERROR, failure), FAILED) for a in alerts]
@@ -166,15 +157,9 @@ class Actuator:
         result, detail = self._watch_migration(action, started)
         if result == ROLLED_BACK:
             self._remember_rollback(action)
-        duration = self.monotonic() - started
-        hot = action.from_node.hostname or action.from_node.id
-        if result == SUCCESS:
-            log.info("Migrated %s off %s in %.1f s: %s", action.service.name, hot, duration,
-                     detail)
-        else:
-            log.warning("Migration of %s off %s %s after %.1f s: %s", action.service.name,
-                        hot, result.replace("_", " "), duration, detail)
-        return Outcome(action, result, duration, detail)
+        outcome = Outcome(action, result, self.monotonic() - started, detail)
+        self.report.migration_ended(action, outcome)
+        return outcome
 
     def _watch_migration(self, action: Migration, started: float) -> tuple[str, str]:
         """Until the new task runs (healthy, where there is a health check: swarmkit only
@@ -190,7 +175,7 @@ class Actuator:
                 state = (self.api.inspect_service(action.service.id).get("UpdateStatus")
                          or {}).get("State")
             except (docker.errors.DockerException, *TRANSIENT) as exc:
-                self._docker_error("watch", exc)
+                self.report.docker_error("watch", exc)
                 continue
             if state in ROLLBACK_STATES:
                 return ROLLED_BACK, f"Swarm rolled the update back (state {state})"
@@ -221,23 +206,20 @@ class Actuator:
                     self.api.update_service(
                         data["ID"], version=data["Version"]["Index"],
                         **record_arguments(data["Spec"], action.kind, self.clock(), reason))
-                    log.info("Recorded the rolled-back migration of %s in its labels",
-                             action.service.name)
+                    self.report.rollback_recorded(action.service.name)
                     return
                 if state != "rollback_started":
                     # Paused, or someone updated the service meanwhile: leave it to them.
-                    log.warning("Not recording the rollback of %s: update state is %s",
-                                action.service.name, state)
+                    self.report.rollback_left_alone(action.service.name, state)
                     return
             except docker.errors.APIError as exc:
                 if not _out_of_sequence(exc):
-                    self._docker_error("record", exc)
+                    self.report.docker_error("record", exc)
                     return
             except (docker.errors.DockerException, *TRANSIENT) as exc:
-                self._docker_error("record", exc)
+                self.report.docker_error("record", exc)
             self.sleep(self.settings.watch_interval)
-        log.warning("Rollback of %s did not complete within %.0f s; not recorded",
-                    action.service.name, self.settings.migration_timeout)
+        self.report.rollback_unfinished(action.service.name, self.settings.migration_timeout)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -266,12 +248,6 @@ class Actuator:
                     self.settings.docker_backoff * 2 ** (retry - 1))
         # Jitter keeps two receivers that collided from colliding again in lockstep.
         return delay * (0.5 + 0.5 * self.jitter())
-
-    def _docker_error(self, operation: str, exc: Exception) -> str:
-        self.metrics.docker_errors.labels(operation).inc()
-        text = f"docker {operation} failed: {exc}"
-        log.warning("%s", text)
-        return text
 
 
 def _out_of_sequence(exc: docker.errors.APIError) -> bool:

@@ -35,11 +35,9 @@ from receiver import ground_truth
 from receiver.metrics import Metrics
 from receiver.payload import ParseCache, PayloadError, TooManyServices
 from receiver.readiness import Readiness
+from receiver.reporting import Reporter
 from receiver.storm import StormLedger
 from receiver.worker import RETRY_FULL_S, Dispatcher, WorkRefused
-
-log = E.safe_logger(__name__)
-
 
 def create_app(settings: Settings | None = None, api=None, *,
                executor: Executor | None = None,
@@ -62,11 +60,13 @@ def create_app(settings: Settings | None = None, api=None, *,
         readiness_thread = api is None
     api = api if api is not None else connect(settings)
     metrics = Metrics()
-    # Detection health (docs/contract.md): which opted-in tasks run where, and whether Docker answers.
-    truth = (ground_truth.install(api, metrics.registry,
-                                  on_error=lambda op: metrics.docker_errors.labels(op).inc())
-             if publish_ground_truth else None)
     events = E.EventLog(settings.event_buffer, clock)
+    # Every log line, metric and event of what arrives (the Actuator and the Dispatcher
+    # report through their own Reporter on the same metrics and events).
+    report = Reporter(metrics, events)
+    # Detection health (docs/contract.md): which opted-in tasks run where, and whether Docker answers.
+    truth = (ground_truth.install(api, metrics.registry, on_error=report.count_docker_error)
+             if publish_ground_truth else None)
     readiness = Readiness(api, settings.docker_api_version, settings.readiness_interval)
     storm = StormLedger.from_settings(settings)
     actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep, events=events,
@@ -80,15 +80,14 @@ def create_app(settings: Settings | None = None, api=None, *,
     # (silently, so _read_body counts too). One byte over the limit, so that a body of
     # exactly the limit is still read to its end.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    app.extensions["swarmguard"] = {"settings": settings, "metrics": metrics,
+    app.extensions["swarmguard"] = {"settings": settings, "metrics": metrics, "report": report,
                                     "dispatcher": dispatcher, "api": api, "events": events,
                                     "readiness": readiness, "ground_truth": truth}
     expected = f"Bearer {settings.token}".encode()
     parsed = ParseCache()
 
     def reject(code: int, reason: str, **headers: str):
-        metrics.rejected_requests.labels(str(code)).inc()
-        log.warning("Rejected webhook from %s: %d %s", request.remote_addr, code, reason)
+        report.rejected(request.remote_addr, code, reason)
         return jsonify(error=reason), code, headers
 
     @app.errorhandler(RequestEntityTooLarge)
@@ -123,21 +122,7 @@ def create_app(settings: Settings | None = None, api=None, *,
 
         # Which tasks and nodes are hot now, for every later decision (receiver/storm.py).
         storm.observe(webhook.alerts)
-        for (name, status), count in webhook.counts.items():
-            metrics.count_received(name, status, count)
-        for alert in firing:
-            metrics.observe_age(alert.name, max((now - alert.starts_at).total_seconds(), 0.0))
-        if len(firing) < len(webhook.alerts):
-            for alert in webhook.alerts:
-                if not alert.firing:
-                    # Recorded, never acted on: the action an alert caused is not undone.
-                    resolved = f"{alert.name} for {alert.service} resolved"
-                    log.info("%s", resolved)
-                    events.emit(E.NOTIFICATION, E.RESOLVED, alert=alert, message=resolved,
-                                received_at=now)
-        if webhook.truncated_alerts:
-            log.warning("Alertmanager left out %d alerts of group %s (max_alerts)",
-                        webhook.truncated_alerts, webhook.group_key)
+        report.received(webhook, now)
         # json.dumps straight into a Response: this is the hot path of every webhook, and
         # jsonify's provider machinery cost a tenth of it (make bench-receiver).
         return Response(json.dumps({"status": "accepted", "firing": len(firing),
@@ -174,9 +159,7 @@ def create_app(settings: Settings | None = None, api=None, *,
 
     if readiness_thread:
         readiness.start()
-    ready = "SwarmGuard receiver ready" + (" in DRY-RUN mode" if settings.dry_run else "")
-    log.info("%s: %s", ready, settings.describe())
-    events.emit(E.STARTED, E.DRY_RUN if settings.dry_run else E.LIVE, message=ready)
+    report.started(settings.dry_run, settings.describe())
     return app
 
 
@@ -192,7 +175,7 @@ def finish_work(app: Flask) -> int:
     ext = app.extensions["swarmguard"]
     ext["readiness"].stop()
     dropped = ext["dispatcher"].drain(ext["settings"].shutdown_deadline)
-    log.info("Shutdown: work on %d service(s) dropped", dropped)
+    ext["report"].shut_down(dropped)
     return dropped
 
 
