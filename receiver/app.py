@@ -7,7 +7,8 @@ POST /alerts checks, in this order, and changes nothing on any failure: bearer t
 content type (415), size (413), the payload itself (400, the reason in the JSON body: labels
 that cannot name what they name, control characters, a startsAt in the future), room for
 the work (503 with Retry-After while full or shutting down: Alertmanager retries). Then it
-counts the alerts, hands the firing ones to the background Dispatcher and answers 202.
+counts the alerts, hands them to the background Dispatcher (which takes the firing ones
+as work) and answers 202.
 
 GET /events?since=<seq> (token required) returns the structured events after `seq`
 (events.py; schema in docs/contract.md). GET /readyz answers from a state refreshed in the
@@ -25,7 +26,6 @@ from typing import Callable
 
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from receiver import events as E
 from receiver.actuator import Actuator, utc_now
@@ -76,10 +76,6 @@ def create_app(settings: Settings | None = None, api=None, *,
                             max_pending_services=settings.max_pending_services, clock=clock)
 
     app = Flask("receiver")
-    # Werkzeug refuses a declared Content-Length over this, and caps a chunked stream at it
-    # (silently, so _read_body counts too). One byte over the limit, so that a body of
-    # exactly the limit is still read to its end.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["swarmguard"] = {"settings": settings, "metrics": metrics, "report": report,
                                     "dispatcher": dispatcher, "api": api, "events": events,
                                     "readiness": readiness, "ground_truth": truth}
@@ -90,10 +86,6 @@ def create_app(settings: Settings | None = None, api=None, *,
         report.rejected(request.remote_addr, code, reason)
         return jsonify(error=reason), code, headers
 
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_exc):
-        return reject(413, f"body larger than {settings.max_body_bytes} bytes")
-
     @app.post("/alerts")
     def alerts():
         if not _authorised(request.headers.get("Authorization", ""), expected):
@@ -101,8 +93,6 @@ def create_app(settings: Settings | None = None, api=None, *,
         if request.mimetype != "application/json":
             return reject(415, f"content type must be application/json, "
                                f"got {request.mimetype or 'none'}")
-        if (request.content_length or 0) > settings.max_body_bytes:
-            return reject(413, f"body larger than {settings.max_body_bytes} bytes")
         body = _read_body(settings.max_body_bytes)
         if body is None:
             return reject(413, f"body larger than {settings.max_body_bytes} bytes")
@@ -116,7 +106,8 @@ def create_app(settings: Settings | None = None, api=None, *,
             return reject(503, exc.reason, **{"Retry-After": str(RETRY_FULL_S)})
         firing = webhook.firing
         try:
-            receipt = dispatcher.submit(firing)
+            # The Dispatcher takes only the firing alerts as work (worker.py).
+            receipt = dispatcher.submit(webhook.alerts)
         except WorkRefused as exc:
             return reject(503, exc.reason, **{"Retry-After": str(exc.retry_after_s)})
 
@@ -180,10 +171,13 @@ def finish_work(app: Flask) -> int:
 
 
 def _read_body(limit: int) -> bytes | None:
-    """The request body, or None if it is longer than `limit` (also when chunked)."""
+    """The request body, or None if it is longer than `limit`: the one size check, for a
+    declared Content-Length (refused unread) and a chunked body (counted as it is read)."""
     stream = request.stream
     if request.content_length is not None:
-        # Declared (and checked against the limit): one read, the stream ends there.
+        if request.content_length > limit:
+            return None
+        # One read: the stream ends there.
         return stream.read(request.content_length)
     chunks, size = [], 0
     while True:

@@ -22,7 +22,7 @@ from receiver.config import Settings
 from receiver.payload import Alert
 # The skip reasons decide() gives (all defined in reasons.py).
 from receiver.reasons import (AT_LIMIT, BAD_LABEL, BUDGET, COOLDOWN, IN_PROGRESS,  # noqa: F401
-                              NO_ELIGIBLE_NODE, NOT_OPTED_IN, RESOLVED, STALE, UNSUPPORTED)
+                              NO_ELIGIBLE_NODE, NOT_OPTED_IN, STALE, UNSUPPORTED)
 from receiver.storm import StormView, heat_of
 
 
@@ -30,6 +30,7 @@ def decide(alerts: Iterable[Alert], snapshot: Snapshot, settings: Settings,
            now: datetime, storm: StormView | None = None) -> list[Decision]:
     """One decision per alert, in the alerts' order, at most one Action per service (one
     action at a time). Of several hot tasks of one service, the hottest is judged first.
+    `alerts` are firing: resolved ones never become work (worker.Dispatcher.submit).
     `storm`: what else is in flight and which nodes are hot; None: nothing is."""
     alerts = list(alerts)
     storm = storm or StormView()
@@ -61,8 +62,6 @@ def _hottest_migrations_first(alerts: list[Alert]) -> list[int]:
 def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
                now: datetime, storm: StormView | None = None) -> Decision:
     storm = storm or StormView()
-    if not alert.firing:
-        return Skip(alert, RESOLVED, "the alert is resolved")
     service = snapshot.service(alert.service)
     if service is None:
         return Skip(alert, STALE, f"service {alert.service} no longer exists")

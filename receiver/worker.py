@@ -160,6 +160,8 @@ class Dispatcher:
             self._recent.forget_expired(received)
             for alert in alerts:
                 if not alert.firing:
+                    # The one place resolved alerts are left out of the work: recorded by
+                    # the app, never acted on (the action an alert caused is not undone).
                     continue
                 if alert.instance in self._recent:
                     duplicates.append(alert)
