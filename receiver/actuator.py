@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Sequence
 
@@ -24,27 +23,19 @@ from receiver import events as E
 from receiver import labels as L
 from receiver.cluster import read_snapshot, task_from_dict
 from receiver.config import Settings
-from receiver.decisions import Action, Decision, Skip, decide
+from receiver.actions import Action, Decision, Migration, Outcome, Skip
+from receiver.decisions import decide
 from receiver.metrics import Metrics
 from receiver.payload import Alert
 # Outcome results (values of swarmguard_actions_total{result}), defined in reasons.py.
 from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, ROLLED_BACK, SKIPPED,  # noqa: F401
                               SUCCESS, TIMEOUT)
+from receiver.reporting import Reporter
 from receiver.spec import record_arguments, update_arguments
 from receiver.storm import StormLedger
 
-log = E.safe_logger(__name__)
-
 ROLLBACK_STATES = frozenset({"rollback_started", "rollback_paused", "rollback_completed"})
 TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    decision: Decision
-    result: str
-    duration: float | None = None  # seconds, from the update call to the end of the action
-    detail: str = ""
 
 
 def utc_now() -> datetime:
@@ -63,12 +54,12 @@ class Actuator:
         self.api = api
         # Hot tasks and actions in flight, shared by every action thread (receiver/storm.py).
         self.storm = storm or StormLedger.from_settings(settings, monotonic)
-        # Emits a decision event for each action, before the update call.
-        self.events = events
+        # Every log line, metric and event of an action (receiver/reporting.py); `events`
+        # gets a decision event for each action, before the update call.
+        self.report = Reporter(metrics, events)
         # Called before each read: negotiates the Docker API version if not done yet.
         self.prepare = prepare
         self.settings = settings
-        self.metrics = metrics
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
@@ -101,13 +92,13 @@ class Actuator:
                     self.prepare()
                 snapshot = read_snapshot(self.api, [name])
             except (docker.errors.DockerException, *TRANSIENT) as exc:
-                failure = self._docker_error("read", exc)
+                failure = self.report.docker_error("read", exc)
                 continue
             if pending:
                 svc = snapshot.service(name)
                 if svc and svc.labels.get(L.LAST_ACTION_AT) == pending[3]:
                     # Our stamp is on the service: that update landed. Do not make another.
-                    log.info("The update of %s did land despite the error", name)
+                    self.report.landed_despite_error(name)
                     action, decisions, started, _ = pending
                     self._begin(action)
                     return self._outcomes(decisions, action, self._complete(action, started))
@@ -124,16 +115,10 @@ class Actuator:
                     self._begin(action)
             if action is None:
                 return [Outcome(d, SKIPPED) for d in decisions]
-            if self.events:
-                self.events.emit(E.DECISION, E.ACT, alert=action.alert,
-                                 service=action.service.name,
-                                 message=action.dry_run_sentence if self.settings.dry_run
-                                 else action.sentence)
+            self.report.acting(action, self.settings.dry_run)
             if self.settings.dry_run:
-                log.info("%s", action.dry_run_sentence)
                 return self._outcomes(decisions, action, Outcome(action, DRY_RUN))
 
-            log.info("%s", action.sentence)
             started = self.monotonic()
             try:
                 self.api.update_service(action.service.id, version=action.service.version,
@@ -142,11 +127,10 @@ class Actuator:
                 if _out_of_sequence(exc) or isinstance(exc, docker.errors.NotFound):
                     # Nothing was written: decide again on what is there now. Another
                     # receiver's labels will make this alert stale or in cooldown.
-                    self.metrics.docker_errors.labels("update_conflict").inc()
                     failure = f"{name} changed under us ({exc.explanation or exc})"
-                    log.info("%s; re-reading and deciding again", failure)
+                    self.report.conflict(failure)
                     continue
-                failure = self._docker_error("update", exc)
+                failure = self.report.docker_error("update", exc)
                 if exc.is_client_error():
                     # The daemon refused the spec itself: retrying cannot help.
                     return self._outcomes(decisions, action,
@@ -154,13 +138,12 @@ class Actuator:
                 pending = (action, decisions, started, L.format_time(now))
                 continue
             except (docker.errors.DockerException, *TRANSIENT) as exc:
-                failure = self._docker_error("update", exc)
+                failure = self.report.docker_error("update", exc)
                 pending = (action, decisions, started, L.format_time(now))
                 continue
             return self._outcomes(decisions, action, self._complete(action, started))
 
-        log.error("Gave up on %s after %d attempts: %s", name, self.settings.docker_attempts,
-                  failure)
+        self.report.gave_up(name, self.settings.docker_attempts, failure)
         if action is not None:
             return self._outcomes(decisions, action, Outcome(action, FAILED, detail=failure))
         return [Outcome(Skip(a, DOCKER_ERROR, failure), FAILED) for a in alerts]
@@ -168,22 +151,17 @@ class Actuator:
     # -- after the update -------------------------------------------------------------------
 
     def _complete(self, action: Action, started: float) -> Outcome:
-        if action.kind != "migrate":
+        if not isinstance(action, Migration):
+            # A scale step is done when Swarm accepts the update: nothing moves to watch.
             return Outcome(action, SUCCESS, self.monotonic() - started)
         result, detail = self._watch_migration(action, started)
         if result == ROLLED_BACK:
             self._remember_rollback(action)
-        duration = self.monotonic() - started
-        hot = action.from_node.hostname or action.from_node.id
-        if result == SUCCESS:
-            log.info("Migrated %s off %s in %.1f s: %s", action.service.name, hot, duration,
-                     detail)
-        else:
-            log.warning("Migration of %s off %s %s after %.1f s: %s", action.service.name,
-                        hot, result.replace("_", " "), duration, detail)
-        return Outcome(action, result, duration, detail)
+        outcome = Outcome(action, result, self.monotonic() - started, detail)
+        self.report.migration_ended(action, outcome)
+        return outcome
 
-    def _watch_migration(self, action: Action, started: float) -> tuple[str, str]:
+    def _watch_migration(self, action: Migration, started: float) -> tuple[str, str]:
         """Until the new task runs (healthy, where there is a health check: swarmkit only
         reports running after that) and the old one is out of rotation (desired shutdown)."""
         old_id = action.task.id if action.task else None
@@ -197,7 +175,7 @@ class Actuator:
                 state = (self.api.inspect_service(action.service.id).get("UpdateStatus")
                          or {}).get("State")
             except (docker.errors.DockerException, *TRANSIENT) as exc:
-                self._docker_error("watch", exc)
+                self.report.docker_error("watch", exc)
                 continue
             if state in ROLLBACK_STATES:
                 return ROLLED_BACK, f"Swarm rolled the update back (state {state})"
@@ -213,7 +191,7 @@ class Actuator:
                 return SUCCESS, f"new task {new[0].id[:12]} running"
         return TIMEOUT, f"not settled within {self.settings.migration_timeout:.0f} s"
 
-    def _remember_rollback(self, action: Action) -> None:
+    def _remember_rollback(self, action: Migration) -> None:
         """Swarm's rollback restores the previous spec, labels included, so our record of
         the migration vanishes with it and the next repeat of the alert would try again at
         once. Once the rollback has completed, write the record back in a labels-only update
@@ -228,30 +206,29 @@ class Actuator:
                     self.api.update_service(
                         data["ID"], version=data["Version"]["Index"],
                         **record_arguments(data["Spec"], action.kind, self.clock(), reason))
-                    log.info("Recorded the rolled-back migration of %s in its labels",
-                             action.service.name)
+                    self.report.rollback_recorded(action.service.name)
                     return
                 if state != "rollback_started":
                     # Paused, or someone updated the service meanwhile: leave it to them.
-                    log.warning("Not recording the rollback of %s: update state is %s",
-                                action.service.name, state)
+                    self.report.rollback_left_alone(action.service.name, state)
                     return
             except docker.errors.APIError as exc:
                 if not _out_of_sequence(exc):
-                    self._docker_error("record", exc)
+                    self.report.docker_error("record", exc)
                     return
             except (docker.errors.DockerException, *TRANSIENT) as exc:
-                self._docker_error("record", exc)
+                self.report.docker_error("record", exc)
             self.sleep(self.settings.watch_interval)
-        log.warning("Rollback of %s did not complete within %.0f s; not recorded",
-                    action.service.name, self.settings.migration_timeout)
+        self.report.rollback_unfinished(action.service.name, self.settings.migration_timeout)
 
     # -- helpers -----------------------------------------------------------------------------
 
     def _begin(self, action: Action) -> None:
-        self.storm.begin(action.service.name, action.kind,
-                         action.from_node.id if action.from_node else None,
-                         action.destinations)
+        if isinstance(action, Migration):
+            self.storm.begin(action.service.name, action.kind, action.from_node.id,
+                             action.destinations)
+        else:
+            self.storm.begin(action.service.name, action.kind)
 
     def _note_in_line(self, decisions: Sequence[Decision]) -> None:
         """A hot task held back by something that passes (a budget, a hot destination)
@@ -271,12 +248,6 @@ class Actuator:
                     self.settings.docker_backoff * 2 ** (retry - 1))
         # Jitter keeps two receivers that collided from colliding again in lockstep.
         return delay * (0.5 + 0.5 * self.jitter())
-
-    def _docker_error(self, operation: str, exc: Exception) -> str:
-        self.metrics.docker_errors.labels(operation).inc()
-        text = f"docker {operation} failed: {exc}"
-        log.warning("%s", text)
-        return text
 
 
 def _out_of_sequence(exc: docker.errors.APIError) -> bool:

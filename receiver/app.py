@@ -7,7 +7,8 @@ POST /alerts checks, in this order, and changes nothing on any failure: bearer t
 content type (415), size (413), the payload itself (400, the reason in the JSON body: labels
 that cannot name what they name, control characters, a startsAt in the future), room for
 the work (503 with Retry-After while full or shutting down: Alertmanager retries). Then it
-counts the alerts, hands the firing ones to the background Dispatcher and answers 202.
+counts the alerts, hands them to the background Dispatcher (which takes the firing ones
+as work) and answers 202.
 
 GET /events?since=<seq> (token required) returns the structured events after `seq`
 (events.py; schema in docs/contract.md). GET /readyz answers from a state refreshed in the
@@ -25,7 +26,6 @@ from typing import Callable
 
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from receiver import events as E
 from receiver.actuator import Actuator, utc_now
@@ -35,11 +35,9 @@ from receiver import ground_truth
 from receiver.metrics import Metrics
 from receiver.payload import ParseCache, PayloadError, TooManyServices
 from receiver.readiness import Readiness
+from receiver.reporting import Reporter
 from receiver.storm import StormLedger
 from receiver.worker import RETRY_FULL_S, Dispatcher, WorkRefused
-
-log = E.safe_logger(__name__)
-
 
 def create_app(settings: Settings | None = None, api=None, *,
                executor: Executor | None = None,
@@ -62,11 +60,13 @@ def create_app(settings: Settings | None = None, api=None, *,
         readiness_thread = api is None
     api = api if api is not None else connect(settings)
     metrics = Metrics()
-    # Detection health (docs/contract.md): which opted-in tasks run where, and whether Docker answers.
-    truth = (ground_truth.install(api, metrics.registry,
-                                  on_error=lambda op: metrics.docker_errors.labels(op).inc())
-             if publish_ground_truth else None)
     events = E.EventLog(settings.event_buffer, clock)
+    # Every log line, metric and event of what arrives (the Actuator and the Dispatcher
+    # report through their own Reporter on the same metrics and events).
+    report = Reporter(metrics, events)
+    # Detection health (docs/contract.md): which opted-in tasks run where, and whether Docker answers.
+    truth = (ground_truth.install(api, metrics.registry, on_error=report.count_docker_error)
+             if publish_ground_truth else None)
     readiness = Readiness(api, settings.docker_api_version, settings.readiness_interval)
     storm = StormLedger.from_settings(settings)
     actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep, events=events,
@@ -76,24 +76,15 @@ def create_app(settings: Settings | None = None, api=None, *,
                             max_pending_services=settings.max_pending_services, clock=clock)
 
     app = Flask("receiver")
-    # Werkzeug refuses a declared Content-Length over this, and caps a chunked stream at it
-    # (silently, so _read_body counts too). One byte over the limit, so that a body of
-    # exactly the limit is still read to its end.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    app.extensions["swarmguard"] = {"settings": settings, "metrics": metrics,
+    app.extensions["swarmguard"] = {"settings": settings, "metrics": metrics, "report": report,
                                     "dispatcher": dispatcher, "api": api, "events": events,
                                     "readiness": readiness, "ground_truth": truth}
     expected = f"Bearer {settings.token}".encode()
     parsed = ParseCache()
 
     def reject(code: int, reason: str, **headers: str):
-        metrics.rejected_requests.labels(str(code)).inc()
-        log.warning("Rejected webhook from %s: %d %s", request.remote_addr, code, reason)
+        report.rejected(request.remote_addr, code, reason)
         return jsonify(error=reason), code, headers
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_exc):
-        return reject(413, f"body larger than {settings.max_body_bytes} bytes")
 
     @app.post("/alerts")
     def alerts():
@@ -102,8 +93,6 @@ def create_app(settings: Settings | None = None, api=None, *,
         if request.mimetype != "application/json":
             return reject(415, f"content type must be application/json, "
                                f"got {request.mimetype or 'none'}")
-        if (request.content_length or 0) > settings.max_body_bytes:
-            return reject(413, f"body larger than {settings.max_body_bytes} bytes")
         body = _read_body(settings.max_body_bytes)
         if body is None:
             return reject(413, f"body larger than {settings.max_body_bytes} bytes")
@@ -117,27 +106,14 @@ def create_app(settings: Settings | None = None, api=None, *,
             return reject(503, exc.reason, **{"Retry-After": str(RETRY_FULL_S)})
         firing = webhook.firing
         try:
-            receipt = dispatcher.submit(firing)
+            # The Dispatcher takes only the firing alerts as work (worker.py).
+            receipt = dispatcher.submit(webhook.alerts)
         except WorkRefused as exc:
             return reject(503, exc.reason, **{"Retry-After": str(exc.retry_after_s)})
 
         # Which tasks and nodes are hot now, for every later decision (receiver/storm.py).
         storm.observe(webhook.alerts)
-        for (name, status), count in webhook.counts.items():
-            metrics.count_received(name, status, count)
-        for alert in firing:
-            metrics.observe_age(alert.name, max((now - alert.starts_at).total_seconds(), 0.0))
-        if len(firing) < len(webhook.alerts):
-            for alert in webhook.alerts:
-                if not alert.firing:
-                    # Recorded, never acted on: the action an alert caused is not undone.
-                    resolved = f"{alert.name} for {alert.service} resolved"
-                    log.info("%s", resolved)
-                    events.emit(E.NOTIFICATION, E.RESOLVED, alert=alert, message=resolved,
-                                received_at=now)
-        if webhook.truncated_alerts:
-            log.warning("Alertmanager left out %d alerts of group %s (max_alerts)",
-                        webhook.truncated_alerts, webhook.group_key)
+        report.received(webhook, now)
         # json.dumps straight into a Response: this is the hot path of every webhook, and
         # jsonify's provider machinery cost a tenth of it (make bench-receiver).
         return Response(json.dumps({"status": "accepted", "firing": len(firing),
@@ -174,9 +150,7 @@ def create_app(settings: Settings | None = None, api=None, *,
 
     if readiness_thread:
         readiness.start()
-    ready = "SwarmGuard receiver ready" + (" in DRY-RUN mode" if settings.dry_run else "")
-    log.info("%s: %s", ready, settings.describe())
-    events.emit(E.STARTED, E.DRY_RUN if settings.dry_run else E.LIVE, message=ready)
+    report.started(settings.dry_run, settings.describe())
     return app
 
 
@@ -192,15 +166,18 @@ def finish_work(app: Flask) -> int:
     ext = app.extensions["swarmguard"]
     ext["readiness"].stop()
     dropped = ext["dispatcher"].drain(ext["settings"].shutdown_deadline)
-    log.info("Shutdown: work on %d service(s) dropped", dropped)
+    ext["report"].shut_down(dropped)
     return dropped
 
 
 def _read_body(limit: int) -> bytes | None:
-    """The request body, or None if it is longer than `limit` (also when chunked)."""
+    """The request body, or None if it is longer than `limit`: the one size check, for a
+    declared Content-Length (refused unread) and a chunked body (counted as it is read)."""
     stream = request.stream
     if request.content_length is not None:
-        # Declared (and checked against the limit): one read, the stream ends there.
+        if request.content_length > limit:
+            return None
+        # One read: the stream ends there.
         return stream.read(request.content_length)
     chunks, size = [], 0
     while True:

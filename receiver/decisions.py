@@ -1,7 +1,7 @@
 """What to do about alerts, given a snapshot of the swarm. Pure: no Docker, no clock, no I/O.
 
-`decide(alerts, snapshot, settings, now, storm)` returns one Action or Skip per alert, each
-with a sentence saying why. The checks follow the rules of conduct in docs/contract.md, in
+`decide(alerts, snapshot, settings, now, storm)` returns one decision per alert (a Migration,
+a ScaleStep or a Skip: receiver/actions.py), each with a sentence saying why. The checks follow the rules of conduct in docs/contract.md, in
 this order: freshness (service exists, opted in, task still where the alert says, alert
 newer than the last action), cooldown, Swarm not mid-update, then what the action itself
 needs (limits, an eligible node that is not hot), then the storm budgets (receiver/storm.py:
@@ -9,78 +9,28 @@ what else is in flight, and which hot task leaves a node first).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Union
+from typing import Iterable
 
 from receiver import kinds
 from receiver import labels as L
 from receiver import placement
-from receiver.cluster import Node, Service, Snapshot, Task
+# The decision types (receiver/actions.py), also read from here by decide()'s callers.
+from receiver.actions import Action, Decision, Migration, ScaleStep, Skip  # noqa: F401
+from receiver.model import Node, Service, Snapshot, Task
 from receiver.config import Settings
 from receiver.payload import Alert
 # The skip reasons decide() gives (all defined in reasons.py).
 from receiver.reasons import (AT_LIMIT, BAD_LABEL, BUDGET, COOLDOWN, IN_PROGRESS,  # noqa: F401
-                              NO_ELIGIBLE_NODE, NOT_OPTED_IN, RESOLVED, STALE, UNSUPPORTED)
+                              NO_ELIGIBLE_NODE, NOT_OPTED_IN, STALE, UNSUPPORTED)
 from receiver.storm import StormView, heat_of
-
-
-# How each kind reads in a log sentence: (present participle, infinitive).
-VERBS = {k.name: (k.doing, k.do) for k in kinds.KINDS}
-
-
-@dataclass(frozen=True)
-class Action:
-    kind: str
-    alert: Alert
-    service: Service
-    # The rest of the sentence after the verb: "web off worker-1 (cpu 91 %): start-first, ..."
-    what: str
-    replicas: int | None = None  # scale: the target count
-    constraints: tuple[str, ...] = ()  # migrate: the new Placement.Constraints
-    exclusion: str = ""  # migrate: value for the swarmguard.placement-exclusion label
-    from_node: Node | None = None  # migrate: the hot node
-    task: Task | None = None  # migrate: the task being moved
-    # scale up: SwarmGuard's own earlier exclusion is lifted in the same update (the
-    # new Placement.Constraints are then in `constraints`)
-    lift_exclusion: bool = False
-    # migrate: IDs of the nodes the new task may land on (the storm's arrival budget)
-    destinations: tuple[str, ...] = ()
-
-    @property
-    def sentence(self) -> str:
-        return f"{VERBS[self.kind][0]} {self.what}"
-
-    @property
-    def plan(self) -> str:
-        return f"{VERBS[self.kind][1]} {self.what}"
-
-    @property
-    def dry_run_sentence(self) -> str:
-        return f"**DRY-RUN**: would {self.plan}"
-
-
-@dataclass(frozen=True)
-class Skip:
-    alert: Alert
-    reason: str
-    why: str
-    # False: what stands in the way passes by itself (a budget, a hot destination, another
-    # alert of the service acted on): a hot task stays in line to leave its node.
-    lasting: bool = True
-
-    @property
-    def sentence(self) -> str:
-        return f"Ignoring {self.alert.name} for {self.alert.labels.get('service')}: {self.why}"
-
-
-Decision = Union[Action, Skip]
 
 
 def decide(alerts: Iterable[Alert], snapshot: Snapshot, settings: Settings,
            now: datetime, storm: StormView | None = None) -> list[Decision]:
     """One decision per alert, in the alerts' order, at most one Action per service (one
     action at a time). Of several hot tasks of one service, the hottest is judged first.
+    `alerts` are firing: resolved ones never become work (worker.Dispatcher.submit).
     `storm`: what else is in flight and which nodes are hot; None: nothing is."""
     alerts = list(alerts)
     storm = storm or StormView()
@@ -112,8 +62,6 @@ def _hottest_migrations_first(alerts: list[Alert]) -> list[int]:
 def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
                now: datetime, storm: StormView | None = None) -> Decision:
     storm = storm or StormView()
-    if not alert.firing:
-        return Skip(alert, RESOLVED, "the alert is resolved")
     service = snapshot.service(alert.service)
     if service is None:
         return Skip(alert, STALE, f"service {alert.service} no longer exists")
@@ -144,7 +92,8 @@ def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
                         f"SwarmGuard action ({history.last_kind} at {_hms(history.last_at)})")
     if since_kind is not None and since_kind < cooldown:
         return Skip(alert, COOLDOWN,
-                    f"cooldown, last {VERBS[alert.kind][1]} {max(since_kind, 0):.0f} s ago "
+                    f"cooldown, last {kinds.BY_NAME[alert.kind].do} "
+                    f"{max(since_kind, 0):.0f} s ago "
                     f"(cooldown {cooldown:.0f} s)")
     if service.updating:
         return Skip(alert, IN_PROGRESS,
@@ -215,16 +164,15 @@ def _migrate(alert: Alert, snapshot: Snapshot, service: Service, storm: StormVie
         service.constraints, service.labels,
         [placement.exclusion_for(n, nodes) for n in [hot, *also_hot]])
     excluding = ", ".join([hot_name] + [f"{snapshot.hostname(n.id)} (hot)" for n in also_hot])
-    return Action(
-        kind="migrate",
+    return Migration(
         alert=alert,
         service=service,
         what=(f"{service.name} off {hot_name}{_evidence(alert)}: start-first, excluding "
               f"{excluding}"),
+        task=task,
+        from_node=hot,
         constraints=tuple(constraints),
         exclusion=recorded,
-        from_node=hot,
-        task=task,
         destinations=tuple(n.id for n in cool),
     )
 
@@ -252,12 +200,12 @@ def _scale(alert: Alert, snapshot: Snapshot, service: Service, settings: Setting
                 # Lifting a constraint moves no running task.
                 free, refused = eligible_nodes(service, snapshot, user, None)
                 if free:
-                    return Action(
+                    return ScaleStep(
                         kind=alert.kind, alert=alert, service=service,
                         what=(f"{service.name} from {current} to {target} replicas"
                               f"{_evidence(alert)}, lifting SwarmGuard's earlier exclusion "
                               f"{service.labels.get(L.PLACEMENT_EXCLUSION, '')}"),
-                        replicas=target, constraints=user, lift_exclusion=True)
+                        replicas=target, constraints=user)
             if not free:
                 return Skip(alert, NO_ELIGIBLE_NODE,
                             f"no node is free for another replica ({'; '.join(refused)})")
@@ -265,7 +213,7 @@ def _scale(alert: Alert, snapshot: Snapshot, service: Service, settings: Setting
         if current <= low:
             return Skip(alert, AT_LIMIT, f"already at the minimum of {low} replicas")
         target = current - 1
-    return Action(
+    return ScaleStep(
         kind=alert.kind,
         alert=alert,
         service=service,

@@ -19,7 +19,7 @@ from collections import deque
 from datetime import datetime
 from typing import Callable
 
-from receiver.labels import format_time
+from receiver.rfc3339 import format_time
 
 EVENTS_LOGGER = "receiver.events"
 

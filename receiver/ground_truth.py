@@ -72,7 +72,7 @@ def build_ground_truth(services: Iterable[Mapping], tasks: Iterable[Mapping],
     """Running tasks of opted-in services, per service and node, and the nodes.
 
     A task counts when Swarm wants it running and it is running: the same test the
-    decisions use (cluster.Task.running). Opt-in is the receiver's own test, so a label
+    decisions use (model.Task.running). Opt-in is the receiver's own test, so a label
     that the receiver would refuse to act on is not counted either.
     """
     names = {s["ID"]: (s.get("Spec") or {}).get("Name", "") for s in services

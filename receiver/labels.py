@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from typing import Mapping
 
 from receiver import kinds
-from receiver.payload import PayloadError, parse_time
+# format_time is also how the labels are written: re-exported for their readers.
+from receiver.rfc3339 import NotATime, format_time, parse_time  # noqa: F401
 
 # Set by users.
 ENABLE = "swarmguard.enable"  # "true" opts a service in; nothing else is ever touched
@@ -35,18 +36,13 @@ def opted_in(labels: Mapping[str, str]) -> bool:
     return labels.get(ENABLE, "").strip().lower() == "true"
 
 
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with microseconds: comparable with Alertmanager's startsAt."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def read_time(labels: Mapping[str, str], name: str) -> datetime | None:
     text = labels.get(name)
     if not text:
         return None
     try:
         return parse_time(text, name)
-    except PayloadError:
+    except NotATime:
         pass
     try:
         # Also accept unix seconds, in case an operator sets a cooldown by hand.

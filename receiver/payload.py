@@ -12,11 +12,11 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from receiver import kinds
+from receiver import kinds, rfc3339
 
 MIGRATE = kinds.MIGRATE.alert
 SCALE_UP = kinds.SCALE_UP.alert
@@ -126,34 +126,12 @@ class Webhook:
         return MappingProxyType(counts)
 
 
-# RFC 3339 as Alertmanager writes it (Go's time.RFC3339Nano): fractions of any length,
-# `Z` or a numeric offset. Python keeps microseconds, so extra digits are dropped.
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
-)
-
-
 def parse_time(text: Any, field_name: str = "time") -> datetime:
     """Parse an RFC 3339 timestamp into an aware UTC datetime, or raise PayloadError."""
-    if not isinstance(text, str):
-        raise PayloadError(f"{field_name} must be an RFC 3339 string")
-    m = _RFC3339.match(text)
-    if not m:
-        raise PayloadError(f"{field_name} {text!r} is not an RFC 3339 timestamp")
-    year, month, day, hour, minute, second, frac, zulu, sign, oh, om = m.groups()
     try:
-        micro = int((frac or "0").ljust(6, "0")[:6])
-        # Leap seconds (":60") are legal RFC 3339 but not for datetime; clamp to :59.
-        tz = timezone.utc
-        if not zulu:
-            offset = timedelta(hours=int(oh), minutes=int(om))
-            tz = timezone(offset if sign == "+" else -offset)
-        value = datetime(int(year), int(month), int(day), int(hour), int(minute),
-                         min(int(second), 59), micro, tzinfo=tz)
-        return value.astimezone(timezone.utc)
-    except (ValueError, OverflowError) as exc:
-        raise PayloadError(f"{field_name} {text!r} is not a valid time: {exc}") from None
+        return rfc3339.parse_time(text, field_name)
+    except rfc3339.NotATime as exc:
+        raise PayloadError(str(exc)) from None
 
 
 def parse_webhook(body: bytes | str, now: datetime | None = None,

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from receiver.cluster import Node
+from receiver.model import Node
 from receiver.labels import PLACEMENT_EXCLUSION
 
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*(==|!=)\s*(.*?)\s*$")

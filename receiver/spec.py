@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from receiver import labels as L
-from receiver.decisions import Action
+from receiver.actions import Action, Migration, ScaleStep
 
 
 def update_arguments(action: Action, at: datetime) -> dict[str, Any]:
@@ -23,28 +23,40 @@ def update_arguments(action: Action, at: datetime) -> dict[str, Any]:
     """
     args = _as_read(action.service.spec)
     args["labels"] = L.action_labels(args["labels"], action.kind, at, action.sentence)
-    if action.kind == "migrate":
-        template = args["task_template"]
-        template["Placement"] = {**(template.get("Placement") or {}),
-                                 "Constraints": list(action.constraints)}
-        if action.exclusion:
-            args["labels"][L.PLACEMENT_EXCLUSION] = action.exclusion
-        else:
-            args["labels"].pop(L.PLACEMENT_EXCLUSION, None)
-        # Start-first in this very update: stop-first (Docker's default) is seconds of
-        # downtime. Rollback if the new task fails, and roll back start-first too.
-        args["update_config"] = _with(args["update_config"], Order="start-first",
-                                      FailureAction="rollback")
-        args["rollback_config"] = _with(args["rollback_config"], Order="start-first")
+    if isinstance(action, Migration):
+        _migrate(args, action)
+    elif isinstance(action, ScaleStep):
+        _scale(args, action)
     else:
-        replicated = (args["mode"] or {}).get("Replicated") or {}
-        args["mode"] = {"Replicated": {**replicated, "Replicas": action.replicas}}
-        if action.lift_exclusion:
-            template = args["task_template"]
-            template["Placement"] = {**(template.get("Placement") or {}),
-                                     "Constraints": list(action.constraints)}
-            args["labels"].pop(L.PLACEMENT_EXCLUSION, None)
+        raise TypeError(f"no update carries out a {type(action).__name__}")
     return args
+
+
+def _migrate(args: dict[str, Any], migration: Migration) -> None:
+    _place(args, migration.constraints)
+    if migration.exclusion:
+        args["labels"][L.PLACEMENT_EXCLUSION] = migration.exclusion
+    else:
+        args["labels"].pop(L.PLACEMENT_EXCLUSION, None)
+    # Start-first in this very update: stop-first (Docker's default) is seconds of
+    # downtime. Rollback if the new task fails, and roll back start-first too.
+    args["update_config"] = _with(args["update_config"], Order="start-first",
+                                  FailureAction="rollback")
+    args["rollback_config"] = _with(args["rollback_config"], Order="start-first")
+
+
+def _scale(args: dict[str, Any], step: ScaleStep) -> None:
+    replicated = (args["mode"] or {}).get("Replicated") or {}
+    args["mode"] = {"Replicated": {**replicated, "Replicas": step.replicas}}
+    if step.constraints is not None:
+        _place(args, step.constraints)
+        args["labels"].pop(L.PLACEMENT_EXCLUSION, None)
+
+
+def _place(args: dict[str, Any], constraints: tuple[str, ...]) -> None:
+    template = args["task_template"]
+    template["Placement"] = {**(template.get("Placement") or {}),
+                             "Constraints": list(constraints)}
 
 
 def record_arguments(spec: Mapping[str, Any], kind: str, at: datetime, reason: str

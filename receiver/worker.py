@@ -27,14 +27,13 @@ from typing import Callable, Hashable, Sequence
 
 from receiver import actuator as A
 from receiver import events as E
-from receiver.decisions import IN_PROGRESS, STALE, Action, Skip
+from receiver.actions import Skip
 from receiver.metrics import Metrics
 from receiver.payload import Alert
 # The Dispatcher's own skip reasons and dropped-work reasons (all defined in reasons.py).
 from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_WAITING, DUPLICATE,  # noqa: F401
-                              INTERNAL_ERROR, SUPERSEDED)
-
-log = E.safe_logger(__name__)
+                              IN_PROGRESS, INTERNAL_ERROR, SUPERSEDED)
+from receiver.reporting import Reporter
 
 # An alert instance (same alert, same start) that was fully handled this recently is not
 # handled again: Alertmanager resends on retries, from HA replicas and on every group
@@ -130,8 +129,9 @@ class Dispatcher:
                  monotonic: Callable[[], float] = time.monotonic,
                  clock: Callable[[], datetime] = A.utc_now):
         self._handle = handle
-        self._metrics = metrics
-        self._events = events or E.EventLog(1024, clock)
+        self._metrics = metrics  # the queue's own gauges
+        # Every log line, metric and event of what becomes of the work.
+        self._report = Reporter(metrics, events or E.EventLog(1024, clock))
         self._executor = executor or ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="swarmguard-action")
         self._max_pending = max_pending_services
@@ -160,6 +160,8 @@ class Dispatcher:
             self._recent.forget_expired(received)
             for alert in alerts:
                 if not alert.firing:
+                    # The one place resolved alerts are left out of the work: recorded by
+                    # the app, never acted on (the action an alert caused is not undone).
                     continue
                 if alert.instance in self._recent:
                     duplicates.append(alert)
@@ -187,9 +189,7 @@ class Dispatcher:
                 self._pending[service] = _Work(tuple(group), received, received_at)
             self._metrics.pending_services.set(len(self._pending))
         for alert in duplicates:
-            # Counted, not logged nor an event: Alertmanager resends in bulk, and this is
-            # the hot path of such floods (an event each halved the acknowledgement rate).
-            self._metrics.count_skipped(alert.name, DUPLICATE)
+            self._report.duplicate(alert)
         for group in busy.values():
             for alert in group:
                 self._skip(alert, IN_PROGRESS, "an action on it is already in progress",
@@ -228,13 +228,7 @@ class Dispatcher:
                 self._idle.wait(timeout=min(0.5, max(end - self._monotonic(), 0.01)))
             unfinished = sorted(self._running)
         for service in unfinished:
-            log.error("Shutting down with the action on %s still unfinished after %.0f s; "
-                      "Swarm completes or rolls back the update itself, but its outcome "
-                      "goes unrecorded here", service, deadline_s)
-            self._metrics.work_dropped.labels(DROPPED_UNFINISHED).inc()
-            self._events.emit(E.DROPPED, DROPPED_UNFINISHED, service=service,
-                              reason=DROPPED_UNFINISHED,
-                              message=f"action on {service} unfinished at shutdown")
+            self._report.dropped_unfinished(service, deadline_s)
         self._executor.shutdown(wait=False, cancel_futures=True)
         return dropped + len(unfinished)
 
@@ -244,13 +238,7 @@ class Dispatcher:
             self._pending.clear()
             self._metrics.pending_services.set(0)
         for service, work in waiting:
-            log.warning("Dropping the waiting work on %s (%d alert(s)) at shutdown; "
-                        "Alertmanager sends them again", service, len(work.alerts))
-            self._metrics.work_dropped.labels(DROPPED_WAITING).inc()
-            for alert in work.alerts:
-                self._events.emit(E.DROPPED, DROPPED_WAITING, alert=alert,
-                                  reason=DROPPED_WAITING, received_at=work.received_at,
-                                  message=f"work on {service} dropped at shutdown")
+            self._report.dropped_waiting(service, work.alerts, work.received_at)
             self._metrics.in_flight.dec()
         return len(waiting)
 
@@ -264,12 +252,12 @@ class Dispatcher:
         try:
             outcomes = self._handle(work.alerts)
         except Exception as exc:  # a background thread has no one else to tell
-            log.exception("Unexpected error while handling alerts for %s", service)
+            self._report.crashed(service)
             outcomes = [A.Outcome(Skip(a, INTERNAL_ERROR, f"unexpected error: {exc}"), A.FAILED)
                         for a in work.alerts]
         finished = self._monotonic()
         for outcome in outcomes:
-            self._record(outcome, work, finished)
+            self._report.finished(outcome, work.received_at, finished - work.received)
         with self._lock:
             self._running.discard(service)
             ended = self._monotonic()
@@ -280,38 +268,4 @@ class Dispatcher:
         self._metrics.in_flight.dec()
 
     def _skip(self, alert: Alert, reason: str, why: str, received_at: datetime) -> None:
-        skip = Skip(alert, reason, why)
-        self._metrics.count_skipped(alert.name, reason)
-        log.info("%s", skip.sentence)
-        self._events.emit(E.DECISION, E.SKIP, alert=alert, reason=reason,
-                          message=skip.sentence, received_at=received_at)
-
-    def _record(self, outcome: A.Outcome, work: _Work, ended: float) -> None:
-        m, d = self._metrics, outcome.decision
-        if isinstance(d, Skip):
-            m.alerts_skipped.labels(d.alert.name, d.reason).inc()
-            if d.reason == STALE:
-                m.stale_alerts.labels(d.alert.name).inc()
-            if outcome.result == A.FAILED:
-                log.error("%s", d.sentence)
-            else:
-                log.info("%s", d.sentence)
-            self._events.emit(E.DECISION, E.SKIP, alert=d.alert, reason=d.reason,
-                              message=d.sentence, received_at=work.received_at)
-            return
-        assert isinstance(d, Action)
-        m.actions.labels(d.kind, outcome.result).inc()
-        if outcome.result == A.SUCCESS:
-            m.last_action.labels(d.service.name, d.kind).set(time.time())
-        if outcome.duration is not None:
-            m.action_duration.labels(d.kind).observe(outcome.duration)
-        if outcome.result == A.SUCCESS:
-            m.recovery_duration.labels(d.kind).observe(ended - work.received)
-        if outcome.result == A.FAILED:
-            log.error("Could not %s: %s", d.plan, outcome.detail)
-        self._events.emit(E.OUTCOME, outcome.result, alert=d.alert, service=d.service.name,
-                          reason=outcome.detail or None,
-                          message=d.dry_run_sentence if outcome.result == A.DRY_RUN
-                          else d.sentence,
-                          received_at=work.received_at, duration_s=outcome.duration)
-
+        self._report.skipped(Skip(alert, reason, why), received_at)

@@ -326,10 +326,6 @@ def test_a_stale_first_alert_does_not_block_a_valid_second_one():
     assert isinstance(second, D.Action)
 
 
-def test_resolved_alerts_are_never_acted_on():
-    assert one(alert(status="resolved"), world()).reason == D.RESOLVED
-
-
 def test_decisions_are_pure_functions_of_their_inputs():
     snap = world()
     assert D.decide([alert()], snap, SETTINGS, NOW) == D.decide([alert()], snap, SETTINGS, NOW)
@@ -381,7 +377,6 @@ def _every_way_to_skip():
     taken = [task_dict(f"t{i}", WEB_ID, n, slot=i)
              for i, n in enumerate([WORKER_1, WORKER_2, WORKER_3], 1)]
     return {
-        "resolved": (D.RESOLVED, alert(status="resolved"), world()),
         "service gone": (D.STALE, alert(), world(service="none", tasks=[])),
         "task moved": (D.STALE, alert(), world(tasks=[task_dict(TASK, WEB_ID, WORKER_2)])),
         "began before the last action": (D.STALE, alert(ago=30),
@@ -437,10 +432,6 @@ def test_a_bad_label_is_named_in_the_reason():
     assert "swarmguard.replicas.min=4" in skip.why and "swarmguard.replicas.max=2" in skip.why
     svc = service_dict("demo_web", WEB_ID, labels={"swarmguard.last-action-at": "last tuesday"})
     assert "swarmguard.last-action-at" in one(alert(), world(service=svc)).why
-
-
-def test_a_resolved_alert_is_skipped_saying_so():
-    assert one(alert(status="resolved"), world()).why == "the alert is resolved"
 
 
 def test_a_global_service_is_named_as_such_and_says_what_cannot_be_done():

@@ -256,7 +256,7 @@ def test_of_one_services_hot_tasks_the_hottest_is_moved():
              task_dict(task_id(1), service_id(0), WORKER_1, slot=2)]
     cool, hot = migrate_alert("app0", task_id(0), cpu=81.0), migrate_alert("app0", task_id(1), cpu=99.0)
     decisions = D.decide([cool, hot], snapshot([service], tasks), SETTINGS, NOW, StormView())
-    assert [type(d) for d in decisions] == [D.Skip, D.Action]  # in the alerts' order
+    assert [type(d) for d in decisions] == [D.Skip, D.Migration]  # in the alerts' order
     assert decisions[1].task.id == task_id(1)
 
 

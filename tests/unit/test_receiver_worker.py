@@ -151,9 +151,11 @@ def test_outcomes_are_counted_by_kind_result_and_reason():
 
 
 def _action(alert):
-    from receiver.cluster import service_from_dict
-    from tests.fake_swarm_api import service_dict
-    return D.Action("migrate", alert, service_from_dict(service_dict("demo_web")), "demo_web")
+    from receiver.cluster import node_from_dict, service_from_dict
+    from tests.fake_swarm_api import node_dict, service_dict
+    return D.Migration(alert, service_from_dict(service_dict("demo_web")), "demo_web", task=None,
+                       from_node=node_from_dict(node_dict(alert.node_id, "worker-1")),
+                       constraints=(), exclusion="")
 
 
 def test_a_resend_of_the_waiting_alerts_is_a_duplicate_not_a_replacement():

@@ -1,0 +1,183 @@
+"""What the receiver tells about everything that becomes of an alert: the log line, the
+metric increments and the structured event, written together for each outcome.
+
+The app, the Dispatcher and the Actuator say what happened (a webhook arrived, an alert was
+skipped, an action started or ended, work was dropped, Docker failed) and the Reporter
+writes all of it, so one outcome cannot be logged without its count or its event. Metric
+names and labels, event fields and log sentences are public contract (docs/contract.md,
+"Receiver events"; receiver/README.md, "Metrics").
+
+Each line keeps the logger of the stage it tells about, so an operator's log filters keep
+working: receiver.app (what arrived), receiver.worker (what became of a piece of work),
+receiver.actuator (an action being carried out).
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Sequence
+
+from receiver import events as E
+from receiver.actions import Action, Migration, Outcome, Skip
+from receiver.metrics import Metrics
+from receiver.payload import Alert, Webhook
+from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_WAITING, DRY_RUN, DUPLICATE,
+                              FAILED, STALE, SUCCESS)
+
+_arriving = E.safe_logger("receiver.app")
+_dispatching = E.safe_logger("receiver.worker")
+_acting = E.safe_logger("receiver.actuator")
+
+
+class Reporter:
+    def __init__(self, metrics: Metrics, events: E.EventLog | None = None):
+        self.metrics = metrics
+        # None: no event stream (an Actuator driven on its own, as in tests).
+        self.events = events
+
+    def _emit(self, type: str, result: str, **fields) -> None:
+        if self.events is not None:
+            self.events.emit(type, result, **fields)
+
+    # -- the HTTP layer (app.py) --------------------------------------------------------------
+
+    def started(self, dry_run: bool, settings: str) -> None:
+        ready = "SwarmGuard receiver ready" + (" in DRY-RUN mode" if dry_run else "")
+        _arriving.info("%s: %s", ready, settings)
+        self._emit(E.STARTED, E.DRY_RUN if dry_run else E.LIVE, message=ready)
+
+    def rejected(self, sender: str | None, code: int, reason: str) -> None:
+        self.metrics.rejected_requests.labels(str(code)).inc()
+        _arriving.warning("Rejected webhook from %s: %d %s", sender, code, reason)
+
+    def received(self, webhook: Webhook, now: datetime) -> None:
+        """A webhook was taken: its alerts counted, the firing ones' age observed, each
+        resolved one recorded (never acted on: the action an alert caused is not undone)."""
+        for (name, status), count in webhook.counts.items():
+            self.metrics.count_received(name, status, count)
+        for alert in webhook.firing:
+            self.metrics.observe_age(alert.name,
+                                     max((now - alert.starts_at).total_seconds(), 0.0))
+        if len(webhook.firing) < len(webhook.alerts):
+            for alert in webhook.alerts:
+                if not alert.firing:
+                    resolved = f"{alert.name} for {alert.service} resolved"
+                    _arriving.info("%s", resolved)
+                    self._emit(E.NOTIFICATION, E.RESOLVED, alert=alert, message=resolved,
+                               received_at=now)
+        if webhook.truncated_alerts:
+            _arriving.warning("Alertmanager left out %d alerts of group %s (max_alerts)",
+                              webhook.truncated_alerts, webhook.group_key)
+
+    def shut_down(self, dropped: int) -> None:
+        _arriving.info("Shutdown: work on %d service(s) dropped", dropped)
+
+    # -- the Dispatcher (worker.py) -----------------------------------------------------------
+
+    def duplicate(self, alert: Alert) -> None:
+        # Counted, not logged nor an event: Alertmanager resends in bulk, and this is the
+        # hot path of such floods (an event each halved the acknowledgement rate).
+        self.metrics.count_skipped(alert.name, DUPLICATE)
+
+    def skipped(self, skip: Skip, received_at: datetime | None, failed: bool = False) -> None:
+        """An alert not acted on; `failed`: because the receiver could not (an error)."""
+        self.metrics.count_skipped(skip.alert.name, skip.reason)
+        if skip.reason == STALE:
+            self.metrics.stale_alerts.labels(skip.alert.name).inc()
+        if failed:
+            _dispatching.error("%s", skip.sentence)
+        else:
+            _dispatching.info("%s", skip.sentence)
+        self._emit(E.DECISION, E.SKIP, alert=skip.alert, reason=skip.reason,
+                   message=skip.sentence, received_at=received_at)
+
+    def finished(self, outcome: Outcome, received_at: datetime, recovery_s: float) -> None:
+        """How one alert's handling ended. `recovery_s`: from the webhook's arrival to now."""
+        d = outcome.decision
+        if isinstance(d, Skip):
+            self.skipped(d, received_at, failed=outcome.result == FAILED)
+            return
+        m = self.metrics
+        m.actions.labels(d.kind, outcome.result).inc()
+        if outcome.result == SUCCESS:
+            m.last_action.labels(d.service.name, d.kind).set(time.time())
+        if outcome.duration is not None:
+            m.action_duration.labels(d.kind).observe(outcome.duration)
+        if outcome.result == SUCCESS:
+            m.recovery_duration.labels(d.kind).observe(recovery_s)
+        if outcome.result == FAILED:
+            _dispatching.error("Could not %s: %s", d.plan, outcome.detail)
+        self._emit(E.OUTCOME, outcome.result, alert=d.alert, reason=outcome.detail or None,
+                   message=d.dry_run_sentence if outcome.result == DRY_RUN else d.sentence,
+                   received_at=received_at, duration_s=outcome.duration)
+
+    def crashed(self, service: str) -> None:
+        """Call from the `except` block: the traceback goes with the line."""
+        _dispatching.exception("Unexpected error while handling alerts for %s", service)
+
+    def dropped_waiting(self, service: str, alerts: Sequence[Alert],
+                        received_at: datetime) -> None:
+        _dispatching.warning("Dropping the waiting work on %s (%d alert(s)) at shutdown; "
+                             "Alertmanager sends them again", service, len(alerts))
+        self.metrics.work_dropped.labels(DROPPED_WAITING).inc()
+        for alert in alerts:
+            self._emit(E.DROPPED, DROPPED_WAITING, alert=alert, reason=DROPPED_WAITING,
+                       received_at=received_at, message=f"work on {service} dropped at shutdown")
+
+    def dropped_unfinished(self, service: str, deadline_s: float) -> None:
+        _dispatching.error("Shutting down with the action on %s still unfinished after %.0f s; "
+                           "Swarm completes or rolls back the update itself, but its outcome "
+                           "goes unrecorded here", service, deadline_s)
+        self.metrics.work_dropped.labels(DROPPED_UNFINISHED).inc()
+        self._emit(E.DROPPED, DROPPED_UNFINISHED, service=service, reason=DROPPED_UNFINISHED,
+                   message=f"action on {service} unfinished at shutdown")
+
+    # -- the Actuator (actuator.py) -----------------------------------------------------------
+
+    def acting(self, action: Action, dry_run: bool) -> None:
+        """An action is decided: the event goes out before the update call."""
+        sentence = action.dry_run_sentence if dry_run else action.sentence
+        # The event's service comes from the alert: the snapshot was read by that name.
+        self._emit(E.DECISION, E.ACT, alert=action.alert, message=sentence)
+        _acting.info("%s", sentence)
+
+    def migration_ended(self, migration: Migration, outcome: Outcome) -> None:
+        hot = migration.from_node.hostname or migration.from_node.id
+        if outcome.result == SUCCESS:
+            _acting.info("Migrated %s off %s in %.1f s: %s", migration.service.name, hot,
+                         outcome.duration, outcome.detail)
+        else:
+            _acting.warning("Migration of %s off %s %s after %.1f s: %s",
+                            migration.service.name, hot, outcome.result.replace("_", " "),
+                            outcome.duration, outcome.detail)
+
+    def docker_error(self, operation: str, exc: Exception) -> str:
+        """A Docker call failed: counted and logged; returns the sentence."""
+        self.count_docker_error(operation)
+        text = f"docker {operation} failed: {exc}"
+        _acting.warning("%s", text)
+        return text
+
+    def count_docker_error(self, operation: str) -> None:
+        self.metrics.docker_errors.labels(operation).inc()
+
+    def conflict(self, failure: str) -> None:
+        """The update lost a compare-and-swap: nothing was written."""
+        self.count_docker_error("update_conflict")
+        _acting.info("%s; re-reading and deciding again", failure)
+
+    def landed_despite_error(self, service: str) -> None:
+        _acting.info("The update of %s did land despite the error", service)
+
+    def gave_up(self, service: str, attempts: int, failure: str) -> None:
+        _acting.error("Gave up on %s after %d attempts: %s", service, attempts, failure)
+
+    def rollback_recorded(self, service: str) -> None:
+        _acting.info("Recorded the rolled-back migration of %s in its labels", service)
+
+    def rollback_left_alone(self, service: str, state: str | None) -> None:
+        _acting.warning("Not recording the rollback of %s: update state is %s", service, state)
+
+    def rollback_unfinished(self, service: str, timeout_s: float) -> None:
+        _acting.warning("Rollback of %s did not complete within %.0f s; not recorded",
+                        service, timeout_s)

@@ -1,0 +1,49 @@
+"""RFC 3339 times, as Alertmanager writes startsAt and as SwarmGuard writes its labels.
+
+Pure, and apart from the webhook parser: the service labels (labels.py) are read with the
+same rules without depending on the wire format.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+
+class NotATime(ValueError):
+    """A value that is not an RFC 3339 time; the message names the field."""
+
+
+# RFC 3339 as Alertmanager writes it (Go's time.RFC3339Nano): fractions of any length,
+# `Z` or a numeric offset. Python keeps microseconds, so extra digits are dropped.
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+)
+
+
+def parse_time(text: Any, field_name: str) -> datetime:
+    """Parse an RFC 3339 timestamp into an aware UTC datetime, or raise NotATime."""
+    if not isinstance(text, str):
+        raise NotATime(f"{field_name} must be an RFC 3339 string")
+    m = _RFC3339.match(text)
+    if not m:
+        raise NotATime(f"{field_name} {text!r} is not an RFC 3339 timestamp")
+    year, month, day, hour, minute, second, frac, zulu, sign, oh, om = m.groups()
+    try:
+        micro = int((frac or "0").ljust(6, "0")[:6])
+        # Leap seconds (":60") are legal RFC 3339 but not for datetime; clamp to :59.
+        tz = timezone.utc
+        if not zulu:
+            offset = timedelta(hours=int(oh), minutes=int(om))
+            tz = timezone(offset if sign == "+" else -offset)
+        value = datetime(int(year), int(month), int(day), int(hour), int(minute),
+                         min(int(second), 59), micro, tzinfo=tz)
+        return value.astimezone(timezone.utc)
+    except (ValueError, OverflowError) as exc:
+        raise NotATime(f"{field_name} {text!r} is not a valid time: {exc}") from None
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds: comparable with Alertmanager's startsAt."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,34 @@
+"""The pure core stays apart from Docker and from the wire format: decisions, the model,
+storm control and the labels are imported, and run, without the Docker SDK (receiver/README.md)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def modules_loaded_by(module: str) -> set[str]:
+    """The modules that importing `module` loads, in a fresh interpreter."""
+    code = f"import sys, {module}; print('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    return set(out.split())
+
+
+@pytest.mark.parametrize("module", ["receiver.decisions", "receiver.model", "receiver.storm",
+                                    "receiver.labels", "receiver.actions"])
+def test_the_pure_core_imports_no_docker(module):
+    loaded = modules_loaded_by(module)
+    assert module in loaded  # the check itself ran
+    assert not {m for m in loaded if m == "docker" or m.startswith("docker.")}
+
+
+def test_the_gateway_does_import_docker():
+    # The same check on the module that must load it: the test above can fail.
+    assert "docker" in modules_loaded_by("receiver.cluster")
+
+
+def test_the_labels_do_not_depend_on_the_webhook_parser():
+    assert "receiver.payload" not in modules_loaded_by("receiver.labels")
