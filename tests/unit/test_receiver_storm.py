@@ -542,3 +542,81 @@ def test_a_scale_step_counts_against_the_cluster_budget_but_no_node():
     assert outcome.result == "success"
     assert ("begin", "app0", "scale_up", None, frozenset()) in storm.calls
     assert len(storm.view().recent_starts) == 1 and storm.view().moves == ()
+
+
+# -- what decide() says when a storm holds an alert back ----------------------------------------
+
+def test_a_skip_for_budget_names_its_alert_and_says_which_budget():
+    services, tasks = storm_world(1)
+    storm = ledger(concurrent=1)
+    storm.begin("elsewhere", "scale_down")
+    for alert in (scale_up_alert("app0"), migrate_alert("app0", task_id(0))):
+        skip = decide_one(alert, snapshot(services, tasks), storm.view())
+        assert skip.reason == D.BUDGET
+        assert skip.alert is alert  # counted and reported per alert name, task and node
+        assert skip.why == ("1 action(s) already in flight "
+                            "(SWARMGUARD_MAX_CONCURRENT_ACTIONS=1)")
+
+
+def test_a_task_is_never_held_back_by_its_own_hotter_report():
+    """The ledger saw this task at 97 % (a later webhook); the alert being judged says 90 %."""
+    services, tasks = storm_world(1)
+    storm = ledger()
+    storm.observe([migrate_alert("app0", task_id(0), cpu=97.0)])
+    action = decide_one(migrate_alert("app0", task_id(0), cpu=90.0), snapshot(services, tasks),
+                        storm.view())
+    assert isinstance(action, D.Action)
+
+
+def test_a_migration_refused_for_arrivals_names_the_full_node():
+    services, tasks = storm_world(2)
+    storm = ledger(arriving_per_node=1, leaving_per_node=2)
+    storm.observe([migrate_alert("x", task_id(9), node=WORKER_3)])  # worker-3 is hot
+    storm.begin("app1", "migrate", WORKER_1, [WORKER_2])
+    skip = decide_one(migrate_alert("app0", task_id(0)), snapshot(services, tasks), storm.view())
+    assert skip.reason == D.BUDGET
+    assert skip.why == ("worker-2 already receive(s) 1 task(s) "
+                        "(SWARMGUARD_MAX_ARRIVING_PER_NODE=1)")
+
+
+def test_a_second_hot_task_of_a_service_being_moved_stays_in_line():
+    service = service_dict("app0", service_id(0), replicas=2, constraints=["node.role==worker"])
+    tasks = [task_dict(task_id(0), service_id(0), WORKER_1, slot=1),
+             task_dict(task_id(1), service_id(0), WORKER_2, slot=2)]
+    api = FakeDockerAPI(services=[service], tasks=tasks, nodes=example_nodes())
+    storm = ledger()
+    actuator = Actuator(api, Settings(token="t", dry_run=True), Metrics(), clock=lambda: NOW,
+                        sleep=lambda s: None, storm=storm)
+    cool = migrate_alert("app0", task_id(0), node=WORKER_1, cpu=81.0)
+    hot = migrate_alert("app0", task_id(1), node=WORKER_2, cpu=99.0)
+    storm.observe([cool, hot])
+    outcomes = actuator.handle([cool, hot])
+    assert [o.decision.reason for o in outcomes if isinstance(o.decision, D.Skip)] == [D.IN_PROGRESS]
+    in_line = {h.task_id: h.in_line for h in storm.view().hot}
+    # The hot one is acted on; the cool one must be judged again once that is over.
+    assert in_line == {task_id(0): True, task_id(1): False}
+
+
+def test_an_actuator_without_a_ledger_makes_one_from_its_settings_on_its_own_clock():
+    clock = FakeClock()
+    actuator = Actuator(one_service_api(), Settings(token="t", hot_task_memory=30.0), Metrics(),
+                        clock=lambda: NOW, monotonic=clock, sleep=lambda s: None)
+    actuator.storm.observe([migrate_alert("app0", task_id(0), node=WORKER_2)])
+    clock.advance(29.9)
+    assert actuator.storm.view().hot_nodes() == {WORKER_2}
+    clock.advance(0.1)
+    assert actuator.storm.view().hot_nodes() == frozenset()
+
+
+def test_a_migration_narrows_to_the_node_of_its_own_new_task_not_another_replicas():
+    service = service_dict("app0", service_id(0), replicas=2, constraints=["node.role==worker"])
+    tasks = [task_dict(task_id(1), service_id(0), WORKER_2, slot=2),  # the other replica
+             task_dict(task_id(0), service_id(0), WORKER_1, slot=1)]
+    api = FakeDockerAPI(services=[service], tasks=tasks, nodes=example_nodes())
+    api.after_update = lambda api, service_id, kwargs: api.move_task(task_id(0), WORKER_3)
+    storm = RecordingLedger()
+    actuator = Actuator(api, Settings(token="t"), Metrics(), clock=lambda: NOW,
+                        sleep=lambda s: None, storm=storm)
+    (outcome,) = actuator.handle([migrate_alert("app0", task_id(0))])
+    assert outcome.result == "success"
+    assert {c[2] for c in storm.calls if c[0] == "landed"} == {WORKER_3}
