@@ -86,6 +86,8 @@ def test_every_service_another_file_names_is_a_service_of_the_stack():
 
 
 def test_every_config_and_secret_file_the_stack_names_exists():
+    # Catches a config or secret file that was moved or renamed (the deploy fails), or one
+    # declared and never mounted.
     for name, config in STACK["configs"].items():
         assert (ROOT / config["file"]).is_file(), f"config {name}: {config['file']} is missing"
     for name, secret in STACK["secrets"].items():
@@ -333,12 +335,16 @@ def test_the_demo_service_is_checked_every_second_on_its_own_port():
 # ------------------------------------------------------------------ tests/lab/infra/stack.lab.yml
 
 def test_the_lab_file_only_overrides_services_of_the_stack():
+    # Catches a lab override that adds a service or top-level key the bundle does not
+    # have: the lab would then test something other than the bundle.
     assert set(LAB) == {"version", "services"}
     assert LAB["version"] == STACK["version"]
     assert set(LAB["services"]) == set(SERVICES), "every service is overridden (dnsrr at least)"
 
 
 def test_in_the_lab_every_service_resolves_by_dns_round_robin_and_publishes_in_host_mode():
+    # Catches a service left on a VIP or the routing mesh, which the lab's kernel (no
+    # IPVS) cannot serve.
     for name in SERVICES:
         assert lab(name)["deploy"]["endpoint_mode"] == "dnsrr", name
         for port in merged_lab_ports(name):
@@ -346,6 +352,8 @@ def test_in_the_lab_every_service_resolves_by_dns_round_robin_and_publishes_in_h
 
 
 def test_the_lab_file_changes_nothing_docker_20_10_would_merge_into_a_duplicate():
+    # Catches a lab port or volume that docker 20.10's merge would add beside the bundle's
+    # instead of replacing it (two listeners on one port, two mounts at one path).
     for name in SERVICES:
         base = {defaults(p["published"]): p for p in ports(SERVICES[name])}
         for port in ports(lab(name)):
@@ -362,6 +370,8 @@ def test_the_lab_file_changes_nothing_docker_20_10_would_merge_into_a_duplicate(
 
 
 def test_in_the_lab_every_service_that_runs_has_a_lab_built_image():
+    # Catches a service whose image the lab never builds: its task would wait on an
+    # unreachable registry.
     built = set(PROJECT_IMAGES) | {image.tag for image in MONITORING_IMAGES}
     for name in SERVICES:
         if name in lab_stack.NOT_IN_LAB:
@@ -371,6 +381,8 @@ def test_in_the_lab_every_service_that_runs_has_a_lab_built_image():
 
 
 def test_deploy_names_each_lab_image_by_id_so_no_node_asks_a_registry():
+    # Catches a tag left in the deployed spec (each node would first try the registry) and
+    # a lab image that was never built going unnoticed.
     tags = {lab(n)["image"] for n in SERVICES if "image" in lab(n)}
     ids = {tag: f"sha256:{i:064x}" for i, tag in enumerate(sorted(tags))}
     pinned = lab_stack.images_by_id(ids)["services"]
@@ -394,6 +406,8 @@ def test_the_lab_exporter_reads_the_docker_socket_of_its_own_node():
 
 
 def test_the_lab_ports_avoid_those_the_labs_own_processes_hold_on_every_node():
+    # Catches a published port that collides with the lab's own cAdvisor or exporter on
+    # every node.
     taken = {DEFAULT.cadvisor_port, monitoring.EXPORTER_PORT}
     assert lab_stack.EXPORTER_PORT not in taken | {DEFAULT.app_published_port}
     for name in SERVICES:
@@ -406,6 +420,8 @@ def test_the_lab_ports_avoid_those_the_labs_own_processes_hold_on_every_node():
 
 
 def test_the_lab_mounts_the_managers_docker_socket_and_versions_configs_by_content():
+    # Catches a lab deploy with the wrong socket or a config version that does not change
+    # with the files (a redeploy after an edit would be refused).
     env = lab_stack.environment(DEFAULT)
     assert env["SWARMGUARD_DOCKER_SOCKET"] == str(DEFAULT.docker_socket(DEFAULT.manager))
     assert env["SWARMGUARD_EXPORTER_PORT"] == str(lab_stack.EXPORTER_PORT)
@@ -421,6 +437,8 @@ PROVIDERS = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/swarmguard.y
 
 
 def test_the_datasource_is_the_stacks_prometheus_with_the_uid_the_dashboard_opens_with():
+    # Catches a dashboard that opens on no datasource, or on one that is not the stack's
+    # Prometheus.
     [source] = DATASOURCES["datasources"]
     assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
     [variable] = [v for v in DASHBOARD["templating"]["list"] if v["type"] == "datasource"]
@@ -429,6 +447,8 @@ def test_the_datasource_is_the_stacks_prometheus_with_the_uid_the_dashboard_open
 
 
 def test_the_dashboard_provider_reads_where_the_stack_mounts_the_dashboard():
+    # Catches a dashboard mounted where Grafana's provider does not look (Grafana starts
+    # empty).
     [provider] = PROVIDERS["providers"]
     mounted = {c["source"]: c["target"] for c in SERVICES["grafana"]["configs"]}
     assert Path(mounted["grafana_dashboard"]).parent == Path(provider["options"]["path"])
@@ -437,6 +457,8 @@ def test_the_dashboard_provider_reads_where_the_stack_mounts_the_dashboard():
 
 
 def test_every_panel_and_annotation_queries_through_the_datasource_variable():
+    # Catches a panel pinned to another datasource, and two panels with one id (Grafana
+    # drops one).
     for panel in DASHBOARD["panels"]:
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         for target in panel["targets"]:
@@ -447,6 +469,7 @@ def test_every_panel_and_annotation_queries_through_the_datasource_variable():
 
 
 def test_the_dashboard_draws_every_percentage_its_threshold_the_alerts_and_the_actions():
+    # Catches a panel or threshold line lost from the dashboard.
     exprs = "\n".join(q.expr for q in dashboard.queries(DASHBOARD))
     for needed in ("swarmguard:task_cpu:percent", "swarmguard:task_memory:percent",
                    "swarmguard:task_network:percent", "swarmguard:service_replicas:count",
@@ -465,6 +488,8 @@ def test_the_dashboard_draws_every_percentage_its_threshold_the_alerts_and_the_a
 
 
 def test_every_recording_rule_the_dashboard_reads_is_defined_in_the_rules():
+    # Catches a panel that reads a recording rule that was renamed or removed (an empty
+    # panel).
     recorded = {r["record"] for path in (ROOT / "prometheus" / "rules").glob("*.yml")
                 for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"] if "record" in r}
     used = {name for q in dashboard.queries(DASHBOARD)
@@ -473,6 +498,8 @@ def test_every_recording_rule_the_dashboard_reads_is_defined_in_the_rules():
 
 
 def test_every_receiver_metric_the_dashboard_reads_is_one_the_receiver_exports():
+    # Catches a panel that reads a receiver metric that was renamed or removed (an empty
+    # panel).
     from receiver.ground_truth import METRIC_NAMES
     from receiver.metrics import Metrics
 
@@ -487,6 +514,7 @@ def test_every_receiver_metric_the_dashboard_reads_is_one_the_receiver_exports()
 
 
 def test_dashboard_variables_become_what_grafana_sends_and_unknown_ones_are_refused():
+    # Catches a query checked with variables Grafana would not substitute that way.
     assert dashboard.substitute('x{service=~"$service"}[$__rate_interval]', DASHBOARD) == 'x{service=~".*"}[1m]'
     assert dashboard.substitute('label_replace(x, "a", "$1", "b", "(.+)")', DASHBOARD) == (
         'label_replace(x, "a", "$1", "b", "(.+)")')
@@ -509,6 +537,7 @@ def promtool_check(queries: list[dashboard.Query], tmp_path: Path) -> subprocess
 
 
 def test_every_dashboard_query_is_promql_that_promtool_accepts(tmp_path):
+    # Catches a dashboard query Prometheus cannot parse.
     queries = dashboard.promql(DASHBOARD)
     assert len(queries) >= 10
     result = promtool_check(queries, tmp_path)
@@ -517,6 +546,7 @@ def test_every_dashboard_query_is_promql_that_promtool_accepts(tmp_path):
 
 
 def test_the_promql_check_rejects_a_broken_query(tmp_path):
+    # Catches a PromQL check that accepts anything.
     broken = [dashboard.Query("broken", "sum by (service (swarmguard:task_cpu:percent)")]
     assert promtool_check(broken, tmp_path).returncode != 0
 
@@ -529,6 +559,7 @@ def github_anchor(heading: str) -> str:
 
 
 def test_every_runbook_url_of_the_rules_has_its_section_in_the_readme():
+    # Catches a runbook link in an alert that leads nowhere.
     readme = (ROOT / "README.md").read_text()
     anchors = {github_anchor(line.lstrip("#")) for line in readme.splitlines()
                if line.startswith("#")}
@@ -570,6 +601,8 @@ def test_the_readmes_deploy_steps_create_every_secret_and_pass_registry_credenti
 
 
 def test_docker_stops_the_receiver_only_after_it_has_had_its_shutdown_deadline():
+    # Catches work in progress killed on shutdown: gunicorn's or Docker's deadline shorter
+    # than the receiver's own.
     import runpy
 
     from receiver.config import Settings

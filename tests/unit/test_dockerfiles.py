@@ -79,6 +79,7 @@ def test_the_base_image_is_a_build_argument_defaulting_to_a_python_the_project_s
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_pinned_dependencies_are_the_ones_in_pyproject(image):
+    # Catches an image with other dependency versions than the ones the tests ran with.
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     wanted = args(image)["PIP_DEPS"].split()
     assert wanted and set(wanted) <= set(declared)
@@ -86,6 +87,7 @@ def test_pinned_dependencies_are_the_ones_in_pyproject(image):
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_with_install_deps_0_no_pip_runs_only_the_import_check(image, tmp_path):
+    # Catches an offline build (the lab's) that still calls pip.
     calls = run_dependency_step(image, tmp_path, install_deps="0")
     assert not any("pip" in call for call in calls)
     assert calls and calls[-1].startswith("-c import ")
@@ -93,6 +95,7 @@ def test_with_install_deps_0_no_pip_runs_only_the_import_check(image, tmp_path):
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_by_default_pip_installs_the_pinned_dependencies(image, tmp_path):
+    # Catches a default build that installs nothing, or other versions.
     calls = run_dependency_step(image, tmp_path, install_deps=args(image)["INSTALL_DEPS"])
     assert calls[0] == "-m pip install --no-cache-dir " + args(image)["PIP_DEPS"]
 
@@ -158,21 +161,29 @@ def test_the_command_starts_what_the_image_copies(image, tmp_path):
 
 
 def test_stress_runs_as_a_numeric_non_root_user():
+    # Catches the demo app running as root, or as a user name the base image (any base,
+    # the lab's included) may not have in its /etc/passwd.
     user = only("stress", "USER")
     assert re.fullmatch(r"[1-9][0-9]*:[0-9]+", user), user
 
 
 def test_the_exporter_runs_as_root_to_read_the_docker_socket_and_other_processes_net_dev():
+    # Catches an exporter that cannot read the Docker socket or other processes'
+    # /proc/<pid>/net/dev.
     assert not [rest for kw, rest in instructions("exporter") if kw == "USER"]
 
 
 def test_the_receiver_runs_as_root_unless_built_otherwise_for_the_docker_socket():
+    # Catches a receiver that cannot open the Docker socket by default, or whose user
+    # cannot be changed at build time.
     assert args("receiver")["RUN_AS"] == "0"
     assert only("receiver", "USER") == "${RUN_AS}"
 
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_health_is_checked_every_1_to_5_seconds_without_engine_25_options(image):
+    # Catches a health check Engine 20.10 refuses (--start-interval), or one too slow for
+    # start-first migrations.
     options = only(image, "HEALTHCHECK")
     assert "--start-interval" not in options
     interval = re.search(r"--interval=(\d+)s", options)
@@ -181,6 +192,7 @@ def test_health_is_checked_every_1_to_5_seconds_without_engine_25_options(image)
 
 
 def test_the_stress_health_check_passes_against_the_real_app_and_fails_without_it(tmp_path):
+    # Catches a health check that asks the wrong port or path, or passes with no app.
     from werkzeug.serving import make_server
 
     from stress.app import create_app
@@ -208,6 +220,7 @@ def test_the_stress_health_check_passes_against_the_real_app_and_fails_without_i
     ],
 )
 def test_the_health_check_asks_the_right_path_and_fails_on_errors(image, path, env_for_port):
+    # Catches a health check that asks the wrong port or path, or passes on an error.
     with StubServer(healthy_path=path) as stub:
         assert health_check(image, env_for_port(stub.port)) == 0
         stub.healthy_path = "/elsewhere"  # now the checked path answers 500
@@ -215,6 +228,8 @@ def test_the_health_check_asks_the_right_path_and_fails_on_errors(image, path, e
 
 
 def test_the_build_context_leaves_out_the_venv_git_and_tests():
+    # Catches a build context of hundreds of MB, or local state and tests copied into an
+    # image.
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", "tests"} <= set(ignored)
 
