@@ -249,7 +249,7 @@ def test_prometheus_loads_the_mounted_config_and_rules_and_can_discover_the_swar
     assert "/var/run/docker.sock" in volumes
     assert service["user"] == "root"  # the socket is root's
     # Its data survives a restart of the task (a volume, where --storage.tsdb.path points).
-    [data] = [c.split("=", 1)[1] for c in service["command"] if c.startswith("--storage.tsdb.path=")] or ["/prometheus"]
+    [data] = [c.split("=", 1)[1] for c in service["command"] if c.startswith("--storage.tsdb.path=")]
     assert data in volumes and not volumes[data].startswith("/")
 
 
