@@ -14,7 +14,7 @@ help:
 	@echo "make unit        unit and rule tests only (no lab)"
 	@echo "make lab-up | lab-status | lab-down"
 	@echo "make bench-receiver-hardening   slow clients, a flood, acks/s: no lab needed"
-	@echo "make mutate      mutation testing of the receiver's and exporter's logic (no lab, ~8 min on 2 cores)"
+	@echo "make mutate      mutation testing of the receiver's and exporter's logic (no lab, ~9 min on 2 cores)"
 	@echo "make mutate MUTATE_ONLY=receiver/storm.py   only those modules' mutants (comma-separated paths)"
 	@echo "SWARMGUARD_LAB_FLAVOUR=current (default: Engine 28.5, Prometheus 3.5) or bookworm (Engine 20.10, Prometheus 2.42)"
 
