@@ -14,7 +14,8 @@ help:
 	@echo "make unit        unit and rule tests only (no lab)"
 	@echo "make lab-up | lab-status | lab-down"
 	@echo "make bench-receiver-hardening   slow clients, a flood, acks/s: no lab needed"
-	@echo "make mutate      mutation testing of the receiver's and exporter's logic (no lab, ~8 min on 2 cores)"
+	@echo "make mutate      mutation testing of the receiver's and exporter's logic (no lab, ~9 min on 2 cores)"
+	@echo "make mutate MUTATE_ONLY=receiver/storm.py   only those modules' mutants (comma-separated paths)"
 	@echo "SWARMGUARD_LAB_FLAVOUR=current (default: Engine 28.5, Prometheus 3.5) or bookworm (Engine 20.10, Prometheus 2.42)"
 
 $(VENV)/.installed: pyproject.toml
@@ -62,7 +63,8 @@ unit: venv
 # Mutation testing, no lab: mutmut mutates the modules listed in pyproject.toml
 # ([tool.mutmut]) and runs their spec files against each mutant; prints progress, a score
 # per module, and writes artifacts/mutate.json. A fresh run each time, at low CPU
-# priority; MUTATE_JOBS (default 2) mutants at once.
+# priority; MUTATE_JOBS (default 2) mutants at once. MUTATE_ONLY=receiver/storm.py (paths
+# from that list, comma-separated) tests and scores only those modules' mutants.
 $(VENV)/.mutate-installed: pyproject.toml $(VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[test,mutate]'
 	@touch $@

@@ -7,6 +7,12 @@ series once SwarmGuard has done its job.
 Not here, and why: cAdvisor and Grafana have no image in the lab (stack.lab.yml gives
 them no node); the lab's own cAdvisor processes stand in for the first: the exporters
 read them, and the stack's Prometheus scrapes them (its one lab-specific change).
+
+Each test runs alone and in any order: the module deploys the bundle once (`deployed`),
+and before every test the `bundle` fixture brings it back to rest (every service at
+stack.yml's replica count, the demo service with one settled task, no stress, no alert
+about it), whatever an earlier test did or left behind when it failed. Tests that change
+the stack (scaling its receiver to zero) restore it in `finally`.
 """
 from __future__ import annotations
 
@@ -48,8 +54,10 @@ def app_port_holders(lab: LabConfig) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def bundle(lab):
-    stack.remove(lab)  # whatever an interrupted run left
+def deployed(lab):
+    """The bundle, freshly deployed for this module (whatever an interrupted run left is
+    removed first), and removed after its last test."""
+    stack.remove(lab)
     # `make demo` leaves `web` on one worker's app port; the other lab tests replace it
     # freely too. Without that port the stack's stress could not start (or move) there.
     services.remove_service(lab, "web")
@@ -57,6 +65,38 @@ def bundle(lab):
     stack.deploy(lab)
     yield lab
     stack.remove(lab)
+
+
+@pytest.fixture
+def bundle(deployed):
+    """The deployed bundle at rest, before each test: see at_rest()."""
+    at_rest(deployed)
+    return deployed
+
+
+def stack_replicas(service: str) -> int:
+    """The replica count stack.yml asks for (the tests' starting point)."""
+    return stack.load(stack.STACK_FILE)["services"][service]["deploy"].get("replicas", 1)
+
+
+def at_rest(lab: LabConfig) -> None:
+    """Undo what any test of this module may have left: the stack's receiver scaled to
+    zero (the dashboard test), a second demo replica (Scenario 2), stress still running
+    (a test that failed before stopping it); then wait until every service runs, the demo
+    service has one healthy task, settled past the start-up grace, and neither the stack's
+    Prometheus nor the lab's has an alert about it (firing or pending)."""
+    for name in ("receiver", "stress"):
+        if services.replicas(lab, stack.full_name(name)) != stack_replicas(name):
+            set_replicas(lab, stack.full_name(name), stack_replicas(name))
+    services.stop_stress_everywhere(lab)
+    wait_for("every service of the stack running", lambda: not stack.not_running(lab),
+             timeout=120)
+    wait_for("one demo container", lambda: len(services.containers(lab, STRESS)) == 1,
+             timeout=60)
+    for url in (stack_prometheus(lab), lab.prometheus_url):
+        wait_for("no alert about the demo service", lambda url=url: not prometheus.api(
+            url, "/api/v1/query", query=f'ALERTS{{service="{STRESS}"}}')["result"], timeout=120)
+    services.wait_settled(lab, STRESS)  # the rules ignore a task's start-up heat
 
 
 def node_of(lab: LabConfig, service: str) -> Node:
@@ -160,6 +200,10 @@ def test_the_stacks_alertmanager_delivers_a_swarmguard_alert_to_the_stacks_recei
     lab = bundle
     url = stack_alertmanager(lab)
     before = receiver_metric(lab, "swarmguard_alerts_received_total", alertname="SwarmGuardMigrate")
+    rejected = receiver_metric(lab, "swarmguard_rejected_requests_total")
+    stale = receiver_metric(lab, "swarmguard_alerts_skipped_total", alertname="SwarmGuardMigrate",
+                            reason="stale")
+    actions = receiver_metric(lab, "swarmguard_actions_total")
     now = datetime.now(timezone.utc)
     alert = {
         "labels": {"alertname": "SwarmGuardMigrate", "service": NO_SUCH_SERVICE,
@@ -180,12 +224,14 @@ def test_the_stacks_alertmanager_delivers_a_swarmguard_alert_to_the_stacks_recei
         wait_for("the stack's receiver to receive the alert", lambda: receiver_metric(
             lab, "swarmguard_alerts_received_total", alertname="SwarmGuardMigrate") > before,
             timeout=30)
-        assert receiver_metric(lab, "swarmguard_rejected_requests_total") == 0
+        assert receiver_metric(lab, "swarmguard_rejected_requests_total") == rejected
         # Checked against the live cluster and left alone: the service does not exist.
+        # (Counts since this test began: an earlier test may have acted, or restarted the
+        # receiver.)
         wait_for("the receiver to skip it as stale", lambda: receiver_metric(
-            lab, "swarmguard_alerts_skipped_total", alertname="SwarmGuardMigrate", reason="stale") > 0,
+            lab, "swarmguard_alerts_skipped_total", alertname="SwarmGuardMigrate", reason="stale") > stale,
             timeout=30)
-        assert receiver_metric(lab, "swarmguard_actions_total") == 0
+        assert receiver_metric(lab, "swarmguard_actions_total") == actions
     finally:
         alert["endsAt"] = rfc3339(datetime.now(timezone.utc))  # resolve it
         requests.post(f"{url}/api/v2/alerts", json=[alert], timeout=10)
@@ -202,26 +248,28 @@ def test_every_dashboard_query_returns_series_once_swarmguard_has_migrated_the_d
     # The host receiver stands in for the stack's (the lab's Prometheus scrapes it on
     # loopback); the stack's is scaled to zero meanwhile so that the two do not race.
     set_replicas(lab, stack.full_name("receiver"), 0)
-    with ReceiverProcess(lab) as receiver:
-        services.wait_settled(lab)  # the rules ignore a task's start-up heat
-        started = time.time()
-        r = requests.get(f"http://{lab.node(old).ip}:{lab.app_published_port}/stress/cpu",
-                         params={"target": 100, "duration": 60}, timeout=5)
-        assert r.status_code == 200, r.text
-        new = services.wait_moved_off(lab, STRESS, old, timeout=90)
-        receiver.wait_idle()
-        assert receiver.metric("swarmguard_actions_total", kind="migrate", result="success") == 1
-        print(f"the bundle's demo task moved {old} -> {new} {time.time() - started:.1f} s after the stress")
-        time.sleep(3)  # a few scrapes of the receiver's metrics after the action
+    try:
+        with ReceiverProcess(lab) as receiver:
+            services.wait_settled(lab)  # the rules ignore a task's start-up heat
+            started = time.time()
+            r = requests.get(f"http://{lab.node(old).ip}:{lab.app_published_port}/stress/cpu",
+                             params={"target": 100, "duration": 60}, timeout=5)
+            assert r.status_code == 200, r.text
+            new = services.wait_moved_off(lab, STRESS, old, timeout=90)
+            receiver.wait_idle()
+            assert receiver.metric("swarmguard_actions_total", kind="migrate", result="success") == 1
+            print(f"the bundle's demo task moved {old} -> {new} {time.time() - started:.1f} s after the stress")
+            time.sleep(3)  # a few scrapes of the receiver's metrics after the action
 
-        empty = []
-        for query in dashboard.promql():
-            result = prometheus.api(lab.prometheus_url, "/api/v1/query_range", query=query.expr,
-                         start=started - 120, end=time.time(), step="1s")["result"]
-            if not result:
-                empty.append(f"{query.where}: {query.expr}")
-        assert empty == [], "queries with no series:\n" + "\n".join(empty)
-    set_replicas(lab, stack.full_name("receiver"), 1)
+            empty = []
+            for query in dashboard.promql():
+                result = prometheus.api(lab.prometheus_url, "/api/v1/query_range", query=query.expr,
+                             start=started - 120, end=time.time(), step="1s")["result"]
+                if not result:
+                    empty.append(f"{query.where}: {query.expr}")
+            assert empty == [], "queries with no series:\n" + "\n".join(empty)
+    finally:
+        set_replicas(lab, stack.full_name("receiver"), stack_replicas("receiver"))
 
 
 def set_replicas(lab: LabConfig, name: str, count: int) -> None:
@@ -236,10 +284,7 @@ def test_scenario_1_through_the_whole_bundle_moves_the_task_with_zero_failed_req
     """Everything as deployed by stack.yml: the stack's exporters and Prometheus detect,
     the stack's Alertmanager delivers, the stack's receiver (in its container, with the
     manager's Docker socket) migrates; a probe through the entry point counts failures."""
-    lab = bundle
-    wait_for("the demo task to cool down", lambda: not prometheus.api(
-        stack_prometheus(lab), "/api/v1/query", query=f'ALERTS{{service="{STRESS}"}}')["result"], timeout=90)
-    wait_for("old containers gone", lambda: len(services.containers(lab, STRESS)) == 1, timeout=30)
+    lab = bundle  # at rest: one settled demo task, no alert about it
     before = receiver_metric(lab, "swarmguard_actions_total", kind="migrate", result="success")
     [task] = services.running_tasks(lab, STRESS)
     old = services.node_name(lab, task["NodeID"])
@@ -262,12 +307,10 @@ def test_scenario_1_through_the_whole_bundle_moves_the_task_with_zero_failed_req
 
 def test_scenario_2_through_the_whole_bundle_scales_up_and_back_down_with_zero_failed_requests(bundle):
     """Real demand on the stack's demo service: the stack's pipeline adds a replica (the
-    lab has two workers, so the second is the last free node, which an earlier migration
-    had excluded) and removes it after the (shortened) scale-down window."""
-    lab = bundle
-    wait_for("the demo task to cool down", lambda: not prometheus.api(
-        stack_prometheus(lab), "/api/v1/query", query=f'ALERTS{{service="{STRESS}"}}')["result"], timeout=90)
-    wait_for("old containers gone", lambda: len(services.containers(lab, STRESS)) == 1, timeout=30)
+    lab has two workers, so the second goes to the other worker; if a migration earlier in
+    the run excluded that worker, the scale up lifts the exclusion) and removes it after
+    the (shortened) scale-down window."""
+    lab = bundle  # at rest: one settled demo task, no alert about it
     ups = receiver_metric(lab, "swarmguard_actions_total", kind="scale_up", result="success")
     downs = receiver_metric(lab, "swarmguard_actions_total", kind="scale_down", result="success")
     [task] = services.running_tasks(lab, STRESS)

@@ -12,6 +12,7 @@ The CLI is required, as promtool is for the rule tests: a machine without it fai
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from tests.rules.flavour_tools import tool
 from tests.unit.fake_docker_api import FakeSwarmManager
 
 ROOT = Path(__file__).resolve().parents[2]
+STACK = yaml.safe_load(lab_stack.STACK_FILE.read_text())
+LAB = yaml.safe_load(lab_stack.LAB_FILE.read_text())
 
 
 # What a user sets at the least: stack.yml requires it (README, "Deploying").
@@ -83,17 +86,19 @@ def mounts(spec: dict) -> dict[str, str]:
 
 
 def test_by_default_the_stack_creates_its_network_configs_and_every_service(by_default):
+    # Catches a service, network or config stack.yml declares that the CLI would not
+    # create (a compose key it ignores, an interpolation that fails), and config names
+    # that do not end with SWARMGUARD_CONFIG_VERSION's default.
     assert set(by_default.services) == {f"swarmguard_{n}" for n in lab_stack.service_names()}
-    assert set(by_default.networks) == {"swarmguard_swarmguard"}
-    assert by_default.networks["swarmguard_swarmguard"]["Attachable"] is True
-    assert sorted(by_default.configs) == sorted(
-        f"swarmguard_{name}_1" for name in ("prometheus_yml", "prometheus_rules", "prometheus_health_rules",
-                                            "alertmanager_yml",
-                                            "grafana_datasource", "grafana_dashboard_provider",
-                                            "grafana_dashboard"))
+    assert set(by_default.networks) == {f"swarmguard_{n}" for n in STACK["networks"]}
+    assert all(n["Attachable"] is True for n in by_default.networks.values())
+    assert sorted(by_default.configs) == sorted(f"swarmguard_{name}_1" for name in STACK["configs"])
 
 
 def test_by_default_the_app_goes_through_the_routing_mesh_and_monitoring_per_node(by_default):
+    # Catches the demo app published per node (a client would then have to know where its
+    # task runs) and a per-node reader published through the mesh (a scrape would reach
+    # any node's reader); and the receiver without the Docker socket or the user's registry.
     def endpoint(name):
         return by_default.services[f"swarmguard_{name}"]["EndpointSpec"]
 
@@ -123,12 +128,16 @@ def stack_config(env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_without_swarmguard_registry_a_current_cli_refuses_the_stack_and_says_why():
+    # Catches a deploy that silently pulls the project's images from a namespace nobody
+    # here owns.
     result = stack_config({})
     assert result.returncode != 0 and result.stdout == ""
     assert "set SWARMGUARD_REGISTRY to your registry" in result.stderr
 
 
 def test_with_swarmguard_registry_a_current_cli_renders_the_whole_stack():
+    # Catches a stack a current CLI cannot render, or images not taken from the user's
+    # registry.
     result = stack_config(REGISTRY)
     assert result.returncode == 0, result.stderr
     rendered = yaml.safe_load(result.stdout)["services"]
@@ -138,6 +147,7 @@ def test_with_swarmguard_registry_a_current_cli_renders_the_whole_stack():
 
 
 def test_without_swarmguard_registry_docker_20_10_deploys_nothing_and_says_why(tmp_path):
+    # Catches a half-created stack when the registry is missing.
     with FakeSwarmManager(tmp_path / "docker.sock", secrets=lab_stack.SECRETS) as manager:
         result = run_deploy(tmp_path, [lab_stack.STACK_FILE], {}, manager)
     assert result.returncode != 0
@@ -146,6 +156,8 @@ def test_without_swarmguard_registry_docker_20_10_deploys_nothing_and_says_why(t
 
 
 def test_the_published_ports_of_cadvisor_and_the_exporter_move_with_their_variables(tmp_path):
+    # Catches a port variable the stack ignores (a port already taken on the user's nodes
+    # could not be avoided).
     manager = deploy(tmp_path, [lab_stack.STACK_FILE], {
         **REGISTRY, "SWARMGUARD_CADVISOR_PORT": "18080", "SWARMGUARD_EXPORTER_PORT": "19101"})
     for name, target, published in (("cadvisor", 8080, 18080), ("exporter", 9101, 19101)):
@@ -154,11 +166,14 @@ def test_the_published_ports_of_cadvisor_and_the_exporter_move_with_their_variab
 
 
 def test_by_default_the_demo_service_may_run_on_any_node_so_a_one_node_swarm_runs_it(by_default):
+    # Catches a demo service that never starts on a one-node swarm.
     placement = by_default.services["swarmguard_stress"]["TaskTemplate"].get("Placement", {})
     assert placement.get("Constraints", []) == []
 
 
 def test_by_default_grafana_reads_its_admin_password_from_the_secret(by_default):
+    # Catches Grafana's default admin password, or a secret mounted under another name
+    # than the one it reads.
     spec = container(by_default.services["swarmguard_grafana"])
     [secret] = spec["Secrets"]
     assert secret["SecretName"] == "swarmguard_grafana_admin_password"
@@ -167,12 +182,16 @@ def test_by_default_grafana_reads_its_admin_password_from_the_secret(by_default)
 
 
 def test_by_default_prometheus_has_no_lifecycle_endpoint_and_a_size_bound(by_default):
+    # Catches POST /-/quit without authentication, and an unbounded TSDB once the CLI has
+    # filled in SWARMGUARD_RETENTION_SIZE's default.
     args = container(by_default.services["swarmguard_prometheus"])["Args"]
     assert "--web.enable-lifecycle" not in args
-    assert "--storage.tsdb.retention.size=5GB" in args
+    assert any(re.fullmatch(r"--storage.tsdb.retention.size=\d+(GB|MB)", a) for a in args), args
 
 
 def test_in_the_lab_every_service_is_dnsrr_with_host_mode_ports_only(in_the_lab):
+    # Catches a merge that leaves a VIP or a mesh port, which the lab's kernel cannot
+    # serve.
     for name, spec in in_the_lab.items():
         endpoint = spec["EndpointSpec"]
         assert endpoint["Mode"] == "dnsrr", name
@@ -187,6 +206,7 @@ def test_in_the_lab_every_service_is_dnsrr_with_host_mode_ports_only(in_the_lab)
 
 
 def test_in_the_lab_the_services_that_run_use_the_pinned_image_ids(in_the_lab):
+    # Catches a merge in which the bundle's tag wins over the lab's image ID.
     for name, spec in in_the_lab.items():
         image = container(spec)["Image"]
         if name in lab_stack.NOT_IN_LAB:
@@ -196,37 +216,55 @@ def test_in_the_lab_the_services_that_run_use_the_pinned_image_ids(in_the_lab):
 
 
 def test_in_the_lab_prometheus_and_the_receiver_mount_only_the_managers_socket(in_the_lab):
+    # Catches docker 20.10's append merge adding a second mount at /var/run/docker.sock.
     socket = str(DEFAULT.docker_socket(DEFAULT.manager))
     assert mounts(in_the_lab["prometheus"])["/var/run/docker.sock"] == socket
     assert mounts(in_the_lab["receiver"]) == {"/var/run/docker.sock": socket}
     assert container(in_the_lab["prometheus"])["User"] == "root"
 
 
-def test_in_the_lab_cadvisor_and_grafana_get_a_placement_no_node_matches(in_the_lab):
+def test_in_the_lab_cadvisor_and_grafana_keep_the_lab_files_placement(in_the_lab):
+    # Catches a merge that drops the lab file's constraint: Swarm would then start tasks
+    # for images the lab does not have, and wait on a registry forever.
     for name in lab_stack.NOT_IN_LAB:
         constraints = in_the_lab[name]["TaskTemplate"]["Placement"]["Constraints"]
-        assert "node.labels.swarmguard-lab.no-such == 1" in constraints, name
+        assert set(LAB["services"][name]["deploy"]["placement"]["constraints"]) <= set(constraints), name
 
 
 def test_in_the_lab_each_exporter_reads_its_own_nodes_docker_socket(in_the_lab):
+    # Catches a merge in which the bundle's environment wins over the lab file's (every
+    # exporter would read a socket that does not exist in the lab).
     spec = container(in_the_lab["exporter"])
-    assert "SWARMGUARD_EXPORTER_DOCKER_URL=unix:///run/swarmguard-lab/{{.Node.Hostname}}.sock" in spec["Env"]
+    wanted = LAB["services"]["exporter"]["environment"]["SWARMGUARD_EXPORTER_DOCKER_URL"]
+    assert f"SWARMGUARD_EXPORTER_DOCKER_URL={wanted}" in spec["Env"]
+
+
+def seconds(duration: str) -> float:
+    return float(duration.removesuffix("s"))
 
 
 def test_in_the_lab_the_demo_service_keeps_the_bundles_policies(in_the_lab):
+    # Catches a merge with the lab file that loses what the scenarios rely on: opt-in,
+    # start-first with rollback, the health check's pace, the limits the thresholds are
+    # relative to. Compared with stack.yml itself, as the CLI parsed it.
     spec = in_the_lab["stress"]
+    bundle = STACK["services"]["stress"]
     # Workers only, where the lab's HAProxy entry point looks for it.
     assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.role == worker"]
-    assert spec["Labels"]["swarmguard.enable"] == "true"
-    assert spec["UpdateConfig"]["Order"] == "start-first"
-    assert spec["UpdateConfig"]["FailureAction"] == "rollback"
-    assert spec["RollbackConfig"]["Order"] == "start-first"
-    assert container(spec)["Healthcheck"]["Interval"] == 1_000_000_000
-    assert spec["TaskTemplate"]["Resources"]["Limits"] == {"NanoCPUs": 500_000_000,
-                                                           "MemoryBytes": 256 * 1024 * 1024}
+    assert spec["Labels"] == {**spec["Labels"], **bundle["deploy"]["labels"]}
+    assert spec["UpdateConfig"]["Order"] == bundle["deploy"]["update_config"]["order"]
+    assert spec["UpdateConfig"]["FailureAction"] == bundle["deploy"]["update_config"]["failure_action"]
+    assert spec["RollbackConfig"]["Order"] == bundle["deploy"]["rollback_config"]["order"]
+    assert container(spec)["Healthcheck"]["Interval"] == seconds(bundle["healthcheck"]["interval"]) * 1e9
+    limits = bundle["deploy"]["resources"]["limits"]
+    assert spec["TaskTemplate"]["Resources"]["Limits"] == {
+        "NanoCPUs": int(float(limits["cpus"]) * 1e9),
+        "MemoryBytes": int(limits["memory"].removesuffix("M")) * 1024 * 1024}
 
 
 def test_in_the_lab_config_names_carry_the_content_version(in_the_lab):
+    # Catches a config whose name does not change with its content: a redeploy after an
+    # edit would be refused.
     version = lab_stack.config_version()
     for name, spec in in_the_lab.items():
         for config in container(spec).get("Configs", []):

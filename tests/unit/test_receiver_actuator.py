@@ -514,6 +514,19 @@ def test_a_rollback_that_pauses_is_left_to_the_operator_unrecorded(caplog):
             in caplog.messages)
 
 
+def test_the_rollback_is_watched_for_the_migration_timeout_and_no_look_longer(caplog):
+    """Seen rolling back 1 s in, then looked at once more; it completes at the third look,
+    exactly when the next second (the timeout) is up: too late, it is left unrecorded."""
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_rolls_back_to("rollback_completed")
+    act, _ = actuator(api, clock, migration_timeout=1, watch_interval=1.0)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.ROLLED_BACK
+    assert len(api.updates) == 1
+    assert "Rollback of demo_web did not complete within 1 s; not recorded" in caplog.messages
+
+
 def test_a_rollback_that_never_completes_is_not_recorded(caplog):
     api, clock = example_api(), Clock()
     api.after_update = swarm_rolls_back_to(None)

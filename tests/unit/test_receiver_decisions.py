@@ -359,6 +359,13 @@ def test_a_cooldown_is_reported_with_the_seconds_since_the_last_action_of_that_k
     assert skip.why == "cooldown, last scale down 100 s ago (cooldown 180 s)"
 
 
+def test_a_last_action_stamped_ahead_of_this_receivers_clock_reads_as_just_now():
+    # Another receiver's clock (and Prometheus's) a few seconds ahead: never "-5 s ago".
+    svc = service_dict("demo_web", WEB_ID, replicas=3, labels=history("scale_down", -5))
+    skip = one(alert("scale_down", ago=-10), world(service=svc))
+    assert skip.why == "cooldown, last scale down 0 s ago (cooldown 180 s)"
+
+
 def test_a_cooldown_set_by_hand_in_unix_seconds_holds():
     stamp = str((NOW - timedelta(seconds=10)).timestamp())
     svc = service_dict("demo_web", WEB_ID, replicas=3,

@@ -352,6 +352,8 @@ def test_a_malformed_body_is_refused_with_a_reason_that_says_what_is_wrong(body,
     (lambda a: a.update(labels=None), "alerts[0].labels must be an object of strings"),
     (lambda a: a.update(annotations=["x"]), "alerts[0].annotations must be an object of strings"),
     (lambda a: a["labels"].update({"bad\nkey": 5}), "alerts[0].labels.bad\\nkey must be a string"),
+    # A printable key is quoted as it is, backslash included: only controls are escaped.
+    (lambda a: a["labels"].update({"dir\\name": 5}), "alerts[0].labels.dir\\name must be a string"),
     (lambda a: a["labels"].update({"team": "a\tb"}),
      "alerts[0].labels.team contains a control character"),
     (lambda a: a.update(endsAt="soon"), "alerts[0].endsAt 'soon' is not an RFC 3339 timestamp"),

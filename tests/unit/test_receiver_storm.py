@@ -38,6 +38,13 @@ def migrate_alert(service, task, node=WORKER_1, cpu=90.0, memory=None, status="f
                  MappingProxyType(annotations), NOW - timedelta(seconds=20), None, f"fp-{task}")
 
 
+def alert_with(name="SwarmGuardMigrate", status="firing", annotations=None, **labels):
+    """An alert with exactly these labels (besides alertname) and annotations."""
+    return Alert(name, status, MappingProxyType({"alertname": name, **labels}),
+                 MappingProxyType(annotations or {}), NOW - timedelta(seconds=20), None,
+                 f"fp-{sorted(labels.items())}")
+
+
 def scale_up_alert(service):
     labels = {"alertname": "SwarmGuardScaleUp", "service": service, "severity": "warning"}
     return Alert("SwarmGuardScaleUp", "firing", MappingProxyType(labels), MappingProxyType({}),
@@ -93,8 +100,26 @@ def test_a_hot_task_whose_alert_is_no_longer_resent_is_forgotten_after_the_memor
 
 def test_other_alerts_never_make_a_node_hot():
     storm = ledger()
-    storm.observe([scale_up_alert("app0")])
+    storm.observe([scale_up_alert("app0"),
+                   alert_with("SwarmGuardTaskUnhealthy", service="app0", task_id=task_id(0),
+                              node_id=WORKER_2)])
     assert storm.view().hot == ()
+
+
+def test_a_migrate_alert_that_names_no_task_or_no_node_makes_nothing_hot():
+    storm = ledger()
+    storm.observe([alert_with(service="app0", task_id=task_id(0)),
+                   alert_with(service="app1", node_id=WORKER_2)])
+    assert storm.view().hot == ()
+
+
+def test_every_alert_of_a_webhook_counts_whatever_comes_before_it():
+    storm = ledger()
+    storm.observe([migrate_alert("app0", task_id(0), node=WORKER_2)])
+    storm.observe([scale_up_alert("app9"),  # not a migration: passed over
+                   migrate_alert("app0", task_id(0), node=WORKER_2, status="resolved"),
+                   migrate_alert("app1", task_id(1), node=WORKER_3)])
+    assert [h.task_id for h in storm.view().hot] == [task_id(1)]
 
 
 def test_a_flood_of_hot_tasks_is_remembered_within_a_bound_oldest_forgotten_first():
@@ -107,6 +132,31 @@ def test_heat_is_the_higher_of_cpu_and_memory_evidence_and_zero_without_any():
     assert heat_of(migrate_alert("a", task_id(0), cpu=70.0, memory=96.5)) == 96.5
     assert heat_of(migrate_alert("a", task_id(0), cpu=91.0)) == 91.0
     assert heat_of(scale_up_alert("a")) == 0.0
+
+
+def test_heat_comes_from_the_memory_evidence_alone_when_the_cpu_evidence_is_missing_or_unreadable():
+    assert heat_of(alert_with(annotations={"memory_percent": "93.0"})) == 93.0
+    assert heat_of(alert_with(annotations={"cpu_percent": "n/a", "memory_percent": "93.0"})) == 93.0
+
+
+def test_heat_ignores_evidence_that_is_not_a_finite_number():
+    for bad in ("NaN", "inf", "-inf"):
+        assert heat_of(alert_with(annotations={"cpu_percent": bad, "memory_percent": "88.0"})) == 88.0
+        assert heat_of(alert_with(annotations={"cpu_percent": bad})) == 0.0
+
+
+def test_a_ledger_from_the_settings_has_their_budgets_memory_and_the_given_clock():
+    clock = FakeClock()
+    settings = Settings(token="t", max_concurrent_actions=5, max_leaving_per_node=2,
+                        max_arriving_per_node=3, max_actions_per_minute=7, hot_task_memory=30.0)
+    storm = StormLedger.from_settings(settings, clock)
+    assert storm.view().budgets == Budgets(concurrent=5, leaving_per_node=2,
+                                           arriving_per_node=3, per_minute=7)
+    storm.observe([migrate_alert("app0", task_id(0), node=WORKER_2)])
+    clock.advance(29.9)
+    assert storm.view().hot_nodes() == {WORKER_2}
+    clock.advance(0.1)
+    assert storm.view().hot_nodes() == frozenset()
 
 
 # -- budgets ------------------------------------------------------------------------------
@@ -162,6 +212,44 @@ def test_a_migration_counts_against_every_node_it_may_land_on_until_swarm_assign
         [(WORKER_2, "worker-2"), (WORKER_3, "worker-3")])
 
 
+def test_a_node_may_receive_as_many_tasks_at_once_as_its_arrival_budget():
+    storm = ledger(arriving_per_node=2)
+    storm.begin("a", "migrate", WORKER_1, [WORKER_2])
+    assert storm.view().over_arrival_budget([(WORKER_2, "worker-2")]) is None
+    storm.begin("b", "migrate", WORKER_3, [WORKER_2])
+    assert storm.view().over_arrival_budget([(WORKER_2, "worker-2")]) is not None
+
+
+def test_the_arrival_refusal_names_every_full_node():
+    storm = ledger(arriving_per_node=1)
+    storm.begin("a", "migrate", WORKER_1, [WORKER_2, WORKER_3])
+    assert storm.view().over_arrival_budget([(WORKER_2, "worker-2"), (WORKER_3, "worker-3")]) == (
+        "worker-2, worker-3 already receive(s) 1 task(s) (SWARMGUARD_MAX_ARRIVING_PER_NODE=1)")
+
+
+def test_a_landed_migration_still_leaves_its_node_and_still_moves_its_service_until_it_ends():
+    storm = ledger(leaving_per_node=2)
+    storm.observe([migrate_alert("app1", task_id(1), cpu=97.0)])
+    storm.begin("app1", "migrate", WORKER_1, [WORKER_2, WORKER_3])
+    storm.landed("app1", WORKER_2)
+    view = storm.view()
+    assert view.leaving(WORKER_1) == 1
+    # app1, hotter but moving already, holds nobody back from the second slot.
+    assert view.over_leave_budget(WORKER_1, "worker-1", task_id(0), 80.0) is None
+    storm.end("app1")
+    assert storm.view().leaving(WORKER_1) == 0
+
+
+def test_a_landing_report_without_a_node_or_for_no_move_in_flight_changes_nothing():
+    storm = ledger(arriving_per_node=1)
+    storm.begin("a", "migrate", WORKER_1, [WORKER_2, WORKER_3])
+    storm.landed("a", "")  # Swarm has not assigned the new task yet
+    assert storm.view().over_arrival_budget([(WORKER_3, "worker-3")]) is not None
+    storm.landed("nothing-moving", WORKER_2)
+    assert [m.service for m in storm.view().moves] == ["a"]
+    assert storm.view().arriving(WORKER_2) == 1
+
+
 def test_the_leave_budget_goes_to_the_hottest_task_in_line_to_leave():
     storm = ledger()
     storm.observe([migrate_alert("app0", task_id(0), cpu=80.0),
@@ -170,6 +258,33 @@ def test_the_leave_budget_goes_to_the_hottest_task_in_line_to_leave():
     assert why == ("worker-1 lets 1 task(s) leave at a time, hottest first: app1 (97 %) "
                    "goes before this one (80 %)")
     assert storm.view().over_leave_budget(WORKER_1, "worker-1", task_id(1), 97.0) is None
+
+
+def test_the_refusal_names_the_hottest_of_the_hotter_tasks_in_line():
+    storm = ledger()
+    storm.observe([migrate_alert("app0", task_id(0), cpu=80.0),
+                   migrate_alert("app1", task_id(1), cpu=90.0),
+                   migrate_alert("app2", task_id(2), cpu=97.0)])
+    why = storm.view().over_leave_budget(WORKER_1, "worker-1", task_id(0), 80.0)
+    assert "app2 (97 %) goes before this one (80 %)" in why
+
+
+def test_equally_hot_tasks_do_not_wait_for_each_other():
+    storm = ledger()
+    storm.observe([migrate_alert("app0", task_id(0), cpu=90.0),
+                   migrate_alert("app1", task_id(1), cpu=90.0)])
+    view = storm.view()
+    assert view.over_leave_budget(WORKER_1, "worker-1", task_id(0), 90.0) is None
+    assert view.over_leave_budget(WORKER_1, "worker-1", task_id(1), 90.0) is None
+
+
+def test_the_leave_slot_still_free_goes_to_the_hotter_task_in_line():
+    storm = ledger(leaving_per_node=2)
+    storm.observe([migrate_alert("app1", task_id(1), cpu=97.0)])
+    storm.begin("app5", "migrate", WORKER_1, [WORKER_2])  # one of two slots in use
+    why = storm.view().over_leave_budget(WORKER_1, "worker-1", task_id(0), 80.0)
+    assert why == ("worker-1 lets 1 task(s) leave at a time, hottest first: app1 (97 %) "
+                   "goes before this one (80 %)")
 
 
 def test_a_hotter_task_elsewhere_or_already_moving_holds_nobody_back():
@@ -185,6 +300,16 @@ def test_a_hot_task_that_cannot_move_for_good_does_not_hold_back_cooler_ones():
     storm.observe([migrate_alert("app1", task_id(1), cpu=97.0)])
     storm.in_line(task_id(1), False)  # judged: in cooldown, say
     assert storm.view().over_leave_budget(WORKER_1, "worker-1", task_id(0), 80.0) is None
+
+
+def test_a_task_back_in_line_holds_back_cooler_ones_again():
+    storm = ledger()
+    storm.observe([migrate_alert("app1", task_id(1), cpu=97.0)])
+    storm.in_line(task_id(1), False)
+    storm.in_line(task_id(1), True)  # judged again: only a budget kept it, say
+    why = storm.view().over_leave_budget(WORKER_1, "worker-1", task_id(0), 80.0)
+    assert why == ("worker-1 lets 1 task(s) leave at a time, hottest first: app1 (97 %) "
+                   "goes before this one (80 %)")
 
 
 def test_a_resend_keeps_a_tasks_place_and_refreshes_its_heat():
@@ -417,3 +542,81 @@ def test_a_scale_step_counts_against_the_cluster_budget_but_no_node():
     assert outcome.result == "success"
     assert ("begin", "app0", "scale_up", None, frozenset()) in storm.calls
     assert len(storm.view().recent_starts) == 1 and storm.view().moves == ()
+
+
+# -- what decide() says when a storm holds an alert back ----------------------------------------
+
+def test_a_skip_for_budget_names_its_alert_and_says_which_budget():
+    services, tasks = storm_world(1)
+    storm = ledger(concurrent=1)
+    storm.begin("elsewhere", "scale_down")
+    for alert in (scale_up_alert("app0"), migrate_alert("app0", task_id(0))):
+        skip = decide_one(alert, snapshot(services, tasks), storm.view())
+        assert skip.reason == D.BUDGET
+        assert skip.alert is alert  # counted and reported per alert name, task and node
+        assert skip.why == ("1 action(s) already in flight "
+                            "(SWARMGUARD_MAX_CONCURRENT_ACTIONS=1)")
+
+
+def test_a_task_is_never_held_back_by_its_own_hotter_report():
+    """The ledger saw this task at 97 % (a later webhook); the alert being judged says 90 %."""
+    services, tasks = storm_world(1)
+    storm = ledger()
+    storm.observe([migrate_alert("app0", task_id(0), cpu=97.0)])
+    action = decide_one(migrate_alert("app0", task_id(0), cpu=90.0), snapshot(services, tasks),
+                        storm.view())
+    assert isinstance(action, D.Action)
+
+
+def test_a_migration_refused_for_arrivals_names_the_full_node():
+    services, tasks = storm_world(2)
+    storm = ledger(arriving_per_node=1, leaving_per_node=2)
+    storm.observe([migrate_alert("x", task_id(9), node=WORKER_3)])  # worker-3 is hot
+    storm.begin("app1", "migrate", WORKER_1, [WORKER_2])
+    skip = decide_one(migrate_alert("app0", task_id(0)), snapshot(services, tasks), storm.view())
+    assert skip.reason == D.BUDGET
+    assert skip.why == ("worker-2 already receive(s) 1 task(s) "
+                        "(SWARMGUARD_MAX_ARRIVING_PER_NODE=1)")
+
+
+def test_a_second_hot_task_of_a_service_being_moved_stays_in_line():
+    service = service_dict("app0", service_id(0), replicas=2, constraints=["node.role==worker"])
+    tasks = [task_dict(task_id(0), service_id(0), WORKER_1, slot=1),
+             task_dict(task_id(1), service_id(0), WORKER_2, slot=2)]
+    api = FakeDockerAPI(services=[service], tasks=tasks, nodes=example_nodes())
+    storm = ledger()
+    actuator = Actuator(api, Settings(token="t", dry_run=True), Metrics(), clock=lambda: NOW,
+                        sleep=lambda s: None, storm=storm)
+    cool = migrate_alert("app0", task_id(0), node=WORKER_1, cpu=81.0)
+    hot = migrate_alert("app0", task_id(1), node=WORKER_2, cpu=99.0)
+    storm.observe([cool, hot])
+    outcomes = actuator.handle([cool, hot])
+    assert [o.decision.reason for o in outcomes if isinstance(o.decision, D.Skip)] == [D.IN_PROGRESS]
+    in_line = {h.task_id: h.in_line for h in storm.view().hot}
+    # The hot one is acted on; the cool one must be judged again once that is over.
+    assert in_line == {task_id(0): True, task_id(1): False}
+
+
+def test_an_actuator_without_a_ledger_makes_one_from_its_settings_on_its_own_clock():
+    clock = FakeClock()
+    actuator = Actuator(one_service_api(), Settings(token="t", hot_task_memory=30.0), Metrics(),
+                        clock=lambda: NOW, monotonic=clock, sleep=lambda s: None)
+    actuator.storm.observe([migrate_alert("app0", task_id(0), node=WORKER_2)])
+    clock.advance(29.9)
+    assert actuator.storm.view().hot_nodes() == {WORKER_2}
+    clock.advance(0.1)
+    assert actuator.storm.view().hot_nodes() == frozenset()
+
+
+def test_a_migration_narrows_to_the_node_of_its_own_new_task_not_another_replicas():
+    service = service_dict("app0", service_id(0), replicas=2, constraints=["node.role==worker"])
+    tasks = [task_dict(task_id(1), service_id(0), WORKER_2, slot=2),  # the other replica
+             task_dict(task_id(0), service_id(0), WORKER_1, slot=1)]
+    api = FakeDockerAPI(services=[service], tasks=tasks, nodes=example_nodes())
+    api.after_update = lambda api, service_id, kwargs: api.move_task(task_id(0), WORKER_3)
+    storm = RecordingLedger()
+    actuator = Actuator(api, Settings(token="t"), Metrics(), clock=lambda: NOW,
+                        sleep=lambda s: None, storm=storm)
+    (outcome,) = actuator.handle([migrate_alert("app0", task_id(0))])
+    assert outcome.result == "success"
+    assert {c[2] for c in storm.calls if c[0] == "landed"} == {WORKER_3}
