@@ -2,7 +2,7 @@
 
 The receiver runs under gunicorn with its own settings (receiver/gunicorn.conf.py), on
 loopback, in dry-run mode, against a stand-in Docker daemon on a unix socket
-(tests/bench/fake_docker.py: one opted-in service, `bench-web`). Three parts:
+(tests/bench/fake_docker_daemon.py: one opted-in service, `bench-web`). Three parts:
 
 1. Slow clients: 50 connections that trickle a request (half the headers, half a body)
    stay open the whole time (reopened when the receiver closes them), while webhooks and
@@ -38,7 +38,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bench.common import progress, publish, summarise, table
-from tests.bench.fake_docker import SERVICE
+from tests.bench.fake_docker_daemon import SERVICE
 from tests.bench.receiver import payload, wrk
 from tests.lab.infra.system import free_port
 
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
         workdir = Path(tmp)
         docker_socket = workdir / "docker.sock"
-        fake = subprocess.Popen([sys.executable, "-m", "tests.bench.fake_docker",
+        fake = subprocess.Popen([sys.executable, "-m", "tests.bench.fake_docker_daemon",
                                  str(docker_socket)], cwd=ROOT, start_new_session=True)
         try:
             while not docker_socket.exists():

@@ -77,12 +77,18 @@ def test_scenario_2_real_demand_scales_up_to_the_maximum_then_back_down_after_th
     assert result.failed == 0, result.summary()
 
 
+def stress_until_migrate_fires(lab, victim: str) -> None:
+    """CPU stress on the victim's task (after the rules' start-up grace, which ignores a
+    task's start-up heat) until SwarmGuardMigrate fires for it."""
+    services.wait_settled(lab)
+    requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
+    wait_for("the alert to fire", lambda: prometheus.firing(lab, "SwarmGuardMigrate", victim), timeout=30)
+
+
 def test_an_alert_that_fires_while_the_receiver_is_down_is_retried_and_acted_on_exactly_once(lab, victim):
     [task] = services.running_tasks(lab, victim)
     old = services.node_name(lab, task["NodeID"])
-    services.wait_settled(lab)  # the rules ignore a task's start-up heat
-    requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
-    wait_for("the alert to fire", lambda: prometheus.firing(lab, "SwarmGuardMigrate", victim), timeout=30)
+    stress_until_migrate_fires(lab, victim)
     time.sleep(3)  # Alertmanager is failing to deliver: nothing listens on the receiver's port
     with ReceiverProcess(lab) as receiver:
         new = services.wait_moved_off(lab, victim, old, timeout=30)
@@ -96,9 +102,7 @@ def test_an_alert_that_fires_while_the_receiver_is_down_is_retried_and_acted_on_
 def test_an_alert_for_a_task_that_moved_before_delivery_changes_nothing(lab, victim):
     [task] = services.running_tasks(lab, victim)
     old = services.node_name(lab, task["NodeID"])
-    services.wait_settled(lab)  # the rules ignore a task's start-up heat
-    requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
-    wait_for("the alert to fire", lambda: prometheus.firing(lab, "SwarmGuardMigrate", victim), timeout=30)
+    stress_until_migrate_fires(lab, victim)
 
     def move_by_hand(spec):
         spec["TaskTemplate"]["Placement"]["Constraints"].append(f"node.hostname!={old}")
@@ -126,9 +130,7 @@ def test_a_silenced_service_is_not_acted_on_while_the_silence_holds(lab, victim)
                              capture_output=True, text=True, check=True).stdout.strip()
     try:
         with ReceiverProcess(lab) as receiver:
-            services.wait_settled(lab)  # the rules ignore a task's start-up heat
-            requests.get(f"{lab.entrypoint_url}/stress/cpu", params={"target": 100, "duration": 60}, timeout=5)
-            wait_for("the alert to fire", lambda: prometheus.firing(lab, "SwarmGuardMigrate", victim), timeout=30)
+            stress_until_migrate_fires(lab, victim)
             time.sleep(5)
             assert receiver.metric("swarmguard_alerts_received_total") == 0
             assert [t["ID"] for t in services.running_tasks(lab, victim)] == [task["ID"]]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Iterable
 
-from tests.fake_swarm_api import node_dict, service_dict, task_dict
+from tests.fake_docker_api_client import node_dict, service_dict, task_dict
 
 
 class FakeSwarmReads:

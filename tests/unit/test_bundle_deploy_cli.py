@@ -2,7 +2,7 @@
 
 The docker CLI the lab uses (tests/lab/infra/stack.py DOCKER_CLI, Debian's docker.io 20.10)
 deploys against a fake swarm manager on a unix socket in a temporary directory
-(fake_docker_api.py): the CLI's own compose parsing, variable interpolation and merge of
+(fake_swarm_manager.py): the CLI's own compose parsing, variable interpolation and merge of
 stack.yml with tests/lab/infra/stack.lab.yml decide the service specs, and nothing runs. This
 is how merge surprises show up before the lab: docker 20.10 appends `volumes:` (a second
 docker.sock mount would collide) but replaces `ports:` by published port.
@@ -22,7 +22,7 @@ import yaml
 from tests.lab.infra import stack as lab_stack
 from tests.lab.config import DEFAULT
 from tests.rules.flavour_tools import tool
-from tests.unit.fake_docker_api import FakeSwarmManager
+from tests.unit.fake_swarm_manager import FakeSwarmManager
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = yaml.safe_load(lab_stack.STACK_FILE.read_text())

@@ -2,7 +2,7 @@
 
 Each lab flavour's Prometheus binary (3.5.3 and 2.42, tests/rules/flavour_tools.py) loads
 the bundle's prometheus.yml and rules, with its Swarm discovery pointed at a fake
-manager (fake_docker_api.FakeSwarmReads) that lists a three-node swarm: a manager whose
+manager (fake_swarm_manager.FakeSwarmReads) that lists a three-node swarm: a manager whose
 node address Swarm reports as 0.0.0.0 (moby#35437) and two workers; the stack's exporter
 and cAdvisor on every node, cAdvisor published on 8088 as SWARMGUARD_CADVISOR_PORT=8088
 would; an old exporter task shut down; another stack's service. What Prometheus then
@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.rules.flavour_tools import FLAVOURS, tool
-from tests.unit.fake_docker_api import FakeSwarmReads
+from tests.unit.fake_swarm_manager import FakeSwarmReads
 
 ROOT = Path(__file__).resolve().parents[2]
 NETWORK = {"Id": "net-sg", "Name": "swarmguard_swarmguard", "Scope": "swarm", "Driver": "overlay",

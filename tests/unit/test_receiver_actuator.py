@@ -13,7 +13,7 @@ from receiver.config import Settings
 from receiver.labels import format_time
 from receiver.metrics import Metrics
 from receiver.payload import Alert, parse_webhook
-from tests.fake_swarm_api import (TASK, TASK_2, WEB_ID, WORKER_1, WORKER_2, WORKER_3,
+from tests.fake_docker_api_client import (TASK, TASK_2, WEB_ID, WORKER_1, WORKER_2, WORKER_3,
                                   FakeDockerAPI, api_error, example_api, example_nodes,
                                   out_of_sequence, service_dict, task_dict)
 

@@ -11,7 +11,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from receiver.app import create_app
 from receiver.config import ConfigError, Settings
-from tests.fake_swarm_api import WORKER_2, FakeDockerAPI, example_api
+from tests.fake_docker_api_client import WORKER_2, FakeDockerAPI, example_api
 from receiver.worker import InlineExecutor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"

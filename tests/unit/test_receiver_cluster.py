@@ -3,7 +3,7 @@ import pytest
 
 from receiver.cluster import build_snapshot, connect, negotiate, read_snapshot
 from receiver.config import Settings
-from tests.fake_swarm_api import (TASK, WEB_ID, WORKER_1, FakeDockerAPI, example_api,
+from tests.fake_docker_api_client import (TASK, WEB_ID, WORKER_1, FakeDockerAPI, example_api,
                               example_nodes, service_dict, task_dict)
 
 

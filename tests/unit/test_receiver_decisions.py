@@ -8,7 +8,7 @@ from receiver.cluster import build_snapshot
 from receiver.config import Settings
 from receiver.labels import format_time
 from receiver.payload import Alert
-from tests.fake_swarm_api import (MANAGER_1, TASK, TASK_2, WEB_ID, WORKER_1, WORKER_2, WORKER_3,
+from tests.fake_docker_api_client import (MANAGER_1, TASK, TASK_2, WEB_ID, WORKER_1, WORKER_2, WORKER_3,
                               example_nodes, node_dict, service_dict, task_dict)
 
 NOW = datetime(2026, 11, 27, 10, 5, 0, tzinfo=timezone.utc)

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from receiver import events as E
-from tests.fake_swarm_api import TASK, WORKER_1, WORKER_2
+from tests.fake_docker_api_client import TASK, WORKER_1, WORKER_2
 from tests.unit.test_receiver_app import AUTH, NOW, body, make, moves_task_to, post
 
 CONTRACT = (E.__file__.rsplit("/receiver/", 1)[0]) + "/docs/contract.md"

@@ -11,7 +11,7 @@ from receiver.config import Settings
 from receiver.ground_truth import (GroundTruth, GroundTruthCollector, GroundTruthLoop, NodeTruth,
                                    Reading, build_ground_truth, families)
 from receiver.metrics import FAILED_ACTION_RESULTS, Metrics
-from tests.fake_swarm_api import example_api, node_dict, service_dict, task_dict
+from tests.fake_docker_api_client import example_api, node_dict, service_dict, task_dict
 from tests.unit.swarm_reads import FakeSwarmReads, large_swarm
 
 NODES = [node_dict("n1", "worker-1"), node_dict("n2", "worker-2"),

@@ -7,7 +7,7 @@ import pytest
 
 from receiver import actuator as A
 from receiver.metrics import Metrics
-from tests.fake_swarm_api import TASK, WEB_ID, WORKER_1
+from tests.fake_docker_api_client import TASK, WEB_ID, WORKER_1
 from receiver.worker import DUPLICATE_WINDOW_S, Dispatcher, InlineExecutor
 from tests.unit.test_receiver_app import AUTH, NOW, make, post, sample
 from tests.unit.test_receiver_worker import ManualExecutor, recorded

@@ -2,7 +2,7 @@ import pytest
 
 from receiver import placement
 from receiver.cluster import node_from_dict
-from tests.fake_swarm_api import node_dict
+from tests.fake_docker_api_client import node_dict
 
 WORKER = node_from_dict(node_dict("w1", "worker-1", labels={"zone": "a", "Disk": "ssd"}))
 MANAGER = node_from_dict(node_dict("m1", "manager-1", role="manager"))

@@ -16,7 +16,7 @@ from receiver.actuator import Actuator
 from receiver.config import Settings
 from receiver.metrics import Metrics
 from receiver.payload import parse_webhook
-from tests.fake_swarm_api import WEB_ID, WORKER_2, example_api
+from tests.fake_docker_api_client import WEB_ID, WORKER_2, example_api
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 NOW = datetime(2026, 11, 27, 10, 0, 31, tzinfo=timezone.utc)

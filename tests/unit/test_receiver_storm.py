@@ -10,7 +10,7 @@ from receiver.config import Settings
 from receiver.metrics import Metrics
 from receiver.payload import Alert
 from receiver.storm import Budgets, StormLedger, StormView, heat_of
-from tests.fake_swarm_api import (WORKER_1, WORKER_2, WORKER_3, FakeDockerAPI, example_nodes,
+from tests.fake_docker_api_client import (WORKER_1, WORKER_2, WORKER_3, FakeDockerAPI, example_nodes,
                                   service_dict, task_dict)
 
 NOW = datetime(2026, 11, 28, 3, 0, 0, tzinfo=timezone.utc)

@@ -152,7 +152,7 @@ def test_outcomes_are_counted_by_kind_result_and_reason():
 
 def _action(alert):
     from receiver.cluster import node_from_dict, service_from_dict
-    from tests.fake_swarm_api import node_dict, service_dict
+    from tests.fake_docker_api_client import node_dict, service_dict
     return D.Migration(alert, service_from_dict(service_dict("demo_web")), "demo_web", task=None,
                        from_node=node_from_dict(node_dict(alert.node_id, "worker-1")),
                        constraints=(), exclusion="")

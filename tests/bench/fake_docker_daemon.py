@@ -1,6 +1,6 @@
 """A stand-in Docker daemon on a unix socket, for benchmarks that need no swarm.
 
-    python -m tests.bench.fake_docker /tmp/x/docker.sock [--delay 0.0]
+    python -m tests.bench.fake_docker_daemon /tmp/x/docker.sock [--delay 0.0]
 
 It answers the reads a dry-run receiver makes (GET /version, /info, /services/<name>,
 /tasks, /nodes) as a one-manager swarm with the one opted-in service `bench-web`, from the
@@ -18,7 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlparse
 
-from tests.fake_swarm_api import MANAGER_1, TASK, WEB_ID, node_dict, service_dict, task_dict
+from tests.fake_docker_api_client import MANAGER_1, TASK, WEB_ID, node_dict, service_dict, task_dict
 
 SERVICE = "bench-web"
 VERSION = {"Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12"}
