@@ -16,12 +16,12 @@ from receiver import kinds
 from receiver import labels as L
 from receiver import placement
 # The decision types (receiver/actions.py), also read from here by decide()'s callers.
-from receiver.actions import Action, Decision, Migration, ScaleStep, Skip  # noqa: F401
+from receiver.actions import Action, Decision, Migration, ScaleStep, Skip
 from receiver.model import Node, Service, Snapshot, Task
 from receiver.config import Settings
 from receiver.payload import Alert
 # The skip reasons decide() gives (all defined in reasons.py).
-from receiver.reasons import (AT_LIMIT, BAD_LABEL, BUDGET, COOLDOWN, IN_PROGRESS,  # noqa: F401
+from receiver.reasons import (AT_LIMIT, BAD_LABEL, BUDGET, COOLDOWN, IN_PROGRESS,
                               NO_ELIGIBLE_NODE, NOT_OPTED_IN, STALE, UNSUPPORTED)
 from receiver.storm import StormView, heat_of
 

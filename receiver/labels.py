@@ -11,8 +11,7 @@ from datetime import datetime, timezone
 from typing import Mapping
 
 from receiver import kinds
-# format_time is also how the labels are written: re-exported for their readers.
-from receiver.rfc3339 import NotATime, format_time, parse_time  # noqa: F401
+from receiver.rfc3339 import NotATime, format_time, parse_time
 
 # Set by users.
 ENABLE = "swarmguard.enable"  # "true" opts a service in; nothing else is ever touched

@@ -7,10 +7,11 @@ import pytest
 import requests
 
 from receiver import actuator as A
-from receiver import decisions as D
+from receiver import actions
+from receiver import reasons as R
 from receiver.actuator import Actuator
 from receiver.config import Settings
-from receiver.labels import format_time
+from receiver.rfc3339 import format_time
 from receiver.metrics import Metrics
 from receiver.payload import Alert, parse_webhook
 from tests.fake_docker_api_client import (TASK, TASK_2, WEB_ID, WORKER_1, WORKER_2, WORKER_3,
@@ -193,7 +194,7 @@ def test_when_another_receiver_acted_first_the_retry_stands_down():
     (outcome,) = act.handle(recorded("firing_migrate.json"))
 
     assert outcome.result == A.SKIPPED
-    assert outcome.decision.reason == D.STALE
+    assert outcome.decision.reason == R.STALE
     assert len(api.updates) == 1  # our one failed compare-and-swap, no second write
 
 
@@ -316,7 +317,7 @@ def test_top_level_networks_of_old_specs_are_kept():
     data = api.inspect_service(WEB_ID)
     data["Spec"]["Networks"] = data["Spec"]["TaskTemplate"].pop("Networks")
     svc = service_from_dict(data)
-    action = D.ScaleStep("scale_up", recorded("firing_scale_up.json")[0], svc, "x", replicas=2)
+    action = actions.ScaleStep("scale_up", recorded("firing_scale_up.json")[0], svc, "x", replicas=2)
     args = update_arguments(action, STARTED)
     assert args["task_template"]["Networks"] == [{"Target": "o1s6h8x3lk2g"}]
 
@@ -328,7 +329,7 @@ def test_a_scale_up_that_lifts_swarmguards_exclusion_writes_the_users_constraint
     data = api.inspect_service(WEB_ID)
     data["Spec"]["TaskTemplate"]["Placement"] = {"Constraints": ["node.role==worker", "node.hostname!=w2"]}
     data["Spec"]["Labels"]["swarmguard.placement-exclusion"] = "node.hostname!=w2"
-    action = D.ScaleStep("scale_up", recorded("firing_scale_up.json")[0], service_from_dict(data),
+    action = actions.ScaleStep("scale_up", recorded("firing_scale_up.json")[0], service_from_dict(data),
                          "x", replicas=3, constraints=("node.role==worker",))
     args = update_arguments(action, STARTED)
     assert args["task_template"]["Placement"]["Constraints"] == ["node.role==worker"]
@@ -442,7 +443,7 @@ def test_a_migration_swarm_paused_is_a_failure_and_logged_as_one(caplog):
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
     assert (outcome.result, outcome.detail) == (A.FAILED, "Swarm paused the update")
-    assert isinstance(outcome.decision, D.Action)
+    assert isinstance(outcome.decision, actions.Action)
     assert ("Migration of demo_web off worker-1 failed after 0.5 s: Swarm paused the update"
             in caplog.messages)
     assert len(api.updates) == 1  # a pause is no rollback: nothing to record
@@ -491,7 +492,7 @@ def test_the_record_of_a_rolled_back_migration_waits_for_the_rollback_to_complet
         (outcome,) = act.handle(recorded("firing_migrate.json"))
     assert outcome.result == A.ROLLED_BACK
     assert outcome.detail == "Swarm rolled the update back (state rollback_started)"
-    assert isinstance(outcome.decision, D.Action)
+    assert isinstance(outcome.decision, actions.Action)
     migrate, record = api.updates
     # The spec as stored, without the defaults Docker would fill in.
     assert "StopGracePeriod" not in record["task_template"]["ContainerSpec"]
@@ -613,7 +614,7 @@ def test_the_other_alerts_of_the_service_are_skipped_beside_the_one_acted_on():
     outcomes = act.handle(alerts)
     assert [o.result for o in outcomes] == [A.SUCCESS, A.SKIPPED]
     assert [o.decision.alert for o in outcomes] == alerts
-    assert [o.decision.reason for o in outcomes[1:]] == [D.IN_PROGRESS]
+    assert [o.decision.reason for o in outcomes[1:]] == [R.IN_PROGRESS]
 
 
 def test_each_action_is_announced_as_an_event_before_the_update():
@@ -698,7 +699,7 @@ def test_an_update_that_keeps_conflicting_is_reported_as_such(caplog):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
     conflict = "demo_web changed under us (rpc error: code = Unknown desc = update out of sequence)"
     assert (outcome.result, outcome.detail) == (A.FAILED, conflict)
-    assert isinstance(outcome.decision, D.Action)
+    assert isinstance(outcome.decision, actions.Action)
     assert f"{conflict}; re-reading and deciding again" in caplog.messages
 
 
@@ -708,7 +709,7 @@ def test_a_refused_spec_is_reported_with_dockers_reason():
     act, _ = actuator(api, clock)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
     assert outcome.result == A.FAILED
-    assert isinstance(outcome.decision, D.Action)
+    assert isinstance(outcome.decision, actions.Action)
     assert "invalid placement constraint" in outcome.detail
 
 

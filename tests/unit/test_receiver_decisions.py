@@ -4,9 +4,11 @@ from types import MappingProxyType
 import pytest
 
 from receiver import decisions as D
+from receiver import actions
+from receiver import reasons as R
 from receiver.cluster import build_snapshot
 from receiver.config import Settings
-from receiver.labels import format_time
+from receiver.rfc3339 import format_time
 from receiver.payload import Alert
 from tests.fake_docker_api_client import (MANAGER_1, TASK, TASK_2, WEB_ID, WORKER_1, WORKER_2, WORKER_3,
                               example_nodes, node_dict, service_dict, task_dict)
@@ -53,7 +55,7 @@ def one(a, snap, settings=SETTINGS):
 def test_a_fresh_migrate_alert_moves_the_task_off_its_node():
     a = alert(annotations={"cpu_percent": "91.2", "network_percent": "3.1"})
     action = one(a, world())
-    assert isinstance(action, D.Action)
+    assert isinstance(action, actions.Action)
     assert action.kind == "migrate"
     assert action.constraints == ("node.role==worker", "node.hostname!=worker-1")
     assert action.exclusion == "node.hostname!=worker-1"
@@ -66,7 +68,7 @@ def test_a_fresh_migrate_alert_moves_the_task_off_its_node():
 
 def test_an_alert_about_a_task_that_already_moved_is_stale_and_says_where_it_is():
     skip = one(alert(), world(tasks=[task_dict(TASK, WEB_ID, WORKER_2)]))
-    assert skip.reason == D.STALE
+    assert skip.reason == R.STALE
     assert skip.why == "task t1p4r7s0u3w6 reported on worker-1, running on worker-2"
     assert skip.sentence.startswith("Ignoring SwarmGuardMigrate for demo_web: task")
 
@@ -75,7 +77,7 @@ def test_an_alert_about_a_replaced_task_names_where_its_slot_runs_now():
     tasks = [task_dict(TASK, WEB_ID, WORKER_1, desired="shutdown"),
              task_dict("newtask000001", WEB_ID, WORKER_3, slot=1)]
     skip = one(alert(), world(tasks=tasks))
-    assert skip.reason == D.STALE
+    assert skip.reason == R.STALE
     assert skip.why == ("task t1p4r7s0u3w6 reported on worker-1, running on worker-3 "
                         "(as task newtask00000)")
 
@@ -83,41 +85,41 @@ def test_an_alert_about_a_replaced_task_names_where_its_slot_runs_now():
 def test_an_alert_about_a_task_being_shut_down_is_stale():
     tasks = [task_dict(TASK, WEB_ID, WORKER_1, desired="shutdown")]
     skip = one(alert(), world(tasks=tasks))
-    assert skip.reason == D.STALE
+    assert skip.reason == R.STALE
     assert "no longer running" in skip.why
 
 
 def test_an_alert_about_a_task_that_no_longer_exists_is_stale():
-    assert one(alert(task="gone"), world()).reason == D.STALE
+    assert one(alert(task="gone"), world()).reason == R.STALE
 
 
 def test_an_alert_about_a_removed_service_is_stale():
     skip = one(alert(), world(service="none", tasks=[]))
-    assert (skip.reason, skip.why) == (D.STALE, "service demo_web no longer exists")
+    assert (skip.reason, skip.why) == (R.STALE, "service demo_web no longer exists")
 
 
 def test_a_service_without_the_opt_in_label_is_never_touched():
     svc = service_dict("demo_web", WEB_ID, enabled=False)
     for kind in NAMES:
-        assert one(alert(kind), world(service=svc)).reason == D.NOT_OPTED_IN
+        assert one(alert(kind), world(service=svc)).reason == R.NOT_OPTED_IN
 
 
 def test_opt_in_must_say_true():
     svc = service_dict("demo_web", WEB_ID, enabled=False, labels={"swarmguard.enable": "yes"})
-    assert one(alert(), world(service=svc)).reason == D.NOT_OPTED_IN
+    assert one(alert(), world(service=svc)).reason == R.NOT_OPTED_IN
 
 
 def test_an_alert_that_began_before_the_last_action_is_stale():
     # A scale up happened 20 s ago; this migrate alert started 30 s ago.
     svc = service_dict("demo_web", WEB_ID, labels=history("scale_up", 20))
     skip = one(alert(ago=30), world(service=svc))
-    assert skip.reason == D.STALE
+    assert skip.reason == R.STALE
     assert "before the last SwarmGuard action (scale_up at 10:04:40)" in skip.why
 
 
 def test_an_alert_that_began_after_the_last_action_is_fresh():
     svc = service_dict("demo_web", WEB_ID, labels=history("scale_up", 120))
-    assert isinstance(one(alert(ago=30), world(service=svc)), D.Action)
+    assert isinstance(one(alert(ago=30), world(service=svc)), actions.Action)
 
 
 @pytest.mark.parametrize("kind, cooldown", [("migrate", 60), ("scale_up", 60),
@@ -127,48 +129,48 @@ def test_each_kind_waits_for_its_own_cooldown(kind, cooldown):
     svc = service_dict("demo_web", WEB_ID, replicas=3,
                        labels=history(kind, cooldown - 5))
     skip = one(alert(kind, ago=cooldown - 10), world(service=svc))
-    assert skip.reason == D.COOLDOWN
+    assert skip.reason == R.COOLDOWN
     assert f"(cooldown {cooldown} s)" in skip.why
     svc = service_dict("demo_web", WEB_ID, replicas=3, labels=history(kind, cooldown + 5))
-    assert isinstance(one(alert(kind, ago=cooldown), world(service=svc)), D.Action)
+    assert isinstance(one(alert(kind, ago=cooldown), world(service=svc)), actions.Action)
 
 
 def test_cooldowns_are_kept_per_kind():
     # A scale up 10 s ago does not hold back a migration whose alert began after it.
     svc = service_dict("demo_web", WEB_ID, replicas=2, labels=history("scale_up", 10))
-    assert isinstance(one(alert("migrate", ago=5), world(service=svc)), D.Action)
+    assert isinstance(one(alert("migrate", ago=5), world(service=svc)), actions.Action)
 
 
 def test_a_scale_up_alert_still_firing_after_its_own_cooldown_takes_one_more_step():
     # "One step per cooldown": the same alert, still firing 65 s after our scale up.
     svc = service_dict("demo_web", WEB_ID, replicas=2, labels=history("scale_up", 65))
     action = one(alert("scale_up", ago=300), world(service=svc))
-    assert isinstance(action, D.Action)
+    assert isinstance(action, actions.Action)
     assert action.replicas == 3
 
 
 def test_a_still_firing_alert_of_another_kind_is_not_a_continuation():
     svc = service_dict("demo_web", WEB_ID, replicas=2, labels=history("scale_up", 600))
-    assert one(alert("scale_down", ago=900), world(service=svc)).reason == D.STALE
+    assert one(alert("scale_down", ago=900), world(service=svc)).reason == R.STALE
 
 
 def test_a_service_swarm_is_still_updating_is_left_alone():
     for state in ["updating", "rollback_started", "paused"]:
         svc = service_dict("demo_web", WEB_ID, update_state=state)
         skip = one(alert(), world(service=svc))
-        assert skip.reason == D.IN_PROGRESS
+        assert skip.reason == R.IN_PROGRESS
         assert state in skip.why
 
 
 def test_a_finished_update_does_not_block():
     svc = service_dict("demo_web", WEB_ID, update_state="completed")
-    assert isinstance(one(alert(), world(service=svc)), D.Action)
+    assert isinstance(one(alert(), world(service=svc)), actions.Action)
 
 
 def test_global_services_are_not_migrated_or_scaled():
     svc = service_dict("demo_web", WEB_ID, replicas=None)
-    assert one(alert(), world(service=svc)).reason == D.UNSUPPORTED
-    assert one(alert("scale_up"), world(service=svc)).reason == D.UNSUPPORTED
+    assert one(alert(), world(service=svc)).reason == R.UNSUPPORTED
+    assert one(alert("scale_up"), world(service=svc)).reason == R.UNSUPPORTED
 
 
 def test_no_migration_when_no_other_node_is_eligible():
@@ -179,7 +181,7 @@ def test_no_migration_when_no_other_node_is_eligible():
         node_dict(WORKER_3, "worker-3", state="down"),
     ]
     skip = one(alert(), world(nodes=nodes))
-    assert skip.reason == D.NO_ELIGIBLE_NODE
+    assert skip.reason == R.NO_ELIGIBLE_NODE
     assert "worker-2 is ready/drain" in skip.why
     assert "worker-3 is down/active" in skip.why
     assert "manager-1 does not meet node.role==worker" in skip.why
@@ -189,9 +191,9 @@ def test_the_users_label_constraints_decide_eligibility():
     nodes = example_nodes()
     nodes[2]["Spec"]["Labels"] = {"zone": "a"}  # worker-2
     svc = service_dict("demo_web", WEB_ID, constraints=["node.labels.zone==a"])
-    assert isinstance(one(alert(), world(service=svc, nodes=nodes)), D.Action)
+    assert isinstance(one(alert(), world(service=svc, nodes=nodes)), actions.Action)
     nodes[2]["Spec"]["Labels"] = {"zone": "b"}
-    assert one(alert(), world(service=svc, nodes=nodes)).reason == D.NO_ELIGIBLE_NODE
+    assert one(alert(), world(service=svc, nodes=nodes)).reason == R.NO_ELIGIBLE_NODE
 
 
 def test_a_node_excluded_earlier_by_swarmguard_becomes_eligible_again():
@@ -205,7 +207,7 @@ def test_a_node_excluded_earlier_by_swarmguard_becomes_eligible_again():
 def test_an_unknown_constraint_is_treated_as_not_met():
     svc = service_dict("demo_web", WEB_ID, constraints=["node.cpus==4"])
     skip = one(alert(), world(service=svc))
-    assert skip.reason == D.NO_ELIGIBLE_NODE
+    assert skip.reason == R.NO_ELIGIBLE_NODE
     assert "worker-2: unknown constraint key 'node.cpus'" in skip.why
 
 
@@ -215,7 +217,7 @@ def test_host_mode_ports_rule_out_nodes_already_running_a_replica():
     tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2)]
     nodes = example_nodes()[:3]  # manager-1, worker-1, worker-2
     skip = one(alert(), world(service=svc, tasks=tasks, nodes=nodes))
-    assert skip.reason == D.NO_ELIGIBLE_NODE
+    assert skip.reason == R.NO_ELIGIBLE_NODE
     assert "worker-2 already runs 1 task(s) of demo_web" in skip.why
 
 
@@ -239,12 +241,12 @@ def test_scale_down_removes_one_replica():
 def test_scale_up_stops_at_the_default_maximum():
     svc = service_dict("demo_web", WEB_ID, replicas=5)
     skip = one(alert("scale_up"), world(service=svc))
-    assert (skip.reason, skip.why) == (D.AT_LIMIT, "already at the maximum of 5 replicas")
+    assert (skip.reason, skip.why) == (R.AT_LIMIT, "already at the maximum of 5 replicas")
 
 
 def test_scale_down_stops_at_the_default_minimum():
     svc = service_dict("demo_web", WEB_ID, replicas=1)
-    assert one(alert("scale_down"), world(service=svc)).reason == D.AT_LIMIT
+    assert one(alert("scale_down"), world(service=svc)).reason == R.AT_LIMIT
 
 
 def test_service_labels_override_the_replica_limits():
@@ -267,7 +269,7 @@ def test_service_labels_override_the_replica_limits():
 ])
 def test_a_label_swarmguard_cannot_read_stops_it_rather_than_guessing(labels):
     svc = service_dict("demo_web", WEB_ID, replicas=2, labels=labels)
-    assert one(alert("scale_up"), world(service=svc)).reason == D.BAD_LABEL
+    assert one(alert("scale_up"), world(service=svc)).reason == R.BAD_LABEL
 
 
 def test_scale_up_with_host_ports_needs_a_free_node():
@@ -275,7 +277,7 @@ def test_scale_up_with_host_ports_needs_a_free_node():
                        constraints=["node.role==worker"])
     tasks = [task_dict(f"t{i}", WEB_ID, n, slot=i)
              for i, n in enumerate([WORKER_1, WORKER_2, WORKER_3], 1)]
-    assert one(alert("scale_up"), world(service=svc, tasks=tasks)).reason == D.NO_ELIGIBLE_NODE
+    assert one(alert("scale_up"), world(service=svc, tasks=tasks)).reason == R.NO_ELIGIBLE_NODE
 
 
 def test_scale_up_lifts_swarmguards_own_exclusion_when_it_keeps_out_the_only_free_node():
@@ -285,7 +287,7 @@ def test_scale_up_lifts_swarmguards_own_exclusion_when_it_keeps_out_the_only_fre
                        labels={"swarmguard.enable": "true", "swarmguard.placement-exclusion": exclusion})
     tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_3, slot=2)]
     action = one(alert("scale_up"), world(service=svc, tasks=tasks))
-    assert isinstance(action, D.Action)
+    assert isinstance(action, actions.Action)
     assert (action.replicas, action.lift_exclusion) == (3, True)
     assert action.constraints == ("node.role==worker",)  # the user's own constraint stays
 
@@ -296,14 +298,14 @@ def test_scale_up_keeps_swarmguards_exclusion_while_another_node_is_free():
                        constraints=["node.role==worker", exclusion],
                        labels={"swarmguard.enable": "true", "swarmguard.placement-exclusion": exclusion})
     action = one(alert("scale_up"), world(service=svc))
-    assert isinstance(action, D.Action) and not action.lift_exclusion
+    assert isinstance(action, actions.Action) and not action.lift_exclusion
 
 
 def test_scale_up_never_lifts_a_users_own_constraint():
     svc = service_dict("demo_web", WEB_ID, replicas=2, host_port=8080,
                        constraints=["node.role==worker", "node.hostname!=worker-2"])
     tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_3, slot=2)]
-    assert one(alert("scale_up"), world(service=svc, tasks=tasks)).reason == D.NO_ELIGIBLE_NODE
+    assert one(alert("scale_up"), world(service=svc, tasks=tasks)).reason == R.NO_ELIGIBLE_NODE
 
 
 # -- batches -------------------------------------------------------------------------------
@@ -313,8 +315,8 @@ def test_one_action_per_service_per_batch():
     tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2)]
     first, second = D.decide([alert(), alert(task=TASK_2, node=WORKER_2)],
                              world(service=svc, tasks=tasks), SETTINGS, NOW)
-    assert isinstance(first, D.Action)
-    assert second.reason == D.IN_PROGRESS
+    assert isinstance(first, actions.Action)
+    assert second.reason == R.IN_PROGRESS
 
 
 def test_a_stale_first_alert_does_not_block_a_valid_second_one():
@@ -322,8 +324,8 @@ def test_a_stale_first_alert_does_not_block_a_valid_second_one():
     tasks = [task_dict(TASK, WEB_ID, WORKER_3), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2)]
     first, second = D.decide([alert(), alert(task=TASK_2, node=WORKER_2)],
                              world(service=svc, tasks=tasks), SETTINGS, NOW)
-    assert first.reason == D.STALE
-    assert isinstance(second, D.Action)
+    assert first.reason == R.STALE
+    assert isinstance(second, actions.Action)
 
 
 def test_decisions_are_pure_functions_of_their_inputs():
@@ -338,19 +340,19 @@ def test_decisions_are_pure_functions_of_their_inputs():
 def test_a_cooldown_that_has_exactly_elapsed_allows_the_action(kind, cooldown):
     svc = service_dict("demo_web", WEB_ID, replicas=3, labels=history(kind, cooldown))
     decision = one(alert(kind, ago=cooldown - 1), world(service=svc))
-    assert isinstance(decision, D.Action), decision
+    assert isinstance(decision, actions.Action), decision
 
 
 def test_a_still_firing_alert_continues_once_its_cooldown_has_exactly_elapsed():
     svc = service_dict("demo_web", WEB_ID, replicas=2, labels=history("scale_up", 60))
     action = one(alert("scale_up", ago=300), world(service=svc))
-    assert isinstance(action, D.Action)
+    assert isinstance(action, actions.Action)
     assert action.replicas == 3
 
 
 def test_an_alert_that_began_at_the_very_moment_of_the_last_action_is_stale():
     svc = service_dict("demo_web", WEB_ID, labels=history("scale_up", 30))
-    assert one(alert(ago=30), world(service=svc)).reason == D.STALE
+    assert one(alert(ago=30), world(service=svc)).reason == R.STALE
 
 
 def test_a_cooldown_is_reported_with_the_seconds_since_the_last_action_of_that_kind():
@@ -371,7 +373,7 @@ def test_a_cooldown_set_by_hand_in_unix_seconds_holds():
     svc = service_dict("demo_web", WEB_ID, replicas=3,
                        labels={"swarmguard.last-scale-up-at": stamp})
     skip = one(alert("scale_up", ago=5), world(service=svc))
-    assert skip.reason == D.COOLDOWN
+    assert skip.reason == R.COOLDOWN
     assert "last scale up 10 s ago" in skip.why
 
 
@@ -384,23 +386,23 @@ def _every_way_to_skip():
     taken = [task_dict(f"t{i}", WEB_ID, n, slot=i)
              for i, n in enumerate([WORKER_1, WORKER_2, WORKER_3], 1)]
     return {
-        "service gone": (D.STALE, alert(), world(service="none", tasks=[])),
-        "task moved": (D.STALE, alert(), world(tasks=[task_dict(TASK, WEB_ID, WORKER_2)])),
-        "began before the last action": (D.STALE, alert(ago=30),
+        "service gone": (R.STALE, alert(), world(service="none", tasks=[])),
+        "task moved": (R.STALE, alert(), world(tasks=[task_dict(TASK, WEB_ID, WORKER_2)])),
+        "began before the last action": (R.STALE, alert(ago=30),
                                          world(service=svc(labels=history("scale_up", 20)))),
-        "not opted in": (D.NOT_OPTED_IN, alert(), world(service=svc(enabled=False))),
-        "unreadable history": (D.BAD_LABEL, alert(), world(service=svc(
+        "not opted in": (R.NOT_OPTED_IN, alert(), world(service=svc(enabled=False))),
+        "unreadable history": (R.BAD_LABEL, alert(), world(service=svc(
             labels={"swarmguard.last-action-at": "last tuesday"}))),
-        "unreadable limits": (D.BAD_LABEL, alert("scale_up"), world(service=svc(
+        "unreadable limits": (R.BAD_LABEL, alert("scale_up"), world(service=svc(
             labels={"swarmguard.replicas.max": "lots"}))),
-        "cooldown": (D.COOLDOWN, alert("scale_up", ago=5),
+        "cooldown": (R.COOLDOWN, alert("scale_up", ago=5),
                      world(service=svc(labels=history("scale_up", 10)))),
-        "swarm updating": (D.IN_PROGRESS, alert(), world(service=svc(update_state="updating"))),
-        "global service": (D.UNSUPPORTED, alert(), world(service=svc(replicas=None))),
-        "at the maximum": (D.AT_LIMIT, alert("scale_up"), world(service=svc(replicas=5))),
-        "at the minimum": (D.AT_LIMIT, alert("scale_down"), world(service=svc(replicas=1))),
-        "nowhere to migrate": (D.NO_ELIGIBLE_NODE, alert(), world(nodes=lone_worker)),
-        "no free node to scale to": (D.NO_ELIGIBLE_NODE, alert("scale_up"), world(
+        "swarm updating": (R.IN_PROGRESS, alert(), world(service=svc(update_state="updating"))),
+        "global service": (R.UNSUPPORTED, alert(), world(service=svc(replicas=None))),
+        "at the maximum": (R.AT_LIMIT, alert("scale_up"), world(service=svc(replicas=5))),
+        "at the minimum": (R.AT_LIMIT, alert("scale_down"), world(service=svc(replicas=1))),
+        "nowhere to migrate": (R.NO_ELIGIBLE_NODE, alert(), world(nodes=lone_worker)),
+        "no free node to scale to": (R.NO_ELIGIBLE_NODE, alert("scale_up"), world(
             service=svc(replicas=3, host_port=8080, constraints=["node.role==worker"]),
             tasks=taken)),
     }
@@ -454,8 +456,8 @@ def test_a_global_service_is_named_as_such_and_says_what_cannot_be_done():
 def test_a_minimum_and_maximum_of_the_same_count_pin_the_replicas():
     labels = {"swarmguard.replicas.min": "3", "swarmguard.replicas.max": "3"}
     svc = service_dict("demo_web", WEB_ID, replicas=3, labels=labels)
-    assert one(alert("scale_up"), world(service=svc)).reason == D.AT_LIMIT
-    assert one(alert("scale_down"), world(service=svc)).reason == D.AT_LIMIT
+    assert one(alert("scale_up"), world(service=svc)).reason == R.AT_LIMIT
+    assert one(alert("scale_down"), world(service=svc)).reason == R.AT_LIMIT
 
 
 def test_a_minimum_of_one_replica_is_a_valid_label():
@@ -471,7 +473,7 @@ def test_a_blank_replica_limit_label_means_the_default():
 def test_a_replica_limit_below_one_is_refused_naming_the_label():
     svc = service_dict("demo_web", WEB_ID, replicas=2, labels={"swarmguard.replicas.min": "0"})
     skip = one(alert("scale_down"), world(service=svc))
-    assert skip.reason == D.BAD_LABEL
+    assert skip.reason == R.BAD_LABEL
     assert "swarmguard.replicas.min='0'" in skip.why
 
 
@@ -488,7 +490,7 @@ def test_a_migration_may_go_to_a_node_already_running_a_replica_when_nothing_lim
     svc = service_dict("demo_web", WEB_ID, replicas=2, constraints=["node.role==worker"])
     tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2)]
     nodes = [node_dict(WORKER_1, "worker-1"), node_dict(WORKER_2, "worker-2")]
-    assert isinstance(one(alert(), world(service=svc, tasks=tasks, nodes=nodes)), D.Action)
+    assert isinstance(one(alert(), world(service=svc, tasks=tasks, nodes=nodes)), actions.Action)
 
 
 def _max_replicas(svc, count):
@@ -503,11 +505,11 @@ def test_a_per_node_replica_limit_rules_out_nodes_that_are_full():
              task_dict("t3", WEB_ID, WORKER_2, slot=3)]
     nodes = [node_dict(WORKER_1, "worker-1"), node_dict(WORKER_2, "worker-2")]
     skip = one(alert(), world(service=svc, tasks=tasks, nodes=nodes))
-    assert skip.reason == D.NO_ELIGIBLE_NODE
+    assert skip.reason == R.NO_ELIGIBLE_NODE
     assert skip.why == ("no other node can take it (worker-2 already runs 2 task(s) of "
                         "demo_web)")
     # With room for one more there, it goes.
-    assert isinstance(one(alert(), world(service=svc, tasks=tasks[:2], nodes=nodes)), D.Action)
+    assert isinstance(one(alert(), world(service=svc, tasks=tasks[:2], nodes=nodes)), actions.Action)
 
 
 def test_host_ports_allow_one_task_per_node_even_with_a_larger_per_node_limit():
@@ -515,7 +517,7 @@ def test_host_ports_allow_one_task_per_node_even_with_a_larger_per_node_limit():
                                      constraints=["node.role==worker"]), 3)
     tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2)]
     nodes = [node_dict(WORKER_1, "worker-1"), node_dict(WORKER_2, "worker-2")]
-    assert one(alert(), world(service=svc, tasks=tasks, nodes=nodes)).reason == D.NO_ELIGIBLE_NODE
+    assert one(alert(), world(service=svc, tasks=tasks, nodes=nodes)).reason == R.NO_ELIGIBLE_NODE
 
 
 def test_a_task_being_shut_down_does_not_hold_a_host_port_node():
@@ -524,12 +526,12 @@ def test_a_task_being_shut_down_does_not_hold_a_host_port_node():
     tasks = [task_dict(TASK, WEB_ID, WORKER_1),
              task_dict(TASK_2, WEB_ID, WORKER_2, slot=2, desired="shutdown")]
     nodes = [node_dict(WORKER_1, "worker-1"), node_dict(WORKER_2, "worker-2")]
-    assert isinstance(one(alert(), world(service=svc, tasks=tasks, nodes=nodes)), D.Action)
+    assert isinstance(one(alert(), world(service=svc, tasks=tasks, nodes=nodes)), actions.Action)
 
 
 def test_a_single_node_swarm_has_nowhere_to_migrate_to():
     skip = one(alert(), world(nodes=[node_dict(WORKER_1, "worker-1")]))
-    assert (skip.reason, skip.why) == (D.NO_ELIGIBLE_NODE,
+    assert (skip.reason, skip.why) == (R.NO_ELIGIBLE_NODE,
                                        "no other node can take it (no other nodes)")
 
 
@@ -556,7 +558,7 @@ def test_a_migrate_alert_about_a_node_that_left_the_swarm_excludes_it_by_id():
     gone = "g" * 25
     tasks = [task_dict(TASK, WEB_ID, gone)]
     action = one(alert(node=gone), world(tasks=tasks))
-    assert isinstance(action, D.Action)
+    assert isinstance(action, actions.Action)
     assert action.exclusion == f"node.id!={gone}"
     assert action.constraints == ("node.role==worker", f"node.id!={gone}")
     assert action.from_node.id == gone

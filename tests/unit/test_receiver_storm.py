@@ -4,6 +4,8 @@ from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 
 from receiver import decisions as D
+from receiver import actions
+from receiver import reasons as R
 from receiver.actuator import Actuator
 from receiver.cluster import build_snapshot
 from receiver.config import Settings
@@ -334,7 +336,7 @@ def test_a_migration_also_excludes_every_other_hot_node_and_says_so():
     storm.observe([migrate_alert("other", task_id(9), node=WORKER_3)])
     action = decide_one(migrate_alert("app0", task_id(0)), snapshot(services, tasks),
                         storm.view())
-    assert isinstance(action, D.Action)
+    assert isinstance(action, actions.Action)
     assert action.constraints == ("node.role==worker", "node.hostname!=worker-1",
                                   "node.hostname!=worker-3")
     assert action.exclusion == "node.hostname!=worker-1,node.hostname!=worker-3"
@@ -349,7 +351,7 @@ def test_when_every_node_that_could_take_it_is_hot_nothing_moves():
                    migrate_alert("y", task_id(9), node=WORKER_3)])
     skip = decide_one(migrate_alert("app0", task_id(0)), snapshot(services, tasks),
                       storm.view())
-    assert skip.reason == D.NO_ELIGIBLE_NODE
+    assert skip.reason == R.NO_ELIGIBLE_NODE
     assert skip.why == "every node that could take it is hot itself (worker-2, worker-3)"
     assert not skip.lasting  # the task stays in line: the heat elsewhere will pass
 
@@ -360,7 +362,7 @@ def test_a_migration_over_a_budget_is_skipped_with_reason_budget():
     storm.begin("app1", "migrate", WORKER_1, [WORKER_2, WORKER_3])
     skip = decide_one(migrate_alert("app0", task_id(0)), snapshot(services, tasks),
                       storm.view())
-    assert skip.reason == D.BUDGET and not skip.lasting
+    assert skip.reason == R.BUDGET and not skip.lasting
     assert "already leaving worker-1" in skip.why
 
 
@@ -369,10 +371,10 @@ def test_a_scale_step_over_the_cluster_budget_is_skipped_with_reason_budget():
     storm = ledger(concurrent=1)
     storm.begin("elsewhere", "scale_down")
     skip = decide_one(scale_up_alert("app0"), snapshot(services, tasks), storm.view())
-    assert skip.reason == D.BUDGET and not skip.lasting
+    assert skip.reason == R.BUDGET and not skip.lasting
     storm.end("elsewhere")
     assert isinstance(decide_one(scale_up_alert("app0"), snapshot(services, tasks),
-                                 storm.view()), D.Action)
+                                 storm.view()), actions.Action)
 
 
 def test_of_one_services_hot_tasks_the_hottest_is_moved():
@@ -381,7 +383,7 @@ def test_of_one_services_hot_tasks_the_hottest_is_moved():
              task_dict(task_id(1), service_id(0), WORKER_1, slot=2)]
     cool, hot = migrate_alert("app0", task_id(0), cpu=81.0), migrate_alert("app0", task_id(1), cpu=99.0)
     decisions = D.decide([cool, hot], snapshot([service], tasks), SETTINGS, NOW, StormView())
-    assert [type(d) for d in decisions] == [D.Skip, D.Migration]  # in the alerts' order
+    assert [type(d) for d in decisions] == [actions.Skip, actions.Migration]  # in the alerts' order
     assert decisions[1].task.id == task_id(1)
 
 
@@ -389,7 +391,7 @@ def test_without_a_storm_view_nothing_else_is_in_flight():
     services, tasks = storm_world(1)
     (action,) = D.decide([migrate_alert("app0", task_id(0))], snapshot(services, tasks),
                          SETTINGS, NOW)
-    assert isinstance(action, D.Action)
+    assert isinstance(action, actions.Action)
 
 
 # -- a storm, step by step, with a fake clock -------------------------------------------
@@ -416,15 +418,15 @@ def test_a_storm_empties_a_hot_node_hottest_first_one_at_a_time_never_onto_a_hot
         for alert in sorted(firing, key=heat_of):
             with storm.lock:
                 (decision,) = D.decide([alert], snap, SETTINGS, NOW, storm.view())
-                storm.in_line(alert.task_id, isinstance(decision, D.Skip)
+                storm.in_line(alert.task_id, isinstance(decision, actions.Skip)
                               and not decision.lasting)
-                if isinstance(decision, D.Action):
+                if isinstance(decision, actions.Action):
                     assert WORKER_3 not in decision.destinations
                     storm.begin(decision.service.name, "migrate", WORKER_1,
                                 decision.destinations)
                     started.append(int(decision.service.name[3:]))
                 else:
-                    assert decision.reason == D.BUDGET and not decision.lasting
+                    assert decision.reason == R.BUDGET and not decision.lasting
             view = storm.view()
             assert view.leaving(WORKER_1) <= 1
             assert all(view.arriving(n) <= 2 for n in (WORKER_2, WORKER_3))
@@ -448,11 +450,11 @@ def test_the_actuator_skips_a_migration_over_budget_without_writing_and_frees_it
                         Metrics(), clock=lambda: NOW, sleep=lambda s: None, storm=storm)
     storm.begin("app1", "migrate", WORKER_1, [WORKER_2, WORKER_3])
     (outcome,) = actuator.handle([migrate_alert("app0", task_id(0))])
-    assert outcome.decision.reason == D.BUDGET
+    assert outcome.decision.reason == R.BUDGET
     assert api.updates == []
     storm.end("app1")
     (outcome,) = actuator.handle([migrate_alert("app0", task_id(0))])
-    assert isinstance(outcome.decision, D.Action)
+    assert isinstance(outcome.decision, actions.Action)
     assert len(api.updates) == 1
     assert storm.view().moves == ()  # ended with the action, whatever its result
     assert len(storm.view().recent_starts) == 2  # app1 (by hand) and app0
@@ -472,9 +474,9 @@ def test_a_structurally_unmovable_task_leaves_the_line_but_a_hot_destination_doe
                    migrate_alert("x", task_id(8), node=WORKER_2),
                    migrate_alert("y", task_id(9), node=WORKER_3)])
     (outcome,) = actuator.handle([hot_off])
-    assert outcome.decision.reason == D.NOT_OPTED_IN
+    assert outcome.decision.reason == R.NOT_OPTED_IN
     (outcome,) = actuator.handle([migrate_alert("app0", task_id(0), cpu=90.0)])
-    assert outcome.decision.reason == D.NO_ELIGIBLE_NODE
+    assert outcome.decision.reason == R.NO_ELIGIBLE_NODE
     in_line = {h.task_id: h.in_line for h in storm.view().hot}
     assert in_line == {task_id(7): False, task_id(0): True, task_id(8): True, task_id(9): True}
 
@@ -552,7 +554,7 @@ def test_a_skip_for_budget_names_its_alert_and_says_which_budget():
     storm.begin("elsewhere", "scale_down")
     for alert in (scale_up_alert("app0"), migrate_alert("app0", task_id(0))):
         skip = decide_one(alert, snapshot(services, tasks), storm.view())
-        assert skip.reason == D.BUDGET
+        assert skip.reason == R.BUDGET
         assert skip.alert is alert  # counted and reported per alert name, task and node
         assert skip.why == ("1 action(s) already in flight "
                             "(SWARMGUARD_MAX_CONCURRENT_ACTIONS=1)")
@@ -565,7 +567,7 @@ def test_a_task_is_never_held_back_by_its_own_hotter_report():
     storm.observe([migrate_alert("app0", task_id(0), cpu=97.0)])
     action = decide_one(migrate_alert("app0", task_id(0), cpu=90.0), snapshot(services, tasks),
                         storm.view())
-    assert isinstance(action, D.Action)
+    assert isinstance(action, actions.Action)
 
 
 def test_a_migration_refused_for_arrivals_names_the_full_node():
@@ -574,7 +576,7 @@ def test_a_migration_refused_for_arrivals_names_the_full_node():
     storm.observe([migrate_alert("x", task_id(9), node=WORKER_3)])  # worker-3 is hot
     storm.begin("app1", "migrate", WORKER_1, [WORKER_2])
     skip = decide_one(migrate_alert("app0", task_id(0)), snapshot(services, tasks), storm.view())
-    assert skip.reason == D.BUDGET
+    assert skip.reason == R.BUDGET
     assert skip.why == ("worker-2 already receive(s) 1 task(s) "
                         "(SWARMGUARD_MAX_ARRIVING_PER_NODE=1)")
 
@@ -591,7 +593,7 @@ def test_a_second_hot_task_of_a_service_being_moved_stays_in_line():
     hot = migrate_alert("app0", task_id(1), node=WORKER_2, cpu=99.0)
     storm.observe([cool, hot])
     outcomes = actuator.handle([cool, hot])
-    assert [o.decision.reason for o in outcomes if isinstance(o.decision, D.Skip)] == [D.IN_PROGRESS]
+    assert [o.decision.reason for o in outcomes if isinstance(o.decision, actions.Skip)] == [R.IN_PROGRESS]
     in_line = {h.task_id: h.in_line for h in storm.view().hot}
     # The hot one is acted on; the cool one must be judged again once that is over.
     assert in_line == {task_id(0): True, task_id(1): False}

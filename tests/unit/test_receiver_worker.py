@@ -3,7 +3,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from receiver import actuator as A
-from receiver import decisions as D
+from receiver import actions
+from receiver import reasons as R
 from receiver.metrics import Metrics
 from receiver.payload import parse_webhook
 from receiver.worker import DUPLICATE_WINDOW_S, Dispatcher, InlineExecutor
@@ -124,7 +125,7 @@ def test_the_guard_is_released_even_when_handling_crashes():
 
 def test_outcomes_are_counted_by_kind_result_and_reason():
     alerts = recorded("firing_migrate.json") + recorded("firing_scale_up.json")
-    stale = D.Skip(alerts[1], D.STALE, "service demo_web no longer exists")
+    stale = actions.Skip(alerts[1], R.STALE, "service demo_web no longer exists")
 
     def handle(group):
         if group[0].kind == "migrate":
@@ -153,7 +154,7 @@ def test_outcomes_are_counted_by_kind_result_and_reason():
 def _action(alert):
     from receiver.cluster import node_from_dict, service_from_dict
     from tests.fake_docker_api_client import node_dict, service_dict
-    return D.Migration(alert, service_from_dict(service_dict("demo_web")), "demo_web", task=None,
+    return actions.Migration(alert, service_from_dict(service_dict("demo_web")), "demo_web", task=None,
                        from_node=node_from_dict(node_dict(alert.node_id, "worker-1")),
                        constraints=(), exclusion="")
 
@@ -232,7 +233,7 @@ def test_a_dry_run_outcome_event_says_what_would_have_been_done():
 
 def test_a_skip_is_a_decision_event_logged_as_information_or_as_an_error_when_it_failed(caplog):
     alerts = recorded("firing_migrate.json")
-    stale = D.Skip(alerts[0], D.STALE, "task t1p4r7s0u3w6 no longer exists")
+    stale = actions.Skip(alerts[0], R.STALE, "task t1p4r7s0u3w6 no longer exists")
     dispatcher, events = with_events(lambda group: [A.Outcome(stale, A.SKIPPED)])
     with caplog.at_level(logging.INFO, logger="receiver"):
         dispatcher.submit(alerts)
