@@ -6,7 +6,7 @@
   decision event, recorded milliseconds after receipt, just before the update call).
 - 3 scale cycles (Scenario 2: CPU + network stress): scale-up step time (stress start ->
   second replica healthy) and back down after the load ends. The slow windows are
-  shortened for the bench (scale-down `for:` 20 s, Alertmanager repeat 10 s, cooldowns
+  shortened for the bench (scale-down window 20 s, Alertmanager repeat 10 s, cooldowns
   10 s), as in the end-to-end tests; the detection path itself is the shipped one.
 - one probe through the entry point (20 requests/s) for the whole run: failed requests
   and the longest gap without a successful response.

@@ -51,7 +51,7 @@ def test_scenario_1_a_cpu_starved_task_is_migrated_with_zero_failed_requests(lab
 
 
 def test_scenario_2_real_demand_scales_up_to_the_maximum_then_back_down_after_the_window(lab, victim):
-    """Shortened windows (scale-down for: 20s, Alertmanager repeat 10s, cooldowns 10 s)
+    """Shortened windows (scale-down window 20 s, Alertmanager repeat 10s, cooldowns 10 s)
     so the cycle fits in a test; the logic is the shipped one."""
     with run.shortened_receiver(lab) as receiver, \
             Probe(lab.entrypoint_url + "/health", rate=20, max_seconds=240) as probe:

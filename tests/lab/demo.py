@@ -8,8 +8,8 @@ has two workers), starts the receiver under gunicorn, and then:
 A probe sends 20 requests/s through the entry point the whole time. Each scenario ends
 with a readable timeline and a PNG (artifacts/demo-scenario-*.png).
 
-The scale-down window (180 s) and Alertmanager's repeat (1 m) are shortened to 20 s and
-10 s for the demo, and the receiver's cooldowns to 10 s, so the whole show takes about
+The scale-down window (180 s of 30 s averages) and Alertmanager's repeat (15 s) are
+shortened to 20 s (of 10 s averages) and 10 s for the demo, and the receiver's cooldowns to 10 s, so the whole show takes about
 two minutes; the detection path and every decision are the shipped ones.
 """
 from __future__ import annotations

@@ -8,6 +8,7 @@ and the webhook's URL and credentials file. Rules are used unchanged, from the p
 from __future__ import annotations
 
 import contextlib
+import math
 import secrets
 import sys
 from pathlib import Path
@@ -252,12 +253,46 @@ def healthy(cfg: LabConfig) -> bool:
     return all(alive(read_pid(_pidfile(cfg, name)), marker) for name, marker in names(cfg))
 
 
-def shorten_scale_down(rules: dict, window: str = "20s") -> dict:
-    """The rules with SwarmGuardScaleDown's `for:` (180 s as shipped) set to `window`."""
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if rule.get("alert") == "SwarmGuardScaleDown":
-                rule["for"] = window
+# The scale-down window's literals as shipped (prometheus/rules/swarmguard.yml, the
+# header of the group swarmguard-scale-down): the 30 s the averages span, the 150 s of
+# averages whose peak is judged (150 + 30 = the 180 s window), the coverage of those 150
+# (90 %), and the window's start.
+SHIPPED_AVERAGE_S, SHIPPED_WINDOW_S = 30, 180
+
+
+def scale_down_literals(window_s: int, average_s: int) -> dict[str, str]:
+    """The literals of a scale-down window of `window_s` seconds whose averages span
+    `average_s`, by the shipped literal each replaces."""
+    peak_s = window_s - average_s
+    shipped_peak = SHIPPED_WINDOW_S - SHIPPED_AVERAGE_S
+    return {f"[{SHIPPED_AVERAGE_S}s]": f"[{average_s}s]",
+            f"[{shipped_peak}s]": f"[{peak_s}s]",
+            f">= {math.ceil(0.9 * shipped_peak)})": f">= {math.ceil(0.9 * peak_s)})",
+            f"offset {SHIPPED_WINDOW_S}s": f"offset {window_s}s"}
+
+
+def shorten_scale_down(rules: dict, window_s: int = 20, average_s: int = 10) -> dict:
+    """The rules with the scale-down window (180 s of 30 s averages as shipped) set to
+    `window_s` seconds of `average_s` averages. Every shipped literal must be found, so
+    a change to the rules that this does not follow fails here, not in a slow lab run."""
+    literals = scale_down_literals(window_s, average_s)
+    [group] = [g for g in rules["groups"] if g["name"] == "swarmguard-scale-down"]
+    found = set()
+    for rule in group["rules"]:
+        texts = [("expr", rule["expr"])] + list(rule.get("annotations", {}).items())
+        for key, text in texts:
+            for shipped, short in literals.items():
+                if shipped in text:
+                    found.add(shipped)
+                    text = text.replace(shipped, short)
+            if key == "expr":
+                rule["expr"] = text
+            else:
+                rule["annotations"][key] = text
+    missing = set(literals) - found
+    if missing:
+        raise ValueError(f"the scale-down rules no longer contain {sorted(missing)}: "
+                         "update tests/lab/infra/monitoring.py with them")
     return rules
 
 
@@ -270,15 +305,15 @@ def shorten_repeat(alertmanager: dict, repeat_interval: str = "10s") -> dict:
 
 
 @contextlib.contextmanager
-def shortened_windows(cfg: LabConfig, *, scale_down_for: str = "20s", repeat_interval: str = "10s"):
+def shortened_windows(cfg: LabConfig, *, scale_down_window_s: int = 20, repeat_interval: str = "10s"):
     """For end-to-end tests and the demo only: the shipped rules and routing with the
-    slow windows shortened (scale-down's 180 s `for:`, Alertmanager's 15 s repeat), so a
+    slow windows shortened (scale-down's 180 s window, Alertmanager's 15 s repeat), so a
     whole scale-up-and-down cycle fits in about a minute. Everything else is the project's
     own files; the originals are restored on exit."""
     am = shorten_repeat(alertmanager_config(cfg), repeat_interval)
     am_file = cfg.state_dir / "alertmanager" / "alertmanager.yml"
     try:
-        sync_rules(cfg, lambda rules: shorten_scale_down(rules, scale_down_for))
+        sync_rules(cfg, lambda rules: shorten_scale_down(rules, scale_down_window_s))
         am_file.write_text(yaml.safe_dump(am, sort_keys=False))
         _reload(cfg)
         yield

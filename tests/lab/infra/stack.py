@@ -165,7 +165,7 @@ def lab_configs(cfg: LabConfig) -> dict[str, str]:
     """The Swarm configs whose content differs in the lab, by stack.yml config key:
     - prometheus_yml: the cAdvisor job scrapes the lab's cAdvisor processes;
     - prometheus_rules, alertmanager_yml: the slow windows shortened as for the demo and
-      the end-to-end tests (scale-down `for:` 20 s, Alertmanager repeat 10 s), so that a
+      the end-to-end tests (scale-down window 20 s, Alertmanager repeat 10 s), so that a
       scale-up-and-down cycle through the bundle fits in a test."""
     rules = shorten_scale_down(load(PROJECT_ROOT / "prometheus" / "rules" / "swarmguard.yml"))
     am = shorten_repeat(load(PROJECT_ROOT / "alertmanager" / "alertmanager.yml"))

@@ -40,7 +40,7 @@ def deploy(cfg: LabConfig, service: str, maximum: int = 2) -> None:
 
 @contextmanager
 def shortened_receiver(cfg: LabConfig, **settings) -> Iterator[ReceiverProcess]:
-    """The receiver under gunicorn with the slow windows shortened (scale-down `for:` 20 s,
+    """The receiver under gunicorn with the slow windows shortened (scale-down window 20 s,
     Alertmanager's repeat 10 s) and 10 s scale cooldowns, so a scale cycle fits in a
     test; the detection path and every decision are the shipped ones. `settings` are
     more SWARMGUARD_* settings (cooldown_migrate=5, dry_run=1, ...)."""

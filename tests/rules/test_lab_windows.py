@@ -1,0 +1,45 @@
+"""The lab's shortened scale-down window (tests/lab/infra/monitoring.py): the demo, the
+end-to-end tests and the benchmark run the shipped rules with only the window's literals
+changed. These catch a rules change the lab does not follow, which would otherwise show
+as a scale-down that never comes in a slow lab run."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.lab.infra.monitoring import scale_down_literals, shorten_scale_down
+from tests.rules.flavour_tools import tool
+
+RULES = Path(__file__).resolve().parents[2] / "prometheus" / "rules" / "swarmguard.yml"
+
+
+def shipped() -> dict:
+    return yaml.safe_load(RULES.read_text())
+
+
+def test_the_shortened_window_leaves_no_shipped_window_literal():
+    text = yaml.safe_dump(shorten_scale_down(shipped(), 20, 10))
+    for literal, short in scale_down_literals(20, 10).items():
+        assert literal not in text
+        assert short in text
+
+
+def test_a_rules_change_the_lab_does_not_follow_fails_at_once():
+    rules = shipped()
+    [group] = [g for g in rules["groups"] if g["name"] == "swarmguard-scale-down"]
+    [alert] = [r for r in group["rules"] if r.get("alert") == "SwarmGuardScaleDown"]
+    alert["expr"] = alert["expr"].replace("offset 180s", "offset 3m")
+    with pytest.raises(ValueError, match="offset 180s"):
+        shorten_scale_down(rules, 20, 10)
+
+
+def test_promtool_accepts_the_shortened_rules(flavour, tmp_path):
+    path = tmp_path / "swarmguard.yml"
+    path.write_text(yaml.safe_dump(shorten_scale_down(shipped(), 20, 10), sort_keys=False))
+    result = subprocess.run([tool(flavour, "promtool"), "check", "rules", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
