@@ -61,7 +61,8 @@ def settled(lab, name: str) -> None:
     """Wait until Swarm has finished its own update of the service (the receiver rightly
     refuses to act while one is under way)."""
     wait_for(f"Swarm's update of {name} to finish",
-             lambda: inspect(lab, name).get("UpdateStatus", {}).get("State", "completed") != "updating")
+             lambda: inspect(lab, name).get("UpdateStatus", {}).get("State", "completed") != "updating",
+             timeout=120)
 
 
 def all_tasks(lab, name: str) -> list[dict]:
@@ -96,13 +97,19 @@ def test_a_stale_alert_for_a_task_that_already_moved_changes_nothing(lab, web):
         spec["UpdateConfig"]["Order"] = "start-first"
     services.update_service(lab, web, move_by_hand)
     services.wait_moved_off(lab, web, old)
+    # Swarm's update monitor writes the service (UpdateStatus, a new Version) when it
+    # marks the manual update completed, seconds after the task moved: read the service
+    # only once Swarm has settled it, or Swarm's own write reads as the receiver's.
+    settled(lab, web)
     before = inspect(lab, web)
     with ReceiverProcess(lab) as receiver:
         assert receiver.send(stale).status_code == 202
         receiver.wait_idle()
         assert receiver.metric("swarmguard_stale_alerts_total", alertname="SwarmGuardMigrate") == 1
         assert receiver.metric("swarmguard_actions_total") == 0
-    assert inspect(lab, web)["Version"] == before["Version"]
+    after = inspect(lab, web)
+    assert after["Spec"] == before["Spec"]
+    assert after["Version"] == before["Version"]
     assert "swarmguard.last-action" not in inspect(lab, web)["Spec"].get("Labels", {})
 
 

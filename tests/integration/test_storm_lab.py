@@ -117,10 +117,18 @@ def test_a_hot_node_is_emptied_within_budgets_never_onto_a_hot_node_never_twice(
         hit(lab, COOL_NODE, NEIGHBOUR, "/stress/memory", mb=max(HOLD_MB.values()),
             duration=WINDOW_S)
         # The receiver knows worker-2 is hot before the storm begins: it has judged the
-        # neighbour's alert (not opted in, so left alone).
+        # neighbour's alert (not opted in, so left alone). Each step waits for its own
+        # condition, generously: on a busy machine touching the memory in and the alert's
+        # way through Prometheus and Alertmanager each take longer, and a failure then says
+        # which step did not come.
+        wait_for("the neighbour holding its memory", lambda: any(
+            float(r["value"][1]) > 80 for r in prometheus.query(
+                lab, f'swarmguard:task_memory:percent{{service="{NEIGHBOUR}"}}')), timeout=180)
+        wait_for("the neighbour's alert firing", lambda: prometheus.firing(
+            lab, "SwarmGuardMigrate", NEIGHBOUR), timeout=120)
         wait_for("the neighbour's alert judged", lambda: any(
             e["service"] == NEIGHBOUR and e["type"] == E.DECISION for e in receiver.events()),
-            timeout=90)
+            timeout=120)
         started = time.time()
         for name in STORM:
             hit(lab, HOT_NODE, name, "/stress/memory", mb=HOLD_MB[name], duration=WINDOW_S)

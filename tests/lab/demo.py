@@ -41,7 +41,14 @@ def show(cfg: LabConfig, receiver: ReceiverProcess, title: str, scenario) -> dic
     slug = title.split(":")[0].lower().replace(" ", "-")
     png = render_png(recording.timeline, ARTIFACTS / f"demo-{slug}.png")
     print(f"           picture     {png}")
-    return summary(recording.timeline)
+    numbers = summary(recording.timeline)
+    down = getattr(recording.result, "down_after_load_end_s", None)
+    if down is not None:
+        # The number a user of Scenario 2 asks for: how long extra capacity outlives demand.
+        print(f"           scale-down  the spec asked for 1 replica {down:.1f} s after the load ended "
+              f"(window {run.DEMO_SCALE_DOWN_WINDOW_S} s, cooldown {run.SHORT_COOLDOWN} s)")
+        numbers["scale_down_after_load_end_s"] = round(down, 3)
+    return numbers
 
 
 def scenario_1(cfg: LabConfig, receiver: ReceiverProcess):

@@ -276,7 +276,10 @@ def shorten_scale_down(rules: dict, window_s: int = 20, average_s: int = 10) -> 
     `window_s` seconds of `average_s` averages. Every shipped literal must be found, so
     a change to the rules that this does not follow fails here, not in a slow lab run."""
     literals = scale_down_literals(window_s, average_s)
-    [group] = [g for g in rules["groups"] if g["name"] == "swarmguard-scale-down"]
+    groups = [g for g in rules["groups"] if g["name"] == "swarmguard-scale-down"]
+    if not groups:
+        return rules  # another rules file (swarmguard-health.yml): nothing to shorten
+    [group] = groups
     found = set()
     for rule in group["rules"]:
         texts = [("expr", rule["expr"])] + list(rule.get("annotations", {}).items())

@@ -29,6 +29,7 @@ from .results import MigrateResult, ScaleResult
 # high network threshold (65 %), so the answer to the heat is more replicas, not a move.
 NETWORK_SHARE = 0.85
 SHORT_COOLDOWN = 10  # seconds; the shipped cooldowns would make a scale cycle minutes long
+DEMO_SCALE_DOWN_WINDOW_S = 20  # the scale-down window (180 s as shipped), shortened alike
 
 
 def deploy(cfg: LabConfig, service: str, maximum: int = 2) -> None:
@@ -45,7 +46,8 @@ def shortened_receiver(cfg: LabConfig, **settings) -> Iterator[ReceiverProcess]:
     test; the detection path and every decision are the shipped ones. `settings` are
     more SWARMGUARD_* settings (cooldown_migrate=5, dry_run=1, ...)."""
     settings = {"cooldown_scale_up": SHORT_COOLDOWN, "cooldown_scale_down": SHORT_COOLDOWN, **settings}
-    with shortened_windows(cfg), ReceiverProcess(cfg, **settings) as receiver:
+    with shortened_windows(cfg, scale_down_window_s=DEMO_SCALE_DOWN_WINDOW_S), \
+            ReceiverProcess(cfg, **settings) as receiver:
         yield receiver
 
 
