@@ -78,10 +78,12 @@ def service_dict(name: str, service_id: str | None = None, version: int = 100,
 
 
 def task_dict(task_id: str, service_id: str, node_id: str, slot: int | None = 1,
-              state: str = "running", desired: str = "running") -> dict:
+              state: str = "running", desired: str = "running",
+              created: str = "2026-11-27T09:00:01.000000000Z") -> dict:
     return {
         "ID": task_id,
         "Version": {"Index": 120},
+        "CreatedAt": created,
         "ServiceID": service_id,
         "Slot": slot,
         "NodeID": node_id,
