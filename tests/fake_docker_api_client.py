@@ -206,12 +206,15 @@ class FakeDockerAPI:
         svc["Version"]["Index"] += 1
         svc["Spec"]["Labels"].update(labels)
 
-    def move_task(self, task_id: str, node_id: str) -> str:
-        """Swarm replaces a task by a running one on `node_id` (same slot); returns its id."""
+    def move_task(self, task_id: str, node_id: str, created: str | None = None) -> str:
+        """Swarm replaces a task by a running one on `node_id` (same slot), created at
+        `created` (RFC 3339; None: task_dict's default); returns its id."""
         old = next(t for t in self.task_list if t["ID"] == task_id)
         old["DesiredState"] = "shutdown"
         new_id = next(self._new_ids)
-        self.task_list.append(task_dict(new_id, old["ServiceID"], node_id, slot=old["Slot"]))
+        extra = {"created": created} if created else {}
+        self.task_list.append(task_dict(new_id, old["ServiceID"], node_id, slot=old["Slot"],
+                                        **extra))
         return new_id
 
     def _find(self, ref):

@@ -1,3 +1,6 @@
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from receiver.config import ConfigError, Settings, load_settings
@@ -113,3 +116,26 @@ def test_settings_are_frozen():
     s = Settings(token="t")
     with pytest.raises(Exception):
         s.dry_run = True  # type: ignore[misc]
+
+
+def test_the_futile_window_is_ten_minutes_settable_and_zero_turns_it_off():
+    assert load_settings({"SWARMGUARD_TOKEN": "t"}).futile_window == 600
+    assert load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_FUTILE_WINDOW": "300"}
+                         ).futile_window == 300
+    assert load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_FUTILE_WINDOW": "0"}
+                         ).futile_window == 0
+    with pytest.raises(ConfigError, match="SWARMGUARD_FUTILE_WINDOW"):
+        load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_FUTILE_WINDOW": "-1"})
+
+
+def test_the_receivers_readme_lists_every_setting():
+    # A table row names a setting in full, or as a suffix after its neighbour's name
+    # (`SWARMGUARD_COOLDOWN_MIGRATE` / `_SCALE_UP`).
+    readme = (Path(__file__).resolve().parents[2] / "receiver" / "README.md").read_text()
+    table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    assert "`SWARMGUARD_FUTILE_WINDOW` | `600` s" in table
+    for f in dataclasses.fields(Settings):
+        if f.name == "token":
+            continue
+        name = f.name.upper()
+        assert f"`SWARMGUARD_{name}`" in table or f"`_{name.split('_', 1)[1]}`" in table, name
