@@ -1,6 +1,3 @@
-import dataclasses
-from pathlib import Path
-
 import pytest
 
 from receiver.config import ConfigError, Settings, load_settings
@@ -127,15 +124,3 @@ def test_the_futile_window_is_ten_minutes_settable_and_zero_turns_it_off():
     with pytest.raises(ConfigError, match="SWARMGUARD_FUTILE_WINDOW"):
         load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_FUTILE_WINDOW": "-1"})
 
-
-def test_the_receivers_readme_lists_every_setting():
-    # A table row names a setting in full, or as a suffix after its neighbour's name
-    # (`SWARMGUARD_COOLDOWN_MIGRATE` / `_SCALE_UP`).
-    readme = (Path(__file__).resolve().parents[2] / "receiver" / "README.md").read_text()
-    table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
-    assert "`SWARMGUARD_FUTILE_WINDOW` | `600` s" in table
-    for f in dataclasses.fields(Settings):
-        if f.name == "token":
-            continue
-        name = f.name.upper()
-        assert f"`SWARMGUARD_{name}`" in table or f"`_{name.split('_', 1)[1]}`" in table, name
