@@ -4,18 +4,18 @@
 a ScaleStep or a Skip: receiver/actions.py), each with a sentence saying why. The checks follow the rules of conduct in docs/contract.md, in
 this order: freshness (service exists, opted in, task still where the alert says, alert
 newer than the last action), a futile last move (receiver/futile.py), cooldown, Swarm not
-mid-update, then what the action itself
-needs (limits, an eligible node that is not hot), then the storm budgets (receiver/storm.py:
-what else is in flight, and which hot task leaves a node first).
+mid-update, then what the action itself needs (limits, an eligible node that is not hot),
+then the storm budgets (receiver/storm.py: what else is in flight, and which hot task
+leaves a node first).
 """
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Iterable
 
+from receiver import futile
 from receiver import kinds
 from receiver import labels as L
-from receiver import futile
 from receiver import placement
 # The decision types (receiver/actions.py), also read from here by decide()'s callers.
 from receiver.actions import Action, Decision, FutileMove, Migration, ScaleStep, Skip
