@@ -1,13 +1,15 @@
 """What the receiver decides about an alert, and how it ended. Pure: no Docker, no I/O.
 
 A decision is a Migration (move one hot task off its node), a ScaleStep (one replica up or
-down) or a Skip (why not). Both actions share the `Action` base: the alert that asked, the
-service, and the sentences the logs, events and service labels carry. Each carries only
-what its own update needs (spec.py builds it, actuator.py makes it).
+down) or a Skip (why not; a FutileMove is a Skip that also holds the service's
+migrations). Both actions share the `Action` base: the alert that asked, the service, and
+the sentences the logs, events and service labels carry. Each carries only what its own
+update needs (spec.py builds it, actuator.py makes it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Union
 
 from receiver import kinds
@@ -85,6 +87,15 @@ class Skip:
     @property
     def sentence(self) -> str:
         return f"Ignoring {self.alert.name} for {self.alert.labels.get('service')}: {self.why}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FutileMove(Skip):
+    """A skip that is also a finding to record: the service's last migration did not help
+    (receiver/futile.py), so its migrations are held until `until`. The actuator writes
+    that in the service's labels; everything else treats it as the Skip it is."""
+    service: Service
+    until: datetime
 
 
 Decision = Union[Migration, ScaleStep, Skip]

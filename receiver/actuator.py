@@ -6,8 +6,9 @@ Version.Index it read: a compare-and-swap. When Swarm answers "update out of seq
 (someone, maybe another receiver, changed the service since our read) it re-reads and
 decides again, so a second receiver sees the first one's labels and stands down. Other
 Docker errors are retried with backoff, then reported. Dry run decides and logs, and writes
-nothing. The only other write: after Swarm rolls a migration back (which restores the old
-labels too), a labels-only update puts the record of the attempt back.
+nothing. The only other writes are labels-only updates: after Swarm rolls a migration back
+(which restores the old labels too), the record of the attempt is put back; and when a
+migration proves futile (receiver/futile.py), the service's migrations are held.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from receiver import events as E
 from receiver import labels as L
 from receiver.cluster import read_snapshot, task_from_dict
 from receiver.config import Settings
-from receiver.actions import Action, Decision, Migration, Outcome, Skip
+from receiver.actions import Action, Decision, FutileMove, Migration, Outcome, Skip
 from receiver.decisions import decide
 from receiver.metrics import Metrics
 from receiver.payload import Alert
@@ -31,7 +32,7 @@ from receiver.payload import Alert
 from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, ROLLED_BACK, SKIPPED,  # noqa: F401
                               SUCCESS, TIMEOUT)
 from receiver.reporting import Reporter
-from receiver.spec import record_arguments, update_arguments
+from receiver.spec import futile_arguments, record_arguments, update_arguments
 from receiver.storm import StormLedger
 
 ROLLBACK_STATES = frozenset({"rollback_started", "rollback_paused", "rollback_completed"})
@@ -114,6 +115,7 @@ class Actuator:
                 if action is not None and not self.settings.dry_run:
                     self._begin(action)
             if action is None:
+                self._hold_futile(decisions)
                 return [Outcome(d, SKIPPED) for d in decisions]
             self.report.acting(action, self.settings.dry_run)
             if self.settings.dry_run:
@@ -220,6 +222,27 @@ class Actuator:
                 self.report.docker_error("record", exc)
             self.sleep(self.settings.watch_interval)
         self.report.rollback_unfinished(action.service.name, self.settings.migration_timeout)
+
+    def _hold_futile(self, decisions: Sequence[Decision]) -> None:
+        """A migration found futile: hold the service's migrations in its labels, in ONE
+        labels-only update with the Version just read (a compare-and-swap). Whatever fails
+        (someone changed the service since, Docker), nothing is written: it is counted and
+        logged, the skip stands, and the alert's next resend finds it again. Only when
+        nothing else is done: an action in the same batch changes the service, and its
+        alert is judged again after it."""
+        found = next((d for d in decisions if isinstance(d, FutileMove)), None)
+        if found is None:
+            return
+        if self.settings.dry_run:
+            self.report.futile_found(found, dry_run=True)
+            return
+        try:
+            self.api.update_service(found.service.id, version=found.service.version,
+                                    **futile_arguments(found.service.spec, found.until))
+        except (docker.errors.DockerException, *TRANSIENT) as exc:
+            self.report.docker_error("record", exc)
+            return
+        self.report.futile_found(found, dry_run=False)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ reads them from Docker. Writes live in actuator.py only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
@@ -16,6 +17,7 @@ import docker.constants
 import docker.errors
 
 from receiver.model import Node, Service, Snapshot, Task
+from receiver.rfc3339 import NotATime, parse_time
 
 
 def build_snapshot(services: Iterable[Mapping], tasks: Iterable[Mapping],
@@ -68,7 +70,16 @@ def task_from_dict(data: Mapping) -> Task:
         slot=int(slot) if slot is not None else None,
         desired_state=data.get("DesiredState", ""),
         state=status.get("State", ""),
+        created_at=_time_or_none(data.get("CreatedAt")),
     )
+
+
+def _time_or_none(text) -> datetime | None:
+    # Docker writes nanoseconds; a missing or odd value only means "not known".
+    try:
+        return parse_time(text, "CreatedAt")
+    except NotATime:
+        return None
 
 
 def node_from_dict(data: Mapping) -> Node:

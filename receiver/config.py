@@ -88,6 +88,12 @@ class Settings:
     # firing alerts every repeat_interval (15 s in the bundle) and resolved ones once; this
     # bounds the memory of an alert whose resolution was lost.
     hot_task_memory: float = field(default=60.0, metadata=POSITIVE)
+    # Futile moves (receiver/futile.py): a migrated task hot again on its new node within
+    # this many seconds of the move was not starved by its node; the service is then not
+    # migrated for this long again. 600 s: ten migrate cooldowns, so a task that is hot
+    # wherever it runs moves at most once in ten minutes instead of once a minute. 0 never
+    # calls a move futile.
+    futile_window: float = field(default=600.0, metadata=NOT_NEGATIVE)
     # Receiver events kept in memory for GET /events (each a few hundred bytes).
     event_buffer: int = field(default=4096, metadata=POSITIVE)
     log_level: str = field(default="INFO", metadata={"one_of": LOG_LEVELS})

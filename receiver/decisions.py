@@ -3,25 +3,27 @@
 `decide(alerts, snapshot, settings, now, storm)` returns one decision per alert (a Migration,
 a ScaleStep or a Skip: receiver/actions.py), each with a sentence saying why. The checks follow the rules of conduct in docs/contract.md, in
 this order: freshness (service exists, opted in, task still where the alert says, alert
-newer than the last action), cooldown, Swarm not mid-update, then what the action itself
-needs (limits, an eligible node that is not hot), then the storm budgets (receiver/storm.py:
-what else is in flight, and which hot task leaves a node first).
+newer than the last action), a futile last move (receiver/futile.py), cooldown, Swarm not
+mid-update, then what the action itself needs (limits, an eligible node that is not hot),
+then the storm budgets (receiver/storm.py: what else is in flight, and which hot task
+leaves a node first).
 """
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Iterable
 
+from receiver import futile
 from receiver import kinds
 from receiver import labels as L
 from receiver import placement
 # The decision types (receiver/actions.py), also read from here by decide()'s callers.
-from receiver.actions import Action, Decision, Migration, ScaleStep, Skip
+from receiver.actions import Action, Decision, FutileMove, Migration, ScaleStep, Skip
 from receiver.model import Node, Service, Snapshot, Task
 from receiver.config import Settings
 from receiver.payload import Alert
 # The skip reasons decide() gives (all defined in reasons.py).
-from receiver.reasons import (AT_LIMIT, BAD_LABEL, BUDGET, COOLDOWN, IN_PROGRESS,
+from receiver.reasons import (AT_LIMIT, BAD_LABEL, BUDGET, COOLDOWN, FUTILE, IN_PROGRESS,
                               NO_ELIGIBLE_NODE, NOT_OPTED_IN, STALE, UNSUPPORTED)
 from receiver.storm import StormView, heat_of
 
@@ -90,6 +92,12 @@ def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
             return Skip(alert, STALE,
                         f"the alert began at {_hms(alert.starts_at)}, before the last "
                         f"SwarmGuard action ({history.last_kind} at {_hms(history.last_at)})")
+    if alert.kind == "migrate":
+        # Before the cooldown: the replacement is judged hot again within the cooldown (20 s
+        # of start-up grace and the rule's `for:`), and that is when the finding is news.
+        found = _futile(alert, snapshot, service, history, settings, now)
+        if found:
+            return found
     if since_kind is not None and since_kind < cooldown:
         return Skip(alert, COOLDOWN,
                     f"cooldown, last {kinds.BY_NAME[alert.kind].do} "
@@ -132,6 +140,35 @@ def _task_moved(alert: Alert, snapshot: Snapshot, service: Service) -> str | Non
         return (f"task {short} reported on {snapshot.hostname(alert.node_id)}, running on "
                 f"{snapshot.hostname(task.node_id)}")
     return None
+
+
+_OWN_HEAT = ("the heat is the task's own work, not its node's (raise its CPU or memory "
+             "limit, or let it scale)")
+
+
+def _futile(alert: Alert, snapshot: Snapshot, service: Service, history: L.History,
+            settings: Settings, now: datetime) -> Skip | None:
+    """A Skip when the service's migrations are held, or its last move proves futile now."""
+    until = futile.held_until(history, now)
+    if until:
+        return Skip(alert, FUTILE,
+                    f"moving {service.name} did not help: {_OWN_HEAT}; not migrated until "
+                    f"{_hms(until)} ({L.FUTILE_UNTIL})")
+    # While Swarm's own update runs, the finding waits (in_progress): the hold is written
+    # by an update of its own, which must not race Swarm's.
+    task = snapshot.task(alert.task_id)
+    if service.updating or not futile.replacement_hot_again(
+            task, history, settings.futile_window, now):
+        return None
+    until = futile.hold_until(now, settings.futile_window)
+    moved_at = history.kind_at[kinds.MIGRATE.name]
+    return FutileMove(
+        alert, FUTILE,
+        f"task {(alert.task_id or '')[:12]} is hot again on "
+        f"{snapshot.hostname(alert.node_id)}, "
+        f"{(now - moved_at).total_seconds():.0f} s after it was moved there: {_OWN_HEAT}; "
+        f"{service.name} is not migrated until {_hms(until)}",
+        service=service, until=until)
 
 
 def _migrate(alert: Alert, snapshot: Snapshot, service: Service, storm: StormView

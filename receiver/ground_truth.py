@@ -8,6 +8,10 @@ already talks to a manager's Docker API, so it publishes that truth:
     swarmguard_service_tasks{service, node_id, node}   running tasks of each opted-in
                                                        service, per node
     swarmguard_node_ready{node_id, node, role}         1 for a ready node, 0 for another
+    swarmguard_service_futile{service}                 1 while an opted-in service's
+                                                       migrations are held because its
+                                                       last move did not help (its
+                                                       swarmguard.futile-until label), else 0
     swarmguard_receiver_docker_up                      1 when the last read of the swarm
                                                        succeeded and is fresh, else 0
     swarmguard_ground_truth_age_seconds                since that last successful read
@@ -19,6 +23,10 @@ When the last good read is older than STALE_AFTER_SECONDS, the per-service and p
 series are withheld (no truth rather than old truth: an old task list would report tasks
 that have since moved as unseen) and docker_up is 0.
 
+The futile hold is read here too because it lives in the services' labels, which this
+loop reads anyway: the gauge is right after a restart of the receiver, and within one
+refresh of the label being written, passing, or removed by hand.
+
 `build_ground_truth` is pure (Docker API dicts in, a frozen snapshot out); `read` is the
 one place that calls Docker; `GroundTruthLoop` runs it; `GroundTruthCollector` renders it.
 """
@@ -29,12 +37,13 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from receiver.labels import ENABLE, opted_in
+from receiver.labels import ENABLE, FUTILE_UNTIL, LabelError, opted_in, read_time
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +55,8 @@ REFRESH_SECONDS = 5.0
 STALE_AFTER_SECONDS = 3 * REFRESH_SECONDS
 
 METRIC_NAMES = ("swarmguard_service_tasks", "swarmguard_node_ready",
-                "swarmguard_receiver_docker_up", "swarmguard_ground_truth_age_seconds")
+                "swarmguard_receiver_docker_up", "swarmguard_ground_truth_age_seconds",
+                "swarmguard_service_futile")
 
 
 @dataclass(frozen=True)
@@ -62,21 +72,24 @@ class GroundTruth:
     nodes: tuple[NodeTruth, ...]
     # (service name, node id) -> running tasks of that opted-in service on that node
     tasks: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # opted-in service name -> whether its migrations are held as futile
+    futile: Mapping[str, bool] = field(default_factory=dict)
 
     def hostname(self, node_id: str) -> str:
         return next((n.hostname for n in self.nodes if n.id == node_id), "")
 
 
 def build_ground_truth(services: Iterable[Mapping], tasks: Iterable[Mapping],
-                       nodes: Iterable[Mapping]) -> GroundTruth:
-    """Running tasks of opted-in services, per service and node, and the nodes.
+                       nodes: Iterable[Mapping], now: datetime | None = None) -> GroundTruth:
+    """Running tasks of opted-in services, per service and node, the nodes, and which
+    opted-in services are held as futile at `now` (wall clock; None: none is).
 
     A task counts when Swarm wants it running and it is running: the same test the
     decisions use (model.Task.running). Opt-in is the receiver's own test, so a label
     that the receiver would refuse to act on is not counted either.
     """
-    names = {s["ID"]: (s.get("Spec") or {}).get("Name", "") for s in services
-             if opted_in((s.get("Spec") or {}).get("Labels") or {})}
+    services = [s for s in services if opted_in((s.get("Spec") or {}).get("Labels") or {})]
+    names = {s["ID"]: (s.get("Spec") or {}).get("Name", "") for s in services}
     counts: Counter[tuple[str, str]] = Counter()
     for task in tasks:
         name = names.get(task.get("ServiceID", ""))
@@ -91,15 +104,27 @@ def build_ground_truth(services: Iterable[Mapping], tasks: Iterable[Mapping],
                        ready=(n.get("Status") or {}).get("State") == "ready")
              for n in nodes), key=lambda n: n.id)),
         tasks=dict(sorted(counts.items())),
+        futile={(s.get("Spec") or {}).get("Name", ""): _held(s, now)
+                for s in sorted(services, key=lambda s: (s.get("Spec") or {}).get("Name", ""))},
     )
 
 
-def read(api) -> GroundTruth:
+def _held(service: Mapping, now: datetime | None) -> bool:
+    try:
+        until = read_time((service.get("Spec") or {}).get("Labels") or {}, FUTILE_UNTIL)
+    except LabelError:
+        # The receiver skips the service's alerts as bad_label: not held as futile.
+        return False
+    return until is not None and now is not None and now < until
+
+
+def read(api, wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+         ) -> GroundTruth:
     """Three list calls, whatever the size of the swarm. The label filter matches on the
     key only: `opted_in` decides on the value, as everywhere else in the receiver."""
     services = api.services(filters={"label": ENABLE})
     tasks = api.tasks(filters={"desired-state": "running"})
-    return build_ground_truth(services, tasks, api.nodes())
+    return build_ground_truth(services, tasks, api.nodes(), wall_clock())
 
 
 @dataclass(frozen=True)
@@ -192,7 +217,8 @@ def health_families(reading: Reading, now: float, stale_after: float):
     return fresh
 
 
-def truth_families(truth: GroundTruth) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+def truth_families(truth: GroundTruth
+                   ) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
     """The per-service and per-node series of one reading (the same for every scrape of it)."""
     tasks = GaugeMetricFamily("swarmguard_service_tasks",
                               "Running tasks of each opted-in service per node, as Docker reports "
@@ -206,7 +232,13 @@ def truth_families(truth: GroundTruth) -> tuple[GaugeMetricFamily, GaugeMetricFa
                               labels=["node_id", "node", "role"])
     for node in truth.nodes:
         nodes.add_metric([node.id, node.hostname, node.role], 1.0 if node.ready else 0.0)
-    return tasks, nodes
+    futile = GaugeMetricFamily("swarmguard_service_futile",
+                               "1 while SwarmGuard does not migrate an opted-in service because "
+                               "its last move did not help (label swarmguard.futile-until), "
+                               "else 0.", labels=["service"])
+    for service, held in truth.futile.items():
+        futile.add_metric([service], 1.0 if held else 0.0)
+    return tasks, nodes, futile
 
 
 class GroundTruthCollector(Collector):

@@ -25,6 +25,9 @@ LAST_ACTION_REASON = "swarmguard.last-action-reason"  # one sentence, for humans
 # The exact placement constraint SwarmGuard added at its last migration (placement.py).
 PLACEMENT_EXCLUSION = "swarmguard.placement-exclusion"
 LAST_KIND_AT = {k.name: k.last_at_label for k in kinds.KINDS}
+# Until when the service is not migrated because its last migration did not help (RFC 3339,
+# UTC; futile.py). Written alone, in a labels-only update; a person may remove it.
+FUTILE_UNTIL = "swarmguard.futile-until"
 
 
 class LabelError(ValueError):
@@ -56,6 +59,7 @@ class History:
     last_kind: str | None
     last_at: datetime | None
     kind_at: Mapping[str, datetime | None]
+    futile_until: datetime | None = None
 
 
 def read_history(labels: Mapping[str, str]) -> History:
@@ -63,6 +67,7 @@ def read_history(labels: Mapping[str, str]) -> History:
         last_kind=labels.get(LAST_ACTION) or None,
         last_at=read_time(labels, LAST_ACTION_AT),
         kind_at={kind: read_time(labels, name) for kind, name in LAST_KIND_AT.items()},
+        futile_until=read_time(labels, FUTILE_UNTIL),
     )
 
 
@@ -98,3 +103,8 @@ def action_labels(labels: Mapping[str, str], kind: str, at: datetime, reason: st
     new[LAST_KIND_AT[kind]] = stamp
     new[LAST_ACTION_REASON] = reason[:500]
     return new
+
+
+def futile_labels(labels: Mapping[str, str], until: datetime) -> dict[str, str]:
+    """The service's labels with its migrations held until `until`; the history stays."""
+    return {**labels, FUTILE_UNTIL: format_time(until)}

@@ -6,6 +6,7 @@ swarm without the Docker SDK. cluster.py reads Docker into these types.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Mapping
 
 # Service UpdateStatus.State values meaning Swarm itself is still moving tasks (or stopped
@@ -39,6 +40,9 @@ class Task:
     slot: int | None
     desired_state: str
     state: str
+    # When Swarm created the task (its manager's clock); None when Docker did not say.
+    # Tells a migration's replacement from the tasks that ran before it (futile.py).
+    created_at: datetime | None = None
     # No health field: the tasks API does not report container health. It does not need to:
     # swarmkit keeps a task with a HEALTHCHECK in "starting" until the container is healthy,
     # so state "running" already means healthy where there is a health check.

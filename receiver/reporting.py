@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Sequence
 
 from receiver import events as E
-from receiver.actions import Action, Migration, Outcome, Skip
+from receiver import labels as L
+from receiver.actions import Action, FutileMove, Migration, Outcome, Skip
 from receiver.metrics import Metrics
 from receiver.payload import Alert, Webhook
 from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_WAITING, DRY_RUN, DUPLICATE,
@@ -174,6 +175,15 @@ class Reporter:
 
     def rollback_recorded(self, service: str) -> None:
         _acting.info("Recorded the rolled-back migration of %s in its labels", service)
+
+    def futile_found(self, found: FutileMove, dry_run: bool) -> None:
+        """The hold of a futile move is written (the skip itself is reported as a skip)."""
+        hold = (f"{found.service.name}'s migrations until {found.until.strftime('%H:%M:%S')} "
+                f"({L.FUTILE_UNTIL})")
+        if dry_run:
+            _acting.info("**DRY-RUN**: would hold %s", hold)
+        else:
+            _acting.warning("Holding %s: moving it did not help", hold)
 
     def rollback_left_alone(self, service: str, state: str | None) -> None:
         _acting.warning("Not recording the rollback of %s: update state is %s", service, state)

@@ -68,6 +68,14 @@ def record_arguments(spec: Mapping[str, Any], kind: str, at: datetime, reason: s
     return args
 
 
+def futile_arguments(spec: Mapping[str, Any], until: datetime) -> dict[str, Any]:
+    """kwargs for a labels-only update holding the service's migrations until `until`
+    (receiver/futile.py). Changes no task, and leaves the action history as it is."""
+    args = _as_read(spec)
+    args["labels"] = L.futile_labels(args["labels"], until)
+    return args
+
+
 def _as_read(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Every top-level field of the spec as update_service kwargs, deep-copied."""
     spec = copy.deepcopy(dict(spec))

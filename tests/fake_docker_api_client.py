@@ -78,10 +78,12 @@ def service_dict(name: str, service_id: str | None = None, version: int = 100,
 
 
 def task_dict(task_id: str, service_id: str, node_id: str, slot: int | None = 1,
-              state: str = "running", desired: str = "running") -> dict:
+              state: str = "running", desired: str = "running",
+              created: str = "2026-11-27T09:00:01.000000000Z") -> dict:
     return {
         "ID": task_id,
         "Version": {"Index": 120},
+        "CreatedAt": created,
         "ServiceID": service_id,
         "Slot": slot,
         "NodeID": node_id,
@@ -204,12 +206,15 @@ class FakeDockerAPI:
         svc["Version"]["Index"] += 1
         svc["Spec"]["Labels"].update(labels)
 
-    def move_task(self, task_id: str, node_id: str) -> str:
-        """Swarm replaces a task by a running one on `node_id` (same slot); returns its id."""
+    def move_task(self, task_id: str, node_id: str, created: str | None = None) -> str:
+        """Swarm replaces a task by a running one on `node_id` (same slot), created at
+        `created` (RFC 3339; None: task_dict's default); returns its id."""
         old = next(t for t in self.task_list if t["ID"] == task_id)
         old["DesiredState"] = "shutdown"
         new_id = next(self._new_ids)
-        self.task_list.append(task_dict(new_id, old["ServiceID"], node_id, slot=old["Slot"]))
+        extra = {"created": created} if created else {}
+        self.task_list.append(task_dict(new_id, old["ServiceID"], node_id, slot=old["Slot"],
+                                        **extra))
         return new_id
 
     def _find(self, ref):

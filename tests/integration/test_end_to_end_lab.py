@@ -136,3 +136,45 @@ def test_a_silenced_service_is_not_acted_on_while_the_silence_holds(lab, victim)
             assert [t["ID"] for t in services.running_tasks(lab, victim)] == [task["ID"]]
     finally:
         subprocess.run(amtool + ["silence", "expire", silence], check=True, capture_output=True)
+
+
+@pytest.fixture
+def self_heating(lab):
+    """A service whose every task burns its whole CPU allowance from the moment it starts,
+    for ten minutes, on whatever node it runs: its heat is its own work."""
+    services.deploy_stress(lab, "selfheat", env=("STRESS_STARTUP_CPU_SECONDS=600",))
+    yield "selfheat"
+    services.remove_service(lab, "selfheat")  # the burn ends with its tasks
+
+
+def test_a_task_hot_wherever_it_runs_is_moved_at_most_once_in_five_minutes(lab, self_heating):
+    """Unrun when written (the lab was busy): the first move is made, its replacement is
+    hot again on its new node, the service is held (`futile`, its label, the alert), and
+    no second move follows for five minutes."""
+    service = self_heating
+    with ReceiverProcess(lab) as receiver:
+        def migrations() -> float:
+            return receiver.metric("swarmguard_actions_total", kind="migrate", result="success")
+
+        # Past the 20 s start-up grace the task is hot: moved once, as any starved task.
+        wait_for("the first move", lambda: migrations() >= 1, timeout=180)
+        moved = time.monotonic()
+        # Its replacement burns as much on its new node, past its own grace.
+        wait_for("the move to be found futile", lambda: receiver.metric(
+            "swarmguard_alerts_skipped_total", alertname="SwarmGuardMigrate", reason="futile") >= 1,
+            timeout=180)
+        labels = services.inspect(lab, service)["Spec"]["Labels"]
+        assert "swarmguard.futile-until" in labels, labels
+        wait_for("SwarmGuardMoveFutile to fire",
+                 lambda: prometheus.firing(lab, "SwarmGuardMoveFutile", service), timeout=90)
+        wait_for("the gauge", lambda: receiver.metric("swarmguard_service_futile",
+                                                      service=service) == 1, timeout=30)
+        # Watch the rest of the five minutes: Alertmanager resends the still-firing alert
+        # every 15 s and each is skipped; a second move fails the test as soon as it is made.
+        while time.monotonic() < moved + 300:
+            assert migrations() == 1, "moved again within five minutes"
+            time.sleep(5)
+        assert receiver.metric("swarmguard_alerts_skipped_total", alertname="SwarmGuardMigrate",
+                               reason="futile") >= 2
+        receiver.wait_idle()
+        assert migrations() == 1

@@ -125,6 +125,7 @@ HEALTH_REASONS = {
                         "cadvisor_blind"},
     "SwarmGuardCannotAct": {"receiver_down", "webhook_failing", "docker_unreachable",
                             "actions_failing"},
+    "SwarmGuardMoveFutile": {"futile"},
 }
 
 

@@ -780,3 +780,113 @@ def test_the_recorded_reason_is_cut_to_500_characters():
     reason = api.updates[0]["labels"]["swarmguard.last-action-reason"]
     assert len(reason) == 500
     assert reason.startswith("Migrating demo_web off " + "w" * 250)
+
+
+# -- futile moves ------------------------------------------------------------------------------
+
+def hot(task_id, node_id, clock, fp="fp"):
+    """A SwarmGuardMigrate for demo_web's task on node, begun 2 s before the clock's now."""
+    return Alert("SwarmGuardMigrate", "firing",
+                 MappingProxyType({"alertname": "SwarmGuardMigrate", "service": "demo_web",
+                                   "task_id": task_id, "node_id": node_id}),
+                 MappingProxyType({}), clock.now - timedelta(seconds=2), None, fp)
+
+
+def swarm_replaces_task_on(node_id, clock):
+    """after_update hook: as swarm_moves_task_to, the replacement created by Swarm's manager
+    50 ms after the update (only for updates that move: a labels-only one moves nothing)."""
+    def hook(api, service_id, kwargs):
+        if kwargs["labels"].get("swarmguard.last-action-at") != format_time(clock.now):
+            return
+        running = next(t for t in api.task_list
+                       if t["ServiceID"] == service_id and t["DesiredState"] == "running")
+        api.move_task(running["ID"], node_id,
+                      created=format_time(clock.now + timedelta(milliseconds=50)))
+    return hook
+
+
+def running_task(api):
+    return next(t for t in api.task_list if t["DesiredState"] == "running")
+
+
+def test_a_task_hot_wherever_it_runs_is_moved_once_then_held_for_the_window(caplog):
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_replaces_task_on(WORKER_2, clock)
+    act, metrics = actuator(api, clock)
+    (outcome,) = act.handle([hot(TASK, WORKER_1, clock)])
+    assert outcome.result == A.SUCCESS
+    moved = running_task(api)["ID"]
+
+    # 25 s later (start-up grace and the rule's `for:`) its replacement is hot on worker-2.
+    clock.now += timedelta(seconds=25)
+    found_at = clock.now
+    version = api.services[WEB_ID]["Version"]["Index"]
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle([hot(moved, WORKER_2, clock)])
+    assert outcome.result == A.SKIPPED
+    assert outcome.decision.reason == R.FUTILE
+    hold = api.updates[-1]
+    assert hold["version"] == version  # one compare-and-swap on the version just read
+    assert hold["labels"]["swarmguard.futile-until"] == format_time(
+        found_at + timedelta(seconds=600))
+    before = api.services[WEB_ID]["PreviousSpec"]
+    assert hold["task_template"] == before["TaskTemplate"]  # labels only: nothing moves
+    assert hold["labels"]["swarmguard.last-action-at"] == before["Labels"][
+        "swarmguard.last-action-at"]  # the history stays
+    assert running_task(api)["ID"] == moved
+    assert any(m.startswith("Holding demo_web's migrations until") for m in caplog.messages)
+
+    # Held for the window, judged by every receiver from the labels alone: a restarted
+    # one (a new Actuator) neither moves it nor writes again.
+    for restarted in (False, True):
+        clock.now += timedelta(seconds=200)
+        if restarted:
+            act, _ = actuator(api, clock)
+        updates = len(api.updates)
+        (outcome,) = act.handle([hot(moved, WORKER_2, clock)])
+        assert (outcome.result, outcome.decision.reason) == (A.SKIPPED, R.FUTILE)
+        assert len(api.updates) == updates
+
+    # Once the window has passed, it is moved once more.
+    clock.now = found_at + timedelta(seconds=601)
+    (outcome,) = act.handle([hot(moved, WORKER_2, clock)])
+    assert outcome.result == A.SUCCESS
+    assert running_task(api)["ID"] != moved
+
+
+@pytest.mark.parametrize("failure", [out_of_sequence(), api_error(500, "rpc error: internal"),
+                                     requests.exceptions.ConnectionError("refused")])
+def test_a_hold_that_cannot_be_written_changes_nothing_and_is_reported(failure, caplog):
+    labels = {"swarmguard.last-action": "migrate"}
+    api, clock = example_api(labels=labels), Clock()
+    # demo_web was moved off worker-1 20 s ago; its replacement is hot on worker-2.
+    moved_at = format_time(clock.now - timedelta(seconds=20))
+    api.services[WEB_ID]["Spec"]["Labels"].update({"swarmguard.last-action-at": moved_at,
+                                                    "swarmguard.last-migrate-at": moved_at})
+    moved = api.move_task(TASK, WORKER_2, created=format_time(clock.now - timedelta(seconds=19)))
+    stored = api.services[WEB_ID]["Spec"]["Labels"].copy()
+    api.update_failures = [failure]
+    act, metrics = actuator(api, clock)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle([hot(moved, WORKER_2, clock)])
+    assert (outcome.result, outcome.decision.reason) == (A.SKIPPED, R.FUTILE)
+    assert len(api.updates) == 1  # tried once; the alert's next resend tries again
+    assert api.services[WEB_ID]["Spec"]["Labels"] == stored
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "record"}) == 1
+    assert any(m.startswith("docker record failed") for m in caplog.messages)
+
+
+def test_a_dry_run_holds_nothing_and_says_what_it_would_hold(caplog):
+    api, clock = example_api(labels={"swarmguard.last-action": "migrate"}), Clock()
+    moved_at = format_time(clock.now - timedelta(seconds=20))
+    api.services[WEB_ID]["Spec"]["Labels"].update({"swarmguard.last-action-at": moved_at,
+                                                    "swarmguard.last-migrate-at": moved_at})
+    moved = api.move_task(TASK, WORKER_2, created=format_time(clock.now - timedelta(seconds=19)))
+    act, _ = actuator(api, clock, dry_run=True)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle([hot(moved, WORKER_2, clock)])
+    assert outcome.decision.reason == R.FUTILE
+    assert api.updates == []
+    assert any(m.startswith("**DRY-RUN**: would hold demo_web's migrations until")
+               for m in caplog.messages)

@@ -1,3 +1,5 @@
+from datetime import datetime, timezone
+
 import docker.constants
 import pytest
 
@@ -81,3 +83,14 @@ def test_a_daemon_older_than_api_1_41_is_unusable_and_says_why():
                                              "MinAPIVersion": "1.12"}))
     assert found.unusable() == ("Docker Engine 19.03.15 speaks API 1.40 at most; the "
                                 "receiver needs 1.41 or newer")
+
+
+def test_a_task_knows_when_swarm_created_it_and_an_unknown_time_is_none():
+    tasks = [task_dict(TASK, WEB_ID, WORKER_1, created="2026-11-27T10:00:01.123456789Z"),
+             task_dict("t2", WEB_ID, WORKER_1, created="yesterday"),
+             {k: v for k, v in task_dict("t3", WEB_ID, WORKER_1).items() if k != "CreatedAt"}]
+    snap = build_snapshot([service_dict("demo_web", WEB_ID)], tasks, example_nodes())
+    assert snap.task(TASK).created_at == datetime(2026, 11, 27, 10, 0, 1, 123456,
+                                                  tzinfo=timezone.utc)
+    assert snap.task("t2").created_at is None
+    assert snap.task("t3").created_at is None

@@ -113,3 +113,14 @@ def test_settings_are_frozen():
     s = Settings(token="t")
     with pytest.raises(Exception):
         s.dry_run = True  # type: ignore[misc]
+
+
+def test_the_futile_window_is_ten_minutes_settable_and_zero_turns_it_off():
+    assert load_settings({"SWARMGUARD_TOKEN": "t"}).futile_window == 600
+    assert load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_FUTILE_WINDOW": "300"}
+                         ).futile_window == 300
+    assert load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_FUTILE_WINDOW": "0"}
+                         ).futile_window == 0
+    with pytest.raises(ConfigError, match="SWARMGUARD_FUTILE_WINDOW"):
+        load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_FUTILE_WINDOW": "-1"})
+

@@ -1,3 +1,4 @@
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 
@@ -585,3 +586,134 @@ def test_lifting_swarmguards_exclusion_is_an_action_on_the_alert_that_says_so():
     assert (action.kind, action.alert) == ("scale_up", a)
     assert action.sentence == ("Scaling up demo_web from 2 to 3 replicas, lifting SwarmGuard's "
                                "earlier exclusion node.hostname!=worker-2")
+
+
+# -- futile moves (receiver/futile.py) ------------------------------------------------------
+
+MOVED = "m0v3d0r3p1ac3m3nt0000000a"  # the replacement of TASK, which was moved off worker-1
+
+
+def after_a_move(moved_ago=30, labels=None, replacement_on=WORKER_2, created_after=1.0,
+                 others=(), update_state=None):
+    """demo_web, whose last action moved TASK off worker-1 `moved_ago` s before NOW; Swarm
+    created its replacement MOVED on `replacement_on` `created_after` s after the move."""
+    created = NOW - timedelta(seconds=moved_ago - created_after)
+    svc = service_dict("demo_web", WEB_ID, replicas=1 + len(others), update_state=update_state,
+                       constraints=["node.role==worker", "node.hostname!=worker-1"],
+                       labels=history("migrate", moved_ago, labels))
+    tasks = [task_dict(TASK, WEB_ID, WORKER_1, state="shutdown", desired="shutdown"),
+             task_dict(MOVED, WEB_ID, replacement_on, created=format_time(created)), *others]
+    return world(service=svc, tasks=tasks)
+
+
+def test_the_moved_task_hot_again_on_its_new_node_within_the_window_is_futile_and_held():
+    # 30 s after the move, within the migrate cooldown: the finding comes at once.
+    skip = one(alert(task=MOVED, node=WORKER_2, ago=5), after_a_move(moved_ago=30))
+    assert isinstance(skip, actions.FutileMove)
+    assert skip.reason == R.FUTILE
+    assert skip.until == NOW + timedelta(seconds=600)  # a whole window from the finding
+    assert skip.service.name == "demo_web"
+    assert skip.why == ("task m0v3d0r3p1ac is hot again on worker-2, 30 s after it was moved "
+                        "there: the heat is the task's own work, not its node's (raise its "
+                        "CPU or memory limit, or let it scale); demo_web is not migrated "
+                        "until 10:15:00")
+
+
+def test_the_window_is_a_setting():
+    settings = Settings(token="t", futile_window=20)
+    skip = one(alert(task=MOVED, node=WORKER_2, ago=5), after_a_move(moved_ago=30), settings)
+    assert skip.reason == R.COOLDOWN  # 30 s after the move is past a 20 s window
+    settings = Settings(token="t", futile_window=40)
+    skip = one(alert(task=MOVED, node=WORKER_2, ago=5), after_a_move(moved_ago=30), settings)
+    assert skip.until == NOW + timedelta(seconds=40)
+
+
+def test_a_window_of_zero_never_calls_a_move_futile():
+    skip = one(alert(task=MOVED, node=WORKER_2, ago=5), after_a_move(moved_ago=30),
+               Settings(token="t", futile_window=0))
+    assert skip.reason == R.COOLDOWN
+
+
+def test_the_moved_task_hot_again_after_the_window_is_migrated_again():
+    decision = one(alert(task=MOVED, node=WORKER_2, ago=5), after_a_move(moved_ago=601))
+    assert isinstance(decision, actions.Migration)
+    assert decision.from_node.id == WORKER_2
+
+
+def test_a_hot_task_that_ran_before_the_move_is_not_the_moved_one():
+    # Another replica, on worker-3 since before the move: its heat says nothing about it.
+    older = task_dict(TASK_2, WEB_ID, WORKER_3, slot=2)
+    snap = after_a_move(moved_ago=70, others=[older])
+    decision = one(alert(task=TASK_2, node=WORKER_3, ago=5), snap)
+    assert isinstance(decision, actions.Migration)
+    assert one(alert(task=TASK_2, node=WORKER_3, ago=5),
+               after_a_move(moved_ago=30, others=[older])).reason == R.COOLDOWN
+
+
+def test_a_task_created_before_the_move_is_not_its_replacement_even_on_another_node():
+    snap = after_a_move(moved_ago=70, created_after=-1.0)
+    assert isinstance(one(alert(task=MOVED, node=WORKER_2, ago=5), snap), actions.Migration)
+
+
+def test_a_task_whose_creation_docker_did_not_say_is_not_called_a_replacement():
+    snap = after_a_move(moved_ago=70)
+    task = snap.task(MOVED)
+    snap = dataclasses.replace(snap, tasks=(dataclasses.replace(task, created_at=None),))
+    assert isinstance(one(alert(task=MOVED, node=WORKER_2, ago=5), snap), actions.Migration)
+
+
+def test_a_move_followed_by_a_scale_up_is_judged_as_usual():
+    # The scale up changed the service since the move: the move is not what is judged.
+    labels = {"swarmguard.last-action": "scale_up",
+              "swarmguard.last-action-at": format_time(NOW - timedelta(seconds=20)),
+              "swarmguard.last-scale-up-at": format_time(NOW - timedelta(seconds=20))}
+    snap = after_a_move(moved_ago=90, labels=labels)
+    assert isinstance(one(alert(task=MOVED, node=WORKER_2, ago=5), snap), actions.Migration)
+
+
+def test_the_finding_waits_while_swarms_own_update_runs():
+    snap = after_a_move(moved_ago=70, update_state="updating")
+    assert one(alert(task=MOVED, node=WORKER_2, ago=5), snap).reason == R.IN_PROGRESS
+
+
+def held(until_in=300, stamp=None):
+    """Labels of demo_web held as futile until `until_in` s after NOW (moved 400 s ago)."""
+    until = stamp or format_time(NOW + timedelta(seconds=until_in))
+    return history("migrate", 400, {"swarmguard.futile-until": until})
+
+
+def test_while_held_no_hot_task_of_the_service_is_migrated_whatever_its_node():
+    older = task_dict(TASK_2, WEB_ID, WORKER_3, slot=2)
+    svc = service_dict("demo_web", WEB_ID, replicas=2, labels=held(300))
+    snap = world(service=svc, tasks=[task_dict(TASK, WEB_ID, WORKER_1), older])
+    for task, node in ((TASK, WORKER_1), (TASK_2, WORKER_3)):
+        skip = one(alert(task=task, node=node, ago=5), snap)
+        assert type(skip) is actions.Skip  # held already: nothing more to write
+        assert skip.reason == R.FUTILE
+        assert skip.why == ("moving demo_web did not help: the heat is the task's own work, "
+                            "not its node's (raise its CPU or memory limit, or let it "
+                            "scale); not migrated until 10:10:00 (swarmguard.futile-until)")
+
+
+def test_a_held_service_is_still_scaled():
+    svc = service_dict("demo_web", WEB_ID, replicas=2, labels=held(300))
+    assert isinstance(one(alert("scale_up", ago=5), world(service=svc)), actions.ScaleStep)
+
+
+def test_a_hold_that_has_passed_holds_nothing():
+    svc = service_dict("demo_web", WEB_ID, labels=held(-1))
+    assert isinstance(one(alert(ago=5), world(service=svc)), actions.Migration)
+
+
+def test_the_hold_may_be_unix_seconds_as_an_operator_writes_it():
+    svc = service_dict("demo_web", WEB_ID, labels=held(stamp=str((NOW + timedelta(
+        seconds=60)).timestamp())))
+    assert one(alert(ago=5), world(service=svc)).reason == R.FUTILE
+
+
+@pytest.mark.parametrize("kind", sorted(NAMES))
+def test_a_hold_that_is_not_a_time_is_a_bad_label(kind):
+    svc = service_dict("demo_web", WEB_ID, replicas=2, labels=held(stamp="soon"))
+    skip = one(alert(kind, ago=5), world(service=svc))
+    assert skip.reason == R.BAD_LABEL
+    assert "swarmguard.futile-until='soon' is not a time" in skip.why

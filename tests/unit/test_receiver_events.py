@@ -7,6 +7,7 @@ import re
 import pytest
 
 from receiver import events as E
+from receiver import reasons as R
 from tests.fake_docker_api_client import TASK, WORKER_1, WORKER_2
 from tests.unit.test_receiver_app import AUTH, NOW, body, make, moves_task_to, post
 
@@ -144,3 +145,18 @@ def test_the_contract_documents_every_field_and_value():
 def test_escape_controls_leaves_one_printable_line():
     assert E.escape_controls("a\nb\x1b[31m\u2028\ud800") == "a\\nb\\x1b[31m\\u2028\\ud800"
     assert E.escape_controls("plain é") == "plain é"
+
+
+def skip_reasons() -> list[str]:
+    """Every skip reason reasons.py defines: its constants from STALE to DOCKER_ERROR."""
+    names = [n for n in vars(R) if n.isupper()]
+    return [getattr(R, n) for n in names[names.index("STALE"):names.index("DOCKER_ERROR") + 1]]
+
+
+def test_the_contract_names_every_skip_reason():
+    contract = open(CONTRACT, encoding="utf-8").read()
+    events = contract.split("## Receiver events", 1)[1].split("\n## ", 1)[0]
+    [reason_row] = [line for line in events.splitlines() if line.startswith("| `reason` |")]
+    assert R.FUTILE in skip_reasons()  # the list is read from reasons.py
+    for reason in skip_reasons():
+        assert f"`{reason}`" in reason_row, reason

@@ -2,6 +2,8 @@
 opted-in tasks run on which node, as Docker says, and whether Docker answers."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from prometheus_client import CollectorRegistry
 
 from receiver import ground_truth
@@ -11,6 +13,7 @@ from receiver.config import Settings
 from receiver.ground_truth import (GroundTruth, GroundTruthCollector, GroundTruthLoop, NodeTruth,
                                    Reading, build_ground_truth, families)
 from receiver.metrics import FAILED_ACTION_RESULTS, Metrics
+from receiver.rfc3339 import format_time
 from tests.fake_docker_api_client import example_api, node_dict, service_dict, task_dict
 from tests.unit.swarm_reads import FakeSwarmReads, large_swarm
 
@@ -162,3 +165,51 @@ def test_failed_actions_are_exported_at_zero_from_the_start_for_every_kind():
     for kind in ("migrate", "scale_up", "scale_down"):
         for result in FAILED_ACTION_RESULTS:
             assert registry.get_sample_value("swarmguard_actions_total", {"kind": kind, "result": result}) == 0
+
+
+# -- futile holds (swarmguard_service_futile) ----------------------------------------------------
+
+WALL = datetime(2026, 11, 27, 10, 5, 0, tzinfo=timezone.utc)
+
+
+def held_until(seconds_from_wall):
+    return {"swarmguard.futile-until": format_time(WALL + timedelta(seconds=seconds_from_wall))}
+
+
+def futile_swarm() -> FakeSwarmReads:
+    return FakeSwarmReads(
+        services=[service_dict("web", "sweb", labels=held_until(300)),
+                  service_dict("api", "sapi", labels=held_until(-1)),  # the hold has passed
+                  service_dict("db", "sdb", labels={"swarmguard.futile-until": "soon"}),
+                  service_dict("calm", "scalm"),
+                  service_dict("off", "soff", enabled=False, labels=held_until(300))],
+        nodes=NODES)
+
+
+def test_each_opted_in_service_is_held_while_its_futile_until_label_is_ahead():
+    truth = ground_truth.read(futile_swarm(), wall_clock=lambda: WALL)
+    # An unreadable hold is not one (the receiver skips the service as bad_label); a service
+    # not opted in is not published at all.
+    assert truth.futile == {"api": False, "calm": False, "db": False, "web": True}
+
+
+def test_the_hold_is_published_at_each_scrape_of_a_fresh_reading_and_withheld_with_the_rest():
+    truth = ground_truth.read(futile_swarm(), wall_clock=lambda: WALL)
+    fresh = samples(Reading(truth, succeeded_at=100.0, last_ok=True), now=101.0)
+    assert {labels: value for (name, labels), value in fresh.items()
+            if name == "swarmguard_service_futile"} == {
+        (("service", "api"),): 0.0, (("service", "calm"),): 0.0, (("service", "db"),): 0.0,
+        (("service", "web"),): 1.0}
+    old = samples(Reading(truth, succeeded_at=100.0, last_ok=True), now=116.0)
+    assert not any(name == "swarmguard_service_futile" for name, _ in old)
+
+
+def test_a_restarted_receiver_publishes_the_hold_from_the_labels_alone():
+    # Nothing but the service's labels: a new loop and collector, as after a restart.
+    loop = GroundTruthLoop(lambda: ground_truth.read(futile_swarm(), wall_clock=lambda: WALL),
+                           clock=lambda: 50.0)
+    loop.refresh()
+    registry = CollectorRegistry()
+    registry.register(GroundTruthCollector(loop))
+    assert registry.get_sample_value("swarmguard_service_futile", {"service": "web"}) == 1
+    assert registry.get_sample_value("swarmguard_service_futile", {"service": "api"}) == 0

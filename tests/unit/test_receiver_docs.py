@@ -1,0 +1,31 @@
+"""receiver/README.md lists what the code defines: every setting and every skip reason
+(docs/contract.md is held to the same by test_receiver_events.py)."""
+import dataclasses
+from pathlib import Path
+
+from receiver.config import Settings
+from tests.unit.test_receiver_events import skip_reasons
+
+README = (Path(__file__).resolve().parents[2] / "receiver" / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    return README.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_receivers_readme_lists_every_setting():
+    # A table row names a setting in full, or as a suffix after its neighbour's name
+    # (`SWARMGUARD_COOLDOWN_MIGRATE` / `_SCALE_UP`).
+    table = section("Settings")
+    assert "`SWARMGUARD_FUTILE_WINDOW` | `600` s" in table
+    for f in dataclasses.fields(Settings):
+        if f.name == "token":
+            continue
+        name = f.name.upper()
+        assert f"`SWARMGUARD_{name}`" in table or f"`_{name.split('_', 1)[1]}`" in table, name
+
+
+def test_the_receivers_readme_explains_every_skip_reason():
+    skips = section("Skip reasons")
+    for reason in skip_reasons():
+        assert f"`{reason}`" in skips, reason
