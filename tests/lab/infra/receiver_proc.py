@@ -27,6 +27,11 @@ class ReceiverProcess:
         self.cfg = cfg
         self.port = port or cfg.receiver_port
         self.url = f"http://127.0.0.1:{self.port}"
+        # The lab makes a task hot by stressing the task itself, which to the futile check
+        # (receiver/futile.py) is the task's own heat from the second move of a service on:
+        # rightly so. Tests and benchmarks that move one service again and again to measure
+        # something else run without it; the futile test turns it on.
+        settings = {"futile_window": 0, **settings}
         self.settings = {f"SWARMGUARD_{k.upper()}": str(v) for k, v in settings.items()}
         self.proc: subprocess.Popen | None = None
         self.log_path = cfg.log_dir / f"receiver-{self.port}.log"
