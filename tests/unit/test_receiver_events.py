@@ -7,6 +7,7 @@ import re
 import pytest
 
 from receiver import events as E
+from receiver import reasons as R
 from tests.fake_docker_api_client import TASK, WORKER_1, WORKER_2
 from tests.unit.test_receiver_app import AUTH, NOW, body, make, moves_task_to, post
 
@@ -138,6 +139,15 @@ def test_the_contract_documents_every_field_and_value():
         assert f"`{name}`" in section, name
     for value in (E.DECISION, E.OUTCOME, E.DROPPED, E.STARTED, E.NOTIFICATION, E.ACT, E.SKIP,
                   E.LIVE, E.DRY_RUN, E.RESOLVED):
+        assert f"`{value}`" in section, value
+
+
+def test_the_contract_lists_every_skip_reason_result_and_dropped_reason():
+    section = open(CONTRACT, encoding="utf-8").read().split("## Receiver events", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    values = {v for k, v in vars(R).items() if k.isupper() and isinstance(v, str)}
+    assert {R.STATEFUL, R.UNSAFE, R.STALE, R.DROPPED_WAITING} <= values  # the check reads them
+    for value in values - {R.SKIPPED}:  # a skip's result is `skip`, not an outcome
         assert f"`{value}`" in section, value
 
 
