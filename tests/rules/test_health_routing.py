@@ -28,6 +28,7 @@ def route(flavour: str, *labels: str) -> list[str]:
     ["alertname=SwarmGuardBlind", "reason=tasks_unseen", "node=worker-1", "service=web"],
     ["alertname=SwarmGuardCannotAct", "reason=webhook_failing"],
     ["alertname=SwarmGuardCannotAct", "reason=actions_failing", "kind=migrate"],
+    ["alertname=SwarmGuardUnsafeToMove", "service=web", "problem=no_healthcheck"],
 ])
 def test_health_alerts_go_to_people_never_to_the_receiver(flavour, labels):
     assert route(flavour, *labels) == ["people"]
