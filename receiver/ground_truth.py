@@ -33,14 +33,14 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from receiver import safety
-from receiver.cluster import (build_snapshot, image_healthcheck, service_from_dict,
+from receiver.cluster import (build_snapshot, image_healthcheck, task_from_dict,
                               with_image_healthcheck)
 from receiver.labels import ENABLE, opted_in
 
@@ -119,7 +119,12 @@ def build_ground_truth(services: Iterable[Mapping], tasks: Iterable[Mapping],
 def _move_problems(services: list[Mapping], tasks: list[Mapping], nodes: list[Mapping],
                    image_healthchecks: Callable[[str], str] | None
                    ) -> dict[str, tuple[str, ...]]:
-    snapshot = build_snapshot(services, tasks, nodes)
+    # Tasks matter only to services with host-mode ports (a free node for a second task):
+    # only theirs are converted, not the whole swarm's at every read.
+    snapshot = build_snapshot(services, (), nodes)
+    hosted = {s.id for s in snapshot.services.values() if s.host_ports}
+    snapshot = replace(snapshot, tasks=tuple(task_from_dict(t) for t in tasks
+                                             if t.get("ServiceID") in hosted))
     found = {}
     for name, service in sorted(snapshot.services.items()):
         if image_healthchecks is not None:

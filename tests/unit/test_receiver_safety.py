@@ -31,6 +31,10 @@ NETWORK_DRIVER = {"Type": "volume", "Source": "shared", "Target": "/shared",
 LOCAL_NFS = {"Type": "volume", "Source": "exports", "Target": "/exports",
              "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": {
                  "type": "nfs", "o": "addr=10.0.0.5,rw", "device": ":/exports"}}}}
+LOCAL_CIFS = {"Type": "volume", "Source": "share", "Target": "/share",
+              "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": {
+                  "type": "CIFS", "device": "//fileserver/share"}}}}
+CLUSTER_VOLUME = {"Type": "cluster", "Source": "csi-data", "Target": "/data"}
 NO_HEALTHCHECK = {"Test": ["NONE"]}
 
 
@@ -81,8 +85,10 @@ def test_the_skip_says_what_each_kind_would_do_to_the_data():
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("mount", [TMPFS, NPIPE, NETWORK_DRIVER, LOCAL_NFS],
-                         ids=["tmpfs", "npipe", "network driver", "local driver over nfs"])
+@pytest.mark.parametrize("mount", [TMPFS, NPIPE, NETWORK_DRIVER, LOCAL_NFS, LOCAL_CIFS,
+                                   CLUSTER_VOLUME],
+                         ids=["tmpfs", "npipe", "network driver", "local driver over nfs",
+                              "local driver over cifs", "cluster (csi) volume"])
 def test_mounts_that_keep_nothing_on_the_node_do_not_hold_a_service(kind, mount):
     assert isinstance(decide(kind, web(mounts=[mount])), actions.Action)
 
@@ -199,6 +205,18 @@ def test_a_free_node_that_is_drained_or_outside_the_constraints_does_not_count()
     assert problems(web(host_port=8080), nodes=nodes) == ("host_port_no_free_node",)
 
 
+def test_a_task_being_shut_down_leaves_its_node_free():
+    tasks = two_tasks() + [task_dict("t3", WEB_ID, WORKER_3, slot=3, desired="shutdown")]
+    assert problems(web(host_port=8080), tasks=tasks) == ()
+
+
+def test_a_constraint_the_receiver_cannot_evaluate_leaves_no_node_free():
+    # As for a migration (decisions.eligible_nodes): no node is assumed to meet it.
+    service = service_dict("demo_web", WEB_ID, replicas=2, host_port=8080,
+                           constraints=["node.unknown==x"])
+    assert problems(service) == ("host_port_no_free_node",)
+
+
 def test_swarmguards_own_exclusion_does_not_take_a_node_away():
     service = service_dict("demo_web", WEB_ID, replicas=2, host_port=8080,
                            constraints=["node.role==worker", "node.hostname!=worker-3"],
@@ -259,6 +277,19 @@ def test_a_spec_that_inherits_the_images_health_check_is_resolved_by_the_manager
                         images={BY_DIGEST: image} if image else {})
     assert read_snapshot(api, ["demo_web"]).service("demo_web").healthcheck == read
     assert [c for c in api.calls if c[0] == "inspect_image"] == [("inspect_image", (BY_DIGEST,), {})]
+
+
+@pytest.mark.parametrize("image, asked", [
+    ("demo/web:1.4", "demo/web:1.4"),
+    ("demo/web@sha256:" + "c" * 64, "demo/web@sha256:" + "c" * 64),
+    ("localhost:5000/web:1@sha256:" + "c" * 64, "localhost:5000/web@sha256:" + "c" * 64),
+    ("localhost:5000/web@sha256:" + "c" * 64, "localhost:5000/web@sha256:" + "c" * 64),
+])
+def test_the_image_is_asked_for_by_its_digest_when_the_spec_pins_one(image, asked):
+    api = FakeDockerAPI([service_dict("demo_web", WEB_ID, healthcheck=None, image=image)], [],
+                        example_nodes())
+    read_snapshot(api, ["demo_web"])
+    assert [c[1] for c in api.calls if c[0] == "inspect_image"] == [(asked,)]
 
 
 def test_a_spec_that_declares_its_health_check_needs_no_image_inspection():
