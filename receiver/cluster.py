@@ -7,7 +7,7 @@ reads them from Docker. Writes live in actuator.py only.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Iterable, Mapping
@@ -16,7 +16,8 @@ import docker
 import docker.constants
 import docker.errors
 
-from receiver.model import Node, Service, Snapshot, Task
+from receiver.model import (HEALTHCHECK_IMAGE, HEALTHCHECK_NONE, HEALTHCHECK_SERVICE,
+                            HEALTHCHECK_UNKNOWN, Mount, Node, Service, Snapshot, Task)
 from receiver.rfc3339 import NotATime, parse_time
 
 
@@ -43,7 +44,9 @@ def service_from_dict(data: Mapping) -> Service:
         # A Replicated mode without Replicas means one replica (Docker's default).
         replicated = mode_spec.get("Replicated") or {}
         mode, replicas = "replicated", int(replicated.get("Replicas", 1))
-    placement = (spec.get("TaskTemplate") or {}).get("Placement") or {}
+    template = spec.get("TaskTemplate") or {}
+    placement = template.get("Placement") or {}
+    container = template.get("ContainerSpec") or {}
     ports = (spec.get("EndpointSpec") or {}).get("Ports") or []
     return Service(
         id=data["ID"],
@@ -56,8 +59,66 @@ def service_from_dict(data: Mapping) -> Service:
         max_replicas_per_node=int(placement.get("MaxReplicas") or 0),
         host_ports=any(p.get("PublishMode") == "host" for p in ports),
         update_state=(data.get("UpdateStatus") or {}).get("State"),
+        mounts=tuple(mount_from_dict(m) for m in container.get("Mounts") or ()),
+        healthcheck=healthcheck_of(container.get("Healthcheck")) or HEALTHCHECK_UNKNOWN,
         spec=spec,
     )
+
+
+def mount_from_dict(data: Mapping) -> Mount:
+    driver = ((data.get("VolumeOptions") or {}).get("DriverConfig") or {})
+    kind = data.get("Type", "")
+    return Mount(type=kind, source=data.get("Source") or "", target=data.get("Target") or "",
+                 # Docker's default volume driver is "local", named or not.
+                 driver=(driver.get("Name") or "local") if kind == "volume" else "",
+                 driver_options=MappingProxyType(dict(driver.get("Options") or {})))
+
+
+def healthcheck_of(config: Mapping | None, declares: str = HEALTHCHECK_SERVICE) -> str | None:
+    """`declares` when a Healthcheck (of a service spec or an image) runs a test,
+    HEALTHCHECK_NONE when it is disabled (["NONE"]), None when it inherits one (absent, or
+    no test: the image's, or the base image's, applies)."""
+    test = list((config or {}).get("Test") or ())
+    if not test:
+        return None
+    if test[0] == "NONE":
+        return HEALTHCHECK_NONE
+    return declares if test[0] in ("CMD", "CMD-SHELL") else None
+
+
+def image_healthcheck(api, image: str) -> str:
+    """What the image a service runs declares, read from this daemon's image store.
+
+    The manager answers only for images it holds: in a swarm an image is pulled by the
+    nodes that run its tasks, so a manager that runs none of them does not have it, and
+    the other nodes' stores cannot be read through a manager's API. Then: unknown.
+    """
+    try:
+        config = (api.inspect_image(_by_digest(image)).get("Config") or {})
+    except docker.errors.DockerException:  # not here (404), or a reference it refuses
+        return HEALTHCHECK_UNKNOWN
+    return healthcheck_of(config.get("Healthcheck"), HEALTHCHECK_IMAGE) or HEALTHCHECK_NONE
+
+
+def _by_digest(image: str) -> str:
+    """`name@sha256:...` for a `name:tag@sha256:...` reference (what `docker service
+    create` and `docker stack deploy` pin): the form an image store finds by the digest
+    it was pulled with, whatever tag it has now."""
+    named, at, digest = image.partition("@")
+    if not at:
+        return image
+    slash = named.rfind("/")
+    colon = named.rfind(":")
+    return f"{named[:colon] if colon > slash else named}@{digest}"
+
+
+def with_image_healthcheck(service: Service, lookup) -> Service:
+    """The service with its health check resolved through `lookup(image)` where the spec
+    inherits the image's."""
+    if service.healthcheck != HEALTHCHECK_UNKNOWN:
+        return service
+    image = ((service.spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Image")
+    return replace(service, healthcheck=lookup(image)) if image else service
 
 
 def task_from_dict(data: Mapping) -> Task:
@@ -184,7 +245,12 @@ def read_snapshot(api, service_names: Iterable[str]) -> Snapshot:
     tasks = []
     for data in services:
         tasks.extend(api.tasks(filters={"service": data["ID"]}))
-    return build_snapshot(services, tasks, api.nodes())
+    snapshot = build_snapshot(services, tasks, api.nodes())
+    # One image inspection per service whose spec inherits its image's health check
+    # (decisions.py refuses some moves without one: receiver/safety.py).
+    return replace(snapshot, services=MappingProxyType({
+        name: with_image_healthcheck(s, lambda image: image_healthcheck(api, image))
+        for name, s in snapshot.services.items()}))
 
 
 def is_ready(api, daemon: Daemon) -> tuple[bool, str]:

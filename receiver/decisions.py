@@ -4,9 +4,10 @@
 a ScaleStep or a Skip: receiver/actions.py), each with a sentence saying why. The checks follow the rules of conduct in docs/contract.md, in
 this order: freshness (service exists, opted in, task still where the alert says, alert
 newer than the last action), a futile last move (receiver/futile.py), cooldown, Swarm not
-mid-update, then what the action itself needs (limits, an eligible node that is not hot),
-then the storm budgets (receiver/storm.py: what else is in flight, and which hot task
-leaves a node first).
+mid-update, what the move would cost (receiver/safety.py: data kept on the node, a certain
+outage), then what the action itself needs (limits, an eligible node that is not hot), then
+the storm budgets (receiver/storm.py: what else is in flight, and which hot task leaves a
+node first).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from receiver import futile
 from receiver import kinds
 from receiver import labels as L
 from receiver import placement
+from receiver import safety
 # The decision types (receiver/actions.py), also read from here by decide()'s callers.
 from receiver.actions import Action, Decision, FutileMove, Migration, ScaleStep, Skip
 from receiver.model import Node, Service, Snapshot, Task
@@ -110,6 +112,12 @@ def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
         return Skip(alert, UNSUPPORTED,
                     f"{service.name} is a {service.mode} service; only replicated services "
                     f"can be {'migrated' if alert.kind == 'migrate' else 'scaled'}")
+    try:
+        refused = safety.refusal(service, snapshot, alert.kind)  # stateful, unsafe
+    except L.LabelError as exc:
+        return Skip(alert, BAD_LABEL, str(exc))
+    if refused:
+        return Skip(alert, *refused)
     if alert.kind == "migrate":
         return _migrate(alert, snapshot, service, storm)
     decision = _scale(alert, snapshot, service, settings)

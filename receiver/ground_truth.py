@@ -12,13 +12,18 @@ already talks to a manager's Docker API, so it publishes that truth:
                                                        migrations are held because its
                                                        last move did not help (its
                                                        swarmguard.futile-until label), else 0
+    swarmguard_service_move_unsafe{service, problem}   1 per problem that would make a
+                                                       move of an opted-in service fail
+                                                       requests (receiver/safety.py)
     swarmguard_receiver_docker_up                      1 when the last read of the swarm
                                                        succeeded and is fresh, else 0
     swarmguard_ground_truth_age_seconds                since that last successful read
 
 Cost is bounded by reading in a background loop, every REFRESH_SECONDS, three list calls
-whatever the size of the swarm (services with the opt-in label, running tasks, nodes);
-a scrape only renders the last result, so Prometheus's 500 ms scrapes never reach Docker.
+whatever the size of the swarm (services with the opt-in label, running tasks, nodes),
+plus an image inspection for a service whose spec inherits its image's health check,
+remembered per image for IMAGE_RECHECK_SECONDS; a scrape only renders the last result,
+so Prometheus's 500 ms scrapes never reach Docker.
 When the last good read is older than STALE_AFTER_SECONDS, the per-service and per-node
 series are withheld (no truth rather than old truth: an old task list would report tasks
 that have since moved as unseen) and docker_up is 0.
@@ -36,13 +41,16 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from receiver import safety
+from receiver.cluster import (build_snapshot, image_healthcheck, task_from_dict,
+                              with_image_healthcheck)
 from receiver.labels import ENABLE, FUTILE_UNTIL, LabelError, opted_in, read_time
 
 log = logging.getLogger(__name__)
@@ -54,9 +62,13 @@ REFRESH_SECONDS = 5.0
 # or one that hung on a Docker socket that does not answer.
 STALE_AFTER_SECONDS = 3 * REFRESH_SECONDS
 
+# What an image declares does not change under a digest; a manager that did not hold
+# the image may pull it later (a task of it scheduled there): asked again after this long.
+IMAGE_RECHECK_SECONDS = 300.0
+
 METRIC_NAMES = ("swarmguard_service_tasks", "swarmguard_node_ready",
                 "swarmguard_receiver_docker_up", "swarmguard_ground_truth_age_seconds",
-                "swarmguard_service_futile")
+                "swarmguard_service_futile", "swarmguard_service_move_unsafe")
 
 
 @dataclass(frozen=True)
@@ -74,21 +86,29 @@ class GroundTruth:
     tasks: Mapping[tuple[str, str], int] = field(default_factory=dict)
     # opted-in service name -> whether its migrations are held as futile
     futile: Mapping[str, bool] = field(default_factory=dict)
+    # opted-in service name -> what would make its moves fail requests (safety.PROBLEMS);
+    # services with none are absent
+    unsafe: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def hostname(self, node_id: str) -> str:
         return next((n.hostname for n in self.nodes if n.id == node_id), "")
 
 
 def build_ground_truth(services: Iterable[Mapping], tasks: Iterable[Mapping],
-                       nodes: Iterable[Mapping], now: datetime | None = None) -> GroundTruth:
-    """Running tasks of opted-in services, per service and node, the nodes, and which
-    opted-in services are held as futile at `now` (wall clock; None: none is).
+                       nodes: Iterable[Mapping], now: datetime | None = None,
+                       image_healthchecks: Callable[[str], str] | None = None) -> GroundTruth:
+    """Running tasks of opted-in services, per service and node, the nodes, which
+    opted-in services are held as futile at `now` (wall clock; None: none is), and what
+    would make a move of each opted-in service fail requests.
 
     A task counts when Swarm wants it running and it is running: the same test the
     decisions use (model.Task.running). Opt-in is the receiver's own test, so a label
     that the receiver would refuse to act on is not counted either.
+    `image_healthchecks(image)`: what an image declares (cluster.image_healthcheck), for
+    services whose spec inherits it; None: unknown.
     """
     services = [s for s in services if opted_in((s.get("Spec") or {}).get("Labels") or {})]
+    tasks, nodes = list(tasks), list(nodes)
     names = {s["ID"]: (s.get("Spec") or {}).get("Name", "") for s in services}
     counts: Counter[tuple[str, str]] = Counter()
     for task in tasks:
@@ -106,6 +126,7 @@ def build_ground_truth(services: Iterable[Mapping], tasks: Iterable[Mapping],
         tasks=dict(sorted(counts.items())),
         futile={(s.get("Spec") or {}).get("Name", ""): _held(s, now)
                 for s in sorted(services, key=lambda s: (s.get("Spec") or {}).get("Name", ""))},
+        unsafe=_move_problems(services, tasks, nodes, image_healthchecks),
     )
 
 
@@ -118,13 +139,62 @@ def _held(service: Mapping, now: datetime | None) -> bool:
     return until is not None and now is not None and now < until
 
 
-def read(api, wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+def _move_problems(services: list[Mapping], tasks: list[Mapping], nodes: list[Mapping],
+                   image_healthchecks: Callable[[str], str] | None
+                   ) -> dict[str, tuple[str, ...]]:
+    # Tasks matter only to services with host-mode ports (a free node for a second task):
+    # only theirs are converted, not the whole swarm's at every read.
+    snapshot = build_snapshot(services, (), nodes)
+    hosted = {s.id for s in snapshot.services.values() if s.host_ports}
+    snapshot = replace(snapshot, tasks=tuple(task_from_dict(t) for t in tasks
+                                             if t.get("ServiceID") in hosted))
+    found = {}
+    for name, service in sorted(snapshot.services.items()):
+        if image_healthchecks is not None:
+            service = with_image_healthcheck(service, image_healthchecks)
+        problems = safety.move_problems(service, snapshot)
+        if problems:
+            found[name] = problems
+    return found
+
+
+class ImageHealthchecks:
+    """cluster.image_healthcheck through `api`, remembered per image for `recheck`
+    seconds, so that a read asks Docker about each image at most that often."""
+
+    MAX_IMAGES = 4096  # forgotten all at once beyond this: a bound, not a policy
+
+    def __init__(self, api, recheck: float = IMAGE_RECHECK_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        self._api = api
+        self._recheck = recheck
+        self._clock = clock
+        self._known: dict[str, tuple[str, float]] = {}
+
+    def __call__(self, image: str) -> str:
+        now = self._clock()
+        known = self._known.get(image)
+        if known is not None and now - known[1] < self._recheck:
+            return known[0]
+        if len(self._known) >= self.MAX_IMAGES:
+            self._known.clear()
+        answer = image_healthcheck(self._api, image)
+        self._known[image] = (answer, now)
+        return answer
+
+
+def read(api, images: Callable[[str], str] | None = None,
+         wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
          ) -> GroundTruth:
-    """Three list calls, whatever the size of the swarm. The label filter matches on the
-    key only: `opted_in` decides on the value, as everywhere else in the receiver."""
+    """Three list calls, whatever the size of the swarm, and an image inspection per
+    service whose spec inherits its image's health check (through `images`, an
+    ImageHealthchecks, when given). The label filter matches on the key only: `opted_in`
+    decides on the value, as everywhere else in the receiver. `wall_clock` tells which
+    futile holds are still ahead."""
     services = api.services(filters={"label": ENABLE})
     tasks = api.tasks(filters={"desired-state": "running"})
-    return build_ground_truth(services, tasks, api.nodes(), wall_clock())
+    return build_ground_truth(services, tasks, api.nodes(), wall_clock(),
+                              images or (lambda image: image_healthcheck(api, image)))
 
 
 @dataclass(frozen=True)
@@ -217,8 +287,7 @@ def health_families(reading: Reading, now: float, stale_after: float):
     return fresh
 
 
-def truth_families(truth: GroundTruth
-                   ) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+def truth_families(truth: GroundTruth) -> tuple[GaugeMetricFamily, ...]:
     """The per-service and per-node series of one reading (the same for every scrape of it)."""
     tasks = GaugeMetricFamily("swarmguard_service_tasks",
                               "Running tasks of each opted-in service per node, as Docker reports "
@@ -238,7 +307,17 @@ def truth_families(truth: GroundTruth
                                "else 0.", labels=["service"])
     for service, held in truth.futile.items():
         futile.add_metric([service], 1.0 if held else 0.0)
-    return tasks, nodes, futile
+    # Only problems found are series (value 1): a fixed service's series ends, and the
+    # alert with it. Exporting 0 for every service and problem would add a series per
+    # opted-in service and problem for nothing the rule needs.
+    unsafe = GaugeMetricFamily("swarmguard_service_move_unsafe",
+                               "1 per problem that would make a move of an opted-in service "
+                               "fail requests: no_healthcheck, host_port_no_free_node.",
+                               labels=["service", "problem"])
+    for service, problems in truth.unsafe.items():
+        for problem in problems:
+            unsafe.add_metric([service, problem], 1.0)
+    return tasks, nodes, futile, unsafe
 
 
 class GroundTruthCollector(Collector):
@@ -268,6 +347,7 @@ class GroundTruthCollector(Collector):
 def install(api, registry, on_error: Callable[[str], None] | None = None,
             interval: float = REFRESH_SECONDS) -> GroundTruthLoop:
     """Start reading the swarm through `api` and publish it in `registry` (the app's)."""
-    loop = GroundTruthLoop(lambda: read(api), interval=interval, on_error=on_error)
+    images = ImageHealthchecks(api)
+    loop = GroundTruthLoop(lambda: read(api, images), interval=interval, on_error=on_error)
     registry.register(GroundTruthCollector(loop))
     return loop.start()

@@ -17,6 +17,11 @@ from receiver.rfc3339 import NotATime, format_time, parse_time
 ENABLE = "swarmguard.enable"  # "true" opts a service in; nothing else is ever touched
 REPLICAS_MIN = "swarmguard.replicas.min"
 REPLICAS_MAX = "swarmguard.replicas.max"
+# "allow": move and scale the service although its tasks keep data on their node
+# (receiver/safety.py), or migrate it although the move is an outage.
+STATEFUL = "swarmguard.stateful"
+UNSAFE = "swarmguard.unsafe"
+ALLOW = "allow"
 
 # Written by SwarmGuard.
 LAST_ACTION = "swarmguard.last-action"  # migrate | scale_up | scale_down
@@ -36,6 +41,14 @@ class LabelError(ValueError):
 
 def opted_in(labels: Mapping[str, str]) -> bool:
     return labels.get(ENABLE, "").strip().lower() == "true"
+
+
+def allows(labels: Mapping[str, str], name: str) -> bool:
+    """Whether the label `name` says "allow" (any case); absent or empty: no."""
+    text = labels.get(name, "").strip()
+    if text.lower() not in ("", ALLOW):
+        raise LabelError(f"label {name}={text!r} is not {ALLOW!r}")
+    return text != ""
 
 
 def read_time(labels: Mapping[str, str], name: str) -> datetime | None:

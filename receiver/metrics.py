@@ -33,8 +33,8 @@ class Metrics:
         self.alerts_skipped = Counter(
             "swarmguard_alerts_skipped_total",
             "Firing alerts not acted on, by reason (stale, cooldown, not_opted_in, at_limit, "
-            "no_eligible_node, in_progress, unsupported, bad_label, budget, futile, duplicate, "
-            "superseded, internal_error, docker_error).",
+            "no_eligible_node, in_progress, unsupported, stateful, unsafe, bad_label, budget, "
+            "futile, duplicate, superseded, internal_error, docker_error).",
             ["alertname", "reason"], registry=r)
         self.stale_alerts = Counter(
             "swarmguard_stale_alerts_total",

@@ -52,6 +52,23 @@ class Task:
         return self.desired_state == "running" and self.state == "running"
 
 
+# What the receiver can tell of a service's health check (Service.healthcheck).
+HEALTHCHECK_SERVICE = "service"  # the service spec declares one (CMD or CMD-SHELL)
+HEALTHCHECK_IMAGE = "image"  # the spec inherits one the image declares (inspected locally)
+HEALTHCHECK_NONE = "none"  # none: disabled in the spec (["NONE"]), or the image has none
+HEALTHCHECK_UNKNOWN = "unknown"  # the spec inherits the image's, and the image is not here
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount of the service's containers (TaskTemplate.ContainerSpec.Mounts)."""
+    type: str  # bind, volume, tmpfs, npipe, cluster
+    source: str  # host path, volume name; "" for an anonymous volume or tmpfs
+    target: str  # path in the container
+    driver: str = ""  # volumes: the driver's name ("local" when none is named)
+    driver_options: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Service:
     id: str
@@ -65,6 +82,8 @@ class Service:
     # Host-mode published ports: two tasks of the service cannot share a node.
     host_ports: bool
     update_state: str | None
+    mounts: tuple[Mount, ...] = ()
+    healthcheck: str = HEALTHCHECK_UNKNOWN
     # The spec as read (with defaults inserted), for building the one update call. Not
     # compared: two reads of one version are the same service.
     spec: Mapping[str, Any] = field(compare=False, repr=False, default_factory=dict)

@@ -17,6 +17,8 @@ NO_ELIGIBLE_NODE = "no_eligible_node"  # no node could take it, or every one is 
 UNSUPPORTED = "unsupported"  # a global or job service
 BAD_LABEL = "bad_label"  # a swarmguard.* label SwarmGuard cannot read
 BUDGET = "budget"  # over a storm budget: judged again when Alertmanager resends it
+STATEFUL = "stateful"  # its tasks keep data on their node (safety.py)
+UNSAFE = "unsafe"  # the move would be an outage: one task, no health check (safety.py)
 FUTILE = "futile"  # the last move did not help: the heat is the task's own (futile.py)
 # Given by the dispatcher before deciding (worker.py).
 DUPLICATE = "duplicate"  # the same alert instance was handled within seconds

@@ -34,8 +34,13 @@ def node_dict(node_id: str, hostname: str, role: str = "worker", availability: s
 def service_dict(name: str, service_id: str | None = None, version: int = 100,
                  replicas: int | None = 1, labels: dict | None = None,
                  constraints: Iterable[str] = (), update_state: str | None = None,
-                 host_port: int | None = None, enabled: bool = True) -> dict:
-    """An inspected service (as stored, no defaults inserted). replicas=None makes a global service."""
+                 host_port: int | None = None, enabled: bool = True,
+                 mounts: Iterable[dict] = (), healthcheck: dict | None | str = "default",
+                 image: str = "sha256:5d0da3dc976460b72c77d94c8a1ad043720b0416bfc16c52c45d4847e53fadb6"
+                 ) -> dict:
+    """An inspected service (as stored, no defaults inserted). replicas=None makes a global service.
+    `mounts`: ContainerSpec.Mounts; `healthcheck`: ContainerSpec.Healthcheck (None: absent;
+    by default a wget every second)."""
     all_labels = {"swarmguard.enable": "true"} if enabled else {}
     all_labels.update(labels or {})
     spec: dict[str, Any] = {
@@ -43,7 +48,7 @@ def service_dict(name: str, service_id: str | None = None, version: int = 100,
         "Labels": all_labels,
         "TaskTemplate": {
             "ContainerSpec": {
-                "Image": "sha256:5d0da3dc976460b72c77d94c8a1ad043720b0416bfc16c52c45d4847e53fadb6",
+                "Image": image,
                 "Healthcheck": {"Test": ["CMD", "wget", "-q", "-O-", "http://127.0.0.1/"],
                                 "Interval": 1000000000},
                 "Isolation": "default",
@@ -62,6 +67,14 @@ def service_dict(name: str, service_id: str | None = None, version: int = 100,
                            "MaxFailureRatio": 0, "Order": "stop-first"},
         "EndpointSpec": {"Mode": "vip"},
     }
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    if healthcheck != "default":
+        if healthcheck is None:
+            del container["Healthcheck"]
+        else:
+            container["Healthcheck"] = healthcheck
+    if mounts:
+        container["Mounts"] = [dict(m) for m in mounts]
     if host_port:
         spec["EndpointSpec"]["Ports"] = [{"Protocol": "tcp", "TargetPort": 80,
                                           "PublishedPort": host_port, "PublishMode": "host"}]
@@ -113,8 +126,10 @@ class FakeDockerAPI:
 
     def __init__(self, services: Iterable[dict] = (), tasks: Iterable[dict] = (),
                  nodes: Iterable[dict] = (), info: dict | None = None,
-                 version: dict | Exception | None = None):
+                 version: dict | Exception | None = None, images: dict | None = None):
         self.services = {s["ID"]: copy.deepcopy(s) for s in services}
+        # Images in this daemon's store, by reference: what inspect_image answers.
+        self.images = dict(images or {})
         self.task_list = [copy.deepcopy(t) for t in tasks]
         self.node_list = [copy.deepcopy(n) for n in nodes]
         self.info_data = info if info is not None else {
@@ -159,6 +174,12 @@ class FakeDockerAPI:
     def nodes(self, filters=None):
         self.calls.append(("nodes", (), {"filters": filters}))
         return copy.deepcopy(self.node_list)
+
+    def inspect_image(self, image):
+        self.calls.append(("inspect_image", (image,), {}))
+        if image not in self.images:
+            raise api_error(404, f"No such image: {image}")
+        return copy.deepcopy(self.images[image])
 
     def info(self):
         self.calls.append(("info", (), {}))

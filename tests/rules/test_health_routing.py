@@ -29,6 +29,7 @@ def route(flavour: str, *labels: str) -> list[str]:
     ["alertname=SwarmGuardCannotAct", "reason=webhook_failing"],
     ["alertname=SwarmGuardCannotAct", "reason=actions_failing", "kind=migrate"],
     ["alertname=SwarmGuardMoveFutile", "reason=futile", "service=web"],
+    ["alertname=SwarmGuardUnsafeToMove", "service=web", "problem=no_healthcheck"],
 ])
 def test_health_alerts_go_to_people_never_to_the_receiver(flavour, labels):
     assert route(flavour, *labels) == ["people"]

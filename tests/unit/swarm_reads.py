@@ -1,19 +1,22 @@
-"""A fake of the three Docker list calls the receiver's ground truth makes (services,
-tasks, nodes), with their filters applied as Docker applies them, and a swarm of any size
-for the unit benchmark. Any other call raises AssertionError: a test fails loudly when the
-code starts doing something new."""
+"""A fake of the Docker calls the receiver's ground truth makes (three list calls:
+services, tasks, nodes, with their filters applied as Docker applies them; and image
+inspections), and a swarm of any size for the unit benchmark. Any other call raises
+AssertionError: a test fails loudly when the code starts doing something new."""
 from __future__ import annotations
 
 import copy
 from typing import Iterable
 
-from tests.fake_docker_api_client import node_dict, service_dict, task_dict
+from tests.fake_docker_api_client import api_error, node_dict, service_dict, task_dict
 
 
 class FakeSwarmReads:
     def __init__(self, services: Iterable[dict] = (), tasks: Iterable[dict] = (),
-                 nodes: Iterable[dict] = (), copy_answers: bool = True):
+                 nodes: Iterable[dict] = (), copy_answers: bool = True,
+                 images: dict | None = None):
         self.service_list = list(services)
+        # Images in the manager's store, by reference: what inspect_image answers.
+        self.images = dict(images or {})
         self.task_list = list(tasks)
         self.node_list = list(nodes)
         # A real client builds new dicts from JSON at every call; the benchmark may skip
@@ -40,6 +43,14 @@ class FakeSwarmReads:
 
     def nodes(self, filters=None):
         return self._answer("nodes", filters, self.node_list)
+
+    def inspect_image(self, image):
+        self.calls.append(("inspect_image", {"image": image}))
+        if self.failure is not None:
+            raise self.failure
+        if image not in self.images:
+            raise api_error(404, f"No such image: {image}")
+        return copy.deepcopy(self.images[image])
 
     def __getattr__(self, name):
         if name.startswith("__"):

@@ -566,8 +566,9 @@ def test_every_runbook_url_of_the_rules_has_its_section_in_the_readme():
     urls = {r["annotations"]["runbook_url"]
             for path in (ROOT / "prometheus" / "rules").glob("*.yml")
             for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"] if "alert" in r}
-    # three scenarios, SwarmGuardBlind, SwarmGuardCannotAct, SwarmGuardMoveFutile
-    assert len(urls) == 6
+    # three scenarios, SwarmGuardBlind, SwarmGuardCannotAct, SwarmGuardMoveFutile,
+    # SwarmGuardUnsafeToMove
+    assert len(urls) == 7
     for url in urls:
         path, _, anchor = url.partition("#")
         assert path == "README.md" and anchor in anchors, url

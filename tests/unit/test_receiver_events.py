@@ -142,6 +142,15 @@ def test_the_contract_documents_every_field_and_value():
         assert f"`{value}`" in section, value
 
 
+def test_the_contract_lists_every_skip_reason_result_and_dropped_reason():
+    section = open(CONTRACT, encoding="utf-8").read().split("## Receiver events", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    values = {v for k, v in vars(R).items() if k.isupper() and isinstance(v, str)}
+    assert {R.STATEFUL, R.UNSAFE, R.STALE, R.DROPPED_WAITING} <= values  # the check reads them
+    for value in values - {R.SKIPPED}:  # a skip's result is `skip`, not an outcome
+        assert f"`{value}`" in section, value
+
+
 def test_escape_controls_leaves_one_printable_line():
     assert E.escape_controls("a\nb\x1b[31m\u2028\ud800") == "a\\nb\\x1b[31m\\u2028\\ud800"
     assert E.escape_controls("plain é") == "plain é"

@@ -213,3 +213,104 @@ def test_a_restarted_receiver_publishes_the_hold_from_the_labels_alone():
     registry.register(GroundTruthCollector(loop))
     assert registry.get_sample_value("swarmguard_service_futile", {"service": "web"}) == 1
     assert registry.get_sample_value("swarmguard_service_futile", {"service": "api"}) == 0
+
+
+# -- swarmguard_service_move_unsafe: what would make a move fail requests -------------------
+
+NO_CHECK = {"Test": ["NONE"]}
+IMAGE = "demo/slow:2@sha256:" + "b" * 64
+BY_DIGEST = "demo/slow@sha256:" + "b" * 64
+
+
+def unsafe_swarm(images=None) -> FakeSwarmReads:
+    """`web` with a health check on worker-1 and -2 (fine); `nocheck`, health check
+    disabled; `edge`, a host-mode port on every ready node; `inherits`, whose spec leaves
+    the health check to its image; `off`, not opted in and without a health check."""
+    return FakeSwarmReads(
+        services=[service_dict("web", "sweb", replicas=2),
+                  service_dict("nocheck", "snocheck", healthcheck=NO_CHECK),
+                  service_dict("edge", "sedge", replicas=2, host_port=443),
+                  service_dict("inherits", "sinh", healthcheck=None, image=IMAGE),
+                  service_dict("off", "soff", enabled=False, healthcheck=NO_CHECK)],
+        tasks=[task_dict("w1", "sweb", "n1"), task_dict("w2", "sweb", "n2", slot=2),
+               task_dict("c1", "snocheck", "n1"),
+               task_dict("e1", "sedge", "n1"), task_dict("e2", "sedge", "n2", slot=2),
+               task_dict("i1", "sinh", "n2"), task_dict("o1", "soff", "n1")],
+        nodes=NODES, images=images)
+
+
+def test_services_whose_moves_would_fail_requests_are_found_with_each_problem():
+    # worker-3 is down and manager-1 is the only other node: edge can start nowhere else.
+    nodes = NODES[:3] + [node_dict("m1", "manager-1", role="manager", availability="drain")]
+    api = unsafe_swarm()
+    api.node_list = nodes
+    assert ground_truth.read(api).unsafe == {"edge": ("host_port_no_free_node",),
+                                             "nocheck": ("no_healthcheck",)}
+
+
+def test_a_host_port_service_with_a_free_node_has_no_problem():
+    # manager-1 is ready, active and runs no task of edge.
+    assert "edge" not in ground_truth.read(unsafe_swarm()).unsafe
+
+
+def test_an_inherited_health_check_is_what_the_managers_copy_of_the_image_declares():
+    declares = unsafe_swarm(images={BY_DIGEST: {"Config": {"Healthcheck": {"Test": ["CMD", "true"]}}}})
+    assert "inherits" not in ground_truth.read(declares).unsafe
+    has_none = unsafe_swarm(images={BY_DIGEST: {"Config": {"Cmd": ["slow"]}}})
+    assert ground_truth.read(has_none).unsafe["inherits"] == ("no_healthcheck",)
+
+
+def test_an_image_the_manager_does_not_hold_is_unknown_and_not_reported():
+    api = unsafe_swarm()
+    assert "inherits" not in ground_truth.read(api).unsafe
+    assert ("inspect_image", {"image": BY_DIGEST}) in api.calls
+
+
+def test_each_image_is_inspected_once_per_recheck_period_not_at_every_read():
+    api, now = unsafe_swarm(), [0.0]
+    images = ground_truth.ImageHealthchecks(api, recheck=300, clock=lambda: now[0])
+    inspections = lambda: [c for c in api.calls if c[0] == "inspect_image"]  # noqa: E731
+    ground_truth.read(api, images)
+    now[0] = 299.0
+    ground_truth.read(api, images)
+    assert len(inspections()) == 1
+    api.images[BY_DIGEST] = {"Config": {}}  # pulled onto the manager since
+    now[0] = 300.0
+    assert ground_truth.read(api, images).unsafe["inherits"] == ("no_healthcheck",)
+    assert len(inspections()) == 2
+
+
+def test_the_problems_are_published_one_series_each_and_none_for_a_safe_service():
+    truth = GroundTruth(nodes=TRUTH.nodes, tasks=TRUTH.tasks,
+                        unsafe={"edge": ("no_healthcheck", "host_port_no_free_node"),
+                                "nocheck": ("no_healthcheck",)})
+    published = {labels: value for (name, labels), value
+                 in samples(Reading(truth, succeeded_at=100.0, last_ok=True), now=101.0).items()
+                 if name == "swarmguard_service_move_unsafe"}
+    assert published == {
+        (("problem", "no_healthcheck"), ("service", "edge")): 1.0,
+        (("problem", "host_port_no_free_node"), ("service", "edge")): 1.0,
+        (("problem", "no_healthcheck"), ("service", "nocheck")): 1.0,
+    }
+
+
+def test_problems_are_withheld_with_the_rest_of_an_old_reading():
+    truth = GroundTruth(nodes=TRUTH.nodes, unsafe={"nocheck": ("no_healthcheck",)})
+    assert not [key for key in samples(Reading(truth, 100.0, True), now=116.0)
+                if key[0] == "swarmguard_service_move_unsafe"]
+
+
+def test_the_app_publishes_the_problems_at_scrape():
+    api = SwarmAndReceiverAPI()
+    api.service_list.append(service_dict("nocheck", "snocheck", healthcheck=NO_CHECK))
+    app = create_app(Settings(token="t" * 32), api, publish_ground_truth=True)
+    loop = app.extensions["swarmguard"]["ground_truth"]
+    try:
+        loop.refresh()
+        registry = app.extensions["swarmguard"]["metrics"].registry
+        assert registry.get_sample_value("swarmguard_service_move_unsafe",
+                                         {"service": "nocheck", "problem": "no_healthcheck"}) == 1
+        assert registry.get_sample_value("swarmguard_service_move_unsafe",
+                                         {"service": "web", "problem": "no_healthcheck"}) is None
+    finally:
+        loop.stop()

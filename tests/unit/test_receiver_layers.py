@@ -18,7 +18,8 @@ def modules_loaded_by(module: str) -> set[str]:
 
 
 @pytest.mark.parametrize("module", ["receiver.decisions", "receiver.futile", "receiver.model",
-                                    "receiver.storm", "receiver.labels", "receiver.actions"])
+                                    "receiver.storm", "receiver.labels", "receiver.actions",
+                                    "receiver.safety"])
 def test_the_pure_core_imports_no_docker(module):
     loaded = modules_loaded_by(module)
     assert module in loaded  # the check itself ran

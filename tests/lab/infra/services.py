@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import docker
 import requests
-from docker.types import EndpointSpec, Healthcheck, Resources, ServiceMode, UpdateConfig
+from docker.types import EndpointSpec, Healthcheck, Mount, Resources, ServiceMode, UpdateConfig
 
 from ..config import LabConfig
 from .images import BUSYBOX, image_ids
@@ -38,24 +38,27 @@ def deploy_web(cfg: LabConfig, name: str = "web", *, replicas: int = 1, opt_in: 
 
 def deploy_stress(cfg: LabConfig, name: str = "stress", *, replicas: int = 1, opt_in: bool = True,
                   labels: dict | None = None, cpus: float = 0.5, memory_mb: int = 256,
-                  published_port: int | None = None, env: tuple[str, ...] = ()
+                  published_port: int | None = None, env: tuple[str, ...] = (),
+                  mounts: tuple[Mount, ...] = (), health_check: bool = True
                   ) -> docker.models.services.Service:
     """The stress app (stress/): made hot on purpose through its /stress/* endpoints.
     `env`: more STRESS_* settings (e.g. a start-up burn); `published_port`: another
-    host-mode port than the entry point's, for several services on one node."""
+    host-mode port than the entry point's, for several services on one node; `mounts`:
+    volumes and binds; `health_check=False`: none at all (["NONE"], the image's too)."""
     return _deploy(cfg, name, image_ids(cfg)[STRESS], replicas=replicas, opt_in=opt_in, labels=labels,
                    command=None,
                    env=["SWARM_TASK_NAME={{.Task.Name}}", "SWARM_TASK_ID={{.Task.ID}}",
                         "SWARM_NODE_HOSTNAME={{.Node.Hostname}}", "SWARM_NODE_ID={{.Node.ID}}",
                         "SWARM_SERVICE_NAME={{.Service.Name}}", *env],
                    health=["CMD", "python3", "-c",
-                           "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=1)"],
-                   cpus=cpus, memory_mb=memory_mb, published_port=published_port)
+                           "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=1)"]
+                   if health_check else ["NONE"],
+                   cpus=cpus, memory_mb=memory_mb, published_port=published_port, mounts=mounts)
 
 
 def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: bool, labels: dict | None,
             command: list[str] | None, env: list[str], health: list[str], cpus: float, memory_mb: int,
-            published_port: int | None = None):
+            published_port: int | None = None, mounts: tuple[Mount, ...] = ()):
     """Create (or recreate) a service the way the bundle runs applications: workers only,
     host-mode port behind the entry point, 1 s health checks, start-first updates with
     rollback; wait until its tasks run and are healthy."""
@@ -73,7 +76,8 @@ def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: boo
         endpoint_spec=EndpointSpec(mode="dnsrr", ports=[
             {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": published_port or cfg.app_published_port,
              "PublishMode": "host"}]),
-        healthcheck=_healthcheck(cfg, health),
+        healthcheck=_healthcheck(cfg, health) if health != ["NONE"] else Healthcheck(test=["NONE"]),
+        mounts=list(mounts),
         update_config=UpdateConfig(parallelism=1, order="start-first", failure_action="rollback",
                                    monitor=2 * SECOND),
         resources=Resources(cpu_limit=int(cpus * SECOND), mem_limit=memory_mb * 1024 * 1024),
