@@ -180,3 +180,28 @@ def test_a_task_hot_wherever_it_runs_is_moved_at_most_once_in_five_minutes(lab, 
                                reason="futile") >= 2
         receiver.wait_idle()
         assert migrations() == 1
+
+
+@pytest.fixture
+def sized(lab):
+    """The stress app allowed on all three nodes (the manager too), at most 3 replicas:
+    with one host-mode port a node, three replicas need three nodes."""
+    services.deploy_stress(lab, "sized", labels={"swarmguard.replicas.max": "3"}, constraints=())
+    yield "sized"
+    services.remove_service(lab, "sized")  # its stress ends with its tasks
+
+
+def test_a_demand_that_needs_three_replicas_gets_them_in_one_step(lab, sized):
+    """CPU at its limit and 160 % of a node's network capacity on the only task: the
+    rules size the demand at three replicas (network 160/65, rounded up), and the receiver
+    (shipped settings: one scale-up per 60 s cooldown) goes from 1 to 3 in one action."""
+    [task] = services.running_tasks(lab, sized)
+    services.wait_settled(lab, sized)
+    with ReceiverProcess(lab) as receiver:
+        services.stress_task(lab, task, "combined", cpu=100, network=round(lab.node_capacity_mbps * 1.6, 1),
+                             duration=90)
+        wait_for("3 replicas asked for", lambda: services.replicas(lab, sized) == 3, timeout=90)
+        receiver.wait_idle()
+        assert receiver.metric("swarmguard_actions_total", kind="scale_up", result="success") == 1
+        [step] = [e for e in receiver.events() if e["type"] == "decision" and e["result"] == "act"]
+        assert "from 1 to 3 replicas" in step["message"], step["message"]

@@ -26,6 +26,9 @@ STRESS = "swarmguard-lab/stress:latest"
 SECOND = 1_000_000_000
 
 
+WORKERS_ONLY = ("node.role==worker",)  # as the bundle runs applications
+
+
 def deploy_web(cfg: LabConfig, name: str = "web", *, replicas: int = 1, opt_in: bool = True,
                labels: dict | None = None) -> docker.models.services.Service:
     """The busybox web service: tiny, health-checked, names its node in every answer."""
@@ -39,12 +42,13 @@ def deploy_web(cfg: LabConfig, name: str = "web", *, replicas: int = 1, opt_in: 
 def deploy_stress(cfg: LabConfig, name: str = "stress", *, replicas: int = 1, opt_in: bool = True,
                   labels: dict | None = None, cpus: float = 0.5, memory_mb: int = 256,
                   published_port: int | None = None, env: tuple[str, ...] = (),
-                  mounts: tuple[Mount, ...] = (), health_check: bool = True
-                  ) -> docker.models.services.Service:
+                  mounts: tuple[Mount, ...] = (), health_check: bool = True,
+                  constraints: tuple[str, ...] = WORKERS_ONLY) -> docker.models.services.Service:
     """The stress app (stress/): made hot on purpose through its /stress/* endpoints.
     `env`: more STRESS_* settings (e.g. a start-up burn); `published_port`: another
     host-mode port than the entry point's, for several services on one node; `mounts`:
-    volumes and binds; `health_check=False`: none at all (["NONE"], the image's too)."""
+    volumes and binds; `health_check=False`: none at all (["NONE"], the image's too);
+    `constraints`: where its tasks may run (workers only unless said; () any node)."""
     return _deploy(cfg, name, image_ids(cfg)[STRESS], replicas=replicas, opt_in=opt_in, labels=labels,
                    command=None,
                    env=["SWARM_TASK_NAME={{.Task.Name}}", "SWARM_TASK_ID={{.Task.ID}}",
@@ -53,12 +57,14 @@ def deploy_stress(cfg: LabConfig, name: str = "stress", *, replicas: int = 1, op
                    health=["CMD", "python3", "-c",
                            "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=1)"]
                    if health_check else ["NONE"],
-                   cpus=cpus, memory_mb=memory_mb, published_port=published_port, mounts=mounts)
+                   cpus=cpus, memory_mb=memory_mb, published_port=published_port, mounts=mounts,
+                   constraints=constraints)
 
 
 def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: bool, labels: dict | None,
             command: list[str] | None, env: list[str], health: list[str], cpus: float, memory_mb: int,
-            published_port: int | None = None, mounts: tuple[Mount, ...] = ()):
+            published_port: int | None = None, mounts: tuple[Mount, ...] = (),
+            constraints: tuple[str, ...] = WORKERS_ONLY):
     """Create (or recreate) a service the way the bundle runs applications: workers only,
     host-mode port behind the entry point, 1 s health checks, start-first updates with
     rollback; wait until its tasks run and are healthy."""
@@ -71,7 +77,7 @@ def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: boo
         command=command,
         env=env,
         labels=service_labels,
-        constraints=["node.role==worker"],
+        constraints=list(constraints),
         mode=ServiceMode("replicated", replicas=replicas),
         endpoint_spec=EndpointSpec(mode="dnsrr", ports=[
             {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": published_port or cfg.app_published_port,
