@@ -1,6 +1,6 @@
 """What the receiver decides about an alert, and how it ended. Pure: no Docker, no I/O.
 
-A decision is a Migration (move one hot task off its node), a ScaleStep (one replica up or
+A decision is a Migration (move one hot task off its node), a ScaleStep (replicas up or
 down) or a Skip (why not; a FutileMove is a Skip that also holds the service's
 migrations). Both actions share the `Action` base: the alert that asked, the service, and
 the sentences the logs, events and service labels carry. Each carries only what its own
@@ -60,7 +60,7 @@ class Migration(Action):
 
 @dataclass(frozen=True)
 class ScaleStep(Action):
-    """One replica more or fewer."""
+    """Replicas more (as many as the demand needs, within bounds) or one fewer."""
     kind: str  # scale_up or scale_down
     alert: Alert
     service: Service

@@ -47,6 +47,10 @@ class Settings:
     # Replica limits when a service has no swarmguard.replicas.min/max label.
     replicas_min: int = field(default=1, metadata={"min": 1})
     replicas_max: int = 5
+    # Replicas one scale-up may add when the alert says the demand needs more
+    # (`replicas_needed`). 4: Kubernetes HPA's default scale-up policy (+4 pods per
+    # period); 1: one replica per step.
+    max_scale_up_step: int = field(default=4, metadata={"min": 1})
     # Alertmanager bodies are a few KiB per alert; 1 MiB is generous yet bounded.
     max_body_bytes: int = field(default=1024 * 1024, metadata=POSITIVE)
     # Docker writes: attempts in all (conflicts and errors), exponential backoff from base.

@@ -11,6 +11,7 @@ node first).
 """
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Iterable
 
@@ -230,41 +231,60 @@ def _scale(alert: Alert, snapshot: Snapshot, service: Service, settings: Setting
     except L.LabelError as exc:
         return Skip(alert, BAD_LABEL, str(exc))
     current = service.replicas or 0
-    if alert.kind == "scale_up":
-        if current >= high:
-            return Skip(alert, AT_LIMIT, f"already at the maximum of {high} replicas")
-        target = current + 1
-        if service.host_ports:
-            # A host-mode port admits one task per node: the new replica needs a free node.
-            free, refused = eligible_nodes(service, snapshot, service.constraints, None)
-            user = tuple(placement.user_constraints(service.constraints, service.labels))
-            if not free and user != tuple(service.constraints):
-                # SwarmGuard's own exclusion (from an earlier migration) keeps the only
-                # free node out. It moved one starved task away at the time; real demand
-                # now needs capacity, so the new replica may go wherever the user allows.
-                # Lifting a constraint moves no running task.
-                free, refused = eligible_nodes(service, snapshot, user, None)
-                if free:
-                    return ScaleStep(
-                        kind=alert.kind, alert=alert, service=service,
-                        what=(f"{service.name} from {current} to {target} replicas"
-                              f"{_evidence(alert)}, lifting SwarmGuard's earlier exclusion "
-                              f"{service.labels.get(L.PLACEMENT_EXCLUSION, '')}"),
-                        replicas=target, constraints=user)
-            if not free:
-                return Skip(alert, NO_ELIGIBLE_NODE,
-                            f"no node is free for another replica ({'; '.join(refused)})")
-    else:
+    if alert.kind == "scale_down":
         if current <= low:
             return Skip(alert, AT_LIMIT, f"already at the minimum of {low} replicas")
-        target = current - 1
+        return ScaleStep(
+            kind=alert.kind, alert=alert, service=service,
+            what=f"{service.name} from {current} to {current - 1} replicas{_evidence(alert)}",
+            replicas=current - 1)
+    if current >= high:
+        return Skip(alert, AT_LIMIT, f"already at the maximum of {high} replicas")
+    step = settings.max_scale_up_step
+    bounds = [(high, f"at the maximum of {high}"), (current + step, f"at most {step} a step")]
+    constraints: tuple[str, ...] | None = None
+    lifting = ""
+    if service.host_ports:
+        # A host-mode port admits one task per node: each new replica needs a free node.
+        free, refused = eligible_nodes(service, snapshot, service.constraints, None)
+        user = tuple(placement.user_constraints(service.constraints, service.labels))
+        if not free and user != tuple(service.constraints):
+            # SwarmGuard's own exclusion (from an earlier migration) keeps the only
+            # free nodes out. It moved one starved task away at the time; real demand
+            # now needs capacity, so the new replicas may go wherever the user allows.
+            # Lifting a constraint moves no running task.
+            free, refused = eligible_nodes(service, snapshot, user, None)
+            if free:
+                constraints = user
+                lifting = (f", lifting SwarmGuard's earlier exclusion "
+                           f"{service.labels.get(L.PLACEMENT_EXCLUSION, '')}")
+        if not free:
+            return Skip(alert, NO_ELIGIBLE_NODE,
+                        f"no node is free for another replica ({'; '.join(refused)})")
+        bounds.append((current + len(free),
+                       f"{len(free)} node{'s' if len(free) > 1 else ''} free"))
+    target, why = scale_up_target(current, replicas_needed(alert), bounds)
     return ScaleStep(
-        kind=alert.kind,
-        alert=alert,
-        service=service,
-        what=f"{service.name} from {current} to {target} replicas{_evidence(alert)}",
-        replicas=target,
-    )
+        kind=alert.kind, alert=alert, service=service,
+        what=f"{service.name} from {current} to {target} replicas{why}{_evidence(alert)}{lifting}",
+        replicas=target, constraints=constraints)
+
+
+def scale_up_target(current: int, needed: int | None, bounds: list[tuple[int, str]]
+                    ) -> tuple[int, str]:
+    """The replica count a scale-up goes to, and the words saying why (" (...)", or "" when
+    the alert says nothing of the demand): what the demand needs, at least one more than
+    now, within every bound (a count, and how to name it). Every bound is above `current`,
+    so the step is at least one replica."""
+    wanted = current + 1 if needed is None else max(current + 1, needed)
+    target = min([wanted] + [limit for limit, _ in bounds])
+    if needed is None:
+        return target, ""
+    why = f"the demand needs {needed}"
+    if needed <= current:
+        why += ", one more at least"
+    binding = [name for limit, name in bounds if limit == target < wanted]
+    return target, f" ({', '.join([why, *binding])})"
 
 
 def eligible_nodes(service: Service, snapshot: Snapshot, constraints: Iterable[str],
@@ -319,6 +339,24 @@ def _evidence(alert: Alert) -> str:
         except (KeyError, ValueError, OverflowError):
             continue
     return f" ({', '.join(parts)})" if parts else ""
+
+
+# The optional annotation of SwarmGuardScaleUp: the replica count the service's demand
+# needs (docs/contract.md, "Alerts").
+REPLICAS_NEEDED = "replicas_needed"
+
+
+def replicas_needed(alert: Alert) -> int | None:
+    """The alert's `replicas_needed` as a whole number of at least 1, else None: the
+    annotation is optional, and anything else in it means one replica more, as without
+    it."""
+    try:
+        value = float(alert.annotations.get(REPLICAS_NEEDED))
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(value) or value != int(value) or value < 1:
+        return None
+    return int(value)
 
 
 def _hms(moment: datetime) -> str:

@@ -124,3 +124,24 @@ def test_the_futile_window_is_ten_minutes_settable_and_zero_turns_it_off():
     with pytest.raises(ConfigError, match="SWARMGUARD_FUTILE_WINDOW"):
         load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_FUTILE_WINDOW": "-1"})
 
+
+
+def test_a_scale_up_adds_at_most_four_replicas_by_default_and_one_restores_single_steps():
+    assert load_settings({"SWARMGUARD_TOKEN": "t"}).max_scale_up_step == 4
+    assert load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_MAX_SCALE_UP_STEP": "1"}
+                         ).max_scale_up_step == 1
+    assert load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_MAX_SCALE_UP_STEP": "10"}
+                         ).max_scale_up_step == 10
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_a_scale_up_step_below_one_or_not_whole_stops_the_receiver(value):
+    with pytest.raises(ConfigError, match=f"SWARMGUARD_MAX_SCALE_UP_STEP='{value}'"):
+        load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_MAX_SCALE_UP_STEP": value})
+
+
+def test_the_scale_up_step_can_be_set_in_the_yaml_file(tmp_path):
+    config = tmp_path / "swarmguard.yml"
+    config.write_text("max_scale_up_step: 2\n")
+    settings = load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_CONFIG_FILE": str(config)})
+    assert settings.max_scale_up_step == 2

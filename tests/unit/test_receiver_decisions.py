@@ -309,6 +309,154 @@ def test_scale_up_never_lifts_a_users_own_constraint():
     assert one(alert("scale_up"), world(service=svc, tasks=tasks)).reason == R.NO_ELIGIBLE_NODE
 
 
+# -- scale-up sized to the demand (the alert's replicas_needed) --------------------------
+
+def needing(count, **annotations):
+    """A scale-up alert whose rules say the demand needs `count` replicas."""
+    return alert("scale_up", annotations={"replicas_needed": count, **annotations})
+
+
+def test_scale_up_goes_to_the_replicas_the_demand_needs_in_one_step():
+    svc = service_dict("demo_web", WEB_ID, replicas=1)
+    action = one(needing("3", cpu_percent="104"), world(service=svc))
+    assert (action.kind, action.replicas) == ("scale_up", 3)
+    assert action.sentence == ("Scaling up demo_web from 1 to 3 replicas (the demand needs 3) "
+                               "(cpu 104 %)")
+
+
+@pytest.mark.parametrize("needed", ["1", "3", "4"])
+def test_a_demand_of_no_more_than_one_replica_more_still_adds_one(needed):
+    svc = service_dict("demo_web", WEB_ID, replicas=3)
+    assert one(needing(needed), world(service=svc)).replicas == 4
+
+
+@pytest.mark.parametrize("needed", ["1", "2", "3"])
+def test_the_sentence_says_when_the_step_is_more_than_the_demand_asks(needed):
+    svc = service_dict("demo_web", WEB_ID, replicas=3)
+    assert one(needing(needed), world(service=svc)).what == (
+        f"demo_web from 3 to 4 replicas (the demand needs {needed}, one more at least)")
+
+
+def test_a_demand_beyond_the_maximum_goes_to_the_maximum_and_says_so():
+    svc = service_dict("demo_web", WEB_ID, replicas=3)  # default maximum 5
+    action = one(needing("7"), world(service=svc))
+    assert action.replicas == 5
+    assert action.what == "demo_web from 3 to 5 replicas (the demand needs 7, at the maximum of 5)"
+
+
+def test_a_demand_beyond_the_labelled_maximum_goes_to_that_maximum():
+    svc = service_dict("demo_web", WEB_ID, replicas=1, labels={"swarmguard.replicas.max": "2"})
+    assert one(needing("4"), world(service=svc)).replicas == 2
+
+
+def test_one_step_adds_at_most_max_scale_up_step_replicas_and_says_so():
+    svc = service_dict("demo_web", WEB_ID, replicas=1, labels={"swarmguard.replicas.max": "20"})
+    action = one(needing("7"), world(service=svc))
+    assert action.replicas == 1 + 4  # SWARMGUARD_MAX_SCALE_UP_STEP's default
+    assert action.what == "demo_web from 1 to 5 replicas (the demand needs 7, at most 4 a step)"
+
+
+@pytest.mark.parametrize("step, replicas", [(1, 2), (2, 3), (6, 7), (10, 9)])
+def test_max_scale_up_step_sets_the_largest_step(step, replicas):
+    svc = service_dict("demo_web", WEB_ID, replicas=1, labels={"swarmguard.replicas.max": "20"})
+    settings = Settings(token="t", max_scale_up_step=step)
+    assert one(needing("9"), world(service=svc), settings).replicas == replicas
+
+
+def test_a_sentence_names_every_bound_that_held_the_step():
+    svc = service_dict("demo_web", WEB_ID, replicas=1)  # 1 + 4 is the maximum of 5 too
+    assert one(needing("9"), world(service=svc)).what == (
+        "demo_web from 1 to 5 replicas (the demand needs 9, at the maximum of 5, "
+        "at most 4 a step)")
+
+
+@pytest.mark.parametrize("value", [None, "", "three", "2.5", "0", "-3", "inf", "-inf", "nan",
+                                   "1e400", " "])
+def test_without_a_readable_demand_scale_up_adds_one_replica(value):
+    svc = service_dict("demo_web", WEB_ID, replicas=2)
+    a = alert("scale_up") if value is None else needing(value)
+    action = one(a, world(service=svc))
+    assert (action.kind, action.replicas) == ("scale_up", 3)
+    assert action.what == "demo_web from 2 to 3 replicas"
+
+
+def test_a_whole_number_written_as_a_float_is_read():
+    svc = service_dict("demo_web", WEB_ID, replicas=1)
+    assert one(needing("3.0"), world(service=svc)).replicas == 3
+
+
+def test_a_service_scaled_to_zero_goes_to_what_the_demand_needs():
+    svc = service_dict("demo_web", WEB_ID, replicas=0)
+    assert one(needing("3"), world(service=svc, tasks=[])).replicas == 3
+
+
+def test_with_host_ports_and_one_free_node_scale_up_adds_one_whatever_the_demand():
+    svc = service_dict("demo_web", WEB_ID, replicas=2, host_port=8080,
+                       constraints=["node.role==worker"])
+    tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_3, slot=2)]
+    action = one(needing("4"), world(service=svc, tasks=tasks))
+    assert action.replicas == 3
+    assert action.what == "demo_web from 2 to 3 replicas (the demand needs 4, 1 node free)"
+
+
+def test_with_host_ports_scale_up_adds_as_many_replicas_as_nodes_are_free():
+    svc = service_dict("demo_web", WEB_ID, replicas=1, host_port=8080,
+                       constraints=["node.role==worker"])
+    action = one(needing("5"), world(service=svc))  # its task on worker-1; 2 and 3 free
+    assert action.replicas == 3
+    assert action.what == "demo_web from 1 to 3 replicas (the demand needs 5, 2 nodes free)"
+
+
+def test_with_host_ports_a_demand_the_free_nodes_can_take_is_met():
+    svc = service_dict("demo_web", WEB_ID, replicas=1, host_port=8080,
+                       constraints=["node.role==worker"])
+    action = one(needing("3"), world(service=svc))
+    assert action.replicas == 3
+    assert action.what == "demo_web from 1 to 3 replicas (the demand needs 3)"
+
+
+def test_free_nodes_are_counted_under_swarmguards_exclusion_while_it_stands():
+    exclusion = "node.hostname!=worker-2"
+    svc = service_dict("demo_web", WEB_ID, replicas=1, host_port=8080,
+                       constraints=["node.role==worker", exclusion],
+                       labels={"swarmguard.placement-exclusion": exclusion})
+    action = one(needing("3"), world(service=svc))  # worker-3 free; worker-2 excluded
+    assert (action.replicas, action.lift_exclusion) == (2, False)
+    assert action.what == "demo_web from 1 to 2 replicas (the demand needs 3, 1 node free)"
+
+
+def test_free_nodes_are_counted_without_swarmguards_exclusion_once_it_is_lifted():
+    exclusion = "node.hostname!=worker-2"
+    svc = service_dict("demo_web", WEB_ID, replicas=2, host_port=8080,
+                       constraints=["node.role==worker", exclusion],
+                       labels={"swarmguard.placement-exclusion": exclusion})
+    tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_3, slot=2)]
+    action = one(needing("5"), world(service=svc, tasks=tasks))
+    assert (action.replicas, action.constraints) == (3, ("node.role==worker",))
+    assert action.what == ("demo_web from 2 to 3 replicas (the demand needs 5, 1 node free), "
+                           "lifting SwarmGuard's earlier exclusion node.hostname!=worker-2")
+
+
+def test_with_host_ports_and_no_free_node_a_demand_changes_nothing():
+    svc = service_dict("demo_web", WEB_ID, replicas=3, host_port=8080,
+                       constraints=["node.role==worker"])
+    tasks = [task_dict(f"t{i}", WEB_ID, n, slot=i)
+             for i, n in enumerate([WORKER_1, WORKER_2, WORKER_3], 1)]
+    assert one(needing("5"), world(service=svc, tasks=tasks)).reason == R.NO_ELIGIBLE_NODE
+
+
+def test_at_the_maximum_a_demand_changes_nothing():
+    svc = service_dict("demo_web", WEB_ID, replicas=5)
+    skip = one(needing("9"), world(service=svc))
+    assert (skip.reason, skip.why) == (R.AT_LIMIT, "already at the maximum of 5 replicas")
+
+
+def test_scale_down_ignores_replicas_needed():
+    svc = service_dict("demo_web", WEB_ID, replicas=4)
+    a = alert("scale_down", annotations={"replicas_needed": "1"})
+    assert one(a, world(service=svc)).replicas == 3
+
+
 # -- batches -------------------------------------------------------------------------------
 
 def test_one_action_per_service_per_batch():
