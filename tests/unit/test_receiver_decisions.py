@@ -853,6 +853,22 @@ def test_a_hold_that_has_passed_holds_nothing():
     assert isinstance(one(alert(ago=5), world(service=svc)), actions.Migration)
 
 
+def test_a_hold_ends_at_the_moment_its_label_names():
+    svc = service_dict("demo_web", WEB_ID, labels=held(0))
+    assert isinstance(one(alert(ago=5), world(service=svc)), actions.Migration)
+
+
+def test_exactly_a_window_after_the_move_the_replacement_is_judged_like_any_task():
+    decision = one(alert(task=MOVED, node=WORKER_2, ago=5), after_a_move(moved_ago=600))
+    assert isinstance(decision, actions.Migration)
+
+
+def test_a_task_created_at_the_very_moment_of_the_move_is_not_its_replacement():
+    # The stamp is written before the update call: Swarm creates the replacement after it.
+    skip = one(alert(task=MOVED, node=WORKER_2, ago=5), after_a_move(moved_ago=30, created_after=0))
+    assert skip.reason == R.COOLDOWN
+
+
 def test_the_hold_may_be_unix_seconds_as_an_operator_writes_it():
     svc = service_dict("demo_web", WEB_ID, labels=held(stamp=str((NOW + timedelta(
         seconds=60)).timestamp())))
