@@ -66,6 +66,7 @@ def decide(kind, service, tasks=None, nodes=None):
 def test_a_service_keeping_data_on_its_node_is_never_moved_or_scaled(kind, mount, named):
     skip = decide(kind, web(mounts=[TMPFS, mount]))
     assert skip.reason == R.STATEFUL
+    assert skip.alert.kind == kind  # the skip is about that alert: its event names it
     assert f"demo_web keeps data on its node ({named}): " in skip.why
     assert skip.why.endswith("(swarmguard.stateful=allow allows it)")
     assert skip.lasting
@@ -105,6 +106,7 @@ def test_the_stateful_label_allows_every_kind(kind, value):
 def test_a_safety_label_that_is_not_allow_is_a_bad_label(label, value):
     skip = decide("migrate", web(mounts=[NAMED_VOLUME], labels={label: value}))
     assert skip.reason == R.BAD_LABEL
+    assert skip.alert.kind == "migrate"
     assert skip.why == f"label {label}={value!r} is not 'allow'"
 
 
