@@ -48,10 +48,10 @@ from typing import Callable, Iterable, Iterator, Mapping
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from receiver import safety
+from receiver import futile, safety
 from receiver.cluster import (build_snapshot, image_healthcheck, task_from_dict,
                               with_image_healthcheck)
-from receiver.labels import ENABLE, FUTILE_UNTIL, LabelError, opted_in, read_time
+from receiver.labels import ENABLE, LabelError, opted_in, read_history
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +131,13 @@ def build_ground_truth(services: Iterable[Mapping], tasks: Iterable[Mapping],
 
 
 def _held(service: Mapping, now: datetime | None) -> bool:
+    """The decisions' own test (futile.held_until) on the service's labels."""
     try:
-        until = read_time((service.get("Spec") or {}).get("Labels") or {}, FUTILE_UNTIL)
+        history = read_history((service.get("Spec") or {}).get("Labels") or {})
     except LabelError:
         # The receiver skips the service's alerts as bad_label: not held as futile.
         return False
-    return until is not None and now is not None and now < until
+    return now is not None and futile.held_until(history, now) is not None
 
 
 def _move_problems(services: list[Mapping], tasks: list[Mapping], nodes: list[Mapping],
