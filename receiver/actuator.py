@@ -12,6 +12,7 @@ migration proves futile (receiver/futile.py), the service's migrations are held.
 """
 from __future__ import annotations
 
+import copy
 import random
 import time
 from datetime import datetime, timezone
@@ -32,9 +33,13 @@ from receiver.payload import Alert
 from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, ROLLED_BACK, SKIPPED,  # noqa: F401
                               SUCCESS, TIMEOUT)
 from receiver.reporting import Reporter
-from receiver.spec import futile_arguments, record_arguments, update_arguments
+from receiver.maintenance import NodeMove
+from receiver.spec import (futile_arguments, lift_arguments, move_arguments, record_arguments,
+                           update_arguments)
 from receiver.storm import StormLedger
 
+# move_tasks: the service changed between read and write; nothing was written.
+CONFLICT = "conflict"
 ROLLBACK_STATES = frozenset({"rollback_started", "rollback_paused", "rollback_completed"})
 TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 
@@ -244,6 +249,112 @@ class Actuator:
             return
         self.report.futile_found(found, dry_run=False)
 
+    # -- maintenance (receiver/maintainer.py decides; these are its writes) -----------------
+
+    def update_node(self, node_id: str, change: Callable[[dict], dict],
+                    expect: Callable[[dict], str | None] | None = None) -> dict:
+        """ONE update of the node's spec, a compare-and-swap on the version just read:
+        `change(spec)` returns the new spec; `expect(node)`, checked on that same read,
+        returns why the update must not be made (raised as NodeChanged, nothing written).
+        Docker's errors propagate; "update out of sequence" (someone changed the node
+        between read and write) as NodeChanged."""
+        data = self.api.inspect_node(node_id)
+        why = expect(data) if expect else None
+        if why:
+            raise NodeChanged(why)
+        spec = change(copy.deepcopy(data.get("Spec") or {}))
+        try:
+            self.api.update_node(node_id, version=data["Version"]["Index"], node_spec=spec)
+        except docker.errors.APIError as exc:
+            if _out_of_sequence(exc):
+                raise NodeChanged(f"the node changed while it was being updated ({exc.explanation})") from exc
+            raise
+        return spec
+
+    def move_tasks(self, move: NodeMove, reason: str) -> tuple[str, str, float]:
+        """Carry out a drain's or rebalance's move: one update of the service (its Version
+        as read: a compare-and-swap), then watch until no task of it is meant to run on the
+        node it leaves and its replicas run elsewhere (healthy, where checked). Then take
+        the exclusion off again. Returns (result, detail, seconds); result CONFLICT when
+        the service changed since it was read: nothing was written, plan again."""
+        started = self.monotonic()
+        try:
+            self.api.update_service(move.service.id, version=move.service.version,
+                                    **move_arguments(move.service.spec, move.kind,
+                                                     move.constraints, move.exclusion,
+                                                     self.clock(), reason))
+        except docker.errors.APIError as exc:
+            if _out_of_sequence(exc) or isinstance(exc, docker.errors.NotFound):
+                self.report.conflict(f"{move.service.name} changed under us ({exc.explanation or exc})")
+                return CONFLICT, str(exc.explanation or exc), 0.0
+            return FAILED, self.report.docker_error("update", exc), self.monotonic() - started
+        except (docker.errors.DockerException, *TRANSIENT) as exc:
+            # Maybe applied: the watch below tells.
+            self.report.docker_error("update", exc)
+        result, detail = self._watch_move(move, started)
+        if result == SUCCESS:
+            self.lift_exclusion(move.service.name, move.exclusion)
+        return result, detail, self.monotonic() - started
+
+    def _watch_move(self, move: NodeMove, started: float) -> tuple[str, str]:
+        # Each task replaced waits for its successor's health: allow each the whole
+        # migration timeout.
+        deadline = started + self.settings.migration_timeout * max(len(move.tasks), 1)
+        replicas = move.service.replicas or 0
+        while self.monotonic() < deadline:
+            self.sleep(self.settings.watch_interval)
+            try:
+                tasks = [task_from_dict(t) for t in
+                         self.api.tasks(filters={"service": move.service.id})]
+                state = (self.api.inspect_service(move.service.id).get("UpdateStatus")
+                         or {}).get("State")
+            except docker.errors.NotFound:
+                return FAILED, f"{move.service.name} was removed during the move"
+            except (docker.errors.DockerException, *TRANSIENT) as exc:
+                self.report.docker_error("watch", exc)
+                continue
+            if state in ROLLBACK_STATES:
+                return ROLLED_BACK, f"Swarm rolled the update back (state {state})"
+            if state == "paused":
+                return FAILED, "Swarm paused the update"
+            live = [t for t in tasks if t.desired_state == "running"]
+            for t in live:
+                if t.node_id and t.node_id != move.from_node.id and t.id not in move.tasks:
+                    self.storm.landed(move.service.name, t.node_id)
+            behind = [t for t in live if t.node_id == move.from_node.id]
+            elsewhere = [t for t in live if t.running and t.node_id != move.from_node.id]
+            if not behind and len(elsewhere) >= replicas:
+                where = sorted({t.node_id[:12] for t in elsewhere if t.id not in move.tasks})
+                return SUCCESS, f"{len(elsewhere)} task(s) running elsewhere ({', '.join(where)})"
+        return TIMEOUT, (f"not settled within "
+                         f"{self.settings.migration_timeout * max(len(move.tasks), 1):.0f} s")
+
+    def lift_exclusion(self, name: str, exclusion: str) -> bool:
+        """Take SwarmGuard's exclusion off the service again, if it is still the one given
+        (a later migration's own is left alone): a labels-and-constraints update that
+        replaces no task. Retried on a conflict; False when it could not be made (logged;
+        the maintainer finds it again: maintenance.drain_leftovers)."""
+        for attempt in range(1, self.settings.docker_attempts + 1):
+            if attempt > 1:
+                self.sleep(self._backoff(attempt - 1))
+            try:
+                data = self.api.inspect_service(name, insert_defaults=False)
+                labels = (data.get("Spec") or {}).get("Labels") or {}
+                if not exclusion or labels.get(L.PLACEMENT_EXCLUSION) != exclusion:
+                    return True
+                self.api.update_service(data["ID"], version=data["Version"]["Index"],
+                                        **lift_arguments(data["Spec"]))
+                return True
+            except docker.errors.NotFound:
+                return True
+            except docker.errors.APIError as exc:
+                if not _out_of_sequence(exc):
+                    self.report.docker_error("lift", exc)
+                    return False
+            except (docker.errors.DockerException, *TRANSIENT) as exc:
+                self.report.docker_error("lift", exc)
+        return False
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _begin(self, action: Action) -> None:
@@ -271,6 +382,10 @@ class Actuator:
                     self.settings.docker_backoff * 2 ** (retry - 1))
         # Jitter keeps two receivers that collided from colliding again in lockstep.
         return delay * (0.5 + 0.5 * self.jitter())
+
+
+class NodeChanged(Exception):
+    """A node update was not made: the node is not as expected, or changed meanwhile."""
 
 
 def _out_of_sequence(exc: docker.errors.APIError) -> bool:

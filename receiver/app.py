@@ -3,6 +3,10 @@
 `create_app()` is the WSGI factory gunicorn calls (`receiver.app:create_app()`). Tests and
 the lab pass their own settings, Docker client (a fake or a node's socket) and executor.
 
+POST /maintenance/drain, /maintenance/undrain, /maintenance/rebalance and GET /status
+(token required) are the `swarmguard` command line's (receiver/maintainer.py; the API in
+docs/contract.md, "Maintenance").
+
 POST /alerts checks, in this order, and changes nothing on any failure: bearer token (401),
 content type (415), size (413), the payload itself (400, the reason in the JSON body: labels
 that cannot name what they name, control characters, a startsAt in the future), room for
@@ -36,6 +40,9 @@ from receiver.metrics import Metrics
 from receiver.payload import ParseCache, PayloadError, TooManyServices
 from receiver.readiness import Readiness
 from receiver.reporting import Reporter
+from receiver.maintainer import Maintainer, Unavailable
+from receiver.maintenance import Refused
+from receiver.maintenance_request import BadRequest, node_name, parse_request
 from receiver.storm import StormLedger
 from receiver.worker import RETRY_FULL_S, Dispatcher, WorkRefused
 
@@ -44,20 +51,23 @@ def create_app(settings: Settings | None = None, api=None, *,
                clock: Callable[[], datetime] = utc_now,
                sleep: Callable[[float], None] = time.sleep,
                publish_ground_truth: bool | None = None,
-               readiness_thread: bool | None = None) -> Flask:
+               readiness_thread: bool | None = None,
+               maintenance_thread: bool | None = None) -> Flask:
     """Build the receiver. With no arguments: settings from SWARMGUARD_* (ConfigError if
     there is no token: refuse to start rather than run open) and the configured daemon.
 
     Two background readers of Docker, each on by default when the app connects to Docker
     itself and off when a test passes its own `api`: publish_ground_truth, detection
     health (receiver/ground_truth.py); readiness_thread, /readyz's answer
-    (receiver/readiness.py; without it the caller calls check())."""
+    (receiver/readiness.py; without it the caller calls check()); maintenance_thread, the
+    drains and rebalances (receiver/maintainer.py; without it the caller calls tick())."""
     settings = settings or load_settings()
     _configure_logging(settings.log_level)
     if publish_ground_truth is None:
         publish_ground_truth = api is None
     if readiness_thread is None:
         readiness_thread = api is None
+    api_given = api is not None
     api = api if api is not None else connect(settings)
     metrics = Metrics()
     events = E.EventLog(settings.event_buffer, clock)
@@ -71,6 +81,8 @@ def create_app(settings: Settings | None = None, api=None, *,
     storm = StormLedger.from_settings(settings)
     actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep, events=events,
                         prepare=readiness.ensure_negotiated, storm=storm)
+    maintainer = Maintainer(api, actuator, storm, Reporter(metrics, events), settings,
+                            events=events, clock=clock)
     dispatcher = Dispatcher(actuator.handle, metrics, events, executor=executor,
                             workers=settings.workers,
                             max_pending_services=settings.max_pending_services, clock=clock)
@@ -78,7 +90,8 @@ def create_app(settings: Settings | None = None, api=None, *,
     app = Flask("receiver")
     app.extensions["swarmguard"] = {"settings": settings, "metrics": metrics, "report": report,
                                     "dispatcher": dispatcher, "api": api, "events": events,
-                                    "readiness": readiness, "ground_truth": truth}
+                                    "readiness": readiness, "ground_truth": truth,
+                                    "maintainer": maintainer}
     expected = f"Bearer {settings.token}".encode()
     parsed = ParseCache()
 
@@ -144,12 +157,74 @@ def create_app(settings: Settings | None = None, api=None, *,
         return Response(json.dumps({"events": found, "last": last, "missed": missed}),
                         mimetype="application/json")
 
+    # -- maintenance: the `swarmguard` command line (swarmguard_cli/) ----------------------
+
+    def maintenance_request(allowed: tuple[str, ...]):
+        """The JSON object a /maintenance request carries, or the refusal to answer: the
+        same checks as /alerts (token, content type, size), then the fields' types."""
+        if not _authorised(request.headers.get("Authorization", ""), expected):
+            return None, reject(401, "missing or wrong bearer token",
+                                **{"WWW-Authenticate": "Bearer"})
+        if request.mimetype != "application/json":
+            return None, reject(415, f"content type must be application/json, "
+                                     f"got {request.mimetype or 'none'}")
+        body = _read_body(settings.max_body_bytes)
+        if body is None:
+            return None, reject(413, f"body larger than {settings.max_body_bytes} bytes")
+        try:
+            fields = parse_request(body, allowed)
+        except BadRequest as exc:
+            return None, reject(400, exc.reason)
+        return fields, None
+
+    def maintenance_answer(work):
+        try:
+            status, answer = work()
+        except Refused as exc:
+            report.rejected(request.remote_addr, exc.status, exc.reason)
+            plan = exc.plan.as_json() if exc.plan is not None else None
+            return jsonify(error=exc.reason, plan=plan), exc.status
+        except Unavailable as exc:
+            return reject(503, f"Docker cannot be reached: {exc}", **{"Retry-After": "5"})
+        return jsonify(answer), status
+
+    @app.post("/maintenance/drain")
+    def drain():
+        fields, refused = maintenance_request(("node", "force", "dry_run"))
+        if refused:
+            return refused
+        return maintenance_answer(lambda: maintainer.drain(
+            node_name(fields), bool(fields.get("force")), bool(fields.get("dry_run"))))
+
+    @app.post("/maintenance/undrain")
+    def undrain():
+        fields, refused = maintenance_request(("node", "dry_run"))
+        if refused:
+            return refused
+        return maintenance_answer(lambda: maintainer.undrain(
+            node_name(fields), bool(fields.get("dry_run"))))
+
+    @app.post("/maintenance/rebalance")
+    def rebalance():
+        fields, refused = maintenance_request(("dry_run",))
+        if refused:
+            return refused
+        return maintenance_answer(lambda: maintainer.rebalance(bool(fields.get("dry_run"))))
+
+    @app.get("/status")
+    def status():
+        if not _authorised(request.headers.get("Authorization", ""), expected):
+            return reject(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+        return maintenance_answer(lambda: (200, maintainer.status()))
+
     @app.get("/metrics")
     def metrics_endpoint():
         return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
 
     if readiness_thread:
         readiness.start()
+    if maintenance_thread if maintenance_thread is not None else api_given is False:
+        maintainer.start()
     report.started(settings.dry_run, settings.describe())
     return app
 
@@ -165,6 +240,7 @@ def finish_work(app: Flask) -> int:
     SWARMGUARD_SHUTDOWN_DEADLINE; returns how many services' work was dropped."""
     ext = app.extensions["swarmguard"]
     ext["readiness"].stop()
+    ext["maintainer"].stop()
     dropped = ext["dispatcher"].drain(ext["settings"].shutdown_deadline)
     ext["report"].shut_down(dropped)
     return dropped

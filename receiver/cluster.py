@@ -157,6 +157,8 @@ def node_from_dict(data: Mapping) -> Node:
         engine_labels=MappingProxyType(dict((desc.get("Engine") or {}).get("Labels") or {})),
         os=platform.get("OS", ""),
         arch=platform.get("Architecture", ""),
+        version=int((data.get("Version") or {}).get("Index", 0)),
+        manager_reachability=(data.get("ManagerStatus") or {}).get("Reachability", ""),
     )
 
 
@@ -251,6 +253,14 @@ def read_snapshot(api, service_names: Iterable[str]) -> Snapshot:
     return replace(snapshot, services=MappingProxyType({
         name: with_image_healthcheck(s, lambda image: image_healthcheck(api, image))
         for name, s in snapshot.services.items()}))
+
+
+def read_cluster(api) -> Snapshot:
+    """Every service, the tasks Swarm means to run (desired state running), and every node:
+    what maintenance plans from (receiver/maintenance.py). Service specs as listed: a move
+    re-reads its service with read_snapshot before writing it."""
+    return build_snapshot(api.services(), api.tasks(filters={"desired-state": "running"}),
+                          api.nodes())
 
 
 def is_ready(api, daemon: Daemon) -> tuple[bool, str]:

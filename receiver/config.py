@@ -88,6 +88,10 @@ class Settings:
     max_arriving_per_node: int = field(default=2, metadata=POSITIVE)
     # Actions started in any 60 s: a runaway loop (rules, a flapping node) stops here.
     max_actions_per_minute: int = field(default=12, metadata=POSITIVE)
+    # `swarmguard rebalance` stops when the busiest and the quietest node taking work are
+    # within this many tasks of each other (receiver/maintenance.py). 1: as even as whole
+    # tasks allow; 0 could never be met with an odd number of tasks on two nodes.
+    rebalance_tolerance: int = field(default=1, metadata=NOT_NEGATIVE)
     # Seconds a hot task is remembered without a resend of its alert. Alertmanager resends
     # firing alerts every repeat_interval (15 s in the bundle) and resolved ones once; this
     # bounds the memory of an alert whose resolution was lost.

@@ -106,6 +106,11 @@ def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
                     f"cooldown, last {kinds.BY_NAME[alert.kind].do} "
                     f"{max(since_kind, 0):.0f} s ago "
                     f"(cooldown {cooldown:.0f} s)")
+    moving = storm.maintenance_move(service.name)
+    if moving is not None:
+        return Skip(alert, IN_PROGRESS,
+                    f"a {moving.kind} is moving {service.name} (swarmguard {moving.kind})",
+                    lasting=False)
     if service.updating:
         return Skip(alert, IN_PROGRESS,
                     f"Swarm's own update of {service.name} is {service.update_state}")

@@ -29,6 +29,7 @@ OUTCOME = "outcome"  # how an action ended (success, dry_run, failed, timeout, r
 DROPPED = "dropped"  # acknowledged work the receiver will not do (shutdown)
 STARTED = "started"  # the receiver is ready for webhooks; first event of every run
 NOTIFICATION = "notification"  # a resolved alert in a webhook: recorded, never acted on
+MAINTENANCE = "maintenance"  # a drain, undrain or rebalance began, resumed, ended or stopped
 
 # Results of decision events (outcome results are actuator.SUCCESS and its companions).
 ACT = "act"
@@ -38,6 +39,11 @@ LIVE = "live"
 DRY_RUN = "dry_run"  # also the outcome of an action in dry-run mode (reasons.DRY_RUN)
 # Result of notification events.
 RESOLVED = "resolved"
+# Results of maintenance events (kind: drain, undrain or rebalance).
+BEGUN = "started"
+RESUMED = "resumed"  # a drain found half done by a (restarted) receiver
+FINISHED = "finished"
+STOPPED = "stopped"  # given up, or ended by an undrain
 
 # Every event has exactly these keys (None where a value does not apply); the unit tests
 # and docs/contract.md pin them.
@@ -86,16 +92,17 @@ class EventLog:
 
     def emit(self, type: str, result: str, *, alert=None, service: str | None = None,
              kind: str | None = None, reason: str | None = None, message: str | None = None,
-             received_at: datetime | None = None, duration_s: float | None = None) -> dict:
+             received_at: datetime | None = None, duration_s: float | None = None,
+             task: str | None = None, node: str | None = None) -> dict:
         """Record one event. `alert` (a payload.Alert) fills alert, service, task, node,
-        kind and starts_at."""
+        kind and starts_at; maintenance gives service, task and node itself."""
         event = {
             "type": type,
             "at": format_time(self._clock()),
             "alert": alert.name if alert else None,
             "service": service or (alert.labels.get("service") if alert else None),
-            "task": alert.labels.get("task_id") if alert else None,
-            "node": alert.labels.get("node_id") if alert else None,
+            "task": task or (alert.labels.get("task_id") if alert else None),
+            "node": node or (alert.labels.get("node_id") if alert else None),
             "kind": kind or (alert.kind if alert else None),
             "result": result,
             "reason": reason,

@@ -24,7 +24,7 @@ UNSAFE = "swarmguard.unsafe"
 ALLOW = "allow"
 
 # Written by SwarmGuard.
-LAST_ACTION = "swarmguard.last-action"  # migrate | scale_up | scale_down
+LAST_ACTION = "swarmguard.last-action"  # migrate | scale_up | scale_down | drain | rebalance
 LAST_ACTION_AT = "swarmguard.last-action-at"  # RFC 3339, UTC, microseconds
 LAST_ACTION_REASON = "swarmguard.last-action-reason"  # one sentence, for humans
 # The exact placement constraint SwarmGuard added at its last migration (placement.py).
@@ -113,7 +113,8 @@ def action_labels(labels: Mapping[str, str], kind: str, at: datetime, reason: st
     new = dict(labels)
     new[LAST_ACTION] = kind
     new[LAST_ACTION_AT] = stamp
-    new[LAST_KIND_AT[kind]] = stamp
+    if kind in LAST_KIND_AT:  # maintenance moves (drain, rebalance) have no cooldown of their own
+        new[LAST_KIND_AT[kind]] = stamp
     new[LAST_ACTION_REASON] = reason[:500]
     return new
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from receiver.labels import LAST_KIND_AT
+from receiver.maintenance import MOVE_KINDS
 
 # Migrations take seconds to a few minutes (start-first, health checks); scales a moment.
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300)
@@ -42,8 +43,8 @@ class Metrics:
             ["alertname"], registry=r)
         self.actions = Counter(
             "swarmguard_actions_total",
-            "Actions on Swarm services, by kind and result (success, dry_run, failed, "
-            "timeout, rolled_back, superseded).",
+            "Actions on Swarm services, by kind (migrate, scale_up, scale_down; drain and "
+            "rebalance moves) and result (success, dry_run, failed, timeout, rolled_back).",
             ["kind", "result"], registry=r)
         self.action_duration = Histogram(
             "swarmguard_action_duration_seconds",
@@ -86,7 +87,7 @@ class Metrics:
             "(shutdown_waiting: not started; shutdown_unfinished: still running at the "
             "shutdown deadline).",
             ["reason"], registry=r)
-        for kind in LAST_KIND_AT:
+        for kind in (*LAST_KIND_AT, *MOVE_KINDS):
             for result in FAILED_ACTION_RESULTS:
                 self.actions.labels(kind, result)
 

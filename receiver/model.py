@@ -26,6 +26,11 @@ class Node:
     engine_labels: Mapping[str, str] = field(default_factory=dict)
     os: str = ""
     arch: str = ""
+    # Swarm's Version.Index of the node object: the compare-and-swap of a node update.
+    version: int = 0
+    # Managers only: "reachable", "unreachable" or "unknown" (ManagerStatus.Reachability);
+    # "" for a worker.
+    manager_reachability: str = ""
 
     @property
     def schedulable(self) -> bool:

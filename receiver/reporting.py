@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from receiver import events as E
 from receiver import labels as L
 from receiver.actions import Action, FutileMove, Migration, Outcome, Skip
+if TYPE_CHECKING:
+    from receiver.maintenance import NodeMove
 from receiver.metrics import Metrics
 from receiver.payload import Alert, Webhook
 from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_WAITING, DRY_RUN, DUPLICATE,
@@ -187,6 +189,37 @@ class Reporter:
 
     def rollback_left_alone(self, service: str, state: str | None) -> None:
         _acting.warning("Not recording the rollback of %s: update state is %s", service, state)
+
+    # -- maintenance (maintainer.py) ---------------------------------------------------------
+
+    def moving(self, move: "NodeMove") -> None:
+        """A drain's or rebalance's move is decided: the event goes out before the update."""
+        self._emit(E.DECISION, E.ACT, service=move.service.name, kind=move.kind,
+                   node=move.from_node.id, task=move.tasks[0] if move.tasks else None,
+                   message=move.sentence)
+        _acting.info("%s", move.sentence)
+
+    def moved(self, move: "NodeMove", result: str, detail: str, duration: float) -> None:
+        self.metrics.actions.labels(move.kind, result).inc()
+        self.metrics.action_duration.labels(move.kind).observe(duration)
+        if result == SUCCESS:
+            self.metrics.last_action.labels(move.service.name, move.kind).set(time.time())
+            _acting.info("Moved %s off %s in %.1f s: %s", move.service.name,
+                         move.from_node.hostname, duration, detail)
+        else:
+            _acting.warning("Move of %s off %s %s after %.1f s: %s", move.service.name,
+                            move.from_node.hostname, result.replace("_", " "), duration, detail)
+        self._emit(E.OUTCOME, result, service=move.service.name, kind=move.kind,
+                   node=move.from_node.id, task=move.tasks[0] if move.tasks else None,
+                   reason=detail or None, message=move.sentence, duration_s=duration)
+
+    def maintenance(self, kind: str, result: str, node: str | None, message: str) -> None:
+        """A drain, undrain or rebalance began, resumed, ended or stopped."""
+        if result == E.STOPPED:
+            _acting.warning("%s", message)
+        else:
+            _acting.info("%s", message)
+        self._emit(E.MAINTENANCE, result, kind=kind, node=node, message=message)
 
     def rollback_unfinished(self, service: str, timeout_s: float) -> None:
         _acting.warning("Rollback of %s did not complete within %.0f s; not recorded",

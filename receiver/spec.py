@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from receiver import labels as L
+from receiver import placement
 from receiver.actions import Action, Migration, ScaleStep
 
 
@@ -33,9 +34,36 @@ def update_arguments(action: Action, at: datetime) -> dict[str, Any]:
 
 
 def _migrate(args: dict[str, Any], migration: Migration) -> None:
-    _place(args, migration.constraints)
-    if migration.exclusion:
-        args["labels"][L.PLACEMENT_EXCLUSION] = migration.exclusion
+    _start_first_elsewhere(args, migration.constraints, migration.exclusion)
+
+
+def move_arguments(spec: Mapping[str, Any], kind: str, constraints: tuple[str, ...],
+                   exclusion: str, at: datetime, reason: str) -> dict[str, Any]:
+    """kwargs for a maintenance move (receiver/maintenance.py): the service's tasks on the
+    excluded node(s) replaced start-first elsewhere, the move recorded in its labels."""
+    args = _as_read(spec)
+    args["labels"] = L.action_labels(args["labels"], kind, at, reason)
+    _start_first_elsewhere(args, constraints, exclusion)
+    return args
+
+
+def lift_arguments(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """kwargs for an update that takes SwarmGuard's exclusion off the service again: the
+    user's own constraints only. Replaces no task: every task runs on a node that meets
+    them (swarmkit does not restart a task for a placement change its node still meets)."""
+    args = _as_read(spec)
+    constraints = (((args["task_template"] or {}).get("Placement") or {})
+                   .get("Constraints") or [])
+    _place(args, tuple(placement.user_constraints(constraints, args["labels"])))
+    args["labels"].pop(L.PLACEMENT_EXCLUSION, None)
+    return args
+
+
+def _start_first_elsewhere(args: dict[str, Any], constraints: tuple[str, ...],
+                           exclusion: str) -> None:
+    _place(args, constraints)
+    if exclusion:
+        args["labels"][L.PLACEMENT_EXCLUSION] = exclusion
     else:
         args["labels"].pop(L.PLACEMENT_EXCLUSION, None)
     # Start-first in this very update: stop-first (Docker's default) is seconds of

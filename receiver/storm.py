@@ -73,6 +73,9 @@ class Move:
     # migrate: every node the new task may land on; narrowed to one once Swarm assigns it.
     destinations: frozenset[str] = frozenset()
     started: float = 0.0
+    # A drain's or a rebalance's move (receiver/maintainer.py), not an alert's: alerts
+    # about its service wait for it, and only maintenance ends it.
+    maintenance: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,14 @@ class StormView:
         return frozenset(h.node_id for h in self.hot)
 
     def leaving(self, node_id: str) -> int:
-        return sum(1 for m in self.moves if m.kind == "migrate" and m.from_node == node_id)
+        return sum(1 for m in self.moves if m.from_node is not None and m.from_node == node_id)
 
     def arriving(self, node_id: str) -> int:
-        return sum(1 for m in self.moves if m.kind == "migrate" and node_id in m.destinations)
+        return sum(1 for m in self.moves if m.from_node is not None and node_id in m.destinations)
+
+    def maintenance_move(self, service: str) -> Move | None:
+        """The drain's or rebalance's move of `service` in flight, if any."""
+        return next((m for m in self.moves if m.service == service and m.maintenance), None)
 
     def over_cluster_budget(self) -> str | None:
         """Why no action may start now in the whole cluster, or None."""
@@ -216,13 +223,14 @@ class StormLedger:
                                                  hot.heat, hot.seen, in_line)
 
     def begin(self, service: str, kind: str, from_node: str | None = None,
-              destinations: Iterable[str] = ()) -> None:
+              destinations: Iterable[str] = (), maintenance: bool = False) -> None:
         """An action on `service` starts now (replacing a retry's earlier begin)."""
         now = self._monotonic()
         with self.lock:
             if service not in self._moves:
                 self._starts.append(now)
-            self._moves[service] = Move(service, kind, from_node, frozenset(destinations), now)
+            self._moves[service] = Move(service, kind, from_node, frozenset(destinations), now,
+                                        maintenance)
 
     def landed(self, service: str, node_id: str) -> None:
         """Swarm assigned the migrating task's replacement to `node_id`."""
@@ -230,11 +238,16 @@ class StormLedger:
             move = self._moves.get(service)
             if move is not None and node_id and move.destinations != {node_id}:
                 self._moves[service] = Move(move.service, move.kind, move.from_node,
-                                            frozenset({node_id}), move.started)
+                                            frozenset({node_id}), move.started,
+                                            move.maintenance)
 
-    def end(self, service: str) -> None:
+    def end(self, service: str, maintenance: bool = False) -> None:
+        """The action on `service` is over. An alert's handling never ends a drain's or a
+        rebalance's move of the same service (`maintenance` says whose end it is)."""
         with self.lock:
-            self._moves.pop(service, None)
+            move = self._moves.get(service)
+            if move is not None and move.maintenance == maintenance:
+                del self._moves[service]
 
     def _forget(self, now: float) -> None:
         while self._starts and now - self._starts[0] >= WINDOW_S:
