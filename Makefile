@@ -14,6 +14,7 @@ help:
 	@echo "make unit        unit and rule tests only (no lab)"
 	@echo "make lab-up | lab-status | lab-down"
 	@echo "make bench-receiver-hardening   slow clients, a flood, acks/s: no lab needed"
+	@echo "make bench-drain  taking worker-1 out: Swarm's drain against swarmguard drain, then undrain + rebalance (lab)"
 	@echo "make mutate      mutation testing of the receiver's and exporter's logic (no lab, ~9 min on 2 cores)"
 	@echo "make mutate MUTATE_ONLY=receiver/storm.py   only those modules' mutants (comma-separated paths)"
 	@echo "SWARMGUARD_LAB_FLAVOUR=current (default: Engine 28.5, Prometheus 3.5) or bookworm (Engine 20.10, Prometheus 2.42)"
@@ -90,6 +91,12 @@ bench-receiver-hardening: venv
 .PHONY: bench
 bench: lab-up
 	$(PY) -m tests.bench.end_to_end
+
+# Maintenance of a node: Swarm's drain against `swarmguard drain` (four single-replica
+# services on worker-1, one a slow starter), then undrain and rebalance.
+.PHONY: bench-drain
+bench-drain: lab-up
+	$(PY) -m tests.bench.drain
 
 # Monitoring cost against containers per node (idle tasks in steps on worker-1).
 .PHONY: bench-density

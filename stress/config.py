@@ -77,6 +77,16 @@ class StressConfig:
     # moved task is not judged hot on its own start-up.
     startup_cpu_s: float = field(
         default=0.0, metadata={**NOT_NEGATIVE, "env": "STRESS_STARTUP_CPU_SECONDS"})
+    # Seconds from the start during which the app serves nothing (0: none): a slow
+    # starter. Its port is not even open, as a JVM server's is not until the application
+    # context is up: held in gunicorn's master before it binds (gunicorn.conf.py,
+    # on_starting), so every connection is refused, health checks included. A refused
+    # connection rather than a 503 because that is what a slow app's clients really get,
+    # and an entry point treats the two differently (HAProxy retries a refused connection
+    # on another server, passes a 503 on). Such a service needs a health check whose
+    # start period covers the delay, or Swarm kills it while it starts.
+    startup_delay_s: float = field(
+        default=0.0, metadata={**NOT_NEGATIVE, "env": "STRESS_STARTUP_DELAY_SECONDS"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "StressConfig":

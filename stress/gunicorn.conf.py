@@ -7,6 +7,7 @@ One worker with threads: which stress runs is state held by the worker process, 
 """
 
 import os
+import time
 
 # STRESS_PORT changes the port (the image's HEALTHCHECK follows it); STRESS_BIND
 # replaces the whole bind address.
@@ -29,6 +30,18 @@ accesslog = os.environ.get("STRESS_ACCESS_LOG") or None
 # Recent gunicorn opens a management socket under $HOME by default; this app needs none,
 # and as a non-root user with HOME=/ it could only fail. (Older versions ignore this.)
 control_socket_disable = True
+
+
+def on_starting(server):
+    # Before the master binds the port: a slow starter (STRESS_STARTUP_DELAY_SECONDS,
+    # stress/config.py) refuses connections until its start-up is over. Read through the
+    # app's configuration loader, so a bad value stops the app here as it would later.
+    from stress.config import StressConfig
+
+    delay = StressConfig.from_env().startup_delay_s
+    if delay > 0:
+        server.log.info("Starting up: the port opens in %.1f s (STRESS_STARTUP_DELAY_SECONDS)", delay)
+        time.sleep(delay)
 
 
 def worker_exit(server, worker):

@@ -29,6 +29,19 @@ class Node:
         return f"sgv-{self.name}"[:15]
 
 
+@dataclass(frozen=True)
+class EntryPoint:
+    """One HAProxy frontend on loopback balancing one host-mode published port over every
+    worker, as the routing mesh would that port (tests/lab/infra/entrypoint.py)."""
+    published_port: int  # the services' port on every worker
+    port: int  # where HAProxy listens, on 127.0.0.1
+    name: str  # HAProxy's frontend and backend
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 FLAVOURS = ("current", "bookworm")
 
 
@@ -81,6 +94,14 @@ class LabConfig:
     node_capacity_mbps: int = 20
     # Host-mode published port that the entry point balances over, on every worker.
     app_published_port: int = 8081
+    # More apps, each with its own published port and entry point, so that several
+    # single-replica services can each be followed across nodes at once (the drain
+    # benchmark's four: the app's port and these).
+    extra_apps: tuple[EntryPoint, ...] = (
+        EntryPoint(8082, 8182, "app8082"),
+        EntryPoint(8083, 8183, "app8083"),
+        EntryPoint(8084, 8184, "app8084"),
+    )
     apt_packages: tuple[str, ...] = (
         "docker.io",
         "prometheus",
@@ -152,6 +173,19 @@ class LabConfig:
     @property
     def entrypoint_url(self) -> str:
         return f"http://127.0.0.1:{self.entrypoint_port}"
+
+    @property
+    def entry_points(self) -> tuple[EntryPoint, ...]:
+        """Every entry point: the app's (entrypoint_port, backend `app`) first."""
+        return (EntryPoint(self.app_published_port, self.entrypoint_port, "app"), *self.extra_apps)
+
+    def entry_url(self, published_port: int) -> str:
+        """The entry point that balances `published_port`, as a URL."""
+        for entry in self.entry_points:
+            if entry.published_port == published_port:
+                return entry.url
+        raise ValueError(f"no entry point balances published port {published_port} "
+                         f"(entry points: {', '.join(str(e.published_port) for e in self.entry_points)})")
 
     @property
     def receiver_webhook_url(self) -> str:

@@ -198,3 +198,10 @@ def test_the_start_up_burn_is_read_from_the_environment_and_must_not_be_negative
     assert StressConfig.from_env({"STRESS_STARTUP_CPU_SECONDS": "10"}).startup_cpu_s == 10.0
     with pytest.raises(ValueError, match="STRESS_STARTUP_CPU_SECONDS"):
         StressConfig.from_env({"STRESS_STARTUP_CPU_SECONDS": "-1"})
+
+
+def test_the_start_up_delay_is_read_from_the_environment_and_must_not_be_negative():
+    assert StressConfig.from_env({}).startup_delay_s == 0.0
+    assert StressConfig.from_env({"STRESS_STARTUP_DELAY_SECONDS": "8"}).startup_delay_s == 8.0
+    with pytest.raises(ValueError, match="STRESS_STARTUP_DELAY_SECONDS"):
+        StressConfig.from_env({"STRESS_STARTUP_DELAY_SECONDS": "-1"})

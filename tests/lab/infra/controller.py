@@ -100,7 +100,9 @@ def status(cfg: LabConfig) -> dict:
                     "packages": rootfs.versions(cfg) if running == "current" else {},
                     "nodes": [], "services": [], "urls": {
         "prometheus": cfg.prometheus_url, "alertmanager": cfg.alertmanager_url,
-        "entrypoint": cfg.entrypoint_url, "haproxy_stats": f"http://127.0.0.1:{cfg.haproxy_stats_port}/",
+        "entrypoint": cfg.entrypoint_url,
+        **{f"entrypoint_{e.published_port}": e.url for e in cfg.extra_apps},
+        "haproxy_stats": f"http://127.0.0.1:{cfg.haproxy_stats_port}/",
         "receiver_webhook": cfg.receiver_webhook_url,
     }, "docker_hosts": {n.name: cfg.docker_url(n) for n in cfg.nodes}}
     if not all(nodes.dockerd_running(cfg, n) for n in cfg.nodes):

@@ -5,9 +5,11 @@ tells the task to shut down (the agent deactivates the task's service binding, w
 the network to converge, and only then stops the container). HAProxy alone learns of a
 stopping task only from a failed health check, and a request that arrives in between can
 hang in the closing server's backlog. This loop closes that gap the way the mesh does:
-every 200 ms it reads the tasks from the manager, and puts a node's server into
-maintenance in HAProxy when no task there is meant to run, and back to ready when one is
-(health checks still decide when a starting task gets traffic).
+every 200 ms it reads the services and tasks from the manager once, and for each entry
+point (one HAProxy backend per published port, LabConfig.entry_points) puts a node's
+server into maintenance when no task there of a service publishing that port is meant to
+run, and back to ready when one is (health checks still decide when a starting task gets
+traffic).
 
 Run by the lab controller as `python -m tests.lab.infra.meshsync`; stopped by `down`.
 """
@@ -42,6 +44,17 @@ def server_states(tasks: Iterable[dict], service_ids: set[str], node_names: dict
     return {name: "ready" if name in wanted else "maint" for name in servers}
 
 
+def backend_states(services: Iterable[dict], tasks: Iterable[dict], node_names: dict[str, str],
+                   backends: dict[int, str], servers: Iterable[str]) -> dict[tuple[str, str], str]:
+    """(HAProxy backend, server) -> "ready" or "maint" for every entry point, from one read
+    of the services and tasks; `backends`: published port -> its backend's name."""
+    services, tasks, servers = list(services), list(tasks), list(servers)
+    return {(backend, server): state
+            for port, backend in backends.items()
+            for server, state in server_states(tasks, publishing_services(services, port), node_names,
+                                               servers).items()}
+
+
 def haproxy_command(sock_path: str, command: str) -> str:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(2)
@@ -57,7 +70,8 @@ def run(cfg: LabConfig, interval: float = 0.2) -> None:
     api = client(cfg, cfg.manager, timeout=5).api
     sock = str(cfg.run_dir / "haproxy.sock")
     servers = [n.name for n in cfg.workers]
-    applied: dict[str, str] = {}
+    backends = {entry.published_port: entry.name for entry in cfg.entry_points}
+    applied: dict[tuple[str, str], str] = {}
     node_names: dict[str, str] = {}
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
@@ -65,13 +79,15 @@ def run(cfg: LabConfig, interval: float = 0.2) -> None:
         try:
             if len(node_names) < len(cfg.nodes):
                 node_names = {n["ID"]: n["Description"]["Hostname"] for n in api.nodes()}
-            ids = publishing_services(api.services(), cfg.app_published_port)
-            tasks = api.tasks(filters={"desired-state": "running"}) if ids else []
-            for server, state in server_states(tasks, ids, node_names, servers).items():
-                if applied.get(server) != state:
-                    haproxy_command(sock, f"set server app/{server} state {state}")
-                    applied[server] = state
-                    print(f"{time.strftime('%H:%M:%S')} {server} -> {state}", flush=True)
+            services = api.services()
+            balanced = any(publishing_services(services, port) for port in backends)
+            tasks = api.tasks(filters={"desired-state": "running"}) if balanced else []
+            for (backend, server), state in backend_states(services, tasks, node_names, backends,
+                                                           servers).items():
+                if applied.get((backend, server)) != state:
+                    haproxy_command(sock, f"set server {backend}/{server} state {state}")
+                    applied[(backend, server)] = state
+                    print(f"{time.strftime('%H:%M:%S')} {backend}/{server} -> {state}", flush=True)
         except Exception as exc:  # the manager or HAProxy restarting: try again next tick
             print(f"{time.strftime('%H:%M:%S')} poll failed: {exc}", flush=True)
             applied.clear()

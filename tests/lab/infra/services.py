@@ -43,12 +43,16 @@ def deploy_stress(cfg: LabConfig, name: str = "stress", *, replicas: int = 1, op
                   labels: dict | None = None, cpus: float = 0.5, memory_mb: int = 256,
                   published_port: int | None = None, env: tuple[str, ...] = (),
                   mounts: tuple[Mount, ...] = (), health_check: bool = True,
+                  health_start_period_s: float = 1.0, health_retries: int = 2,
                   constraints: tuple[str, ...] = WORKERS_ONLY) -> docker.models.services.Service:
     """The stress app (stress/): made hot on purpose through its /stress/* endpoints.
     `env`: more STRESS_* settings (e.g. a start-up burn); `published_port`: another
-    host-mode port than the entry point's, for several services on one node; `mounts`:
-    volumes and binds; `health_check=False`: none at all (["NONE"], the image's too);
-    `constraints`: where its tasks may run (workers only unless said; () any node)."""
+    host-mode port than the entry point's, for several services on one node (one of
+    cfg.extra_apps' to have an entry point of its own: entry_url); `mounts`: volumes and
+    binds; `health_check=False`: none at all (["NONE"], the image's too);
+    `health_start_period_s`, `health_retries`: room for a slow starter
+    (STRESS_STARTUP_DELAY_SECONDS), whose failed checks while it starts must not get it
+    killed; `constraints`: where its tasks may run (workers only unless said; () any node)."""
     return _deploy(cfg, name, image_ids(cfg)[STRESS], replicas=replicas, opt_in=opt_in, labels=labels,
                    command=None,
                    env=["SWARM_TASK_NAME={{.Task.Name}}", "SWARM_TASK_ID={{.Task.ID}}",
@@ -57,6 +61,7 @@ def deploy_stress(cfg: LabConfig, name: str = "stress", *, replicas: int = 1, op
                    health=["CMD", "python3", "-c",
                            "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=1)"]
                    if health_check else ["NONE"],
+                   health_start_period_s=health_start_period_s, health_retries=health_retries,
                    cpus=cpus, memory_mb=memory_mb, published_port=published_port, mounts=mounts,
                    constraints=constraints)
 
@@ -64,7 +69,8 @@ def deploy_stress(cfg: LabConfig, name: str = "stress", *, replicas: int = 1, op
 def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: bool, labels: dict | None,
             command: list[str] | None, env: list[str], health: list[str], cpus: float, memory_mb: int,
             published_port: int | None = None, mounts: tuple[Mount, ...] = (),
-            constraints: tuple[str, ...] = WORKERS_ONLY):
+            constraints: tuple[str, ...] = WORKERS_ONLY, health_start_period_s: float = 1.0,
+            health_retries: int = 2):
     """Create (or recreate) a service the way the bundle runs applications: workers only,
     host-mode port behind the entry point, 1 s health checks, start-first updates with
     rollback; wait until its tasks run and are healthy."""
@@ -82,7 +88,8 @@ def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: boo
         endpoint_spec=EndpointSpec(mode="dnsrr", ports=[
             {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": published_port or cfg.app_published_port,
              "PublishMode": "host"}]),
-        healthcheck=_healthcheck(cfg, health) if health != ["NONE"] else Healthcheck(test=["NONE"]),
+        healthcheck=_healthcheck(cfg, health, health_start_period_s, health_retries)
+        if health != ["NONE"] else Healthcheck(test=["NONE"]),
         mounts=list(mounts),
         update_config=UpdateConfig(parallelism=1, order="start-first", failure_action="rollback",
                                    monitor=2 * SECOND),
@@ -94,11 +101,13 @@ def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: boo
     return c.services.get(name)
 
 
-def _healthcheck(cfg: LabConfig, test: list[str]) -> Healthcheck:
+def _healthcheck(cfg: LabConfig, test: list[str], start_period_s: float = 1.0, retries: int = 2) -> Healthcheck:
     """1 s probes from the first second. On Engine 25+ a start period is probed every
     StartInterval, 5 s unless set (moby daemon/health.go), so without it a new task's
-    first probe, and so its replacement's MTTR, waits 5 s instead of 1 s."""
-    check = Healthcheck(test=test, interval=SECOND, timeout=SECOND, retries=2, start_period=SECOND)
+    first probe, and so its replacement's MTTR, waits 5 s instead of 1 s. Failures within
+    the start period do not count; the first success ends it."""
+    check = Healthcheck(test=test, interval=SECOND, timeout=SECOND, retries=retries,
+                        start_period=int(start_period_s * SECOND))
     if cfg.health_start_interval_supported:
         check["StartInterval"] = SECOND
     return check
@@ -177,20 +186,38 @@ def update_service(cfg: LabConfig, name: str, mutate) -> None:
     api._raise_for_status(api._post_json(url, data=spec, params={"version": service["Version"]["Index"]}))
 
 
+def moved_off(cfg: LabConfig, name: str, old_node: str) -> str | None:
+    """The node the service runs healthy on when it runs healthy only elsewhere than
+    old_node and nothing is left to run there; else None."""
+    running = running_tasks(cfg, name)
+    if not running:
+        return None
+    nodes = {node_name(cfg, t["NodeID"]) for t in running}
+    leftovers = [t for t in client(cfg, cfg.manager).services.get(name).tasks()
+                 if t["DesiredState"] == "running" and node_name(cfg, t["NodeID"]) == old_node]
+    return None if old_node in nodes or leftovers else sorted(nodes)[0]
+
+
 def wait_moved_off(cfg: LabConfig, name: str, old_node: str, timeout: float = 60.0, poll: float = 0.25) -> str:
     """Wait until the service runs healthy only elsewhere and nothing is left to run on
     old_node; return the node it moved to."""
-    c = client(cfg, cfg.manager)
+    return wait_for(f"{name} to move off {old_node}", lambda: moved_off(cfg, name, old_node),
+                    timeout=timeout, interval=poll)
 
-    def moved():
-        running = running_tasks(cfg, name)
-        if not running:
-            return None
-        nodes = {node_name(cfg, t["NodeID"]) for t in running}
-        leftovers = [t for t in c.services.get(name).tasks()
-                     if t["DesiredState"] == "running" and node_name(cfg, t["NodeID"]) == old_node]
-        return None if old_node in nodes or leftovers else sorted(nodes)[0]
-    return wait_for(f"{name} to move off {old_node}", moved, timeout=timeout, interval=poll)
+
+def published_port(cfg: LabConfig, name: str) -> int:
+    """The service's host-mode published port (the first, if it has several)."""
+    ports = (inspect(cfg, name)["Spec"].get("EndpointSpec") or {}).get("Ports") or []
+    host = [p["PublishedPort"] for p in ports if p.get("PublishMode") == "host" and p.get("PublishedPort")]
+    if not host:
+        raise LabError(f"service {name} publishes no host-mode port")
+    return host[0]
+
+
+def entry_url(cfg: LabConfig, name: str) -> str:
+    """The entry point that balances the service's published port (cfg.entry_points): what
+    a user of that service would call."""
+    return cfg.entry_url(published_port(cfg, name))
 
 
 def stress(cfg: LabConfig, kind: str, **params) -> requests.Response:
