@@ -349,8 +349,12 @@ def _one_rebalance_move(snapshot: Snapshot, busiest: Node, nodes: list[Node],
         constraints, _ = move_constraints(snapshot, service, busiest)
         eligible, _ = eligible_nodes(service, snapshot, constraints, busiest)
         ok = {n.id for n in eligible}
-        to = tuple(n for n in lighter if n.id in ok and n.id not in hosting)
+        to = [n for n in lighter if n.id in ok and n.id not in hosting]
         if to:
+            # The lightest of them only: Swarm picks among the nodes a move allows, and
+            # would not always pick the one the plan counted on.
+            least = min(planned[n.id] for n in to)
+            to = tuple(n for n in to if planned[n.id] == least)
             return RebalanceMove(service.name, here[0].id, busiest, to)
     return None
 

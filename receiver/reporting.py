@@ -51,7 +51,7 @@ class Reporter:
 
     def rejected(self, sender: str | None, code: int, reason: str) -> None:
         self.metrics.rejected_requests.labels(str(code)).inc()
-        _arriving.warning("Rejected webhook from %s: %d %s", sender, code, reason)
+        _arriving.warning("Rejected request from %s: %d %s", sender, code, reason)
 
     def received(self, webhook: Webhook, now: datetime) -> None:
         """A webhook was taken: its alerts counted, the firing ones' age observed, each

@@ -121,13 +121,20 @@ def out_of_sequence() -> docker.errors.APIError:
     return api_error(500, "rpc error: code = Unknown desc = update out of sequence")
 
 
+class _Services(dict):
+    """The fake's services by ID; called, it lists them as APIClient.services() does."""
+
+    def __call__(self, filters=None, status=None):
+        return [copy.deepcopy(s) for s in self.values()]
+
+
 class FakeDockerAPI:
     """A scripted stand-in for docker.APIClient. Knows services, tasks and nodes."""
 
     def __init__(self, services: Iterable[dict] = (), tasks: Iterable[dict] = (),
                  nodes: Iterable[dict] = (), info: dict | None = None,
                  version: dict | Exception | None = None, images: dict | None = None):
-        self.services = {s["ID"]: copy.deepcopy(s) for s in services}
+        self.services = _Services({s["ID"]: copy.deepcopy(s) for s in services})
         # Images in this daemon's store, by reference: what inspect_image answers.
         self.images = dict(images or {})
         self.task_list = [copy.deepcopy(t) for t in tasks]
@@ -174,6 +181,28 @@ class FakeDockerAPI:
     def nodes(self, filters=None):
         self.calls.append(("nodes", (), {"filters": filters}))
         return copy.deepcopy(self.node_list)
+
+    def inspect_node(self, node_id):
+        self.calls.append(("inspect_node", (node_id,), {}))
+        found = self._node(node_id)
+        if found is None:
+            raise api_error(404, f"node {node_id} not found")
+        return copy.deepcopy(found)
+
+    def update_node(self, node_id, version, node_spec=None):
+        self.calls.append(("update_node", (node_id,), {"version": version,
+                                                        "node_spec": copy.deepcopy(node_spec)}))
+        if self.update_failures:
+            failure = self.update_failures.pop(0)
+            if failure is not None:
+                raise failure
+        found = self._node(node_id)
+        if found is None:
+            raise api_error(404, f"node {node_id} not found")
+        if version != found["Version"]["Index"]:
+            raise out_of_sequence()
+        found["Spec"] = copy.deepcopy(node_spec)
+        found["Version"]["Index"] += 1
 
     def inspect_image(self, image):
         self.calls.append(("inspect_image", (image,), {}))
@@ -237,6 +266,18 @@ class FakeDockerAPI:
         self.task_list.append(task_dict(new_id, old["ServiceID"], node_id, slot=old["Slot"],
                                         **extra))
         return new_id
+
+    @property
+    def node_updates(self) -> list[dict]:
+        """The node_spec (and version) of every update_node call, in order."""
+        return [kw for name, _, kw in self.calls if name == "update_node"]
+
+    def node(self, node_id: str) -> dict:
+        return self._node(node_id)
+
+    def _node(self, ref):
+        return next((n for n in self.node_list
+                     if n["ID"] == ref or n["Description"]["Hostname"] == ref), None)
 
     def _find(self, ref):
         if ref in self.services:
