@@ -287,3 +287,20 @@ def set_availability(cfg: LabConfig, node_name: str, availability: str) -> None:
     node = next(n for n in c.nodes.list() if n.attrs["Description"]["Hostname"] == node_name)
     spec = dict(node.attrs["Spec"], Availability=availability)
     node.update(spec)
+
+
+def node_spec(cfg: LabConfig, node_name: str) -> dict:
+    """The node as the manager describes it now (spec, version, status)."""
+    c = client(cfg, cfg.manager)
+    return next(n.attrs for n in c.nodes.list() if n.attrs["Description"]["Hostname"] == node_name)
+
+
+def reset_nodes(cfg: LabConfig) -> None:
+    """Every node active and without SwarmGuard's labels (a drain's state): how a test
+    leaves the lab, whatever it did to the nodes."""
+    c = client(cfg, cfg.manager)
+    for node in c.nodes.list():
+        spec = node.attrs["Spec"]
+        labels = {k: v for k, v in (spec.get("Labels") or {}).items() if not k.startswith("swarmguard.")}
+        if spec.get("Availability") != "active" or labels != (spec.get("Labels") or {}):
+            node.update(dict(spec, Availability="active", Labels=labels))
