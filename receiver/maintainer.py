@@ -228,6 +228,11 @@ class Maintainer:
         if plan.moves:
             return False  # each waits for Swarm's own update, or another action, to end
         progress.current = None
+        lifting = M.exclusions_of_drain(snapshot, node)
+        if lifting:
+            # Lifted at a next tick, once Swarm's update of each has ended.
+            progress.remaining = [{"service": name, "tasks": 0} for name in lifting]
+            return False
         if plan.blocked and not force:
             progress.problem = (f"{len(plan.blocked)} task(s) cannot move: "
                                 + "; ".join(f"{b.service}: {b.why}" for b in plan.blocked[:3])

@@ -230,6 +230,16 @@ def leftover_exclusions(snapshot: Snapshot, moving: frozenset[str]
     return found
 
 
+def exclusions_of_drain(snapshot: Snapshot, node: Node) -> list[str]:
+    """Services that still carry this drain's exclusion of `node`: the drain is not over
+    until each is lifted (leftover_exclusions), so that "drained" leaves every service's
+    placement as its owner wrote it."""
+    exclusion = placement.exclusion_for(node, snapshot.nodes.values())
+    return sorted(s.name for s in snapshot.services.values()
+                  if s.labels.get(L.PLACEMENT_EXCLUSION) == exclusion
+                  and s.labels.get(L.LAST_ACTION) == DRAIN)
+
+
 # -- rebalance ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -249,7 +249,10 @@ def test_a_move_that_rolls_back_is_not_repeated_and_the_drain_waits_saying_why()
     api = swarm()
 
     def rolls_back(api, service_id, kwargs):
-        api.services[service_id]["UpdateStatus"] = {"State": "rollback_completed"}
+        # Swarm's rollback: the previous spec again, labels and constraints included.
+        svc = api.services[service_id]
+        svc["Spec"] = svc["PreviousSpec"]
+        svc["UpdateStatus"] = {"State": "rollback_completed"}
     api.after_update = rolls_back
     app, maintainer = make(api)
     post(app, "/maintenance/drain", {"node": "worker-1"})
