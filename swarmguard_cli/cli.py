@@ -219,8 +219,11 @@ def run_drain(client: Client, args: argparse.Namespace) -> int:
     if outcome == follow.DRAINED:
         print(f"{plan['node']['hostname']} is drained.")
         return EXIT_OK
-    _err(f"Stopped following after {args.wait_timeout:g} s; the receiver carries on with the "
-         f"drain (`swarmguard status` shows it).")
+    if outcome == follow.TIMED_OUT:
+        _err(f"Stopped following after {args.wait_timeout:g} s; the receiver carries on with "
+             f"the drain (`swarmguard status` shows it).")
+    else:
+        _err(f"The drain ended {outcome}, not drained.")
     return EXIT_FAILED
 
 

@@ -17,6 +17,7 @@ from swarmguard_cli.client import Client, Unreachable
 
 Doc = Mapping[str, Any]
 
+MOVING = "moving"
 DRAINED = "drained"
 TIMED_OUT = "timed out"
 # The receiver reports no rebalance at all (one that a restart forgot, say).
@@ -80,7 +81,8 @@ class Screen:
 def drain(client: Client, plan: Doc, screen: Screen, pace: Pace, *,
           clock: Callable[[], float] = time.monotonic,
           sleep: Callable[[float], None] = time.sleep) -> str:
-    """Follow the drain `plan` describes until its node is drained: DRAINED or TIMED_OUT."""
+    """Follow the drain `plan` describes until its node is no longer moving: DRAINED, the
+    state it ended in (any other; the API notes name none), or TIMED_OUT."""
     node_id, hostname = plan["node"].get("id"), plan["node"].get("hostname")
     planned = sum(len(move["tasks"]) for move in plan["moves"])
 
@@ -91,11 +93,12 @@ def drain(client: Client, plan: Doc, screen: Screen, pace: Pace, *,
             # /status may lag behind the 202 for a moment; a drain is never given up here.
             return View((), None, planned, f"the receiver shows no drain of {hostname} yet",
                         None)
-        over = DRAINED if drain_state.get("state") == DRAINED else None
+        state = drain_state.get("state")
         problem = drain_state.get("problem")
         return View(drain_state.get("moved") or [],
                     f"{problem} (the receiver retries)" if problem else None,
-                    render.remaining_tasks(drain_state), render.drain_activity(drain_state), over)
+                    render.remaining_tasks(drain_state.get("remaining")),
+                    render.drain_activity(drain_state), None if state == MOVING else str(state))
 
     return _follow(client, planned, read, screen, pace, clock, sleep)
 
@@ -112,7 +115,8 @@ def rebalance(client: Client, plan: Doc, screen: Screen, pace: Pace, *,
         if not state:
             return View((), None, 0, "no rebalance", VANISHED)
         running = state.get("state") == "running"
-        return View(state.get("moved") or [], state.get("problem"), state.get("remaining") or 0,
+        return View(state.get("moved") or [], state.get("problem"),
+                    render.remaining_tasks(state.get("remaining")),
                     "rebalancing" if running else str(state.get("state")),
                     None if running else str(state.get("state")))
 

@@ -82,25 +82,36 @@ def progress_line(done: int, total: int, activity: str) -> str:
 
 def drain_activity(drain: Doc) -> str:
     """What a drain is doing now, from a node's `drain` in /status."""
-    if drain.get("state") == "drained":
-        return "drained"
+    if drain.get("state") != "moving":
+        return str(drain.get("state"))
     if drain.get("current"):
         return f"moving {drain['current']}"
-    if remaining_tasks(drain):
+    if remaining_tasks(drain.get("remaining")):
         return "waiting for the next move"
-    return "waiting for Swarm's drain to finish"
+    return "finishing"
 
 
-def remaining_tasks(drain: Doc) -> int:
-    return sum(entry.get("tasks") or 0 for entry in drain.get("remaining") or [])
+def remaining_tasks(remaining: int | Sequence[Doc] | None) -> int:
+    """Tasks still to move, from a `remaining` that is a count (a rebalance's, in the API
+    notes) or a list of {service, tasks} (a drain's)."""
+    if isinstance(remaining, int):
+        return remaining
+    return sum(entry.get("tasks") or 0 for entry in remaining or [])
 
 
 def moved_line(entry: Doc) -> str:
-    """One moved task: `web task abc123def456 -> worker-2 in 4.2 s: success`."""
+    """One moved task: `web task abc123def456 -> worker-2 in 4.2 s: success`. An entry
+    that stands for several tasks of one service (`tasks`: a count) says how many, and one
+    that did not succeed adds its `detail` when it has one."""
     seconds = entry.get("seconds")
     took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
-    return (f"{entry.get('service')} task {short(entry.get('task'))} -> "
-            f"{entry.get('to') or '?'}{took}: {entry.get('result')}")
+    count = entry.get("tasks")
+    what = (f"{count} tasks from {short(entry.get('task'))}"
+            if isinstance(count, int) and count != 1 else f"task {short(entry.get('task'))}")
+    result = entry.get("result")
+    detail = f" ({entry['detail']})" if result != "success" and entry.get("detail") else ""
+    return (f"{entry.get('service')} {what} -> {entry.get('to') or '?'}{took}: "
+            f"{result}{detail}")
 
 
 # -- rebalance ---------------------------------------------------------------------------
@@ -162,7 +173,8 @@ def _drain_cell(drain: Doc | None) -> str:
         return "drained"
     moved = len(drain.get("moved") or [])
     force = " (forced)" if drain.get("force") else ""
-    return f"{moved} moved, {remaining_tasks(drain)} to go, {drain_activity(drain)}{force}"
+    return (f"{moved} moved, {remaining_tasks(drain.get('remaining'))} to go, "
+            f"{drain_activity(drain)}{force}")
 
 
 def _services(services: Sequence[Doc], now: datetime) -> str:
@@ -204,7 +216,7 @@ def _rebalance(rebalance: Doc | None) -> str:
         return "Rebalance: none"
     moved = len(rebalance.get("moved") or [])
     line = (f"Rebalance: {rebalance.get('state')}, {moved} moved, "
-            f"{rebalance.get('remaining')} to go")
+            f"{remaining_tasks(rebalance.get('remaining'))} to go")
     if rebalance.get("problem"):
         line += f"\n  problem: {rebalance['problem']}"
     return line

@@ -204,6 +204,15 @@ def test_a_drain_the_receiver_does_not_show_yet_is_waited_for(receiver, capsys):
     assert main(["drain", "worker-1", *NO_WAIT]) == 0
 
 
+def test_a_drain_that_ends_in_another_state_than_drained_is_exit_1(receiver, capsys):
+    receiver.on("POST", "/maintenance/drain", started())
+    receiver.on("GET", "/status", worker_1_draining(drain_state("stopped")))
+
+    assert main(["drain", "worker-1", *NO_WAIT]) == 1
+
+    assert "The drain ended stopped, not drained." in capsys.readouterr().err
+
+
 def test_following_gives_up_after_the_wait_timeout_with_exit_1(receiver, capsys):
     receiver.on("POST", "/maintenance/drain", started())
     receiver.on("GET", "/status", worker_1_draining(drain_state(remaining=[("web", 2)])))
@@ -318,6 +327,20 @@ def test_a_rebalance_is_followed_until_finished_printing_each_moved_task_once(re
     assert out.count("web task t1webtask000 -> worker-2 in 3.2 s: success") == 1
     assert out.count("api task t3apitask000 -> worker-2 in 3.2 s: success") == 1
     assert out.rstrip().endswith("Rebalance finished.")
+
+
+def test_a_rebalance_s_remaining_may_be_listed_per_service_like_a_drain_s(receiver, capsys):
+    receiver.on("POST", "/maintenance/rebalance",
+                (202, {"dry_run": False, "changed": True, "plan": RPLAN}))
+    receiver.on("GET", "/status",
+                rebalancing(remaining=[{"service": "web", "tasks": 1},
+                                       {"service": "api", "tasks": 1}]),
+                rebalancing("finished", remaining=[]))
+
+    assert main(["rebalance", *NO_WAIT]) == 0
+
+    out = capsys.readouterr().out
+    assert "0/2 moved, rebalancing" in out and "2/2 moved, finished" in out
 
 
 def test_a_rebalance_that_stops_is_exit_1_with_its_problem(receiver, capsys):

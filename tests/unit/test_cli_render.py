@@ -70,7 +70,7 @@ def test_a_drain_s_activity_names_the_service_being_moved_or_what_it_waits_for()
         "moving web"
     assert render.drain_activity(drain_state(remaining=[("web", 1)])) == \
         "waiting for the next move"
-    assert render.drain_activity(drain_state()) == "waiting for Swarm's drain to finish"
+    assert render.drain_activity(drain_state()) == "finishing"
     assert render.drain_activity(drain_state("drained")) == "drained"
 
 
@@ -80,6 +80,24 @@ def test_a_moved_task_is_one_line_with_service_short_id_node_seconds_and_result(
         "web task t1webtask000 -> worker-2 in 4.2 s: rolled_back"
     assert render.moved_line({"service": "web", "task": "t1", "to": None, "seconds": None,
                               "result": "failed"}) == "web task t1 -> ?: failed"
+
+
+def test_an_entry_for_several_tasks_of_one_service_says_how_many_and_why_it_failed():
+    entry = {**moved("web", "t1webtask0000000000000001", "worker-2, worker-3", 9.0, "timeout"),
+             "tasks": 2, "detail": "the new task did not become healthy"}
+
+    assert render.moved_line(entry) == ("web 2 tasks from t1webtask000 -> worker-2, worker-3 "
+                                        "in 9.0 s: timeout (the new task did not become "
+                                        "healthy)")
+    assert render.moved_line({**entry, "tasks": 1, "result": "success"}) == \
+        "web task t1webtask000 -> worker-2, worker-3 in 9.0 s: success"
+
+
+def test_what_remains_is_a_count_or_the_tasks_of_each_service_summed():
+    assert render.remaining_tasks(3) == 3
+    assert render.remaining_tasks([{"service": "web", "tasks": 2},
+                                   {"service": "api", "tasks": 1}]) == 3
+    assert render.remaining_tasks(None) == 0
 
 
 # -- rebalance plans ---------------------------------------------------------------------
