@@ -179,6 +179,28 @@ def project_packages_imported_by(package: str) -> set[str]:
     return found
 
 
+def test_the_receiver_image_has_a_swarmguard_command_running_the_cli_it_copies(tmp_path):
+    # Catches a `swarmguard` command missing from the image, not executable, losing its
+    # arguments, or running a CLI the image does not copy.
+    app = copied("receiver", tmp_path / "app")
+    [run] = [rest for kw, rest in instructions("receiver") if kw == "RUN" and "swarmguard" in rest]
+    command = tmp_path / "swarmguard"
+    assert "/usr/local/bin/swarmguard" in run
+    subprocess.run(["sh", "-c", run.replace("/usr/local/bin/swarmguard", str(command))],
+                   check=True, timeout=10)
+    # python3 sees the image's copied code and the installed dependencies, not this checkout.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    (bin_dir / "python3").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin",
+           "PYTHONPATH": os.pathsep.join([str(app), *site.getsitepackages()])}
+    result = subprocess.run([str(command), "drain", "--help"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: swarmguard drain")
+
+
 def test_stress_runs_as_a_numeric_non_root_user():
     # Catches the demo app running as root, or as a user name the base image (any base,
     # the lab's included) may not have in its /etc/passwd.
@@ -254,8 +276,8 @@ def test_the_build_context_leaves_out_the_venv_git_and_tests():
 
 
 def run_dependency_step(image: str, tmp_path: Path, install_deps: str) -> list[str]:
-    """Run the Dockerfile's RUN line in sh with a python3 that only records its args."""
-    [run] = [rest for kw, rest in instructions(image) if kw == "RUN"]
+    """Run the Dockerfile's dependency step in sh with a python3 that only records its args."""
+    [run] = [rest for kw, rest in instructions(image) if kw == "RUN" and "PIP_DEPS" in rest]
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     log = tmp_path / "calls"
