@@ -73,10 +73,18 @@ class ReceiverProcess:
         return True
 
     def kill(self) -> None:
-        """SIGKILL the whole process group: a crash, not a shutdown."""
+        """SIGKILL the whole process group: a crash, not a shutdown. Returns once the port
+        is free: the worker dies a moment after the master, holding the listening socket
+        until then, and a successor on the same port would find it taken."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+            wait_for(f"port {self.port} released by the killed receiver", self._port_free,
+                     timeout=30, interval=0.1)
+
+    def _port_free(self) -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) != 0
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
