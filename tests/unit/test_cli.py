@@ -591,9 +591,10 @@ def test_without_a_terminal_each_change_of_the_bar_is_a_line():
 
 # -- the documentation -------------------------------------------------------------------
 
-def test_the_readme_s_exit_statuses_are_the_ones_the_command_uses():
-    readme = (Path(__file__).resolve().parents[2] / "swarmguard_cli" / "README.md").read_text()
-    table = readme.split("## Exit status", 1)[1]
+def test_the_contract_s_exit_statuses_are_the_ones_the_command_uses():
+    contract = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
+    section = contract.split("## Maintenance", 1)[1].split("\n## ", 1)[0]
+    table = section.split("Exit status:", 1)[1]
     rows = [line.strip("|").split("|") for line in table.splitlines()
             if line.startswith("| ") and line[2].isdigit()]
     assert {int(code): meaning.strip() for code, meaning in rows} == EXIT_MEANINGS
