@@ -177,17 +177,13 @@ class Actuator:
         while self.monotonic() < deadline:
             self.sleep(self.settings.watch_interval)
             try:
-                tasks = [task_from_dict(t) for t in
-                         self.api.tasks(filters={"service": action.service.id})]
-                state = (self.api.inspect_service(action.service.id).get("UpdateStatus")
-                         or {}).get("State")
+                tasks, state = self._read_update(action.service.id)
             except (docker.errors.DockerException, *TRANSIENT) as exc:
                 self.report.docker_error("watch", exc)
                 continue
-            if state in ROLLBACK_STATES:
-                return ROLLED_BACK, f"Swarm rolled the update back (state {state})"
-            if state == "paused":
-                return FAILED, "Swarm paused the update"
+            ended_badly = _ended_badly(state)
+            if ended_badly:
+                return ended_badly
             old = next((t for t in tasks if t.id == old_id), None)
             assigned = [t for t in tasks if t.id != old_id and t.slot == slot and t.node_id
                         and t.desired_state == "running"]
@@ -197,6 +193,13 @@ class Actuator:
             if new and (old is None or old.desired_state != "running"):
                 return SUCCESS, f"new task {new[0].id[:12]} running"
         return TIMEOUT, f"not settled within {self.settings.migration_timeout:.0f} s"
+
+    def _read_update(self, service_id: str):
+        """The service's tasks, and the state of Swarm's update of it. Raises what Docker
+        raises."""
+        tasks = [task_from_dict(t) for t in self.api.tasks(filters={"service": service_id})]
+        state = (self.api.inspect_service(service_id).get("UpdateStatus") or {}).get("State")
+        return tasks, state
 
     def _remember_rollback(self, action: Migration) -> None:
         """Swarm's rollback restores the previous spec, labels included, so our record of
@@ -304,19 +307,15 @@ class Actuator:
         while self.monotonic() < deadline:
             self.sleep(self.settings.watch_interval)
             try:
-                tasks = [task_from_dict(t) for t in
-                         self.api.tasks(filters={"service": move.service.id})]
-                state = (self.api.inspect_service(move.service.id).get("UpdateStatus")
-                         or {}).get("State")
+                tasks, state = self._read_update(move.service.id)
             except docker.errors.NotFound:
                 return FAILED, f"{move.service.name} was removed during the move"
             except (docker.errors.DockerException, *TRANSIENT) as exc:
                 self.report.docker_error("watch", exc)
                 continue
-            if state in ROLLBACK_STATES:
-                return ROLLED_BACK, f"Swarm rolled the update back (state {state})"
-            if state == "paused":
-                return FAILED, "Swarm paused the update"
+            ended_badly = _ended_badly(state)
+            if ended_badly:
+                return ended_badly
             live = [t for t in tasks if t.desired_state == "running"]
             for t in live:
                 if t.node_id and t.node_id != move.from_node.id and t.id not in move.tasks:
@@ -382,6 +381,16 @@ class Actuator:
                     self.settings.docker_backoff * 2 ** (retry - 1))
         # Jitter keeps two receivers that collided from colliding again in lockstep.
         return delay * (0.5 + 0.5 * self.jitter())
+
+
+def _ended_badly(state: str | None) -> tuple[str, str] | None:
+    """(result, detail) when Swarm's update of a service ended without its new tasks:
+    rolled back, or paused waiting for a person."""
+    if state in ROLLBACK_STATES:
+        return ROLLED_BACK, f"Swarm rolled the update back (state {state})"
+    if state == "paused":
+        return FAILED, "Swarm paused the update"
+    return None
 
 
 class NodeChanged(Exception):
