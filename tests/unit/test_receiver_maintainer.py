@@ -94,6 +94,7 @@ def make(api, **settings):
 
 
 def ticking(start=100.0, step=0.01):
+    """A monotonic clock that moves `step` seconds each time it is read."""
     now = [start - step]
 
     def clock():
@@ -128,12 +129,12 @@ def cluster(services, tasks):
     return api
 
 
-def draining(api, node_id, at=EARLIER, force=False, **labels):
+def draining(api, node_id, at=EARLIER, force=False):
     """The node as a drain (this receiver's or another's) leaves it: paused and labelled."""
     spec = api.node(node_id)["Spec"]
     spec["Availability"] = "pause"
     spec["Labels"].update({M.DRAIN_STATE: M.MOVING, **({M.DRAIN_AT: at} if at else {}),
-                           **({M.DRAIN_FORCE: "true"} if force else {}), **labels})
+                           **({M.DRAIN_FORCE: "true"} if force else {})})
 
 
 def stepped(*values):
@@ -490,6 +491,19 @@ def test_a_drain_and_its_end_say_how_many_tasks_they_leave_to_swarm():
         "Drained worker-1: 1 move(s) made; availability drain (Swarm stops the 2 task(s) left)"]
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_a_drain_says_so_when_it_leaves_only_global_tasks_or_only_blocked_ones_to_swarm(force):
+    other = (service_dict("pinned", "id-other", constraints=["node.hostname==worker-1"]) if force
+             else service_dict("agent", "id-other", replicas=None))
+    api = cluster([service_dict("web", "id-web", constraints=["node.role==worker"]), other],
+                  [task_dict("t-web", "id-web", WORKER_1), task_dict("t-other", "id-other", WORKER_1)])
+    app, _ = make(api)
+    post(app, "/maintenance/drain", {"node": "worker-1", "force": force})
+    assert [e["message"] for e in events_of(app, "maintenance")] == [
+        "Draining worker-1: paused; moving 1 task(s) of 1 service(s) start-first, leaving 1 "
+        "to Swarm"]
+
+
 def test_each_step_of_a_drain_is_an_event_and_status_shows_what_it_did():
     api = swarm()
     app, maintainer = make(api)
@@ -698,6 +712,23 @@ def test_a_service_that_left_the_node_since_the_read_is_passed_over_for_the_next
     api.inspect_service = api_changed
     maintainer.tick()
     assert [kw["name"] for kw in api.updates] == ["web", "web"]
+
+
+def test_a_node_removed_from_the_swarm_mid_drain_is_drained_no_more():
+    api = swarm(services=("api", "web"))
+    app, maintainer = make(api)
+    post(app, "/maintenance/drain", {"node": "worker-1"})
+    inspect = api.inspect_service
+
+    def node_removed(service, insert_defaults=None):
+        api.node_list[:] = [n for n in api.node_list if n["ID"] != WORKER_1]  # docker node rm
+        return inspect(service, insert_defaults=insert_defaults)
+    api.inspect_service = node_removed
+    maintainer.tick()
+    maintainer.tick()
+    assert api.updates == [] and writes(api) == ["update_node"]
+    assert [n["hostname"] for n in maintainer.status()["nodes"]] == ["manager-1", "worker-2",
+                                                                     "worker-3"]
 
 
 def test_a_drain_waits_for_swarm_to_finish_a_move_before_lifting_its_exclusion_and_ending():
