@@ -77,7 +77,8 @@ def swarm_spreads_replaced_tasks(api, service_id, kwargs):
         if task["ServiceID"] != service_id or task["DesiredState"] != "running":
             continue
         if not meets(api.node(task["NodeID"])):
-            to = min((n for n in api.node_list if meets(n) and n["Spec"]["Availability"] == "active"),
+            active = [n for n in api.node_list if n["Spec"]["Availability"] == "active"]
+            to = min((n for n in active if meets(n)),
                      key=lambda n: (running_here(n), n["Description"]["Hostname"]))
             api.move_task(task["ID"], to["ID"])
 
@@ -335,7 +336,7 @@ def test_a_rebalance_request_may_have_no_body_and_names_its_one_field_when_refus
     assert post(app, "/maintenance/rebalance", None, raw=b"").status_code == 202
 
 
-def test_a_refusals_exception_says_its_reason():
+def test_a_bad_requests_exception_says_its_reason():
     from receiver.maintenance_request import BadRequest, parse_request
     with pytest.raises(BadRequest) as bad:
         parse_request(b"{", ("dry_run",))
@@ -472,7 +473,8 @@ def test_a_drain_and_its_end_say_how_many_tasks_they_leave_to_swarm():
     api = cluster([service_dict("web", "id-web", constraints=["node.role==worker"]),
                    service_dict("pinned", "id-pinned", constraints=["node.hostname==worker-1"]),
                    service_dict("agent", "id-agent", replicas=None)],
-                  [task_dict("t-web", "id-web", WORKER_1), task_dict("t-pin", "id-pinned", WORKER_1),
+                  [task_dict("t-web", "id-web", WORKER_1),
+                   task_dict("t-pin", "id-pinned", WORKER_1),
                    task_dict("t-agent", "id-agent", WORKER_1)])
     api.node(WORKER_1)["Spec"]["Labels"]["zone"] = "a"
     app, maintainer = make(api)
@@ -496,7 +498,8 @@ def test_a_drain_says_so_when_it_leaves_only_global_tasks_or_only_blocked_ones_t
     other = (service_dict("pinned", "id-other", constraints=["node.hostname==worker-1"]) if force
              else service_dict("agent", "id-other", replicas=None))
     api = cluster([service_dict("web", "id-web", constraints=["node.role==worker"]), other],
-                  [task_dict("t-web", "id-web", WORKER_1), task_dict("t-other", "id-other", WORKER_1)])
+                  [task_dict("t-web", "id-web", WORKER_1),
+                   task_dict("t-other", "id-other", WORKER_1)])
     app, _ = make(api)
     post(app, "/maintenance/drain", {"node": "worker-1", "force": force})
     assert [e["message"] for e in events_of(app, "maintenance")] == [
@@ -515,8 +518,9 @@ def test_each_step_of_a_drain_is_an_event_and_status_shows_what_it_did():
     move = {"alert": None, "service": "web", "task": "t-web", "node": WORKER_1, "kind": "drain",
             "message": sentence, "starts_at": None, "received_at": None}
     assert said(events_of(app)) == [
-        maintenance_event("drain", "started", WORKER_1,
-                          "Draining worker-1: paused; moving 1 task(s) of 1 service(s) start-first"),
+        maintenance_event(
+            "drain", "started", WORKER_1,
+            "Draining worker-1: paused; moving 1 task(s) of 1 service(s) start-first"),
         {"type": "decision", "result": "act", "reason": None, "duration_s": None, **move},
         {"type": "outcome", "result": "success",
          "reason": "1 task(s) running elsewhere (w3c7e5g3i1k9)", "duration_s": 12.3456, **move},
@@ -776,7 +780,8 @@ def test_a_draining_node_that_makes_no_move_does_not_hold_up_the_next_one(worker
     if worker_1 in ("updating", "over_budget", "blocked"):
         services.append(service_dict(
             "one", "id-one", update_state="updating" if worker_1 == "updating" else None,
-            constraints=["node.hostname==worker-1" if worker_1 == "blocked" else "node.role==worker"]))
+            constraints=["node.hostname==worker-1" if worker_1 == "blocked"
+                         else "node.role==worker"]))
         tasks.append(task_dict("t-one", "id-one", WORKER_1))
     if worker_1 == "lifting":
         services.append(service_dict(
@@ -797,7 +802,8 @@ def test_a_draining_node_that_makes_no_move_does_not_hold_up_the_next_one(worker
 
 
 def test_one_tick_makes_one_move_whichever_nodes_are_draining():
-    api = cluster([service_dict(n, f"id-{n}", constraints=["node.role==worker"]) for n in ("one", "two")],
+    api = cluster([service_dict(n, f"id-{n}", constraints=["node.role==worker"])
+                   for n in ("one", "two")],
                   [task_dict("t-one", "id-one", WORKER_1), task_dict("t-two", "id-two", WORKER_2)])
     draining(api, WORKER_1)
     draining(api, WORKER_2)
@@ -957,7 +963,8 @@ def test_undrain_mid_drain_says_what_it_ended_and_keeps_the_nodes_own_labels():
                                             "(moving) ended"}
     assert node_labels(api, WORKER_1) == {"zone": "a"}
     assert said(events_of(app, "maintenance"))[1:] == [
-        maintenance_event("drain", "stopped", WORKER_1, "The drain of worker-1 ended by an undrain"),
+        maintenance_event("drain", "stopped", WORKER_1,
+                          "The drain of worker-1 ended by an undrain"),
         maintenance_event("undrain", "finished", WORKER_1,
                           "Undrained worker-1: availability pause -> active; drain (moving) ended")]
     assert drain_of(maintainer) is None
@@ -1059,8 +1066,8 @@ def test_a_rebalance_answers_with_its_plan_and_says_when_it_begins_and_ends():
                                                                "plan": plan})
     assert rebalance_of(maintainer) == progress(state="running")
     again = post(app, "/maintenance/rebalance", {})
-    assert (again.status_code, again.get_json()) == (409, {"error": "a rebalance is already running",
-                                                           "plan": None})
+    assert (again.status_code, again.get_json()) == (
+        409, {"error": "a rebalance is already running", "plan": None})
     maintainer.storm.begin("c", "migrate", WORKER_2, [WORKER_3])  # an alert's move of c
     maintainer.tick()
     assert rebalance_of(maintainer) == progress(state="running",
@@ -1073,8 +1080,8 @@ def test_a_rebalance_answers_with_its_plan_and_says_when_it_begins_and_ends():
                                                 moved=[moved("c", "newtask0001")])
     assert said(events_of(app, "maintenance")) == [
         maintenance_event("rebalance", "started", None, "Rebalancing: about 1 move(s) planned"),
-        maintenance_event("rebalance", "finished", None,
-                          "Rebalanced: 1 move(s); tasks per node worker-1 2, worker-2 1, worker-3 1")]
+        maintenance_event("rebalance", "finished", None, "Rebalanced: 1 move(s); tasks per node "
+                                                         "worker-1 2, worker-2 1, worker-3 1")]
 
 
 def test_a_rebalance_with_nothing_to_do_says_why_and_starts_nothing():
@@ -1131,7 +1138,8 @@ def test_a_rebalance_moves_each_service_at_most_once_even_from_another_busy_node
     # No constraints: the manager takes work too. worker-1 a b c d, worker-2 a e f.
     api = cluster([service_dict("a", "id-a", replicas=2)]
                   + [service_dict(n, f"id-{n}") for n in "bcdef"],
-                  [task_dict("a1", "id-a", WORKER_1, slot=1), task_dict("a2", "id-a", WORKER_2, slot=2)]
+                  [task_dict("a1", "id-a", WORKER_1, slot=1),
+                   task_dict("a2", "id-a", WORKER_2, slot=2)]
                   + [task_dict(f"t-{n}", f"id-{n}", WORKER_1) for n in "bcd"]
                   + [task_dict(f"t-{n}", f"id-{n}", WORKER_2) for n in "ef"])
     api.after_update = swarm_spreads_replaced_tasks

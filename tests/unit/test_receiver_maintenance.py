@@ -426,7 +426,8 @@ def test_each_planned_move_lands_where_the_plan_counted_the_earlier_ones():
     assert M.plan_rebalance(snap, frozenset(), 1).as_json() == {
         "tolerance": 1, "counts": {"worker-1": 6, "worker-2": 1, "worker-3": 0},
         "moves": [{"service": "a", "task": "ta", "from": "worker-1", "to": ["worker-3"]},
-                  {"service": "b", "task": "tb", "from": "worker-1", "to": ["worker-2", "worker-3"]},
+                  {"service": "b", "task": "tb", "from": "worker-1",
+                   "to": ["worker-2", "worker-3"]},
                   {"service": "c", "task": "tc", "from": "worker-1", "to": ["worker-3"]}],
         "why_not": None}
 
