@@ -111,12 +111,82 @@ def test_a_service_without_a_health_check_moves_with_a_note():
     assert move.note and "no health check" in move.note
 
 
+def test_the_plan_shows_the_replicas_swarm_has_for_the_service_zero_too():
+    # Scaled to zero a moment ago: Swarm has not stopped the task yet.
+    snap = world([svc("web", replicas=0)], [on(WORKER_1, "web", "t1")])
+    [move] = M.plan_drain(snap, snap.node(WORKER_1)).moves
+    assert move.replicas == 0
+
+
 def test_another_node_being_drained_takes_nothing():
     node_list = nodes(worker_2={"labels": {M.DRAIN_STATE: M.MOVING}, "availability": "pause"},
                       worker_3={"availability": "drain"})
     snap = world([svc("web")], [on(WORKER_1, "web", "t1")], node_list)
     [blocked] = M.plan_drain(snap, snap.node(WORKER_1)).blocked
     assert "no other node can take it" in blocked.why
+
+
+def test_the_plan_as_json_names_the_node_and_each_task_with_its_fate():
+    volume = {"Type": "volume", "Source": "db-data", "Target": "/data"}
+    snap = world([svc("agent", replicas=None), svc("db", mounts=[volume]),
+                  svc("web", replicas=2), svc("bare", healthcheck={"Test": ["NONE"]})],
+                 [on(WORKER_1, "agent", "g1"), on(WORKER_1, "db", "d1"),
+                  on(WORKER_1, "web", "w1", slot=1), on(WORKER_2, "web", "w2", slot=2),
+                  on(WORKER_1, "bare", "b1")])
+    assert M.plan_drain(snap, snap.node(WORKER_1)).as_json() == {
+        "node": {"id": WORKER_1, "hostname": "worker-1"},
+        "moves": [{"service": "bare", "tasks": ["b1"], "replicas": 1,
+                   "note": "no health check: Swarm counts a new task as running when its "
+                           "container starts, so requests may reach it before it serves"},
+                  {"service": "web", "tasks": ["w1"], "replicas": 2, "note": None}],
+        "left": [{"service": "agent", "task": "g1",
+                  "why": "a global service runs a task on every node: Swarm's drain stops "
+                         "this one"}],
+        "blocked": [{"service": "db", "task": "d1",
+                     "why": "keeps data on worker-1 (local volume db-data at /data): a task "
+                            "started elsewhere would start without it "
+                            "(swarmguard.stateful=allow moves it anyway)"}]}
+
+
+def test_a_job_is_left_to_swarms_drain_which_stops_it():
+    job = svc("backup")
+    job["Spec"]["Mode"] = {"ReplicatedJob": {}}
+    snap = world([job, svc("web")], [on(WORKER_1, "backup", "j1"), on(WORKER_1, "web", "t1")])
+    plan = M.plan_drain(snap, snap.node(WORKER_1))
+    assert plan.left == (M.Left("backup", "j1", "a replicated-job service runs to completion: "
+                                                "Swarm's drain stops it"),)
+    assert [m.service for m in plan.moves] == ["web"]
+
+
+def test_a_service_left_or_blocked_does_not_keep_the_next_ones_from_moving():
+    volume = {"Type": "volume", "Source": "v", "Target": "/data"}
+    snap = world([svc("agent", replicas=None), svc("db", mounts=[volume]), svc("web")],
+                 [on(WORKER_1, "agent", "g1"), on(WORKER_1, "db", "d1"), on(WORKER_1, "web", "t1")])
+    plan = M.plan_drain(snap, snap.node(WORKER_1))
+    assert [m.service for m in plan.moves] == ["web"]
+    assert [x.service for x in plan.left] == ["agent"]
+    assert [x.service for x in plan.blocked] == ["db"]
+
+
+def test_a_blocked_task_says_why_each_other_node_cannot_take_it():
+    snap = world([svc("web")], [on(WORKER_1, "web", "t1")],
+                 nodes(worker_2={"state": "down"}, worker_3={"availability": "drain"}))
+    [blocked] = M.plan_drain(snap, snap.node(WORKER_1)).blocked
+    assert blocked.why == ("no other node can take it (manager-1 does not meet node.role==worker, "
+                           "node.hostname!=worker-1; worker-2 is down/active; "
+                           "worker-3 is ready/drain)")
+
+
+def test_a_node_alone_in_the_swarm_has_nowhere_to_send_its_tasks():
+    snap = world([svc("web")], [on(WORKER_1, "web", "t1")], [node_dict(WORKER_1, "worker-1")])
+    [blocked] = M.plan_drain(snap, snap.node(WORKER_1)).blocked
+    assert blocked.why == "no other node can take it (no other node takes work)"
+
+
+def test_an_unreadable_stateful_label_blocks_the_task_with_the_labels_problem():
+    snap = world([svc("web", labels={"swarmguard.stateful": "yes"})], [on(WORKER_1, "web", "t1")])
+    [blocked] = M.plan_drain(snap, snap.node(WORKER_1)).blocked
+    assert blocked.why == "label swarmguard.stateful='yes' is not 'allow'"
 
 
 # -- refusals -------------------------------------------------------------------------------
@@ -178,6 +248,45 @@ def test_one_of_three_managers_may_go_but_not_when_another_is_unreachable():
         M.drain_refusal(degraded, degraded.node(MANAGER_1))
 
 
+def test_the_refusals_say_which_nodes_there_are_and_which_ids_to_choose_from():
+    with pytest.raises(M.Refused) as unknown:
+        M.find_node(world([], []), "worker-9")
+    assert unknown.value.reason == ("no node is called worker-9 (the swarm has manager-1, "
+                                    "worker-1, worker-2, worker-3)")
+    assert str(unknown.value) == unknown.value.reason
+    with pytest.raises(M.Refused) as shared:
+        M.find_node(world([], [], nodes() + [node_dict("w9", "worker-2")]), "worker-2")
+    assert shared.value.reason == (f"2 nodes are called worker-2; give the node's ID "
+                                   f"({WORKER_2}, w9)")
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"worker_1": {"labels": {M.DRAIN_STATE: M.MOVING, M.DRAIN_AT: "2026-12-04T09:00:00Z"}}},
+     "worker-1 is already being drained (since 2026-12-04T09:00:00Z)"),
+    ({"worker_1": {"labels": {M.DRAIN_STATE: M.DRAINED}, "availability": "drain"}},
+     "worker-1 is already drained (availability drain)"),
+    ({"worker_2": {"availability": "drain"}, "worker_3": {"state": "down"},
+      "manager_1": {"availability": "pause"}},
+     "worker-1 is the last node that takes work: its tasks would have nowhere to go"),
+])
+def test_a_refused_drain_says_why_in_a_sentence(overrides, expected):
+    snap = world([], [], nodes(**overrides))
+    assert M.drain_refusal(snap, snap.node(WORKER_1)) == expected
+
+
+def test_with_four_managers_the_quorum_is_three():
+    node_list = nodes()
+    for node_id, name, reach in (("m2", "manager-2", "reachable"), ("m3", "manager-3", "reachable"),
+                                 ("m4", "manager-4", "unreachable")):
+        data = node_dict(node_id, name, role="manager")
+        data["ManagerStatus"] = {"Reachability": reach}
+        node_list.append(data)
+    snap = world([], [], node_list)
+    assert M.drain_refusal(snap, snap.node(MANAGER_1)) == (
+        "manager-1 is a manager: without it 2 of 4 manager(s) stay reachable and the Raft "
+        "quorum needs 3; add managers first (docker node promote)")
+
+
 # -- moves ----------------------------------------------------------------------------------
 
 def test_a_drain_move_excludes_the_node_and_keeps_the_users_constraints():
@@ -205,6 +314,26 @@ def test_a_finished_move_whose_exclusion_stayed_is_found_and_one_in_flight_is_no
                  [on(WORKER_2, "web", "w"), on(WORKER_2, "api", "a"), on(WORKER_1, "db", "d")])
     assert M.leftover_exclusions(snap, frozenset()) == [("web", "node.hostname!=worker-1")]
     assert M.leftover_exclusions(snap, frozenset({"web"})) == []
+
+
+def test_a_leftover_exclusion_stays_while_swarmguard_cannot_read_the_services_constraints():
+    # Lifting is safe only when every task meets the constraints; unreadable, it may not.
+    odd = svc("web", constraints=WORKERS + ["node.unknown==x", "node.hostname!=worker-1"],
+              labels={"swarmguard.placement-exclusion": "node.hostname!=worker-1",
+                      "swarmguard.last-action": "drain"})
+    snap = world([odd], [on(WORKER_2, "web", "w")])
+    assert M.leftover_exclusions(snap, frozenset()) == []
+
+
+def test_a_drain_is_over_only_once_its_own_exclusions_are_lifted():
+    exclusion = {"swarmguard.placement-exclusion": "node.hostname!=worker-1"}
+    snap = world([svc("drained", labels={**exclusion, "swarmguard.last-action": "drain"}),
+                  svc("migrated", labels={**exclusion, "swarmguard.last-action": "migrate"}),
+                  svc("rebalanced", labels={**exclusion, "swarmguard.last-action": "rebalance"}),
+                  svc("other", labels={"swarmguard.placement-exclusion": "node.hostname!=worker-2",
+                                       "swarmguard.last-action": "drain"}),
+                  svc("plain")], [])
+    assert M.exclusions_of_drain(snap, snap.node(WORKER_1)) == ["drained"]
 
 
 # -- rebalance ------------------------------------------------------------------------------
@@ -275,3 +404,102 @@ def test_a_rebalance_move_steers_the_task_without_touching_the_services_other_ta
     # worker-2 runs a's other task: excluding it would replace that task too.
     assert move.exclusion == "node.hostname!=worker-1,node.hostname!=manager-1"
     assert move.tasks == ("t1",)
+
+
+def test_a_rebalance_plan_as_json_counts_by_hostname_in_hostname_order():
+    # Node IDs sort the other way round from their hostnames.
+    node_list = [node_dict("zz-id", "alpha"), node_dict("aa-id", "omega")]
+    snap = world([svc("a"), svc("b"), svc("c")],
+                 [on("zz-id", n, f"t{n}") for n in "abc"], node_list)
+    answer = M.plan_rebalance(snap, frozenset(), 1).as_json()
+    assert list(answer["counts"].items()) == [("alpha", 3), ("omega", 0)]
+    assert answer == {"tolerance": 1, "counts": {"alpha": 3, "omega": 0},
+                      "moves": [{"service": "a", "task": "ta", "from": "alpha", "to": ["omega"]}],
+                      "why_not": None}
+
+
+def test_each_planned_move_lands_where_the_plan_counted_the_earlier_ones():
+    # worker-1 6, worker-2 1, worker-3 0: each move goes to the lightest node as counted
+    # after the moves before it, until the spread is within 1.
+    snap = world([svc(n) for n in "abcdefg"],
+                 [on(WORKER_1, n, f"t{n}") for n in "abcdef"] + [on(WORKER_2, "g", "tg")])
+    assert M.plan_rebalance(snap, frozenset(), 1).as_json() == {
+        "tolerance": 1, "counts": {"worker-1": 6, "worker-2": 1, "worker-3": 0},
+        "moves": [{"service": "a", "task": "ta", "from": "worker-1", "to": ["worker-3"]},
+                  {"service": "b", "task": "tb", "from": "worker-1",
+                   "to": ["worker-2", "worker-3"]},
+                  {"service": "c", "task": "tc", "from": "worker-1", "to": ["worker-3"]}],
+        "why_not": None}
+
+
+def test_a_spread_equal_to_the_tolerance_is_left_alone():
+    snap = world([svc(n) for n in "abcde"],
+                 [on(WORKER_1, n, f"t{n}") for n in "abc"] + [on(WORKER_2, "d", "td"),
+                                                              on(WORKER_3, "e", "te")])
+    plan = M.plan_rebalance(snap, frozenset(), tolerance=2)
+    assert plan.moves == ()
+    assert plan.why_not == "the nodes are within 2 task(s) of each other (spread 2)"
+
+
+def test_with_no_tolerance_a_task_is_not_moved_to_a_node_only_one_task_lighter():
+    # worker-1 2, worker-2 1, worker-3 1: a move would only swap which node is busiest.
+    snap = world([svc(n) for n in "abcd"],
+                 [on(WORKER_1, "a", "ta"), on(WORKER_1, "b", "tb"), on(WORKER_2, "c", "tc"),
+                  on(WORKER_3, "d", "td")])
+    plan = M.plan_rebalance(snap, frozenset(), tolerance=0)
+    assert plan.moves == ()
+    assert plan.why_not == ("no task on worker-1 can move to a lighter node (opted in, safe to "
+                            "move, no task of its service there, node not hot)")
+
+
+def test_fewer_than_two_nodes_taking_work_is_nothing_to_rebalance():
+    snap = world([svc("a"), svc("b")], [on(WORKER_1, "a", "ta"), on(WORKER_1, "b", "tb")],
+                 nodes(worker_2={"availability": "drain"}, worker_3={"state": "down"}))
+    assert M.plan_rebalance(snap, frozenset(), 1).as_json() == {
+        "tolerance": 1, "counts": {"worker-1": 2}, "moves": [],
+        "why_not": "fewer than two nodes take work"}
+
+
+def test_a_service_not_opted_in_does_not_make_a_node_count_for_the_rebalance():
+    # "free" may run anywhere, the manager too; only the opted-in "a" says where work goes.
+    snap = world([svc("a"), svc("free", constraints=[], enabled=False)],
+                 [on(WORKER_1, "a", "ta")])
+    assert set(M.plan_rebalance(snap, frozenset(), 0).counts) == {WORKER_1, WORKER_2, WORKER_3}
+
+
+def test_rebalance_passes_over_services_it_may_not_move_and_moves_the_next():
+    # Sorted by name, each of these comes before "z", the one that may move.
+    snap = world([svc("agent", replicas=None), svc("bare", healthcheck={"Test": ["NONE"]}),
+                  svc("busy", update_state="updating"),
+                  svc("odd", labels={"swarmguard.stateful": "yes"}), svc("z")],
+                 [on(WORKER_1, n, f"t{n}") for n in ("agent", "bare", "busy", "odd", "z")],
+                 nodes(worker_3={"availability": "drain"}))
+    assert [m.service for m in M.plan_rebalance(snap, frozenset(), 1).moves] == ["z"]
+
+
+def test_a_rebalance_never_steers_a_task_to_a_node_its_constraints_refuse():
+    snap = world([svc("a", constraints=WORKERS + ["node.hostname!=worker-3"]), svc("b"), svc("c"),
+                  svc("d")],
+                 [on(WORKER_1, n, f"t{n}") for n in "abc"] + [on(WORKER_2, "d", "td")])
+    planned = M.plan_rebalance(snap, frozenset(), 1).moves[0]
+    assert planned.service == "a" and [n.hostname for n in planned.to] == ["worker-2"]
+
+
+def test_a_node_running_the_services_task_is_no_destination_but_one_where_it_stops_is():
+    # worker-1 4 tasks, worker-2 1 (a's other replica), worker-3 1 (e), and a's old task
+    # on worker-3 is shutting down.
+    snap = world([svc("a", replicas=2), svc("b"), svc("c"), svc("d"), svc("e")],
+                 [on(WORKER_1, "a", "a1", slot=1), on(WORKER_2, "a", "a2", slot=2),
+                  on(WORKER_3, "a", "a0", slot=1, desired="shutdown"),
+                  on(WORKER_1, "b", "tb"), on(WORKER_1, "c", "tc"), on(WORKER_1, "d", "td"),
+                  on(WORKER_3, "e", "te")])
+    planned = M.plan_rebalance(snap, frozenset(), 1).moves[0]
+    assert planned.service == "a" and [n.hostname for n in planned.to] == ["worker-3"]
+
+
+def test_a_rebalance_move_is_of_kind_rebalance():
+    snap = world([svc("a"), svc("b")], [on(WORKER_1, "a", "ta"), on(WORKER_1, "b", "tb")])
+    [planned] = M.plan_rebalance(snap, frozenset(), 0).moves
+    move = M.rebalance_move(snap, snap.service("a"), planned)
+    assert move.kind == M.REBALANCE
+    assert move.sentence.startswith("Moving a off worker-1 (rebalance): start-first, excluding ")
