@@ -223,9 +223,11 @@ def create_app(settings: Settings | None = None, api=None, *,
 
     if readiness_thread:
         readiness.start()
-    if maintenance_thread if maintenance_thread is not None else api_given is False:
-        maintainer.start()
+    # `started` is the first event of every run (docs/contract.md): before the maintainer
+    # can resume a drain and say so.
     report.started(settings.dry_run, settings.describe())
+    if maintenance_thread if maintenance_thread is not None else not api_given:
+        maintainer.start()
     return app
 
 

@@ -389,7 +389,8 @@ class Maintainer:
                         f"{move.from_node.hostname} (SWARMGUARD_MAX_LEAVING_PER_NODE="
                         f"{b.leaving_per_node})")
             if not over:
-                over = view.over_arrival_budget((n, n[:12]) for n in move.destinations)
+                names = move.destination_names or move.destinations
+                over = view.over_arrival_budget(zip(move.destinations, names))
             if over:
                 progress.problem = f"waiting: {over}"
                 return False
@@ -409,6 +410,8 @@ class Maintainer:
         if result == CONFLICT:
             return  # nothing written; planned again at the next tick
         self.report.moved(move, result, detail, seconds)
+        # Done with, whatever the result: status no longer shows it as to go.
+        progress.remaining = [r for r in progress.remaining if r["service"] != move.service.name]
         where = sorted({t.node_id for t in self._tasks_now(move) if t.node_id != move.from_node.id})
         progress.moved.append({"service": move.service.name, "tasks": len(move.tasks),
                                "task": move.tasks[0] if move.tasks else None,

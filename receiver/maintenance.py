@@ -395,6 +395,7 @@ class NodeMove:
     constraints: tuple[str, ...]  # Placement.Constraints during the move
     exclusion: str  # SwarmGuard's exclusion recorded in the service's labels
     destinations: tuple[str, ...]  # node ids it may land on (the storm's arrival budget)
+    destination_names: tuple[str, ...] = ()  # their hostnames, in the same order (messages)
 
     @property
     def sentence(self) -> str:
@@ -411,8 +412,10 @@ def drain_move(snapshot: Snapshot, service: Service, node: Node) -> NodeMove | N
         return None
     constraints, recorded = move_constraints(snapshot, service, node)
     eligible, _ = eligible_nodes(service, snapshot, constraints, node)
+    destinations = [n for n in eligible if not drain_state(n)]
     return NodeMove(DRAIN, service, node, tuple(t.id for t in tasks), constraints, recorded,
-                    tuple(n.id for n in eligible if not drain_state(n)))
+                    tuple(n.id for n in destinations),
+                    tuple(n.hostname or n.id for n in destinations))
 
 
 def rebalance_move(snapshot: Snapshot, service: Service, move: RebalanceMove
@@ -427,4 +430,5 @@ def rebalance_move(snapshot: Snapshot, service: Service, move: RebalanceMove
     # Every task of the service on that node is replaced: they all stop meeting the
     # constraints (the plan counts one; the next plan sees the rest).
     return NodeMove(REBALANCE, service, move.from_node, tuple(t.id for t in here),
-                    tuple(constraints), recorded, tuple(n.id for n in move.to))
+                    tuple(constraints), recorded, tuple(n.id for n in move.to),
+                    tuple(n.hostname or n.id for n in move.to))
