@@ -1,15 +1,20 @@
+import copy
+import dataclasses
 import logging
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
 
+import docker.errors
 import pytest
 import requests
 
 from receiver import actuator as A
 from receiver import actions
+from receiver import maintenance as M
 from receiver import reasons as R
 from receiver.actuator import Actuator
+from receiver.cluster import read_snapshot
 from receiver.config import Settings
 from receiver.rfc3339 import format_time
 from receiver.metrics import Metrics
@@ -727,7 +732,9 @@ def test_an_update_that_landed_despite_an_error_is_not_made_twice_and_says_so(fa
     act, _ = actuator(api, clock)
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.SUCCESS
+    # Watched as if the call had answered: the migration's own outcome.
+    assert isinstance(outcome.decision, actions.Migration)
+    assert (outcome.result, outcome.detail) == (A.SUCCESS, "new task newtask0001 running")
     assert len(api.updates) == 1
     assert "The update of demo_web did land despite the error" in caplog.messages
 
@@ -874,7 +881,7 @@ def test_a_hold_that_cannot_be_written_changes_nothing_and_is_reported(failure, 
     assert api.services[WEB_ID]["Spec"]["Labels"] == stored
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "record"}) == 1
-    assert any(m.startswith("docker record failed") for m in caplog.messages)
+    assert f"docker record failed: {failure}" in caplog.messages
 
 
 def test_a_dry_run_holds_nothing_and_says_what_it_would_hold(caplog):
@@ -890,3 +897,437 @@ def test_a_dry_run_holds_nothing_and_says_what_it_would_hold(caplog):
     assert api.updates == []
     assert any(m.startswith("**DRY-RUN**: would hold demo_web's migrations until")
                for m in caplog.messages)
+
+
+# -- maintenance moves (receiver/maintainer.py plans them; the actuator writes) ---------------
+
+DRAIN_REASON = ("Moving demo_web off worker-1 (drain): start-first, excluding "
+                "node.hostname!=worker-1")
+
+
+def planned_drain(api):
+    """The drain's move of demo_web's tasks off worker-1, planned on a fresh read."""
+    snap = read_snapshot(api, ["demo_web"])
+    return M.drain_move(snap, snap.service("demo_web"), snap.node(WORKER_1))
+
+
+def web_task(api, task_id):
+    return next(t for t in api.task_list if t["ID"] == task_id)
+
+
+def at_look(*steps):
+    """before_tasks hook: at the n-th look at the tasks (from 1), steps[n - 1](api), if
+    there is one and it is not None."""
+    looks = []
+
+    def hook(api):
+        looks.append(True)
+        if len(looks) <= len(steps) and steps[len(looks) - 1]:
+            steps[len(looks) - 1](api)
+    return hook
+
+
+def tasks_looks(api):
+    return len([c for c in api.calls if c[0] == "tasks"])
+
+
+@pytest.mark.parametrize("kind", [M.DRAIN, M.REBALANCE])
+def test_a_move_is_one_compare_and_swap_start_first_update_recorded_in_the_labels(kind):
+    api, clock = example_api(), Clock()
+    move = dataclasses.replace(planned_drain(api), kind=kind)
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    act, _ = actuator(api, clock, watch_interval=0.5)
+    at = clock.now
+
+    result, detail, seconds = act.move_tasks(move, DRAIN_REASON)
+
+    assert (result, detail, seconds) == (A.SUCCESS, "1 task(s) running elsewhere (w2b8c6e4g2i0)",
+                                         0.5)
+    update = api.updates[0]
+    assert update["version"] == 100  # the Version.Index read with the spec it replaces
+    assert update["update_config"]["Order"] == "start-first"
+    assert update["update_config"]["FailureAction"] == "rollback"
+    assert update["update_config"]["Monitor"] == 5000000000  # the rest is kept
+    assert update["rollback_config"]["Order"] == "start-first"
+    assert update["task_template"]["Placement"]["Constraints"] == [
+        "node.role==worker", "node.hostname!=worker-1"]
+    labels = update["labels"]
+    assert labels["swarmguard.last-action"] == kind
+    assert labels["swarmguard.last-action-at"] == format_time(at)
+    assert labels["swarmguard.last-action-reason"] == DRAIN_REASON
+    assert labels["swarmguard.placement-exclusion"] == "node.hostname!=worker-1"
+
+
+def test_once_the_move_is_done_its_exclusion_is_lifted_and_its_record_kept():
+    api, clock = example_api(), Clock()
+    move = planned_drain(api)
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    act, _ = actuator(api, clock)
+
+    assert act.move_tasks(move, DRAIN_REASON)[0] == A.SUCCESS
+
+    moved, lifted = api.updates
+    assert lifted["version"] == 101  # read again after the move's own update
+    assert lifted["task_template"]["Placement"]["Constraints"] == ["node.role==worker"]
+    assert "swarmguard.placement-exclusion" not in lifted["labels"]
+    assert lifted["labels"]["swarmguard.last-action"] == "drain"
+    assert lifted["labels"]["swarmguard.last-action-reason"] == DRAIN_REASON
+    assert lifted["update_config"] == moved["update_config"]  # the rest as the move left it
+
+
+@pytest.mark.parametrize("failure", [out_of_sequence(),
+                                     api_error(404, "service 7f3kq2m9x1v5b8n4c6z0l2j4h not found")])
+def test_a_move_that_loses_the_compare_and_swap_writes_nothing_and_is_a_conflict(failure, caplog):
+    api, clock = example_api(), Clock()
+    move = planned_drain(api)
+    stored = copy.deepcopy(api.services[WEB_ID])
+    looks = tasks_looks(api)
+    api.update_failures = [failure]
+    act, metrics = actuator(api, clock)
+
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        outcome = act.move_tasks(move, DRAIN_REASON)
+
+    assert outcome == (A.CONFLICT, failure.explanation, 0.0)
+    assert len(api.updates) == 1 and api.services[WEB_ID] == stored
+    assert tasks_looks(api) == looks  # nothing to watch: planned again
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "update_conflict"}) == 1
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "update"}) is None
+    assert (f"demo_web changed under us ({failure.explanation}); re-reading and deciding again"
+            in caplog.messages)
+
+
+def test_a_move_docker_refuses_fails_at_once_and_says_why(caplog):
+    api, clock = example_api(), Clock()
+    move = planned_drain(api)
+    refused = api_error(400, "invalid placement constraint")
+    looks = tasks_looks(api)
+
+    def slow_refusal(service, version, **kwargs):
+        clock.mono += 0.25
+        raise refused
+    api.update_service = slow_refusal
+    act, metrics = actuator(api, clock)
+
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        outcome = act.move_tasks(move, DRAIN_REASON)
+
+    assert outcome == (A.FAILED, f"docker update failed: {refused}", 0.25)
+    assert tasks_looks(api) == looks
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "update"}) == 1
+    assert f"docker update failed: {refused}" in caplog.messages
+
+
+@pytest.mark.parametrize("failure", [requests.exceptions.ReadTimeout("read timed out"),
+                                     requests.exceptions.ConnectionError("connection reset")])
+def test_a_move_whose_update_call_failed_in_transit_is_watched_for_it_may_have_landed(
+        failure, caplog):
+    api, clock = example_api(), Clock()
+    move = planned_drain(api)
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    real_update = api.update_service
+    calls = []
+
+    def the_first_lands_then_fails(service, version, **kwargs):
+        calls.append(True)
+        real_update(service, version, **kwargs)
+        if len(calls) == 1:
+            raise failure
+    api.update_service = the_first_lands_then_fails
+    act, metrics = actuator(api, clock)
+
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        result, _, _ = act.move_tasks(move, DRAIN_REASON)
+
+    assert result == A.SUCCESS
+    assert len(api.updates) == 2  # the move, made once, then the lift
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "update"}) == 1
+    assert f"docker update failed: {failure}" in caplog.messages
+
+
+def test_a_move_whose_update_failed_in_transit_and_never_landed_times_out():
+    api, clock = example_api(), Clock()
+    move = planned_drain(api)
+    api.update_failures = [requests.exceptions.ConnectionError("connection refused")]
+    act, _ = actuator(api, clock, migration_timeout=3, watch_interval=1)
+    assert act.move_tasks(move, DRAIN_REASON) == (A.TIMEOUT, "not settled within 3 s", 3)
+    assert len(api.updates) == 1  # no second try, no lift
+
+
+def test_a_move_is_not_done_while_a_task_is_still_meant_to_run_on_the_node_it_leaves():
+    api, clock = example_api(), Clock()
+    move = planned_drain(api)
+    # Start-first: the new task runs at once; the old one is told to stop at the third look.
+    api.after_update = lambda api, sid, kw: swarm_starts(api, NEW_TASK, WORKER_3)
+    api.before_tasks = at_look(None, None,
+                               lambda api: web_task(api, TASK).update(DesiredState="shutdown"))
+    act, _ = actuator(api, clock, watch_interval=0.5)
+    assert act.move_tasks(move, DRAIN_REASON) == (
+        A.SUCCESS, "1 task(s) running elsewhere (w3c7e5g3i1k9)", 1.5)
+
+
+def test_a_move_is_not_done_until_the_services_replicas_run_elsewhere():
+    api = example_api(replicas=2)
+    api.task_list.append(task_dict(TASK_2, WEB_ID, WORKER_2, slot=2))
+    clock = Clock()
+    move = planned_drain(api)
+    # The old task is stopped while its replacement is still starting: one of two runs.
+    api.after_update = lambda api, sid, kw: swarm_starts(api, NEW_TASK, WORKER_3,
+                                                         state="starting", old_desired="shutdown")
+    api.before_tasks = at_look(
+        None, None, lambda api: web_task(api, NEW_TASK)["Status"].update(State="running"))
+    act, _ = actuator(api, clock, watch_interval=0.5)
+    result, _, seconds = act.move_tasks(move, DRAIN_REASON)
+    assert (result, seconds) == (A.SUCCESS, 1.5)
+
+
+def test_a_move_of_a_service_scaled_to_zero_is_done_once_nothing_is_left_on_the_node():
+    api, clock = example_api(), Clock()
+    move = planned_drain(api)
+    move = dataclasses.replace(move, service=dataclasses.replace(move.service, replicas=0))
+    api.after_update = lambda api, sid, kw: web_task(api, TASK).update(DesiredState="shutdown")
+    act, _ = actuator(api, clock, watch_interval=0.5)
+    assert act.move_tasks(move, DRAIN_REASON) == (A.SUCCESS, "0 task(s) running elsewhere ()", 0.5)
+
+
+@pytest.mark.parametrize("state, result, detail", [
+    ("rollback_started", A.ROLLED_BACK, "Swarm rolled the update back (state rollback_started)"),
+    ("paused", A.FAILED, "Swarm paused the update")])
+def test_a_move_swarm_rolls_back_or_pauses_ends_so_and_keeps_its_exclusion(state, result, detail):
+    api, clock = example_api(), Clock()
+    move = planned_drain(api)
+
+    def swarm_gives_up(api, sid, kw):
+        api.services[sid]["UpdateStatus"] = {"State": state}
+    api.after_update = swarm_gives_up
+    act, _ = actuator(api, clock, watch_interval=0.5)
+    assert act.move_tasks(move, DRAIN_REASON) == (result, detail, 0.5)
+    assert len(api.updates) == 1  # no lift: the maintainer finds what is left
+
+
+def test_a_service_removed_during_its_move_fails_the_move_with_that_sentence():
+    api, clock = example_api(), Clock()
+    move = planned_drain(api)
+    api.after_update = lambda api, sid, kw: api.services.pop(sid)
+    act, _ = actuator(api, clock, watch_interval=0.5)
+    assert act.move_tasks(move, DRAIN_REASON) == (
+        A.FAILED, "demo_web was removed during the move", 0.5)
+    assert len(api.updates) == 1
+
+
+def test_a_docker_hiccup_while_a_move_is_watched_is_counted_and_the_watch_goes_on(caplog):
+    api, clock = example_api(), Clock()
+    move = planned_drain(api)
+
+    def hiccup(api):
+        raise requests.exceptions.ConnectionError("connection reset")
+    api.before_tasks = at_look(hiccup, lambda api: api.move_task(TASK, WORKER_2))
+    act, metrics = actuator(api, clock, watch_interval=0.5)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        result, _, seconds = act.move_tasks(move, DRAIN_REASON)
+    assert (result, seconds) == (A.SUCCESS, 1.0)
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "watch"}) == 1
+    assert "docker watch failed: connection reset" in caplog.messages
+
+
+@pytest.mark.parametrize("on_the_node, timeout", [(1, 5), (2, 10)])
+def test_a_move_is_watched_for_the_migration_timeout_per_task_it_moves(on_the_node, timeout):
+    api = example_api(replicas=on_the_node)
+    if on_the_node == 2:
+        api.task_list.append(task_dict(TASK_2, WEB_ID, WORKER_1, slot=2))
+    clock = Clock()
+    move = planned_drain(api)
+    assert len(move.tasks) == on_the_node
+    looks = tasks_looks(api)
+    act, _ = actuator(api, clock, migration_timeout=5, watch_interval=1)
+
+    assert act.move_tasks(move, DRAIN_REASON) == (
+        A.TIMEOUT, f"not settled within {timeout} s", timeout)
+    assert tasks_looks(api) - looks == timeout  # one look a second, none after the timeout
+    assert len(api.updates) == 1  # not done: the exclusion stays
+
+
+def test_the_storm_hears_which_node_a_moved_task_lands_on_and_of_no_other():
+    api, clock = example_api(), Clock()
+    move = planned_drain(api)
+    act, _ = actuator(api, clock, watch_interval=0.5)
+    act.storm.begin("demo_web", move.kind, WORKER_1, move.destinations, maintenance=True)
+    heard = []
+    real_landed = act.storm.landed
+    act.storm.landed = lambda service, node_id: (heard.append((service, node_id)),
+                                                 real_landed(service, node_id))
+
+    def swarm_assigns(api, sid, kw):
+        # The replacement is assigned to worker-3 and starts; a task not yet given a node
+        # and one that turned up on the node being left are no arrivals anywhere.
+        swarm_starts(api, NEW_TASK, WORKER_3, state="starting")
+        api.task_list += [task_dict("pending" + "0" * 18, WEB_ID, "", slot=3),
+                          task_dict("stray" + "0" * 20, WEB_ID, WORKER_1, slot=4)]
+    api.after_update = swarm_assigns
+
+    def settled(api):
+        web_task(api, NEW_TASK)["Status"]["State"] = "running"
+        api.task_list[:] = [t for t in api.task_list if t["ID"] in (TASK, NEW_TASK)]
+        web_task(api, TASK)["DesiredState"] = "shutdown"
+    api.before_tasks = at_look(None, settled)
+
+    assert act.move_tasks(move, DRAIN_REASON)[0] == A.SUCCESS
+    assert heard == [("demo_web", WORKER_3)] * 2
+    (in_flight,) = act.storm.view().moves
+    assert in_flight.destinations == {WORKER_3}
+
+
+# -- lifting an exclusion ---------------------------------------------------------------------
+
+EXCLUDING_WORKER_1 = {"swarmguard.placement-exclusion": "node.hostname!=worker-1"}
+
+
+def excluded_api(labels=EXCLUDING_WORKER_1):
+    """demo_web, its placement still excluding worker-1 after a move."""
+    return example_api(constraints=["node.role==worker", "node.hostname!=worker-1"],
+                       labels=labels)
+
+
+def test_lifting_the_exclusion_writes_the_users_constraints_as_stored_and_drops_the_label():
+    api, clock = excluded_api({**EXCLUDING_WORKER_1, "team": "web"}), Clock()
+    act, _ = actuator(api, clock)
+
+    assert act.lift_exclusion("demo_web", "node.hostname!=worker-1") is True
+
+    (lift,) = api.updates
+    assert lift["version"] == 100
+    assert lift["task_template"]["Placement"]["Constraints"] == ["node.role==worker"]
+    assert lift["labels"] == {"swarmguard.enable": "true", "team": "web"}
+    # The spec as stored, without the defaults Docker would fill in.
+    assert "StopGracePeriod" not in lift["task_template"]["ContainerSpec"]
+    assert lift["update_config"]["Order"] == "stop-first"  # nothing else changes
+
+
+@pytest.mark.parametrize("labels, exclusion", [
+    ({"swarmguard.placement-exclusion": "node.hostname!=worker-3"}, "node.hostname!=worker-1"),
+    ({}, "node.hostname!=worker-1"),
+    (EXCLUDING_WORKER_1, ""),
+])
+def test_an_exclusion_that_is_not_the_moves_is_left_alone(labels, exclusion):
+    # A later migration's own exclusion, none left, or a move that excluded nothing.
+    api, clock = excluded_api(labels), Clock()
+    act, _ = actuator(api, clock)
+    assert act.lift_exclusion("demo_web", exclusion) is True
+    assert api.updates == []
+
+
+def test_a_service_gone_has_no_exclusion_left_to_lift():
+    api, clock = excluded_api(), Clock()
+    act, _ = actuator(api, clock)
+    assert act.lift_exclusion("demo_gone", "node.hostname!=worker-1") is True
+    api.update_failures = [api_error(404, "service demo_web not found")]  # removed meanwhile
+    assert act.lift_exclusion("demo_web", "node.hostname!=worker-1") is True
+    assert len(api.updates) == 1
+
+
+def test_a_lift_that_races_another_update_is_read_again_and_retried_with_backoff():
+    api, clock = excluded_api(), Clock()
+    api.update_failures = [out_of_sequence(), out_of_sequence()]
+    act, metrics = actuator(api, clock, docker_attempts=3, docker_backoff=1,
+                            docker_backoff_max=10)
+    assert act.lift_exclusion("demo_web", "node.hostname!=worker-1") is True
+    assert len(api.updates) == 3
+    assert clock.sleeps == [1, 2]  # none before the first try, then exponential
+    assert "swarmguard.placement-exclusion" not in api.services[WEB_ID]["Spec"]["Labels"]
+
+
+def test_a_lift_that_keeps_racing_is_given_up_after_the_docker_attempts():
+    api, clock = excluded_api(), Clock()
+    api.update_failures = [out_of_sequence()] * 10
+    act, metrics = actuator(api, clock, docker_attempts=3, docker_backoff=1,
+                            docker_backoff_max=10)
+    assert act.lift_exclusion("demo_web", "node.hostname!=worker-1") is False
+    assert len(api.updates) == 3
+    assert clock.sleeps == [1, 2]
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "lift"}) is None  # a race, not an error
+
+
+def test_a_lift_docker_refuses_is_given_up_at_once_counted_and_logged(caplog):
+    api, clock = excluded_api(), Clock()
+    refused = api_error(500, "rpc error: code = Internal")
+    api.update_failures = [refused]
+    act, metrics = actuator(api, clock, docker_attempts=3)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        assert act.lift_exclusion("demo_web", "node.hostname!=worker-1") is False
+    assert len(api.updates) == 1 and clock.sleeps == []
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "lift"}) == 1
+    assert f"docker lift failed: {refused}" in caplog.messages
+
+
+@pytest.mark.parametrize("failures, lifted", [(1, True), (3, False)])
+def test_an_unreachable_docker_while_lifting_is_counted_and_tried_again(failures, lifted, caplog):
+    api, clock = excluded_api(), Clock()
+    api.update_failures = [requests.exceptions.ConnectionError("connection refused")] * failures
+    act, metrics = actuator(api, clock, docker_attempts=3)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        assert act.lift_exclusion("demo_web", "node.hostname!=worker-1") is lifted
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "lift"}) == failures
+    assert "docker lift failed: connection refused" in caplog.messages
+
+
+# -- node updates -----------------------------------------------------------------------------
+
+def pause(spec):
+    spec["Availability"] = "pause"
+    spec["Labels"]["swarmguard.drain"] = "moving"
+    return spec
+
+
+def test_a_node_update_sends_the_changed_spec_with_the_version_read():
+    api, clock = example_api(), Clock()
+    act, _ = actuator(api, clock)
+    seen = []
+
+    sent = act.update_node(WORKER_1, lambda spec: seen.append(copy.deepcopy(spec)) or pause(spec),
+                           expect=lambda node: None)
+
+    assert seen == [{"Labels": {}, "Role": "worker", "Availability": "active"}]
+    assert sent == {"Labels": {"swarmguard.drain": "moving"}, "Role": "worker",
+                    "Availability": "pause"}
+    assert api.node_updates == [{"version": 9, "node_spec": sent}]
+    assert api.node(WORKER_1)["Spec"] == sent
+
+
+def test_a_node_not_as_expected_is_not_updated():
+    api, clock = example_api(), Clock()
+    act, _ = actuator(api, clock)
+    changed = []
+    with pytest.raises(A.NodeChanged, match="^worker-1 is no longer paused$"):
+        act.update_node(WORKER_1, lambda spec: changed.append(spec) or spec,
+                        expect=lambda node: f"{node['Description']['Hostname']} is no longer "
+                                            f"paused")
+    assert changed == [] and api.node_updates == []
+
+
+def test_a_node_changed_between_read_and_write_is_reported_as_such():
+    api, clock = example_api(), Clock()
+    api.update_failures = [out_of_sequence()]
+    act, _ = actuator(api, clock)
+    with pytest.raises(A.NodeChanged) as raised:
+        act.update_node(WORKER_1, pause)
+    assert str(raised.value) == ("the node changed while it was being updated (rpc error: "
+                                 "code = Unknown desc = update out of sequence)")
+    assert api.node(WORKER_1)["Spec"]["Availability"] == "active"
+
+
+def test_other_docker_errors_of_a_node_update_are_the_callers_to_handle():
+    api, clock = example_api(), Clock()
+    failure = api_error(500, "rpc error: code = Internal")
+    api.update_failures = [failure]
+    act, _ = actuator(api, clock)
+    with pytest.raises(docker.errors.APIError) as raised:
+        act.update_node(WORKER_1, pause)
+    assert raised.value is failure

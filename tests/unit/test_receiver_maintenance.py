@@ -503,3 +503,16 @@ def test_a_rebalance_move_is_of_kind_rebalance():
     move = M.rebalance_move(snap, snap.service("a"), planned)
     assert move.kind == M.REBALANCE
     assert move.sentence.startswith("Moving a off worker-1 (rebalance): start-first, excluding ")
+
+
+def test_a_rebalance_move_may_land_on_each_of_the_planned_nodes_named_by_hostname():
+    node_list = nodes()
+    node_list[3]["Description"]["Hostname"] = ""  # worker-3's
+    snap = world([svc("a"), svc("b"), svc("c")],
+                 [on(WORKER_1, "a", "ta"), on(WORKER_1, "b", "tb"), on(WORKER_1, "c", "tc")],
+                 node_list)
+    [planned, *_] = M.plan_rebalance(snap, frozenset(), 1).moves
+    move = M.rebalance_move(snap, snap.service("a"), planned)
+    assert move.destinations == (WORKER_2, WORKER_3)
+    # In the same order, for the budget's messages; a node without a hostname by its ID.
+    assert move.destination_names == ("worker-2", WORKER_3)
