@@ -304,6 +304,9 @@ class Actuator:
         # migration timeout.
         deadline = started + self.settings.migration_timeout * max(len(move.tasks), 1)
         replicas = move.service.replicas or 0
+        # The tasks from before the update (the moved ones included): any other is a
+        # replacement, and the node it lands on is the move's arrival.
+        old = set(move.known_tasks) | set(move.tasks)
         while self.monotonic() < deadline:
             self.sleep(self.settings.watch_interval)
             try:
@@ -318,12 +321,12 @@ class Actuator:
                 return ended_badly
             live = [t for t in tasks if t.desired_state == "running"]
             for t in live:
-                if t.node_id and t.node_id != move.from_node.id and t.id not in move.tasks:
+                if t.node_id and t.node_id != move.from_node.id and t.id not in old:
                     self.storm.landed(move.service.name, t.node_id)
             behind = [t for t in live if t.node_id == move.from_node.id]
             elsewhere = [t for t in live if t.running and t.node_id != move.from_node.id]
             if not behind and len(elsewhere) >= replicas:
-                where = sorted({t.node_id[:12] for t in elsewhere if t.id not in move.tasks})
+                where = sorted({t.node_id[:12] for t in elsewhere if t.id not in old})
                 return SUCCESS, f"{len(elsewhere)} task(s) running elsewhere ({', '.join(where)})"
         return TIMEOUT, (f"not settled within "
                          f"{self.settings.migration_timeout * max(len(move.tasks), 1):.0f} s")

@@ -396,6 +396,9 @@ class NodeMove:
     exclusion: str  # SwarmGuard's exclusion recorded in the service's labels
     destinations: tuple[str, ...]  # node ids it may land on (the storm's arrival budget)
     destination_names: tuple[str, ...] = ()  # their hostnames, in the same order (messages)
+    # Every task of the service Swarm meant to run when the move was planned: what is not
+    # among them afterwards is the move's replacement (the storm's arrivals).
+    known_tasks: tuple[str, ...] = ()
 
     @property
     def sentence(self) -> str:
@@ -415,7 +418,7 @@ def drain_move(snapshot: Snapshot, service: Service, node: Node) -> NodeMove | N
     destinations = [n for n in eligible if not drain_state(n)]
     return NodeMove(DRAIN, service, node, tuple(t.id for t in tasks), constraints, recorded,
                     tuple(n.id for n in destinations),
-                    tuple(n.hostname or n.id for n in destinations))
+                    tuple(n.hostname or n.id for n in destinations), _known(snapshot, service))
 
 
 def rebalance_move(snapshot: Snapshot, service: Service, move: RebalanceMove
@@ -431,4 +434,8 @@ def rebalance_move(snapshot: Snapshot, service: Service, move: RebalanceMove
     # constraints (the plan counts one; the next plan sees the rest).
     return NodeMove(REBALANCE, service, move.from_node, tuple(t.id for t in here),
                     tuple(constraints), recorded, tuple(n.id for n in move.to),
-                    tuple(n.hostname or n.id for n in move.to))
+                    tuple(n.hostname or n.id for n in move.to), _known(snapshot, service))
+
+
+def _known(snapshot: Snapshot, service: Service) -> tuple[str, ...]:
+    return tuple(t.id for t in snapshot.tasks_of(service) if t.desired_state == "running")

@@ -1331,3 +1331,25 @@ def test_other_docker_errors_of_a_node_update_are_the_callers_to_handle():
     with pytest.raises(docker.errors.APIError) as raised:
         act.update_node(WORKER_1, pause)
     assert raised.value is failure
+
+
+def test_a_moves_arrival_is_the_replacements_node_not_where_the_other_replicas_run():
+    api = FakeDockerAPI(
+        services=[service_dict("demo_web", WEB_ID, replicas=2, constraints=["node.role==worker"])],
+        tasks=[task_dict(TASK, WEB_ID, WORKER_1, slot=1), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2)],
+        nodes=example_nodes())
+    move = planned_drain(api)
+
+    def swarm_replaces_on_worker_3(api, service_id, kwargs):
+        api.move_task(TASK, WORKER_3)
+        api.task_list.insert(0, api.task_list.pop())  # Docker's answer lists it first
+    api.after_update = swarm_replaces_on_worker_3
+    act, _ = actuator(api, Clock())
+    act.storm.begin("demo_web", M.DRAIN, WORKER_1, move.destinations, maintenance=True)
+
+    result, detail, _ = act.move_tasks(move, DRAIN_REASON)
+
+    assert result == "success"
+    assert detail == f"2 task(s) running elsewhere ({WORKER_3[:12]})"
+    view = act.storm.view()
+    assert (view.arriving(WORKER_3), view.arriving(WORKER_2)) == (1, 0)
