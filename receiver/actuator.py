@@ -290,7 +290,11 @@ class Actuator:
             if _out_of_sequence(exc) or isinstance(exc, docker.errors.NotFound):
                 self.report.conflict(f"{move.service.name} changed under us ({exc.explanation or exc})")
                 return CONFLICT, str(exc.explanation or exc), 0.0
-            return FAILED, self.report.docker_error("update", exc), self.monotonic() - started
+            if exc.is_client_error():
+                # The daemon refused the spec itself: nothing was written.
+                return FAILED, self.report.docker_error("update", exc), self.monotonic() - started
+            # A server error may still have been applied (as in _handle): the watch tells.
+            self.report.docker_error("update", exc)
         except (docker.errors.DockerException, *TRANSIENT) as exc:
             # Maybe applied: the watch below tells.
             self.report.docker_error("update", exc)

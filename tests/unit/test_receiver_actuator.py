@@ -1353,3 +1353,20 @@ def test_a_moves_arrival_is_the_replacements_node_not_where_the_other_replicas_r
     assert detail == f"2 task(s) running elsewhere ({WORKER_3[:12]})"
     view = act.storm.view()
     assert (view.arriving(WORKER_3), view.arriving(WORKER_2)) == (1, 0)
+
+
+def test_a_move_whose_update_landed_despite_a_server_error_is_watched_to_its_end():
+    api, clock = example_api(), Clock()
+    move = planned_drain(api)
+
+    def lands_then_fails(api, service_id, kwargs):
+        api.move_task(TASK, WORKER_2)
+        raise A.docker.errors.APIError("500 Server Error", explanation="rpc error: DeadlineExceeded")
+    api.after_update = lands_then_fails
+    act, metrics = actuator(api, clock)
+
+    result, detail, _ = act.move_tasks(move, DRAIN_REASON)
+
+    assert result == "success", detail
+    assert metrics.registry.get_sample_value("swarmguard_docker_errors_total",
+                                             {"operation": "update"}) == 1
