@@ -1355,7 +1355,7 @@ def test_a_moves_arrival_is_the_replacements_node_not_where_the_other_replicas_r
     assert (view.arriving(WORKER_3), view.arriving(WORKER_2)) == (1, 0)
 
 
-def test_a_move_whose_update_landed_despite_a_server_error_is_watched_to_its_end():
+def test_a_move_whose_update_landed_despite_a_server_error_is_watched_to_its_end(caplog):
     api, clock = example_api(), Clock()
     move = planned_drain(api)
 
@@ -1370,3 +1370,4 @@ def test_a_move_whose_update_landed_despite_a_server_error_is_watched_to_its_end
     assert result == "success", detail
     assert metrics.registry.get_sample_value("swarmguard_docker_errors_total",
                                              {"operation": "update"}) == 1
+    assert "docker update failed: 500 Server Error" in caplog.text

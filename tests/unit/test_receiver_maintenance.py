@@ -516,3 +516,13 @@ def test_a_rebalance_move_may_land_on_each_of_the_planned_nodes_named_by_hostnam
     assert move.destinations == (WORKER_2, WORKER_3)
     # In the same order, for the budget's messages; a node without a hostname by its ID.
     assert move.destination_names == ("worker-2", WORKER_3)
+
+
+def test_a_move_knows_every_task_its_service_meant_to_run_before_it():
+    snap = world([svc("a", replicas=2), svc("b"), svc("c")],
+                 [on(WORKER_1, "a", "t1", slot=1), on(WORKER_2, "a", "t2", slot=2),
+                  on(WORKER_1, "a", "gone", slot=3, desired="shutdown"),
+                  on(WORKER_1, "b", "tb"), on(WORKER_1, "c", "tc")])
+    [planned, *_] = M.plan_rebalance(snap, frozenset(), 1).moves
+    assert set(M.rebalance_move(snap, snap.service("a"), planned).known_tasks) == {"t1", "t2"}
+    assert set(M.drain_move(snap, snap.service("a"), snap.node(WORKER_1)).known_tasks) == {"t1", "t2"}
