@@ -19,10 +19,6 @@ answer. Prints a table, writes artifacts/bench-drain.json and artifacts/bench-dr
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,8 +26,8 @@ from pathlib import Path
 import requests
 
 from tests.bench.common import progress, publish, table
-from tests.lab.config import DEFAULT, PROJECT_ROOT, LabConfig
-from tests.lab.infra import controller, services
+from tests.lab.config import DEFAULT, LabConfig
+from tests.lab.infra import cli, controller, services
 from tests.lab.infra.nodes import client
 from tests.lab.infra.receiver_proc import ReceiverProcess
 from tests.lab.infra.system import LabError, wait_for
@@ -150,40 +146,13 @@ def tasks_per_worker(cfg: LabConfig) -> dict[str, int]:
 
 
 def swarmguard(cfg: LabConfig, receiver: ReceiverProcess, *args: str) -> dict:
-    """Run `swarmguard ARGS` against the receiver, its output streamed as progress; its
-    exit code (None: stopped after COMMAND_TIMEOUT_S), seconds and output."""
-    command = [sys.executable, "-m", "swarmguard_cli", "--url", receiver.url,
-               "--token-file", str(cfg.token_file), *args]
-    progress("$ swarmguard " + " ".join(args))
-    started = time.monotonic()
-    proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines: list[str] = []
-    echo = threading.Thread(target=_echo, args=(proc.stdout, lines), daemon=True)
-    echo.start()
-    code: int | None = None
-    try:
-        code = proc.wait(timeout=COMMAND_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        progress(f"swarmguard {args[0]} still running after {COMMAND_TIMEOUT_S:.0f} s: stopping it")
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    seconds = time.monotonic() - started
-    echo.join(timeout=5)
-    progress(f"swarmguard {args[0]} exited {code} after {seconds:.1f} s")
-    return {"args": list(args), "exit_code": code, "seconds": round(seconds, 3), "output": lines}
-
-
-def _echo(stream, lines: list[str]) -> None:
-    for line in stream:
-        lines.append(line.rstrip("\n"))
-        progress(f"  | {lines[-1]}")
+    """Run `swarmguard ARGS` against the receiver as the lab tests do (tests/lab/infra/cli.py:
+    the installed command, its output streamed as progress); its exit code (None: stopped
+    after COMMAND_TIMEOUT_S), seconds and output."""
+    run = cli.swarmguard(cfg, receiver.url, *args, timeout=COMMAND_TIMEOUT_S)
+    progress(f"swarmguard {args[0]} exited {run.exit_code} after {run.seconds:.1f} s")
+    return {"args": list(run.args), "exit_code": run.exit_code, "seconds": round(run.seconds, 3),
+            "output": list(run.output)}
 
 
 class Probes:
