@@ -31,7 +31,7 @@ from receiver import events as E
 from receiver import labels as L
 from receiver import maintenance as M
 from receiver.actuator import CONFLICT, Actuator, NodeChanged, utc_now
-from receiver.cluster import read_cluster, read_snapshot
+from receiver.cluster import read_cluster, read_snapshot, task_from_dict
 from receiver.config import Settings
 from receiver.model import Node, Snapshot
 from receiver.reasons import SUCCESS
@@ -423,8 +423,10 @@ class Maintainer:
             progress.failed[move.service.name] = f"its move {result.replace('_', ' ')}: {detail}"
 
     def _tasks_now(self, move: M.NodeMove):
+        """Where the service's tasks are meant to run now: one list call (a whole
+        read_snapshot would inspect the service, every node and its image again)."""
         try:
-            return [t for t in read_snapshot(self.api, [move.service.name]).tasks
+            return [t for t in map(task_from_dict, self.api.tasks(filters={"service": move.service.id}))
                     if t.desired_state == "running"]
         except DOCKER_FAILURES:
             return []
