@@ -107,8 +107,8 @@ def create_app(settings: Settings | None = None, api=None, *,
             return reject(415, f"content type must be application/json, "
                                f"got {request.mimetype or 'none'}")
         body = _read_body(settings.max_body_bytes)
-        if body is None:
-            return reject(413, f"body larger than {settings.max_body_bytes} bytes")
+        if isinstance(body, tuple):
+            return reject(*body)
         now = clock()
         try:
             webhook = parsed.parse(body, now, settings.max_future_skew,
@@ -169,8 +169,8 @@ def create_app(settings: Settings | None = None, api=None, *,
             return None, reject(415, f"content type must be application/json, "
                                      f"got {request.mimetype or 'none'}")
         body = _read_body(settings.max_body_bytes)
-        if body is None:
-            return None, reject(413, f"body larger than {settings.max_body_bytes} bytes")
+        if isinstance(body, tuple):
+            return None, reject(*body)
         try:
             fields = parse_request(body, allowed)
         except BadRequest as exc:
@@ -248,9 +248,22 @@ def finish_work(app: Flask) -> int:
     return dropped
 
 
-def _read_body(limit: int) -> bytes | None:
-    """The request body, or None if it is longer than `limit`: the one size check, for a
-    declared Content-Length (refused unread) and a chunked body (counted as it is read)."""
+def _read_body(limit: int) -> bytes | tuple[int, str]:
+    """The request body, or (status, reason) to refuse it with: 413 if it is longer than
+    `limit` (the one size check, for a declared Content-Length, refused unread, and a
+    chunked body, counted as it is read), 400 if it cannot be read.
+
+    receiver/serving.py refuses bad framing before the app sees it; what is left (another
+    worker class, a client gone mid-body) raises the server's own errors, which share no
+    base class: a 400, never a 500."""
+    try:
+        body = _body_within(limit)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        return 400, f"the body could not be read ({type(exc).__name__})"
+    return body if body is not None else (413, f"body larger than {limit} bytes")
+
+
+def _body_within(limit: int) -> bytes | None:
     stream = request.stream
     if request.content_length is not None:
         if request.content_length > limit:

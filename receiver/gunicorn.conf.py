@@ -24,9 +24,11 @@ bind = os.environ.get("SWARMGUARD_BIND", "0.0.0.0:8000")
 workers = 1
 worker_class = worker_class_for_this_gunicorn()
 threads = int(os.environ.get("SWARMGUARD_THREADS", "8"))
-# Open connections, slow ones included. Each being read holds at most one request (up to
-# SWARMGUARD_MAX_BODY_BYTES) in memory, so this bounds that memory as well.
-worker_connections = 128
+# Open connections, idle and slow ones included. Past it the worker closes the one that has
+# waited longest without sending a whole request (receiver/serving.py), so a new client
+# always gets in; each costs a socket and a few KiB (the bytes being read are capped in
+# all by serving.PREREAD_BUDGET_BYTES). docs/contract.md, "Receiver HTTP API".
+worker_connections = 1000
 # Not preloaded: the app (and its thread pool) is built in the worker that serves it.
 preload_app = False
 # A request never waits for Docker, so a long timeout would only hide a hung worker.

@@ -22,6 +22,11 @@ AGE_BUCKETS = (1, 5, 10, 15, 30, 45, 60, 90, 120, 180, 300, 600, 1800, 3600)
 FAILED_ACTION_RESULTS = ("failed", "timeout", "rolled_back")
 
 
+# Why receiver/serving.py closed a connection before a whole request reached the app.
+CONNECTION_CLOSE_REASONS = ("read_timeout", "over_capacity", "over_buffer_budget",
+                            "malformed", "too_large")
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
@@ -71,6 +76,13 @@ class Metrics:
             "swarmguard_rejected_requests_total",
             "Webhook requests refused, by HTTP status code.",
             ["code"], registry=r)
+        self.connections_closed = Counter(
+            "swarmguard_connections_closed_total",
+            "Connections the server closed before a whole request, by reason "
+            "(docs/contract.md, Receiver HTTP API).",
+            ["reason"], registry=r)
+        for reason in CONNECTION_CLOSE_REASONS:
+            self.connections_closed.labels(reason)
         self.in_flight = Gauge(
             "swarmguard_actions_in_flight",
             "Services with work waiting, being decided or being carried out right now; "

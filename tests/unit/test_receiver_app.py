@@ -169,16 +169,32 @@ def test_a_body_of_exactly_the_limit_is_read():
     assert post(app, data).status_code == 202
 
 
-def chunked(app, data):
+def chunked(app, data, stream=None):
     """POST as gunicorn hands a chunked request over: no Content-Length, input terminated."""
     builder = EnvironBuilder(path="/alerts", method="POST", headers=AUTH, data=data,
                              content_type="application/json")
     environ = builder.get_environ()
-    del environ["CONTENT_LENGTH"]
+    environ.pop("CONTENT_LENGTH", None)
     environ.update({"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True,
-                    "wsgi.input": io.BytesIO(data)})
+                    "wsgi.input": stream or io.BytesIO(data)})
     _, status, _ = run_wsgi_app(app, environ, buffered=True)
     return int(status.split()[0])
+
+
+class BrokenChunks(io.RawIOBase):
+    """What gunicorn's reader does with a malformed chunk: raise its own parse error."""
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        raise type("InvalidChunkSize", (Exception,), {})("0x2")
+
+
+def test_a_body_the_server_cannot_read_is_a_400_not_a_500_and_changes_nothing():
+    app, api = make()
+    assert chunked(app, b"", stream=BrokenChunks()) == 400
+    assert api.calls == []
 
 
 def test_a_chunked_body_over_the_limit_is_413_too():

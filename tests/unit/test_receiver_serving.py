@@ -1,5 +1,6 @@
 """Slow clients cannot hold the receiver's threads (receiver/README.md, hostile or broken senders): requests are read
 whole in gunicorn's event loop (receiver/serving.py) before a thread takes them."""
+import contextlib
 import os
 import re
 import signal
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from receiver.serving import (MAX_HEADER_BYTES, PREREAD_WORKER, request_complete,
+from receiver.serving import (BAD_CHUNK, BARE_LF, HEADERS_TOO_LARGE, MAX_HEADER_BYTES,
+                              PREREAD_WORKER, WHOLE, Refusal, RequestScan, request_complete,
                               take_expect_continue, worker_class)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,56 @@ def test_a_request_that_can_be_refused_without_reading_more_is_handed_over_at_on
     assert request_complete(data, LIMIT)
 
 
+CHUNKED = HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("data, refusal", [
+    (b"GET /healthz HTTP/1.1\nHost: r\n\n", BARE_LF),
+    (b"GET /healthz HTTP/1.1\r\nHost: r\n\r\n", BARE_LF),
+    (CHUNKED + b"zz\r\n", BAD_CHUNK),
+    (CHUNKED + b"0x5\r\n", BAD_CHUNK),  # Python's int() would take it; gunicorn does not
+    (CHUNKED + b"1_0\r\n", BAD_CHUNK),
+    (CHUNKED + b"+5\r\n", BAD_CHUNK),
+    (CHUNKED + b"\r\n", BAD_CHUNK),
+    (CHUNKED + b"5\r\n{\"a\"}XY0\r\n\r\n", BAD_CHUNK),  # chunk data without its CRLF
+    (CHUNKED + b"5" * 2000, BAD_CHUNK),  # a chunk-size line with no end
+    (CHUNKED + b"0\r\nX: " + b"a" * MAX_HEADER_BYTES, HEADERS_TOO_LARGE),  # endless trailers
+    (b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEADER_BYTES, HEADERS_TOO_LARGE),
+])
+def test_framing_the_app_could_only_fail_on_is_refused_by_the_worker(data, refusal):
+    assert RequestScan(LIMIT).feed(data) == refusal
+
+
+def test_a_chunked_body_over_the_limit_is_refused_as_too_large_framing_included():
+    assert RequestScan(LIMIT).feed(CHUNKED + b"200000\r\n").status == 413
+    # 1-byte chunks: six bytes on the wire per byte of body; the wire is what is held.
+    trickle = CHUNKED + b"1\r\nx\r\n" * (LIMIT // 6 + MAX_HEADER_BYTES)
+    verdict = RequestScan(LIMIT).feed(trickle)
+    assert isinstance(verdict, Refusal) and verdict.status == 413
+
+
+@pytest.mark.parametrize("data", [
+    HEAD + b"Content-Length: 5\r\n\r\n{\"a\"}",
+    CHUNKED + b"5\r\n{\"a\"}\r\n2;ext=1\r\n{}\r\n0\r\nX-T: 1\r\n\r\n",
+    CHUNKED + b"1\r\n{\r\n1\r\n}\r\n0\r\n\r\n",
+])
+def test_a_request_trickled_a_byte_at_a_time_is_whole_exactly_when_its_last_byte_arrives(data):
+    scan, buffer = RequestScan(LIMIT), bytearray()
+    for i, byte in enumerate(data):
+        buffer.append(byte)
+        verdict = scan.feed(buffer)
+        assert verdict == (WHOLE if i == len(data) - 1 else None), (i, bytes(buffer))
+
+
+def test_a_scan_resumes_where_it_stopped_instead_of_judging_the_buffer_from_byte_0():
+    scan, buffer = RequestScan(LIMIT), bytearray(CHUNKED)
+    for _ in range(1000):
+        buffer += b"1\r\nx\r\n"
+        assert scan.feed(buffer) is None
+    assert scan.chunk_pos == len(buffer)  # the next feed starts at the next chunk
+    assert scan.decoded == 1000
+
+
 def test_expect_100_continue_is_answered_by_the_worker_and_taken_out_of_the_request():
     data = HEAD + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n"
     rest, expects = take_expect_continue(data)
@@ -70,16 +122,17 @@ def test_the_gunicorn_this_project_installs_gets_the_preread_worker():
         PREREAD_WORKER
 
 
-@pytest.fixture
-def receiver(tmp_path):
+@contextlib.contextmanager
+def serving(tmp_path, read_timeout: str = "2", *gunicorn_args: str):
+    """The receiver under gunicorn with its own settings, on a free port: (url, port)."""
     # Port 0: gunicorn takes a free port itself and says which (no race for a port).
     env = {**os.environ, "SWARMGUARD_TOKEN": "tok", "SWARMGUARD_BIND": "127.0.0.1:0",
            "SWARMGUARD_DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
-           "SWARMGUARD_REQUEST_READ_TIMEOUT": "2",
+           "SWARMGUARD_REQUEST_READ_TIMEOUT": read_timeout,
            "SWARMGUARD_LOG_LEVEL": "info"}  # gunicorn says at INFO where it listens
     log_path = tmp_path / "gunicorn.log"
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "receiver/gunicorn.conf.py",
-                             "receiver.app:create_app()"], cwd=ROOT, env=env,
+                             *gunicorn_args, "receiver.app:create_app()"], cwd=ROOT, env=env,
                             stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
@@ -107,6 +160,12 @@ def receiver(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             pytest.fail(f"gunicorn did not stop on SIGTERM: {log_path.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    with serving(tmp_path) as started:
+        yield started
 
 
 class Trickler(threading.Thread):
@@ -154,3 +213,56 @@ def test_a_connection_that_sends_no_whole_request_in_time_is_closed(receiver):
     client.start()
     client.join(timeout=10)
     assert client.closed_by_server.is_set()  # after SWARMGUARD_REQUEST_READ_TIMEOUT=2
+
+
+def answer_of(port: int, data: bytes, half_close: bool = False) -> bytes:
+    """Everything the server sends back to `data` until it closes (at most 10 s)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except (socket.timeout, ConnectionResetError):
+            pass
+        return received
+
+
+def test_a_malformed_chunk_size_is_a_400_not_a_500(receiver):
+    _, port = receiver
+    answer = answer_of(port, HEAD + b"Authorization: Bearer tok\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+
+
+def test_a_bare_lf_request_is_answered_400_at_once_not_left_to_time_out(receiver):
+    _, port = receiver
+    answer = answer_of(port, b"GET /healthz HTTP/1.1\nHost: r\n\n")
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+
+
+def test_pipelined_requests_followed_by_a_half_close_are_all_answered(receiver):
+    _, port = receiver
+    health = b"GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n"
+    answer = answer_of(port, health * 3, half_close=True)
+    assert answer.count(b"HTTP/1.1 200 ") == 3, answer
+
+
+def test_more_connections_than_the_cap_never_lock_out_a_new_client(tmp_path):
+    # A long read timeout: the idle connections would hold their places for the whole
+    # test if nothing made room (gthread stops accepting at worker_connections).
+    with serving(tmp_path, "60", "--worker-connections", "20") as (url, port):
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
+        try:
+            for _ in range(5):
+                assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+            metrics = requests.get(f"{url}/metrics", timeout=10,
+                                   headers={"Authorization": "Bearer tok"}).text
+            closed = re.search(r'swarmguard_connections_closed_total\{reason="over_capacity"\} '
+                               r"([0-9.e+]+)", metrics)
+            assert closed and float(closed.group(1)) >= 40, metrics[-2000:]
+        finally:
+            for sock in idle:
+                sock.close()
