@@ -13,6 +13,7 @@ migration proves futile (receiver/futile.py), the service's migrations are held.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import time
 from datetime import datetime, timezone
@@ -25,18 +26,19 @@ from receiver import events as E
 from receiver import labels as L
 from receiver.cluster import read_snapshot, task_from_dict
 from receiver.config import Settings
+from receiver.confirmation import FiringAlerts, Unanswered
 from receiver.actions import Action, Decision, FutileMove, Migration, Outcome, Skip
 from receiver.decisions import decide
 from receiver.metrics import Metrics
 from receiver.payload import Alert
 # Outcome results (values of swarmguard_actions_total{result}), defined in reasons.py.
-from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, ROLLED_BACK, SKIPPED,  # noqa: F401
-                              SUCCESS, TIMEOUT)
+from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, PROMETHEUS_UNREACHABLE,  # noqa: F401
+                              ROLLED_BACK, SKIPPED, SUCCESS, TIMEOUT, UNCONFIRMED)
 from receiver.reporting import Reporter
 from receiver.maintenance import NodeMove
 from receiver.spec import (futile_arguments, lift_arguments, move_arguments, record_arguments,
                            update_arguments)
-from receiver.storm import StormLedger
+from receiver.storm import StormLedger, StormView
 
 # move_tasks: the service changed between read and write; nothing was written.
 CONFLICT = "conflict"
@@ -56,8 +58,13 @@ class Actuator:
                  jitter: Callable[[], float] = random.random,
                  events: E.EventLog | None = None,
                  prepare: Callable[[], None] | None = None,
-                 storm: StormLedger | None = None):
+                 storm: StormLedger | None = None,
+                 firing_alerts: Callable[[], FiringAlerts] | None = None):
         self.api = api
+        self.metrics = metrics
+        # Which alerts Prometheus fires now (receiver/confirmation.py): asked once per
+        # decision. None: every alert counts as confirmed (tests of the receiver itself).
+        self.firing_alerts = firing_alerts
         # Hot tasks and actions in flight, shared by every action thread (receiver/storm.py).
         self.storm = storm or StormLedger.from_settings(settings, monotonic)
         # Every log line, metric and event of an action (receiver/reporting.py); `events`
@@ -78,12 +85,44 @@ class Actuator:
             raise ValueError(f"handle() takes the alerts of one service, got {sorted(names)}")
         name = next(iter(names))
         try:
-            return self._handle(alerts, name)
+            firing, refused = self._confirm(alerts)
+            confirmed = [a for a in alerts if id(a) not in refused]
+            outcomes = iter(self._handle(confirmed, name, firing) if confirmed else ())
+            return [Outcome(refused[id(a)], SKIPPED) if id(a) in refused else next(outcomes)
+                    for a in alerts]
         finally:
             # Whatever happened, this service's action no longer holds any budget.
             self.storm.end(name)
 
-    def _handle(self, alerts: Sequence[Alert], name: str) -> list[Outcome]:
+    def _confirm(self, alerts: Sequence[Alert]) -> tuple[FiringAlerts | None, dict[int, Skip]]:
+        """(what Prometheus fires, the alerts it does not confirm by id): nothing Prometheus
+        does not fire is decided on, and while it cannot say, nothing is."""
+        if self.firing_alerts is None:
+            return None, {}
+        asked = self.monotonic()
+        try:
+            firing = self.firing_alerts()
+        except Unanswered as exc:
+            self.report.prometheus_unanswered(str(exc))
+            self.metrics.confirmation_duration.observe(self.monotonic() - asked)
+            return None, {id(a): Skip(a, PROMETHEUS_UNREACHABLE,
+                                      f"cannot confirm it with Prometheus: {exc}")
+                          for a in alerts}
+        self.metrics.confirmation_duration.observe(self.monotonic() - asked)
+        return firing, {id(a): Skip(a, UNCONFIRMED, "Prometheus does not fire this alert "
+                                                   "with these labels")
+                        for a in alerts if not firing.confirms(a)}
+
+    def _storm_view(self, firing: FiringAlerts | None) -> StormView:
+        """The storm ledger's view, with only the hot tasks Prometheus still fires for."""
+        view = self.storm.view()
+        if firing is None:
+            return view
+        return dataclasses.replace(view, hot=tuple(
+            h for h in view.hot if firing.fires_for_task(h.task_id, h.node_id)))
+
+    def _handle(self, alerts: Sequence[Alert], name: str,
+                firing: FiringAlerts | None = None) -> list[Outcome]:
         failure = ""
         decisions: list[Decision] = []
         action: Action | None = None
@@ -114,7 +153,7 @@ class Actuator:
                 # Decide and take the budget in one step: two action threads never spend
                 # the same budget. A retry first gives back what its last attempt took.
                 self.storm.end(name)
-                decisions = decide(alerts, snapshot, self.settings, now, self.storm.view())
+                decisions = decide(alerts, snapshot, self.settings, now, self._storm_view(firing))
                 action = next((d for d in decisions if isinstance(d, Action)), None)
                 self._note_in_line(decisions)
                 if action is not None and not self.settings.dry_run:

@@ -35,6 +35,8 @@ from receiver import events as E
 from receiver.actuator import Actuator, utc_now
 from receiver.cluster import connect
 from receiver.config import Settings, load_settings
+from receiver.confirmation import FiringAlerts
+from receiver.prometheus import prometheus_of
 from receiver import ground_truth
 from receiver.metrics import Metrics
 from receiver.payload import ParseCache, PayloadError, TooManyServices
@@ -52,7 +54,8 @@ def create_app(settings: Settings | None = None, api=None, *,
                sleep: Callable[[float], None] = time.sleep,
                publish_ground_truth: bool | None = None,
                readiness_thread: bool | None = None,
-               maintenance_thread: bool | None = None) -> Flask:
+               maintenance_thread: bool | None = None,
+               firing_alerts: Callable[[], FiringAlerts] | None = None) -> Flask:
     """Build the receiver. With no arguments: settings from SWARMGUARD_* (ConfigError if
     there is no token: refuse to start rather than run open) and the configured daemon.
 
@@ -60,7 +63,12 @@ def create_app(settings: Settings | None = None, api=None, *,
     itself and off when a test passes its own `api`: publish_ground_truth, detection
     health (receiver/ground_truth.py); readiness_thread, /readyz's answer
     (receiver/readiness.py; without it the caller calls check()); maintenance_thread, the
-    drains and rebalances (receiver/maintainer.py; without it the caller calls tick())."""
+    drains and rebalances (receiver/maintainer.py; without it the caller calls tick()).
+
+    `firing_alerts` (which alerts Prometheus fires: receiver/confirmation.py) is asked
+    of SWARMGUARD_PROMETHEUS_URL when the app connects to Docker itself and
+    SWARMGUARD_CONFIRM_WITH_PROMETHEUS is on; a test that passes its own `api` passes its
+    own, or none (every alert counts as confirmed)."""
     settings = settings or load_settings()
     _configure_logging(settings.log_level)
     if publish_ground_truth is None:
@@ -68,6 +76,12 @@ def create_app(settings: Settings | None = None, api=None, *,
     if readiness_thread is None:
         readiness_thread = api is None
     api_given = api is not None
+    if firing_alerts is None and not api_given and settings.confirm_with_prometheus:
+        firing_alerts = prometheus_of(settings).firing_alerts
+    elif firing_alerts is None and not api_given:
+        logging.getLogger("receiver.app").warning("SWARMGUARD_CONFIRM_WITH_PROMETHEUS is off: any alert that reaches "
+                    "this receiver with the token is acted on, whether Prometheus fires "
+                    "it or not")
     api = api if api is not None else connect(settings)
     metrics = Metrics()
     events = E.EventLog(settings.event_buffer, clock)
@@ -80,7 +94,8 @@ def create_app(settings: Settings | None = None, api=None, *,
     readiness = Readiness(api, settings.docker_api_version, settings.readiness_interval)
     storm = StormLedger.from_settings(settings)
     actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep, events=events,
-                        prepare=readiness.ensure_negotiated, storm=storm)
+                        prepare=readiness.ensure_negotiated, storm=storm,
+                        firing_alerts=firing_alerts)
     maintainer = Maintainer(api, actuator, storm, Reporter(metrics, events), settings,
                             events=events, clock=clock)
     dispatcher = Dispatcher(actuator.handle, metrics, events, executor=executor,

@@ -102,6 +102,18 @@ class Settings:
     # wherever it runs moves at most once in ten minutes instead of once a minute. 0 never
     # calls a move futile.
     futile_window: float = field(default=600.0, metadata=NOT_NEGATIVE)
+    # Only Prometheus's own alerts move anything (receiver/confirmation.py): before each
+    # decision the receiver asks this Prometheus which alerts fire, and skips any other.
+    prometheus_url: str = "http://prometheus:9090"
+    prometheus_user: str = "swarmguard"
+    # A file holding Prometheus's basic-auth password (the bundle's Swarm secret); unset:
+    # no authentication.
+    prometheus_password_file: str | None = None
+    # One query per decision; a decision never waits longer for it (Alertmanager resends).
+    prometheus_timeout: float = field(default=2.0, metadata=POSITIVE)
+    # Off only where alerts are posted straight to the receiver on purpose (tests of the
+    # receiver itself): anyone with the webhook's token could then move tasks.
+    confirm_with_prometheus: bool = True
     # Receiver events kept in memory for GET /events (each a few hundred bytes).
     event_buffer: int = field(default=4096, metadata=POSITIVE)
     log_level: str = field(default="INFO", metadata={"one_of": LOG_LEVELS})

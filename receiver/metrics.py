@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from receiver.kinds import KINDS
 from receiver.labels import LAST_KIND_AT
 from receiver.maintenance import MOVE_KINDS
+from receiver.reasons import PROMETHEUS_UNREACHABLE
 
 # Migrations take seconds to a few minutes (start-first, health checks); scales a moment.
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300)
@@ -76,6 +78,10 @@ class Metrics:
             "swarmguard_rejected_requests_total",
             "Webhook requests refused, by HTTP status code.",
             ["code"], registry=r)
+        self.confirmation_duration = Histogram(
+            "swarmguard_confirmation_duration_seconds",
+            "Time to ask Prometheus which alerts fire, once per decision (answered or not).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5), registry=r)
         self.connections_closed = Counter(
             "swarmguard_connections_closed_total",
             "Connections the server closed before a whole request, by reason "
@@ -99,6 +105,9 @@ class Metrics:
             "(shutdown_waiting: not started; shutdown_unfinished: still running at the "
             "shutdown deadline).",
             ["reason"], registry=r)
+        # From 0: SwarmGuardCannotAct{reason="prometheus_unreachable"} reads its increase.
+        for kind in KINDS:
+            self.alerts_skipped.labels(kind.alert, PROMETHEUS_UNREACHABLE)
         for kind in (*LAST_KIND_AT, *MOVE_KINDS):
             for result in FAILED_ACTION_RESULTS:
                 self.actions.labels(kind, result)

@@ -161,6 +161,11 @@ class Reporter:
         _acting.warning("%s", text)
         return text
 
+    def prometheus_unanswered(self, why: str) -> None:
+        """Prometheus could not say which alerts fire: this decision's alerts are skipped
+        (counted there, reason prometheus_unreachable; SwarmGuardCannotAct reads it)."""
+        _acting.warning("cannot confirm alerts with Prometheus, acting on none: %s", why)
+
     def count_docker_error(self, operation: str) -> None:
         self.metrics.docker_errors.labels(operation).inc()
 

@@ -93,7 +93,7 @@ def acknowledgements(cfg: LabConfig, seconds: int, connections: int) -> list[dic
     rows = []
     token = cfg.token_file.read_text().strip()
     try:
-        with ReceiverProcess(cfg, dry_run=1, log_level="warning") as receiver, BareApp(cfg.receiver_port + 10) as bare:
+        with ReceiverProcess(cfg, confirm_with_prometheus=0, dry_run=1, log_level="warning") as receiver, BareApp(cfg.receiver_port + 10) as bare:
             for alerts in (1, 10):
                 body = payload(alerts, "bench-ack")
                 for name, url in (("bare flask", f"http://127.0.0.1:{bare.port}/alerts"),
@@ -110,7 +110,7 @@ def migration_overhead(cfg: LabConfig, pairs: int) -> dict:
     services.deploy_web(cfg, "bench-move")
     by_hand, by_receiver, runs = [], [], []
     try:
-        with ReceiverProcess(cfg, cooldown_migrate=0) as receiver:
+        with ReceiverProcess(cfg, confirm_with_prometheus=0, cooldown_migrate=0) as receiver:
             for n in range(1, pairs + 1):
                 # Alternate who goes first: with two workers the task goes back and forth,
                 # so each kind moves it in both directions equally often.

@@ -96,7 +96,7 @@ def test_the_receiver_moves_a_task_under_the_floor(floored, web):
     """The receiver as shipped (no API version set): ready, reads the swarm, updates it."""
     task = the_task(floored, web)
     old = services.node_name(floored, task["NodeID"])
-    with ReceiverProcess(floored) as receiver:  # start() waits for /readyz 200
+    with ReceiverProcess(floored, confirm_with_prometheus=0) as receiver:  # start() waits for /readyz 200
         ready = requests.get(f"{receiver.url}/readyz", timeout=5)
         assert ready.status_code == 200, ready.text
         alert = webhook("SwarmGuardMigrate", {"service": web, "task_id": task["ID"], "node_id": task["NodeID"]},

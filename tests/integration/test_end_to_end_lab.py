@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -15,7 +16,7 @@ from tests.lab.instruments import prometheus
 from tests.lab.scenarios import run
 from tests.lab.infra import services
 from tests.lab.instruments.probe import Probe
-from tests.lab.infra.receiver_proc import ReceiverProcess
+from tests.lab.infra.receiver_proc import ReceiverProcess, rfc3339
 from tests.lab.infra.services import stop_stress_everywhere
 from tests.lab.infra.system import wait_for
 
@@ -116,12 +117,48 @@ def test_an_alert_for_a_task_that_moved_before_delivery_changes_nothing(lab, vic
     with ReceiverProcess(lab) as receiver:  # now Alertmanager delivers the old alert
         # Alertmanager redelivers on its retry back-off or at the group's repeat interval
         # (1 m): 0.25 was usually back within seconds, 0.33 can take the whole minute.
-        wait_for("the stale alert to arrive",
-                 lambda: receiver.metric("swarmguard_stale_alerts_total", alertname="SwarmGuardMigrate") >= 1,
+        # Skipped stale (the task is gone) or unconfirmed (Prometheus no longer fires it:
+        # its task's series ended), whichever the receiver learns first.
+        wait_for("the old alert to arrive and be skipped",
+                 lambda: receiver.metric("swarmguard_stale_alerts_total", alertname="SwarmGuardMigrate")
+                 + receiver.metric("swarmguard_alerts_skipped_total", alertname="SwarmGuardMigrate",
+                                   reason="unconfirmed") >= 1,
                  timeout=150)
         receiver.wait_idle()
         assert receiver.metric("swarmguard_actions_total") == 0
     assert services.inspect(lab, victim)["Version"] == before
+
+
+def test_an_alert_posted_straight_to_alertmanager_with_real_ids_moves_nothing(lab, victim):
+    # Anyone who reaches Alertmanager's API can post an alert, and the exporter's and the
+    # receiver's /metrics publish real task and node IDs. Alertmanager forwards it with
+    # the token; the receiver asks Prometheus, which does not fire it.
+    [task] = services.running_tasks(lab, victim)
+    before = services.inspect(lab, victim)["Version"]
+    now = datetime.now(timezone.utc)
+    alert = {"labels": {"alertname": "SwarmGuardMigrate", "service": victim, "task_id": task["ID"],
+                        "node_id": task["NodeID"], "scenario": "migrate", "severity": "warning"},
+             "annotations": {"summary": "forged", "description": "posted by the lab tests",
+                             "cpu_percent": "99", "network_percent": "1"},
+             "startsAt": rfc3339(now), "endsAt": rfc3339(now + timedelta(minutes=5))}
+    with ReceiverProcess(lab) as receiver:
+        try:
+            assert requests.post(f"{lab.alertmanager_url}/api/v2/alerts", json=[alert],
+                                 timeout=10).status_code == 200
+            # Alertmanager's group_wait, then the webhook; its retries and repeats too.
+            wait_for("the forged alert to be skipped unconfirmed", lambda: receiver.metric(
+                "swarmguard_alerts_skipped_total", alertname="SwarmGuardMigrate",
+                reason="unconfirmed") >= 1, timeout=90)
+            receiver.wait_idle()
+        finally:
+            alert["endsAt"] = rfc3339(datetime.now(timezone.utc))  # resolve it
+            requests.post(f"{lab.alertmanager_url}/api/v2/alerts", json=[alert], timeout=10)
+        assert receiver.metric("swarmguard_actions_total") == 0
+        decisions = [e for e in receiver.events() if e["type"] == "decision"]
+        assert decisions and all((e["result"], e["reason"]) == ("skip", "unconfirmed")
+                                 for e in decisions), decisions
+    assert services.inspect(lab, victim)["Version"] == before
+    assert [t["ID"] for t in services.running_tasks(lab, victim)] == [task["ID"]]
 
 
 def test_a_silenced_service_is_not_acted_on_while_the_silence_holds(lab, victim):

@@ -124,7 +124,7 @@ HEALTH_REASONS = {
     "SwarmGuardBlind": {"target_down", "docker_unreachable", "tasks_unseen", "cadvisor_down",
                         "cadvisor_blind"},
     "SwarmGuardCannotAct": {"receiver_down", "webhook_failing", "docker_unreachable",
-                            "actions_failing"},
+                            "actions_failing", "prometheus_unreachable"},
     "SwarmGuardMoveFutile": {"futile"},
     # No reason: its `problem` label comes from the receiver's metric.
     "SwarmGuardUnsafeToMove": {None},
