@@ -26,7 +26,7 @@ FAILED_ACTION_RESULTS = ("failed", "timeout", "rolled_back")
 
 # Why receiver/serving.py closed a connection before a whole request reached the app.
 CONNECTION_CLOSE_REASONS = ("read_timeout", "over_capacity", "over_buffer_budget",
-                            "malformed", "too_large")
+                            "malformed", "length_required")
 
 
 class Metrics:

@@ -10,18 +10,19 @@ complete request reaches a thread, and a connection that has not sent one by the
 deadline is closed. Slow clients then cost a socket and a buffer each, never a thread.
 
 What a connection costs is bounded (docs/contract.md, "Receiver HTTP API"):
-- CPU: `RequestScan` judges the bytes of a request incrementally: a request that arrives
-  a byte (or a 1-byte chunk) at a time is scanned once in all, not once per read.
+- CPU: `RequestScan` judges a request's head incrementally: one that arrives a byte at a
+  time is scanned once in all, not once per read. A body needs no scanning: it must come
+  with a Content-Length (a chunked request is refused, 411: scanning chunks one by one in
+  this loop let 64 connections of 1-byte chunks take all of its CPU).
 - Connections: at most `worker_connections` (gunicorn.conf.py) are open. gthread stops
   accepting at its cap, so ~130 idle or trickling connections starved everyone; here
   the worker keeps accepting and, past the cap, closes the connection that has waited
   longest without sending a whole request (an idle keep-alive one first). A new client
   always gets in; an attacker holds at most the cap, each for at most the read timeout.
 - Memory: the bytes held for requests not yet whole are capped in total
-  (PREREAD_BUDGET_BYTES); a read past it is refused (503) rather than buffered. A chunked
-  body's framing counts against the body limit (1-byte chunks are 6 bytes each).
-- Framing the app could only fail on (a malformed chunk size, a chunk without its CRLF,
-  bare LF line ends) is refused here with a 400, before any thread or the app sees it.
+  (PREREAD_BUDGET_BYTES); a read past it is refused (503) rather than buffered.
+- What the app could only fail on (bare LF line ends) is refused here with a 400, before
+  any thread or the app sees it.
 
 `RequestScan` and `request_complete` are the pure part (bytes in, a verdict out), tested
 on their own. The worker leans on gthread's internals (enqueue_req, accept, handle, the
@@ -47,11 +48,9 @@ from gunicorn.workers.gthread import ThreadWorker
 
 READ_TIMEOUT_ENV = "SWARMGUARD_REQUEST_READ_TIMEOUT"
 DEFAULT_READ_TIMEOUT = 5.0
-# Past this without the end of the headers (or of a chunked body's trailers), the request
-# is refused (431) without the worker buffering more.
+# Past this without the end of the headers, the request is refused (431) without the
+# worker buffering more.
 MAX_HEADER_BYTES = 64 * 1024
-# A chunk-size line is a few hex digits and perhaps an extension.
-MAX_CHUNK_LINE_BYTES = 1024
 # Bytes held, in all, for requests not yet whole: 64 concurrent 1 MiB webhooks. Well
 # under the receiver's memory limit (stack.yml), far over what Alertmanager ever sends.
 PREREAD_BUDGET_BYTES = 64 * 1024 * 1024
@@ -64,7 +63,6 @@ _CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?
 _CHUNKED = re.compile(rb"^transfer-encoding[ \t]*:.*chunked", re.I | re.M)
 _EXPECT_CONTINUE = re.compile(rb"^expect[ \t]*:[ \t]*100-continue[ \t]*\r\n", re.I | re.M)
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 PREREAD_WORKER = "receiver.serving.PrereadWorker"
 
@@ -99,7 +97,7 @@ class Refusal:
     close_reason: str  # the `reason` label of swarmguard_connections_closed_total
 
     def response(self) -> bytes:
-        phrase = {400: "Bad Request", 413: "Content Too Large",
+        phrase = {400: "Bad Request", 411: "Length Required", 413: "Content Too Large",
                   431: "Request Header Fields Too Large",
                   503: "Service Unavailable"}[self.status]
         body = ('{"error": "%s"}' % self.reason).encode()
@@ -112,7 +110,12 @@ class Refusal:
 WHOLE = "whole"  # the verdict for a request to hand to a thread
 HEADERS_TOO_LARGE = Refusal(431, "request headers larger than 65536 bytes", "malformed")
 BARE_LF = Refusal(400, "lines must end with CRLF, not a bare LF", "malformed")
-BAD_CHUNK = Refusal(400, "malformed chunked body", "malformed")
+# Alertmanager and the swarmguard command always send a Content-Length. A chunked body
+# would have to be scanned chunk by chunk in this one event loop: 1-byte chunks, 64
+# connections of them, took every bit of its CPU (make bench-receiver-hardening). RFC 9110
+# lets a server require a length instead.
+LENGTH_REQUIRED = Refusal(411, "a Content-Length is required; chunked bodies are not taken",
+                          "length_required")
 OVER_BUDGET = Refusal(503, "too many requests being read; try again", "over_buffer_budget")
 
 
@@ -128,21 +131,15 @@ class RequestScan:
     def __init__(self, max_body: int):
         self.max_body = max_body
         self.body_start = -1
-        self.searched = 0  # where the search for the next terminator resumes
-        self.chunked = False
+        self.searched = 0  # where the search for the end of the head resumes
         self.declared = 0
-        self.chunk_pos = 0  # the next chunk-size line (chunked), or the trailers
-        self.decoded = 0
-        self.in_trailers = False
 
     def feed(self, data: bytes | bytearray) -> str | Refusal | None:
         if self.body_start < 0:
             verdict = self._head(data)
             if verdict is not None or self.body_start < 0:
                 return verdict
-        if not self.chunked:
-            return WHOLE if len(data) - self.body_start >= self.declared else None
-        return self._chunks(data)
+        return WHOLE if len(data) - self.body_start >= self.declared else None
 
     def head_complete(self) -> bool:
         return self.body_start >= 0
@@ -158,8 +155,7 @@ class RequestScan:
         head = data[:end]
         self.body_start = end + len(_HEADER_END)
         if _CHUNKED.search(head):
-            self.chunked, self.chunk_pos, self.searched = True, self.body_start, self.body_start
-            return None
+            return LENGTH_REQUIRED
         lengths = _CONTENT_LENGTH.findall(head)
         if not lengths:
             return WHOLE  # no body
@@ -169,44 +165,6 @@ class RequestScan:
         if self.declared > self.max_body:
             return WHOLE  # the app answers 413 without reading the body
         return None
-
-    def _chunks(self, data) -> str | Refusal | None:
-        # Framing counts too: a body of 1-byte chunks is six times its size on the wire.
-        if len(data) - self.body_start > self.max_body + MAX_HEADER_BYTES:
-            return Refusal(413, f"chunked body larger than {self.max_body - 1} bytes",
-                           "too_large")
-        while True:
-            pos = self.chunk_pos
-            if self.in_trailers:
-                if data[pos:pos + 2] == b"\r\n" or data.find(
-                        _HEADER_END, max(pos, self.searched - 3)) >= 0:
-                    return WHOLE
-                self.searched = len(data)
-                return HEADERS_TOO_LARGE if len(data) - pos > MAX_HEADER_BYTES else None
-            line_end = data.find(b"\r\n", max(pos, self.searched - 1))
-            if line_end < 0:
-                self.searched = len(data)
-                return BAD_CHUNK if len(data) - pos > MAX_CHUNK_LINE_BYTES else None
-            size_text = bytes(data[pos:line_end]).split(b";", 1)[0].rstrip(b" \t")
-            if not size_text or len(size_text) > 16 or not _HEX.issuperset(size_text):
-                return BAD_CHUNK
-            size = int(size_text, 16)
-            data_start = line_end + 2
-            if size == 0:
-                self.in_trailers, self.chunk_pos, self.searched = True, data_start, data_start
-                continue
-            if self.decoded + size > self.max_body:
-                return Refusal(413, f"chunked body larger than {self.max_body - 1} bytes",
-                               "too_large")
-            if len(data) < data_start + size + 2:
-                # Wait at this line: its size is parsed again once the data is in (cheap:
-                # a line), and the search for the line's end resumes from here.
-                self.searched = line_end
-                return None
-            if data[data_start + size:data_start + size + 2] != b"\r\n":
-                return BAD_CHUNK
-            self.decoded += size
-            self.chunk_pos = self.searched = data_start + size + 2
 
 
 def request_complete(data: bytes | bytearray, max_body: int) -> bool:

@@ -2,7 +2,8 @@
 
 The receiver runs under gunicorn with its own settings (receiver/gunicorn.conf.py), on
 loopback, in dry-run mode, against a stand-in Docker daemon on a unix socket
-(tests/bench/fake_docker_daemon.py: one opted-in service, `bench-web`). Three parts:
+(tests/bench/fake_docker_daemon.py: one opted-in service, `bench-web`). Five parts
+(`--parts`):
 
 1. Slow clients: 50 connections that trickle a request (half the headers, half a body)
    stay open the whole time (reopened when the receiver closes them), while webhooks and
@@ -10,7 +11,13 @@ loopback, in dry-run mode, against a stand-in Docker daemon on a unix socket
 2. Flood: 12 webhooks of 9,200 distinct services each (1.01 MiB), all at once;
    the gunicorn worker's RSS, sampled throughout; then one real alert, and the time until
    its dry-run outcome is counted in /metrics.
-3. Acknowledgements: wrk posts 1- and 10-alert webhooks to the receiver and to a bare
+3. Attacks (tests/bench/receiver_attacks.py): a chunk trickle from 64 connections, 500
+   idle connections, 200 keep-alive senders, each for --attack-seconds against a fresh
+   receiver, with /healthz and a real webhook probed every 0.1 s: p99 of each (2 s
+   without an answer = failed), the worker's RSS peak.
+4. The exporter (tests/bench/exporter_attack.py): 5,000 idle connections while it is
+   scraped every 0.1 s: scrape p50/p99, failures, its RSS peak.
+5. Acknowledgements: wrk posts 1- and 10-alert webhooks to the receiver and to a bare
    Flask endpoint (tests/bench/bare_app.py) under the same gunicorn settings.
 
 `--baseline DIR` runs every part against the receiver in DIR too (e.g. an export of
@@ -37,6 +44,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.bench import receiver_attacks as attacks_
 from tests.bench.common import progress, publish, summarise, table
 from tests.bench.fake_docker_daemon import SERVICE
 from tests.bench.receiver import payload, wrk
@@ -68,7 +76,9 @@ class Gunicorn:
                     "SWARMGUARD_BIND": f"127.0.0.1:{self.port}",
                     "SWARMGUARD_DOCKER_HOST": f"unix://{docker_socket}",
                     "SWARMGUARD_MAX_BODY_BYTES": str(FLOOD_MAX_BODY_BYTES),
-                    "SWARMGUARD_LOG_LEVEL": "warning", "PYTHONPATH": str(tree)}
+                    "SWARMGUARD_LOG_LEVEL": "warning", "PYTHONPATH": str(tree),
+                    # Alerts here are the benchmark's own, not a Prometheus's.
+                    "SWARMGUARD_CONFIRM_WITH_PROMETHEUS": "0"}
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "Gunicorn":
@@ -249,7 +259,40 @@ def flood(receiver: Gunicorn, wait_limit: float) -> dict:
             "real_alert_acted_on_s": acted, "waited_at_most_s": wait_limit}
 
 
-# -- 3. acknowledgements ------------------------------------------------------------------
+# -- 3. attacks (tests/bench/receiver_attacks.py) -----------------------------------------
+
+def run_attacks(run: str, tree: Path, workdir: Path, docker_socket: Path, extra, seconds: float
+                ) -> list[dict]:
+    """Each attack against a fresh receiver (one attack's leftovers never weigh on the next)."""
+    body = scale_up_body([SERVICE], rfc3339())
+    rows = []
+    attacks = [
+        ("chunk trickle", lambda r: attacks_.chunk_trickle(
+            r.url, r.port, r.worker_pid(), lambda t: r.post(body, timeout=t), seconds)),
+        ("idle", lambda r: attacks_.idle(
+            r.url, r.port, r.worker_pid(), lambda t: r.post(body, timeout=t), seconds)),
+        ("keep-alive senders", lambda r: attacks_.keepalive_senders(
+            r.url, r.port, r.worker_pid(), lambda t: r.post(body, timeout=t), seconds,
+            body, TOKEN)),
+    ]
+    for name, attack in attacks:
+        progress(f"{run}: {name} for {seconds:.0f} s, probing /healthz and a webhook")
+        with Gunicorn(tree, "receiver.app:create_app()", workdir, docker_socket,
+                      run.replace(" ", "-"), extra) as receiver:
+            rows.append(attack(receiver))
+        last = rows[-1]
+        progress(f"{run}: {last['attack']}: /healthz p99 {fmt_ms(last['healthz_ms'])}, "
+                 f"webhook p99 {fmt_ms(last['webhook_ms'])}, RSS peak {last['rss_peak_mb']:.0f} MB")
+    return rows
+
+
+def fmt_ms(stats: dict) -> str:
+    if stats["p99_failed"]:
+        return f"failed ({stats['failed']}/{stats['sent']} unanswered in 2 s)"
+    return f"{stats['p99']:.0f} ms"
+
+
+# -- 4. acknowledgements ------------------------------------------------------------------
 
 def acknowledgements(receiver: Gunicorn, bare: Gunicorn, seconds: int, connections: int,
                      rounds: int) -> list[dict]:
@@ -281,7 +324,8 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, (a, b, c, d) = plt.subplots(1, 4, figsize=(20, 4.2))
+    plot_attacks(results, d)
     for run, data in results["runs"].items():
         if "slow_clients" not in data or "flood" not in data:
             continue
@@ -296,12 +340,14 @@ def plot(results: dict, path: Path) -> None:
     a.set_xlabel("latency, ms (10 s = timed out)")
     a.set_ylabel("fraction of requests")
     a.set_title(f"With {SLOW_CLIENTS} slow connections open")
-    a.legend(fontsize=8)
+    if a.get_legend_handles_labels()[0]:
+        a.legend(fontsize=8)
     b.set_xlabel("seconds since the flood began")
     b.set_ylabel("gunicorn worker RSS, MB")
     b.set_title(f"{FLOOD_WEBHOOKS} webhooks x {FLOOD_SERVICES} services")
     b.axhline(150, color="grey", linestyle=":")
-    b.legend(fontsize=8)
+    if b.get_legend_handles_labels()[0]:
+        b.legend(fontsize=8)
     runs = [(run, d["ack_ratio"]) for run, d in results["runs"].items() if "ack_ratio" in d]
     for i, (run, ratio) in enumerate(runs):
         sizes = sorted(ratio, key=int)
@@ -317,6 +363,32 @@ def plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_attacks(results: dict, ax) -> None:
+    """p99 of /healthz and of a webhook under each attack, per receiver; an unanswered
+    p99 is drawn at the probe's 2 s timeout, hatched."""
+    runs = [(run, d["attacks"]) for run, d in results["runs"].items() if d.get("attacks")]
+    if not runs:
+        ax.set_axis_off()
+        return
+    names = [a["attack"] for a in runs[0][1]]
+    width = 0.8 / (2 * len(runs))
+    for i, (run, attacks) in enumerate(runs):
+        for j, kind in enumerate(("healthz_ms", "webhook_ms")):
+            offset = (2 * i + j) * width
+            values = [a[kind]["p99"] if not a[kind]["p99_failed"] else 2000 for a in attacks]
+            bars = ax.bar([x + offset for x in range(len(attacks))], values, width,
+                          label=f"{run}: {kind.split('_')[0]}")
+            for bar, attack in zip(bars, attacks):
+                if attack[kind]["p99_failed"]:
+                    bar.set_hatch("//")
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, fontsize=7)
+    ax.set_yscale("log")
+    ax.axhline(1000, color="grey", linestyle=":")
+    ax.set_ylabel("p99 latency, ms (hatched: unanswered in 2 s)")
+    ax.set_title("Under attack")
+    ax.legend(fontsize=7)
 
 
 def report(results: dict, waited: float, args) -> None:
@@ -340,6 +412,24 @@ def report(results: dict, waited: float, args) -> None:
               f"one real alert")
         print(table(["receiver", "answers", "RSS before MB", "RSS peak MB", "RSS after MB",
                      "real alert acted on after s"], rows))
+    rows = [[run, a["attack"], fmt_ms(a["healthz_ms"]), fmt_ms(a["webhook_ms"]),
+             a["healthz_ms"]["failed"] + a["webhook_ms"]["failed"], round(a["rss_peak_mb"] or 0),
+             a.get("senders_never_answered", "")]
+            for run, data in results["runs"].items() for a in data.get("attacks", [])]
+    if rows:
+        print("\nAttacks: /healthz and a webhook every 0.1 s on fresh connections (p99; "
+              "unanswered within 2 s = failed); the gunicorn worker's RSS (stack.yml: 256M)")
+        print(table(["receiver", "attack", "/healthz p99", "webhook p99", "failed",
+                     "RSS peak MB", "senders never answered"], rows))
+    rows = [[run, d["exporter"].get("connections_opened"), d["exporter"].get("scrapes"),
+             d["exporter"].get("scrape_p50_ms"), d["exporter"].get("scrape_p99_ms"),
+             d["exporter"].get("scrape_failed"), d["exporter"].get("rss_peak_mb")]
+            for run, d in results["runs"].items() if "exporter" in d]
+    if rows:
+        print(f"\nThe exporter with {args.exporter_connections} idle connections "
+              f"(scrapes every 0.1 s; stack.yml: 128M)")
+        print(table(["exporter", "connections opened", "scrapes", "p50 ms", "p99 ms",
+                     "failed", "RSS peak MB"], rows))
     for run, data in results["runs"].items():
         if "acknowledgements" not in data:
             continue
@@ -366,7 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="wrk pairs per payload size")
     parser.add_argument("--baseline", type=Path, help="a tree with an older receiver/")
-    parser.add_argument("--parts", default="slow,flood,acks",
+    parser.add_argument("--attack-seconds", type=float, default=20.0,
+                        help="how long each attack lasts")
+    parser.add_argument("--exporter-connections", type=int, default=5000)
+    parser.add_argument("--parts", default="slow,flood,attacks,exporter,acks",
                         help="which parts to run, comma-separated")
     parser.add_argument("--gunicorn-arg", action="append", default=[],
                         help="extra gunicorn argument for every server, e.g. -k=gthread")
@@ -400,6 +493,15 @@ def main(argv: list[str] | None = None) -> int:
                         progress(f"{run}: flood of {FLOOD_WEBHOOKS} x {FLOOD_SERVICES} "
                                  f"services")
                         results["runs"][run]["flood"] = flood(receiver, args.wait)
+                if "attacks" in parts:
+                    results["runs"][run]["attacks"] = run_attacks(
+                        run, tree, workdir, docker_socket, extra, args.attack_seconds)
+                if "exporter" in parts:
+                    progress(f"{run}: the exporter with {args.exporter_connections} idle "
+                             f"connections for {args.attack_seconds:.0f} s")
+                    from tests.bench.exporter_attack import attack_idle_connections
+                    results["runs"][run]["exporter"] = attack_idle_connections(
+                        tree, args.exporter_connections, args.attack_seconds)
                 if "acks" in parts:
                     # The bare endpoint under the same tree's gunicorn settings.
                     with Gunicorn(tree, "receiver.app:create_app()", workdir, docker_socket,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from receiver.serving import (BAD_CHUNK, BARE_LF, HEADERS_TOO_LARGE, MAX_HEADER_BYTES,
-                              PREREAD_WORKER, WHOLE, Refusal, RequestScan, request_complete,
+from receiver.serving import (BARE_LF, HEADERS_TOO_LARGE, LENGTH_REQUIRED, MAX_HEADER_BYTES,
+                              PREREAD_WORKER, WHOLE, RequestScan, request_complete,
                               take_expect_continue, worker_class)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,10 +32,6 @@ HEAD = b"POST /alerts HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n"
     (HEAD + b"Content-Length: 5 \r\nX: y\r\n\r\n", False),
     (HEAD + b"Content-Length: 5\r\n\r\n{\"a\"}", True),
     (HEAD + b"content-length:5\r\n\r\n{\"a\"}GET / HTTP/1.1\r\n", True),  # pipelined
-    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\"}\r\n", False),
-    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\"}\r\n0\r\n\r\n", True),
-    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\"}\r\n0\r\nX-T: 1\r\n", False),
-    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\"}\r\n0\r\nX-T: 1\r\n\r\n", True),
 ])
 def test_a_request_is_whole_once_its_headers_and_body_are_in(data, whole):
     assert request_complete(data, LIMIT) is whole
@@ -45,62 +41,38 @@ def test_a_request_is_whole_once_its_headers_and_body_are_in(data, whole):
     HEAD + b"Content-Length: 99999999\r\n\r\n",  # over the limit: the app answers 413
     HEAD + b"Content-Length: x\r\n\r\n",  # gunicorn answers 400
     HEAD + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n",
-    HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
-    HEAD + b"Transfer-Encoding: chunked\r\n\r\n200000\r\n",  # a chunk over the limit
+    HEAD + b"Transfer-Encoding: chunked\r\n\r\n",  # refused at once: 411
     b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEADER_BYTES,  # endless headers: 431
 ])
 def test_a_request_that_can_be_refused_without_reading_more_is_handed_over_at_once(data):
     assert request_complete(data, LIMIT)
 
 
-CHUNKED = HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
-
-
 @pytest.mark.parametrize("data, refusal", [
     (b"GET /healthz HTTP/1.1\nHost: r\n\n", BARE_LF),
     (b"GET /healthz HTTP/1.1\r\nHost: r\n\r\n", BARE_LF),
-    (CHUNKED + b"zz\r\n", BAD_CHUNK),
-    (CHUNKED + b"0x5\r\n", BAD_CHUNK),  # Python's int() would take it; gunicorn does not
-    (CHUNKED + b"1_0\r\n", BAD_CHUNK),
-    (CHUNKED + b"+5\r\n", BAD_CHUNK),
-    (CHUNKED + b"\r\n", BAD_CHUNK),
-    (CHUNKED + b"5\r\n{\"a\"}XY0\r\n\r\n", BAD_CHUNK),  # chunk data without its CRLF
-    (CHUNKED + b"5" * 2000, BAD_CHUNK),  # a chunk-size line with no end
-    (CHUNKED + b"0\r\nX: " + b"a" * MAX_HEADER_BYTES, HEADERS_TOO_LARGE),  # endless trailers
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n", LENGTH_REQUIRED),
+    (HEAD + b"transfer-encoding: gzip, chunked\r\n\r\n1\r\n", LENGTH_REQUIRED),
     (b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEADER_BYTES, HEADERS_TOO_LARGE),
 ])
-def test_framing_the_app_could_only_fail_on_is_refused_by_the_worker(data, refusal):
+def test_what_the_worker_refuses_itself_without_reading_more(data, refusal):
     assert RequestScan(LIMIT).feed(data) == refusal
 
 
-def test_a_chunked_body_over_the_limit_is_refused_as_too_large_framing_included():
-    assert RequestScan(LIMIT).feed(CHUNKED + b"200000\r\n").status == 413
-    # 1-byte chunks: six bytes on the wire per byte of body; the wire is what is held.
-    trickle = CHUNKED + b"1\r\nx\r\n" * (LIMIT // 6 + MAX_HEADER_BYTES)
-    verdict = RequestScan(LIMIT).feed(trickle)
-    assert isinstance(verdict, Refusal) and verdict.status == 413
-
-
-@pytest.mark.parametrize("data", [
-    HEAD + b"Content-Length: 5\r\n\r\n{\"a\"}",
-    CHUNKED + b"5\r\n{\"a\"}\r\n2;ext=1\r\n{}\r\n0\r\nX-T: 1\r\n\r\n",
-    CHUNKED + b"1\r\n{\r\n1\r\n}\r\n0\r\n\r\n",
-])
-def test_a_request_trickled_a_byte_at_a_time_is_whole_exactly_when_its_last_byte_arrives(data):
+def test_a_request_trickled_a_byte_at_a_time_is_whole_exactly_when_its_last_byte_arrives():
+    data = HEAD + b"Content-Length: 5\r\n\r\n{\"a\"}"
     scan, buffer = RequestScan(LIMIT), bytearray()
     for i, byte in enumerate(data):
         buffer.append(byte)
-        verdict = scan.feed(buffer)
-        assert verdict == (WHOLE if i == len(data) - 1 else None), (i, bytes(buffer))
+        assert scan.feed(buffer) == (WHOLE if i == len(data) - 1 else None), (i, bytes(buffer))
 
 
-def test_a_scan_resumes_where_it_stopped_instead_of_judging_the_buffer_from_byte_0():
-    scan, buffer = RequestScan(LIMIT), bytearray(CHUNKED)
+def test_a_scan_resumes_where_it_stopped_instead_of_judging_the_head_from_byte_0():
+    scan, buffer = RequestScan(LIMIT), bytearray(HEAD)
     for _ in range(1000):
-        buffer += b"1\r\nx\r\n"
+        buffer += b"X-Slow: 1\r\n"
         assert scan.feed(buffer) is None
-    assert scan.chunk_pos == len(buffer)  # the next feed starts at the next chunk
-    assert scan.decoded == 1000
+        assert scan.searched == len(buffer)  # the next feed starts at the new bytes
 
 
 def test_expect_100_continue_is_answered_by_the_worker_and_taken_out_of_the_request():
@@ -230,11 +202,12 @@ def answer_of(port: int, data: bytes, half_close: bool = False) -> bytes:
         return received
 
 
-def test_a_malformed_chunk_size_is_a_400_not_a_500(receiver):
+def test_a_chunked_request_is_411_length_required_never_a_500(receiver):
     _, port = receiver
+    # 0x2: a chunk size gunicorn would choke on while the app reads the body (a 500).
     answer = answer_of(port, HEAD + b"Authorization: Bearer tok\r\n"
                        b"Transfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n")
-    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert answer.startswith(b"HTTP/1.1 411 "), answer
 
 
 def test_a_bare_lf_request_is_answered_400_at_once_not_left_to_time_out(receiver):
