@@ -190,6 +190,17 @@ def main(argv: list[str] | None = None) -> int:
                 result["scale_cycles"] = scale_cycles(cfg, receiver, args.cycles)
                 progress("measuring monitoring overhead (30 s, idle service)")
                 result["overhead"] = overhead(cfg, receiver)
+                # One question to Prometheus per decision (docs/contract.md, "Confirmation
+                # with Prometheus"): what it cost in this run.
+                asked = receiver.metric("swarmguard_confirmation_duration_seconds_count")
+                result["confirmation"] = {
+                    "queries": asked,
+                    "mean_ms": 1000 * receiver.metric("swarmguard_confirmation_duration_seconds_sum")
+                    / asked if asked else None,
+                    "unconfirmed": receiver.metric("swarmguard_alerts_skipped_total",
+                                                   reason="unconfirmed"),
+                    "prometheus_unreachable": receiver.metric("swarmguard_alerts_skipped_total",
+                                                              reason="prometheus_unreachable")}
             r = probe.stop()
             result["probe"] = {"requests": r.total, "failed": r.failed, "longest_gap_s": r.longest_gap,
                                "failures": [{"at": probe_wall + s.at, "phase": phase_at(result, probe_wall + s.at),
@@ -221,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{b['no_receiver']['stress_s']} s stress (moved: {b['no_receiver']['moved']})")
     print(f"baseline, task killed (Swarm restarts it): outage {b['kill']['outage_s']:.1f} s, "
           f"{b['kill']['failed_requests']} failed of {b['kill']['requests']} requests")
+    c = result["confirmation"]
+    print(f"\nconfirmation with Prometheus: {c['queries']:.0f} queries, mean "
+          f"{c['mean_ms'] or 0:.1f} ms; skipped unconfirmed {c['unconfirmed']:.0f}, "
+          f"prometheus_unreachable {c['prometheus_unreachable']:.0f}")
     o = result["overhead"]
     print("\nmonitoring overhead, % of one core: " + ", ".join(
         f"{k} {100 * v:.1f}" for k, v in o["cpu_seconds_per_second"].items()))
