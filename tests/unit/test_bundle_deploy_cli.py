@@ -1,13 +1,10 @@
 """What `docker stack deploy` really sends for the bundle, in the lab and by default.
 
-The docker CLI the lab uses (tests/lab/infra/stack.py DOCKER_CLI, Debian's docker.io 20.10)
-deploys against a fake swarm manager on a unix socket in a temporary directory
-(fake_swarm_manager.py): the CLI's own compose parsing, variable interpolation and merge of
-stack.yml with tests/lab/infra/stack.lab.yml decide the service specs, and nothing runs. This
-is how merge surprises show up before the lab: docker 20.10 appends `volumes:` (a second
+The docker CLI the lab uses deploys against a fake swarm manager (bundle_render.py): the
+CLI's own compose parsing, variable interpolation and merge of stack.yml with
+tests/lab/infra/stack.lab.yml decide the service specs, and nothing runs. This is how
+merge surprises show up before the lab: docker 20.10 appends `volumes:` (a second
 docker.sock mount would collide) but replaces `ports:` by published port.
-
-The CLI is required, as promtool is for the rule tests: a machine without it fails here.
 """
 from __future__ import annotations
 
@@ -22,37 +19,12 @@ import yaml
 from tests.lab.infra import stack as lab_stack
 from tests.lab.config import DEFAULT
 from tests.rules.flavour_tools import tool
+from tests.unit.bundle_render import REGISTRY, deploy, run_deploy
 from tests.unit.fake_swarm_manager import FakeSwarmManager
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = yaml.safe_load(lab_stack.STACK_FILE.read_text())
 LAB = yaml.safe_load(lab_stack.LAB_FILE.read_text())
-
-
-# What a user sets at the least: stack.yml requires it (README, "Deploying").
-REGISTRY = {"SWARMGUARD_REGISTRY": "registry.example.com/swarmguard"}
-
-
-def run_deploy(tmp_path: Path, files: list[Path], env: dict[str, str],
-               manager: FakeSwarmManager) -> subprocess.CompletedProcess:
-    cli = Path(lab_stack.DOCKER_CLI)
-    if not cli.exists():
-        pytest.fail(f"{cli} is missing; install it: apt-get install -y docker.io")
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("SWARMGUARD_", "DOCKER_"))}
-    args = [str(cli), "-H", manager.url, "stack", "deploy", "--resolve-image", "never"]
-    for f in files:
-        args += ["-c", str(f)]
-    return subprocess.run([*args, lab_stack.NAME], cwd=ROOT, capture_output=True, text=True,
-                          env={**clean, "HOME": str(tmp_path), **env}, timeout=60)
-
-
-def deploy(tmp_path: Path, files: list[Path], env: dict[str, str]) -> FakeSwarmManager:
-    with FakeSwarmManager(tmp_path / "docker.sock", secrets=lab_stack.SECRETS) as manager:
-        result = run_deploy(tmp_path, files, env, manager)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert manager.unexpected == []
-    return manager
 
 
 @pytest.fixture(scope="module")

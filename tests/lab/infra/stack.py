@@ -127,23 +127,34 @@ def deploy(cfg: LabConfig, timeout: float = 180.0) -> dict[str, str]:
     ids = {**image_ids(cfg), **build_monitoring_images(cfg)}
     ensure_secret(cfg)
     with tempfile.TemporaryDirectory(prefix="stack.lab.") as tmp:
-        override = images_by_id(ids)
-        # Swarm configs the lab changes (lab_configs); the rest are the project's files.
-        override["configs"] = {}
-        for key, text in lab_configs(cfg).items():
-            path = Path(tmp) / f"{key}.yml"
-            path.write_text(text)
-            digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-            override["configs"][key] = {"name": f"swarmguard_{key}_lab_{digest}", "file": str(path)}
-        pinned = Path(tmp) / "images.yml"
-        pinned.write_text(yaml.safe_dump(override))
+        pinned = write_override(cfg, ids, Path(tmp))
         say(f"deploying the stack {NAME} (stack.yml + stack.lab.yml)")
         docker_cli(cfg, "stack", "deploy", "--resolve-image", "never",
-                   "-c", str(STACK_FILE), "-c", str(LAB_FILE), "-c", str(pinned), NAME,
-                   env=environment(cfg))
+                   *compose_args(pinned), NAME, env=environment(cfg))
     wait_for(f"every service of the stack {NAME} running", lambda: not not_running(cfg),
              timeout=timeout, interval=1.0)
     return ids
+
+
+def write_override(cfg: LabConfig, ids: dict[str, str], directory: Path) -> Path:
+    """The third compose file of a lab deploy, written into `directory` with the configs
+    it names: every lab image by ID (images_by_id), and the Swarm configs the lab changes
+    (lab_configs; the rest are the project's files). Returns its path."""
+    override = images_by_id(ids)
+    override["configs"] = {}
+    for key, text in lab_configs(cfg).items():
+        path = directory / f"{key}.yml"
+        path.write_text(text)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+        override["configs"][key] = {"name": f"swarmguard_{key}_lab_{digest}", "file": str(path)}
+    pinned = directory / "images.yml"
+    pinned.write_text(yaml.safe_dump(override))
+    return pinned
+
+
+def compose_args(override: Path) -> list[str]:
+    """The -c arguments of a lab deploy: stack.yml, stack.lab.yml, then `override`."""
+    return ["-c", str(STACK_FILE), "-c", str(LAB_FILE), "-c", str(override)]
 
 
 def lab_prometheus_config(cfg: LabConfig) -> dict:
