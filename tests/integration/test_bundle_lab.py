@@ -1,6 +1,6 @@
 """The bundle in the real lab: `docker stack deploy -c stack.yml -c tests/lab/infra/stack.lab.yml`
 deploys it; every service that can run here runs; the stack's Prometheus finds and
-scrapes the exporters and knows the stack's Alertmanager; the stack's Alertmanager
+scrapes the exporters over the overlay network and knows the stack's Alertmanager; the stack's Alertmanager
 delivers to the stack's receiver; and every query of the Grafana dashboard returns
 series once SwarmGuard has done its job.
 
@@ -113,6 +113,14 @@ def stack_alertmanager(lab: LabConfig) -> str:
     return f"http://{node_of(lab, 'alertmanager').ip}:9093"
 
 
+def overlay_address(task: dict) -> str:
+    """The task's address on the stack's overlay network."""
+    [address] = [a.split("/")[0] for attachment in task.get("NetworksAttachments", [])
+                 if attachment["Network"]["Spec"]["Name"] == stack.NETWORK
+                 for a in attachment["Addresses"]]
+    return address
+
+
 def receiver_metric(lab: LabConfig, name: str, **labels: str) -> float:
     """Sum of the stack receiver's samples `name` with these labels, read inside its
     container (the receiver publishes no port; its /metrics is on the overlay)."""
@@ -149,39 +157,45 @@ def test_every_service_runs_except_grafana_and_cadvisor_which_have_no_image_here
     assert answer.headers["X-Swarm-Service"] == STRESS
 
 
-def test_the_stacks_prometheus_scrapes_one_exporter_per_node_at_the_nodes_address(bundle):
+def test_the_stacks_prometheus_scrapes_one_exporter_per_node_over_the_overlay_network(bundle):
+    """Swarm's tasks role finds every exporter task; the relabelling keeps one target per
+    task, at its address on the stack's network (the exporters publish no port), named by
+    its node; every one up, reading its own node's Docker and measuring the demo task on
+    the node that runs it."""
     lab = bundle
-    url = stack_prometheus(lab)
-    wanted = {f"http://{n.ip}:{stack.EXPORTER_PORT}/metrics": n.name for n in lab.nodes}
+    exporters = services.running_tasks(lab, stack.full_name("exporter"))
+    wanted = {f"http://{overlay_address(t)}:9101/metrics": node_name(lab, t["NodeID"]) for t in exporters}
+    assert sorted(wanted.values()) == sorted(n.name for n in lab.nodes)
 
     def exporter_targets():
-        return [t for t in prometheus.api(url, "/api/v1/targets", state="active")["activeTargets"]
+        return [t for t in prometheus.api(stack_prometheus(lab), "/api/v1/targets", state="active")["activeTargets"]
                 if t["labels"]["job"] == "swarmguard-exporter"]
 
-    def node_targets_up():
-        up = {t["scrapeUrl"] for t in exporter_targets() if t["health"] == "up"}
-        return set(wanted) <= up
-    wait_for("the stack's Prometheus scraping every node's exporter", node_targets_up, timeout=60)
+    def every_target_up():
+        targets = exporter_targets()
+        return len(targets) == len(wanted) and all(t["health"] == "up" for t in targets)
+    wait_for("the stack's Prometheus scraping every node's exporter", every_target_up, timeout=60)
     targets = exporter_targets()
     assert {t["scrapeUrl"]: t["labels"]["instance"] for t in targets} == wanted, (
-        "one target per exporter task, at its node's address, named by the node: "
-        "prometheus.yml's relabelling keeps more than that (Swarm's tasks role also lists "
-        "every task at its overlay address)")
+        "one target per exporter task, at its overlay address, named by the node: "
+        "prometheus.yml's relabelling keeps more or other than that")
+    assert all(t["labels"]["node"] == t["labels"]["instance"] for t in targets)
     # Each exporter reads its own node's Docker daemon...
     wait_for("every exporter reading its node's Docker", lambda: {
-        r["metric"]["instance"] for r in prometheus.api(url, "/api/v1/query",
-                                             query="swarmguard_exporter_docker_up == 1")["result"]
+        r["metric"]["instance"] for r in prometheus.api(stack_prometheus(lab), "/api/v1/query",
+                                                   query="swarmguard_exporter_docker_up == 1")["result"]
     } == set(wanted.values()), timeout=30)
     # ...and measures the stack's own demo task, on the node that runs it.
     [task] = running_tasks(lab, STRESS)
     rows = wait_for("the demo task's CPU from its node's exporter", lambda: prometheus.api(
-        url, "/api/v1/query", query=f'swarmguard_task_cpu_seconds_total{{service="{STRESS}"}}')["result"], timeout=30)
+        stack_prometheus(lab), "/api/v1/query", query=f'swarmguard_task_cpu_seconds_total{{service="{STRESS}"}}')["result"],
+        timeout=30)
     assert {r["metric"]["instance"] for r in rows} == {node_name(lab, task["NodeID"])}
-    assert prometheus.api(url, "/api/v1/query",
-               query=f'swarmguard_container_network_percent{{service="{STRESS}"}}')["result"]
+    assert prometheus.api(stack_prometheus(lab), "/api/v1/query",
+                     query=f'swarmguard_container_network_percent{{service="{STRESS}"}}')["result"]
     # cAdvisor: the stack's service has no task in the lab; its job scrapes the lab's
     # cAdvisor processes instead (tests/lab/infra/stack.py: lab_prometheus_config).
-    assert sorted(t["labels"]["instance"] for t in prometheus.api(url, "/api/v1/targets", state="active")["activeTargets"]
+    assert sorted(t["labels"]["instance"] for t in prometheus.api(stack_prometheus(lab), "/api/v1/targets", state="active")["activeTargets"]
                   if t["labels"]["job"] == "cadvisor") == sorted(n.name for n in lab.nodes)
 
 

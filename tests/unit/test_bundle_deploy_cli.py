@@ -67,10 +67,11 @@ def test_by_default_the_stack_creates_its_network_configs_and_every_service(by_d
     assert sorted(by_default.configs) == sorted(f"swarmguard_{name}_1" for name in STACK["configs"])
 
 
-def test_by_default_the_app_goes_through_the_routing_mesh_and_monitoring_per_node(by_default):
+def test_by_default_the_app_goes_through_the_routing_mesh_and_the_readers_publish_nothing(by_default):
     # Catches the demo app published per node (a client would then have to know where its
-    # task runs) and a per-node reader published through the mesh (a scrape would reach
-    # any node's reader); and the receiver without the Docker socket or the user's registry.
+    # task runs) and a per-node reader published at all (it answers anyone; Prometheus
+    # reaches it over the overlay network); and the receiver without the Docker socket or
+    # the user's registry.
     def endpoint(name):
         return by_default.services[f"swarmguard_{name}"]["EndpointSpec"]
 
@@ -78,10 +79,7 @@ def test_by_default_the_app_goes_through_the_routing_mesh_and_monitoring_per_nod
     [app] = endpoint("stress")["Ports"]
     assert (app["TargetPort"], app["PublishedPort"]) == (8080, 8081)
     assert app.get("PublishMode", "ingress") == "ingress"  # unset: the routing mesh
-    assert endpoint("exporter")["Ports"] == [
-        {"Protocol": "tcp", "TargetPort": 9101, "PublishedPort": 9101, "PublishMode": "host"}]
-    assert endpoint("cadvisor")["Ports"] == [
-        {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": 8080, "PublishMode": "host"}]
+    assert "Ports" not in endpoint("exporter") and "Ports" not in endpoint("cadvisor")
     receiver = by_default.services["swarmguard_receiver"]
     assert mounts(receiver) == {"/var/run/docker.sock": "/var/run/docker.sock"}
     assert container(receiver)["Image"] == "registry.example.com/swarmguard/receiver:latest"
@@ -127,14 +125,13 @@ def test_without_swarmguard_registry_docker_20_10_deploys_nothing_and_says_why(t
     assert manager.services == manager.configs == manager.networks == {}, "nothing is created"
 
 
-def test_the_published_ports_of_cadvisor_and_the_exporter_move_with_their_variables(tmp_path):
-    # Catches a port variable the stack ignores (a port already taken on the user's nodes
-    # could not be avoided).
+def test_the_old_port_variables_publish_nothing(tmp_path):
+    # Catches a deploy script of an older release, which set SWARMGUARD_EXPORTER_PORT or
+    # SWARMGUARD_CADVISOR_PORT to move their published ports, bringing them back.
     manager = deploy(tmp_path, [lab_stack.STACK_FILE], {
         **REGISTRY, "SWARMGUARD_CADVISOR_PORT": "18080", "SWARMGUARD_EXPORTER_PORT": "19101"})
-    for name, target, published in (("cadvisor", 8080, 18080), ("exporter", 9101, 19101)):
-        assert manager.services[f"swarmguard_{name}"]["EndpointSpec"]["Ports"] == [
-            {"Protocol": "tcp", "TargetPort": target, "PublishedPort": published, "PublishMode": "host"}]
+    for name in ("cadvisor", "exporter"):
+        assert "Ports" not in manager.services[f"swarmguard_{name}"]["EndpointSpec"], name
 
 
 def test_by_default_the_demo_service_may_run_on_any_node_so_a_one_node_swarm_runs_it(by_default):
@@ -171,10 +168,8 @@ def test_in_the_lab_every_service_is_dnsrr_with_host_mode_ports_only(in_the_lab)
     assert in_the_lab["stress"]["EndpointSpec"]["Ports"] == [
         {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": DEFAULT.app_published_port,
          "PublishMode": "host"}]
-    assert in_the_lab["exporter"]["EndpointSpec"]["Ports"] == [
-        {"Protocol": "tcp", "TargetPort": 9101, "PublishedPort": lab_stack.EXPORTER_PORT,
-         "PublishMode": "host"}]
-    assert "Ports" not in in_the_lab["receiver"]["EndpointSpec"]
+    for name in ("exporter", "cadvisor", "receiver"):
+        assert "Ports" not in in_the_lab[name]["EndpointSpec"], name
 
 
 def test_in_the_lab_the_services_that_run_use_the_pinned_image_ids(in_the_lab):

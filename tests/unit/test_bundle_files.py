@@ -183,20 +183,28 @@ def test_every_service_has_cpu_and_memory_limits():
         assert float(limits["cpus"]) > 0 and re.fullmatch(r"\d+[MG]", limits["memory"]), name
 
 
-def test_cadvisor_and_the_exporter_run_on_every_node_and_publish_in_host_mode():
-    # Catches a per-node reader that is not on every node, or published through the
-    # routing mesh (a scrape would then reach any node's reader, not this node's). Which
-    # targets Prometheus keeps, at which port, is run by Prometheus itself in
-    # test_bundle_prometheus_discovery.py; here: the port it scrapes by default is the
-    # one published, and a variable can move it.
+def test_cadvisor_and_the_exporter_run_on_every_node_where_prometheus_scrapes_their_own_port():
+    # Catches a per-node reader that is not on every node, a discovery that scrapes
+    # another port than the one it listens on in its container, and a reader on no
+    # network Prometheus shares (Prometheus reaches them only there: they publish
+    # nothing, test_bundle_exposure.py). Which targets Prometheus keeps is run by
+    # Prometheus itself in test_bundle_prometheus_discovery.py.
     from exporter.config import ExporterConfig
-    for name, target, variable in (("cadvisor", 8080, "SWARMGUARD_CADVISOR_PORT"),
-                                   ("exporter", ExporterConfig().listen_port,
-                                    "SWARMGUARD_EXPORTER_PORT")):
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    listens = {"cadvisor": 8080,  # cAdvisor's default -port, which stack.yml leaves alone
+               "exporter": ExporterConfig().listen_port}
+    assert not any(c.startswith("-port") for c in SERVICES["cadvisor"]["command"])
+    for name, job in (("cadvisor", "cadvisor"), ("exporter", "swarmguard-exporter")):
         assert SERVICES[name]["deploy"]["mode"] == "global"
-        [published] = ports(SERVICES[name])
-        assert published["mode"] == "host" and published["target"] == target
-        assert published["published"].startswith(f"${{{variable}:-")
+        assert "ports" not in SERVICES[name]
+        [sd] = jobs[job]["dockerswarm_sd_configs"]
+        assert sd["role"] == "tasks" and sd["port"] == listens[name], job
+        [network] = [r["regex"] for r in jobs[job]["relabel_configs"]
+                     if r.get("source_labels") == ["__meta_dockerswarm_network_name"]]
+        assert network == lab_stack.NETWORK
+        assert network.removeprefix(f"{lab_stack.NAME}_") in (
+            set(SERVICES[name]["networks"]) & set(SERVICES["prometheus"]["networks"]))
 
 
 def test_cadvisor_keeps_the_swarm_labels_the_rules_read_and_runs_as_the_labs_does():
@@ -409,9 +417,8 @@ def test_the_lab_ports_avoid_those_the_labs_own_processes_hold_on_every_node():
     # Catches a published port that collides with the lab's own cAdvisor or exporter on
     # every node.
     taken = {DEFAULT.cadvisor_port, monitoring.EXPORTER_PORT}
-    assert lab_stack.EXPORTER_PORT not in taken | {DEFAULT.app_published_port}
     for name in SERVICES:
-        if name in lab_stack.NOT_IN_LAB or name == "exporter":
+        if name in lab_stack.NOT_IN_LAB:
             continue
         for port in merged_lab_ports(name):
             assert port["published"] not in taken, f"{name}: {port}"
@@ -424,7 +431,6 @@ def test_the_lab_mounts_the_managers_docker_socket_and_versions_configs_by_conte
     # with the files (a redeploy after an edit would be refused).
     env = lab_stack.environment(DEFAULT)
     assert env["SWARMGUARD_DOCKER_SOCKET"] == str(DEFAULT.docker_socket(DEFAULT.manager))
-    assert env["SWARMGUARD_EXPORTER_PORT"] == str(lab_stack.EXPORTER_PORT)
     assert re.fullmatch(r"[0-9a-f]{12}", env["SWARMGUARD_CONFIG_VERSION"])
     assert lab_stack.config_version() == env["SWARMGUARD_CONFIG_VERSION"]
 

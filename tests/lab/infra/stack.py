@@ -43,9 +43,9 @@ SECRETS = (SECRET, GRAFANA_SECRET)
 # SWARMGUARD_REGISTRY, and the lab pins every image by ID anyway (images_by_id).
 REGISTRY = "swarmguard-lab"
 NAMESPACE_LABEL = "com.docker.stack.namespace"
-# The stack's exporter publishes here in the lab: the lab's own exporter processes hold
-# 9101 on every node's address (tests/lab/infra/monitoring.py), cAdvisor 8080, the app 8081.
-EXPORTER_PORT = 9102
+# The stack's overlay network, as Swarm names it (stack name + the key in stack.yml):
+# where the stack's Prometheus finds the exporters.
+NETWORK = f"{NAME}_swarmguard"
 # No image can be had for these in the lab; stack.lab.yml gives them no node.
 NOT_IN_LAB = ("cadvisor", "grafana")
 
@@ -77,7 +77,6 @@ def environment(cfg: LabConfig) -> dict[str, str]:
     """The variables stack.yml reads, as the lab sets them."""
     return {
         "SWARMGUARD_REGISTRY": REGISTRY,
-        "SWARMGUARD_EXPORTER_PORT": str(EXPORTER_PORT),
         # The lab's dockerds have no /var/run/docker.sock; the manager's is here.
         "SWARMGUARD_DOCKER_SOCKET": str(cfg.docker_socket(cfg.manager)),
         "SWARMGUARD_CONFIG_VERSION": config_version(),
