@@ -1,8 +1,10 @@
 """The bundle in the real lab: `docker stack deploy -c stack.yml -c tests/lab/infra/stack.lab.yml`
-deploys it; every service that can run here runs; the stack's Prometheus finds and
-scrapes the exporters and knows the stack's Alertmanager; the stack's Alertmanager
-delivers to the stack's receiver; and every query of the Grafana dashboard returns
-series once SwarmGuard has done its job.
+deploys it; every service that can run here runs; it publishes only the ports the lab's
+override allows, and the stack's Prometheus and Alertmanager answer only with the web
+password; the stack's Prometheus finds and scrapes the exporters over the overlay network
+and knows the stack's Alertmanager; the stack's Alertmanager delivers to the stack's
+receiver; and every query of the Grafana dashboard returns series once SwarmGuard has
+done its job.
 
 Not here, and why: cAdvisor and Grafana have no image in the lab (stack.lab.yml gives
 them no node); the lab's own cAdvisor processes stand in for the first: the exporters
@@ -93,9 +95,10 @@ def at_rest(lab: LabConfig) -> None:
              timeout=120)
     wait_for("one demo container", lambda: len(services.containers(lab, STRESS)) == 1,
              timeout=60)
-    for url in (stack_prometheus(lab), lab.prometheus_url):
-        wait_for("no alert about the demo service", lambda url=url: not prometheus.api(
-            url, "/api/v1/query", query=f'ALERTS{{service="{STRESS}"}}')["result"], timeout=120)
+    for url, auth in ((stack_prometheus(lab), stack.web_auth(lab)), (lab.prometheus_url, None)):
+        wait_for("no alert about the demo service", lambda url=url, auth=auth: not prometheus.api(
+            url, "/api/v1/query", auth=auth, query=f'ALERTS{{service="{STRESS}"}}')["result"],
+            timeout=120)
     services.wait_settled(lab, STRESS)  # the rules ignore a task's start-up heat
 
 
@@ -111,6 +114,20 @@ def stack_prometheus(lab: LabConfig) -> str:
 
 def stack_alertmanager(lab: LabConfig) -> str:
     return f"http://{node_of(lab, 'alertmanager').ip}:9093"
+
+
+def ask_stack(lab: LabConfig, path: str, **params) -> dict:
+    """The stack's Prometheus's answer to `path`, asked as its clients do: with the user
+    `swarmguard` and the web password (its web config refuses anything else)."""
+    return prometheus.api(stack_prometheus(lab), path, auth=stack.web_auth(lab), **params)
+
+
+def overlay_address(task: dict) -> str:
+    """The task's address on the stack's overlay network."""
+    [address] = [a.split("/")[0] for attachment in task.get("NetworksAttachments", [])
+                 if attachment["Network"]["Spec"]["Name"] == stack.NETWORK
+                 for a in attachment["Addresses"]]
+    return address
 
 
 def receiver_metric(lab: LabConfig, name: str, **labels: str) -> float:
@@ -149,50 +166,95 @@ def test_every_service_runs_except_grafana_and_cadvisor_which_have_no_image_here
     assert answer.headers["X-Swarm-Service"] == STRESS
 
 
-def test_the_stacks_prometheus_scrapes_one_exporter_per_node_at_the_nodes_address(bundle):
+def test_the_stack_publishes_only_the_lab_files_ports_and_each_asks_for_a_password(bundle):
+    """What Swarm really published (the services' endpoints, as the manager reports them)
+    is the contract's list plus the lab's demo port; Prometheus and Alertmanager refuse
+    a request without the web password, a wrong one, and accept the machines' user."""
     lab = bundle
-    url = stack_prometheus(lab)
-    wanted = {f"http://{n.ip}:{stack.EXPORTER_PORT}/metrics": n.name for n in lab.nodes}
+    published = sorted(
+        (port["PublishedPort"], service.name.removeprefix(f"{stack.NAME}_"))
+        for service in client(lab, lab.manager).services.list(
+            filters={"label": f"{stack.NAMESPACE_LABEL}={stack.NAME}"})
+        for port in service.attrs["Spec"].get("EndpointSpec", {}).get("Ports", []))
+    assert published == sorted(stack.published_in_the_lab(lab).items()), (
+        "the lab's stack publishes a port the contract's table (and stack.lab.yml's demo "
+        "port) does not name")
+    user, password = stack.web_auth(lab)
+    for url, api_path in ((stack_prometheus(lab), "/api/v1/status/buildinfo"),
+                          (stack_alertmanager(lab), "/api/v2/status")):
+        for path in ("/-/healthy", "/metrics", api_path):
+            assert requests.get(url + path, timeout=5).status_code == 401, url + path
+            assert requests.get(url + path, timeout=5, auth=(user, password + "0")).status_code == 401, url + path
+            assert requests.get(url + path, timeout=5, auth=(user, password)).status_code == 200, url + path
+
+
+def test_the_stacks_prometheus_scrapes_itself_and_alertmanager_with_the_password(bundle):
+    """Prometheus's clients of the web config: its own scrape of itself and of Alertmanager
+    (basic_auth with the secret's password file) are up; the health checks, which send
+    the password too, pass. (Its alerting, the same user and file, delivers in Scenario 1
+    through the whole bundle below.)"""
+    lab = bundle
+
+    def targets_up():
+        active = ask_stack(lab, "/api/v1/targets", state="active")["activeTargets"]
+        return {t["labels"]["job"]: t["health"] for t in active
+                if t["labels"]["job"] in ("prometheus", "alertmanager")} == {
+            "prometheus": "up", "alertmanager": "up"}
+    wait_for("the stack's Prometheus scraping itself and Alertmanager", targets_up, timeout=60)
+    # A task whose health check fails is never `healthy`; running_tasks counts only those.
+    for name in ("prometheus", "alertmanager"):
+        assert len(services.running_tasks(lab, stack.full_name(name))) == 1, name
+
+
+def test_the_stacks_prometheus_scrapes_one_exporter_per_node_over_the_overlay_network(bundle):
+    """Swarm's tasks role finds every exporter task; the relabelling keeps one target per
+    task, at its address on the stack's network (the exporters publish no port), named by
+    its node; every one up, reading its own node's Docker and measuring the demo task on
+    the node that runs it."""
+    lab = bundle
+    exporters = services.running_tasks(lab, stack.full_name("exporter"))
+    wanted = {f"http://{overlay_address(t)}:9101/metrics": node_name(lab, t["NodeID"]) for t in exporters}
+    assert sorted(wanted.values()) == sorted(n.name for n in lab.nodes)
 
     def exporter_targets():
-        return [t for t in prometheus.api(url, "/api/v1/targets", state="active")["activeTargets"]
+        return [t for t in ask_stack(lab, "/api/v1/targets", state="active")["activeTargets"]
                 if t["labels"]["job"] == "swarmguard-exporter"]
 
-    def node_targets_up():
-        up = {t["scrapeUrl"] for t in exporter_targets() if t["health"] == "up"}
-        return set(wanted) <= up
-    wait_for("the stack's Prometheus scraping every node's exporter", node_targets_up, timeout=60)
+    def every_target_up():
+        targets = exporter_targets()
+        return len(targets) == len(wanted) and all(t["health"] == "up" for t in targets)
+    wait_for("the stack's Prometheus scraping every node's exporter", every_target_up, timeout=60)
     targets = exporter_targets()
     assert {t["scrapeUrl"]: t["labels"]["instance"] for t in targets} == wanted, (
-        "one target per exporter task, at its node's address, named by the node: "
-        "prometheus.yml's relabelling keeps more than that (Swarm's tasks role also lists "
-        "every task at its overlay address)")
+        "one target per exporter task, at its overlay address, named by the node: "
+        "prometheus.yml's relabelling keeps more or other than that")
+    assert all(t["labels"]["node"] == t["labels"]["instance"] for t in targets)
     # Each exporter reads its own node's Docker daemon...
     wait_for("every exporter reading its node's Docker", lambda: {
-        r["metric"]["instance"] for r in prometheus.api(url, "/api/v1/query",
-                                             query="swarmguard_exporter_docker_up == 1")["result"]
+        r["metric"]["instance"] for r in ask_stack(lab, "/api/v1/query",
+                                                   query="swarmguard_exporter_docker_up == 1")["result"]
     } == set(wanted.values()), timeout=30)
     # ...and measures the stack's own demo task, on the node that runs it.
     [task] = running_tasks(lab, STRESS)
-    rows = wait_for("the demo task's CPU from its node's exporter", lambda: prometheus.api(
-        url, "/api/v1/query", query=f'swarmguard_task_cpu_seconds_total{{service="{STRESS}"}}')["result"], timeout=30)
+    rows = wait_for("the demo task's CPU from its node's exporter", lambda: ask_stack(
+        lab, "/api/v1/query", query=f'swarmguard_task_cpu_seconds_total{{service="{STRESS}"}}')["result"],
+        timeout=30)
     assert {r["metric"]["instance"] for r in rows} == {node_name(lab, task["NodeID"])}
-    assert prometheus.api(url, "/api/v1/query",
-               query=f'swarmguard_container_network_percent{{service="{STRESS}"}}')["result"]
+    assert ask_stack(lab, "/api/v1/query",
+                     query=f'swarmguard_container_network_percent{{service="{STRESS}"}}')["result"]
     # cAdvisor: the stack's service has no task in the lab; its job scrapes the lab's
     # cAdvisor processes instead (tests/lab/infra/stack.py: lab_prometheus_config).
-    assert sorted(t["labels"]["instance"] for t in prometheus.api(url, "/api/v1/targets", state="active")["activeTargets"]
+    assert sorted(t["labels"]["instance"] for t in ask_stack(lab, "/api/v1/targets", state="active")["activeTargets"]
                   if t["labels"]["job"] == "cadvisor") == sorted(n.name for n in lab.nodes)
 
 
 def test_the_stacks_prometheus_loads_the_rules_and_finds_the_stacks_alertmanager(bundle):
-    url = stack_prometheus(bundle)
-    groups = {g["name"] for g in prometheus.api(url, "/api/v1/rules")["groups"]}
+    groups = {g["name"] for g in ask_stack(bundle, "/api/v1/rules")["groups"]}
     assert groups == {"swarmguard-thresholds", "swarmguard-detection", "swarmguard-scale-down",
                       "swarmguard-health"}
     # dns_sd on tasks.alertmanager: the one replica's address on the stack's network.
-    found = wait_for("the stack's Prometheus discovering tasks.alertmanager", lambda: prometheus.api(
-        url, "/api/v1/alertmanagers")["activeAlertmanagers"], timeout=30)
+    found = wait_for("the stack's Prometheus discovering tasks.alertmanager", lambda: ask_stack(
+        bundle, "/api/v1/alertmanagers")["activeAlertmanagers"], timeout=30)
     assert len(found) == 1 and found[0]["url"].endswith(":9093/api/v2/alerts"), found
 
 
@@ -216,7 +278,8 @@ def test_the_stacks_alertmanager_delivers_a_swarmguard_alert_to_the_stacks_recei
         "startsAt": rfc3339(now), "endsAt": rfc3339(now + timedelta(minutes=5)),
         "generatorURL": "http://test-bundle-lab.invalid/",
     }
-    r = requests.post(f"{url}/api/v2/alerts", json=[alert], timeout=10)
+    auth = stack.web_auth(lab)  # Alertmanager's web config asks for it, as amtool's users
+    r = requests.post(f"{url}/api/v2/alerts", json=[alert], timeout=10, auth=auth)
     assert r.status_code == 200, r.text
     try:
         # Alertmanager -> http://receiver:8000/alerts over the overlay, with the secret's
@@ -234,7 +297,7 @@ def test_the_stacks_alertmanager_delivers_a_swarmguard_alert_to_the_stacks_recei
         assert receiver_metric(lab, "swarmguard_actions_total") == actions
     finally:
         alert["endsAt"] = rfc3339(datetime.now(timezone.utc))  # resolve it
-        requests.post(f"{url}/api/v2/alerts", json=[alert], timeout=10)
+        requests.post(f"{url}/api/v2/alerts", json=[alert], timeout=10, auth=auth)
 
 
 def test_every_dashboard_query_returns_series_once_swarmguard_has_migrated_the_demo_task(bundle):

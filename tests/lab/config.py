@@ -197,6 +197,13 @@ class LabConfig:
         return self.state_dir / "swarmguard_token"
 
     @property
+    def web_password_file(self) -> Path:
+        """The password of the user `swarmguard` on the stack's Prometheus and
+        Alertmanager (their web config): made by the bundle's deploy, read by the bundle
+        tests (tests/lab/infra/stack.py)."""
+        return self.state_dir / "swarmguard_web_password"
+
+    @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
 

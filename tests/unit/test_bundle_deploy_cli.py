@@ -1,13 +1,11 @@
 """What `docker stack deploy` really sends for the bundle, in the lab and by default.
 
-The docker CLI the lab uses (tests/lab/infra/stack.py DOCKER_CLI, Debian's docker.io 20.10)
-deploys against a fake swarm manager on a unix socket in a temporary directory
-(fake_swarm_manager.py): the CLI's own compose parsing, variable interpolation and merge of
-stack.yml with tests/lab/infra/stack.lab.yml decide the service specs, and nothing runs. This
-is how merge surprises show up before the lab: docker 20.10 appends `volumes:` (a second
-docker.sock mount would collide) but replaces `ports:` by published port.
-
-The CLI is required, as promtool is for the rule tests: a machine without it fails here.
+The docker CLI the lab uses deploys against a fake swarm manager (bundle_render.py): the
+CLI's own compose parsing, variable interpolation and merge of stack.yml with
+tests/lab/infra/stack.lab.yml decide the service specs, and nothing runs. This is how
+merge surprises show up before the lab: docker 20.10 appends `volumes:` (a second
+docker.sock mount would collide) but replaces `ports:` by published port. What is
+published, and what asks for a password, is test_bundle_exposure.py's.
 """
 from __future__ import annotations
 
@@ -22,37 +20,12 @@ import yaml
 from tests.lab.infra import stack as lab_stack
 from tests.lab.config import DEFAULT
 from tests.rules.flavour_tools import tool
+from tests.unit.bundle_render import REGISTRY, deploy, run_deploy
 from tests.unit.fake_swarm_manager import FakeSwarmManager
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = yaml.safe_load(lab_stack.STACK_FILE.read_text())
 LAB = yaml.safe_load(lab_stack.LAB_FILE.read_text())
-
-
-# What a user sets at the least: stack.yml requires it (README, "Deploying").
-REGISTRY = {"SWARMGUARD_REGISTRY": "registry.example.com/swarmguard"}
-
-
-def run_deploy(tmp_path: Path, files: list[Path], env: dict[str, str],
-               manager: FakeSwarmManager) -> subprocess.CompletedProcess:
-    cli = Path(lab_stack.DOCKER_CLI)
-    if not cli.exists():
-        pytest.fail(f"{cli} is missing; install it: apt-get install -y docker.io")
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("SWARMGUARD_", "DOCKER_"))}
-    args = [str(cli), "-H", manager.url, "stack", "deploy", "--resolve-image", "never"]
-    for f in files:
-        args += ["-c", str(f)]
-    return subprocess.run([*args, lab_stack.NAME], cwd=ROOT, capture_output=True, text=True,
-                          env={**clean, "HOME": str(tmp_path), **env}, timeout=60)
-
-
-def deploy(tmp_path: Path, files: list[Path], env: dict[str, str]) -> FakeSwarmManager:
-    with FakeSwarmManager(tmp_path / "docker.sock", secrets=lab_stack.SECRETS) as manager:
-        result = run_deploy(tmp_path, files, env, manager)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert manager.unexpected == []
-    return manager
 
 
 @pytest.fixture(scope="module")
@@ -95,21 +68,17 @@ def test_by_default_the_stack_creates_its_network_configs_and_every_service(by_d
     assert sorted(by_default.configs) == sorted(f"swarmguard_{name}_1" for name in STACK["configs"])
 
 
-def test_by_default_the_app_goes_through_the_routing_mesh_and_monitoring_per_node(by_default):
-    # Catches the demo app published per node (a client would then have to know where its
-    # task runs) and a per-node reader published through the mesh (a scrape would reach
-    # any node's reader); and the receiver without the Docker socket or the user's registry.
-    def endpoint(name):
-        return by_default.services[f"swarmguard_{name}"]["EndpointSpec"]
-
-    assert endpoint("stress").get("Mode", "vip") == "vip"  # unset: Swarm's default, vip
-    [app] = endpoint("stress")["Ports"]
-    assert (app["TargetPort"], app["PublishedPort"]) == (8080, 8081)
-    assert app.get("PublishMode", "ingress") == "ingress"  # unset: the routing mesh
-    assert endpoint("exporter")["Ports"] == [
-        {"Protocol": "tcp", "TargetPort": 9101, "PublishedPort": 9101, "PublishMode": "host"}]
-    assert endpoint("cadvisor")["Ports"] == [
-        {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": 8080, "PublishMode": "host"}]
+def test_by_default_the_uis_go_through_the_routing_mesh_on_their_own_ports(by_default):
+    # Catches a UI published per node (a person would then have to know where its task
+    # runs) or on another port than it listens on; and the receiver without the Docker
+    # socket or the user's registry. Which ports may be published at all, and what asks
+    # for a password on each, is test_bundle_exposure.py's.
+    for name, port in (("prometheus", 9090), ("alertmanager", 9093), ("grafana", 3000)):
+        endpoint = by_default.services[f"swarmguard_{name}"]["EndpointSpec"]
+        assert endpoint.get("Mode", "vip") == "vip", name  # unset: Swarm's default, vip
+        [published] = endpoint["Ports"]
+        assert (published["TargetPort"], published["PublishedPort"]) == (port, port), name
+        assert published.get("PublishMode", "ingress") == "ingress", name  # unset: the mesh
     receiver = by_default.services["swarmguard_receiver"]
     assert mounts(receiver) == {"/var/run/docker.sock": "/var/run/docker.sock"}
     assert container(receiver)["Image"] == "registry.example.com/swarmguard/receiver:latest"
@@ -155,14 +124,13 @@ def test_without_swarmguard_registry_docker_20_10_deploys_nothing_and_says_why(t
     assert manager.services == manager.configs == manager.networks == {}, "nothing is created"
 
 
-def test_the_published_ports_of_cadvisor_and_the_exporter_move_with_their_variables(tmp_path):
-    # Catches a port variable the stack ignores (a port already taken on the user's nodes
-    # could not be avoided).
+def test_the_old_port_variables_publish_nothing(tmp_path):
+    # Catches a deploy script of an older release, which set SWARMGUARD_EXPORTER_PORT or
+    # SWARMGUARD_CADVISOR_PORT to move their published ports, bringing them back.
     manager = deploy(tmp_path, [lab_stack.STACK_FILE], {
         **REGISTRY, "SWARMGUARD_CADVISOR_PORT": "18080", "SWARMGUARD_EXPORTER_PORT": "19101"})
-    for name, target, published in (("cadvisor", 8080, 18080), ("exporter", 9101, 19101)):
-        assert manager.services[f"swarmguard_{name}"]["EndpointSpec"]["Ports"] == [
-            {"Protocol": "tcp", "TargetPort": target, "PublishedPort": published, "PublishMode": "host"}]
+    for name in ("cadvisor", "exporter"):
+        assert "Ports" not in manager.services[f"swarmguard_{name}"]["EndpointSpec"], name
 
 
 def test_by_default_the_demo_service_may_run_on_any_node_so_a_one_node_swarm_runs_it(by_default):
@@ -175,8 +143,7 @@ def test_by_default_grafana_reads_its_admin_password_from_the_secret(by_default)
     # Catches Grafana's default admin password, or a secret mounted under another name
     # than the one it reads.
     spec = container(by_default.services["swarmguard_grafana"])
-    [secret] = spec["Secrets"]
-    assert secret["SecretName"] == "swarmguard_grafana_admin_password"
+    [secret] = [s for s in spec["Secrets"] if s["SecretName"] == "swarmguard_grafana_admin_password"]
     assert secret["File"]["Name"] == "swarmguard_grafana_admin_password"  # /run/secrets/<name>
     assert "GF_SECURITY_ADMIN_PASSWORD__FILE=/run/secrets/swarmguard_grafana_admin_password" in spec["Env"]
 
@@ -199,10 +166,8 @@ def test_in_the_lab_every_service_is_dnsrr_with_host_mode_ports_only(in_the_lab)
     assert in_the_lab["stress"]["EndpointSpec"]["Ports"] == [
         {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": DEFAULT.app_published_port,
          "PublishMode": "host"}]
-    assert in_the_lab["exporter"]["EndpointSpec"]["Ports"] == [
-        {"Protocol": "tcp", "TargetPort": 9101, "PublishedPort": lab_stack.EXPORTER_PORT,
-         "PublishMode": "host"}]
-    assert "Ports" not in in_the_lab["receiver"]["EndpointSpec"]
+    for name in ("exporter", "cadvisor", "receiver"):
+        assert "Ports" not in in_the_lab[name]["EndpointSpec"], name
 
 
 def test_in_the_lab_the_services_that_run_use_the_pinned_image_ids(in_the_lab):

@@ -183,20 +183,28 @@ def test_every_service_has_cpu_and_memory_limits():
         assert float(limits["cpus"]) > 0 and re.fullmatch(r"\d+[MG]", limits["memory"]), name
 
 
-def test_cadvisor_and_the_exporter_run_on_every_node_and_publish_in_host_mode():
-    # Catches a per-node reader that is not on every node, or published through the
-    # routing mesh (a scrape would then reach any node's reader, not this node's). Which
-    # targets Prometheus keeps, at which port, is run by Prometheus itself in
-    # test_bundle_prometheus_discovery.py; here: the port it scrapes by default is the
-    # one published, and a variable can move it.
+def test_cadvisor_and_the_exporter_run_on_every_node_where_prometheus_scrapes_their_own_port():
+    # Catches a per-node reader that is not on every node, a discovery that scrapes
+    # another port than the one it listens on in its container, and a reader on no
+    # network Prometheus shares (Prometheus reaches them only there: they publish
+    # nothing, test_bundle_exposure.py). Which targets Prometheus keeps is run by
+    # Prometheus itself in test_bundle_prometheus_discovery.py.
     from exporter.config import ExporterConfig
-    for name, target, variable in (("cadvisor", 8080, "SWARMGUARD_CADVISOR_PORT"),
-                                   ("exporter", ExporterConfig().listen_port,
-                                    "SWARMGUARD_EXPORTER_PORT")):
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    listens = {"cadvisor": 8080,  # cAdvisor's default -port, which stack.yml leaves alone
+               "exporter": ExporterConfig().listen_port}
+    assert not any(c.startswith("-port") for c in SERVICES["cadvisor"]["command"])
+    for name, job in (("cadvisor", "cadvisor"), ("exporter", "swarmguard-exporter")):
         assert SERVICES[name]["deploy"]["mode"] == "global"
-        [published] = ports(SERVICES[name])
-        assert published["mode"] == "host" and published["target"] == target
-        assert published["published"].startswith(f"${{{variable}:-")
+        assert "ports" not in SERVICES[name]
+        [sd] = jobs[job]["dockerswarm_sd_configs"]
+        assert sd["role"] == "tasks" and sd["port"] == listens[name], job
+        [network] = [r["regex"] for r in jobs[job]["relabel_configs"]
+                     if r.get("source_labels") == ["__meta_dockerswarm_network_name"]]
+        assert network == lab_stack.NETWORK
+        assert network.removeprefix(f"{lab_stack.NAME}_") in (
+            set(SERVICES[name]["networks"]) & set(SERVICES["prometheus"]["networks"]))
 
 
 def test_cadvisor_keeps_the_swarm_labels_the_rules_read_and_runs_as_the_labs_does():
@@ -264,7 +272,8 @@ def test_prometheus_publishes_no_lifecycle_endpoint_and_bounds_its_disk_use():
 def test_grafanas_admin_password_comes_from_an_external_swarm_secret():
     # Catches a password in the stack file (or Grafana's default admin/admin).
     service = SERVICES["grafana"]
-    [secret] = service["secrets"]
+    secret = "swarmguard_grafana_admin_password"
+    assert secret in service["secrets"]
     assert STACK["secrets"][secret] == {"external": True}
     assert service["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"] == f"/run/secrets/{secret}"
     assert "GF_SECURITY_ADMIN_PASSWORD" not in service["environment"]
@@ -326,7 +335,8 @@ def test_the_demo_service_is_checked_every_second_on_its_own_port():
     service = SERVICES["stress"]
     assert service["healthcheck"]["interval"] == "1s"
     assert "start_interval" not in service["healthcheck"]
-    [port] = ports(service)
+    assert "ports" not in service  # the bundle publishes no demo (docs/contract.md)
+    [port] = merged_lab_ports("stress")  # the lab's entry point's
     gunicorn = runpy.run_path(str(ROOT / "stress" / "gunicorn.conf.py"))
     assert port["target"] == int(gunicorn["bind"].rsplit(":", 1)[1])
     assert port["published"] == DEFAULT.app_published_port
@@ -353,12 +363,17 @@ def test_in_the_lab_every_service_resolves_by_dns_round_robin_and_publishes_in_h
 
 def test_the_lab_file_changes_nothing_docker_20_10_would_merge_into_a_duplicate():
     # Catches a lab port or volume that docker 20.10's merge would add beside the bundle's
-    # instead of replacing it (two listeners on one port, two mounts at one path).
+    # instead of replacing it (two listeners on one port, two mounts at one path), and a
+    # port the lab adds that its header does not account for.
+    added = {port: service for port, service in lab_stack.published_in_the_lab(DEFAULT).items()
+             if port not in lab_stack.contract_published()}
     for name in SERVICES:
         base = {defaults(p["published"]): p for p in ports(SERVICES[name])}
         for port in ports(lab(name)):
+            if str(port["published"]) not in base:
+                assert added.get(port["published"]) == name, f"{name}: {port} adds a port"
+                continue
             # Same published port (the merge key), same target and protocol: a replacement.
-            assert port["published"] in {int(k) for k in base}, f"{name}: {port} adds a port"
             original = base[str(port["published"])]
             assert (port["target"], port["protocol"]) == (original["target"], original["protocol"])
         # Volumes are appended, not replaced, by docker 20.10: a lab mount must not land
@@ -409,9 +424,8 @@ def test_the_lab_ports_avoid_those_the_labs_own_processes_hold_on_every_node():
     # Catches a published port that collides with the lab's own cAdvisor or exporter on
     # every node.
     taken = {DEFAULT.cadvisor_port, monitoring.EXPORTER_PORT}
-    assert lab_stack.EXPORTER_PORT not in taken | {DEFAULT.app_published_port}
     for name in SERVICES:
-        if name in lab_stack.NOT_IN_LAB or name == "exporter":
+        if name in lab_stack.NOT_IN_LAB:
             continue
         for port in merged_lab_ports(name):
             assert port["published"] not in taken, f"{name}: {port}"
@@ -424,7 +438,6 @@ def test_the_lab_mounts_the_managers_docker_socket_and_versions_configs_by_conte
     # with the files (a redeploy after an edit would be refused).
     env = lab_stack.environment(DEFAULT)
     assert env["SWARMGUARD_DOCKER_SOCKET"] == str(DEFAULT.docker_socket(DEFAULT.manager))
-    assert env["SWARMGUARD_EXPORTER_PORT"] == str(lab_stack.EXPORTER_PORT)
     assert re.fullmatch(r"[0-9a-f]{12}", env["SWARMGUARD_CONFIG_VERSION"])
     assert lab_stack.config_version() == env["SWARMGUARD_CONFIG_VERSION"]
 

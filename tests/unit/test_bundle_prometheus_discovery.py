@@ -4,10 +4,11 @@ Each lab flavour's Prometheus binary (3.5.3 and 2.42, tests/rules/flavour_tools.
 the bundle's prometheus.yml and rules, with its Swarm discovery pointed at a fake
 manager (fake_swarm_manager.FakeSwarmReads) that lists a three-node swarm: a manager whose
 node address Swarm reports as 0.0.0.0 (moby#35437) and two workers; the stack's exporter
-and cAdvisor on every node, cAdvisor published on 8088 as SWARMGUARD_CADVISOR_PORT=8088
-would; an old exporter task shut down; another stack's service. What Prometheus then
-lists as targets (/api/v1/targets) is what it would scrape: the relabelling as
-Prometheus applies it, not as a test reimplements it.
+and cAdvisor on every node, publishing no port, each task on the stack's overlay network
+(one exporter task also on another network, which Prometheus may not reach); an old
+exporter task shut down; another stack's service. What Prometheus then lists as targets
+(/api/v1/targets) is what it would scrape: the relabelling as Prometheus applies it, not
+as a test reimplements it.
 
 What only the lab shows: that a real Engine lists tasks this way (the lab's bundle test
 checks the targets of the same file against real dockerds, tests/integration).
@@ -30,12 +31,14 @@ from tests.unit.fake_swarm_manager import FakeSwarmReads
 ROOT = Path(__file__).resolve().parents[2]
 NETWORK = {"Id": "net-sg", "Name": "swarmguard_swarmguard", "Scope": "swarm", "Driver": "overlay",
            "Internal": False, "Ingress": False, "Labels": {"com.docker.stack.namespace": "swarmguard"}}
+# Another overlay network a task may also be attached to (a user's monitoring network).
+OTHER_NETWORK = {"Id": "net-other", "Name": "monitoring", "Scope": "swarm", "Driver": "overlay",
+                 "Internal": False, "Ingress": False, "Labels": {}}
 # hostname -> (address Swarm reports, the manager address if a manager, overlay index)
 NODES = {"manager": ("0.0.0.0", "10.0.0.10:2377", 2),
          "worker-1": ("10.0.0.11", None, 3),
          "worker-2": ("10.0.0.12", None, 4)}
-# service -> (container port, published port in host mode)
-PUBLISHED = {"swarmguard_exporter": (9101, 9101), "swarmguard_cadvisor": (8080, 8088)}
+STACK_SERVICES = ("swarmguard_exporter", "swarmguard_cadvisor")
 
 
 def node(hostname: str) -> dict:
@@ -60,28 +63,33 @@ def service(name: str, ports: list[dict]) -> dict:
             "Endpoint": {"Spec": {"Ports": ports}, "Ports": ports}}
 
 
+def attachment(network: dict, address: str) -> dict:
+    return {"Network": {"ID": network["Id"], "Spec": {"Name": network["Name"]}}, "Addresses": [address]}
+
+
 def task(name: str, hostname: str, desired: str = "running") -> dict:
-    target, published = PUBLISHED[name]
     index = NODES[hostname][2] + (10 if name.endswith("cadvisor") else 0)
     state = "running" if desired == "running" else "shutdown"
     return {"ID": f"task-{name}-{hostname}-{desired}", "ServiceID": f"id-{name}", "NodeID": f"id-{hostname}",
             "Slot": 0, "DesiredState": desired, "Labels": {},
             "Spec": {"ContainerSpec": {"Image": f"{name}:1", "Labels": {}}},
             "Status": {"State": state, "ContainerStatus": {"ContainerID": f"c-{name}-{hostname}"},
-                       "PortStatus": {"Ports": [port(target, published)] if state == "running" else []}},
-            "NetworksAttachments": [{"Network": {"ID": NETWORK["Id"], "Spec": {"Name": NETWORK["Name"]}},
-                                     "Addresses": [f"10.0.1.{index}/24"]}]}
+                       "PortStatus": {}},
+            "NetworksAttachments": [attachment(NETWORK, f"10.0.1.{index}/24")]}
 
 
 def swarm(socket_path: Path) -> FakeSwarmReads:
-    services = [service(name, [port(*PUBLISHED[name])]) for name in PUBLISHED]
+    services = [service(name, []) for name in STACK_SERVICES]
     services.append(service("other_web", [port(80, 8000, mode="ingress")]))
-    tasks = [task(name, hostname) for name in PUBLISHED for hostname in NODES]
+    tasks = [task(name, hostname) for name in STACK_SERVICES for hostname in NODES]
+    # worker-1's exporter is also on a network Prometheus is not attached to.
+    [also] = [t for t in tasks if t["ID"] == "task-swarmguard_exporter-worker-1-running"]
+    also["NetworksAttachments"].append(attachment(OTHER_NETWORK, "10.0.9.3/24"))
     tasks.append(task("swarmguard_exporter", "worker-2", desired="shutdown"))
     tasks.append({**task("swarmguard_exporter", "worker-1"), "ServiceID": "id-other_web",
                   "ID": "task-web"})
     return FakeSwarmReads(socket_path, nodes=[node(h) for h in NODES], services=services,
-                          tasks=tasks, networks=[NETWORK])
+                          tasks=tasks, networks=[NETWORK, OTHER_NETWORK])
 
 
 def free_port() -> int:
@@ -140,19 +148,21 @@ def by_url(targets: list[dict]) -> dict[str, str]:
     return {t["scrapeUrl"]: t["labels"]["instance"] for t in targets}
 
 
-def test_one_exporter_target_per_node_at_its_address_or_on_the_overlay_when_it_reports_0000(targets):
+def test_one_exporter_target_per_node_at_its_tasks_address_on_the_stacks_network(targets):
+    # Not the node's address (nothing is published there; the manager's reads 0.0.0.0),
+    # not the other network's, not the shut-down task, not another service's.
     assert by_url(targets["swarmguard-exporter"]) == {
-        "http://10.0.1.2:9101/metrics": "manager",   # 0.0.0.0: the task's overlay address
-        "http://10.0.0.11:9101/metrics": "worker-1",
-        "http://10.0.0.12:9101/metrics": "worker-2",
+        "http://10.0.1.2:9101/metrics": "manager",
+        "http://10.0.1.3:9101/metrics": "worker-1",
+        "http://10.0.1.4:9101/metrics": "worker-2",
     }
 
 
-def test_cadvisor_targets_follow_its_published_port_and_the_same_fallback(targets):
+def test_one_cadvisor_target_per_node_at_its_own_port_on_the_stacks_network(targets):
     assert by_url(targets["cadvisor"]) == {
-        "http://10.0.1.12:8080/metrics": "manager",  # overlay: the container's own port
-        "http://10.0.0.11:8088/metrics": "worker-1",
-        "http://10.0.0.12:8088/metrics": "worker-2",
+        "http://10.0.1.12:8080/metrics": "manager",
+        "http://10.0.1.13:8080/metrics": "worker-1",
+        "http://10.0.1.14:8080/metrics": "worker-2",
     }
 
 

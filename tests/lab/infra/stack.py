@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import bcrypt
 import docker
 import yaml
 
@@ -38,16 +41,59 @@ SECRET = "swarmguard_token"
 # Grafana's admin password (stack.yml). Grafana has no task in the lab, but a deploy needs
 # every external secret the stack names to exist.
 GRAFANA_SECRET = "swarmguard_grafana_admin_password"
-SECRETS = (SECRET, GRAFANA_SECRET)
+# Prometheus's and Alertmanager's basic auth (docs/contract.md, "What the bundle
+# publishes"): the password of the machines' user, and the web config holding its hash.
+WEB_PASSWORD_SECRET = "swarmguard_web_password"
+WEB_CONFIG_SECRET = "swarmguard_web_config"
+WEB_USER = "swarmguard"
+SECRETS = (SECRET, GRAFANA_SECRET, WEB_PASSWORD_SECRET, WEB_CONFIG_SECRET)
 # What the lab's images are called (tests/lab/infra/images.py); stack.yml requires
 # SWARMGUARD_REGISTRY, and the lab pins every image by ID anyway (images_by_id).
 REGISTRY = "swarmguard-lab"
 NAMESPACE_LABEL = "com.docker.stack.namespace"
-# The stack's exporter publishes here in the lab: the lab's own exporter processes hold
-# 9101 on every node's address (tests/lab/infra/monitoring.py), cAdvisor 8080, the app 8081.
-EXPORTER_PORT = 9102
+# The stack's overlay network, as Swarm names it (stack name + the key in stack.yml):
+# where the stack's Prometheus finds the exporters.
+NETWORK = f"{NAME}_swarmguard"
 # No image can be had for these in the lab; stack.lab.yml gives them no node.
 NOT_IN_LAB = ("cadvisor", "grafana")
+
+
+CONTRACT = PROJECT_ROOT / "docs" / "contract.md"
+CONTRACT_SECTION = "## What the bundle publishes (`stack.yml`)"
+
+
+@dataclass(frozen=True)
+class Published:
+    """One row of the contract's table of what the bundle publishes."""
+    port: int
+    service: str
+    authentication: str  # its kind: the first code span of the row's last cell
+
+
+def contract_published(text: str | None = None) -> dict[int, Published]:
+    """The ports the bundle may publish, by port, as docs/contract.md lists them (the one
+    home of that list; `text`: another contract, for tests of this reader)."""
+    text = CONTRACT.read_text() if text is None else text
+    if CONTRACT_SECTION not in text:
+        raise LabError(f"{CONTRACT} has no section {CONTRACT_SECTION!r}")
+    section = text.split(CONTRACT_SECTION, 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].isdigit():
+            kind = re.search(r"`([^`]+)`", cells[3])
+            rows[int(cells[0])] = Published(int(cells[0]), cells[1].strip("`"),
+                                             kind.group(1) if kind else "")
+    if not rows:
+        raise LabError(f"{CONTRACT}, {CONTRACT_SECTION!r}: no table of ports")
+    return rows
+
+
+def published_in_the_lab(cfg: LabConfig) -> dict[int, str]:
+    """Published port -> service, as the lab deploys the stack: the contract's list, plus
+    the demo app's port that stack.lab.yml adds for the lab's entry point (its header, 4)."""
+    return {**{row.port: row.service for row in contract_published().values()},
+            cfg.app_published_port: "stress"}
 
 
 def load(path: Path) -> dict:
@@ -77,7 +123,6 @@ def environment(cfg: LabConfig) -> dict[str, str]:
     """The variables stack.yml reads, as the lab sets them."""
     return {
         "SWARMGUARD_REGISTRY": REGISTRY,
-        "SWARMGUARD_EXPORTER_PORT": str(EXPORTER_PORT),
         # The lab's dockerds have no /var/run/docker.sock; the manager's is here.
         "SWARMGUARD_DOCKER_SOCKET": str(cfg.docker_socket(cfg.manager)),
         "SWARMGUARD_CONFIG_VERSION": config_version(),
@@ -102,13 +147,43 @@ def docker_cli(cfg: LabConfig, *args: str, env: dict[str, str] | None = None, ch
                env={**os.environ, **(env or {})}, check=check, timeout=300)
 
 
+def web_password(cfg: LabConfig) -> str:
+    """The password of the user `swarmguard` on the stack's Prometheus and Alertmanager,
+    kept in the lab's state so that the tests can send it: hex, as README's
+    `openssl rand -hex 24` makes it, with the newline that command leaves (the bundle's
+    readers ignore it)."""
+    path = cfg.web_password_file
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(24) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def web_auth(cfg: LabConfig) -> tuple[str, str]:
+    """(user, password) for requests' `auth=`: what the stack's Prometheus and
+    Alertmanager ask of every request."""
+    return WEB_USER, web_password(cfg)
+
+
+def web_config(password: str) -> str:
+    """Prometheus's and Alertmanager's web config with the bcrypt hash of `password` for
+    the user `swarmguard`, as README's htpasswd steps make it (cost 10)."""
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
+    return yaml.safe_dump({"basic_auth_users": {WEB_USER: hashed}})
+
+
 def ensure_secret(cfg: LabConfig) -> None:
     """The external secrets stack.yml expects: the token, made from the lab's token file
-    (the lab's own Alertmanager and receivers use the same token), and a random Grafana
-    admin password."""
+    (the lab's own Alertmanager and receivers use the same token), a random Grafana
+    admin password, and the web password (the lab's own file) with its web config. The
+    secrets are removed with the stack (remove), so a new deploy makes them again from
+    the same files."""
     c = client(cfg, cfg.manager)
     have = {s.name for s in _secrets(c)}
-    data = {SECRET: cfg.token_file.read_bytes(), GRAFANA_SECRET: secrets.token_hex(16).encode()}
+    data = {SECRET: cfg.token_file.read_bytes(), GRAFANA_SECRET: secrets.token_hex(16).encode(),
+            WEB_PASSWORD_SECRET: (web_password(cfg) + "\n").encode(),
+            WEB_CONFIG_SECRET: web_config(web_password(cfg)).encode()}
     for name in SECRETS:
         if name not in have:
             c.secrets.create(name=name, data=data[name], labels={"swarmguard-lab": "stack"})
@@ -127,23 +202,34 @@ def deploy(cfg: LabConfig, timeout: float = 180.0) -> dict[str, str]:
     ids = {**image_ids(cfg), **build_monitoring_images(cfg)}
     ensure_secret(cfg)
     with tempfile.TemporaryDirectory(prefix="stack.lab.") as tmp:
-        override = images_by_id(ids)
-        # Swarm configs the lab changes (lab_configs); the rest are the project's files.
-        override["configs"] = {}
-        for key, text in lab_configs(cfg).items():
-            path = Path(tmp) / f"{key}.yml"
-            path.write_text(text)
-            digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-            override["configs"][key] = {"name": f"swarmguard_{key}_lab_{digest}", "file": str(path)}
-        pinned = Path(tmp) / "images.yml"
-        pinned.write_text(yaml.safe_dump(override))
+        pinned = write_override(cfg, ids, Path(tmp))
         say(f"deploying the stack {NAME} (stack.yml + stack.lab.yml)")
         docker_cli(cfg, "stack", "deploy", "--resolve-image", "never",
-                   "-c", str(STACK_FILE), "-c", str(LAB_FILE), "-c", str(pinned), NAME,
-                   env=environment(cfg))
+                   *compose_args(pinned), NAME, env=environment(cfg))
     wait_for(f"every service of the stack {NAME} running", lambda: not not_running(cfg),
              timeout=timeout, interval=1.0)
     return ids
+
+
+def write_override(cfg: LabConfig, ids: dict[str, str], directory: Path) -> Path:
+    """The third compose file of a lab deploy, written into `directory` with the configs
+    it names: every lab image by ID (images_by_id), and the Swarm configs the lab changes
+    (lab_configs; the rest are the project's files). Returns its path."""
+    override = images_by_id(ids)
+    override["configs"] = {}
+    for key, text in lab_configs(cfg).items():
+        path = directory / f"{key}.yml"
+        path.write_text(text)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+        override["configs"][key] = {"name": f"swarmguard_{key}_lab_{digest}", "file": str(path)}
+    pinned = directory / "images.yml"
+    pinned.write_text(yaml.safe_dump(override))
+    return pinned
+
+
+def compose_args(override: Path) -> list[str]:
+    """The -c arguments of a lab deploy: stack.yml, stack.lab.yml, then `override`."""
+    return ["-c", str(STACK_FILE), "-c", str(LAB_FILE), "-c", str(override)]
 
 
 def lab_prometheus_config(cfg: LabConfig) -> dict:
