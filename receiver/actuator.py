@@ -20,11 +20,10 @@ from datetime import datetime, timezone
 from typing import Callable, Sequence
 
 import docker.errors
-import requests.exceptions
 
 from receiver import events as E
 from receiver import labels as L
-from receiver.cluster import read_snapshot, task_from_dict
+from receiver.cluster import DOCKER_FAILURES, read_snapshot, task_from_dict
 from receiver.config import Settings
 from receiver.confirmation import FiringAlerts, Unanswered
 from receiver.actions import Action, Decision, FutileMove, Migration, Outcome, Skip
@@ -43,7 +42,6 @@ from receiver.storm import StormLedger, StormView
 # move_tasks: the service changed between read and write; nothing was written.
 CONFLICT = "conflict"
 ROLLBACK_STATES = frozenset({"rollback_started", "rollback_paused", "rollback_completed"})
-TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 
 
 def utc_now() -> datetime:
@@ -126,7 +124,8 @@ class Actuator:
         failure = ""
         decisions: list[Decision] = []
         action: Action | None = None
-        # An update that failed ambiguously (timeout, 5xx) may still have been applied:
+        # An update that failed ambiguously (no answer, a 5xx, an answer that could not be
+        # read) may still have been applied:
         # (action, decisions, start time, the label stamp it wrote).
         pending: tuple[Action, list[Decision], float, str] | None = None
         for attempt in range(1, self.settings.docker_attempts + 1):
@@ -136,7 +135,7 @@ class Actuator:
                 if self.prepare:
                     self.prepare()
                 snapshot = read_snapshot(self.api, [name])
-            except (docker.errors.DockerException, *TRANSIENT) as exc:
+            except DOCKER_FAILURES as exc:
                 failure = self.report.docker_error("read", exc)
                 continue
             if pending:
@@ -183,7 +182,8 @@ class Actuator:
                                           Outcome(action, FAILED, detail=failure))
                 pending = (action, decisions, started, L.format_time(now))
                 continue
-            except (docker.errors.DockerException, *TRANSIENT) as exc:
+            except DOCKER_FAILURES as exc:
+                # No answer, or one that could not be read: the stamp read back tells.
                 failure = self.report.docker_error("update", exc)
                 pending = (action, decisions, started, L.format_time(now))
                 continue
@@ -217,7 +217,7 @@ class Actuator:
             self.sleep(self.settings.watch_interval)
             try:
                 tasks, state = self._read_update(action.service.id)
-            except (docker.errors.DockerException, *TRANSIENT) as exc:
+            except DOCKER_FAILURES as exc:
                 self.report.docker_error("watch", exc)
                 continue
             ended_badly = _ended_badly(state)
@@ -265,7 +265,7 @@ class Actuator:
                 if not _out_of_sequence(exc):
                     self.report.docker_error("record", exc)
                     return
-            except (docker.errors.DockerException, *TRANSIENT) as exc:
+            except DOCKER_FAILURES as exc:
                 self.report.docker_error("record", exc)
             self.sleep(self.settings.watch_interval)
         self.report.rollback_unfinished(action.service.name, self.settings.migration_timeout)
@@ -286,7 +286,7 @@ class Actuator:
         try:
             self.api.update_service(found.service.id, version=found.service.version,
                                     **futile_arguments(found.service.spec, found.until))
-        except (docker.errors.DockerException, *TRANSIENT) as exc:
+        except DOCKER_FAILURES as exc:
             self.report.docker_error("record", exc)
             return
         self.report.futile_found(found, dry_run=False)
@@ -334,8 +334,8 @@ class Actuator:
                 return FAILED, self.report.docker_error("update", exc), self.monotonic() - started
             # A server error may still have been applied (as in _handle): the watch tells.
             self.report.docker_error("update", exc)
-        except (docker.errors.DockerException, *TRANSIENT) as exc:
-            # Maybe applied: the watch below tells.
+        except DOCKER_FAILURES as exc:
+            # No answer, or one that could not be read: maybe applied; the watch tells.
             self.report.docker_error("update", exc)
         result, detail = self._watch_move(move, started)
         if result == SUCCESS:
@@ -356,7 +356,7 @@ class Actuator:
                 tasks, state = self._read_update(move.service.id)
             except docker.errors.NotFound:
                 return FAILED, f"{move.service.name} was removed during the move"
-            except (docker.errors.DockerException, *TRANSIENT) as exc:
+            except DOCKER_FAILURES as exc:
                 self.report.docker_error("watch", exc)
                 continue
             ended_badly = _ended_badly(state)
@@ -396,7 +396,7 @@ class Actuator:
                 if not _out_of_sequence(exc):
                     self.report.docker_error("lift", exc)
                     return False
-            except (docker.errors.DockerException, *TRANSIENT) as exc:
+            except DOCKER_FAILURES as exc:
                 self.report.docker_error("lift", exc)
         return False
 

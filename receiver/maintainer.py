@@ -25,13 +25,12 @@ from datetime import datetime
 from typing import Callable
 
 import docker.errors
-import requests.exceptions
 
 from receiver import events as E
 from receiver import labels as L
 from receiver import maintenance as M
 from receiver.actuator import CONFLICT, Actuator, NodeChanged, utc_now
-from receiver.cluster import read_cluster, read_snapshot, task_from_dict
+from receiver.cluster import DOCKER_FAILURES, read_cluster, read_snapshot, task_from_dict
 from receiver.config import Settings
 from receiver.model import Node, Snapshot
 from receiver.reasons import SUCCESS
@@ -40,8 +39,6 @@ from receiver.rfc3339 import format_time
 from receiver.storm import StormLedger
 
 _log = E.safe_logger("receiver.maintainer")
-DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.ConnectionError,
-                   requests.exceptions.Timeout)
 # Moves remembered per drain and rebalance for status (the newest kept).
 PROGRESS_KEPT = 200
 # How often the cluster is read for drains to resume while nothing is being done: a

@@ -20,8 +20,8 @@ from receiver.rfc3339 import format_time
 from receiver.metrics import Metrics
 from receiver.payload import Alert, parse_webhook
 from tests.fake_docker_api_client import (TASK, TASK_2, WEB_ID, WORKER_1, WORKER_2, WORKER_3,
-                                  FakeDockerAPI, api_error, example_api, example_nodes,
-                                  out_of_sequence, service_dict, task_dict)
+                                  FakeDockerAPI, Landed, api_error, example_api, example_nodes,
+                                  out_of_sequence, service_dict, task_dict, unreadable_answers)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 STARTED = datetime(2026, 11, 27, 10, 0, 1, 123456, tzinfo=timezone.utc)  # the fixtures'
@@ -43,6 +43,11 @@ class Clock:
 
 def recorded(name):
     return list(parse_webhook((FIXTURES / name).read_bytes()).alerts)
+
+
+# An answer that cannot be read (a proxy's HTML page, a body cut off...) is Docker failing
+# (receiver/cluster.py, DOCKER_FAILURES): counted, retried, and a write may have landed.
+UNREADABLE = [pytest.param(error, id=what) for what, error in unreadable_answers().items()]
 
 
 def actuator(api, clock, events=None, prepare=None, **settings):
@@ -418,14 +423,16 @@ def test_only_a_running_task_in_the_old_ones_slot_of_the_same_service_is_its_rep
     assert outcome.result == A.TIMEOUT
 
 
-def test_a_docker_hiccup_while_watching_is_counted_and_the_watch_goes_on(caplog):
+@pytest.mark.parametrize("hiccup", [requests.exceptions.ConnectionError("connection reset"),
+                                    *UNREADABLE])
+def test_a_docker_hiccup_while_watching_is_counted_and_the_watch_goes_on(hiccup, caplog):
     api, clock = example_api(), Clock()
     looks = []
 
     def flaky_then_moved(api):
         looks.append(True)
         if len(looks) == 2:
-            raise requests.exceptions.ConnectionError("connection reset")
+            raise hiccup
         if len(looks) == 3:
             api.move_task(TASK, WORKER_2)
     api.before_tasks = flaky_then_moved
@@ -435,7 +442,7 @@ def test_a_docker_hiccup_while_watching_is_counted_and_the_watch_goes_on(caplog)
     assert outcome.result == A.SUCCESS
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "watch"}) == 1
-    assert "docker watch failed: connection reset" in caplog.messages
+    assert f"docker watch failed: {hiccup}" in caplog.messages
 
 
 def test_a_migration_swarm_paused_is_a_failure_and_logged_as_one(caplog):
@@ -749,6 +756,53 @@ def test_an_update_that_times_out_and_never_lands_is_retried_then_reported():
         "swarmguard_docker_errors_total", {"operation": "update"}) == 2
 
 
+@pytest.mark.parametrize("unreadable", UNREADABLE)
+def test_an_update_whose_answer_cannot_be_read_but_that_landed_is_watched_to_its_outcome(
+        unreadable, caplog):
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    api.update_failures = [Landed(unreadable)]
+    act, metrics = actuator(api, clock)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert isinstance(outcome.decision, actions.Migration)
+    assert (outcome.result, outcome.detail) == (A.SUCCESS, "new task newtask0001 running")
+    assert len(api.updates) == 1
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "update"}) == 1
+    assert "The update of demo_web did land despite the error" in caplog.messages
+
+
+@pytest.mark.parametrize("unreadable", UNREADABLE)
+def test_an_update_whose_answer_cannot_be_read_and_that_did_not_land_is_made_again(unreadable):
+    api, clock = example_api(replicas=2), Clock()
+    api.update_failures = [unreadable]
+    act, metrics = actuator(api, clock, docker_backoff=1)
+    (outcome,) = act.handle(recorded("firing_scale_up.json"))
+    assert outcome.result == A.SUCCESS
+    assert [u["version"] for u in api.updates] == [100, 100]
+    assert clock.sleeps == [1]
+    assert api.services[WEB_ID]["Spec"]["Mode"] == {"Replicated": {"Replicas": 3}}
+
+
+@pytest.mark.parametrize("unreadable", UNREADABLE)
+def test_a_read_whose_answer_cannot_be_read_is_counted_and_tried_again(unreadable):
+    api, clock = example_api(replicas=2), Clock()
+    real_nodes, failures = api.nodes, [unreadable]
+
+    def nodes(filters=None):
+        if failures:
+            raise failures.pop()
+        return real_nodes(filters)
+    api.nodes = nodes
+    act, metrics = actuator(api, clock, docker_backoff=1)
+    (outcome,) = act.handle(recorded("firing_scale_up.json"))
+    assert outcome.result == A.SUCCESS
+    assert clock.sleeps == [1]
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "read"}) == 1
+
+
 def test_jitter_spreads_each_retry_between_half_and_all_of_its_delay():
     api, clock = example_api(), Clock()
     api.update_failures = [api_error(500, "rpc error: code = Unavailable")] * 3
@@ -1022,7 +1076,8 @@ def test_a_move_docker_refuses_fails_at_once_and_says_why(caplog):
 
 
 @pytest.mark.parametrize("failure", [requests.exceptions.ReadTimeout("read timed out"),
-                                     requests.exceptions.ConnectionError("connection reset")])
+                                     requests.exceptions.ConnectionError("connection reset"),
+                                     *UNREADABLE])
 def test_a_move_whose_update_call_failed_in_transit_is_watched_for_it_may_have_landed(
         failure, caplog):
     api, clock = example_api(), Clock()
@@ -1119,20 +1174,22 @@ def test_a_service_removed_during_its_move_fails_the_move_with_that_sentence():
     assert len(api.updates) == 1
 
 
-def test_a_docker_hiccup_while_a_move_is_watched_is_counted_and_the_watch_goes_on(caplog):
+@pytest.mark.parametrize("hiccup", [requests.exceptions.ConnectionError("connection reset"),
+                                    *UNREADABLE])
+def test_a_docker_hiccup_while_a_move_is_watched_is_counted_and_the_watch_goes_on(hiccup, caplog):
     api, clock = example_api(), Clock()
     move = planned_drain(api)
 
-    def hiccup(api):
-        raise requests.exceptions.ConnectionError("connection reset")
-    api.before_tasks = at_look(hiccup, lambda api: api.move_task(TASK, WORKER_2))
+    def fails(api):
+        raise hiccup
+    api.before_tasks = at_look(fails, lambda api: api.move_task(TASK, WORKER_2))
     act, metrics = actuator(api, clock, watch_interval=0.5)
     with caplog.at_level(logging.INFO, logger="receiver"):
         result, _, seconds = act.move_tasks(move, DRAIN_REASON)
     assert (result, seconds) == (A.SUCCESS, 1.0)
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "watch"}) == 1
-    assert "docker watch failed: connection reset" in caplog.messages
+    assert f"docker watch failed: {hiccup}" in caplog.messages
 
 
 @pytest.mark.parametrize("on_the_node, timeout", [(1, 5), (2, 10)])
@@ -1264,6 +1321,17 @@ def test_a_lift_docker_refuses_is_given_up_at_once_counted_and_logged(caplog):
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "lift"}) == 1
     assert f"docker lift failed: {refused}" in caplog.messages
+
+
+@pytest.mark.parametrize("unreadable", UNREADABLE)
+def test_a_lift_whose_answer_cannot_be_read_is_read_again_which_shows_it_landed(unreadable):
+    api, clock = excluded_api(), Clock()
+    api.update_failures = [Landed(unreadable)]
+    act, metrics = actuator(api, clock, docker_attempts=3)
+    assert act.lift_exclusion("demo_web", "node.hostname!=worker-1") is True
+    assert len(api.updates) == 1
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "lift"}) == 1
 
 
 @pytest.mark.parametrize("failures, lifted", [(1, True), (3, False)])

@@ -24,7 +24,8 @@ from receiver.reporting import Reporter
 from receiver.storm import StormLedger
 from receiver.worker import InlineExecutor
 from tests.fake_docker_api_client import (MANAGER_1, WORKER_1, WORKER_2, WORKER_3, FakeDockerAPI,
-                                          api_error, node_dict, service_dict, task_dict)
+                                          api_error, node_dict, service_dict, task_dict,
+                                          unreadable_answers)
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -661,6 +662,19 @@ def test_a_read_docker_fails_is_a_503_counted_as_a_docker_error():
         assert answer.get_json() == {"error": "Docker cannot be reached: docker read failed: down"}
     assert app.test_client().get("/status", headers=AUTH).status_code == 503
     assert docker_errors(app, "read") == 4
+
+
+@pytest.mark.parametrize("unreadable", [pytest.param(e, id=what)
+                                        for what, e in unreadable_answers().items()])
+def test_a_read_whose_answer_cannot_be_read_is_a_503_counted_as_a_docker_error(unreadable):
+    api = swarm()
+    app, _ = make(api)
+    api.nodes = lambda filters=None: (_ for _ in ()).throw(unreadable)
+    answer = post(app, "/maintenance/drain", {"node": "worker-1"})
+    assert answer.status_code == 503
+    assert answer.get_json() == {"error": f"Docker cannot be reached: docker read failed: "
+                                          f"{unreadable}"}
+    assert docker_errors(app, "read") == 1
 
 
 # -- a drain, step by step ---------------------------------------------------------------
