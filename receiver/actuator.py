@@ -298,20 +298,39 @@ class Actuator:
         """ONE update of the node's spec, a compare-and-swap on the version just read:
         `change(spec)` returns the new spec; `expect(node)`, checked on that same read,
         returns why the update must not be made (raised as NodeChanged, nothing written).
-        Docker's errors propagate; "update out of sequence" (someone changed the node
-        between read and write) as NodeChanged."""
+        "update out of sequence" (someone changed the node between read and write) is
+        raised as NodeChanged. An update whose answer is missing or unreadable, or a server
+        error, may still have landed: the node is read again, and if it holds the new spec
+        the update is done (the error counted, not raised). Otherwise Docker's error
+        propagates."""
         data = self.api.inspect_node(node_id)
         why = expect(data) if expect else None
         if why:
             raise NodeChanged(why)
+        version = data["Version"]["Index"]
         spec = change(copy.deepcopy(data.get("Spec") or {}))
         try:
-            self.api.update_node(node_id, version=data["Version"]["Index"], node_spec=spec)
-        except docker.errors.APIError as exc:
-            if _out_of_sequence(exc):
-                raise NodeChanged(f"the node changed while it was being updated ({exc.explanation})") from exc
-            raise
+            self.api.update_node(node_id, version=version, node_spec=spec)
+        except DOCKER_FAILURES as exc:
+            if isinstance(exc, docker.errors.APIError):
+                if _out_of_sequence(exc):
+                    raise NodeChanged(f"the node changed while it was being updated ({exc.explanation})") from exc
+                if exc.is_client_error():
+                    raise  # refused: nothing was written
+            if not self._node_holds(node_id, version, spec):
+                raise
+            self.report.docker_error("node_update", exc)
+            self.report.landed_despite_error(f"node {node_id}")
         return spec
+
+    def _node_holds(self, node_id: str, version: int, spec: dict) -> bool:
+        """Whether the node, read again, carries `spec` in a version after `version`: an
+        update whose call failed landed. False when that cannot be read either."""
+        try:
+            data = self.api.inspect_node(node_id)
+        except DOCKER_FAILURES:
+            return False
+        return data["Version"]["Index"] > version and data.get("Spec") == spec
 
     def move_tasks(self, move: NodeMove, reason: str) -> tuple[str, str, float]:
         """Carry out a drain's or rebalance's move: one update of the service (its Version

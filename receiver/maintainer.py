@@ -49,7 +49,8 @@ RECENT_EVENTS = 10
 
 
 class Unavailable(Exception):
-    """Docker could not be read or written: nothing was changed (HTTP 503)."""
+    """Docker could not be read or written (HTTP 503): nothing was changed, unless a node
+    update whose answer was lost could not be read back either (Actuator.update_node)."""
 
 
 @dataclass

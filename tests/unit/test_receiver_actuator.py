@@ -1391,6 +1391,46 @@ def test_a_node_changed_between_read_and_write_is_reported_as_such():
     assert api.node(WORKER_1)["Spec"]["Availability"] == "active"
 
 
+@pytest.mark.parametrize("failure", [
+    pytest.param(api_error(500, "rpc error: code = DeadlineExceeded"), id="server error"),
+    pytest.param(requests.exceptions.ReadTimeout("read timed out"), id="timeout"),
+    *UNREADABLE])
+def test_a_node_update_that_landed_despite_an_error_is_done_and_the_error_counted(failure, caplog):
+    api, clock = example_api(), Clock()
+    api.update_failures = [Landed(failure)]
+    act, metrics = actuator(api, clock)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        sent = act.update_node(WORKER_1, pause)
+    assert api.node(WORKER_1)["Spec"] == sent
+    assert len(api.node_updates) == 1
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "node_update"}) == 1
+    assert f"The update of node {WORKER_1} did land despite the error" in caplog.messages
+
+
+@pytest.mark.parametrize("failure", [
+    pytest.param(requests.exceptions.ReadTimeout("read timed out"), id="timeout"), *UNREADABLE])
+def test_a_node_update_that_failed_and_did_not_land_raises_dockers_error(failure):
+    api, clock = example_api(), Clock()
+    api.update_failures = [failure]
+    act, _ = actuator(api, clock)
+    with pytest.raises(type(failure)) as raised:
+        act.update_node(WORKER_1, pause)
+    assert raised.value is failure
+    assert api.node(WORKER_1)["Spec"]["Availability"] == "active"
+
+
+def test_a_node_update_docker_refuses_is_not_read_back():
+    api, clock = example_api(), Clock()
+    refused = api_error(400, "invalid availability")
+    api.update_failures = [refused]
+    act, _ = actuator(api, clock)
+    with pytest.raises(docker.errors.APIError) as raised:
+        act.update_node(WORKER_1, pause)
+    assert raised.value is refused
+    assert [c[0] for c in api.calls] == ["inspect_node", "update_node"]
+
+
 def test_other_docker_errors_of_a_node_update_are_the_callers_to_handle():
     api, clock = example_api(), Clock()
     failure = api_error(500, "rpc error: code = Internal")

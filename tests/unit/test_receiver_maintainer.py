@@ -24,7 +24,7 @@ from receiver.reporting import Reporter
 from receiver.storm import StormLedger
 from receiver.worker import InlineExecutor
 from tests.fake_docker_api_client import (MANAGER_1, WORKER_1, WORKER_2, WORKER_3, FakeDockerAPI,
-                                          api_error, node_dict, service_dict, task_dict,
+                                          Landed, api_error, node_dict, service_dict, task_dict,
                                           unreadable_answers)
 
 TOKEN = "s3cret-token"
@@ -675,6 +675,21 @@ def test_a_read_whose_answer_cannot_be_read_is_a_503_counted_as_a_docker_error(u
     assert answer.get_json() == {"error": f"Docker cannot be reached: docker read failed: "
                                           f"{unreadable}"}
     assert docker_errors(app, "read") == 1
+
+
+@pytest.mark.parametrize("failure", [pytest.param(api_error(500, "boom"), id="server error"),
+                                     *[pytest.param(e, id=what)
+                                       for what, e in unreadable_answers().items()]])
+def test_a_drain_whose_node_update_landed_despite_an_error_has_begun(failure):
+    api = swarm()
+    app, maintainer = make(api)
+    api.update_failures = [Landed(failure)]
+    answer = post(app, "/maintenance/drain", {"node": "worker-1"})
+    assert answer.status_code == 202 and answer.get_json()["changed"] is True
+    assert api.node(WORKER_1)["Spec"]["Availability"] == "pause"
+    assert node_labels(api, WORKER_1)[M.DRAIN_STATE] == M.MOVING
+    assert docker_errors(app, "node_update") == 1
+    assert [e["result"] for e in events_of(app, "maintenance")] == ["started"]
 
 
 # -- a drain, step by step ---------------------------------------------------------------
