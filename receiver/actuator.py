@@ -32,7 +32,7 @@ from receiver.metrics import Metrics
 from receiver.payload import Alert
 # Outcome results (values of swarmguard_actions_total{result}), defined in reasons.py.
 from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, PROMETHEUS_UNREACHABLE,  # noqa: F401
-                              ROLLED_BACK, SKIPPED, SUCCESS, TIMEOUT, UNCONFIRMED)
+                              ROLLED_BACK, SKIPPED, SUCCESS, TIMEOUT, UNCONFIRMED, WITHDRAWN)
 from receiver.reporting import Reporter
 from receiver.maintenance import NodeMove
 from receiver.spec import (futile_arguments, lift_arguments, move_arguments, record_arguments,
@@ -82,12 +82,15 @@ class Actuator:
         if len(names) != 1:
             raise ValueError(f"handle() takes the alerts of one service, got {sorted(names)}")
         name = next(iter(names))
+        # The actions announced (their `decision act` event), by their alert's instance.
+        announced: dict[tuple, Action] = {}
         try:
             firing, refused = self._confirm(alerts)
             confirmed = [a for a in alerts if id(a) not in refused]
-            outcomes = iter(self._handle(confirmed, name, firing) if confirmed else ())
-            return [Outcome(refused[id(a)], SKIPPED) if id(a) in refused else next(outcomes)
-                    for a in alerts]
+            outcomes = iter(self._handle(confirmed, name, announced, firing)
+                            if confirmed else ())
+            return [Outcome(refused[id(a)], SKIPPED) if id(a) in refused
+                    else _withdrawn(next(outcomes), announced) for a in alerts]
         finally:
             # Whatever happened, this service's action no longer holds any budget.
             self.storm.end(name)
@@ -119,7 +122,7 @@ class Actuator:
         return dataclasses.replace(view, hot=tuple(
             h for h in view.hot if firing.fires_for_task(h.task_id, h.node_id)))
 
-    def _handle(self, alerts: Sequence[Alert], name: str,
+    def _handle(self, alerts: Sequence[Alert], name: str, announced: dict[tuple, Action],
                 firing: FiringAlerts | None = None) -> list[Outcome]:
         failure = ""
         decisions: list[Decision] = []
@@ -160,7 +163,7 @@ class Actuator:
             if action is None:
                 self._hold_futile(decisions)
                 return [Outcome(d, SKIPPED) for d in decisions]
-            self.report.acting(action, self.settings.dry_run)
+            self._announce(action, announced)
             if self.settings.dry_run:
                 return self._outcomes(decisions, action, Outcome(action, DRY_RUN))
 
@@ -421,6 +424,14 @@ class Actuator:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _announce(self, action: Action, announced: dict[tuple, Action]) -> None:
+        """Right before each attempt's update call. The `decision act` event goes out once
+        per action, however many attempts its update takes: a retry is logged and counted
+        as a Docker error, not announced again."""
+        if action.alert.instance not in announced:
+            self.report.acting(action, self.settings.dry_run)
+        announced[action.alert.instance] = action
+
     def _begin(self, action: Action) -> None:
         if isinstance(action, Migration):
             self.storm.begin(action.service.name, action.kind, action.from_node.id,
@@ -446,6 +457,17 @@ class Actuator:
                     self.settings.docker_backoff * 2 ** (retry - 1))
         # Jitter keeps two receivers that collided from colliding again in lockstep.
         return delay * (0.5 + 0.5 * self.jitter())
+
+
+def _withdrawn(outcome: Outcome, announced: dict[tuple, Action]) -> Outcome:
+    """An announced action is answered by an outcome even when it was not made: an attempt
+    failed without writing, and its alert, decided again on what is there now, is skipped
+    (another receiver acted first, Swarm moved the task itself...)."""
+    skip = outcome.decision
+    action = announced.get(skip.alert.instance) if isinstance(skip, Skip) else None
+    if action is None:
+        return outcome
+    return Outcome(action, WITHDRAWN, detail=f"not made: decided again, {skip.reason}: {skip.why}")
 
 
 def _ended_badly(state: str | None) -> tuple[str, str] | None:

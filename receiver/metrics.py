@@ -51,7 +51,8 @@ class Metrics:
         self.actions = Counter(
             "swarmguard_actions_total",
             "Actions on Swarm services, by kind (migrate, scale_up, scale_down; drain and "
-            "rebalance moves) and result (success, dry_run, failed, timeout, rolled_back).",
+            "rebalance moves) and result (success, dry_run, failed, timeout, rolled_back, "
+            "withdrawn).",
             ["kind", "result"], registry=r)
         self.action_duration = Histogram(
             "swarmguard_action_duration_seconds",

@@ -35,6 +35,9 @@ DRY_RUN = "dry_run"  # decided, logged, nothing written
 FAILED = "failed"
 TIMEOUT = "timeout"  # a migration not settled within SWARMGUARD_MIGRATION_TIMEOUT
 ROLLED_BACK = "rolled_back"  # Swarm rolled the update back
+# Announced, not made: an attempt failed without writing, and the alert, decided again,
+# is skipped (the skip's reason and why in the outcome's reason).
+WITHDRAWN = "withdrawn"
 SKIPPED = "skipped"  # not an action: the decision was a skip
 
 # -- work dropped at shutdown (swarmguard_work_dropped_total, "dropped" events) --------

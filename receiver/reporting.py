@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 from receiver.metrics import Metrics
 from receiver.payload import Alert, Webhook
 from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_WAITING, DRY_RUN, DUPLICATE,
-                              FAILED, STALE, SUCCESS)
+                              FAILED, STALE, SUCCESS, WITHDRAWN)
 
 _arriving = E.safe_logger("receiver.app")
 _dispatching = E.safe_logger("receiver.worker")
@@ -110,6 +110,8 @@ class Reporter:
             m.recovery_duration.labels(d.kind).observe(recovery_s)
         if outcome.result == FAILED:
             _dispatching.error("Could not %s: %s", d.plan, outcome.detail)
+        elif outcome.result == WITHDRAWN:
+            _dispatching.info("Withdrew the decision to %s: %s", d.plan, outcome.detail)
         self._emit(E.OUTCOME, outcome.result, alert=d.alert, reason=outcome.detail or None,
                    message=d.dry_run_sentence if outcome.result == DRY_RUN else d.sentence,
                    received_at=received_at, duration_s=outcome.duration)
@@ -138,7 +140,7 @@ class Reporter:
     # -- the Actuator (actuator.py) -----------------------------------------------------------
 
     def acting(self, action: Action, dry_run: bool) -> None:
-        """An action is decided: the event goes out before the update call."""
+        """An action is decided: the event goes out before its first update call."""
         sentence = action.dry_run_sentence if dry_run else action.sentence
         # The event's service comes from the alert: the snapshot was read by that name.
         self._emit(E.DECISION, E.ACT, alert=action.alert, message=sentence)

@@ -203,8 +203,10 @@ def test_when_another_receiver_acted_first_the_retry_stands_down():
 
     (outcome,) = act.handle(recorded("firing_migrate.json"))
 
-    assert outcome.result == A.SKIPPED
-    assert outcome.decision.reason == R.STALE
+    # The migration was announced before its update: it is answered as withdrawn, why.
+    assert isinstance(outcome.decision, actions.Migration)
+    assert outcome.result == A.WITHDRAWN
+    assert outcome.detail.startswith("not made: decided again, stale: ")
     assert len(api.updates) == 1  # our one failed compare-and-swap, no second write
 
 
@@ -642,6 +644,44 @@ def test_each_action_is_announced_as_an_event_before_the_update():
     assert (event["alert"], event["service"], event["task"], event["node"]) == (
         "SwarmGuardMigrate", "demo_web", TASK, WORKER_1)
     assert event["message"].startswith("Migrating demo_web off worker-1")
+
+
+def acts(events):
+    return [e for e in events.since(0)[0] if (e["type"], e["result"]) == ("decision", "act")]
+
+
+@pytest.mark.parametrize("failures, result", [(2, A.SUCCESS), (5, A.FAILED)])
+def test_an_action_is_announced_once_however_many_attempts_its_update_takes(failures, result,
+                                                                            caplog):
+    from receiver.events import EventLog
+    api, clock = example_api(replicas=2), Clock()
+    api.update_failures = [api_error(500, "rpc error: code = Unavailable")] * failures
+    events = EventLog(16, lambda: clock.now)
+    act, metrics = actuator(api, clock, events=events, docker_attempts=5)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_scale_up.json"))
+    assert outcome.result == result
+    assert len(api.updates) == min(failures + 1, 5)
+    (act_event,) = acts(events)
+    assert act_event["message"] == outcome.decision.sentence
+    # The retries show in the log and the Docker error metric.
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "update"}) == failures
+    assert caplog.messages.count("docker update failed: 500 Server Error for "
+                                 "http+docker://localhost/v1.41/services/x/update: Internal "
+                                 "Server Error (\"rpc error: code = Unavailable\")") == failures
+
+
+def test_an_action_that_lost_a_race_is_announced_once_when_decided_again_and_made():
+    from receiver.events import EventLog
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    api.update_failures = [out_of_sequence()]
+    events = EventLog(16, lambda: clock.now)
+    act, _ = actuator(api, clock, events=events)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.SUCCESS
+    assert len(acts(events)) == 1
 
 
 def test_a_dry_run_announces_what_it_would_do():
