@@ -8,7 +8,8 @@ decides again, so a second receiver sees the first one's labels and stands down.
 Docker errors are retried with backoff, then reported. Dry run decides and logs, and writes
 nothing. The only other writes are labels-only updates: after Swarm rolls a migration back
 (which restores the old labels too), the record of the attempt is put back; and when a
-migration proves futile (receiver/futile.py), the service's migrations are held.
+migration proves futile (receiver/futile.py), the service's migrations are held. Every
+write, and the announcement of an action, first passes the shutdown gate (gate.py).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from receiver.config import Settings
 from receiver.confirmation import FiringAlerts, Unanswered
 from receiver.actions import Action, Decision, FutileMove, Migration, Outcome, Skip
 from receiver.decisions import decide
+from receiver.gate import ShuttingDown, WriteGate
 from receiver.metrics import Metrics
 from receiver.payload import Alert
 # Outcome results (values of swarmguard_actions_total{result}), defined in reasons.py.
@@ -57,12 +59,16 @@ class Actuator:
                  events: E.EventLog | None = None,
                  prepare: Callable[[], None] | None = None,
                  storm: StormLedger | None = None,
-                 firing_alerts: Callable[[], FiringAlerts] | None = None):
+                 firing_alerts: Callable[[], FiringAlerts] | None = None,
+                 gate: WriteGate | None = None):
         self.api = api
         self.metrics = metrics
         # Which alerts Prometheus fires now (receiver/confirmation.py): asked once per
         # decision. None: every alert counts as confirmed (tests of the receiver itself).
         self.firing_alerts = firing_alerts
+        # Passed before each write and each announcement; closed at the shutdown deadline
+        # (receiver/gate.py). An alert's work passes it under its service's name.
+        self.gate = gate or WriteGate()
         # Hot tasks and actions in flight, shared by every action thread (receiver/storm.py).
         self.storm = storm or StormLedger.from_settings(settings, monotonic)
         # Every log line, metric and event of an action (receiver/reporting.py); `events`
@@ -218,6 +224,7 @@ class Actuator:
         deadline = started + self.settings.migration_timeout
         while self.monotonic() < deadline:
             self.sleep(self.settings.watch_interval)
+            self._still_watching()
             try:
                 tasks, state = self._read_update(action.service.id)
             except DOCKER_FAILURES as exc:
@@ -250,11 +257,13 @@ class Actuator:
         (which reschedules no task), so the migrate cooldown holds across receivers."""
         deadline = self.monotonic() + self.settings.migration_timeout
         while self.monotonic() < deadline:
+            self._still_watching()
             try:
                 data = self.api.inspect_service(action.service.id, insert_defaults=False)
                 state = (data.get("UpdateStatus") or {}).get("State")
                 if state == "rollback_completed":
                     reason = f"rolled back: {action.sentence}"
+                    self.gate.through(action.alert.service)
                     self.api.update_service(
                         data["ID"], version=data["Version"]["Index"],
                         **record_arguments(data["Spec"], action.kind, self.clock(), reason))
@@ -286,6 +295,7 @@ class Actuator:
         if self.settings.dry_run:
             self.report.futile_found(found, dry_run=True)
             return
+        self.gate.through(found.alert.service)
         try:
             self.api.update_service(found.service.id, version=found.service.version,
                                     **futile_arguments(found.service.spec, found.until))
@@ -425,9 +435,11 @@ class Actuator:
     # -- helpers -----------------------------------------------------------------------------
 
     def _announce(self, action: Action, announced: dict[tuple, Action]) -> None:
-        """Right before each attempt's update call. The `decision act` event goes out once
+        """Right before each attempt's update call: through the gate (ShuttingDown once it
+        is closed: nothing is announced nor written). The `decision act` event goes out once
         per action, however many attempts its update takes: a retry is logged and counted
         as a Docker error, not announced again."""
+        self.gate.through(action.alert.service)
         if action.alert.instance not in announced:
             self.report.acting(action, self.settings.dry_run)
         announced[action.alert.instance] = action
@@ -438,6 +450,13 @@ class Actuator:
                              action.destinations)
         else:
             self.storm.begin(action.service.name, action.kind)
+
+    def _still_watching(self) -> None:
+        """A watch stops once the gate is closed: past the shutdown deadline its end is
+        no longer recorded (the Dispatcher reported it unwatched), and the process is
+        about to exit."""
+        if self.gate.closed:
+            raise ShuttingDown("shutting down: the watch is abandoned")
 
     def _note_in_line(self, decisions: Sequence[Decision]) -> None:
         """A hot task held back by something that passes (a budget, a hot destination)

@@ -103,8 +103,9 @@ class Metrics:
         self.work_dropped = Counter(
             "swarmguard_work_dropped_total",
             "Acknowledged work not done because the receiver shut down, by reason "
-            "(shutdown_waiting: not started; shutdown_unfinished: still running at the "
-            "shutdown deadline).",
+            "(shutdown_waiting: not started; shutdown_unfinished: running at the shutdown "
+            "deadline, nothing written; shutdown_unwatched: running at the deadline after "
+            "its update was sent, its outcome unrecorded).",
             ["reason"], registry=r)
         # From 0: SwarmGuardCannotAct{reason="prometheus_unreachable"} reads its increase.
         for kind in KINDS:

@@ -42,4 +42,8 @@ SKIPPED = "skipped"  # not an action: the decision was a skip
 
 # -- work dropped at shutdown (swarmguard_work_dropped_total, "dropped" events) --------
 DROPPED_WAITING = "shutdown_waiting"  # acknowledged, not started
-DROPPED_UNFINISHED = "shutdown_unfinished"  # still running at the shutdown deadline
+# Running at the shutdown deadline, nothing written to Docker yet (and nothing ever will be).
+DROPPED_UNFINISHED = "shutdown_unfinished"
+# Running at the shutdown deadline past its first write (its `decision act`): its end
+# goes unrecorded; Swarm completes or rolls back an update itself.
+DROPPED_UNWATCHED = "shutdown_unwatched"

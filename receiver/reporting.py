@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from receiver.maintenance import NodeMove
 from receiver.metrics import Metrics
 from receiver.payload import Alert, Webhook
-from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_WAITING, DRY_RUN, DUPLICATE,
-                              FAILED, STALE, SUCCESS, WITHDRAWN)
+from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_UNWATCHED, DROPPED_WAITING, DRY_RUN,
+                              DUPLICATE, FAILED, STALE, SUCCESS, WITHDRAWN)
 
 _arriving = E.safe_logger("receiver.app")
 _dispatching = E.safe_logger("receiver.worker")
@@ -130,12 +130,29 @@ class Reporter:
                        received_at=received_at, message=f"work on {service} dropped at shutdown")
 
     def dropped_unfinished(self, service: str, deadline_s: float) -> None:
+        """Work given up at the shutdown deadline before any write: it never writes."""
+        _dispatching.warning("Shutting down with the work on %s unfinished after %.0f s: "
+                             "dropped before any write to Docker; Alertmanager sends its "
+                             "alerts again", service, deadline_s)
+        self.metrics.work_dropped.labels(DROPPED_UNFINISHED).inc()
+        self._emit(E.DROPPED, DROPPED_UNFINISHED, service=service, reason=DROPPED_UNFINISHED,
+                   message=f"work on {service} dropped at shutdown before any write")
+
+    def unwatched(self, service: str, deadline_s: float) -> None:
+        """Work given up at the shutdown deadline after its first write: its end is not
+        recorded."""
         _dispatching.error("Shutting down with the action on %s still unfinished after %.0f s; "
                            "Swarm completes or rolls back the update itself, but its outcome "
                            "goes unrecorded here", service, deadline_s)
-        self.metrics.work_dropped.labels(DROPPED_UNFINISHED).inc()
-        self._emit(E.DROPPED, DROPPED_UNFINISHED, service=service, reason=DROPPED_UNFINISHED,
-                   message=f"action on {service} unfinished at shutdown")
+        self.metrics.work_dropped.labels(DROPPED_UNWATCHED).inc()
+        self._emit(E.DROPPED, DROPPED_UNWATCHED, service=service, reason=DROPPED_UNWATCHED,
+                   message=f"action on {service} unwatched at shutdown: its outcome goes "
+                           f"unrecorded")
+
+    def ended_after_deadline(self, service: str, outcomes: int) -> None:
+        """The thread of work given up at the deadline ended: already reported."""
+        _dispatching.info("The work on %s ended after the shutdown deadline (%d outcome(s) "
+                          "not reported: it was given up at the deadline)", service, outcomes)
 
     # -- the Actuator (actuator.py) -----------------------------------------------------------
 

@@ -16,6 +16,7 @@ from receiver import reasons as R
 from receiver.actuator import Actuator
 from receiver.cluster import read_snapshot
 from receiver.config import Settings
+from receiver.gate import ShuttingDown
 from receiver.rfc3339 import format_time
 from receiver.metrics import Metrics
 from receiver.payload import Alert, parse_webhook
@@ -976,6 +977,49 @@ def test_a_hold_that_cannot_be_written_changes_nothing_and_is_reported(failure, 
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "record"}) == 1
     assert f"docker record failed: {failure}" in caplog.messages
+
+
+# -- past the shutdown deadline (receiver/gate.py): nothing is announced nor written ---------
+
+def test_past_the_shutdown_deadline_an_action_is_neither_announced_nor_made():
+    from receiver.events import EventLog
+    api, clock = example_api(), Clock()
+    events = EventLog(16, lambda: clock.now)
+    act, _ = actuator(api, clock, events=events)
+    act.gate.close()
+    with pytest.raises(ShuttingDown):
+        act.handle(recorded("firing_migrate.json"))
+    assert api.updates == [] and acts(events) == []
+    assert act.storm.view().moves == ()  # its budget given back
+
+
+def test_past_the_shutdown_deadline_a_futile_hold_is_not_written():
+    labels = {"swarmguard.last-action": "migrate"}
+    api, clock = example_api(labels=labels), Clock()
+    moved_at = format_time(clock.now - timedelta(seconds=20))
+    api.services[WEB_ID]["Spec"]["Labels"].update({"swarmguard.last-action-at": moved_at,
+                                                    "swarmguard.last-migrate-at": moved_at})
+    moved = api.move_task(TASK, WORKER_2, created=format_time(clock.now - timedelta(seconds=19)))
+    act, _ = actuator(api, clock)
+    act.gate.close()
+    with pytest.raises(ShuttingDown):
+        act.handle([hot(moved, WORKER_2, clock)])
+    assert api.updates == []
+
+
+def test_a_rollback_seen_before_the_shutdown_deadline_is_not_recorded_after_it():
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_rolls_back_to("rollback_completed")
+    act, _ = actuator(api, clock)
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        if len(clock.sleeps) == 2:  # the migration ended rolled back; its record waits
+            act.gate.close()
+    act.sleep = sleep
+    with pytest.raises(ShuttingDown):
+        act.handle(recorded("firing_migrate.json"))
+    assert len(api.updates) == 1  # the migration; no record of its rollback
 
 
 def test_a_dry_run_holds_nothing_and_says_what_it_would_hold(caplog):
