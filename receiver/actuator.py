@@ -322,6 +322,7 @@ class Actuator:
             raise NodeChanged(why)
         version = data["Version"]["Index"]
         spec = change(copy.deepcopy(data.get("Spec") or {}))
+        self.gate.through()
         try:
             self.api.update_node(node_id, version=version, node_spec=spec)
         except DOCKER_FAILURES as exc:
@@ -352,6 +353,7 @@ class Actuator:
         the exclusion off again. Returns (result, detail, seconds); result CONFLICT when
         the service changed since it was read: nothing was written, plan again."""
         started = self.monotonic()
+        self.gate.through()
         try:
             self.api.update_service(move.service.id, version=move.service.version,
                                     **move_arguments(move.service.spec, move.kind,
@@ -384,6 +386,7 @@ class Actuator:
         old = set(move.known_tasks) | set(move.tasks)
         while self.monotonic() < deadline:
             self.sleep(self.settings.watch_interval)
+            self._still_watching()
             try:
                 tasks, state = self._read_update(move.service.id)
             except docker.errors.NotFound:
@@ -419,6 +422,7 @@ class Actuator:
                 labels = (data.get("Spec") or {}).get("Labels") or {}
                 if not exclusion or labels.get(L.PLACEMENT_EXCLUSION) != exclusion:
                     return True
+                self.gate.through()
                 self.api.update_service(data["ID"], version=data["Version"]["Index"],
                                         **lift_arguments(data["Spec"]))
                 return True

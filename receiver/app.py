@@ -265,6 +265,7 @@ def finish_work(app: Flask) -> int:
     ext["readiness"].stop()
     ext["maintainer"].stop()
     dropped = ext["dispatcher"].drain(ext["settings"].shutdown_deadline)
+    dropped += ext["maintainer"].give_up()  # the gate is closed now
     ext["report"].shut_down(dropped)
     return dropped
 

@@ -32,6 +32,7 @@ from receiver import maintenance as M
 from receiver.actuator import CONFLICT, Actuator, NodeChanged, utc_now
 from receiver.cluster import DOCKER_FAILURES, read_cluster, read_snapshot, task_from_dict
 from receiver.config import Settings
+from receiver.gate import ShuttingDown
 from receiver.model import Node, Snapshot
 from receiver.reasons import SUCCESS
 from receiver.reporting import Reporter
@@ -93,6 +94,8 @@ class Maintainer:
         self._lock = threading.Lock()
         self._drains: dict[str, Progress] = {}  # by node id
         self._rebalance: Progress | None = None
+        # The move announced (its `decision act`) and not yet answered by its outcome.
+        self._moving: M.NodeMove | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,12 +113,25 @@ class Maintainer:
         self._stopping.set()
         self._wake.set()
 
+    def give_up(self) -> int:
+        """At the shutdown deadline, once nothing may write to Docker any more (the gate is
+        closed): a move announced and not yet answered is reported unwatched, and its
+        thread reports nothing more. Returns how many (0 or 1)."""
+        with self._lock:
+            move, self._moving = self._moving, None
+        if move is None:
+            return 0
+        self.report.move_unwatched(move)
+        return 1
+
     def _run(self) -> None:
         failing = False
         while not self._stopping.is_set():
             try:
                 self.tick()
                 failing = False
+            except ShuttingDown:
+                return  # past the shutdown deadline: give_up() told what was left
             except DOCKER_FAILURES as exc:
                 # Counted each time; logged once per outage (readiness says the rest).
                 if failing:
@@ -399,12 +415,24 @@ class Maintainer:
 
     def _make(self, move: M.NodeMove, progress: Progress) -> None:
         progress.current = move.service.name
-        self.report.moving(move)
         try:
+            with self._lock:
+                # Announced only while the receiver is not stopping, and in one step with
+                # give_up(): an announced move is answered by its outcome or as unwatched.
+                if self._stopping.is_set():
+                    return
+                self.actuator.gate.through()
+                self.report.moving(move)
+                self._moving = move
             result, detail, seconds = self.actuator.move_tasks(move, move.sentence)
         finally:
             self.storm.end(move.service.name, maintenance=True)
             progress.current = None
+        with self._lock:
+            given_up = self._moving is not move
+            self._moving = None
+        if given_up:
+            return  # reported unwatched at the shutdown deadline
         if result == CONFLICT:
             return  # nothing written; planned again at the next tick
         self.report.moved(move, result, detail, seconds)

@@ -237,6 +237,20 @@ class Reporter:
                    node=move.from_node.id, task=move.tasks[0] if move.tasks else None,
                    reason=detail or None, message=move.sentence, duration_s=duration)
 
+    def move_unwatched(self, move: "NodeMove") -> None:
+        """A drain's or rebalance's move under way at the shutdown deadline: its end goes
+        unrecorded (the next receiver resumes the drain and lifts its exclusion)."""
+        _acting.error("Shutting down with the move of %s off %s still under way; Swarm "
+                      "completes or rolls it back itself, but its outcome goes unrecorded "
+                      "here (the next receiver resumes the drain)", move.service.name,
+                      move.from_node.hostname)
+        self.metrics.work_dropped.labels(DROPPED_UNWATCHED).inc()
+        self._emit(E.DROPPED, DROPPED_UNWATCHED, service=move.service.name, kind=move.kind,
+                   node=move.from_node.id, task=move.tasks[0] if move.tasks else None,
+                   reason=DROPPED_UNWATCHED,
+                   message=f"move of {move.service.name} unwatched at shutdown: its outcome "
+                           f"goes unrecorded")
+
     def maintenance(self, kind: str, result: str, node: str | None, message: str) -> None:
         """A drain, undrain or rebalance began, resumed, ended or stopped."""
         if result == E.STOPPED:

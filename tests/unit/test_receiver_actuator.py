@@ -1022,6 +1022,20 @@ def test_a_rollback_seen_before_the_shutdown_deadline_is_not_recorded_after_it()
     assert len(api.updates) == 1  # the migration; no record of its rollback
 
 
+@pytest.mark.parametrize("write", [
+    pytest.param(lambda act, api: act.update_node(WORKER_1, pause), id="node update"),
+    pytest.param(lambda act, api: act.move_tasks(planned_drain(api), DRAIN_REASON), id="move"),
+    pytest.param(lambda act, api: act.lift_exclusion("demo_web", "node.hostname!=worker-1"),
+                 id="lift")])
+def test_past_the_shutdown_deadline_no_maintenance_write_is_made(write):
+    api, clock = excluded_api(), Clock()
+    act, _ = actuator(api, clock)
+    act.gate.close()
+    with pytest.raises(ShuttingDown):
+        write(act, api)
+    assert api.updates == [] and api.node_updates == []
+
+
 def test_a_dry_run_holds_nothing_and_says_what_it_would_hold(caplog):
     api, clock = example_api(labels={"swarmguard.last-action": "migrate"}), Clock()
     moved_at = format_time(clock.now - timedelta(seconds=20))

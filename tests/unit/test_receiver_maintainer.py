@@ -692,6 +692,74 @@ def test_a_drain_whose_node_update_landed_despite_an_error_has_begun(failure):
     assert [e["result"] for e in events_of(app, "maintenance")] == ["started"]
 
 
+# -- shutdown (receiver/app.py finish_work) -----------------------------------------------
+
+def test_a_move_under_way_at_the_shutdown_deadline_is_reported_unwatched_and_writes_no_more():
+    from receiver.app import finish_work
+    from receiver.gate import ShuttingDown
+    api = swarm()
+    app, maintainer = make(api)
+    post(app, "/maintenance/drain", {"node": "worker-1"})
+    api.after_update = None  # Swarm is still replacing the task when the receiver stops
+    api.before_tasks = at_the_moves_first_look(lambda api: finish_work(app))
+    with pytest.raises(ShuttingDown):
+        maintainer.tick()  # the move's thread stops there
+    assert said(events_of(app))[1:] == [
+        {"type": "decision", "result": "act", "alert": None, "service": "web",
+         "task": "t-web", "node": WORKER_1, "kind": "drain", "reason": None,
+         "message": "Moving web off worker-1 (drain): start-first, excluding "
+                    "node.hostname!=worker-1",
+         "starts_at": None, "received_at": None, "duration_s": None},
+        {"type": "dropped", "result": "shutdown_unwatched", "alert": None, "service": "web",
+         "task": "t-web", "node": WORKER_1, "kind": "drain", "reason": "shutdown_unwatched",
+         "message": "move of web unwatched at shutdown: its outcome goes unrecorded",
+         "starts_at": None, "received_at": None, "duration_s": None}]
+    assert writes(api) == ["update_node", "update_service"]  # the pause, the move; no lift
+    assert maintainer.give_up() == 0  # reported once
+
+
+def test_a_move_whose_watch_ends_as_the_deadline_passes_is_answered_once():
+    from receiver.app import finish_work
+    from receiver.gate import ShuttingDown
+    api = swarm()
+    app, maintainer = make(api)
+    post(app, "/maintenance/drain", {"node": "worker-1"})
+    api.before_tasks = at_the_moves_first_look(lambda api: finish_work(app))
+    with pytest.raises(ShuttingDown):
+        maintainer.tick()  # its lift is not made any more
+    assert [(e["type"], e["result"]) for e in events_of(app)][1:] == [
+        ("decision", "act"), ("dropped", "shutdown_unwatched")]
+
+
+def test_no_move_is_announced_once_the_receiver_stops():
+    api = swarm()
+    app, maintainer = make(api)
+    post(app, "/maintenance/drain", {"node": "worker-1"})
+    looks = []
+
+    def stop_while_planning(api):  # SIGTERM while the tick reads the service to move
+        looks.append(True)
+        if len(looks) == 2:
+            maintainer.stop()
+    api.before_tasks = stop_while_planning
+    maintainer.tick()
+    assert [e["type"] for e in events_of(app)] == ["maintenance"]
+    assert writes(api) == ["update_node"]
+    assert maintainer.storm.view().moves == ()
+
+
+def at_the_moves_first_look(step):
+    """before_tasks hook: step(api) at the third read of the tasks in a tick: the move's
+    watch's first look (the tick's read of the cluster and of the service come first)."""
+    looks = []
+
+    def hook(api):
+        looks.append(True)
+        if len(looks) == 3:
+            step(api)
+    return hook
+
+
 # -- a drain, step by step ---------------------------------------------------------------
 
 def pinned_why(node="worker-1"):
