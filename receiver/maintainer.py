@@ -34,7 +34,7 @@ from receiver.cluster import DOCKER_FAILURES, read_cluster, read_snapshot, task_
 from receiver.config import Settings
 from receiver.gate import ShuttingDown
 from receiver.model import Node, Snapshot
-from receiver.reasons import SUCCESS
+from receiver.reasons import SUCCESS, WITHDRAWN
 from receiver.reporting import Reporter
 from receiver.rfc3339 import format_time
 from receiver.storm import StormLedger
@@ -434,7 +434,10 @@ class Maintainer:
         if given_up:
             return  # reported unwatched at the shutdown deadline
         if result == CONFLICT:
-            return  # nothing written; planned again at the next tick
+            # Nothing written: its act is answered, and a move planned again at the next
+            # tick is announced afresh.
+            self.report.moved(move, WITHDRAWN, f"not made: {detail}; planned again", None)
+            return
         self.report.moved(move, result, detail, seconds)
         # Done with, whatever the result: status no longer shows it as to go.
         progress.remaining = [r for r in progress.remaining if r["service"] != move.service.name]

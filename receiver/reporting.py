@@ -223,10 +223,15 @@ class Reporter:
                    message=move.sentence)
         _acting.info("%s", move.sentence)
 
-    def moved(self, move: "NodeMove", result: str, detail: str, duration: float) -> None:
+    def moved(self, move: "NodeMove", result: str, detail: str, duration: float | None) -> None:
+        """A move's outcome; `duration` None: it was not made (withdrawn)."""
         self.metrics.actions.labels(move.kind, result).inc()
-        self.metrics.action_duration.labels(move.kind).observe(duration)
-        if result == SUCCESS:
+        if duration is not None:
+            self.metrics.action_duration.labels(move.kind).observe(duration)
+        if result == WITHDRAWN:
+            _acting.info("Withdrew the move of %s off %s: %s", move.service.name,
+                         move.from_node.hostname, detail)
+        elif result == SUCCESS:
             self.metrics.last_action.labels(move.service.name, move.kind).set(time.time())
             _acting.info("Moved %s off %s in %.1f s: %s", move.service.name,
                          move.from_node.hostname, duration, detail)

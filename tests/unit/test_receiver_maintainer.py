@@ -692,6 +692,25 @@ def test_a_drain_whose_node_update_landed_despite_an_error_has_begun(failure):
     assert [e["result"] for e in events_of(app, "maintenance")] == ["started"]
 
 
+def test_a_move_that_loses_a_race_is_answered_as_withdrawn_and_announced_afresh_next_tick():
+    from tests.fake_docker_api_client import out_of_sequence
+    api = swarm()
+    app, maintainer = make(api)
+    post(app, "/maintenance/drain", {"node": "worker-1"})
+    api.update_failures = [out_of_sequence()]
+    maintainer.tick()  # the move's update loses the compare-and-swap: nothing written
+    maintainer.tick()  # planned again, and made
+    seen = [(e["type"], e["result"]) for e in events_of(app)]
+    assert seen == [("maintenance", "started"),
+                    ("decision", "act"), ("outcome", "withdrawn"),
+                    ("decision", "act"), ("outcome", "success")]
+    withdrawn = events_of(app, "outcome")[0]
+    assert withdrawn["reason"] == ("not made: rpc error: code = Unknown desc = update out of "
+                                   "sequence; planned again")
+    assert withdrawn["duration_s"] is None
+    assert [m["result"] for m in drain_of(maintainer)["moved"]] == ["success"]
+
+
 # -- shutdown (receiver/app.py finish_work) -----------------------------------------------
 
 def test_a_move_under_way_at_the_shutdown_deadline_is_reported_unwatched_and_writes_no_more():
