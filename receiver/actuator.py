@@ -198,10 +198,32 @@ class Actuator:
                 continue
             return self._outcomes(decisions, action, self._complete(action, started))
 
+        if pending:
+            # The last update sent may have landed, and no read has told yet: one more.
+            self.sleep(self._backoff(self.settings.docker_attempts))
+            landed = self._stamp_on(name, pending[3])
+            if landed:
+                self.report.landed_despite_error(name)
+                action, decisions, started, _ = pending
+                return self._outcomes(decisions, action, self._complete(action, started))
+            if landed is None:
+                failure += "; whether its update landed is not known"
         self.report.gave_up(name, self.settings.docker_attempts, failure)
         if action is not None:
             return self._outcomes(decisions, action, Outcome(action, FAILED, detail=failure))
         return [Outcome(Skip(a, DOCKER_ERROR, failure), FAILED) for a in alerts]
+
+    def _stamp_on(self, name: str, stamp: str) -> bool | None:
+        """Whether the service carries the label stamp of our update (it landed), read
+        again; None when that read fails too (counted)."""
+        try:
+            data = self.api.inspect_service(name, insert_defaults=False)
+        except docker.errors.NotFound:
+            return False
+        except DOCKER_FAILURES as exc:
+            self.report.docker_error("read", exc)
+            return None
+        return ((data.get("Spec") or {}).get("Labels") or {}).get(L.LAST_ACTION_AT) == stamp
 
     # -- after the update -------------------------------------------------------------------
 

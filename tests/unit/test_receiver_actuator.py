@@ -222,9 +222,45 @@ def test_other_docker_errors_are_retried_with_backoff_then_reported():
     assert outcome.result == A.FAILED
     assert "Unavailable" in outcome.detail
     assert len(api.updates) == 3
-    assert clock.sleeps == [1, 2]  # exponential
+    # Exponential; the last wait is before reading back whether the last update landed.
+    assert clock.sleeps == [1, 2, 4]
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "update"}) == 3
+
+
+@pytest.mark.parametrize("failure", [
+    pytest.param(api_error(500, "rpc error: code = DeadlineExceeded"), id="server error"),
+    pytest.param(requests.exceptions.ReadTimeout("read timed out"), id="timeout"),
+    *UNREADABLE])
+def test_an_update_whose_last_attempt_landed_despite_its_error_is_watched_to_its_outcome(
+        failure):
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    api.update_failures = [api_error(500, "rpc error: code = Unavailable"), Landed(failure)]
+    act, _ = actuator(api, clock, docker_attempts=2)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert (outcome.result, outcome.detail) == (A.SUCCESS, "new task newtask0001 running")
+    assert len(api.updates) == 2
+
+
+def test_an_update_whose_landing_cannot_be_read_back_fails_saying_so():
+    api, clock = example_api(), Clock()
+    api.update_failures = [requests.exceptions.ReadTimeout("read timed out")]
+    act, metrics = actuator(api, clock, docker_attempts=1)
+    real_inspect = api.inspect_service
+    reads = []
+
+    def inspect(service, insert_defaults=None):
+        reads.append(service)
+        if len(reads) > 1:  # Docker stops answering after the update was sent
+            raise requests.exceptions.ConnectionError("connection refused")
+        return real_inspect(service, insert_defaults=insert_defaults)
+    api.inspect_service = inspect
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert (outcome.result, outcome.detail) == (
+        A.FAILED, "docker update failed: read timed out; whether its update landed is not known")
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "read"}) == 1
 
 
 def test_a_spec_docker_refuses_is_not_retried():
@@ -850,7 +886,7 @@ def test_jitter_spreads_each_retry_between_half_and_all_of_its_delay():
     act, _ = actuator(api, clock, docker_attempts=3, docker_backoff=1, docker_backoff_max=10)
     act.jitter = lambda: 0.0
     act.handle(recorded("firing_migrate.json"))
-    assert clock.sleeps == [0.5, 1.0]
+    assert clock.sleeps == [0.5, 1.0, 2.0]
 
 
 def test_handle_names_the_services_it_was_given():
