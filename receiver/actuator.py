@@ -8,7 +8,8 @@ decides again, so a second receiver sees the first one's labels and stands down.
 Docker errors are retried with backoff, then reported. Dry run decides and logs, and writes
 nothing. The only other writes are labels-only updates: after Swarm rolls a migration back
 (which restores the old labels too), the record of the attempt is put back; and when a
-migration proves futile (receiver/futile.py), the service's migrations are held.
+migration proves futile (receiver/futile.py), the service's migrations are held. Every
+write, and the announcement of an action, first passes the shutdown gate (gate.py).
 """
 from __future__ import annotations
 
@@ -20,20 +21,20 @@ from datetime import datetime, timezone
 from typing import Callable, Sequence
 
 import docker.errors
-import requests.exceptions
 
 from receiver import events as E
 from receiver import labels as L
-from receiver.cluster import read_snapshot, task_from_dict
+from receiver.cluster import DOCKER_FAILURES, read_snapshot, task_from_dict
 from receiver.config import Settings
 from receiver.confirmation import FiringAlerts, Unanswered
 from receiver.actions import Action, Decision, FutileMove, Migration, Outcome, Skip
 from receiver.decisions import decide
+from receiver.gate import ShuttingDown, WriteGate
 from receiver.metrics import Metrics
 from receiver.payload import Alert
 # Outcome results (values of swarmguard_actions_total{result}), defined in reasons.py.
 from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, PROMETHEUS_UNREACHABLE,  # noqa: F401
-                              ROLLED_BACK, SKIPPED, SUCCESS, TIMEOUT, UNCONFIRMED)
+                              ROLLED_BACK, SKIPPED, SUCCESS, TIMEOUT, UNCONFIRMED, WITHDRAWN)
 from receiver.reporting import Reporter
 from receiver.maintenance import NodeMove
 from receiver.spec import (futile_arguments, lift_arguments, move_arguments, record_arguments,
@@ -43,7 +44,6 @@ from receiver.storm import StormLedger, StormView
 # move_tasks: the service changed between read and write; nothing was written.
 CONFLICT = "conflict"
 ROLLBACK_STATES = frozenset({"rollback_started", "rollback_paused", "rollback_completed"})
-TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 
 
 def utc_now() -> datetime:
@@ -59,12 +59,16 @@ class Actuator:
                  events: E.EventLog | None = None,
                  prepare: Callable[[], None] | None = None,
                  storm: StormLedger | None = None,
-                 firing_alerts: Callable[[], FiringAlerts] | None = None):
+                 firing_alerts: Callable[[], FiringAlerts] | None = None,
+                 gate: WriteGate | None = None):
         self.api = api
         self.metrics = metrics
         # Which alerts Prometheus fires now (receiver/confirmation.py): asked once per
         # decision. None: every alert counts as confirmed (tests of the receiver itself).
         self.firing_alerts = firing_alerts
+        # Passed before each write and each announcement; closed at the shutdown deadline
+        # (receiver/gate.py). An alert's work passes it under its service's name.
+        self.gate = gate or WriteGate()
         # Hot tasks and actions in flight, shared by every action thread (receiver/storm.py).
         self.storm = storm or StormLedger.from_settings(settings, monotonic)
         # Every log line, metric and event of an action (receiver/reporting.py); `events`
@@ -84,12 +88,15 @@ class Actuator:
         if len(names) != 1:
             raise ValueError(f"handle() takes the alerts of one service, got {sorted(names)}")
         name = next(iter(names))
+        # The actions announced (their `decision act` event), by their alert's instance.
+        announced: dict[tuple, Action] = {}
         try:
             firing, refused = self._confirm(alerts)
             confirmed = [a for a in alerts if id(a) not in refused]
-            outcomes = iter(self._handle(confirmed, name, firing) if confirmed else ())
-            return [Outcome(refused[id(a)], SKIPPED) if id(a) in refused else next(outcomes)
-                    for a in alerts]
+            outcomes = iter(self._handle(confirmed, name, announced, firing)
+                            if confirmed else ())
+            return [Outcome(refused[id(a)], SKIPPED) if id(a) in refused
+                    else _withdrawn(next(outcomes), announced) for a in alerts]
         finally:
             # Whatever happened, this service's action no longer holds any budget.
             self.storm.end(name)
@@ -121,12 +128,13 @@ class Actuator:
         return dataclasses.replace(view, hot=tuple(
             h for h in view.hot if firing.fires_for_task(h.task_id, h.node_id)))
 
-    def _handle(self, alerts: Sequence[Alert], name: str,
+    def _handle(self, alerts: Sequence[Alert], name: str, announced: dict[tuple, Action],
                 firing: FiringAlerts | None = None) -> list[Outcome]:
         failure = ""
         decisions: list[Decision] = []
         action: Action | None = None
-        # An update that failed ambiguously (timeout, 5xx) may still have been applied:
+        # An update that failed ambiguously (no answer, a 5xx, an answer that could not be
+        # read) may still have been applied:
         # (action, decisions, start time, the label stamp it wrote).
         pending: tuple[Action, list[Decision], float, str] | None = None
         for attempt in range(1, self.settings.docker_attempts + 1):
@@ -136,7 +144,7 @@ class Actuator:
                 if self.prepare:
                     self.prepare()
                 snapshot = read_snapshot(self.api, [name])
-            except (docker.errors.DockerException, *TRANSIENT) as exc:
+            except DOCKER_FAILURES as exc:
                 failure = self.report.docker_error("read", exc)
                 continue
             if pending:
@@ -161,7 +169,7 @@ class Actuator:
             if action is None:
                 self._hold_futile(decisions)
                 return [Outcome(d, SKIPPED) for d in decisions]
-            self.report.acting(action, self.settings.dry_run)
+            self._announce(action, announced)
             if self.settings.dry_run:
                 return self._outcomes(decisions, action, Outcome(action, DRY_RUN))
 
@@ -183,16 +191,39 @@ class Actuator:
                                           Outcome(action, FAILED, detail=failure))
                 pending = (action, decisions, started, L.format_time(now))
                 continue
-            except (docker.errors.DockerException, *TRANSIENT) as exc:
+            except DOCKER_FAILURES as exc:
+                # No answer, or one that could not be read: the stamp read back tells.
                 failure = self.report.docker_error("update", exc)
                 pending = (action, decisions, started, L.format_time(now))
                 continue
             return self._outcomes(decisions, action, self._complete(action, started))
 
+        if pending:
+            # The last update sent may have landed, and no read has told yet: one more.
+            self.sleep(self._backoff(self.settings.docker_attempts))
+            landed = self._stamp_on(name, pending[3])
+            if landed:
+                self.report.landed_despite_error(name)
+                action, decisions, started, _ = pending
+                return self._outcomes(decisions, action, self._complete(action, started))
+            if landed is None:
+                failure += "; whether its update landed is not known"
         self.report.gave_up(name, self.settings.docker_attempts, failure)
         if action is not None:
             return self._outcomes(decisions, action, Outcome(action, FAILED, detail=failure))
         return [Outcome(Skip(a, DOCKER_ERROR, failure), FAILED) for a in alerts]
+
+    def _stamp_on(self, name: str, stamp: str) -> bool | None:
+        """Whether the service carries the label stamp of our update (it landed), read
+        again; None when that read fails too (counted)."""
+        try:
+            data = self.api.inspect_service(name, insert_defaults=False)
+        except docker.errors.NotFound:
+            return False
+        except DOCKER_FAILURES as exc:
+            self.report.docker_error("read", exc)
+            return None
+        return ((data.get("Spec") or {}).get("Labels") or {}).get(L.LAST_ACTION_AT) == stamp
 
     # -- after the update -------------------------------------------------------------------
 
@@ -215,9 +246,10 @@ class Actuator:
         deadline = started + self.settings.migration_timeout
         while self.monotonic() < deadline:
             self.sleep(self.settings.watch_interval)
+            self._still_watching()
             try:
                 tasks, state = self._read_update(action.service.id)
-            except (docker.errors.DockerException, *TRANSIENT) as exc:
+            except DOCKER_FAILURES as exc:
                 self.report.docker_error("watch", exc)
                 continue
             ended_badly = _ended_badly(state)
@@ -247,11 +279,13 @@ class Actuator:
         (which reschedules no task), so the migrate cooldown holds across receivers."""
         deadline = self.monotonic() + self.settings.migration_timeout
         while self.monotonic() < deadline:
+            self._still_watching()
             try:
                 data = self.api.inspect_service(action.service.id, insert_defaults=False)
                 state = (data.get("UpdateStatus") or {}).get("State")
                 if state == "rollback_completed":
                     reason = f"rolled back: {action.sentence}"
+                    self.gate.through(action.alert.service)
                     self.api.update_service(
                         data["ID"], version=data["Version"]["Index"],
                         **record_arguments(data["Spec"], action.kind, self.clock(), reason))
@@ -265,7 +299,7 @@ class Actuator:
                 if not _out_of_sequence(exc):
                     self.report.docker_error("record", exc)
                     return
-            except (docker.errors.DockerException, *TRANSIENT) as exc:
+            except DOCKER_FAILURES as exc:
                 self.report.docker_error("record", exc)
             self.sleep(self.settings.watch_interval)
         self.report.rollback_unfinished(action.service.name, self.settings.migration_timeout)
@@ -283,10 +317,11 @@ class Actuator:
         if self.settings.dry_run:
             self.report.futile_found(found, dry_run=True)
             return
+        self.gate.through(found.alert.service)
         try:
             self.api.update_service(found.service.id, version=found.service.version,
                                     **futile_arguments(found.service.spec, found.until))
-        except (docker.errors.DockerException, *TRANSIENT) as exc:
+        except DOCKER_FAILURES as exc:
             self.report.docker_error("record", exc)
             return
         self.report.futile_found(found, dry_run=False)
@@ -298,20 +333,40 @@ class Actuator:
         """ONE update of the node's spec, a compare-and-swap on the version just read:
         `change(spec)` returns the new spec; `expect(node)`, checked on that same read,
         returns why the update must not be made (raised as NodeChanged, nothing written).
-        Docker's errors propagate; "update out of sequence" (someone changed the node
-        between read and write) as NodeChanged."""
+        "update out of sequence" (someone changed the node between read and write) is
+        raised as NodeChanged. An update whose answer is missing or unreadable, or a server
+        error, may still have landed: the node is read again, and if it holds the new spec
+        the update is done (the error counted, not raised). Otherwise Docker's error
+        propagates."""
         data = self.api.inspect_node(node_id)
         why = expect(data) if expect else None
         if why:
             raise NodeChanged(why)
+        version = data["Version"]["Index"]
         spec = change(copy.deepcopy(data.get("Spec") or {}))
+        self.gate.through()
         try:
-            self.api.update_node(node_id, version=data["Version"]["Index"], node_spec=spec)
-        except docker.errors.APIError as exc:
-            if _out_of_sequence(exc):
-                raise NodeChanged(f"the node changed while it was being updated ({exc.explanation})") from exc
-            raise
+            self.api.update_node(node_id, version=version, node_spec=spec)
+        except DOCKER_FAILURES as exc:
+            if isinstance(exc, docker.errors.APIError):
+                if _out_of_sequence(exc):
+                    raise NodeChanged(f"the node changed while it was being updated ({exc.explanation})") from exc
+                if exc.is_client_error():
+                    raise  # refused: nothing was written
+            if not self._node_holds(node_id, version, spec):
+                raise
+            self.report.docker_error("node_update", exc)
+            self.report.landed_despite_error(f"node {node_id}")
         return spec
+
+    def _node_holds(self, node_id: str, version: int, spec: dict) -> bool:
+        """Whether the node, read again, carries `spec` in a version after `version`: an
+        update whose call failed landed. False when that cannot be read either."""
+        try:
+            data = self.api.inspect_node(node_id)
+        except DOCKER_FAILURES:
+            return False
+        return data["Version"]["Index"] > version and data.get("Spec") == spec
 
     def move_tasks(self, move: NodeMove, reason: str) -> tuple[str, str, float]:
         """Carry out a drain's or rebalance's move: one update of the service (its Version
@@ -320,6 +375,7 @@ class Actuator:
         the exclusion off again. Returns (result, detail, seconds); result CONFLICT when
         the service changed since it was read: nothing was written, plan again."""
         started = self.monotonic()
+        self.gate.through()
         try:
             self.api.update_service(move.service.id, version=move.service.version,
                                     **move_arguments(move.service.spec, move.kind,
@@ -334,8 +390,8 @@ class Actuator:
                 return FAILED, self.report.docker_error("update", exc), self.monotonic() - started
             # A server error may still have been applied (as in _handle): the watch tells.
             self.report.docker_error("update", exc)
-        except (docker.errors.DockerException, *TRANSIENT) as exc:
-            # Maybe applied: the watch below tells.
+        except DOCKER_FAILURES as exc:
+            # No answer, or one that could not be read: maybe applied; the watch tells.
             self.report.docker_error("update", exc)
         result, detail = self._watch_move(move, started)
         if result == SUCCESS:
@@ -352,11 +408,12 @@ class Actuator:
         old = set(move.known_tasks) | set(move.tasks)
         while self.monotonic() < deadline:
             self.sleep(self.settings.watch_interval)
+            self._still_watching()
             try:
                 tasks, state = self._read_update(move.service.id)
             except docker.errors.NotFound:
                 return FAILED, f"{move.service.name} was removed during the move"
-            except (docker.errors.DockerException, *TRANSIENT) as exc:
+            except DOCKER_FAILURES as exc:
                 self.report.docker_error("watch", exc)
                 continue
             ended_badly = _ended_badly(state)
@@ -387,6 +444,7 @@ class Actuator:
                 labels = (data.get("Spec") or {}).get("Labels") or {}
                 if not exclusion or labels.get(L.PLACEMENT_EXCLUSION) != exclusion:
                     return True
+                self.gate.through()
                 self.api.update_service(data["ID"], version=data["Version"]["Index"],
                                         **lift_arguments(data["Spec"]))
                 return True
@@ -396,11 +454,21 @@ class Actuator:
                 if not _out_of_sequence(exc):
                     self.report.docker_error("lift", exc)
                     return False
-            except (docker.errors.DockerException, *TRANSIENT) as exc:
+            except DOCKER_FAILURES as exc:
                 self.report.docker_error("lift", exc)
         return False
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _announce(self, action: Action, announced: dict[tuple, Action]) -> None:
+        """Right before each attempt's update call: through the gate (ShuttingDown once it
+        is closed: nothing is announced nor written). The `decision act` event goes out once
+        per action, however many attempts its update takes: a retry is logged and counted
+        as a Docker error, not announced again."""
+        self.gate.through(action.alert.service)
+        if action.alert.instance not in announced:
+            self.report.acting(action, self.settings.dry_run)
+        announced[action.alert.instance] = action
 
     def _begin(self, action: Action) -> None:
         if isinstance(action, Migration):
@@ -408,6 +476,13 @@ class Actuator:
                              action.destinations)
         else:
             self.storm.begin(action.service.name, action.kind)
+
+    def _still_watching(self) -> None:
+        """A watch stops once the gate is closed: past the shutdown deadline its end is
+        no longer recorded (the Dispatcher reported it unwatched), and the process is
+        about to exit."""
+        if self.gate.closed:
+            raise ShuttingDown("shutting down: the watch is abandoned")
 
     def _note_in_line(self, decisions: Sequence[Decision]) -> None:
         """A hot task held back by something that passes (a budget, a hot destination)
@@ -427,6 +502,17 @@ class Actuator:
                     self.settings.docker_backoff * 2 ** (retry - 1))
         # Jitter keeps two receivers that collided from colliding again in lockstep.
         return delay * (0.5 + 0.5 * self.jitter())
+
+
+def _withdrawn(outcome: Outcome, announced: dict[tuple, Action]) -> Outcome:
+    """An announced action is answered by an outcome even when it was not made: an attempt
+    failed without writing, and its alert, decided again on what is there now, is skipped
+    (another receiver acted first, Swarm moved the task itself...)."""
+    skip = outcome.decision
+    action = announced.get(skip.alert.instance) if isinstance(skip, Skip) else None
+    if action is None:
+        return outcome
+    return Outcome(action, WITHDRAWN, detail=f"not made: decided again, {skip.reason}: {skip.why}")
 
 
 def _ended_badly(state: str | None) -> tuple[str, str] | None:

@@ -34,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from receiver import events as E
 from receiver.actuator import Actuator, utc_now
 from receiver.cluster import connect
+from receiver.gate import WriteGate
 from receiver.config import Settings, load_settings
 from receiver.confirmation import FiringAlerts
 from receiver.prometheus import prometheus_of
@@ -93,14 +94,17 @@ def create_app(settings: Settings | None = None, api=None, *,
              if publish_ground_truth else None)
     readiness = Readiness(api, settings.docker_api_version, settings.readiness_interval)
     storm = StormLedger.from_settings(settings)
+    # Closed at the shutdown deadline: from then on nothing writes to Docker (gate.py).
+    gate = WriteGate()
     actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep, events=events,
                         prepare=readiness.ensure_negotiated, storm=storm,
-                        firing_alerts=firing_alerts)
+                        firing_alerts=firing_alerts, gate=gate)
     maintainer = Maintainer(api, actuator, storm, Reporter(metrics, events), settings,
                             events=events, clock=clock)
     dispatcher = Dispatcher(actuator.handle, metrics, events, executor=executor,
                             workers=settings.workers,
-                            max_pending_services=settings.max_pending_services, clock=clock)
+                            max_pending_services=settings.max_pending_services, clock=clock,
+                            gate=gate)
 
     app = Flask("receiver")
     app.extensions["swarmguard"] = {"settings": settings, "metrics": metrics, "report": report,
@@ -254,11 +258,14 @@ def stop_taking_work(app: Flask) -> None:
 
 def finish_work(app: Flask) -> int:
     """SIGTERM, after the last request: drop waiting work and give running work until
-    SWARMGUARD_SHUTDOWN_DEADLINE; returns how many services' work was dropped."""
+    SWARMGUARD_SHUTDOWN_DEADLINE, then let nothing write to Docker any more (what still
+    runs is reported dropped or unwatched: worker.Dispatcher.drain); returns how many
+    services' work was given up."""
     ext = app.extensions["swarmguard"]
     ext["readiness"].stop()
     ext["maintainer"].stop()
     dropped = ext["dispatcher"].drain(ext["settings"].shutdown_deadline)
+    dropped += ext["maintainer"].give_up()  # the gate is closed now
     ext["report"].shut_down(dropped)
     return dropped
 

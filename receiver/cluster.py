@@ -15,10 +15,21 @@ from typing import Iterable, Mapping
 import docker
 import docker.constants
 import docker.errors
+import requests.exceptions
+import urllib3.exceptions
 
 from receiver.model import (HEALTHCHECK_IMAGE, HEALTHCHECK_NONE, HEALTHCHECK_SERVICE,
                             HEALTHCHECK_UNKNOWN, Mount, Node, Service, Snapshot, Task)
 from receiver.rfc3339 import NotATime, parse_time
+
+# Every way a call to Docker's API fails, each counted and retried as Docker failing: an
+# error answer or a refusal (the SDK's DockerException: APIError, NotFound...), no answer
+# (refused, reset, timed out), or an answer that could not be read: cut off
+# (ChunkedEncodingError; urllib3's ProtocolError), badly encoded (ContentDecodingError),
+# not JSON (JSONDecodeError: a proxy's HTML error page with status 200). A write that
+# failed so may still have landed: the actuator reads it back.
+DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException,
+                   urllib3.exceptions.HTTPError)
 
 
 def build_snapshot(services: Iterable[Mapping], tasks: Iterable[Mapping],

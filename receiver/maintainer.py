@@ -25,23 +25,21 @@ from datetime import datetime
 from typing import Callable
 
 import docker.errors
-import requests.exceptions
 
 from receiver import events as E
 from receiver import labels as L
 from receiver import maintenance as M
 from receiver.actuator import CONFLICT, Actuator, NodeChanged, utc_now
-from receiver.cluster import read_cluster, read_snapshot, task_from_dict
+from receiver.cluster import DOCKER_FAILURES, read_cluster, read_snapshot, task_from_dict
 from receiver.config import Settings
+from receiver.gate import ShuttingDown
 from receiver.model import Node, Snapshot
-from receiver.reasons import SUCCESS
+from receiver.reasons import SUCCESS, WITHDRAWN
 from receiver.reporting import Reporter
 from receiver.rfc3339 import format_time
 from receiver.storm import StormLedger
 
 _log = E.safe_logger("receiver.maintainer")
-DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.ConnectionError,
-                   requests.exceptions.Timeout)
 # Moves remembered per drain and rebalance for status (the newest kept).
 PROGRESS_KEPT = 200
 # How often the cluster is read for drains to resume while nothing is being done: a
@@ -52,7 +50,8 @@ RECENT_EVENTS = 10
 
 
 class Unavailable(Exception):
-    """Docker could not be read or written: nothing was changed (HTTP 503)."""
+    """Docker could not be read or written (HTTP 503): nothing was changed, unless a node
+    update whose answer was lost could not be read back either (Actuator.update_node)."""
 
 
 @dataclass
@@ -95,6 +94,8 @@ class Maintainer:
         self._lock = threading.Lock()
         self._drains: dict[str, Progress] = {}  # by node id
         self._rebalance: Progress | None = None
+        # The move announced (its `decision act`) and not yet answered by its outcome.
+        self._moving: M.NodeMove | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -112,12 +113,25 @@ class Maintainer:
         self._stopping.set()
         self._wake.set()
 
+    def give_up(self) -> int:
+        """At the shutdown deadline, once nothing may write to Docker any more (the gate is
+        closed): a move announced and not yet answered is reported unwatched, and its
+        thread reports nothing more. Returns how many (0 or 1)."""
+        with self._lock:
+            move, self._moving = self._moving, None
+        if move is None:
+            return 0
+        self.report.move_unwatched(move)
+        return 1
+
     def _run(self) -> None:
         failing = False
         while not self._stopping.is_set():
             try:
                 self.tick()
                 failing = False
+            except ShuttingDown:
+                return  # past the shutdown deadline: give_up() told what was left
             except DOCKER_FAILURES as exc:
                 # Counted each time; logged once per outage (readiness says the rest).
                 if failing:
@@ -401,14 +415,29 @@ class Maintainer:
 
     def _make(self, move: M.NodeMove, progress: Progress) -> None:
         progress.current = move.service.name
-        self.report.moving(move)
         try:
+            with self._lock:
+                # Announced only while the receiver is not stopping, and in one step with
+                # give_up(): an announced move is answered by its outcome or as unwatched.
+                if self._stopping.is_set():
+                    return
+                self.actuator.gate.through()
+                self.report.moving(move)
+                self._moving = move
             result, detail, seconds = self.actuator.move_tasks(move, move.sentence)
         finally:
             self.storm.end(move.service.name, maintenance=True)
             progress.current = None
+        with self._lock:
+            given_up = self._moving is not move
+            self._moving = None
+        if given_up:
+            return  # reported unwatched at the shutdown deadline
         if result == CONFLICT:
-            return  # nothing written; planned again at the next tick
+            # Nothing written: its act is answered, and a move planned again at the next
+            # tick is announced afresh.
+            self.report.moved(move, WITHDRAWN, f"not made: {detail}; planned again", None)
+            return
         self.report.moved(move, result, detail, seconds)
         # Done with, whatever the result: status no longer shows it as to go.
         progress.remaining = [r for r in progress.remaining if r["service"] != move.service.name]

@@ -51,7 +51,8 @@ class Metrics:
         self.actions = Counter(
             "swarmguard_actions_total",
             "Actions on Swarm services, by kind (migrate, scale_up, scale_down; drain and "
-            "rebalance moves) and result (success, dry_run, failed, timeout, rolled_back).",
+            "rebalance moves) and result (success, dry_run, failed, timeout, rolled_back, "
+            "withdrawn).",
             ["kind", "result"], registry=r)
         self.action_duration = Histogram(
             "swarmguard_action_duration_seconds",
@@ -102,8 +103,9 @@ class Metrics:
         self.work_dropped = Counter(
             "swarmguard_work_dropped_total",
             "Acknowledged work not done because the receiver shut down, by reason "
-            "(shutdown_waiting: not started; shutdown_unfinished: still running at the "
-            "shutdown deadline).",
+            "(shutdown_waiting: not started; shutdown_unfinished: running at the shutdown "
+            "deadline, nothing written; shutdown_unwatched: running at the deadline after "
+            "its update was sent, its outcome unrecorded).",
             ["reason"], registry=r)
         # From 0: SwarmGuardCannotAct{reason="prometheus_unreachable"} reads its increase.
         for kind in KINDS:

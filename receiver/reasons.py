@@ -35,8 +35,15 @@ DRY_RUN = "dry_run"  # decided, logged, nothing written
 FAILED = "failed"
 TIMEOUT = "timeout"  # a migration not settled within SWARMGUARD_MIGRATION_TIMEOUT
 ROLLED_BACK = "rolled_back"  # Swarm rolled the update back
+# Announced, not made: an attempt failed without writing, and the alert, decided again,
+# is skipped (the skip's reason and why in the outcome's reason).
+WITHDRAWN = "withdrawn"
 SKIPPED = "skipped"  # not an action: the decision was a skip
 
 # -- work dropped at shutdown (swarmguard_work_dropped_total, "dropped" events) --------
 DROPPED_WAITING = "shutdown_waiting"  # acknowledged, not started
-DROPPED_UNFINISHED = "shutdown_unfinished"  # still running at the shutdown deadline
+# Running at the shutdown deadline, nothing written to Docker yet (and nothing ever will be).
+DROPPED_UNFINISHED = "shutdown_unfinished"
+# Running at the shutdown deadline past its first write (its `decision act`): its end
+# goes unrecorded; Swarm completes or rolls back an update itself.
+DROPPED_UNWATCHED = "shutdown_unwatched"

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from receiver.maintenance import NodeMove
 from receiver.metrics import Metrics
 from receiver.payload import Alert, Webhook
-from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_WAITING, DRY_RUN, DUPLICATE,
-                              FAILED, STALE, SUCCESS)
+from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_UNWATCHED, DROPPED_WAITING, DRY_RUN,
+                              DUPLICATE, FAILED, STALE, SUCCESS, WITHDRAWN)
 
 _arriving = E.safe_logger("receiver.app")
 _dispatching = E.safe_logger("receiver.worker")
@@ -110,6 +110,8 @@ class Reporter:
             m.recovery_duration.labels(d.kind).observe(recovery_s)
         if outcome.result == FAILED:
             _dispatching.error("Could not %s: %s", d.plan, outcome.detail)
+        elif outcome.result == WITHDRAWN:
+            _dispatching.info("Withdrew the decision to %s: %s", d.plan, outcome.detail)
         self._emit(E.OUTCOME, outcome.result, alert=d.alert, reason=outcome.detail or None,
                    message=d.dry_run_sentence if outcome.result == DRY_RUN else d.sentence,
                    received_at=received_at, duration_s=outcome.duration)
@@ -128,17 +130,34 @@ class Reporter:
                        received_at=received_at, message=f"work on {service} dropped at shutdown")
 
     def dropped_unfinished(self, service: str, deadline_s: float) -> None:
+        """Work given up at the shutdown deadline before any write: it never writes."""
+        _dispatching.warning("Shutting down with the work on %s unfinished after %.0f s: "
+                             "dropped before any write to Docker; Alertmanager sends its "
+                             "alerts again", service, deadline_s)
+        self.metrics.work_dropped.labels(DROPPED_UNFINISHED).inc()
+        self._emit(E.DROPPED, DROPPED_UNFINISHED, service=service, reason=DROPPED_UNFINISHED,
+                   message=f"work on {service} dropped at shutdown before any write")
+
+    def unwatched(self, service: str, deadline_s: float) -> None:
+        """Work given up at the shutdown deadline after its first write: its end is not
+        recorded."""
         _dispatching.error("Shutting down with the action on %s still unfinished after %.0f s; "
                            "Swarm completes or rolls back the update itself, but its outcome "
                            "goes unrecorded here", service, deadline_s)
-        self.metrics.work_dropped.labels(DROPPED_UNFINISHED).inc()
-        self._emit(E.DROPPED, DROPPED_UNFINISHED, service=service, reason=DROPPED_UNFINISHED,
-                   message=f"action on {service} unfinished at shutdown")
+        self.metrics.work_dropped.labels(DROPPED_UNWATCHED).inc()
+        self._emit(E.DROPPED, DROPPED_UNWATCHED, service=service, reason=DROPPED_UNWATCHED,
+                   message=f"action on {service} unwatched at shutdown: its outcome goes "
+                           f"unrecorded")
+
+    def ended_after_deadline(self, service: str, outcomes: int) -> None:
+        """The thread of work given up at the deadline ended: already reported."""
+        _dispatching.info("The work on %s ended after the shutdown deadline (%d outcome(s) "
+                          "not reported: it was given up at the deadline)", service, outcomes)
 
     # -- the Actuator (actuator.py) -----------------------------------------------------------
 
     def acting(self, action: Action, dry_run: bool) -> None:
-        """An action is decided: the event goes out before the update call."""
+        """An action is decided: the event goes out before its first update call."""
         sentence = action.dry_run_sentence if dry_run else action.sentence
         # The event's service comes from the alert: the snapshot was read by that name.
         self._emit(E.DECISION, E.ACT, alert=action.alert, message=sentence)
@@ -204,10 +223,15 @@ class Reporter:
                    message=move.sentence)
         _acting.info("%s", move.sentence)
 
-    def moved(self, move: "NodeMove", result: str, detail: str, duration: float) -> None:
+    def moved(self, move: "NodeMove", result: str, detail: str, duration: float | None) -> None:
+        """A move's outcome; `duration` None: it was not made (withdrawn)."""
         self.metrics.actions.labels(move.kind, result).inc()
-        self.metrics.action_duration.labels(move.kind).observe(duration)
-        if result == SUCCESS:
+        if duration is not None:
+            self.metrics.action_duration.labels(move.kind).observe(duration)
+        if result == WITHDRAWN:
+            _acting.info("Withdrew the move of %s off %s: %s", move.service.name,
+                         move.from_node.hostname, detail)
+        elif result == SUCCESS:
             self.metrics.last_action.labels(move.service.name, move.kind).set(time.time())
             _acting.info("Moved %s off %s in %.1f s: %s", move.service.name,
                          move.from_node.hostname, duration, detail)
@@ -217,6 +241,20 @@ class Reporter:
         self._emit(E.OUTCOME, result, service=move.service.name, kind=move.kind,
                    node=move.from_node.id, task=move.tasks[0] if move.tasks else None,
                    reason=detail or None, message=move.sentence, duration_s=duration)
+
+    def move_unwatched(self, move: "NodeMove") -> None:
+        """A drain's or rebalance's move under way at the shutdown deadline: its end goes
+        unrecorded (the next receiver resumes the drain and lifts its exclusion)."""
+        _acting.error("Shutting down with the move of %s off %s still under way; Swarm "
+                      "completes or rolls it back itself, but its outcome goes unrecorded "
+                      "here (the next receiver resumes the drain)", move.service.name,
+                      move.from_node.hostname)
+        self.metrics.work_dropped.labels(DROPPED_UNWATCHED).inc()
+        self._emit(E.DROPPED, DROPPED_UNWATCHED, service=move.service.name, kind=move.kind,
+                   node=move.from_node.id, task=move.tasks[0] if move.tasks else None,
+                   reason=DROPPED_UNWATCHED,
+                   message=f"move of {move.service.name} unwatched at shutdown: its outcome "
+                           f"goes unrecorded")
 
     def maintenance(self, kind: str, result: str, node: str | None, message: str) -> None:
         """A drain, undrain or rebalance began, resumed, ended or stopped."""

@@ -13,7 +13,9 @@ distinct services, and a real alert waited behind all of them.
 All this lives in one process, which is why gunicorn runs one worker with threads
 (gunicorn.conf.py); across receiver replicas, Swarm's version compare-and-swap does it.
 On SIGTERM, `drain()` stops taking work, drops what has not started (logged, counted,
-an event each) and gives what is running until a deadline.
+an event each) and gives what is running until a deadline. Then it closes the write gate
+(gate.py) and gives up what still runs: work that has not passed the gate is dropped and
+never writes; work that has is reported as unwatched. Neither reports its own end.
 """
 from __future__ import annotations
 
@@ -28,11 +30,13 @@ from typing import Callable, Hashable, Sequence
 from receiver import actuator as A
 from receiver import events as E
 from receiver.actions import Skip
+from receiver.gate import ShuttingDown, WriteGate
 from receiver.metrics import Metrics
 from receiver.payload import Alert
 # The Dispatcher's own skip reasons and dropped-work reasons (all defined in reasons.py).
-from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_WAITING, DUPLICATE,  # noqa: F401
-                              IN_PROGRESS, INTERNAL_ERROR, SUPERSEDED)
+from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_UNWATCHED,  # noqa: F401
+                              DROPPED_WAITING, DUPLICATE, IN_PROGRESS, INTERNAL_ERROR,
+                              SUPERSEDED)
 from receiver.reporting import Reporter
 
 # An alert instance (same alert, same start) that was fully handled this recently is not
@@ -127,8 +131,11 @@ class Dispatcher:
                  executor: Executor | None = None,
                  workers: int = 4, max_pending_services: int = 256,
                  monotonic: Callable[[], float] = time.monotonic,
-                 clock: Callable[[], datetime] = A.utc_now):
+                 clock: Callable[[], datetime] = A.utc_now,
+                 gate: WriteGate | None = None):
         self._handle = handle
+        # The one `handle` passes, under the service's name, before each write.
+        self._gate = gate or WriteGate()
         self._metrics = metrics  # the queue's own gauges
         # Every log line, metric and event of what becomes of the work.
         self._report = Reporter(metrics, events or E.EventLog(1024, clock))
@@ -139,6 +146,8 @@ class Dispatcher:
         self._clock = clock
         self._pending: OrderedDict[str, _Work] = OrderedDict()  # oldest first
         self._running: set[str] = set()
+        self._ending: set[str] = set()  # running, and reporting their own end now
+        self._given_up: set[str] = set()  # running at the deadline: reported by drain()
         self._recent = RecentlyHandled(DUPLICATE_WINDOW_S)
         self._accepting = True
         self._lock = threading.Lock()
@@ -218,17 +227,27 @@ class Dispatcher:
 
     def drain(self, deadline_s: float) -> int:
         """SIGTERM: refuse new work from now on, drop what has not started, and wait up to
-        `deadline_s` for what is running. Returns how many services' work was dropped;
-        each is logged, counted and an event."""
+        `deadline_s` for what is running. Then close the write gate and give up what still
+        runs: work that has not passed the gate is dropped (it can no longer write), work
+        that has is unwatched (it wrote, or is writing, and its end goes unrecorded); its
+        thread reports nothing more. Returns how many services' work was given up; each is
+        logged, counted and an event."""
         self.stop_accepting()
         dropped = self._drop_waiting()
         end = self._monotonic() + deadline_s
         with self._lock:
             while self._running and self._monotonic() < end:
                 self._idle.wait(timeout=min(0.5, max(end - self._monotonic(), 0.01)))
-            unfinished = sorted(self._running)
+            # One step under the lock: a job either reports its own end (it is ending) or
+            # is given up here, and none passes the gate after this.
+            passed = self._gate.close()
+            unfinished = sorted(self._running - self._ending)
+            self._given_up.update(unfinished)
         for service in unfinished:
-            self._report.dropped_unfinished(service, deadline_s)
+            if service in passed:
+                self._report.unwatched(service, deadline_s)
+            else:
+                self._report.dropped_unfinished(service, deadline_s)
         self._executor.shutdown(wait=False, cancel_futures=True)
         return dropped + len(unfinished)
 
@@ -251,15 +270,27 @@ class Dispatcher:
             self._metrics.pending_services.set(len(self._pending))
         try:
             outcomes = self._handle(work.alerts)
+        except ShuttingDown:
+            outcomes = []  # stopped at the closed gate: drain() gave it up and said so
         except Exception as exc:  # a background thread has no one else to tell
             self._report.crashed(service)
             outcomes = [A.Outcome(Skip(a, INTERNAL_ERROR, f"unexpected error: {exc}"), A.FAILED)
                         for a in work.alerts]
         finished = self._monotonic()
-        for outcome in outcomes:
-            self._report.finished(outcome, work.received_at, finished - work.received)
+        with self._lock:
+            given_up = service in self._given_up
+            if not given_up:
+                self._ending.add(service)
+        if given_up:
+            self._report.ended_after_deadline(service, len(outcomes))
+        else:
+            for outcome in outcomes:
+                self._report.finished(outcome, work.received_at, finished - work.received)
         with self._lock:
             self._running.discard(service)
+            self._ending.discard(service)
+            self._given_up.discard(service)
+            self._gate.release(service)
             ended = self._monotonic()
             for alert in work.alerts:
                 self._recent.add(alert.instance, ended)

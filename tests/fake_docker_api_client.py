@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 
 import docker.errors
 import requests
+import urllib3.exceptions
 
 
 def node_dict(node_id: str, hostname: str, role: str = "worker", availability: str = "active",
@@ -121,6 +122,33 @@ def out_of_sequence() -> docker.errors.APIError:
     return api_error(500, "rpc error: code = Unknown desc = update out of sequence")
 
 
+def unreadable_answers() -> dict[str, Exception]:
+    """What the SDK raises when Docker's answer (or a proxy's in front of it) cannot be
+    read, by what happened to it; the first two as seen through the real SDK
+    (tests/unit/test_receiver_sdk.py)."""
+    return {
+        "html page": requests.exceptions.JSONDecodeError(
+            "Expecting value", "<html><body><h1>502 Bad Gateway</h1></body></html>", 0),
+        "cut off": requests.exceptions.ChunkedEncodingError(
+            "Connection broken: IncompleteRead(8 bytes read, 4096 more expected)"),
+        "badly encoded": requests.exceptions.ContentDecodingError(
+            "Received response with content-encoding: gzip, but failed to decode it."),
+        "broken protocol": urllib3.exceptions.ProtocolError(
+            "Connection aborted.", ConnectionResetError(104, "Connection reset by peer")),
+    }
+
+
+class Landed:
+    """An `update_failures` entry: the update is made, and then its answer fails with
+    `error` (a timeout after the write, a proxy's page, a body cut off)."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def __repr__(self):
+        return f"Landed({self.error!r})"
+
+
 class _Services(dict):
     """The fake's services by ID; called, it lists them as APIClient.services() does."""
 
@@ -146,8 +174,9 @@ class FakeDockerAPI:
             "Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12"}
         self._version = "1.41"  # the API version the client sends, as in docker.APIClient
         self.calls: list[tuple[str, tuple, dict]] = []
-        # Exceptions raised by the next update_service calls, in order (None: succeed).
-        self.update_failures: list[Exception | None] = []
+        # Exceptions raised by the next update_service and update_node calls, in order
+        # (None: succeed; Landed(error): make the update, then raise error).
+        self.update_failures: list[Exception | Landed | None] = []
         # Called after a successful update with (api, service_id, kwargs): simulate Swarm.
         self.after_update: Callable[["FakeDockerAPI", str, dict], None] | None = None
         # Called before each read of tasks: lets a test change the swarm "over time".
@@ -192,10 +221,7 @@ class FakeDockerAPI:
     def update_node(self, node_id, version, node_spec=None):
         self.calls.append(("update_node", (node_id,), {"version": version,
                                                         "node_spec": copy.deepcopy(node_spec)}))
-        if self.update_failures:
-            failure = self.update_failures.pop(0)
-            if failure is not None:
-                raise failure
+        failure = self._next_failure()
         found = self._node(node_id)
         if found is None:
             raise api_error(404, f"node {node_id} not found")
@@ -203,6 +229,8 @@ class FakeDockerAPI:
             raise out_of_sequence()
         found["Spec"] = copy.deepcopy(node_spec)
         found["Version"]["Index"] += 1
+        if failure is not None:
+            raise failure.error
 
     def inspect_image(self, image):
         self.calls.append(("inspect_image", (image,), {}))
@@ -224,10 +252,7 @@ class FakeDockerAPI:
 
     def update_service(self, service, version, **kwargs):
         self.calls.append(("update_service", (service,), {"version": version, **kwargs}))
-        if self.update_failures:
-            failure = self.update_failures.pop(0)
-            if failure is not None:
-                raise failure
+        failure = self._next_failure()
         svc = self._find(service)
         if svc is None:
             raise api_error(404, f"service {service} not found")
@@ -236,7 +261,17 @@ class FakeDockerAPI:
         self._apply(svc, kwargs)
         if self.after_update:
             self.after_update(self, svc["ID"], kwargs)
+        if failure is not None:
+            raise failure.error
         return {"Warnings": None}
+
+    def _next_failure(self) -> Landed | None:
+        """Raises the next scripted failure that comes before the write; returns one that
+        comes after it (Landed), or None."""
+        failure = self.update_failures.pop(0) if self.update_failures else None
+        if failure is None or isinstance(failure, Landed):
+            return failure
+        raise failure
 
     def __getattr__(self, name):
         if name.startswith("__"):

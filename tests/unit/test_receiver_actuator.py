@@ -16,12 +16,13 @@ from receiver import reasons as R
 from receiver.actuator import Actuator
 from receiver.cluster import read_snapshot
 from receiver.config import Settings
+from receiver.gate import ShuttingDown
 from receiver.rfc3339 import format_time
 from receiver.metrics import Metrics
 from receiver.payload import Alert, parse_webhook
 from tests.fake_docker_api_client import (TASK, TASK_2, WEB_ID, WORKER_1, WORKER_2, WORKER_3,
-                                  FakeDockerAPI, api_error, example_api, example_nodes,
-                                  out_of_sequence, service_dict, task_dict)
+                                  FakeDockerAPI, Landed, api_error, example_api, example_nodes,
+                                  out_of_sequence, service_dict, task_dict, unreadable_answers)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 STARTED = datetime(2026, 11, 27, 10, 0, 1, 123456, tzinfo=timezone.utc)  # the fixtures'
@@ -43,6 +44,11 @@ class Clock:
 
 def recorded(name):
     return list(parse_webhook((FIXTURES / name).read_bytes()).alerts)
+
+
+# An answer that cannot be read (a proxy's HTML page, a body cut off...) is Docker failing
+# (receiver/cluster.py, DOCKER_FAILURES): counted, retried, and a write may have landed.
+UNREADABLE = [pytest.param(error, id=what) for what, error in unreadable_answers().items()]
 
 
 def actuator(api, clock, events=None, prepare=None, **settings):
@@ -198,8 +204,10 @@ def test_when_another_receiver_acted_first_the_retry_stands_down():
 
     (outcome,) = act.handle(recorded("firing_migrate.json"))
 
-    assert outcome.result == A.SKIPPED
-    assert outcome.decision.reason == R.STALE
+    # The migration was announced before its update: it is answered as withdrawn, why.
+    assert isinstance(outcome.decision, actions.Migration)
+    assert outcome.result == A.WITHDRAWN
+    assert outcome.detail.startswith("not made: decided again, stale: ")
     assert len(api.updates) == 1  # our one failed compare-and-swap, no second write
 
 
@@ -214,9 +222,45 @@ def test_other_docker_errors_are_retried_with_backoff_then_reported():
     assert outcome.result == A.FAILED
     assert "Unavailable" in outcome.detail
     assert len(api.updates) == 3
-    assert clock.sleeps == [1, 2]  # exponential
+    # Exponential; the last wait is before reading back whether the last update landed.
+    assert clock.sleeps == [1, 2, 4]
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "update"}) == 3
+
+
+@pytest.mark.parametrize("failure", [
+    pytest.param(api_error(500, "rpc error: code = DeadlineExceeded"), id="server error"),
+    pytest.param(requests.exceptions.ReadTimeout("read timed out"), id="timeout"),
+    *UNREADABLE])
+def test_an_update_whose_last_attempt_landed_despite_its_error_is_watched_to_its_outcome(
+        failure):
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    api.update_failures = [api_error(500, "rpc error: code = Unavailable"), Landed(failure)]
+    act, _ = actuator(api, clock, docker_attempts=2)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert (outcome.result, outcome.detail) == (A.SUCCESS, "new task newtask0001 running")
+    assert len(api.updates) == 2
+
+
+def test_an_update_whose_landing_cannot_be_read_back_fails_saying_so():
+    api, clock = example_api(), Clock()
+    api.update_failures = [requests.exceptions.ReadTimeout("read timed out")]
+    act, metrics = actuator(api, clock, docker_attempts=1)
+    real_inspect = api.inspect_service
+    reads = []
+
+    def inspect(service, insert_defaults=None):
+        reads.append(service)
+        if len(reads) > 1:  # Docker stops answering after the update was sent
+            raise requests.exceptions.ConnectionError("connection refused")
+        return real_inspect(service, insert_defaults=insert_defaults)
+    api.inspect_service = inspect
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert (outcome.result, outcome.detail) == (
+        A.FAILED, "docker update failed: read timed out; whether its update landed is not known")
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "read"}) == 1
 
 
 def test_a_spec_docker_refuses_is_not_retried():
@@ -418,14 +462,16 @@ def test_only_a_running_task_in_the_old_ones_slot_of_the_same_service_is_its_rep
     assert outcome.result == A.TIMEOUT
 
 
-def test_a_docker_hiccup_while_watching_is_counted_and_the_watch_goes_on(caplog):
+@pytest.mark.parametrize("hiccup", [requests.exceptions.ConnectionError("connection reset"),
+                                    *UNREADABLE])
+def test_a_docker_hiccup_while_watching_is_counted_and_the_watch_goes_on(hiccup, caplog):
     api, clock = example_api(), Clock()
     looks = []
 
     def flaky_then_moved(api):
         looks.append(True)
         if len(looks) == 2:
-            raise requests.exceptions.ConnectionError("connection reset")
+            raise hiccup
         if len(looks) == 3:
             api.move_task(TASK, WORKER_2)
     api.before_tasks = flaky_then_moved
@@ -435,7 +481,7 @@ def test_a_docker_hiccup_while_watching_is_counted_and_the_watch_goes_on(caplog)
     assert outcome.result == A.SUCCESS
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "watch"}) == 1
-    assert "docker watch failed: connection reset" in caplog.messages
+    assert f"docker watch failed: {hiccup}" in caplog.messages
 
 
 def test_a_migration_swarm_paused_is_a_failure_and_logged_as_one(caplog):
@@ -637,6 +683,44 @@ def test_each_action_is_announced_as_an_event_before_the_update():
     assert event["message"].startswith("Migrating demo_web off worker-1")
 
 
+def acts(events):
+    return [e for e in events.since(0)[0] if (e["type"], e["result"]) == ("decision", "act")]
+
+
+@pytest.mark.parametrize("failures, result", [(2, A.SUCCESS), (5, A.FAILED)])
+def test_an_action_is_announced_once_however_many_attempts_its_update_takes(failures, result,
+                                                                            caplog):
+    from receiver.events import EventLog
+    api, clock = example_api(replicas=2), Clock()
+    api.update_failures = [api_error(500, "rpc error: code = Unavailable")] * failures
+    events = EventLog(16, lambda: clock.now)
+    act, metrics = actuator(api, clock, events=events, docker_attempts=5)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_scale_up.json"))
+    assert outcome.result == result
+    assert len(api.updates) == min(failures + 1, 5)
+    (act_event,) = acts(events)
+    assert act_event["message"] == outcome.decision.sentence
+    # The retries show in the log and the Docker error metric.
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "update"}) == failures
+    assert caplog.messages.count("docker update failed: 500 Server Error for "
+                                 "http+docker://localhost/v1.41/services/x/update: Internal "
+                                 "Server Error (\"rpc error: code = Unavailable\")") == failures
+
+
+def test_an_action_that_lost_a_race_is_announced_once_when_decided_again_and_made():
+    from receiver.events import EventLog
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    api.update_failures = [out_of_sequence()]
+    events = EventLog(16, lambda: clock.now)
+    act, _ = actuator(api, clock, events=events)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert outcome.result == A.SUCCESS
+    assert len(acts(events)) == 1
+
+
 def test_a_dry_run_announces_what_it_would_do():
     from receiver.events import EventLog
     api, clock = example_api(), Clock()
@@ -749,13 +833,60 @@ def test_an_update_that_times_out_and_never_lands_is_retried_then_reported():
         "swarmguard_docker_errors_total", {"operation": "update"}) == 2
 
 
+@pytest.mark.parametrize("unreadable", UNREADABLE)
+def test_an_update_whose_answer_cannot_be_read_but_that_landed_is_watched_to_its_outcome(
+        unreadable, caplog):
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    api.update_failures = [Landed(unreadable)]
+    act, metrics = actuator(api, clock)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert isinstance(outcome.decision, actions.Migration)
+    assert (outcome.result, outcome.detail) == (A.SUCCESS, "new task newtask0001 running")
+    assert len(api.updates) == 1
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "update"}) == 1
+    assert "The update of demo_web did land despite the error" in caplog.messages
+
+
+@pytest.mark.parametrize("unreadable", UNREADABLE)
+def test_an_update_whose_answer_cannot_be_read_and_that_did_not_land_is_made_again(unreadable):
+    api, clock = example_api(replicas=2), Clock()
+    api.update_failures = [unreadable]
+    act, metrics = actuator(api, clock, docker_backoff=1)
+    (outcome,) = act.handle(recorded("firing_scale_up.json"))
+    assert outcome.result == A.SUCCESS
+    assert [u["version"] for u in api.updates] == [100, 100]
+    assert clock.sleeps == [1]
+    assert api.services[WEB_ID]["Spec"]["Mode"] == {"Replicated": {"Replicas": 3}}
+
+
+@pytest.mark.parametrize("unreadable", UNREADABLE)
+def test_a_read_whose_answer_cannot_be_read_is_counted_and_tried_again(unreadable):
+    api, clock = example_api(replicas=2), Clock()
+    real_nodes, failures = api.nodes, [unreadable]
+
+    def nodes(filters=None):
+        if failures:
+            raise failures.pop()
+        return real_nodes(filters)
+    api.nodes = nodes
+    act, metrics = actuator(api, clock, docker_backoff=1)
+    (outcome,) = act.handle(recorded("firing_scale_up.json"))
+    assert outcome.result == A.SUCCESS
+    assert clock.sleeps == [1]
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "read"}) == 1
+
+
 def test_jitter_spreads_each_retry_between_half_and_all_of_its_delay():
     api, clock = example_api(), Clock()
     api.update_failures = [api_error(500, "rpc error: code = Unavailable")] * 3
     act, _ = actuator(api, clock, docker_attempts=3, docker_backoff=1, docker_backoff_max=10)
     act.jitter = lambda: 0.0
     act.handle(recorded("firing_migrate.json"))
-    assert clock.sleeps == [0.5, 1.0]
+    assert clock.sleeps == [0.5, 1.0, 2.0]
 
 
 def test_handle_names_the_services_it_was_given():
@@ -882,6 +1013,63 @@ def test_a_hold_that_cannot_be_written_changes_nothing_and_is_reported(failure, 
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "record"}) == 1
     assert f"docker record failed: {failure}" in caplog.messages
+
+
+# -- past the shutdown deadline (receiver/gate.py): nothing is announced nor written ---------
+
+def test_past_the_shutdown_deadline_an_action_is_neither_announced_nor_made():
+    from receiver.events import EventLog
+    api, clock = example_api(), Clock()
+    events = EventLog(16, lambda: clock.now)
+    act, _ = actuator(api, clock, events=events)
+    act.gate.close()
+    with pytest.raises(ShuttingDown):
+        act.handle(recorded("firing_migrate.json"))
+    assert api.updates == [] and acts(events) == []
+    assert act.storm.view().moves == ()  # its budget given back
+
+
+def test_past_the_shutdown_deadline_a_futile_hold_is_not_written():
+    labels = {"swarmguard.last-action": "migrate"}
+    api, clock = example_api(labels=labels), Clock()
+    moved_at = format_time(clock.now - timedelta(seconds=20))
+    api.services[WEB_ID]["Spec"]["Labels"].update({"swarmguard.last-action-at": moved_at,
+                                                    "swarmguard.last-migrate-at": moved_at})
+    moved = api.move_task(TASK, WORKER_2, created=format_time(clock.now - timedelta(seconds=19)))
+    act, _ = actuator(api, clock)
+    act.gate.close()
+    with pytest.raises(ShuttingDown):
+        act.handle([hot(moved, WORKER_2, clock)])
+    assert api.updates == []
+
+
+def test_a_rollback_seen_before_the_shutdown_deadline_is_not_recorded_after_it():
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_rolls_back_to("rollback_completed")
+    act, _ = actuator(api, clock)
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        if len(clock.sleeps) == 2:  # the migration ended rolled back; its record waits
+            act.gate.close()
+    act.sleep = sleep
+    with pytest.raises(ShuttingDown):
+        act.handle(recorded("firing_migrate.json"))
+    assert len(api.updates) == 1  # the migration; no record of its rollback
+
+
+@pytest.mark.parametrize("write", [
+    pytest.param(lambda act, api: act.update_node(WORKER_1, pause), id="node update"),
+    pytest.param(lambda act, api: act.move_tasks(planned_drain(api), DRAIN_REASON), id="move"),
+    pytest.param(lambda act, api: act.lift_exclusion("demo_web", "node.hostname!=worker-1"),
+                 id="lift")])
+def test_past_the_shutdown_deadline_no_maintenance_write_is_made(write):
+    api, clock = excluded_api(), Clock()
+    act, _ = actuator(api, clock)
+    act.gate.close()
+    with pytest.raises(ShuttingDown):
+        write(act, api)
+    assert api.updates == [] and api.node_updates == []
 
 
 def test_a_dry_run_holds_nothing_and_says_what_it_would_hold(caplog):
@@ -1022,7 +1210,8 @@ def test_a_move_docker_refuses_fails_at_once_and_says_why(caplog):
 
 
 @pytest.mark.parametrize("failure", [requests.exceptions.ReadTimeout("read timed out"),
-                                     requests.exceptions.ConnectionError("connection reset")])
+                                     requests.exceptions.ConnectionError("connection reset"),
+                                     *UNREADABLE])
 def test_a_move_whose_update_call_failed_in_transit_is_watched_for_it_may_have_landed(
         failure, caplog):
     api, clock = example_api(), Clock()
@@ -1119,20 +1308,22 @@ def test_a_service_removed_during_its_move_fails_the_move_with_that_sentence():
     assert len(api.updates) == 1
 
 
-def test_a_docker_hiccup_while_a_move_is_watched_is_counted_and_the_watch_goes_on(caplog):
+@pytest.mark.parametrize("hiccup", [requests.exceptions.ConnectionError("connection reset"),
+                                    *UNREADABLE])
+def test_a_docker_hiccup_while_a_move_is_watched_is_counted_and_the_watch_goes_on(hiccup, caplog):
     api, clock = example_api(), Clock()
     move = planned_drain(api)
 
-    def hiccup(api):
-        raise requests.exceptions.ConnectionError("connection reset")
-    api.before_tasks = at_look(hiccup, lambda api: api.move_task(TASK, WORKER_2))
+    def fails(api):
+        raise hiccup
+    api.before_tasks = at_look(fails, lambda api: api.move_task(TASK, WORKER_2))
     act, metrics = actuator(api, clock, watch_interval=0.5)
     with caplog.at_level(logging.INFO, logger="receiver"):
         result, _, seconds = act.move_tasks(move, DRAIN_REASON)
     assert (result, seconds) == (A.SUCCESS, 1.0)
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "watch"}) == 1
-    assert "docker watch failed: connection reset" in caplog.messages
+    assert f"docker watch failed: {hiccup}" in caplog.messages
 
 
 @pytest.mark.parametrize("on_the_node, timeout", [(1, 5), (2, 10)])
@@ -1266,6 +1457,17 @@ def test_a_lift_docker_refuses_is_given_up_at_once_counted_and_logged(caplog):
     assert f"docker lift failed: {refused}" in caplog.messages
 
 
+@pytest.mark.parametrize("unreadable", UNREADABLE)
+def test_a_lift_whose_answer_cannot_be_read_is_read_again_which_shows_it_landed(unreadable):
+    api, clock = excluded_api(), Clock()
+    api.update_failures = [Landed(unreadable)]
+    act, metrics = actuator(api, clock, docker_attempts=3)
+    assert act.lift_exclusion("demo_web", "node.hostname!=worker-1") is True
+    assert len(api.updates) == 1
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "lift"}) == 1
+
+
 @pytest.mark.parametrize("failures, lifted", [(1, True), (3, False)])
 def test_an_unreachable_docker_while_lifting_is_counted_and_tried_again(failures, lifted, caplog):
     api, clock = excluded_api(), Clock()
@@ -1321,6 +1523,46 @@ def test_a_node_changed_between_read_and_write_is_reported_as_such():
     assert str(raised.value) == ("the node changed while it was being updated (rpc error: "
                                  "code = Unknown desc = update out of sequence)")
     assert api.node(WORKER_1)["Spec"]["Availability"] == "active"
+
+
+@pytest.mark.parametrize("failure", [
+    pytest.param(api_error(500, "rpc error: code = DeadlineExceeded"), id="server error"),
+    pytest.param(requests.exceptions.ReadTimeout("read timed out"), id="timeout"),
+    *UNREADABLE])
+def test_a_node_update_that_landed_despite_an_error_is_done_and_the_error_counted(failure, caplog):
+    api, clock = example_api(), Clock()
+    api.update_failures = [Landed(failure)]
+    act, metrics = actuator(api, clock)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        sent = act.update_node(WORKER_1, pause)
+    assert api.node(WORKER_1)["Spec"] == sent
+    assert len(api.node_updates) == 1
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "node_update"}) == 1
+    assert f"The update of node {WORKER_1} did land despite the error" in caplog.messages
+
+
+@pytest.mark.parametrize("failure", [
+    pytest.param(requests.exceptions.ReadTimeout("read timed out"), id="timeout"), *UNREADABLE])
+def test_a_node_update_that_failed_and_did_not_land_raises_dockers_error(failure):
+    api, clock = example_api(), Clock()
+    api.update_failures = [failure]
+    act, _ = actuator(api, clock)
+    with pytest.raises(type(failure)) as raised:
+        act.update_node(WORKER_1, pause)
+    assert raised.value is failure
+    assert api.node(WORKER_1)["Spec"]["Availability"] == "active"
+
+
+def test_a_node_update_docker_refuses_is_not_read_back():
+    api, clock = example_api(), Clock()
+    refused = api_error(400, "invalid availability")
+    api.update_failures = [refused]
+    act, _ = actuator(api, clock)
+    with pytest.raises(docker.errors.APIError) as raised:
+        act.update_node(WORKER_1, pause)
+    assert raised.value is refused
+    assert [c[0] for c in api.calls] == ["inspect_node", "update_node"]
 
 
 def test_other_docker_errors_of_a_node_update_are_the_callers_to_handle():

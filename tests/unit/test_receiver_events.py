@@ -59,6 +59,41 @@ def test_a_migration_is_one_decision_then_one_outcome_naming_alert_service_task_
     assert outcome["duration_s"] is not None
 
 
+def test_an_action_retried_after_docker_errors_is_one_decision_then_one_outcome_counted_once():
+    from tests.fake_docker_api_client import api_error
+    from tests.unit.test_receiver_app import sample
+    app, api = make()
+    api.after_update = moves_task_to(WORKER_2)
+    api.update_failures = [api_error(500, "rpc error: code = Unavailable")] * 4
+    post(app, body("firing_migrate.json"))
+    assert [(e["type"], e["result"]) for e in about_alerts(app)] == [
+        ("decision", "act"), ("outcome", "success")]
+    assert len(api.updates) == 5
+    assert sample(app, "swarmguard_actions_total", kind="migrate", result="success") == 1
+    assert sample(app, "swarmguard_docker_errors_total", operation="update") == 4
+
+
+def test_an_action_that_lost_to_another_receiver_is_answered_as_withdrawn():
+    from tests.fake_docker_api_client import WEB_ID
+    app, api = make()
+    bumped = []
+
+    def other_receiver_writes(api):
+        # Between our read and our update, another replica migrates the service.
+        if not bumped:
+            bumped.append(True)
+            api.bump(WEB_ID, **{"swarmguard.last-action": "migrate",
+                                "swarmguard.last-action-at": "2026-11-27T10:00:30.000000Z",
+                                "swarmguard.last-migrate-at": "2026-11-27T10:00:30.000000Z"})
+    api.before_tasks = other_receiver_writes
+    post(app, body("firing_migrate.json"))
+    decision, outcome = about_alerts(app)
+    assert (decision["type"], decision["result"]) == ("decision", "act")
+    assert (outcome["type"], outcome["result"], outcome["task"]) == ("outcome", "withdrawn", TASK)
+    assert outcome["reason"].startswith("not made: decided again, stale: ")
+    assert len(api.updates) == 1
+
+
 @pytest.mark.parametrize("dry_run, result", [(False, "live"), (True, "dry_run")])
 def test_the_first_event_of_a_run_says_the_receiver_started_and_whether_it_only_pretends(
         dry_run, result):

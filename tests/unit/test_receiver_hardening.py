@@ -7,7 +7,7 @@ import pytest
 
 from receiver import actuator as A
 from receiver.metrics import Metrics
-from tests.fake_docker_api_client import TASK, WEB_ID, WORKER_1
+from tests.fake_docker_api_client import TASK, WEB_ID, WORKER_1, WORKER_2
 from receiver.worker import DUPLICATE_WINDOW_S, Dispatcher, InlineExecutor
 from tests.unit.test_receiver_app import AUTH, NOW, make, post, sample
 from tests.unit.test_receiver_worker import ManualExecutor, recorded
@@ -181,11 +181,58 @@ def test_on_shutdown_running_work_gets_until_the_deadline_and_the_unfinished_is_
     assert dispatcher.drain(deadline_s=0.2) == 1
     release.set()
     assert sample_of(metrics, "swarmguard_work_dropped_total", reason="shutdown_unfinished") == 1
-    assert "still unfinished" in caplog.text
+    assert "unfinished after 0 s: dropped before any write to Docker" in caplog.text
 
     finished = Dispatcher(lambda alerts: [], Metrics(), workers=1)
     finished.submit(recorded("firing_migrate.json"))
     assert finished.drain(deadline_s=5.0) == 0
+
+
+def shutting_down_at(app, look):
+    """before_tasks hook: the shutdown deadline passes (SIGTERM, then a deadline of 0) at
+    the `look`-th read of the tasks: 1 is the action's snapshot, before it decides; 2 is
+    its watch's first look, after its update. Swarm finishes the migration at the look
+    after that."""
+    looks = []
+
+    def hook(api):
+        looks.append(True)
+        if len(looks) == look:
+            app.extensions["swarmguard"]["dispatcher"].drain(deadline_s=0)
+        if len(looks) == look + 1:
+            api.move_task(TASK, WORKER_2)
+    return hook
+
+
+def said(app):
+    return [(e["type"], e["result"]) for e in app.test_client().get(
+        "/events?since=1", headers=AUTH).get_json()["events"]]
+
+
+def test_work_given_up_at_the_deadline_before_it_wrote_never_writes_afterwards():
+    app, api = make()
+    api.before_tasks = shutting_down_at(app, look=1)
+    post(app, webhook(migrate()))
+    # Recorded dropped, then nothing: no act, no update, no outcome.
+    assert said(app) == [("dropped", "shutdown_unfinished")]
+    assert api.updates == []
+    assert sample(app, "swarmguard_work_dropped_total", reason="shutdown_unfinished") == 1
+
+
+def test_an_action_past_its_update_at_the_deadline_is_reported_unwatched_and_its_watch_stops(
+        caplog):
+    app, api = make()
+    api.before_tasks = shutting_down_at(app, look=2)
+    with caplog.at_level("INFO", logger="receiver"):
+        post(app, webhook(migrate()))
+    assert said(app) == [("decision", "act"), ("dropped", "shutdown_unwatched")]
+    assert len(api.updates) == 1
+    assert len([c for c in api.calls if c[0] == "tasks"]) == 2  # no look after the deadline
+    assert sample(app, "swarmguard_work_dropped_total", reason="shutdown_unwatched") == 1
+    assert sample(app, "swarmguard_actions_total", kind="migrate", result="timeout") == 0
+    assert ("Shutting down with the action on demo_web still unfinished after 0 s; Swarm "
+            "completes or rolls back the update itself, but its outcome goes unrecorded here"
+            in caplog.messages)
 
 
 def sample_of(metrics, name, **labels):

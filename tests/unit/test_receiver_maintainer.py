@@ -24,7 +24,8 @@ from receiver.reporting import Reporter
 from receiver.storm import StormLedger
 from receiver.worker import InlineExecutor
 from tests.fake_docker_api_client import (MANAGER_1, WORKER_1, WORKER_2, WORKER_3, FakeDockerAPI,
-                                          api_error, node_dict, service_dict, task_dict)
+                                          Landed, api_error, node_dict, service_dict, task_dict,
+                                          unreadable_answers)
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -661,6 +662,121 @@ def test_a_read_docker_fails_is_a_503_counted_as_a_docker_error():
         assert answer.get_json() == {"error": "Docker cannot be reached: docker read failed: down"}
     assert app.test_client().get("/status", headers=AUTH).status_code == 503
     assert docker_errors(app, "read") == 4
+
+
+@pytest.mark.parametrize("unreadable", [pytest.param(e, id=what)
+                                        for what, e in unreadable_answers().items()])
+def test_a_read_whose_answer_cannot_be_read_is_a_503_counted_as_a_docker_error(unreadable):
+    api = swarm()
+    app, _ = make(api)
+    api.nodes = lambda filters=None: (_ for _ in ()).throw(unreadable)
+    answer = post(app, "/maintenance/drain", {"node": "worker-1"})
+    assert answer.status_code == 503
+    assert answer.get_json() == {"error": f"Docker cannot be reached: docker read failed: "
+                                          f"{unreadable}"}
+    assert docker_errors(app, "read") == 1
+
+
+@pytest.mark.parametrize("failure", [pytest.param(api_error(500, "boom"), id="server error"),
+                                     *[pytest.param(e, id=what)
+                                       for what, e in unreadable_answers().items()]])
+def test_a_drain_whose_node_update_landed_despite_an_error_has_begun(failure):
+    api = swarm()
+    app, maintainer = make(api)
+    api.update_failures = [Landed(failure)]
+    answer = post(app, "/maintenance/drain", {"node": "worker-1"})
+    assert answer.status_code == 202 and answer.get_json()["changed"] is True
+    assert api.node(WORKER_1)["Spec"]["Availability"] == "pause"
+    assert node_labels(api, WORKER_1)[M.DRAIN_STATE] == M.MOVING
+    assert docker_errors(app, "node_update") == 1
+    assert [e["result"] for e in events_of(app, "maintenance")] == ["started"]
+
+
+def test_a_move_that_loses_a_race_is_answered_as_withdrawn_and_announced_afresh_next_tick():
+    from tests.fake_docker_api_client import out_of_sequence
+    api = swarm()
+    app, maintainer = make(api)
+    post(app, "/maintenance/drain", {"node": "worker-1"})
+    api.update_failures = [out_of_sequence()]
+    maintainer.tick()  # the move's update loses the compare-and-swap: nothing written
+    maintainer.tick()  # planned again, and made
+    seen = [(e["type"], e["result"]) for e in events_of(app)]
+    assert seen == [("maintenance", "started"),
+                    ("decision", "act"), ("outcome", "withdrawn"),
+                    ("decision", "act"), ("outcome", "success")]
+    withdrawn = events_of(app, "outcome")[0]
+    assert withdrawn["reason"] == ("not made: rpc error: code = Unknown desc = update out of "
+                                   "sequence; planned again")
+    assert withdrawn["duration_s"] is None
+    assert [m["result"] for m in drain_of(maintainer)["moved"]] == ["success"]
+
+
+# -- shutdown (receiver/app.py finish_work) -----------------------------------------------
+
+def test_a_move_under_way_at_the_shutdown_deadline_is_reported_unwatched_and_writes_no_more():
+    from receiver.app import finish_work
+    from receiver.gate import ShuttingDown
+    api = swarm()
+    app, maintainer = make(api)
+    post(app, "/maintenance/drain", {"node": "worker-1"})
+    api.after_update = None  # Swarm is still replacing the task when the receiver stops
+    api.before_tasks = at_the_moves_first_look(lambda api: finish_work(app))
+    with pytest.raises(ShuttingDown):
+        maintainer.tick()  # the move's thread stops there
+    assert said(events_of(app))[1:] == [
+        {"type": "decision", "result": "act", "alert": None, "service": "web",
+         "task": "t-web", "node": WORKER_1, "kind": "drain", "reason": None,
+         "message": "Moving web off worker-1 (drain): start-first, excluding "
+                    "node.hostname!=worker-1",
+         "starts_at": None, "received_at": None, "duration_s": None},
+        {"type": "dropped", "result": "shutdown_unwatched", "alert": None, "service": "web",
+         "task": "t-web", "node": WORKER_1, "kind": "drain", "reason": "shutdown_unwatched",
+         "message": "move of web unwatched at shutdown: its outcome goes unrecorded",
+         "starts_at": None, "received_at": None, "duration_s": None}]
+    assert writes(api) == ["update_node", "update_service"]  # the pause, the move; no lift
+    assert maintainer.give_up() == 0  # reported once
+
+
+def test_a_move_whose_watch_ends_as_the_deadline_passes_is_answered_once():
+    from receiver.app import finish_work
+    from receiver.gate import ShuttingDown
+    api = swarm()
+    app, maintainer = make(api)
+    post(app, "/maintenance/drain", {"node": "worker-1"})
+    api.before_tasks = at_the_moves_first_look(lambda api: finish_work(app))
+    with pytest.raises(ShuttingDown):
+        maintainer.tick()  # its lift is not made any more
+    assert [(e["type"], e["result"]) for e in events_of(app)][1:] == [
+        ("decision", "act"), ("dropped", "shutdown_unwatched")]
+
+
+def test_no_move_is_announced_once_the_receiver_stops():
+    api = swarm()
+    app, maintainer = make(api)
+    post(app, "/maintenance/drain", {"node": "worker-1"})
+    looks = []
+
+    def stop_while_planning(api):  # SIGTERM while the tick reads the service to move
+        looks.append(True)
+        if len(looks) == 2:
+            maintainer.stop()
+    api.before_tasks = stop_while_planning
+    maintainer.tick()
+    assert [e["type"] for e in events_of(app)] == ["maintenance"]
+    assert writes(api) == ["update_node"]
+    assert maintainer.storm.view().moves == ()
+
+
+def at_the_moves_first_look(step):
+    """before_tasks hook: step(api) at the third read of the tasks in a tick: the move's
+    watch's first look (the tick's read of the cluster and of the service come first)."""
+    looks = []
+
+    def hook(api):
+        looks.append(True)
+        if len(looks) == 3:
+            step(api)
+    return hook
 
 
 # -- a drain, step by step ---------------------------------------------------------------

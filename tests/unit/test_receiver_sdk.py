@@ -25,10 +25,18 @@ BODY_TO_KWARGS = {"Name": "name", "Labels": "labels", "Mode": "mode",
                   "RollbackConfig": "rollback_config", "EndpointSpec": "endpoint_spec"}
 
 
+# How the stand-in spoils an answer (after doing what was asked): a proxy's HTML page
+# with status 200, or the JSON answer cut off after its first bytes.
+HTML, CUT_OFF = "html", "cut off"
+
+
 @pytest.fixture
 def engine():
-    """An Engine API stand-in backed by a FakeDockerAPI; records raw update requests."""
+    """An Engine API stand-in backed by a FakeDockerAPI; records raw update requests.
+    `fake.spoiled` lists (method, HTML or CUT_OFF): the next answers of that method are
+    spoiled so, in order."""
     fake = example_api()
+    fake.spoiled = []
     requests_seen = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -37,9 +45,18 @@ def engine():
 
         def answer(self, code, payload):
             data = json.dumps(payload).encode()
+            length, content_type = len(data), "application/json"
+            spoil = next((s for s in fake.spoiled if s[0] == self.command), None)
+            if spoil:
+                fake.spoiled.remove(spoil)
+                if spoil[1] == HTML:
+                    data = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+                    length, content_type = len(data), "text/html"
+                else:
+                    data = data[:8]  # the length announced, then the connection closes
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(length))
             self.end_headers()
             self.wfile.write(data)
 
@@ -144,3 +161,38 @@ def test_a_service_that_is_gone_reads_as_absent_through_the_sdk(engine):
     (outcome,) = act.handle(alerts("firing_migrate.json"))
     assert outcome.result == A.SKIPPED
     assert outcome.decision.why == "service demo_web no longer exists"
+
+
+# -- answers that cannot be read (docs/contract.md: a Docker error, retried) ---------------------
+
+def test_a_scale_up_whose_update_landed_but_answered_a_proxys_html_page_is_one_action_done(engine):
+    api, fake, seen = engine
+    fake.spoiled = [("POST", HTML)]
+    metrics = Metrics()
+    act = Actuator(api, Settings(token="t"), metrics, clock=lambda: NOW,
+                   sleep=lambda s: None)
+
+    (outcome,) = act.handle(alerts("firing_scale_up.json"))
+
+    # The stamp read back says it landed: not made again, and its outcome is its own.
+    assert outcome.result == A.SUCCESS
+    assert len([r for r in seen if r[0] == "POST"]) == 1
+    assert fake.services[WEB_ID]["Spec"]["Mode"]["Replicated"]["Replicas"] == 2
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "update"}) == 1
+
+
+def test_a_read_cut_off_mid_answer_is_counted_and_tried_again(engine):
+    api, fake, seen = engine
+    fake.after_update = lambda f, sid, kw: f.move_task(f.task_list[0]["ID"], WORKER_2)
+    fake.spoiled = [("GET", CUT_OFF)]
+    metrics = Metrics()
+    act = Actuator(api, Settings(token="t"), metrics, clock=lambda: NOW,
+                   sleep=lambda s: None)
+
+    (outcome,) = act.handle(alerts("firing_migrate.json"))
+
+    assert outcome.result == A.SUCCESS
+    assert len([r for r in seen if r[0] == "POST"]) == 1
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "read"}) == 1

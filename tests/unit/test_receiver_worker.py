@@ -180,6 +180,7 @@ import threading  # noqa: E402
 import pytest  # noqa: E402
 
 from receiver.events import EventLog  # noqa: E402
+from receiver.gate import WriteGate  # noqa: E402
 from receiver.worker import RecentlyHandled, WorkRefused  # noqa: E402
 
 RECEIVED = datetime(2026, 11, 27, 10, 0, 30, tzinfo=timezone.utc)
@@ -370,26 +371,96 @@ def test_waiting_work_dropped_at_shutdown_is_an_event_per_alert_and_a_warning(ca
             "sends them again") in caplog.messages
 
 
-def test_work_still_running_at_the_deadline_is_an_event_and_an_error(caplog):
+def test_work_running_at_the_deadline_that_wrote_nothing_is_dropped_and_never_writes(caplog):
     metrics = Metrics()
     events = EventLog(64, lambda: RECEIVED)
-    dropped = []
+    gate = WriteGate()
+    dropped, wrote = [], []
 
-    def handle(alerts):  # the shutdown comes while this action runs
+    def handle(alerts):  # the shutdown comes while this work decides, before its write
         dropped.append(dispatcher.drain(deadline_s=0))
-        return []
+        gate.through("demo_web")  # the write it was about to make
+        wrote.append(True)
+        return [A.Outcome(_action(alerts[0]), A.SUCCESS, 1.0)]
     dispatcher = Dispatcher(handle, metrics, events=events, executor=InlineExecutor(),
-                            clock=lambda: RECEIVED, monotonic=lambda: 100.0)
+                            clock=lambda: RECEIVED, monotonic=lambda: 100.0, gate=gate)
     with caplog.at_level(logging.INFO, logger="receiver"):
         dispatcher.submit(recorded("firing_migrate.json"))
-    assert dropped == [1]
+    assert dropped == [1] and wrote == []
     (event,) = the_events(events)
     assert {k: event[k] for k in ("type", "result", "reason", "service", "message")} == {
         "type": "dropped", "result": "shutdown_unfinished", "reason": "shutdown_unfinished",
-        "service": "demo_web", "message": "action on demo_web unfinished at shutdown"}
+        "service": "demo_web", "message": "work on demo_web dropped at shutdown before any write"}
+    assert ("Shutting down with the work on demo_web unfinished after 0 s: dropped before any "
+            "write to Docker; Alertmanager sends its alerts again" in caplog.messages)
+    assert dispatcher.busy() == set()
+
+
+def test_work_running_at_the_deadline_past_its_write_is_unwatched_and_its_end_not_reported(
+        caplog):
+    metrics = Metrics()
+    events = EventLog(64, lambda: RECEIVED)
+    gate = WriteGate()
+
+    def handle(alerts):  # the shutdown comes after this action's write
+        gate.through("demo_web")
+        dispatcher.drain(deadline_s=0)
+        return [A.Outcome(_action(alerts[0]), A.SUCCESS, 1.0)]  # it ends after all
+    dispatcher = Dispatcher(handle, metrics, events=events, executor=InlineExecutor(),
+                            clock=lambda: RECEIVED, monotonic=lambda: 100.0, gate=gate)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        dispatcher.submit(recorded("firing_migrate.json"))
+    (event,) = the_events(events)
+    assert {k: event[k] for k in ("type", "result", "reason", "service", "message")} == {
+        "type": "dropped", "result": "shutdown_unwatched", "reason": "shutdown_unwatched",
+        "service": "demo_web",
+        "message": "action on demo_web unwatched at shutdown: its outcome goes unrecorded"}
+    assert sample(metrics, "swarmguard_actions_total", kind="migrate", result="success") == 0
     assert ("Shutting down with the action on demo_web still unfinished after 0 s; Swarm "
             "completes or rolls back the update itself, but its outcome goes unrecorded here"
             in caplog.messages)
+    assert ("The work on demo_web ended after the shutdown deadline (1 outcome(s) not "
+            "reported: it was given up at the deadline)" in caplog.messages)
+
+
+def test_work_reporting_its_end_when_the_deadline_passes_is_not_given_up():
+    gate, drained = WriteGate(), []
+
+    class ShutdownWhileReporting(EventLog):
+        def emit(self, type, result, **fields):
+            event = super().emit(type, result, **fields)
+            if type == "outcome":  # the deadline passes as the outcome is being reported
+                drained.append(dispatcher.drain(deadline_s=0))
+            return event
+    events = ShutdownWhileReporting(64, lambda: RECEIVED)
+
+    def handle(alerts):
+        gate.through("demo_web")
+        return [A.Outcome(_action(alerts[0]), A.SUCCESS, 1.0)]
+    dispatcher = Dispatcher(handle, Metrics(), events=events, executor=InlineExecutor(),
+                            clock=lambda: RECEIVED, monotonic=lambda: 100.0, gate=gate)
+    dispatcher.submit(recorded("firing_migrate.json"))
+    assert drained == [0]
+    assert [(e["type"], e["result"]) for e in the_events(events)] == [("outcome", "success")]
+
+
+def test_work_that_passed_the_gate_before_leaves_no_mark_on_the_next_work_of_its_service():
+    events = EventLog(64, lambda: RECEIVED)
+    gate = WriteGate()
+    runs = []
+
+    def handle(alerts):
+        runs.append(True)
+        if len(runs) == 1:
+            gate.through("demo_web")  # the first work writes and ends
+            return []
+        dispatcher.drain(deadline_s=0)  # the second is still deciding at the deadline
+        return []
+    dispatcher = Dispatcher(handle, Metrics(), events=events, executor=InlineExecutor(),
+                            clock=lambda: RECEIVED, monotonic=lambda: 100.0, gate=gate)
+    dispatcher.submit(recorded("firing_migrate.json"))
+    dispatcher.submit([later(recorded("firing_migrate.json")[0])])
+    assert [e["result"] for e in the_events(events)] == ["shutdown_unfinished"]
 
 
 def test_shutdown_waits_for_running_work_that_ends_within_the_deadline():
