@@ -210,8 +210,12 @@ def webhook_from_dict(data: Any, max_services: int | None = None) -> Webhook:
     if not isinstance(alerts, list) or not alerts:
         raise PayloadError("alerts must be a non-empty list")
     if max_services is not None and len(alerts) > max_services:
-        named = {item["labels"].get("service") for item in alerts
-                 if isinstance(item, dict) and isinstance(item.get("labels"), dict)}
+        # Only names are counted: a service that is not a string (a list cannot even be
+        # put in a set) is refused below, naming the alert, like any other bad label.
+        labels = [item["labels"] for item in alerts
+                  if isinstance(item, dict) and isinstance(item.get("labels"), dict)]
+        named = {service for service in (each.get("service") for each in labels)
+                 if isinstance(service, str)}
         if len(named) > max_services:
             raise TooManyServices(len(named), max_services)
     truncated = data.get("truncatedAlerts", 0)

@@ -352,3 +352,11 @@ def test_the_recorded_payloads_still_pass():
                  "firing_scale_down.json", "resolved_migrate.json"]:
         from tests.unit.test_receiver_app import body
         assert post(app, body(name), headers=AUTH).status_code == 202, name
+
+
+def test_more_alerts_than_may_wait_whose_service_is_a_list_are_400_naming_the_label():
+    app, api = make()
+    flood = post(app, webhook(*(scale_up(["web"]) for _ in range(257))))
+    assert flood.status_code == 400
+    assert flood.get_json()["error"] == "alerts[0].labels.service must be a string"
+    assert api.calls == []

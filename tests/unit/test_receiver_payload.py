@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.payload import (ParseCache, PayloadError, parse_time, parse_webhook,
-                              webhook_from_dict)
+from receiver.payload import (ParseCache, PayloadError, TooManyServices, parse_time,
+                              parse_webhook, webhook_from_dict)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 
@@ -182,6 +182,11 @@ def test_arbitrary_json_never_raises_anything_but_payload_error(data):
         webhook_from_dict(data)
         parse_webhook(json.dumps(data))
     except PayloadError:
+        pass
+    # With a bound on services, the services are counted before the alerts are built.
+    try:
+        webhook_from_dict(data, max_services=1)
+    except (PayloadError, TooManyServices):
         pass
 
 
@@ -485,3 +490,12 @@ def test_a_body_naming_too_many_services_is_refused_whether_kept_or_not(max_body
     body = json.dumps(_naming("a", "b", "c")).encode()
     with pytest.raises(TooManyServices):
         ParseCache(max_body=max_body).parse(body, NOW, 30, max_services=2)
+
+
+def test_many_alerts_whose_service_is_not_a_string_are_a_payload_error_not_a_crash():
+    # More alerts than may wait makes the parser count the services they name before it
+    # builds them; a list cannot be counted as a name, and is refused as what it is.
+    data = _naming(*(["web"] for _ in range(3)))
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data, max_services=2)
+    assert err.value.reason == "alerts[0].labels.service must be a string"
