@@ -23,6 +23,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import sys
 import time
 from concurrent.futures import Executor
 from datetime import datetime
@@ -171,7 +172,11 @@ def create_app(settings: Settings | None = None, api=None, *,
         if not since.isascii() or not since.isdigit():
             return reject(400, f"since must be a whole number (an event's seq), "
                                f"got {E.escape_controls(since)!r}")
-        found, last, missed = events.since(int(since))
+        # Any whole number is a place in the stream, and past the last event there is
+        # nothing yet (EventLog.since): a number too long to be a seq (int() refuses more
+        # than 4,300 digits) is read as the largest one, with the same answer.
+        digits = since.lstrip("0") or "0"
+        found, last, missed = events.since(int(digits) if len(digits) <= 19 else sys.maxsize)
         # json.dumps keeps each event's keys in the documented order (jsonify sorts them).
         return Response(json.dumps({"events": found, "last": last, "missed": missed}),
                         mimetype="application/json")

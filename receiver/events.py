@@ -127,6 +127,7 @@ class EventLog:
         were already pushed out of the ring)."""
         with self._lock:
             last = self._seq
+            seq = min(seq, last)  # past the last event: none yet, nothing missed
             first = last - len(self._ring) + 1  # the ring holds first..last, in order
             events = list(itertools.islice(self._ring, max(seq + 1 - first, 0), None))
         return events, last, seq + 1 < first

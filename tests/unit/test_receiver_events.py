@@ -158,6 +158,22 @@ def test_a_bad_since_is_400_naming_it(since):
     assert response.get_json()["error"].startswith("since must be a whole number")
 
 
+@pytest.mark.parametrize("since", [str(2**63 - 1), str(2**63), str(2**64), "9" * 5000])
+def test_a_since_past_the_last_event_however_large_gets_no_events_and_nothing_missed(since):
+    # Any whole number is a place in the stream; past the last event there is nothing yet.
+    app, _ = make(dry_run=True)
+    post(app, body("firing_scale_up.json"))  # seq 2 and 3, after `started`
+    response = events(app, since=since)
+    assert response.status_code == 200
+    assert response.get_json() == {"events": [], "last": 3, "missed": False}
+
+
+def test_a_since_with_leading_zeros_is_the_number_it_writes():
+    app, _ = make(dry_run=True)
+    post(app, body("firing_scale_up.json"))
+    assert [e["seq"] for e in events(app, since="0" * 5000 + "2").get_json()["events"]] == [3]
+
+
 def test_each_event_is_also_one_ascii_json_log_line(caplog):
     caplog.set_level(logging.INFO, logger=E.EVENTS_LOGGER)
     app, _ = make(dry_run=True)
