@@ -60,7 +60,10 @@ def read_time(labels: Mapping[str, str], name: str) -> datetime | None:
     except NotATime:
         pass
     try:
-        # Also accept unix seconds, in case an operator sets a cooldown by hand.
+        # Also accept unix seconds, in case an operator sets a cooldown by hand; in ASCII
+        # digits, as the RFC 3339 form (float() would read any Unicode digit).
+        if not text.isascii():
+            raise ValueError(text)
         return datetime.fromtimestamp(float(text), tz=timezone.utc)
     except (ValueError, OverflowError, OSError):
         raise LabelError(f"label {name}={text!r} is not a time") from None

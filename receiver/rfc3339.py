@@ -16,9 +16,12 @@ class NotATime(ValueError):
 
 # RFC 3339 as Alertmanager writes it (Go's time.RFC3339Nano): fractions of any length,
 # `Z` or a numeric offset. Python keeps microseconds, so extra digits are dropped.
+# Digits are ASCII ones, as RFC 3339's ABNF says: `\d` would take any Unicode digit
+# (Arabic-Indic, full-width), and int() would read them; and the whole text is the time
+# (fullmatch: `$` would also let a trailing newline through).
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
 
 
@@ -26,7 +29,7 @@ def parse_time(text: Any, field_name: str) -> datetime:
     """Parse an RFC 3339 timestamp into an aware UTC datetime, or raise NotATime."""
     if not isinstance(text, str):
         raise NotATime(f"{field_name} must be an RFC 3339 string")
-    m = _RFC3339.match(text)
+    m = _RFC3339.fullmatch(text)
     if not m:
         raise NotATime(f"{field_name} {text!r} is not an RFC 3339 timestamp")
     year, month, day, hour, minute, second, frac, zulu, sign, oh, om = m.groups()
