@@ -48,5 +48,7 @@ def parse_time(text: Any, field_name: str) -> datetime:
 
 
 def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with microseconds: comparable with Alertmanager's startsAt."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC with microseconds: comparable with Alertmanager's startsAt.
+    isoformat, not strftime: glibc's %Y writes the year 1 as `1`, not `0001`."""
+    utc = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"
