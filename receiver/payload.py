@@ -12,7 +12,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -41,6 +41,10 @@ SERVICE_NAME_MAX = 63
 # Task and node IDs: swarmkit's identity.NewID, 25 characters of base 36, lower case.
 OBJECT_ID = re.compile(r"[a-z0-9]{25}")
 ID_LABELS = ("task_id", "node_id")
+# No alert starts before this: Prometheus stamps startsAt with the time the rule fired.
+# Go's zero time (0001-01-01T00:00:00Z) is what Alertmanager writes for an unset time,
+# which an endsAt may be (a firing alert) and a startsAt never is.
+EARLIEST_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # C0 and C1 controls and DEL, plus the Unicode line and paragraph separators: none belongs
 # in a label, and each can start a forged line in a log viewer.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -252,6 +256,9 @@ def _alert(item: Any, where: str) -> Alert:
         raise PayloadError(f"{where}: {name} is missing label(s) {', '.join(missing)}")
     _check_names(labels, f"{where}.labels")
     starts_at = parse_time(item.get("startsAt"), f"{where}.startsAt")
+    if starts_at < EARLIEST_START:
+        raise PayloadError(f"{where}.startsAt {item['startsAt']!r} is before 1970: not the "
+                           f"start of a real alert")
     ends_at = None
     if item.get("endsAt") is not None:
         ends_at = parse_time(item.get("endsAt"), f"{where}.endsAt")

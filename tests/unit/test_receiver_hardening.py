@@ -7,6 +7,7 @@ import pytest
 
 from receiver import actuator as A
 from receiver.metrics import Metrics
+from receiver.rfc3339 import format_time
 from tests.fake_docker_api_client import TASK, WEB_ID, WORKER_1, WORKER_2
 from receiver.worker import DUPLICATE_WINDOW_S, Dispatcher, InlineExecutor
 from tests.unit.test_receiver_app import AUTH, NOW, make, post, sample
@@ -15,7 +16,7 @@ from tests.unit.test_receiver_worker import ManualExecutor, recorded
 
 def alert(labels, starts_at=NOW - timedelta(seconds=30), status="firing"):
     return {"status": status, "labels": labels, "annotations": {},
-            "startsAt": starts_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "startsAt": format_time(starts_at),
             "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "0123456789abcdef"}
 
 
@@ -359,4 +360,15 @@ def test_more_alerts_than_may_wait_whose_service_is_a_list_are_400_naming_the_la
     flood = post(app, webhook(*(scale_up(["web"]) for _ in range(257))))
     assert flood.status_code == 400
     assert flood.get_json()["error"] == "alerts[0].labels.service must be a string"
+    assert api.calls == []
+
+
+def test_an_alert_starting_at_the_zero_time_is_400_naming_startsat_and_writes_no_event():
+    app, api = make(dry_run=True)
+    response = post(app, webhook(scale_up("demo_web", starts_at=datetime(
+        1, 1, 1, tzinfo=timezone.utc))))
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("alerts[0].startsAt '0001-01-01T00:00:00")
+    assert [e["type"] for e in app.test_client().get(
+        "/events", headers=AUTH).get_json()["events"]] == ["started"]
     assert api.calls == []

@@ -499,3 +499,24 @@ def test_many_alerts_whose_service_is_not_a_string_are_a_payload_error_not_a_cra
     with pytest.raises(PayloadError) as err:
         webhook_from_dict(data, max_services=2)
     assert err.value.reason == "alerts[0].labels.service must be a string"
+
+
+# -- when an alert can have started --------------------------------------------------------
+
+@pytest.mark.parametrize("starts_at", ["0001-01-01T00:00:00Z", "1969-12-31T23:59:59.999999Z"])
+def test_an_alert_starting_before_1970_is_refused_naming_its_start(starts_at):
+    # Alertmanager writes Go's zero time only for an unset endsAt; a real alert's start
+    # is a real time.
+    data = load("firing_scale_up.json")
+    data["alerts"][0]["startsAt"] = starts_at
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data)
+    assert err.value.reason == (f"alerts[0].startsAt {starts_at!r} is before 1970: not the "
+                                f"start of a real alert")
+
+
+def test_an_alert_may_start_at_1970_and_end_at_the_zero_time_meaning_not_yet():
+    data = load("firing_scale_up.json")
+    data["alerts"][0].update(startsAt="1970-01-01T00:00:00Z", endsAt="0001-01-01T00:00:00Z")
+    (alert,) = webhook_from_dict(data).alerts
+    assert (alert.starts_at, alert.ends_at) == (datetime(1970, 1, 1, tzinfo=timezone.utc), None)
