@@ -41,7 +41,7 @@ from receiver.confirmation import FiringAlerts
 from receiver.prometheus import prometheus_of
 from receiver import ground_truth
 from receiver.metrics import Metrics
-from receiver.payload import ParseCache, PayloadError, TooManyServices
+from receiver.payload import ParseCache, PayloadError, TooManyServices, quoted
 from receiver.readiness import Readiness
 from receiver.reporting import Reporter
 from receiver.maintainer import Maintainer, Unavailable
@@ -171,7 +171,7 @@ def create_app(settings: Settings | None = None, api=None, *,
         since = request.args.get("since", "0")
         if not since.isascii() or not since.isdigit():
             return reject(400, f"since must be a whole number (an event's seq), "
-                               f"got {E.escape_controls(since)!r}")
+                               f"got {quoted(since)}")
         # Any whole number is a place in the stream, and past the last event there is
         # nothing yet (EventLog.since): a number too long to be a seq (int() refuses more
         # than 4,300 digits) is read as the largest one, with the same answer.

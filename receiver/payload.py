@@ -45,6 +45,9 @@ ID_LABELS = ("task_id", "node_id")
 # Go's zero time (0001-01-01T00:00:00Z) is what Alertmanager writes for an unset time,
 # which an endsAt may be (a firing alert) and a startsAt never is.
 EARLIEST_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# How much of an offending value a reason quotes: a 900 KB label must not come back whole
+# in the 400's body, nor fill a log line. Every name and ID a label holds is shorter.
+QUOTED_MAX = 64
 # C0 and C1 controls and DEL, plus the Unicode line and paragraph separators: none belongs
 # in a label, and each can start a forged line in a log viewer.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -132,6 +135,9 @@ class Webhook:
 
 def parse_time(text: Any, field_name: str = "time") -> datetime:
     """Parse an RFC 3339 timestamp into an aware UTC datetime, or raise PayloadError."""
+    if isinstance(text, str) and len(text) > QUOTED_MAX:
+        # No RFC 3339 time is this long (35 characters at most); rfc3339 would quote it whole.
+        raise PayloadError(f"{field_name} {quoted(text)} is not an RFC 3339 timestamp")
     try:
         return rfc3339.parse_time(text, field_name)
     except rfc3339.NotATime as exc:
@@ -209,7 +215,7 @@ def webhook_from_dict(data: Any, max_services: int | None = None) -> Webhook:
         raise PayloadError("body must be a JSON object")
     version = data.get("version")
     if version != "4":
-        raise PayloadError(f"unsupported webhook version {version!r}, expected \"4\"")
+        raise PayloadError(f"unsupported webhook version {quoted(version)}, expected \"4\"")
     alerts = data.get("alerts")
     if not isinstance(alerts, list) or not alerts:
         raise PayloadError("alerts must be a non-empty list")
@@ -240,7 +246,8 @@ def _alert(item: Any, where: str) -> Alert:
         raise PayloadError(f"{where} must be an object")
     status = item.get("status")
     if status not in (FIRING, RESOLVED):
-        raise PayloadError(f"{where}.status must be \"firing\" or \"resolved\", got {status!r}")
+        raise PayloadError(f"{where}.status must be \"firing\" or \"resolved\", "
+                           f"got {quoted(status)}")
     labels = _string_map(item.get("labels"), f"{where}.labels", required=True)
     annotations = _string_map(item.get("annotations"), f"{where}.annotations", required=False)
     name = labels.get("alertname")
@@ -248,7 +255,7 @@ def _alert(item: Any, where: str) -> Alert:
         raise PayloadError(f"{where}.labels has no alertname")
     if name not in REQUIRED_LABELS:
         raise PayloadError(
-            f"{where}: unknown alertname {name!r}; this receiver handles "
+            f"{where}: unknown alertname {quoted(name)}; this receiver handles "
             f"{', '.join(REQUIRED_LABELS)}"
         )
     missing = [key for key in REQUIRED_LABELS[name] if not labels.get(key)]
@@ -282,13 +289,13 @@ def _check_names(labels: Mapping[str, str], where: str) -> None:
     if service is not None and (len(service) > SERVICE_NAME_MAX
                                 or not SERVICE_NAME.fullmatch(service)):
         raise PayloadError(
-            f"{where}.service {service!r} is not a Docker service name (at most "
+            f"{where}.service {quoted(service)} is not a Docker service name (at most "
             f"{SERVICE_NAME_MAX} letters, digits, '-' and '_', starting and ending with a "
             f"letter or digit)")
     for key in ID_LABELS:
         value = labels.get(key)
         if value is not None and not OBJECT_ID.fullmatch(value):
-            raise PayloadError(f"{where}.{key} {value!r} is not a Swarm ID (25 lower-case "
+            raise PayloadError(f"{where}.{key} {quoted(value)} is not a Swarm ID (25 lower-case "
                                f"letters and digits)")
 
 
@@ -327,9 +334,28 @@ def _encodable(text: str, where: str) -> None:
         raise PayloadError(f"{where} contains a lone surrogate (not valid Unicode)") from None
 
 
+def quoted(value: Any) -> str:
+    """A value as a reason quotes it: its repr (controls and lone surrogates escaped), of
+    a long one the first QUOTED_MAX characters and its length, of a JSON array or object
+    only what it is. A reason is the 400's body and a log line."""
+    if isinstance(value, (list, dict)):
+        return "a JSON array" if isinstance(value, list) else "a JSON object"
+    if not isinstance(value, str):
+        value = repr(value)  # a number (up to 4,300 digits), true, false or null
+        return value if len(value) <= QUOTED_MAX else _cut(value)
+    return repr(value) if len(value) <= QUOTED_MAX else _cut(value, repr)
+
+
 def _printable(text: str) -> str:
-    """`text` as it may appear in a reason (and so in a log line): controls escaped."""
+    """A name as it may appear in a reason's path (`alerts[0].labels.<name>`): controls
+    escaped, and of a long one the first QUOTED_MAX characters and its length."""
+    if len(text) > QUOTED_MAX:
+        return _cut(text, _printable)
     return repr(text)[1:-1] if CONTROL.search(text) or not text.isprintable() else text
+
+
+def _cut(text: str, show=str) -> str:
+    return f"{show(text[:QUOTED_MAX])}... ({len(text)} characters)"
 
 
 def _optional_str(data: dict, key: str, where: str) -> str:

@@ -168,6 +168,13 @@ def test_a_since_past_the_last_event_however_large_gets_no_events_and_nothing_mi
     assert response.get_json() == {"events": [], "last": 3, "missed": False}
 
 
+def test_a_long_bad_since_is_quoted_by_its_first_64_characters_and_its_length():
+    app, _ = make()
+    response = events(app, since="x" * 5000)
+    assert response.status_code == 400
+    assert response.get_json()["error"].endswith(f"got {'x' * 64!r}... (5000 characters)")
+
+
 def test_a_since_with_leading_zeros_is_the_number_it_writes():
     app, _ = make(dry_run=True)
     post(app, body("firing_scale_up.json"))

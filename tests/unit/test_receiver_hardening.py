@@ -372,3 +372,16 @@ def test_an_alert_starting_at_the_zero_time_is_400_naming_startsat_and_writes_no
     assert [e["type"] for e in app.test_client().get(
         "/events", headers=AUTH).get_json()["events"]] == ["started"]
     assert api.calls == []
+
+
+def test_a_huge_bad_label_is_quoted_short_in_the_400_and_in_the_log_line(caplog):
+    app, api = make()
+    huge = "w" * 900 * 1024
+    response = post(app, webhook(migrate(task_id=huge)))
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error.startswith("alerts[0].labels.task_id")
+    assert len(error) < 300
+    [line] = [r.getMessage() for r in caplog.records if "Rejected request" in r.getMessage()]
+    assert error in line and len(line) < 400
+    assert api.calls == []

@@ -520,3 +520,51 @@ def test_an_alert_may_start_at_1970_and_end_at_the_zero_time_meaning_not_yet():
     data["alerts"][0].update(startsAt="1970-01-01T00:00:00Z", endsAt="0001-01-01T00:00:00Z")
     (alert,) = webhook_from_dict(data).alerts
     assert (alert.starts_at, alert.ends_at) == (datetime(1970, 1, 1, tzinfo=timezone.utc), None)
+
+
+# -- how a reason quotes what it refuses ------------------------------------------------------
+
+HUGE = "x" * 900 * 1024
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d.update(version=HUGE),
+    lambda d: d.update(version=int("9" * 4300)),
+    lambda d: d["alerts"][0].update(status=HUGE),
+    lambda d: d["alerts"][0].update(status=[HUGE]),
+    lambda d: d["alerts"][0]["labels"].update(alertname=HUGE),
+    lambda d: d["alerts"][0]["labels"].update(service=HUGE),
+    lambda d: d["alerts"][0]["labels"].update(task_id=HUGE),
+    lambda d: d["alerts"][0]["labels"].update({HUGE: 5}),
+    lambda d: d["alerts"][0]["labels"].update({HUGE + "\n": "x"}),
+    lambda d: d["alerts"][0]["labels"].update(team=HUGE + "\n"),
+    lambda d: d["alerts"][0]["labels"].update(team=HUGE + "\ud800"),
+    lambda d: d["alerts"][0]["annotations"].update({HUGE + "\ud800": "x"}),
+    lambda d: d["alerts"][0].update(startsAt=HUGE),
+    lambda d: d["alerts"][0].update(endsAt=HUGE),
+])
+def test_a_reason_quotes_at_most_a_short_prefix_of_a_huge_value(change):
+    # The reason is the 400's body and a log line: a 900 KB label must not come back whole.
+    data = load("firing_migrate.json")
+    change(data)
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data)
+    assert len(err.value.reason) < 300, err.value.reason[:300]
+
+
+def test_a_long_value_is_quoted_by_its_first_64_characters_and_its_length():
+    data = load("firing_scale_up.json")
+    data["alerts"][0]["labels"]["service"] = "s" * 999 + "!"
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data)
+    assert err.value.reason.startswith(
+        f"alerts[0].labels.service {'s' * 64!r}... (1000 characters) is not a Docker "
+        f"service name")
+
+
+def test_a_long_label_name_is_shown_by_its_first_64_characters_and_its_length():
+    data = load("firing_scale_up.json")
+    data["alerts"][0]["labels"]["k" * 100] = 5
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data)
+    assert err.value.reason == f"alerts[0].labels.{'k' * 64}... (100 characters) must be a string"
