@@ -45,6 +45,13 @@ ID_LABELS = ("task_id", "node_id")
 # Go's zero time (0001-01-01T00:00:00Z) is what Alertmanager writes for an unset time,
 # which an endsAt may be (a firing alert) and a startsAt never is.
 EARLIEST_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# How much an alert may carry, checked before anything else reads it: every label is kept
+# with the alert until its work is done, so the body's size alone bounded them too loosely
+# (701 webhooks of one 1 MB label each in 20 s took the receiver from 41 to 302 MB).
+# Generous: Swarm's names have at most 63 characters, its IDs 25, and the recorded alerts
+# (tests/unit/fixtures) carry 8 labels. Annotations' text is bounded by the body alone.
+LABEL_MAX = 1024  # characters in a label's name, and in its value
+ENTRIES_MAX = 64  # labels of an alert, and annotations of an alert
 # How much of an offending value a reason quotes: a 900 KB label must not come back whole
 # in the 400's body, nor fill a log line. Every name and ID a label holds is shorter.
 QUOTED_MAX = 64
@@ -308,9 +315,18 @@ def _string_map(value: Any, where: str, required: bool) -> dict[str, str]:
         return {}
     if not isinstance(value, dict):
         raise PayloadError(f"{where} must be an object of strings")
+    if len(value) > ENTRIES_MAX:
+        raise PayloadError(f"{where} has {len(value)} entries; an alert may have at most "
+                           f"{ENTRIES_MAX}")
     for key, item in value.items():
         if not isinstance(item, str):
             raise PayloadError(f"{where}.{_printable(key)} must be a string")
+        if required and (len(key) > LABEL_MAX or len(item) > LABEL_MAX):
+            if len(key) > LABEL_MAX:
+                raise PayloadError(f"{where} name {_printable(key)} is longer than the "
+                                   f"{LABEL_MAX} characters a label may have")
+            raise PayloadError(f"{where}.{_printable(key)} is {len(item)} characters long; "
+                               f"a label may have at most {LABEL_MAX}")
     # One look at all the text at once (this runs for every alert of every webhook); the
     # field at fault is looked for only when there is one.
     text = "".join(value) + "".join(value.values())

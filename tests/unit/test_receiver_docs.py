@@ -1,5 +1,6 @@
 """receiver/README.md lists what the code defines: every setting and every skip reason
-(docs/contract.md is held to the same by test_receiver_events.py)."""
+(docs/contract.md is held to the same by test_receiver_events.py); the contract states the
+webhook parser's bounds."""
 import dataclasses
 from pathlib import Path
 
@@ -29,3 +30,15 @@ def test_the_receivers_readme_explains_every_skip_reason():
     skips = section("Skip reasons")
     for reason in skip_reasons():
         assert f"`{reason}`" in skips, reason
+
+
+def test_the_contract_states_the_bounds_the_webhook_parser_applies():
+    from receiver import payload
+    contract = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
+    api = contract.split("## Receiver HTTP API", 1)[1].split("\n## ", 1)[0]
+    api = " ".join(api.split())  # one line: the numbers may sit at a line break
+    assert (payload.LABEL_MAX, payload.ENTRIES_MAX, payload.QUOTED_MAX) == (1024, 64, 64)
+    assert (f"more than {payload.ENTRIES_MAX} labels or {payload.ENTRIES_MAX} annotations"
+            in api)
+    assert f"longer than {payload.LABEL_MAX:,} characters" in api
+    assert f"at most the first {payload.QUOTED_MAX} characters of the value at fault" in api

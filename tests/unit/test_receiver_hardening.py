@@ -385,3 +385,15 @@ def test_a_huge_bad_label_is_quoted_short_in_the_400_and_in_the_log_line(caplog)
     [line] = [r.getMessage() for r in caplog.records if "Rejected request" in r.getMessage()]
     assert error in line and len(line) < 400
     assert api.calls == []
+
+
+def test_a_900_kb_label_is_400_naming_the_label_and_changes_nothing():
+    app, api = make(dry_run=True)
+    response = post(app, webhook(alert({"alertname": "SwarmGuardScaleUp", "service": "demo_web",
+                                        "team": "t" * 900 * 1024})))
+    assert response.status_code == 400
+    assert response.get_json()["error"] == ("alerts[0].labels.team is 921600 characters long; "
+                                            "a label may have at most 1024")
+    assert sample(app, "swarmguard_alerts_received_total",
+                  alertname="SwarmGuardScaleUp", status="firing") == 0
+    assert api.calls == []

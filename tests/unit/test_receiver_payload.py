@@ -568,3 +568,39 @@ def test_a_long_label_name_is_shown_by_its_first_64_characters_and_its_length():
     with pytest.raises(PayloadError) as err:
         webhook_from_dict(data)
     assert err.value.reason == f"alerts[0].labels.{'k' * 64}... (100 characters) must be a string"
+
+
+# -- how much an alert may carry ------------------------------------------------------------
+
+def _with_labels(**extra):
+    data = load("firing_scale_up.json")
+    data["alerts"][0]["labels"].update(extra)
+    return data
+
+
+def test_a_label_value_of_1024_characters_is_accepted_and_one_more_is_refused_naming_it():
+    assert webhook_from_dict(_with_labels(team="t" * 1024)).alerts[0].labels["team"] == "t" * 1024
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(_with_labels(team="t" * 1025))
+    assert err.value.reason == ("alerts[0].labels.team is 1025 characters long; a label may "
+                                "have at most 1024")
+
+
+def test_a_label_name_longer_than_1024_characters_is_refused():
+    assert webhook_from_dict(_with_labels(**{"n" * 1024: "x"}))
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(_with_labels(**{"n" * 1025: "x"}))
+    assert err.value.reason == (f"alerts[0].labels name {'n' * 64}... (1025 characters) is "
+                                f"longer than the 1024 characters a label may have")
+
+
+@pytest.mark.parametrize("field", ["labels", "annotations"])
+def test_an_alert_may_carry_64_labels_and_64_annotations_and_no_more(field):
+    data = load("firing_scale_up.json")
+    carried = data["alerts"][0][field]
+    carried.update({f"extra_{i}": "x" for i in range(64 - len(carried))})
+    assert len(getattr(webhook_from_dict(data).alerts[0], field)) == 64
+    carried["one_more"] = "x"
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data)
+    assert err.value.reason == f"alerts[0].{field} has 65 entries; an alert may have at most 64"
