@@ -6,6 +6,7 @@ A payload is accepted or rejected whole: bad input changes nothing.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -110,10 +111,16 @@ class Alert:
         return self.labels.get("node_id")
 
     @cached_property
-    def instance(self) -> tuple:
+    def instance(self) -> bytes:
         """One alert instance: the same alert (by its labels) that started at the same
-        time. Computed once: an Alert from ParseCache serves every resend of its webhook."""
-        return (self.name, tuple(sorted(self.labels.items())), self.starts_at)
+        time, as a 16-byte digest, so that remembering it (worker.RecentlyHandled) costs
+        the same whatever the labels hold and keeps none of them alive. Labels hold no NUL
+        (no control character: checked), so NUL-separated they read back one way only.
+        Computed once: an Alert from ParseCache serves every resend of its webhook."""
+        fields = [self.name, *(text for item in sorted(self.labels.items()) for text in item),
+                  self.starts_at.isoformat()]
+        text = "\0".join(fields).encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(text, digest_size=16).digest()
 
 
 @dataclass(frozen=True)

@@ -516,3 +516,41 @@ def test_an_instance_handled_exactly_one_window_ago_is_forgotten_and_newer_ones_
     recent.add("new", 12.0)
     recent.forget_expired(15.0)
     assert ("old" in recent, "new" in recent) == (False, True)
+
+
+def test_what_is_remembered_of_a_handled_alert_does_not_grow_with_its_labels():
+    # 100 handled alerts of the most an alert may carry: 64 labels of 1,024 characters.
+    import gc
+    import tracemalloc
+    from types import MappingProxyType
+    one = recorded("firing_scale_up.json")[0]
+    dispatcher = Dispatcher(lambda alerts: [], Metrics(), executor=InlineExecutor(),
+                            monotonic=lambda: 100.0)
+    dispatcher.submit([one])  # the first submit builds what every later one reuses
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(100):
+            labels = {**one.labels, **{f"l{n}": f"{i:04d}" + "v" * 1020 for n in range(60)}}
+            dispatcher.submit([dataclasses.replace(one, labels=MappingProxyType(labels))])
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # A few hundred bytes each (a digest, a time, a dict slot) and whatever a test runner
+    # allocates around the calls (mutmut's brings it to ~1.2 KB): not their 64 KB of labels.
+    assert kept < 100 * 4096, kept
+    assert dispatcher.submit([one]).queued == ()  # still remembered: a duplicate
+
+
+def test_an_alert_instance_is_a_16_byte_digest_of_its_name_labels_and_start():
+    from types import MappingProxyType
+    one = recorded("firing_migrate.json")[0]
+    reordered = dataclasses.replace(one, labels=MappingProxyType(
+        dict(reversed(list(one.labels.items())))))
+    relabelled = dataclasses.replace(one, labels=MappingProxyType({**one.labels, "team": "b"}))
+    assert isinstance(one.instance, bytes) and len(one.instance) == 16
+    assert reordered.instance == one.instance
+    assert relabelled.instance != one.instance
+    assert later(one, 1).instance != one.instance
