@@ -13,9 +13,10 @@ receiver.actuator (an action being carried out).
 """
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Hashable, Sequence
 
 from receiver import events as E
 from receiver import labels as L
@@ -32,11 +33,20 @@ _dispatching = E.safe_logger("receiver.worker")
 _acting = E.safe_logger("receiver.actuator")
 
 
+# A refused request is counted every time, and logged at most once per status code in
+# this many seconds: each 401 of an unauthenticated flood wrote a WARNING line. Per code,
+# not per reason: a 400's reason quotes the sender's values, so varied bad input would
+# still write a line each.
+REJECTION_LOG_INTERVAL_S = 60.0
+
+
 class Reporter:
-    def __init__(self, metrics: Metrics, events: E.EventLog | None = None):
+    def __init__(self, metrics: Metrics, events: E.EventLog | None = None,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.metrics = metrics
         # None: no event stream (an Actuator driven on its own, as in tests).
         self.events = events
+        self._rejections = _OncePer(REJECTION_LOG_INTERVAL_S, monotonic)
 
     def _emit(self, type: str, result: str, **fields) -> None:
         if self.events is not None:
@@ -51,7 +61,15 @@ class Reporter:
 
     def rejected(self, sender: str | None, code: int, reason: str) -> None:
         self.metrics.rejected_requests.labels(str(code)).inc()
-        _arriving.warning("Rejected request from %s: %d %s", sender, code, reason)
+        held_back = self._rejections.due(code)
+        if held_back is None:
+            return
+        if held_back:
+            _arriving.warning("Rejected request from %s: %d %s (and %d more %d answers since "
+                              "the last such line, not logged)", sender, code, reason,
+                              held_back, code)
+        else:
+            _arriving.warning("Rejected request from %s: %d %s", sender, code, reason)
 
     def received(self, webhook: Webhook, now: datetime) -> None:
         """A webhook was taken: its alerts counted, the firing ones' age observed, each
@@ -267,3 +285,26 @@ class Reporter:
     def rollback_unfinished(self, service: str, timeout_s: float) -> None:
         _acting.warning("Rollback of %s did not complete within %.0f s; not recorded",
                         service, timeout_s)
+
+
+class _OncePer:
+    """At most one log line per key every `interval` seconds, and how many were held back."""
+
+    def __init__(self, interval: float, monotonic: Callable[[], float]):
+        self._interval = interval
+        self._monotonic = monotonic
+        self._last: dict[Hashable, float] = {}  # key -> when its last line was written
+        self._held: dict[Hashable, int] = {}
+        self._lock = threading.Lock()
+
+    def due(self, key: Hashable) -> int | None:
+        """None: hold this line back. Else write it: the number of lines held back since
+        the last one of `key`."""
+        now = self._monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                self._held[key] = self._held.get(key, 0) + 1
+                return None
+            self._last[key] = now
+            return self._held.pop(key, 0)

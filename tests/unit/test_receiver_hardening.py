@@ -397,3 +397,41 @@ def test_a_900_kb_label_is_400_naming_the_label_and_changes_nothing():
     assert sample(app, "swarmguard_alerts_received_total",
                   alertname="SwarmGuardScaleUp", status="firing") == 0
     assert api.calls == []
+
+
+# -- a flood of refusals is counted whole and logged sparingly ---------------------------------
+
+def rejection_lines(caplog):
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Rejected")]
+
+
+def test_a_flood_of_401s_is_counted_whole_but_logged_once(caplog):
+    app, api = make()
+    for _ in range(500):
+        assert post(app, b"{}", headers={"Authorization": "Bearer guess"}).status_code == 401
+    assert sample(app, "swarmguard_rejected_requests_total", code="401") == 500
+    assert rejection_lines(caplog) == [
+        "Rejected request from 127.0.0.1: 401 missing or wrong bearer token"]
+    # Each status code has its own line: a bad payload is still seen among the 401s.
+    assert post(app, b"[]").status_code == 400
+    assert rejection_lines(caplog)[1:] == [
+        "Rejected request from 127.0.0.1: 400 body must be a JSON object"]
+
+
+def test_after_the_interval_the_next_refusal_is_logged_with_how_many_were_not(caplog):
+    from receiver.reporting import REJECTION_LOG_INTERVAL_S, Reporter
+    now = [1000.0]
+    report = Reporter(Metrics(), monotonic=lambda: now[0])
+    for _ in range(3):
+        report.rejected("10.0.0.9", 401, "missing or wrong bearer token")
+    now[0] += REJECTION_LOG_INTERVAL_S - 0.1
+    report.rejected("10.0.0.9", 401, "missing or wrong bearer token")
+    now[0] += 0.1
+    report.rejected("10.0.0.7", 401, "missing or wrong bearer token")
+    report.rejected("10.0.0.7", 401, "missing or wrong bearer token")
+    assert REJECTION_LOG_INTERVAL_S == 60
+    assert rejection_lines(caplog) == [
+        "Rejected request from 10.0.0.9: 401 missing or wrong bearer token",
+        "Rejected request from 10.0.0.7: 401 missing or wrong bearer token (and 3 more 401 "
+        "answers since the last such line, not logged)"]
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
