@@ -127,7 +127,13 @@ class Alert:
 class Webhook:
     receiver: str
     status: str
+    # Each alert once: copies (the same instance, the same status) are left out, so that a
+    # body of one alert many times is decided, recorded and told about once.
     alerts: tuple[Alert, ...]
+    # Where each of `alerts` is in the body (its first copy), for the reasons that name it.
+    positions: tuple[int, ...]
+    # The copies left out, by (alertname, status): counted, never acted on nor an event.
+    copies: Mapping[tuple[str, str], int]
     group_key: str
     truncated_alerts: int
     external_url: str
@@ -178,7 +184,7 @@ def parse_webhook(body: bytes | str, now: datetime | None = None,
 
 def check_not_in_future(webhook: Webhook, now: datetime, max_future_skew: float) -> None:
     latest = now + timedelta(seconds=max_future_skew)
-    for i, alert in enumerate(webhook.alerts):
+    for i, alert in zip(webhook.positions, webhook.alerts):
         if alert.starts_at > latest:
             ahead = (alert.starts_at - now).total_seconds()
             raise PayloadError(
@@ -245,14 +251,39 @@ def webhook_from_dict(data: Any, max_services: int | None = None) -> Webhook:
     truncated = data.get("truncatedAlerts", 0)
     if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0:
         raise PayloadError("truncatedAlerts must be a non-negative integer")
+    # Every alert is checked, copies too: a payload is accepted or refused whole.
+    kept, positions, copies = _distinct([_alert(item, f"alerts[{i}]")
+                                         for i, item in enumerate(alerts)])
     return Webhook(
         receiver=_optional_str(data, "receiver", "receiver"),
         status=_optional_str(data, "status", "status"),
-        alerts=tuple(_alert(item, f"alerts[{i}]") for i, item in enumerate(alerts)),
+        alerts=kept,
+        positions=positions,
+        copies=copies,
         group_key=_optional_str(data, "groupKey", "groupKey"),
         truncated_alerts=truncated,
         external_url=_optional_str(data, "externalURL", "externalURL"),
     )
+
+
+def _distinct(alerts: list[Alert]) -> tuple[tuple[Alert, ...], tuple[int, ...],
+                                            Mapping[tuple[str, str], int]]:
+    """The alerts without copies (the same instance with the same status: Alertmanager
+    never sends one twice, a hostile sender thousands of times), in the order first seen;
+    where each was; and how many copies of each alert name and status were left out."""
+    seen: set[tuple[bytes, str]] = set()
+    kept: list[Alert] = []
+    positions: list[int] = []
+    copies: dict[tuple[str, str], int] = {}
+    for i, alert in enumerate(alerts):
+        key = (alert.instance, alert.status)
+        if key in seen:
+            copies[alert.name, alert.status] = copies.get((alert.name, alert.status), 0) + 1
+            continue
+        seen.add(key)
+        kept.append(alert)
+        positions.append(i)
+    return tuple(kept), tuple(positions), MappingProxyType(copies)
 
 
 def _alert(item: Any, where: str) -> Alert:

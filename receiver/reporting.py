@@ -24,7 +24,7 @@ from receiver.actions import Action, FutileMove, Migration, Outcome, Skip
 if TYPE_CHECKING:
     from receiver.maintenance import NodeMove
 from receiver.metrics import Metrics
-from receiver.payload import Alert, Webhook
+from receiver.payload import FIRING, Alert, Webhook
 from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_UNWATCHED, DROPPED_WAITING, DRY_RUN,
                               DUPLICATE, FAILED, STALE, SUCCESS, WITHDRAWN)
 
@@ -73,9 +73,15 @@ class Reporter:
 
     def received(self, webhook: Webhook, now: datetime) -> None:
         """A webhook was taken: its alerts counted, the firing ones' age observed, each
-        resolved one recorded (never acted on: the action an alert caused is not undone)."""
+        resolved one recorded (never acted on: the action an alert caused is not undone).
+        Copies of an alert in the webhook are counted as received, and firing ones as
+        skipped `duplicate`; nothing else (payload.Webhook left them out)."""
         for (name, status), count in webhook.counts.items():
             self.metrics.count_received(name, status, count)
+        for (name, status), count in webhook.copies.items():
+            self.metrics.count_received(name, status, count)
+            if status == FIRING:
+                self.metrics.alerts_skipped.labels(name, DUPLICATE).inc(count)
         for alert in webhook.firing:
             self.metrics.observe_age(alert.name,
                                      max((now - alert.starts_at).total_seconds(), 0.0))

@@ -435,3 +435,41 @@ def test_after_the_interval_the_next_refusal_is_logged_with_how_many_were_not(ca
         "Rejected request from 10.0.0.7: 401 missing or wrong bearer token (and 3 more 401 "
         "answers since the last such line, not logged)"]
     assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
+
+
+# -- copies of one alert in one webhook ---------------------------------------------------------
+
+def event_list(app):
+    answer = app.test_client().get("/events?since=0", headers=AUTH).get_json()
+    return answer["events"], answer["missed"]
+
+
+def test_a_webhook_of_copies_of_one_firing_alert_writes_the_events_of_one_alert():
+    # 3,000 copies of one alert: before, each copy was decided and wrote an event, and
+    # one 1 MiB webhook of them pushed every earlier event out of the GET /events ring.
+    app, api = make(dry_run=True, event_buffer=64)
+    response = post(app, webhook(*[scale_up("demo_web")] * 3000))
+    assert response.status_code == 202
+    assert response.get_json()["firing"] == 1
+    found, missed = event_list(app)
+    assert ([(e["type"], e["result"]) for e in found], missed) == (
+        [("started", "dry_run"), ("decision", "act"), ("outcome", "dry_run")], False)
+    assert sample(app, "swarmguard_alerts_received_total",
+                  alertname="SwarmGuardScaleUp", status="firing") == 3000
+    assert sample(app, "swarmguard_alerts_skipped_total",
+                  alertname="SwarmGuardScaleUp", reason="duplicate") == 2999
+    assert sample(app, "swarmguard_actions_total", kind="scale_up", result="dry_run") == 1
+
+
+def test_a_webhook_of_copies_of_one_resolved_alert_writes_one_notification():
+    app, api = make(dry_run=True, event_buffer=64)
+    assert post(app, webhook(*[scale_up("demo_web", status="resolved")] * 3000)
+                ).status_code == 202
+    found, missed = event_list(app)
+    assert ([(e["type"], e["result"]) for e in found], missed) == (
+        [("started", "dry_run"), ("notification", "resolved")], False)
+    assert sample(app, "swarmguard_alerts_received_total",
+                  alertname="SwarmGuardScaleUp", status="resolved") == 3000
+    assert sample(app, "swarmguard_alerts_skipped_total",
+                  alertname="SwarmGuardScaleUp", reason="duplicate") == 0
+    assert api.calls == []

@@ -429,7 +429,8 @@ def _naming(*services):
 
 
 def test_a_webhook_naming_exactly_as_many_services_as_may_wait_is_accepted():
-    assert len(webhook_from_dict(_naming("a", "b", "a"), max_services=2).alerts) == 3
+    webhook = webhook_from_dict(_naming("a", "b", "a"), max_services=2)
+    assert [a.service for a in webhook.alerts] == ["a", "b"]  # the second "a" is a copy
 
 
 def test_a_webhook_naming_more_services_than_may_wait_is_refused_whole():
@@ -604,3 +605,38 @@ def test_an_alert_may_carry_64_labels_and_64_annotations_and_no_more(field):
     with pytest.raises(PayloadError) as err:
         webhook_from_dict(data)
     assert err.value.reason == f"alerts[0].{field} has 65 entries; an alert may have at most 64"
+
+
+# -- copies of one alert in a webhook ---------------------------------------------------------
+
+def test_copies_of_an_alert_in_one_webhook_are_kept_once_in_the_order_first_seen_and_counted():
+    data = load("grouped_migrate.json")  # web firing, web firing, web resolved, api firing
+    first, second, resolved, api = data["alerts"]
+    data["alerts"] = [first, first, second, resolved, first, resolved, api, api]
+    webhook = webhook_from_dict(data)
+    assert [a.fingerprint for a in webhook.alerts] == [
+        first["fingerprint"], second["fingerprint"], resolved["fingerprint"], api["fingerprint"]]
+    assert webhook.positions == (0, 2, 3, 6)
+    assert dict(webhook.copies) == {("SwarmGuardMigrate", "firing"): 3,
+                                    ("SwarmGuardMigrate", "resolved"): 1}
+    assert dict(webhook.counts) == {("SwarmGuardMigrate", "firing"): 3,
+                                    ("SwarmGuardMigrate", "resolved"): 1}
+
+
+def test_alerts_differing_in_a_label_their_start_or_their_status_are_not_copies():
+    data = load("firing_scale_up.json")
+    one = data["alerts"][0]
+    data["alerts"] = [one, {**one, "labels": {**one["labels"], "team": "b"}},
+                      {**one, "startsAt": "2026-11-27T09:59:00Z"}, {**one, "status": "resolved"},
+                      {**one, "annotations": {"summary": "another"}, "fingerprint": "other"}]
+    webhook = webhook_from_dict(data)
+    assert len(webhook.alerts) == 4  # the last differs in what does not make an alert
+    assert dict(webhook.copies) == {("SwarmGuardScaleUp", "firing"): 1}
+
+
+def test_an_alert_from_the_future_is_named_by_its_place_in_the_body_after_copies():
+    data = load("firing_scale_up.json")
+    one = data["alerts"][0]
+    data["alerts"] = [one, one, {**one, "startsAt": "2026-11-27T11:00:00Z"}]
+    with pytest.raises(PayloadError, match=r"^alerts\[2\]\.startsAt is"):
+        parse_webhook(json.dumps(data), now=datetime(2026, 11, 27, 10, 1, tzinfo=timezone.utc))
