@@ -236,13 +236,15 @@ def test_more_connections_than_the_cap_never_lock_out_a_new_client(tmp_path):
             def closed_over_capacity() -> float:
                 metrics = requests.get(f"{url}/metrics", timeout=10,
                                        headers={"Authorization": "Bearer tok"}).text
+                last_seen[:] = [metrics]
                 found = re.search(r'swarmguard_connections_closed_total\{reason="over_capacity"\} '
                                   r"([0-9.e+]+)", metrics)
                 return float(found.group(1)) if found else 0.0
+            last_seen = [""]
             deadline = time.monotonic() + 30
             while closed_over_capacity() < 40 and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert closed_over_capacity() >= 40
+            assert closed_over_capacity() >= 40, last_seen[0][-3000:]
         finally:
             for sock in idle:
                 sock.close()
