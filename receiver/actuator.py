@@ -120,9 +120,10 @@ class Actuator:
                                                    "with these labels")
                         for a in alerts if not firing.confirms(a)}
 
-    def _storm_view(self, firing: FiringAlerts | None) -> StormView:
+    def _storm_view(self, firing: FiringAlerts | None, retry_of: float | None = None
+                    ) -> StormView:
         """The storm ledger's view, with only the hot tasks Prometheus still fires for."""
-        view = self.storm.view()
+        view = self.storm.view(retry_of)
         if firing is None:
             return view
         return dataclasses.replace(view, hot=tuple(
@@ -137,6 +138,8 @@ class Actuator:
         # read) may still have been applied:
         # (action, decisions, start time, the label stamp it wrote).
         pending: tuple[Action, list[Decision], float, str] | None = None
+        # When this action began to count against the per-minute budget (its first attempt).
+        retry_of: float | None = None
         for attempt in range(1, self.settings.docker_attempts + 1):
             if attempt > 1:
                 self.sleep(self._backoff(attempt - 1))
@@ -159,13 +162,16 @@ class Actuator:
             now = self.clock()
             with self.storm.lock:
                 # Decide and take the budget in one step: two action threads never spend
-                # the same budget. A retry first gives back what its last attempt took.
-                self.storm.end(name)
-                decisions = decide(alerts, snapshot, self.settings, now, self._storm_view(firing))
+                # the same budget. A retry first gives back what its last attempt took,
+                # and keeps the start it counted: one action is one start per minute.
+                ended = self.storm.end(name)
+                retry_of = ended if ended is not None else retry_of
+                decisions = decide(alerts, snapshot, self.settings, now,
+                                   self._storm_view(firing, retry_of))
                 action = next((d for d in decisions if isinstance(d, Action)), None)
                 self._note_in_line(decisions)
                 if action is not None and not self.settings.dry_run:
-                    self._begin(action)
+                    self._begin(action, retry_of)
             if action is None:
                 self._hold_futile(decisions)
                 return [Outcome(d, SKIPPED) for d in decisions]
@@ -470,12 +476,12 @@ class Actuator:
             self.report.acting(action, self.settings.dry_run)
         announced[action.alert.instance] = action
 
-    def _begin(self, action: Action) -> None:
+    def _begin(self, action: Action, retry_of: float | None = None) -> None:
         if isinstance(action, Migration):
             self.storm.begin(action.service.name, action.kind, action.from_node.id,
-                             action.destinations)
+                             action.destinations, retry_of=retry_of)
         else:
-            self.storm.begin(action.service.name, action.kind)
+            self.storm.begin(action.service.name, action.kind, retry_of=retry_of)
 
     def _still_watching(self) -> None:
         """A watch stops once the gate is closed: past the shutdown deadline its end is

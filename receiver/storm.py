@@ -205,11 +205,17 @@ class StormLedger:
 
     # -- decisions --------------------------------------------------------------------------
 
-    def view(self) -> StormView:
+    def view(self, retry_of: float | None = None) -> StormView:
+        """`retry_of`: the start of an action being decided again (a retry after Docker
+        failed it), which is left out: an action spends one start of the per-minute
+        budget however many attempts it takes, and never stands in its own way."""
         now = self._monotonic()
         with self.lock:
             self._forget(now)
-            return StormView(self.budgets, tuple(self._moves.values()), tuple(self._starts),
+            starts = list(self._starts)
+            if retry_of is not None and retry_of in starts:
+                starts.remove(retry_of)
+            return StormView(self.budgets, tuple(self._moves.values()), tuple(starts),
                              tuple(self._hot.values()))
 
     def in_line(self, task_id: str | None, in_line: bool) -> None:
@@ -223,14 +229,18 @@ class StormLedger:
                                                  hot.heat, hot.seen, in_line)
 
     def begin(self, service: str, kind: str, from_node: str | None = None,
-              destinations: Iterable[str] = (), maintenance: bool = False) -> None:
-        """An action on `service` starts now (replacing a retry's earlier begin)."""
+              destinations: Iterable[str] = (), maintenance: bool = False,
+              retry_of: float | None = None) -> None:
+        """An action on `service` starts now (replacing a retry's earlier begin).
+        `retry_of`: the start of the attempt this one retries (ended since, to be decided
+        again): it keeps that start and counts no new one."""
         now = self._monotonic()
         with self.lock:
-            if service not in self._moves:
+            if service not in self._moves and retry_of is None:
                 self._starts.append(now)
-            self._moves[service] = Move(service, kind, from_node, frozenset(destinations), now,
-                                        maintenance)
+            started = retry_of if retry_of is not None else now
+            self._moves[service] = Move(service, kind, from_node, frozenset(destinations),
+                                        started, maintenance)
 
     def landed(self, service: str, node_id: str) -> None:
         """Swarm assigned the migrating task's replacement to `node_id`."""
@@ -241,13 +251,16 @@ class StormLedger:
                                             frozenset({node_id}), move.started,
                                             move.maintenance)
 
-    def end(self, service: str, maintenance: bool = False) -> None:
-        """The action on `service` is over. An alert's handling never ends a drain's or a
-        rebalance's move of the same service (`maintenance` says whose end it is)."""
+    def end(self, service: str, maintenance: bool = False) -> float | None:
+        """The action on `service` is over; returns when it started, if one was in flight.
+        An alert's handling never ends a drain's or a rebalance's move of the same service
+        (`maintenance` says whose end it is)."""
         with self.lock:
             move = self._moves.get(service)
             if move is not None and move.maintenance == maintenance:
                 del self._moves[service]
+                return move.started
+            return None
 
     def _forget(self, now: float) -> None:
         while self._starts and now - self._starts[0] >= WINDOW_S:

@@ -193,6 +193,18 @@ def test_a_retry_of_the_same_action_is_not_counted_twice():
     assert len(storm.view().recent_starts) == 1
 
 
+def test_an_action_decided_again_after_a_failed_attempt_keeps_its_one_start():
+    storm = ledger(per_minute=1)
+    storm.begin("a", "migrate", WORKER_1, [WORKER_2])
+    started = storm.end("a")  # the attempt failed: decided again
+    assert started is not None
+    assert storm.view(retry_of=started).over_cluster_budget() is None  # not its own obstacle
+    assert storm.view().over_cluster_budget() is not None  # everyone else's budget is spent
+    storm.begin("a", "migrate", WORKER_1, [WORKER_3], retry_of=started)
+    assert len(storm.view().recent_starts) == 1
+    assert storm.end("a") == started
+
+
 def test_a_node_lets_one_task_leave_at_a_time_by_default():
     storm = ledger()
     storm.begin("a", "migrate", WORKER_1, [WORKER_2])
@@ -488,9 +500,9 @@ class RecordingLedger(StormLedger):
         super().__init__(Budgets(), 60.0, FakeClock())
         self.calls = []
 
-    def begin(self, service, kind, from_node=None, destinations=()):
+    def begin(self, service, kind, from_node=None, destinations=(), retry_of=None):
         self.calls.append(("begin", service, kind, from_node, frozenset(destinations)))
-        super().begin(service, kind, from_node, destinations)
+        super().begin(service, kind, from_node, destinations, retry_of=retry_of)
 
     def landed(self, service, node_id):
         self.calls.append(("landed", service, node_id))
