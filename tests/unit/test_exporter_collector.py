@@ -189,7 +189,7 @@ def test_with_docker_the_exporter_is_up_and_every_error_reason_starts_at_zero(ho
     metrics = scrape(collector_for(host, two_tasks, clock))
 
     assert metrics.get_sample_value("swarmguard_exporter_docker_up") == 1
-    for reason in ("docker_unreachable", "container_unreadable", "capacity_unknown"):
+    for reason in ("docker_unreachable", "container_unreadable", "capacity_unknown", "internal_error"):
         assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total", {"reason": reason}) == 0
 
 
@@ -362,3 +362,65 @@ def test_a_meminfo_without_memtotal_is_an_error_saying_so(tmp_path):
     (host.proc / "meminfo").write_text("MemFree: 1 kB\n")
     with pytest.raises(ValueError, match="^no MemTotal in meminfo$"):
         read_node(str(host.proc))
+
+
+# -- one bad task costs only that task ---------------------------------------------------------
+
+from tests.unit.exporter_host import NET_DEV_HEADER  # noqa: E402
+
+
+
+def web_and_api(host):
+    return FakeInventory([task(host, API, 200), task(host, WEB, 100)])
+
+
+def test_a_net_dev_line_cut_short_costs_only_its_task_and_is_counted_as_unreadable(host, clock):
+    (host.proc / "200" / "net" / "dev").write_text(NET_DEV_HEADER + "  eth0: 1000 3 0 0\n")
+
+    metrics = scrape(collector_for(host, web_and_api(host), clock))
+
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", API) is None
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "container_unreadable"}) == 1
+    assert metrics.get_sample_value("swarmguard_exporter_tasks", {"outcome": "measured"}) == 1
+
+
+def test_an_unexpected_error_reading_one_task_costs_only_that_task_and_is_counted(
+        host, clock, monkeypatch, caplog):
+    import exporter.collector as collector_module
+    real = collector_module.parse_net_dev
+
+    def parse_net_dev(text):
+        if b"eth1" in text:  # api's namespace has eth0 and eth1, web's only eth0
+            raise RuntimeError("a bug in the exporter")
+        return real(text)
+
+    monkeypatch.setattr(collector_module, "parse_net_dev", parse_net_dev)
+    with caplog.at_level(logging.ERROR, logger="exporter"):
+        metrics = scrape(collector_for(host, web_and_api(host), clock))
+
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", API) is None
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "internal_error"}) == 1
+    assert "a bug in the exporter" in caplog.text
+
+
+def test_an_unexpected_error_of_the_whole_scrape_still_serves_the_exporters_health(host, clock, caplog):
+    inventory = web_and_api(host)
+
+    def tasks():
+        raise RuntimeError("a bug in the exporter")
+
+    inventory.tasks = tasks
+    collector = collector_for(host, inventory, clock)
+    with caplog.at_level(logging.ERROR, logger="exporter"):
+        metrics = scrape(collector)
+
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "internal_error"}) == 1
+    assert metrics.get_sample_value("swarmguard_exporter_docker_up") == 0
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) is None
+    assert "a bug in the exporter" in caplog.text
+
