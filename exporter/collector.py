@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from exporter.capacity import Capacity, resolve_capacity
 from exporter.cgroups import ContainerGone, TaskFiles
 from exporter.config import ExporterConfig
+from exporter.counters import RefusedValue
 from exporter.inventory import DockerUnavailable, Inventory, TaskContainer
 from exporter.netdev import parse_net_dev
 from exporter.rates import NetworkSample, bits_per_second, percent_of_capacity
@@ -35,7 +36,8 @@ from exporter.rates import NetworkSample, bits_per_second, percent_of_capacity
 logger = logging.getLogger(__name__)
 
 # Every reason is published from the start (at 0), so `increase()` sees the first error.
-ERROR_REASONS = ("docker_unreachable", "container_unreadable", "capacity_unknown", "internal_error")
+ERROR_REASONS = ("docker_unreachable", "container_unreadable", "value_refused", "capacity_unknown",
+                 "internal_error")
 
 # name, type, help: the per-task series, in the order they are written.
 TASK_SERIES = (
@@ -180,6 +182,11 @@ class TaskCollector:
             except ContainerGone:
                 gone += 1
                 self._inventory.forget(task.container_id)
+                continue
+            except RefusedValue as error:
+                self._errors["value_refused"] += 1
+                logger.warning("Refused a reading of container %s of %s: %s", task.container_id[:12], task.service,
+                               error)
                 continue
             except (OSError, ValueError) as error:
                 self._errors["container_unreadable"] += 1

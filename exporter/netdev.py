@@ -8,6 +8,8 @@ is attached to, and traffic on any of them uses the node's interface.
 
 from __future__ import annotations
 
+from exporter.counters import kernel_counter
+
 # Per interface: received bytes are the 1st counter after the colon, transmitted the 9th
 # (the first of the header's Transmit columns).
 RECEIVED, TRANSMITTED = 0, 8
@@ -25,6 +27,6 @@ def parse_net_dev(text: bytes) -> tuple[int, int]:
         if len(fields) <= TRANSMITTED:
             raise ValueError(f"net/dev line of {name.strip().decode(errors='replace')} has "
                              f"{len(fields)} counters, fewer than the {TRANSMITTED + 1} read")
-        received += int(fields[RECEIVED])
-        transmitted += int(fields[TRANSMITTED])
+        received += kernel_counter(fields[RECEIVED], "net/dev received bytes")
+        transmitted += kernel_counter(fields[TRANSMITTED], "net/dev transmitted bytes")
     return received, transmitted

@@ -189,7 +189,8 @@ def test_with_docker_the_exporter_is_up_and_every_error_reason_starts_at_zero(ho
     metrics = scrape(collector_for(host, two_tasks, clock))
 
     assert metrics.get_sample_value("swarmguard_exporter_docker_up") == 1
-    for reason in ("docker_unreachable", "container_unreadable", "capacity_unknown", "internal_error"):
+    for reason in ("docker_unreachable", "container_unreadable", "value_refused", "capacity_unknown",
+                   "internal_error"):
         assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total", {"reason": reason}) == 0
 
 
@@ -424,3 +425,56 @@ def test_an_unexpected_error_of_the_whole_scrape_still_serves_the_exporters_heal
     assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) is None
     assert "a bug in the exporter" in caplog.text
 
+
+
+TOO_BIG_FOR_A_FLOAT = "9" * 400
+
+
+@pytest.mark.parametrize("file, text", [
+    ("cpu.stat", "usage_usec -5000000\nuser_usec 1\n"),  # would be a negative counter
+    ("cpu.stat", f"usage_usec {TOO_BIG_FOR_A_FLOAT}\n"),  # past a float: OverflowError
+    ("memory.current", "-1\n"),
+    ("memory.current", f"{2**64}\n"),  # one past what the kernel's counter can hold
+], ids=["negative_cpu", "cpu_past_a_float", "negative_memory", "memory_past_64_bits"])
+def test_a_cgroup_value_no_kernel_counter_can_hold_is_refused_never_published(host, clock, file, text):
+    (host.cgroup / "docker" / "c2" / file).write_text(text)
+
+    metrics = scrape(collector_for(host, web_and_api(host), clock))
+
+    for name in ("swarmguard_task_cpu_seconds_total", "swarmguard_task_memory_working_set_bytes"):
+        assert metrics.get_sample_value(name, API) is None
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "value_refused"}) == 1
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "container_unreadable"}) == 0
+
+
+@pytest.mark.parametrize("counters", [(-1, 0), (0, int(TOO_BIG_FOR_A_FLOAT))],
+                         ids=["negative", "past_a_float"])
+def test_a_net_dev_counter_no_kernel_counter_can_hold_is_refused_never_published(host, clock, counters):
+    collector = collector_for(host, web_and_api(host), clock)
+    scrape(collector)
+    clock.now += 1.0
+    host.set_net(200, {"eth0": counters})
+
+    metrics = scrape(collector)
+
+    assert metrics.get_sample_value("swarmguard_container_network_percent", API) is None
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", API) is None
+    assert metrics.get_sample_value("swarmguard_container_network_percent", WEB) == 0.0
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "value_refused"}) == 1
+
+
+
+
+def test_a_task_left_out_of_one_scrape_is_measured_again_once_its_files_read_well(host, clock):
+    collector = collector_for(host, web_and_api(host), clock)
+    (host.cgroup / "docker" / "c2" / "cpu.stat").write_text("usage_usec -1\n")
+    scrape(collector)
+    host.set_usage("/docker/c2", cpu_seconds=6.0, usage=2**30, inactive_file=0)
+
+    metrics = scrape(collector)
+
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", API) == pytest.approx(6.0)

@@ -1,6 +1,7 @@
 """A task's network counters: every interface of its namespace except loopback."""
 import pytest
 
+from exporter.counters import RefusedValue
 from exporter.netdev import parse_net_dev
 from tests.unit.exporter_host import net_dev
 
@@ -20,3 +21,8 @@ def test_an_interface_line_with_fewer_than_nine_counters_is_an_error_saying_so()
 
     with pytest.raises(ValueError, match="^net/dev line of eth1 has 5 counters, fewer than the 9 read$"):
         parse_net_dev(text)
+
+
+def test_a_negative_byte_counter_is_refused():
+    with pytest.raises(RefusedValue, match="^net/dev transmitted bytes -20 is not"):
+        parse_net_dev(net_dev({"eth0": (10, -20)}).encode())
