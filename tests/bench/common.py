@@ -15,8 +15,17 @@ from pathlib import Path
 from tests.lab.artifacts import ARTIFACTS
 from tests.lab.infra.procfs import cpu_seconds
 
-__all__ = ["ARTIFACTS", "cpu_seconds", "progress", "percentile", "summarise", "machine", "write_json",
-           "publish", "table"]
+__all__ = ["ARTIFACTS", "cpu_seconds", "rss_mb", "progress", "percentile", "summarise", "machine",
+           "write_json", "publish", "table"]
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory in MiB (/proc/<pid>/status): now (VmRSS), or the
+    highest it has been (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def progress(message: str) -> None:
