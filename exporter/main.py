@@ -78,8 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: stop.set())
     try:
-        server, thread = metrics_server.start(config.listen_address, config.listen_port,
-                                              collector.render_tasks, registry)
+        server, thread = metrics_server.start(config, collector.render_tasks, registry)
     except OSError as error:
         logger.error(
             "Cannot listen on %s:%s: %s", config.listen_address, config.listen_port, error
