@@ -7,6 +7,7 @@ import pytest
 
 from exporter.collector import ERROR_REASONS
 from exporter.config import ENV_PREFIX, ExporterConfig
+from exporter.main import OPEN_FILES_WANTED
 from exporter.server import CLOSE_REASONS, LISTEN_BACKLOG, MAX_HEAD_BYTES
 
 CONTRACT = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
@@ -40,4 +41,5 @@ def test_each_serving_setting_is_in_the_contract_with_its_flag_variable_and_defa
 
 def test_the_serving_limits_in_the_contract_are_the_servers():
     assert f"longer than {MAX_HEAD_BYTES} bytes" in serving_section()
-    assert f"listen backlog is {LISTEN_BACKLOG}." in serving_section()
+    assert f"listen backlog is {LISTEN_BACKLOG};" in serving_section()
+    assert f"to the hard limit (at most {OPEN_FILES_WANTED})" in serving_section()

@@ -1,4 +1,5 @@
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -72,3 +73,33 @@ def test_the_exporter_refuses_to_start_without_a_known_capacity(tmp_path, caplog
 
     assert status == 2
     assert "--capacity-mbps" in caplog.text
+
+
+def open_files_limits(pid):
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return tuple(int(n) for n in line.split()[3:5])
+    raise AssertionError("no open files limit")
+
+
+def test_the_exporter_lifts_its_open_files_limit_to_the_hard_one(tmp_path):
+    # As a container's limits can be (1024 soft, 524288 hard since moby#45534): four files
+    # per task and one per connection would not fit under 1024 on a busy node.
+    port = free_port()
+    environ = dict(os.environ, SWARMGUARD_EXPORTER_LISTEN_ADDRESS="127.0.0.1",
+                   SWARMGUARD_EXPORTER_LISTEN_PORT=str(port), SWARMGUARD_EXPORTER_CAPACITY_MBPS="100",
+                   SWARMGUARD_EXPORTER_DOCKER_URL=f"unix://{tmp_path}/no-docker.sock")
+
+    def docker_defaults():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))
+
+    process = subprocess.Popen([sys.executable, "-m", "exporter"], cwd=ROOT, env=environ,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=docker_defaults)
+    try:
+        wait_for_metrics(f"http://127.0.0.1:{port}/metrics", process)
+        assert open_files_limits(process.pid) == (4096, 4096)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=10)
+    assert "Open files limit raised from 256 to 4096" in log

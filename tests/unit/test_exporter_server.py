@@ -362,7 +362,7 @@ def test_an_exporter_out_of_file_descriptors_still_answers_scrapes(tmp_path):
                    SWARMGUARD_EXPORTER_MAX_CONNECTIONS="1000")
 
     def few_descriptors():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 
     process = subprocess.Popen([sys.executable, "-m", "exporter"], cwd=ROOT, env=environ,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
