@@ -3,24 +3,17 @@
 import contextlib
 import gzip
 import http.client
-import os
-import resource
 import select
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import ExporterConfig
 from exporter.server import MAX_HEAD_BYTES, WORKERS, start
-from tests.unit.test_exporter_main import ROOT, free_port, wait_for_metrics
 
 TASKS = "# HELP swarmguard_task_cpu_seconds_total x\n# TYPE swarmguard_task_cpu_seconds_total counter\n"
 DEADLINE = 15.0  # seconds allowed for anything awaited; none of it takes near that long
@@ -350,41 +343,3 @@ def test_stopping_closes_every_connection_and_the_port(serve):
 def test_every_close_reason_is_published_from_the_start(serve):
     served = serve()
     assert [served.closed(reason) for reason in ("slow", "idle", "over_capacity")] == [0, 0, 0]
-
-
-# -- the process, out of file descriptors ------------------------------------------------------
-
-def test_an_exporter_out_of_file_descriptors_still_answers_scrapes(tmp_path):
-    port = free_port()
-    environ = dict(os.environ, SWARMGUARD_EXPORTER_LISTEN_ADDRESS="127.0.0.1",
-                   SWARMGUARD_EXPORTER_LISTEN_PORT=str(port), SWARMGUARD_EXPORTER_CAPACITY_MBPS="100",
-                   SWARMGUARD_EXPORTER_DOCKER_URL=f"unix://{tmp_path}/no-docker.sock",
-                   SWARMGUARD_EXPORTER_MAX_CONNECTIONS="1000")
-
-    def few_descriptors():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-
-    process = subprocess.Popen([sys.executable, "-m", "exporter"], cwd=ROOT, env=environ,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=few_descriptors)
-    clients = []
-    try:
-        wait_for_metrics(f"http://127.0.0.1:{port}/metrics", process)
-        clients = [socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) for _ in range(100)]
-
-        body = wait_for_metrics(f"http://127.0.0.1:{port}/metrics", process)
-
-        closed = [sample.value for family in text_string_to_metric_families(body) for sample in family.samples
-                  if sample.name == "swarmguard_exporter_connections_closed_total"
-                  and sample.labels == {"reason": "over_capacity"}]
-        assert closed[0] > 0  # the oldest idle connections made room
-        assert process.poll() is None
-    finally:
-        for client in clients:
-            client.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
