@@ -123,7 +123,7 @@ class TaskCollector:
         self._inventory = inventory
         self._node = node
         self._clock = clock
-        self._lock = threading.Lock()  # scrapes may run concurrently (threaded HTTP server)
+        self._lock = threading.Lock()  # scrapes may run concurrently (the HTTP server's workers)
         self._errors = dict.fromkeys(ERROR_REASONS, 0)
         self._open: dict[str, _Open] = {}
         self._last_health: dict[str, bool] = {}

@@ -20,7 +20,7 @@ to 148 MB, past stack.yml's 128M: it is OOM-killed and its node goes unwatched
   `idle_timeout_seconds` after an answer is closed.
 - At `max_connections` open, each new connection closes the connection that has waited
   longest for its client: to send a request (since it opened or was last answered) or to
-  take an answer. A scrape is never that one: Prometheus sends its request as soon as it
+  take an answer. A scrape is not that one: Prometheus sends its request as soon as it
   connects, and the loop reads it within a round, long before the connection could be the
   oldest; Prometheus's kept-alive connection is answered every scrape interval, which
   keeps it among the youngest. What is closed is an idle or trickling connection, the
@@ -319,6 +319,8 @@ class MetricsServer:
     # ---------------------------------------------------------------- reading and writing
 
     def _on_ready(self, conn: _Connection, now: float) -> None:
+        if conn not in self._connections:
+            return  # closed earlier in this round, to make room
         if conn.state == WRITING:
             self._write(conn, now)
         else:
@@ -372,25 +374,31 @@ class MetricsServer:
                 self._workers.submit(self._scrape, conn, request)
 
     def _scrape(self, conn: _Connection, request: Request) -> None:
-        """In a worker: render the scrape, write what the socket takes, hand the rest back."""
-        close = request.closes
+        """In a worker: render the scrape, write what the socket takes, hand the rest back.
+        The connection always goes back to the loop, if only to be closed."""
+        answered = (conn, None, True, True)
         try:
-            data = scrape_response(self._tasks, self._registry, request)
+            close = request.closes
+            try:
+                data = scrape_response(self._tasks, self._registry, request)
+            except Exception:
+                logger.exception("Rendering the scrape failed")
+                data, close = error_response(500, "the scrape failed; see the exporter's log", close=True), True
+            try:
+                sent = conn.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            answered = (conn, memoryview(data)[sent:], close, False)
+        except OSError:
+            pass  # the client is gone
         except Exception:
-            logger.exception("Rendering the scrape failed")
-            data, close = error_response(500, "the scrape failed; see the exporter's log", close=True), True
-        try:
-            sent = conn.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._answered.append((conn, None, True, True))
-        else:
-            self._answered.append((conn, memoryview(data)[sent:], close, False))
-        try:
-            self._wake_writer.send(b"\0")
-        except OSError:
-            pass  # the loop has many wake-ups queued already, or is shutting down
+            logger.exception("Answering a scrape failed; its connection is closed")
+        finally:
+            self._answered.append(answered)
+            try:
+                self._wake_writer.send(b"\0")
+            except OSError:
+                pass  # the loop has many wake-ups queued already, or is shutting down
 
     def _take_answered(self, now: float) -> None:
         while self._answered:

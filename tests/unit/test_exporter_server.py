@@ -5,6 +5,7 @@ import gzip
 import http.client
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -287,6 +288,26 @@ def test_a_client_that_does_not_take_its_answer_is_closed_as_slow(serve):
 
     wait_for(lambda: served.closed("slow") == 1, "the connection closed")
     assert served.open_connections() == 0
+
+
+def test_a_client_gone_while_its_scrape_renders_leaves_nothing_open(serve):
+    rendering, release = threading.Event(), threading.Event()
+
+    def tasks():
+        rendering.set()
+        release.wait(DEADLINE)
+        return TASKS
+
+    served = serve(tasks)
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert rendering.wait(DEADLINE)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # a reset: the answer cannot be sent
+    release.set()
+
+    wait_for(lambda: served.open_connections() == 0, "the connection let go")
+    assert served.get()[0] == 200
 
 
 def test_at_the_cap_a_new_connection_closes_the_one_that_waited_longest(serve):
