@@ -1,6 +1,7 @@
 """The exporter under thousands of idle connections, no lab needed: are scrapes still
 answered, and does its memory stay under stack.yml's 128M limit?
 
+    make bench-exporter-attack
     python -m tests.bench.exporter_attack [--tree DIR] [--connections 5000] [--seconds 20]
 
 `attack_idle_connections(tree, connections, seconds)` starts the exporter of the source
@@ -10,12 +11,13 @@ tree of TASKS tasks (tests/unit/exporter_host.py) and a stand-in for the node's 
 daemon on a unix socket that lists them. Only the exporter's command-line flags are used,
 so any version of it can be measured.
 
-Then, for `seconds`: another process opens `connections` TCP connections to the exporter
-and sends nothing on them; meanwhile a scrape of /metrics starts every 100 ms, each on a
-fresh connection and in its own thread (a slow one does not delay the next), and the
-exporter's RSS is sampled. A scrape fails when it is refused, cut off, not a 200, or not
+Then, for `seconds`: another process opens `connections` TCP connections to the exporter,
+OPEN_PER_SECOND a second, and sends nothing on them; meanwhile a scrape of /metrics starts
+every 100 ms, each on a fresh connection and in its own thread (a slow one does not delay
+the next), and the exporter's RSS is sampled. A scrape fails when it is refused, cut off, not a 200, or not
 whole within 2 s. Latencies are those of the scrapes that succeeded; the peak RSS is the
-larger of the samples and the kernel's high-water mark (VmHWM).
+larger of the samples and the kernel's high-water mark (VmHWM), in MiB (as the 128M of
+stack.yml). Prints the result; `main` also writes artifacts/bench-exporter-attack.json.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tests.bench.common import percentile, progress, rss_mb
+from tests.bench.common import percentile, progress, rss_mb, write_json
 from tests.lab.infra.system import free_port
 from tests.unit.exporter_host import FakeHost
 
@@ -352,7 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
     progress(f"{args.connections} idle connections for {args.seconds:.0f} s against the exporter of {args.tree}")
-    print(json.dumps(attack_idle_connections(args.tree, args.connections, args.seconds), indent=2))
+    result = attack_idle_connections(args.tree, args.connections, args.seconds)
+    print(json.dumps(result, indent=2))
+    path = write_json("bench-exporter-attack", {"tree": str(args.tree.resolve()), "connections": args.connections,
+                                                "seconds": args.seconds, "tasks": TASKS, **result})
+    print(f"wrote {path}")
     return 0
 
 
