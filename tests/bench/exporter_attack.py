@@ -27,7 +27,6 @@ import http.client
 import json
 import multiprocessing
 import os
-import resource
 import selectors
 import signal
 import socket
@@ -41,7 +40,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tests.bench.common import percentile, progress, rss_mb, write_json
+from tests.bench.common import percentile, progress, raise_open_files, rss_mb, write_json
 from tests.lab.infra.system import free_port
 from tests.unit.exporter_host import FakeHost
 
@@ -141,18 +140,11 @@ def fake_node(root: Path, tasks: int) -> FakeHost:
 
 # ---------------------------------------------------------------- the idle connections
 
-def raise_open_file_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-
-
 def hold_idle_connections(port: int, connections: int, opened, done, stop) -> None:
     """Open `connections` connections to 127.0.0.1:port, send nothing, hold them until
     `stop`; `opened` counts those whose connect succeeded, `done` is set when every
     connect has succeeded or failed (or `stop` came first). Runs in its own process."""
-    raise_open_file_limit(connections + 256)
+    raise_open_files(connections + 256)
     selector = selectors.DefaultSelector()
     held = []
     started = time.monotonic()
@@ -301,7 +293,7 @@ def attack_idle_connections(tree: Path, connections: int = 5000, seconds: float 
     tree = Path(tree).resolve()
     # The exporter inherits the limit: a thread-per-connection server needs a descriptor
     # per connection, as it would have under Docker (whose default limit is far higher).
-    raise_open_file_limit(connections + 1024)
+    raise_open_files(connections + 1024)
     with tempfile.TemporaryDirectory(prefix="exporter-attack-") as tmp:
         work = Path(tmp)
         host = fake_node(work / "node", TASKS)
