@@ -14,6 +14,7 @@ help:
 	@echo "make unit        unit and rule tests only (no lab)"
 	@echo "make lab-up | lab-status | lab-down"
 	@echo "make bench-receiver-hardening   slow clients, a flood, acks/s: no lab needed"
+	@echo "make bench-exporter-attack      scrapes and memory under 5,000 idle connections: no lab needed"
 	@echo "make bench-drain  taking worker-1 out: Swarm's drain against swarmguard drain, then undrain + rebalance (lab)"
 	@echo "make mutate      mutation testing of the receiver's and exporter's logic (no lab, ~9 min on 2 cores)"
 	@echo "make mutate MUTATE_ONLY=receiver/storm.py   only those modules' mutants (comma-separated paths)"
@@ -87,6 +88,11 @@ bench-receiver: lab-up
 bench-receiver-hardening: venv
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PY) -m tests.bench.receiver_hardening
+
+# No lab: the exporter on loopback against a fake node, under idle connections.
+.PHONY: bench-exporter-attack
+bench-exporter-attack: venv
+	$(PY) -m tests.bench.exporter_attack
 
 .PHONY: bench
 bench: lab-up

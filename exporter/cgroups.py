@@ -25,6 +25,8 @@ import errno
 import os
 from dataclasses import dataclass
 
+from exporter.counters import kernel_counter
+
 
 class ContainerGone(OSError):
     """The container's files are gone: it stopped between discovery and this read."""
@@ -49,18 +51,19 @@ def _field(text: bytes, name: bytes) -> int:
             raise ValueError(f"no {name.decode()} in cgroup file")
         start = found + 1
     end = text.find(b"\n", start)
-    return int(text[start + len(key) : end if end >= 0 else len(text)])
+    return kernel_counter(text[start + len(key) : end if end >= 0 else len(text)], name.decode())
 
 
 def parse_cpu_seconds(version: int, cpu_usage: bytes) -> float:
     if version == 2:
         return _field(cpu_usage, b"usage_usec") / 1e6
-    return int(cpu_usage) / 1e9
+    return kernel_counter(cpu_usage, "cpuacct.usage") / 1e9
 
 
 def parse_working_set(version: int, memory_usage: bytes, memory_stat: bytes) -> int:
     inactive = _field(memory_stat, b"inactive_file" if version == 2 else b"total_inactive_file")
-    return max(0, int(memory_usage) - inactive)
+    usage = kernel_counter(memory_usage, "memory.current" if version == 2 else "memory.usage_in_bytes")
+    return max(0, usage - inactive)
 
 
 # Errors that mean "the container is gone": its cgroup was removed (ENODEV on an open

@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from exporter.capacity import Capacity, resolve_capacity
 from exporter.cgroups import ContainerGone, TaskFiles
 from exporter.config import ExporterConfig
+from exporter.counters import RefusedValue
 from exporter.inventory import DockerUnavailable, Inventory, TaskContainer
 from exporter.netdev import parse_net_dev
 from exporter.rates import NetworkSample, bits_per_second, percent_of_capacity
@@ -35,7 +36,8 @@ from exporter.rates import NetworkSample, bits_per_second, percent_of_capacity
 logger = logging.getLogger(__name__)
 
 # Every reason is published from the start (at 0), so `increase()` sees the first error.
-ERROR_REASONS = ("docker_unreachable", "container_unreadable", "capacity_unknown")
+ERROR_REASONS = ("docker_unreachable", "container_unreadable", "value_refused", "capacity_unknown",
+                 "internal_error")
 
 # name, type, help: the per-task series, in the order they are written.
 TASK_SERIES = (
@@ -121,7 +123,7 @@ class TaskCollector:
         self._inventory = inventory
         self._node = node
         self._clock = clock
-        self._lock = threading.Lock()  # scrapes may run concurrently (threaded HTTP server)
+        self._lock = threading.Lock()  # scrapes may run concurrently (the HTTP server's workers)
         self._errors = dict.fromkeys(ERROR_REASONS, 0)
         self._open: dict[str, _Open] = {}
         self._last_health: dict[str, bool] = {}
@@ -131,7 +133,13 @@ class TaskCollector:
 
     def render_tasks(self) -> str:
         with self._lock:
-            return self._scrape()
+            try:
+                return self._scrape()
+            except Exception:  # a bug must not cost the exporter's own series too
+                self._errors["internal_error"] += 1
+                self._health.update(up=0, measured=0, gone=0)
+                logger.exception("The scrape failed; only the exporter's own series are served")
+                return ""
 
     def _scrape(self) -> str:
         started = time.perf_counter()
@@ -162,39 +170,61 @@ class TaskCollector:
         return "".join(out)
 
     def _task_lines(self, tasks: list[TaskContainer], capacity: Capacity | None) -> list[list[str]]:
-        cpu, cpu_limit, memory, memory_limit, started, network = lines = [[] for _ in TASK_SERIES]
+        lines = [[] for _ in TASK_SERIES]
         measured = gone = 0
         current = set()
         for task in tasks:
             current.add(task.container_id)
+            # One task's bad file or a bug met on it costs that task only: it is left out
+            # of this scrape and counted, and the others are served.
             try:
-                opened = self._open.get(task.container_id)
-                if opened is None:
-                    opened = self._open[task.container_id] = _Open(task, self._config.proc_root)
-                cpu_seconds, working_set, net_dev = opened.files.read()
-                rx, tx = parse_net_dev(net_dev)
+                samples = self._task_samples(task, capacity)
             except ContainerGone:
                 gone += 1
                 self._inventory.forget(task.container_id)
+                continue
+            except RefusedValue as error:
+                self._errors["value_refused"] += 1
+                logger.warning("Refused a reading of container %s of %s: %s", task.container_id[:12], task.service,
+                               error)
                 continue
             except (OSError, ValueError) as error:
                 self._errors["container_unreadable"] += 1
                 logger.warning("Cannot read container %s of %s: %s", task.container_id[:12], task.service, error)
                 continue
+            except Exception:
+                self._errors["internal_error"] += 1
+                logger.exception("Reading container %s of %s failed; it is left out of this scrape",
+                                 task.container_id[:12], task.service)
+                continue
             measured += 1
-            labels = opened.labels
-            cpu.append(f"{labels} {cpu_seconds!r}")
-            cpu_limit.append(f"{labels} {task.cpu_limit_cores or self._node.cores!r}")
-            memory.append(f"{labels} {working_set}")
-            memory_limit.append(f"{labels} {task.memory_limit_bytes or self._node.memory_bytes}")
-            started.append(f"{labels} {task.started_at!r}")
-            rate = opened.network_rate(NetworkSample(self._clock(), rx, tx), self._config.min_rate_interval_seconds)
-            if rate is not None and capacity is not None:
-                network.append(f"{labels} {percent_of_capacity(rate, capacity.bits_per_second)!r}")
+            for series, sample in zip(lines, samples):
+                if sample is not None:
+                    series.append(sample)
         for stopped in set(self._open) - current:
             self._open.pop(stopped).files.close()
         self._health.update(measured=measured, gone=gone, unlocated=self._inventory.unlocated)
         return lines
+
+    def _task_samples(self, task: TaskContainer, capacity: Capacity | None) -> tuple[str | None, ...]:
+        """One task's samples, in the order of TASK_SERIES (None: no network rate yet).
+        All are computed before any is published, so a failure publishes none."""
+        opened = self._open.get(task.container_id)
+        if opened is None:
+            opened = self._open[task.container_id] = _Open(task, self._config.proc_root)
+        cpu_seconds, working_set, net_dev = opened.files.read()
+        rx, tx = parse_net_dev(net_dev)
+        labels = opened.labels
+        rate = opened.network_rate(NetworkSample(self._clock(), rx, tx), self._config.min_rate_interval_seconds)
+        network = None
+        if rate is not None and capacity is not None:
+            network = f"{labels} {percent_of_capacity(rate, capacity.bits_per_second)!r}"
+        return (f"{labels} {cpu_seconds!r}",
+                f"{labels} {task.cpu_limit_cores or self._node.cores!r}",
+                f"{labels} {working_set}",
+                f"{labels} {task.memory_limit_bytes or self._node.memory_bytes}",
+                f"{labels} {task.started_at!r}",
+                network)
 
     # ---------------------------------------------------------------- health (prometheus_client)
 

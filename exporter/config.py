@@ -28,6 +28,14 @@ class ExporterConfig:
     docker_timeout_seconds: float = field(default=5.0, metadata=POSITIVE)
     listen_address: str = "0.0.0.0"
     listen_port: int = field(default=9101, metadata={"min": 0, "max": 65535})
+    # What a connection to /metrics may hold (exporter/server.py says how each is used):
+    # seconds to send a whole request head (from its opening, or from the first byte of a
+    # later request) and to take its answer; seconds a kept-alive connection may send
+    # nothing; connections open at once. Prometheus scrapes every 500 ms on one kept-alive
+    # connection, its request in one packet.
+    request_timeout_seconds: float = field(default=5.0, metadata=POSITIVE)
+    idle_timeout_seconds: float = field(default=10.0, metadata=POSITIVE)
+    max_connections: int = field(default=512, metadata={"min": 1})
     # Interface capacity in Mbit/s. None (unset or empty): read
     # /sys/class/net/<interface>/speed.
     capacity_mbps: float | None = field(default=None, metadata=POSITIVE)
@@ -54,6 +62,9 @@ _HELP = {
     "docker_timeout_seconds": "timeout of one Docker API call",
     "listen_address": "address to serve /metrics on",
     "listen_port": "port to serve /metrics on",
+    "request_timeout_seconds": "seconds a connection has to send a whole request, and to take its answer",
+    "idle_timeout_seconds": "seconds a kept-alive connection may send nothing before it is closed",
+    "max_connections": "connections open at once; past it, the one that waited longest is closed",
     "capacity_mbps": "interface capacity in Mbit/s; unset: read it from sysfs",
     "interface": "node interface whose capacity is 100 %%",
     "sysfs_root": "where sysfs is mounted",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import threading
 from collections.abc import Sequence
@@ -19,6 +20,26 @@ from exporter.config import ExporterConfig, parse_config
 from exporter.inventory import Inventory
 
 logger = logging.getLogger("exporter")
+
+# The most open files the exporter asks for when the hard limit is higher, or unlimited.
+OPEN_FILES_WANTED = 1 << 20
+
+
+def lift_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard one, as every Go program (cAdvisor,
+    node exporter) does at start since Go 1.19. Each task holds four files open (exporter/cgroups.py) and each
+    connection one, and a container's soft limit can be 1024 (moby#45534 made 1024 soft,
+    524288 hard Docker's default)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as error:
+        logger.warning("Cannot raise the open files limit from %d to %d: %s", soft, wanted, error)
+    else:
+        logger.info("Open files limit raised from %d to %d", soft, wanted)
 
 
 def build_inventory(config: ExporterConfig) -> Inventory:
@@ -51,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     settings = " ".join(f"{key}={value}" for key, value in asdict(config).items())
     logger.info("Starting the SwarmGuard exporter with %s", settings)
+    lift_open_files_limit()
 
     capacity = resolve_capacity(config.interface, config.capacity_mbps, config.sysfs_root)
     if capacity is None:
@@ -78,8 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: stop.set())
     try:
-        server, thread = metrics_server.start(config.listen_address, config.listen_port,
-                                              collector.render_tasks, registry)
+        server, thread = metrics_server.start(config, collector.render_tasks, registry)
     except OSError as error:
         logger.error(
             "Cannot listen on %s:%s: %s", config.listen_address, config.listen_port, error

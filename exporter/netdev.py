@@ -8,14 +8,25 @@ is attached to, and traffic on any of them uses the node's interface.
 
 from __future__ import annotations
 
+from exporter.counters import kernel_counter
+
+# Per interface: received bytes are the 1st counter after the colon, transmitted the 9th
+# (the first of the header's Transmit columns).
+RECEIVED, TRANSMITTED = 0, 8
+
+
 def parse_net_dev(text: bytes) -> tuple[int, int]:
-    """(received, transmitted) bytes summed over the non-loopback interfaces."""
+    """(received, transmitted) bytes summed over the non-loopback interfaces; ValueError
+    when a line has not the counters it should."""
     received = transmitted = 0
     for line in text.splitlines()[2:]:  # two header lines
         name, _, counters = line.partition(b":")
         if not counters or name.strip() == b"lo":
             continue
         fields = counters.split()
-        received += int(fields[0])
-        transmitted += int(fields[8])
+        if len(fields) <= TRANSMITTED:
+            raise ValueError(f"net/dev line of {name.strip().decode(errors='replace')} has "
+                             f"{len(fields)} counters, fewer than the {TRANSMITTED + 1} read")
+        received += kernel_counter(fields[RECEIVED], "net/dev received bytes")
+        transmitted += kernel_counter(fields[TRANSMITTED], "net/dev transmitted bytes")
     return received, transmitted

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -15,8 +16,26 @@ from pathlib import Path
 from tests.lab.artifacts import ARTIFACTS
 from tests.lab.infra.procfs import cpu_seconds
 
-__all__ = ["ARTIFACTS", "cpu_seconds", "progress", "percentile", "summarise", "machine", "write_json",
-           "publish", "table"]
+__all__ = ["ARTIFACTS", "cpu_seconds", "rss_mb", "raise_open_files", "progress", "percentile", "summarise",
+           "machine", "write_json", "publish", "table"]
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory in MiB (/proc/<pid>/status): now (VmRSS), or the
+    highest it has been (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def raise_open_files(needed: int) -> None:
+    """Raise this process's soft limit on open files to `needed`, as far as the hard limit
+    allows (a process it starts inherits it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def progress(message: str) -> None:

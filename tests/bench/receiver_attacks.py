@@ -14,7 +14,6 @@ Every attacker reopens a connection the receiver closes.
 from __future__ import annotations
 
 import http.client
-import resource
 import socket
 import threading
 import time
@@ -22,18 +21,12 @@ from collections.abc import Callable
 
 import requests
 
-from tests.bench.common import percentile, summarise
+from tests.bench.common import percentile, raise_open_files, summarise
 
 PROBE_INTERVAL_S = 0.1
 PROBE_TIMEOUT_S = 2.0
 CHUNKED_HEAD = (b"POST /alerts HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n")
-
-
-def raise_open_files(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
 
 
 class Sampler(threading.Thread):

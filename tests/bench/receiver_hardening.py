@@ -45,7 +45,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bench import receiver_attacks as attacks_
-from tests.bench.common import progress, publish, summarise, table
+from tests.bench.common import progress, publish, rss_mb, summarise, table
 from tests.bench.fake_docker_daemon import SERVICE
 from tests.bench.receiver import payload, wrk
 from tests.lab.infra.system import free_port
@@ -118,13 +118,6 @@ class Gunicorn:
         text = requests.get(f"{self.url}/metrics", timeout=10).text
         return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
                    if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def base36(number: int, width: int) -> str:

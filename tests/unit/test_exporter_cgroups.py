@@ -2,6 +2,7 @@
 import pytest
 
 from exporter.cgroups import ContainerGone, TaskFiles, locate
+from exporter.counters import RefusedValue
 from tests.unit.exporter_host import FakeHost
 
 CID = "3f6c0a2b9d5e41f7a8c2e0b6d4f1a9c37e5b2d8f0a6c4e1b9d7f3a5c2e8b0d61"
@@ -171,3 +172,17 @@ def test_a_cgroup_v1_layout_with_only_one_of_the_two_controllers_is_passed_over(
     (host.cgroup / "cpuacct" / "docker" / CID).mkdir(parents=True)  # a leftover, no memory
 
     assert cpu_seconds(host) == 7.0
+
+
+@pytest.mark.parametrize("version, file", [(1, "cpuacct.usage"), (2, "memory.current"), (1, "memory.usage_in_bytes"),
+                                           (2, "memory.stat")])
+def test_a_negative_value_in_a_cgroup_file_is_refused_naming_the_file(tmp_path, version, file):
+    host = FakeHost(tmp_path, version=version)
+    host.container(4242, f"/docker/{CID}", cpu_seconds=1.0, usage=100, inactive_file=0)
+    directory = "cpuacct" if file == "cpuacct.usage" else "memory" if version == 1 else ""
+    path = host.cgroup / directory / "docker" / CID / file
+    name = "inactive_file" if file == "memory.stat" else file
+    path.write_text(f"{name} -7\n" if file == "memory.stat" else "-7\n")
+
+    with pytest.raises(RefusedValue, match=f"^{name} -7 is not an unsigned 64-bit counter$"):
+        opened(host).read()

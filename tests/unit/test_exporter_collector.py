@@ -189,7 +189,8 @@ def test_with_docker_the_exporter_is_up_and_every_error_reason_starts_at_zero(ho
     metrics = scrape(collector_for(host, two_tasks, clock))
 
     assert metrics.get_sample_value("swarmguard_exporter_docker_up") == 1
-    for reason in ("docker_unreachable", "container_unreadable", "capacity_unknown"):
+    for reason in ("docker_unreachable", "container_unreadable", "value_refused", "capacity_unknown",
+                   "internal_error"):
         assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total", {"reason": reason}) == 0
 
 
@@ -362,3 +363,118 @@ def test_a_meminfo_without_memtotal_is_an_error_saying_so(tmp_path):
     (host.proc / "meminfo").write_text("MemFree: 1 kB\n")
     with pytest.raises(ValueError, match="^no MemTotal in meminfo$"):
         read_node(str(host.proc))
+
+
+# -- one bad task costs only that task ---------------------------------------------------------
+
+from tests.unit.exporter_host import NET_DEV_HEADER  # noqa: E402
+
+
+
+def web_and_api(host):
+    return FakeInventory([task(host, API, 200), task(host, WEB, 100)])
+
+
+def test_a_net_dev_line_cut_short_costs_only_its_task_and_is_counted_as_unreadable(host, clock):
+    (host.proc / "200" / "net" / "dev").write_text(NET_DEV_HEADER + "  eth0: 1000 3 0 0\n")
+
+    metrics = scrape(collector_for(host, web_and_api(host), clock))
+
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", API) is None
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "container_unreadable"}) == 1
+    assert metrics.get_sample_value("swarmguard_exporter_tasks", {"outcome": "measured"}) == 1
+
+
+def test_an_unexpected_error_reading_one_task_costs_only_that_task_and_is_counted(
+        host, clock, monkeypatch, caplog):
+    import exporter.collector as collector_module
+    real = collector_module.parse_net_dev
+
+    def parse_net_dev(text):
+        if b"eth1" in text:  # api's namespace has eth0 and eth1, web's only eth0
+            raise RuntimeError("a bug in the exporter")
+        return real(text)
+
+    monkeypatch.setattr(collector_module, "parse_net_dev", parse_net_dev)
+    with caplog.at_level(logging.ERROR, logger="exporter"):
+        metrics = scrape(collector_for(host, web_and_api(host), clock))
+
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", API) is None
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "internal_error"}) == 1
+    assert "a bug in the exporter" in caplog.text
+
+
+def test_an_unexpected_error_of_the_whole_scrape_still_serves_the_exporters_health(host, clock, caplog):
+    inventory = web_and_api(host)
+
+    def tasks():
+        raise RuntimeError("a bug in the exporter")
+
+    inventory.tasks = tasks
+    collector = collector_for(host, inventory, clock)
+    with caplog.at_level(logging.ERROR, logger="exporter"):
+        metrics = scrape(collector)
+
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "internal_error"}) == 1
+    assert metrics.get_sample_value("swarmguard_exporter_docker_up") == 0
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) is None
+    assert "a bug in the exporter" in caplog.text
+
+
+
+TOO_BIG_FOR_A_FLOAT = "9" * 400
+
+
+@pytest.mark.parametrize("file, text", [
+    ("cpu.stat", "usage_usec -5000000\nuser_usec 1\n"),  # would be a negative counter
+    ("cpu.stat", f"usage_usec {TOO_BIG_FOR_A_FLOAT}\n"),  # past a float: OverflowError
+    ("memory.current", "-1\n"),
+    ("memory.current", f"{2**64}\n"),  # one past what the kernel's counter can hold
+], ids=["negative_cpu", "cpu_past_a_float", "negative_memory", "memory_past_64_bits"])
+def test_a_cgroup_value_no_kernel_counter_can_hold_is_refused_never_published(host, clock, file, text):
+    (host.cgroup / "docker" / "c2" / file).write_text(text)
+
+    metrics = scrape(collector_for(host, web_and_api(host), clock))
+
+    for name in ("swarmguard_task_cpu_seconds_total", "swarmguard_task_memory_working_set_bytes"):
+        assert metrics.get_sample_value(name, API) is None
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "value_refused"}) == 1
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "container_unreadable"}) == 0
+
+
+@pytest.mark.parametrize("counters", [(-1, 0), (0, int(TOO_BIG_FOR_A_FLOAT))],
+                         ids=["negative", "past_a_float"])
+def test_a_net_dev_counter_no_kernel_counter_can_hold_is_refused_never_published(host, clock, counters):
+    collector = collector_for(host, web_and_api(host), clock)
+    scrape(collector)
+    clock.now += 1.0
+    host.set_net(200, {"eth0": counters})
+
+    metrics = scrape(collector)
+
+    assert metrics.get_sample_value("swarmguard_container_network_percent", API) is None
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", API) is None
+    assert metrics.get_sample_value("swarmguard_container_network_percent", WEB) == 0.0
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
+                                    {"reason": "value_refused"}) == 1
+
+
+
+
+def test_a_task_left_out_of_one_scrape_is_measured_again_once_its_files_read_well(host, clock):
+    collector = collector_for(host, web_and_api(host), clock)
+    (host.cgroup / "docker" / "c2" / "cpu.stat").write_text("usage_usec -1\n")
+    scrape(collector)
+    host.set_usage("/docker/c2", cpu_seconds=6.0, usage=2**30, inactive_file=0)
+
+    metrics = scrape(collector)
+
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", API) == pytest.approx(6.0)

@@ -1,4 +1,5 @@
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -7,6 +8,7 @@ import time
 from pathlib import Path
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.main import main
 
@@ -72,3 +74,66 @@ def test_the_exporter_refuses_to_start_without_a_known_capacity(tmp_path, caplog
 
     assert status == 2
     assert "--capacity-mbps" in caplog.text
+
+
+def open_files_limits(pid):
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return tuple(int(n) for n in line.split()[3:5])
+    raise AssertionError("no open files limit")
+
+
+def run_exporter(tmp_path, open_files, **variables):
+    """`python -m exporter` on a free loopback port with no Docker, under the open files
+    limits `open_files` (soft, hard): (the process, its port)."""
+    port = free_port()
+    environ = dict(os.environ, SWARMGUARD_EXPORTER_LISTEN_ADDRESS="127.0.0.1",
+                   SWARMGUARD_EXPORTER_LISTEN_PORT=str(port), SWARMGUARD_EXPORTER_CAPACITY_MBPS="100",
+                   SWARMGUARD_EXPORTER_DOCKER_URL=f"unix://{tmp_path}/no-docker.sock",
+                   **{f"SWARMGUARD_EXPORTER_{name.upper()}": value for name, value in variables.items()})
+    process = subprocess.Popen([sys.executable, "-m", "exporter"], cwd=ROOT, env=environ,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, open_files))
+    return process, port
+
+
+def stop(process):
+    """SIGTERM, and the log."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.communicate(timeout=15)[1]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[1]
+
+
+def test_the_exporter_lifts_its_open_files_limit_to_the_hard_one(tmp_path):
+    # As a container's limits can be (1024 soft, 524288 hard since moby#45534): four files
+    # per task and one per connection would not fit under 1024 on a busy node.
+    process, port = run_exporter(tmp_path, (256, 4096))
+    try:
+        wait_for_metrics(f"http://127.0.0.1:{port}/metrics", process)
+        assert open_files_limits(process.pid) == (4096, 4096)
+    finally:
+        log = stop(process)
+    assert "Open files limit raised from 256 to 4096" in log
+
+
+def test_an_exporter_out_of_file_descriptors_still_answers_scrapes(tmp_path):
+    process, port = run_exporter(tmp_path, (64, 64), max_connections="1000")
+    clients = []
+    try:
+        wait_for_metrics(f"http://127.0.0.1:{port}/metrics", process)
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(100)]
+
+        body = wait_for_metrics(f"http://127.0.0.1:{port}/metrics", process)
+
+        closed = [sample.value for family in text_string_to_metric_families(body) for sample in family.samples
+                  if sample.name == "swarmguard_exporter_connections_closed_total"
+                  and sample.labels == {"reason": "over_capacity"}]
+        assert closed[0] > 0  # the oldest idle connections made room for the scrape
+        assert process.poll() is None
+    finally:
+        for client in clients:
+            client.close()
+        stop(process)

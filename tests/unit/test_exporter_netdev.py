@@ -1,4 +1,7 @@
 """A task's network counters: every interface of its namespace except loopback."""
+import pytest
+
+from exporter.counters import RefusedValue
 from exporter.netdev import parse_net_dev
 from tests.unit.exporter_host import net_dev
 
@@ -11,3 +14,15 @@ def test_receive_and_transmit_are_summed_over_every_interface_but_loopback():
 
 def test_a_namespace_with_only_loopback_moved_nothing():
     assert parse_net_dev(net_dev({"lo": (7, 7)}).encode()) == (0, 0)
+
+
+def test_an_interface_line_with_fewer_than_nine_counters_is_an_error_saying_so():
+    text = (net_dev({"eth0": (10, 20)}) + "  eth1: 300 1 0 0 0\n").encode()
+
+    with pytest.raises(ValueError, match="^net/dev line of eth1 has 5 counters, fewer than the 9 read$"):
+        parse_net_dev(text)
+
+
+def test_a_negative_byte_counter_is_refused():
+    with pytest.raises(RefusedValue, match="^net/dev transmitted bytes -20 is not"):
+        parse_net_dev(net_dev({"eth0": (10, -20)}).encode())

@@ -1,0 +1,366 @@
+"""Serving /metrics: what a client gets, and what no client can take from the exporter
+(exporter/server.py)."""
+import contextlib
+import gzip
+import http.client
+import select
+import socket
+import struct
+import threading
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from exporter.config import ExporterConfig
+from exporter.server import MAX_HEAD_BYTES, WORKERS, start
+
+TASKS = "# HELP swarmguard_task_cpu_seconds_total x\n# TYPE swarmguard_task_cpu_seconds_total counter\n"
+DEADLINE = 15.0  # seconds allowed for anything awaited; none of it takes near that long
+
+
+def wait_for(condition, what, seconds=DEADLINE):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{what}: not within {seconds} s")
+
+
+class Served:
+    """An exporter's HTTP endpoint on a free loopback port, serving `tasks()`."""
+
+    def __init__(self, tasks, **settings):
+        self.registry = CollectorRegistry()
+        config = ExporterConfig(listen_address="127.0.0.1", listen_port=0, **settings)
+        self.server, self.thread = start(config, tasks, self.registry)
+        self.port = self.server.server_port
+        self.clients = []
+
+    def connect(self):
+        client = socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE)
+        self.clients.append(client)
+        return client
+
+    def open_connections(self):
+        return self.registry.get_sample_value("swarmguard_exporter_connections")
+
+    def closed(self, reason):
+        return self.registry.get_sample_value("swarmguard_exporter_connections_closed_total", {"reason": reason})
+
+    def get(self, path="/metrics", headers=None, method="GET"):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE)
+        try:
+            connection.request(method, path, headers=headers or {})
+            answer = connection.getresponse()
+            return answer.status, dict(answer.getheaders()), answer.read()
+        finally:
+            connection.close()
+
+    def stop(self):
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join(DEADLINE)
+
+
+@pytest.fixture
+def serve():
+    running = []
+
+    def serve(tasks=lambda: TASKS, **settings):
+        running.append(Served(tasks, **settings))
+        return running[-1]
+
+    yield serve
+    for served in running:
+        served.stop()
+        for client in served.clients:
+            client.close()
+
+
+def read_answer(stream):
+    """(status, headers, body) of one answer read from a socket's file."""
+    status = int(stream.readline().split()[1])
+    headers = {}
+    while (line := stream.readline().rstrip(b"\r\n")):
+        name, _, value = line.decode().partition(":")
+        headers[name.lower()] = value.strip()
+    return status, headers, stream.read(int(headers["content-length"]))
+
+
+def closed_by_the_server(client):
+    """Whether the server closed `client`, waiting for it up to DEADLINE."""
+    client.settimeout(DEADLINE)
+    try:
+        while client.recv(65536):
+            pass  # an answer (a 400) before the close
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def still_open(client):
+    readable, _, _ = select.select([client], [], [], 0)
+    return not readable
+
+
+# -- what a client gets ------------------------------------------------------------------------
+
+def test_a_scrape_is_the_per_task_series_then_the_registrys(serve):
+    served = serve()
+
+    status, headers, body = served.get()
+
+    assert status == 200
+    assert headers["Content-Type"] == CONTENT_TYPE_LATEST
+    assert body.startswith(TASKS.encode())
+    assert b"\nswarmguard_exporter_connections " in body
+
+
+def test_a_scrape_is_compressed_for_a_client_that_takes_gzip(serve):
+    status, headers, body = serve().get(headers={"Accept-Encoding": "gzip"})
+
+    assert status == 200
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body).startswith(TASKS.encode())
+
+
+def test_the_root_path_serves_the_scrape_too_and_a_query_is_ignored(serve):
+    served = serve()
+
+    assert served.get("/")[2].startswith(TASKS.encode())
+    assert served.get("/metrics?name[]=x")[2].startswith(TASKS.encode())
+
+
+def test_any_other_path_is_not_found(serve):
+    assert serve().get("/metrics/x")[0] == 404
+
+
+@pytest.mark.parametrize("method", ["POST", "HEAD", "PUT", "DELETE", "OPTIONS"])
+def test_any_other_method_is_not_allowed_and_the_answer_names_get(serve, method):
+    status, headers, _ = serve().get(method=method)
+
+    assert status == 405
+    assert headers["Allow"] == "GET"
+
+
+@pytest.mark.parametrize("head", [
+    b"hello\r\n\r\n",
+    b"GET /metrics\r\n\r\n",  # HTTP/0.9
+    b"GET /metrics HTTP/2.0\r\n\r\n",
+    b"GET  /metrics HTTP/1.1\r\n\r\n",
+    b"GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n",
+    b"GET /metrics HTTP/1.1\r\nHost : x\r\n\r\n",
+    b"GET /metrics HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+    "GET /metrics HTTP/1.1\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"),  # a digit to str.isdigit
+    b"GET /metrics HTTP/1.1\r\nX-Long: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n",
+], ids=["not_http", "http_0_9", "http_2", "two_spaces", "no_colon", "space_before_colon", "negative_length",
+        "superscript_length", "head_too_long"])
+def test_a_head_that_is_no_http_1_request_is_a_bad_request_and_closes_the_connection(serve, head):
+    served = serve()
+    client = served.connect()
+    client.sendall(head)
+
+    assert read_answer(client.makefile("rb"))[0] == 400
+    assert closed_by_the_server(client)
+
+
+def test_one_kept_alive_connection_carries_scrape_after_scrape(serve):
+    served = serve()
+    client = served.connect()
+    stream = client.makefile("rb")
+
+    for _ in range(3):
+        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(stream)[0] == 200
+    assert served.open_connections() == 1
+
+
+def test_pipelined_requests_are_answered_in_order(serve):
+    client = serve().connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\nGET /nothing HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\n\r\n")
+    stream = client.makefile("rb")
+
+    assert [read_answer(stream)[0] for _ in range(3)] == [200, 404, 405]
+
+
+def test_a_long_pipeline_of_requests_is_answered_in_full(serve):
+    client = serve().connect()
+    client.sendall(b"GET /x HTTP/1.1\r\n\r\n" * 400)
+    stream = client.makefile("rb")
+
+    assert [read_answer(stream)[0] for _ in range(400)] == [404] * 400
+
+
+@pytest.mark.parametrize("head", [b"GET /metrics HTTP/1.0\r\n\r\n",
+                                  b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
+                                  b"GET /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+                                  b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"],
+                         ids=["http_1_0", "connection_close", "with_a_body", "with_a_chunked_body"])
+def test_a_request_that_asks_for_it_or_carries_a_body_is_answered_then_closed(serve, head):
+    client = serve().connect()
+    client.sendall(head)
+
+    status, headers, _ = read_answer(client.makefile("rb"))
+    assert (status, headers["connection"]) == (200, "close")
+    assert closed_by_the_server(client)
+
+
+def test_a_failed_scrape_is_a_server_error_and_the_next_is_served(serve):
+    calls = []
+
+    def tasks():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return TASKS
+
+    served = serve(tasks)
+
+    assert served.get()[0] == 500
+    assert served.get()[0] == 200
+
+
+# -- what no client can take -------------------------------------------------------------------
+
+def test_idle_connections_take_no_thread(serve):
+    served = serve()
+    served.get()  # the workers exist
+    threads = threading.active_count()
+
+    for _ in range(50):
+        served.connect()
+    assert served.get()[0] == 200  # accepted after the 50
+
+    assert threading.active_count() <= threads + WORKERS
+
+
+def test_a_connection_that_sends_nothing_is_closed_as_slow(serve):
+    served = serve(request_timeout_seconds=0.2)
+    client = served.connect()
+
+    assert closed_by_the_server(client)
+    assert served.closed("slow") == 1
+
+
+def test_a_client_trickling_a_request_is_closed_as_slow_however_often_it_sends(serve):
+    served = serve(request_timeout_seconds=0.2)
+    client = served.connect()
+    stop = threading.Event()
+
+    def trickle():
+        with contextlib.suppress(OSError):
+            client.sendall(b"GET /metrics HTTP/1.1\r\n")
+            while not stop.wait(0.02):
+                client.sendall(b"X")
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    try:
+        wait_for(lambda: served.closed("slow") == 1, "the trickling connection closed")
+    finally:
+        stop.set()
+        trickler.join()
+    assert served.open_connections() == 0
+
+
+def test_a_kept_alive_connection_that_stays_quiet_is_closed_as_idle(serve):
+    served = serve(idle_timeout_seconds=0.2)
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert read_answer(client.makefile("rb"))[0] == 200
+
+    assert closed_by_the_server(client)
+    assert (served.closed("idle"), served.closed("slow")) == (1, 0)
+
+
+def test_a_client_that_does_not_take_its_answer_is_closed_as_slow(serve):
+    big = TASKS + "x 1\n" * 8_000_000  # 32 MB: more than the socket buffers hold
+    served = serve(lambda: big, request_timeout_seconds=0.2)
+    client = served.connect()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")  # and never read
+
+    wait_for(lambda: served.closed("slow") == 1, "the connection closed")
+    assert served.open_connections() == 0
+
+
+def test_a_client_gone_while_its_scrape_renders_leaves_nothing_open(serve):
+    rendering, release = threading.Event(), threading.Event()
+
+    def tasks():
+        rendering.set()
+        release.wait(DEADLINE)
+        return TASKS
+
+    served = serve(tasks)
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert rendering.wait(DEADLINE)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # a reset: the answer cannot be sent
+    release.set()
+
+    wait_for(lambda: served.open_connections() == 0, "the connection let go")
+    assert served.get()[0] == 200
+
+
+def test_at_the_cap_a_new_connection_closes_the_one_that_waited_longest(serve):
+    served = serve(max_connections=4)
+    waiting = []
+    for count in range(1, 5):
+        waiting.append(served.connect())
+        wait_for(lambda: served.open_connections() == count, f"connection {count} accepted")
+
+    assert served.get()[0] == 200
+    assert closed_by_the_server(waiting[0])
+    assert all(still_open(client) for client in waiting[1:])
+    assert served.closed("over_capacity") == 1
+
+
+def test_a_scrape_gets_in_while_idle_connections_keep_coming_past_the_cap(serve):
+    served = serve(max_connections=16)
+    for _ in range(100):  # fewer than the listen backlog: the kernel drops none of them
+        served.connect()
+
+    assert served.get()[0] == 200
+    assert served.open_connections() <= 16
+    assert served.closed("over_capacity") >= 100 - 16
+
+
+def test_scrapes_are_answered_while_idle_connections_and_tricklers_are_open(serve):
+    served = serve(request_timeout_seconds=60)
+    for _ in range(100):
+        served.connect()
+    tricklers = [served.connect() for _ in range(20)]
+    for client in tricklers:
+        client.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+
+    for _ in range(20):
+        assert served.get()[0] == 200
+    for client in tricklers:
+        client.sendall(b"y")
+    assert served.get()[0] == 200
+
+
+def test_stopping_closes_every_connection_and_the_port(serve):
+    served = serve()
+    client = served.connect()
+    wait_for(lambda: served.open_connections() == 1, "the connection accepted")
+
+    served.stop()
+
+    assert not served.thread.is_alive()
+    assert closed_by_the_server(client)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", served.port), timeout=DEADLINE)
+
+
+def test_every_close_reason_is_published_from_the_start(serve):
+    served = serve()
+    assert [served.closed(reason) for reason in ("slow", "idle", "over_capacity")] == [0, 0, 0]
