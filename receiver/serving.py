@@ -248,6 +248,8 @@ class PrereadWorker(ThreadWorker):
                 self.poller.unregister(conn.sock)
             except (OSError, KeyError, ValueError):
                 pass
+            # Its readiness may be in the poller's batch being dispatched right now.
+            conn.closed_to_make_room = True
             self.nr_conns -= 1
             conn.close()
             self._count_closed("over_capacity")
@@ -256,6 +258,14 @@ class PrereadWorker(ThreadWorker):
             self._close_prereading(next(iter(self.prereading)), "over_capacity")
             return True
         return False
+
+    def on_client_socket_readable(self, conn, client):
+        # A connection closed to make room earlier in the same batch of poller events
+        # would make gthread unregister a socket the poller no longer holds: the worker
+        # died of it (KeyError) when accepts and kept-alive reads came in one batch.
+        if getattr(conn, "closed_to_make_room", False):
+            return
+        super().on_client_socket_readable(conn, client)
 
     # -- reading ---------------------------------------------------------------------------
 

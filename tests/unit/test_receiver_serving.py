@@ -1,21 +1,24 @@
 """Slow clients cannot hold the receiver's threads (receiver/README.md, hostile or broken senders): requests are read
 whole in gunicorn's event loop (receiver/serving.py) before a thread takes them."""
+import collections
 import contextlib
 import os
 import re
+import selectors
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
 import requests
 
 from receiver.serving import (BARE_LF, HEADERS_TOO_LARGE, LENGTH_REQUIRED, MAX_HEADER_BYTES,
-                              PREREAD_WORKER, WHOLE, RequestScan, request_complete,
+                              PREREAD_WORKER, WHOLE, PrereadWorker, RequestScan, request_complete,
                               take_expect_continue, worker_class)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +86,23 @@ def test_expect_100_continue_is_answered_by_the_worker_and_taken_out_of_the_requ
     assert take_expect_continue(rest) == (rest, False)
     assert take_expect_continue(HEAD + b"Expect: 100-continue\r\n") == (
         HEAD + b"Expect: 100-continue\r\n", False)  # headers not complete yet
+
+
+def test_a_kept_alive_connection_closed_to_make_room_is_not_read_when_its_readiness_was_already_reported():
+    # The poller reports a batch of events; accepting the first can close (to make room)
+    # a kept-alive connection whose readiness comes later in the same batch. gthread
+    # would then unregister a socket the poller no longer holds, and the worker died.
+    worker = object.__new__(PrereadWorker)
+    worker.poller, worker.keepalived_conns = selectors.DefaultSelector(), collections.deque()
+    worker.prereading, worker.closed_counts, worker.nr_conns, worker.wsgi = {}, {}, 1, None
+    ours, theirs = socket.socketpair()
+    conn = types.SimpleNamespace(sock=ours, close=ours.close)
+    worker.keepalived_conns.append(conn)
+    worker.poller.register(ours, selectors.EVENT_READ)
+    assert worker._close_longest_waiting()
+    worker.on_client_socket_readable(conn, ours)  # the rest of the batch: nothing happens
+    assert worker.nr_conns == 0 and worker.closed_counts == {"over_capacity": 1}
+    theirs.close()
 
 
 # -- the receiver under gunicorn, with slow clients ---------------------------------------
@@ -227,7 +247,17 @@ def test_more_connections_than_the_cap_never_lock_out_a_new_client(tmp_path):
     # A long read timeout: the idle connections would hold their places for the whole
     # test if nothing made room (gthread stops accepting at worker_connections).
     with serving(tmp_path, "60", "--worker-connections", "20") as (url, port):
-        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
+        # Kept-alive connections that send their next request just as the flood of new
+        # ones arrives: the worker closes some of them to make room while their
+        # readiness is in the same batch of poller events (this crashed the worker).
+        kept = [socket.create_connection(("127.0.0.1", port)) for _ in range(15)]
+        health = b"GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n"
+        for sock in kept:
+            sock.sendall(health)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        for sock in kept:
+            sock.sendall(health)
+        idle = kept + [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
         try:
             for _ in range(5):
                 assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
