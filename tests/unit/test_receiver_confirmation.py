@@ -65,6 +65,15 @@ def test_the_tasks_prometheus_fires_a_migrate_alert_for_are_the_hot_ones():
     assert not firing.fires_for_task(TASK, WORKER_2)
 
 
+@pytest.mark.parametrize("labels", [
+    {"alertname": "SwarmGuardScaleUp", "service": "demo_web", "task_id": TASK, "node_id": WORKER_1},
+    {k: v for k, v in MIGRATE.items() if k != "node_id"},
+    {k: v for k, v in MIGRATE.items() if k != "task_id"},
+])
+def test_only_a_migrate_alert_naming_a_task_and_its_node_makes_a_hot_task(labels):
+    assert firing_from_answer(answer(labels)).hot_tasks == frozenset()
+
+
 @pytest.mark.parametrize("bad", [
     None, [], "text", {"status": "error", "error": "boom"}, {"status": "success"},
     {"status": "success", "data": {"alerts": [{"state": "firing"}]}},

@@ -205,6 +205,38 @@ def test_an_action_decided_again_after_a_failed_attempt_keeps_its_one_start():
     assert storm.end("a") == started
 
 
+def test_a_retry_of_an_action_whose_start_left_the_window_counts_no_new_start():
+    clock = FakeClock()
+    storm = ledger(clock, per_minute=1)
+    storm.begin("a", "migrate", WORKER_1, [WORKER_2])
+    clock.advance(61)  # its start is no longer in the last minute
+    started = storm.end("a")
+    assert storm.view(retry_of=started).recent_starts == ()
+    storm.begin("a", "migrate", WORKER_1, [WORKER_2], retry_of=started)
+    assert storm.view().recent_starts == ()
+
+
+def test_where_a_migration_landed_changes_only_its_destinations():
+    clock = FakeClock()
+    storm = ledger(clock)
+    storm.begin("a", "migrate", WORKER_1, [WORKER_2, WORKER_3])
+    clock.advance(5)
+    storm.landed("a", WORKER_3)
+    (move,) = storm.view().moves
+    assert (move.kind, move.from_node, move.destinations, move.started) == (
+        "migrate", WORKER_1, frozenset({WORKER_3}), 1000.0)
+
+
+def test_a_drain_s_move_is_found_by_its_own_service_only():
+    storm = ledger()
+    storm.begin("a", "drain", WORKER_1, [WORKER_2], maintenance=True)
+    storm.begin("b", "migrate", WORKER_2, [WORKER_3])
+    view = storm.view()
+    assert view.maintenance_move("a").service == "a"
+    assert view.maintenance_move("b") is None
+    assert view.maintenance_move("c") is None
+
+
 def test_a_node_lets_one_task_leave_at_a_time_by_default():
     storm = ledger()
     storm.begin("a", "migrate", WORKER_1, [WORKER_2])
