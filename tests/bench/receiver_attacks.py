@@ -46,15 +46,34 @@ class Sampler(threading.Thread):
                 return
 
 
-class Probe:
+class Threads:
+    """Daemon threads started together and stopped together (`stop`, then joined)."""
+
+    join_timeout: float | None = None
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def join(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=self.join_timeout)
+
+
+class Probe(Threads):
     """/healthz and a webhook, each on fresh connections every PROBE_INTERVAL_S (from its
     own thread: a slow answer to one does not delay the other), until stopped."""
 
     def __init__(self, url: str, post: Callable[[float], requests.Response]):
+        super().__init__()
         self.url, self.post = url, post
         self.healthz: list[float | None] = []
         self.webhook: list[float | None] = []
-        self.stop = threading.Event()
         self.threads = [
             threading.Thread(target=self._every, daemon=True, args=(self.healthz, lambda: (
                 requests.get(f"{self.url}/healthz", timeout=PROBE_TIMEOUT_S)))),
@@ -69,15 +88,6 @@ class Probe:
                 into.append((time.perf_counter() - started) * 1000)
             except requests.RequestException:
                 into.append(None)
-
-    def start(self) -> None:
-        for thread in self.threads:
-            thread.start()
-
-    def join(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join()
 
 
 def latency(values: list[float | None]) -> dict:
@@ -141,13 +151,15 @@ class SocketAttack(threading.Thread):
                 "closed_by_server": self.closed_by_server, "open_failed": self.open_failed}
 
 
-class KeepAliveSenders:
+class KeepAliveSenders(Threads):
     """`count` clients posting `body` back to back, each on one kept-alive connection."""
 
+    join_timeout = 15.0  # a sender blocked on a connection the receiver never answers
+
     def __init__(self, port: int, count: int, body: bytes, token: str):
+        super().__init__()
         self.port, self.count, self.body, self.token = port, count, body, token
         self.answers = [0] * count
-        self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._send, args=(i,), daemon=True)
                         for i in range(count)]
 
@@ -165,15 +177,6 @@ class KeepAliveSenders:
                     conn.close()
                 conn = None
                 self.stop.wait(0.05)
-
-    def start(self) -> None:
-        for thread in self.threads:
-            thread.start()
-
-    def join(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=15)
 
     def counts(self) -> dict:
         return {"senders": self.count, "answers": sum(self.answers),
