@@ -153,6 +153,11 @@ def test_an_alert_posted_straight_to_alertmanager_with_real_ids_moves_nothing(la
         finally:
             alert["endsAt"] = rfc3339(datetime.now(timezone.utc))  # resolve it
             requests.post(f"{lab.alertmanager_url}/api/v2/alerts", json=[alert], timeout=10)
+        # Its resolution is delivered here, not to the next test's receiver (which may
+        # count on receiving nothing).
+        wait_for("the forged alert's resolution to be delivered", lambda: receiver.metric(
+            "swarmguard_alerts_received_total", alertname="SwarmGuardMigrate",
+            status="resolved") >= 1, timeout=60)
         assert receiver.metric("swarmguard_actions_total") == 0
         decisions = [e for e in receiver.events() if e["type"] == "decision"]
         assert decisions and all((e["result"], e["reason"]) == ("skip", "unconfirmed")
