@@ -93,7 +93,7 @@ def test_the_firing_alerts_are_read_with_basic_auth_when_a_password_is_set(stand
     ({"body": b'{"status": "success", "data": {"alerts": [{"labels": '}, "other than JSON"),
     ({"body": b'{"status": "error", "errorType": "timeout"}'}, "answered status 'error'"),
     ({"body": b'{"status": "success", "data": {"alerts": [{"labels": {"a": 1}}]}}'},
-     "labels are not strings"),
+     "^an alert's labels are not strings$"),
     ({"body": b'{"status": "success", "data": {}}'}, r"not an answer of /api/v1/alerts \(KeyError"),
     ({"pause": 3.0}, r"unreachable \(ReadTimeout\)"),  # answers nothing within the timeout
     ({"pause": 0.05, "trickle": True}, "answered too slowly"),  # each byte in time, not all
