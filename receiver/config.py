@@ -179,19 +179,23 @@ def _read_yaml(path: str) -> dict[str, object]:
     return dict(data)
 
 
+def read_secret_file(path: str, variable: str) -> str:
+    """A secret from its file (a Swarm secret); ConfigError naming `variable` if it cannot
+    be read: refuse to start rather than run without it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            # Swarm secrets and `echo` add a trailing newline that is not part of the secret.
+            return fh.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {variable}={path}: {exc.strerror}") from exc
+
+
 def _token(raw: Mapping[str, object]) -> str:
     token, token_file = raw.get("token"), raw.get("token_file")
     if token and token_file:
         raise ConfigError("set only one of SWARMGUARD_TOKEN and SWARMGUARD_TOKEN_FILE")
     if token_file:
-        try:
-            with open(str(token_file), encoding="utf-8") as fh:
-                # Swarm secrets and `echo` add a trailing newline that is not part of the token.
-                token = fh.read().strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read SWARMGUARD_TOKEN_FILE={token_file}: {exc.strerror}"
-            ) from exc
+        token = read_secret_file(str(token_file), "SWARMGUARD_TOKEN_FILE")
     token = str(token or "").strip()
     if not token:
         raise ConfigError(

@@ -12,7 +12,7 @@ import time
 
 import requests
 
-from receiver.config import ConfigError, Settings
+from receiver.config import Settings, read_secret_file
 from receiver.confirmation import FiringAlerts, Unanswered, firing_from_answer
 
 # /api/v1/alerts is a few hundred bytes per active alert: 64 MiB is ~100,000 of them.
@@ -54,14 +54,8 @@ class Prometheus:
 def prometheus_of(settings: Settings) -> Prometheus:
     """The Prometheus the settings name; ConfigError if its password file cannot be read
     (refuse to start rather than run every decision into a 401)."""
-    password = ""
-    if settings.prometheus_password_file:
-        try:
-            with open(settings.prometheus_password_file, encoding="utf-8") as fh:
-                # Swarm secrets and `echo` add a trailing newline that is not the password.
-                password = fh.read().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read SWARMGUARD_PROMETHEUS_PASSWORD_FILE="
-                              f"{settings.prometheus_password_file}: {exc.strerror}") from None
+    password = (read_secret_file(settings.prometheus_password_file,
+                                 "SWARMGUARD_PROMETHEUS_PASSWORD_FILE")
+                if settings.prometheus_password_file else "")
     return Prometheus(settings.prometheus_url, settings.prometheus_timeout,
                       settings.prometheus_user, password)

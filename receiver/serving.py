@@ -24,8 +24,8 @@ What a connection costs is bounded (docs/contract.md, "Receiver HTTP API"):
 - What the app could only fail on (bare LF line ends) is refused here with a 400, before
   any thread or the app sees it.
 
-`RequestScan` and `request_complete` are the pure part (bytes in, a verdict out), tested
-on their own. The worker leans on gthread's internals (enqueue_req, accept, handle, the
+`RequestScan` is the pure part (bytes in, a verdict out), tested
+on its own. The worker leans on gthread's internals (enqueue_req, accept, handle, the
 poller, the method queue), as in gunicorn 27; `worker_class()` falls back to plain
 gthread where they differ. TLS is not pre-read (the receiver serves plain HTTP on the
 stack's network). A request with `Expect: 100-continue` gets its "100 Continue" from the
@@ -165,12 +165,6 @@ class RequestScan:
         if self.declared > self.max_body:
             return WHOLE  # the app answers 413 without reading the body
         return None
-
-
-def request_complete(data: bytes | bytearray, max_body: int) -> bool:
-    """Whether `data` holds one whole HTTP/1.x request, or enough to answer it without
-    reading more (a malformed or oversized one: refused at once)."""
-    return RequestScan(max_body).feed(data) is not None
 
 
 def take_expect_continue(data: bytes | bytearray) -> tuple[bytes | bytearray, bool]:

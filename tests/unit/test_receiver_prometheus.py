@@ -140,5 +140,5 @@ def test_no_prometheus_at_all_is_unanswered():
 
 def test_an_unreadable_password_file_stops_the_receiver_at_start(tmp_path):
     settings = Settings(token="t", prometheus_password_file=str(tmp_path / "missing"))
-    with pytest.raises(ConfigError, match="SWARMGUARD_PROMETHEUS_PASSWORD_FILE"):
+    with pytest.raises(ConfigError, match="^cannot read SWARMGUARD_PROMETHEUS_PASSWORD_FILE="):
         prometheus_of(settings)

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from receiver.serving import (BARE_LF, HEADERS_TOO_LARGE, LENGTH_REQUIRED, MAX_HEADER_BYTES,
-                              PREREAD_WORKER, WHOLE, PrereadWorker, RequestScan, request_complete,
+                              PREREAD_WORKER, WHOLE, PrereadWorker, RequestScan,
                               take_expect_continue, worker_class)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ HEAD = b"POST /alerts HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n"
     (HEAD + b"content-length:5\r\n\r\n{\"a\"}GET / HTTP/1.1\r\n", True),  # pipelined
 ])
 def test_a_request_is_whole_once_its_headers_and_body_are_in(data, whole):
-    assert request_complete(data, LIMIT) is whole
+    assert (RequestScan(LIMIT).feed(data) is not None) is whole
 
 
 @pytest.mark.parametrize("data", [
@@ -48,7 +48,7 @@ def test_a_request_is_whole_once_its_headers_and_body_are_in(data, whole):
     b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEADER_BYTES,  # endless headers: 431
 ])
 def test_a_request_that_can_be_refused_without_reading_more_is_handed_over_at_once(data):
-    assert request_complete(data, LIMIT)
+    assert RequestScan(LIMIT).feed(data) is not None
 
 
 @pytest.mark.parametrize("data, refusal", [
