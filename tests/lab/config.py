@@ -82,8 +82,15 @@ class LabConfig:
         )
     )
     # Host-side (loopback) services.
+    # The central Prometheus (scale-down, detection health, the global view) and, from
+    # node_prometheus_base_port up, one Prometheus per node for that node's detection:
+    # the per-node layout (docs/contract.md, "Rule files and layouts").
     prometheus_port: int = 9090
+    node_prometheus_base_port: int = 9190
+    # Two Alertmanagers, clustered (gossip on the cluster ports), as the bundle's HA pair.
     alertmanager_port: int = 9093
+    alertmanager_peer_port: int = 9095
+    alertmanager_cluster_ports: tuple[int, int] = (9094, 9096)
     entrypoint_port: int = 8080  # HAProxy frontend, stands in for the routing mesh
     haproxy_stats_port: int = 8404
     receiver_port: int = 8000  # where the lab's Alertmanager delivers webhooks
@@ -166,9 +173,26 @@ class LabConfig:
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.prometheus_port}"
 
+    def node_prometheus_port(self, node: Node) -> int:
+        return self.node_prometheus_base_port + self.nodes.index(node)
+
+    def node_prometheus_url(self, node: Node) -> str:
+        return f"http://127.0.0.1:{self.node_prometheus_port(node)}"
+
+    @property
+    def prometheus_urls(self) -> tuple[str, ...]:
+        """Every Prometheus that fires SwarmGuard's alerts: the central one first, then
+        each node's."""
+        return (self.prometheus_url, *(self.node_prometheus_url(n) for n in self.nodes))
+
     @property
     def alertmanager_url(self) -> str:
         return f"http://127.0.0.1:{self.alertmanager_port}"
+
+    @property
+    def alertmanager_urls(self) -> tuple[str, ...]:
+        """Both Alertmanagers of the clustered pair; the first is `alertmanager_url`."""
+        return (self.alertmanager_url, f"http://127.0.0.1:{self.alertmanager_peer_port}")
 
     @property
     def entrypoint_url(self) -> str:

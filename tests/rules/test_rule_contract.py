@@ -14,7 +14,9 @@ import yaml
 from tests.rules.flavour_tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "prometheus" / "rules" / "swarmguard.yml"
+# The detection and scale-down rule files (the thresholds' file among them); health is below.
+RULES = [ROOT / "prometheus" / "rules" / name for name in
+         ("swarmguard-thresholds.yml", "swarmguard.yml", "swarmguard-scale-down.yml")]
 ALERTMANAGER = ROOT / "alertmanager" / "alertmanager.yml"
 
 # Exact labels and annotations of each alert are checked by promtool (prometheus/tests).
@@ -33,7 +35,7 @@ THRESHOLDS = {
 
 
 def rule_groups() -> list[dict]:
-    return yaml.safe_load(RULES.read_text())["groups"]
+    return [group for path in RULES for group in yaml.safe_load(path.read_text())["groups"]]
 
 
 def alerts() -> dict[str, dict]:
@@ -122,7 +124,7 @@ HEALTH_RULES = ROOT / "prometheus" / "rules" / "swarmguard-health.yml"
 # The reasons docs/contract.md and the README's runbook promise.
 HEALTH_REASONS = {
     "SwarmGuardBlind": {"target_down", "docker_unreachable", "tasks_unseen", "cadvisor_down",
-                        "cadvisor_blind"},
+                        "cadvisor_blind", "node_prometheus_down", "opt_in_unknown"},
     "SwarmGuardCannotAct": {"receiver_down", "webhook_failing", "docker_unreachable",
                             "actions_failing", "prometheus_unreachable"},
     "SwarmGuardMoveFutile": {"futile"},

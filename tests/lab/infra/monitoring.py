@@ -8,6 +8,7 @@ and the webhook's URL and credentials file. Rules are used unchanged, from the p
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import secrets
 import sys
@@ -122,15 +123,17 @@ def prometheus_config(cfg: LabConfig) -> dict:
         {"targets": [f"127.0.0.1:{cfg.alertmanager_port}"]}]}]}
     jobs = {job["job_name"]: job for job in base["scrape_configs"]}
 
-    def per_node(job: str, port: int) -> dict:
+    def per_node(job: str, port: int, nodes=cfg.nodes) -> dict:
         settings = {k: v for k, v in jobs[job].items()
                     if k not in ("dockerswarm_sd_configs", "dns_sd_configs", "relabel_configs")}
         return {**settings, "static_configs": [
-            {"targets": [f"{n.ip}:{port}"], "labels": {"node": n.name}} for n in cfg.nodes]}
+            {"targets": [f"{n.ip}:{port}"], "labels": {"node": n.name}} for n in nodes]}
 
     config["scrape_configs"] = [
         per_node("cadvisor", cfg.cadvisor_port),
         per_node("swarmguard-exporter", EXPORTER_PORT),
+        # The managers' exporters, as the bundle keeps them (node role manager).
+        per_node("swarmguard-opt-in", EXPORTER_PORT, [n for n in cfg.nodes if n.role == "manager"]),
         {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{cfg.prometheus_port}"]}]},
         {"job_name": "alertmanager", "static_configs": [{"targets": [f"127.0.0.1:{cfg.alertmanager_port}"]}]},
         {"job_name": "swarmguard-receiver", "static_configs": [{"targets": [f"127.0.0.1:{cfg.receiver_port}"]}]},
@@ -166,17 +169,26 @@ def rules_dir(cfg: LabConfig):
     return cfg.state_dir / "prometheus" / "rules"
 
 
-def sync_rules(cfg: LabConfig, transform=None) -> None:
+def shipped_rule_files() -> dict[str, dict]:
+    """prometheus/rules/*.yml as shipped, parsed, by file name."""
+    return {p.name: yaml.safe_load(p.read_text())
+            for p in sorted((PROJECT_ROOT / "prometheus" / "rules").glob("*.yml"))}
+
+
+def sync_rules(cfg: LabConfig, *, scale_down_window_s: int | None = None) -> None:
+    """The lab's copy of the project's rule files: as shipped, or with the scale-down
+    window shortened to `scale_down_window_s` (shortened_windows)."""
     target = rules_dir(cfg)
     target.mkdir(parents=True, exist_ok=True)
     sources = {p.name: p for p in (PROJECT_ROOT / "prometheus" / "rules").glob("*.yml")}
     for stale in target.glob("*.yml"):
         if stale.name not in sources:
             stale.unlink()
+    short = (shorten_scale_down(shipped_rule_files(), scale_down_window_s)
+             if scale_down_window_s else {})
     for name, source in sources.items():
-        text = source.read_text()
-        if transform:
-            text = yaml.safe_dump(transform(yaml.safe_load(text)), sort_keys=False)
+        text = (yaml.safe_dump(short[name], sort_keys=False) if name in short
+                else source.read_text())
         _write_if_changed(target / name, text)
 
 
@@ -269,32 +281,42 @@ def scale_down_literals(window_s: int, average_s: int) -> dict[str, str]:
             f"offset {SHIPPED_WINDOW_S}s": f"offset {window_s}s"}
 
 
-def shorten_scale_down(rules: dict, window_s: int = 20, average_s: int = 10) -> dict:
-    """The rules with the scale-down window (180 s of 30 s averages as shipped) set to
-    `window_s` seconds of `average_s` s averages. Every shipped literal must be found, so
-    a change to the rules that this does not follow fails here, not in a slow lab run."""
+# The groups the window's literals are written in: each node's holding and averages
+# (swarmguard.yml) and the central window (swarmguard-scale-down.yml).
+SCALE_DOWN_GROUPS = ("swarmguard-node-aggregates", "swarmguard-scale-down")
+
+
+def shorten_scale_down(rule_files: dict[str, dict], window_s: int = 20, average_s: int = 10
+                       ) -> dict[str, dict]:
+    """The rule files (parsed, by name) with the scale-down window (180 s of 30 s averages
+    as shipped) set to `window_s` seconds of `average_s` s averages; files without its
+    groups unchanged. Every shipped literal must be found, so a change to the rules that
+    this does not follow fails here, not in a slow lab run."""
     literals = scale_down_literals(window_s, average_s)
-    groups = [g for g in rules["groups"] if g["name"] == "swarmguard-scale-down"]
-    if not groups:
-        return rules  # another rules file (swarmguard-health.yml): nothing to shorten
-    [group] = groups
     found = set()
-    for rule in group["rules"]:
-        texts = [("expr", rule["expr"])] + list(rule.get("annotations", {}).items())
-        for key, text in texts:
-            for shipped, short in literals.items():
-                if shipped in text:
-                    found.add(shipped)
-                    text = text.replace(shipped, short)
-            if key == "expr":
-                rule["expr"] = text
-            else:
-                rule["annotations"][key] = text
+    shortened = {}
+    for name, rules in rule_files.items():
+        rules = copy.deepcopy(rules)
+        for group in rules["groups"]:
+            if group["name"] not in SCALE_DOWN_GROUPS:
+                continue
+            for rule in group["rules"]:
+                texts = [("expr", rule["expr"])] + list(rule.get("annotations", {}).items())
+                for key, text in texts:
+                    for shipped, short in literals.items():
+                        if shipped in text:
+                            found.add(shipped)
+                            text = text.replace(shipped, short)
+                    if key == "expr":
+                        rule["expr"] = text
+                    else:
+                        rule["annotations"][key] = text
+        shortened[name] = rules
     missing = set(literals) - found
     if missing:
         raise ValueError(f"the scale-down rules no longer contain {sorted(missing)}: "
                          "update tests/lab/infra/monitoring.py with them")
-    return rules
+    return shortened
 
 
 def shorten_repeat(alertmanager: dict, repeat_interval: str = "10s") -> dict:
@@ -314,7 +336,7 @@ def shortened_windows(cfg: LabConfig, *, scale_down_window_s: int = 20, repeat_i
     am = shorten_repeat(alertmanager_config(cfg), repeat_interval)
     am_file = cfg.state_dir / "alertmanager" / "alertmanager.yml"
     try:
-        sync_rules(cfg, lambda rules: shorten_scale_down(rules, scale_down_window_s))
+        sync_rules(cfg, scale_down_window_s=scale_down_window_s)
         am_file.write_text(yaml.safe_dump(am, sort_keys=False))
         _reload(cfg)
         yield

@@ -25,7 +25,7 @@ import yaml
 from . import services
 from .bundle_images import build_monitoring_images
 from ..config import PROJECT_ROOT, LabConfig
-from .monitoring import shorten_repeat, shorten_scale_down
+from .monitoring import shipped_rule_files, shorten_repeat, shorten_scale_down
 from .images import image_ids
 from .nodes import client
 from .service_spec import desired_replicas
@@ -250,13 +250,15 @@ def lab_prometheus_config(cfg: LabConfig) -> dict:
 def lab_configs(cfg: LabConfig) -> dict[str, str]:
     """The Swarm configs whose content differs in the lab, by stack.yml config key:
     - prometheus_yml: the cAdvisor job scrapes the lab's cAdvisor processes;
-    - prometheus_rules, alertmanager_yml: the slow windows shortened as for the demo and
+    - prometheus_rules, prometheus_scale_down_rules, alertmanager_yml: the slow windows shortened as for the demo and
       the end-to-end tests (scale-down window 20 s, Alertmanager repeat 10 s), so that a
       scale-up-and-down cycle through the bundle fits in a test."""
-    rules = shorten_scale_down(load(PROJECT_ROOT / "prometheus" / "rules" / "swarmguard.yml"))
+    rules = shorten_scale_down(shipped_rule_files())
     am = shorten_repeat(load(PROJECT_ROOT / "alertmanager" / "alertmanager.yml"))
     return {"prometheus_yml": yaml.safe_dump(lab_prometheus_config(cfg), sort_keys=False),
-            "prometheus_rules": yaml.safe_dump(rules, sort_keys=False),
+            "prometheus_rules": yaml.safe_dump(rules["swarmguard.yml"], sort_keys=False),
+            "prometheus_scale_down_rules": yaml.safe_dump(rules["swarmguard-scale-down.yml"],
+                                                          sort_keys=False),
             "alertmanager_yml": yaml.safe_dump(am, sort_keys=False)}
 
 
