@@ -112,22 +112,22 @@ def stack_prometheus(lab: LabConfig) -> str:
     return f"http://{node_of(lab, 'prometheus').ip}:9090"
 
 
+def alertmanager_nodes(lab: LabConfig) -> list[Node]:
+    """The nodes of the Alertmanager pair's running replicas (one a node)."""
+    return sorted((lab.node(services.node_name(lab, t["NodeID"]))
+                   for t in services.running_tasks(lab, stack.full_name("alertmanager"))),
+                  key=lambda n: n.name)
+
+
 def stack_alertmanager(lab: LabConfig) -> str:
-    return f"http://{node_of(lab, 'alertmanager').ip}:9093"
+    # Host-mode 9093 on each node that runs a replica: either answers for the pair.
+    return f"http://{alertmanager_nodes(lab)[0].ip}:9093"
 
 
 def ask_stack(lab: LabConfig, path: str, **params) -> dict:
     """The stack's Prometheus's answer to `path`, asked as its clients do: with the user
     `swarmguard` and the web password (its web config refuses anything else)."""
     return prometheus.api(stack_prometheus(lab), path, auth=stack.web_auth(lab), **params)
-
-
-def overlay_address(task: dict) -> str:
-    """The task's address on the stack's overlay network."""
-    [address] = [a.split("/")[0] for attachment in task.get("NetworksAttachments", [])
-                 if attachment["Network"]["Spec"]["Name"] == stack.NETWORK
-                 for a in attachment["Addresses"]]
-    return address
 
 
 def receiver_metric(lab: LabConfig, name: str, **labels: str) -> float:
@@ -158,8 +158,10 @@ def test_every_service_runs_except_grafana_and_cadvisor_which_have_no_image_here
     exporters = services.running_tasks(lab, stack.full_name("exporter"))
     assert sorted(services.node_name(lab, t["NodeID"]) for t in exporters) == sorted(
         n.name for n in lab.nodes)
-    for name in ("prometheus", "alertmanager", "receiver"):
+    for name in ("prometheus", "prometheus-detection", "receiver"):
         assert node_of(lab, name) == lab.manager, name
+    # The Alertmanager pair: two replicas, on two nodes.
+    assert len(alertmanager_nodes(lab)) == 2 == len(set(alertmanager_nodes(lab)))
     # The demo service answers through the lab's entry point (its host-mode port 8081).
     answer = requests.get(f"{lab.entrypoint_url}/health", timeout=5)
     assert answer.status_code == 200
@@ -197,51 +199,57 @@ def test_the_stacks_prometheus_scrapes_itself_and_alertmanager_with_the_password
 
     def targets_up():
         active = ask_stack(lab, "/api/v1/targets", state="active")["activeTargets"]
-        return {t["labels"]["job"]: t["health"] for t in active
-                if t["labels"]["job"] in ("prometheus", "alertmanager")} == {
-            "prometheus": "up", "alertmanager": "up"}
-    wait_for("the stack's Prometheus scraping itself and Alertmanager", targets_up, timeout=60)
+        jobs = sorted((t["labels"]["job"], t["health"]) for t in active
+                      if t["labels"]["job"] in ("prometheus", "alertmanager",
+                                                "swarmguard-detection-prometheus"))
+        return jobs == [("alertmanager", "up"), ("alertmanager", "up"), ("prometheus", "up"),
+                        ("swarmguard-detection-prometheus", "up")]
+    wait_for("the stack's Prometheus scraping itself, both Alertmanagers and federating the "
+             "detection Prometheus", targets_up, timeout=60)
     # A task whose health check fails is never `healthy`; running_tasks counts only those.
-    for name in ("prometheus", "alertmanager"):
-        assert len(services.running_tasks(lab, stack.full_name(name))) == 1, name
+    for name, replicas in (("prometheus", 1), ("prometheus-detection", 1), ("alertmanager", 2)):
+        assert len(services.running_tasks(lab, stack.full_name(name))) == replicas, name
 
 
-def test_the_stacks_prometheus_scrapes_one_exporter_per_node_over_the_overlay_network(bundle):
-    """Swarm's tasks role finds every exporter task; the relabelling keeps one target per
-    task, at its address on the stack's network (the exporters publish no port), named by
-    its node; every one up, reading its own node's Docker and measuring the demo task on
-    the node that runs it."""
+def test_the_stacks_detection_prometheus_scrapes_one_exporter_per_node_over_the_overlay_network(bundle):
+    """Swarm's tasks role finds every exporter task; the relabelling keeps, for the one
+    detection instance (the whole share), one target per task named by its node; every
+    one up (as the central Prometheus federates their `up`: the detection Prometheus
+    publishes no port), reading its own node's Docker and measuring the demo task on the
+    node that runs it."""
     lab = bundle
     exporters = services.running_tasks(lab, stack.full_name("exporter"))
-    wanted = {f"http://{overlay_address(t)}:9101/metrics": node_name(lab, t["NodeID"]) for t in exporters}
-    assert sorted(wanted.values()) == sorted(n.name for n in lab.nodes)
+    wanted = sorted(node_name(lab, t["NodeID"]) for t in exporters)
+    assert wanted == sorted(n.name for n in lab.nodes)
 
     def exporter_targets():
-        return [t for t in ask_stack(lab, "/api/v1/targets", state="active")["activeTargets"]
-                if t["labels"]["job"] == "swarmguard-exporter"]
+        return ask_stack(lab, "/api/v1/query", query='up{job="swarmguard-exporter"}')["result"]
 
     def every_target_up():
         targets = exporter_targets()
-        return len(targets) == len(wanted) and all(t["health"] == "up" for t in targets)
-    wait_for("the stack's Prometheus scraping every node's exporter", every_target_up, timeout=60)
+        return len(targets) == len(wanted) and all(r["value"][1] == "1" for r in targets)
+    wait_for("the stack's detection Prometheus scraping every node's exporter", every_target_up,
+             timeout=90)
     targets = exporter_targets()
-    assert {t["scrapeUrl"]: t["labels"]["instance"] for t in targets} == wanted, (
-        "one target per exporter task, at its overlay address, named by the node: "
-        "prometheus.yml's relabelling keeps more or other than that")
-    assert all(t["labels"]["node"] == t["labels"]["instance"] for t in targets)
+    assert sorted(r["metric"]["instance"] for r in targets) == wanted, (
+        "one target per exporter task, named by the node: prometheus-detection.yml's "
+        "relabelling keeps more or other than that")
+    assert all(r["metric"]["node"] == r["metric"]["instance"] for r in targets)
+    wanted = set(wanted)
     # Each exporter reads its own node's Docker daemon...
     wait_for("every exporter reading its node's Docker", lambda: {
         r["metric"]["instance"] for r in ask_stack(lab, "/api/v1/query",
                                                    query="swarmguard_exporter_docker_up == 1")["result"]
-    } == set(wanted.values()), timeout=30)
-    # ...and measures the stack's own demo task, on the node that runs it.
+    } == wanted, timeout=30)
+    # ...and measures the stack's own demo task (opted in), on the node that runs it (as
+    # the central Prometheus federates the detection's per-task %).
     [task] = running_tasks(lab, STRESS)
-    rows = wait_for("the demo task's CPU from its node's exporter", lambda: ask_stack(
-        lab, "/api/v1/query", query=f'swarmguard_task_cpu_seconds_total{{service="{STRESS}"}}')["result"],
-        timeout=30)
-    assert {r["metric"]["instance"] for r in rows} == {node_name(lab, task["NodeID"])}
+    rows = wait_for("the demo task's CPU % from its node's exporter", lambda: ask_stack(
+        lab, "/api/v1/query", query=f'swarmguard:task_cpu:percent{{service="{STRESS}"}}')["result"],
+        timeout=60)
+    assert {r["metric"]["node_id"] for r in rows} == {task["NodeID"]}
     assert ask_stack(lab, "/api/v1/query",
-                     query=f'swarmguard_container_network_percent{{service="{STRESS}"}}')["result"]
+                     query=f'swarmguard:task_network:percent{{service="{STRESS}"}}')["result"]
     # cAdvisor: the stack's service has no task in the lab; its job scrapes the lab's
     # cAdvisor processes instead (tests/lab/infra/stack.py: lab_prometheus_config).
     assert sorted(t["labels"]["instance"] for t in ask_stack(lab, "/api/v1/targets", state="active")["activeTargets"]
@@ -249,13 +257,14 @@ def test_the_stacks_prometheus_scrapes_one_exporter_per_node_over_the_overlay_ne
 
 
 def test_the_stacks_prometheus_loads_the_rules_and_finds_the_stacks_alertmanager(bundle):
+    # The central part of the rules (the detection part runs in prometheus-detection).
     groups = {g["name"] for g in ask_stack(bundle, "/api/v1/rules")["groups"]}
-    assert groups == {"swarmguard-thresholds", "swarmguard-detection", "swarmguard-scale-down",
-                      "swarmguard-health"}
-    # dns_sd on tasks.alertmanager: the one replica's address on the stack's network.
-    found = wait_for("the stack's Prometheus discovering tasks.alertmanager", lambda: ask_stack(
-        bundle, "/api/v1/alertmanagers")["activeAlertmanagers"], timeout=30)
-    assert len(found) == 1 and found[0]["url"].endswith(":9093/api/v2/alerts"), found
+    assert groups == {"swarmguard-thresholds", "swarmguard-scale-down", "swarmguard-health"}
+    # dns_sd on tasks.alertmanager: both replicas' addresses on the stack's network.
+    found = wait_for("the stack's Prometheus discovering tasks.alertmanager", lambda: [
+        a for a in ask_stack(bundle, "/api/v1/alertmanagers")["activeAlertmanagers"]
+        if a["url"].endswith(":9093/api/v2/alerts")], timeout=30)
+    assert len(found) == 2, found
 
 
 def test_the_stacks_alertmanager_delivers_a_swarmguard_alert_to_the_stacks_receiver(bundle):

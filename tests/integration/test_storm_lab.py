@@ -33,7 +33,10 @@ pytestmark = pytest.mark.lab
 
 HOT_NODE, COOL_NODE = "worker-1", "worker-2"
 STORM = [f"storm-{i}" for i in range(6)]  # storm-0 holds the entry point's port: probed
-NEIGHBOUR = "storm-neighbour"  # not opted in; makes worker-2 hot for the storm's start
+# Makes worker-2 hot for the storm's start. Opted in, since only opted-in tasks are
+# judged (a node is known hot by its judged tasks), and held on worker-2 by a constraint,
+# so SwarmGuard cannot move it (no eligible node) and it stays the heat's source.
+NEIGHBOUR = "storm-neighbour"
 # The heat is memory, not CPU: seven tasks at their CPU limits plus a health check a
 # second each would overrun the lab's two cores, and a task starved of CPU flaps around
 # the threshold (seen: alerts resolving mid-storm). Resident memory holds steady at no
@@ -70,8 +73,8 @@ def hit(lab, node: str, name: str, path: str, **params) -> None:
 
 @pytest.fixture
 def storm(lab):
-    """Six opted-in services with one task each on worker-1, and a busy neighbour (not
-    opted in) on worker-2. A paused node takes no new task and keeps the ones it has."""
+    """Six opted-in services with one task each on worker-1, and a busy neighbour held on
+    worker-2. A paused node takes no new task and keeps the ones it has."""
     try:
         services.set_availability(lab, COOL_NODE, "pause")
         for name in STORM:
@@ -79,8 +82,9 @@ def storm(lab):
                                    published_port=port(lab, name))
         services.set_availability(lab, COOL_NODE, "active")
         services.set_availability(lab, HOT_NODE, "pause")
-        services.deploy_stress(lab, NEIGHBOUR, cpus=CPUS, memory_mb=MEMORY_MB, opt_in=False,
-                               published_port=port(lab, NEIGHBOUR))
+        services.deploy_stress(lab, NEIGHBOUR, cpus=CPUS, memory_mb=MEMORY_MB,
+                               published_port=port(lab, NEIGHBOUR),
+                               constraints=(f"node.hostname=={COOL_NODE}",))
         services.set_availability(lab, HOT_NODE, "active")
         assert {node_of(lab, n) for n in STORM} == {HOT_NODE}
         assert node_of(lab, NEIGHBOUR) == COOL_NODE
@@ -117,7 +121,7 @@ def test_a_hot_node_is_emptied_within_budgets_never_onto_a_hot_node_never_twice(
         hit(lab, COOL_NODE, NEIGHBOUR, "/stress/memory", mb=max(HOLD_MB.values()),
             duration=WINDOW_S)
         # The receiver knows worker-2 is hot before the storm begins: it has judged the
-        # neighbour's alert (not opted in, so left alone). Each step waits for its own
+        # neighbour's alert (held where it is: no other node may take it). Each step waits for its own
         # condition, generously: on a busy machine touching the memory in and the alert's
         # way through Prometheus and Alertmanager each take longer, and a failure then says
         # which step did not come.

@@ -124,7 +124,7 @@ HEALTH_RULES = ROOT / "prometheus" / "rules" / "swarmguard-health.yml"
 # The reasons docs/contract.md and the README's runbook promise.
 HEALTH_REASONS = {
     "SwarmGuardBlind": {"target_down", "docker_unreachable", "tasks_unseen", "cadvisor_down",
-                        "cadvisor_blind", "node_prometheus_down", "opt_in_unknown"},
+                        "cadvisor_blind", "detection_prometheus_down", "opt_in_unknown"},
     "SwarmGuardCannotAct": {"receiver_down", "webhook_failing", "docker_unreachable",
                             "actions_failing", "prometheus_unreachable"},
     "SwarmGuardMoveFutile": {"futile"},

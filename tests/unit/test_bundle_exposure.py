@@ -25,6 +25,7 @@ import yaml
 
 from tests.lab.config import DEFAULT
 from tests.lab.infra import stack as lab_stack
+from tests.lab.infra.monitoring import render_swarm_template
 from tests.unit.bundle_render import Rendered, by_default, in_the_lab
 
 STACK = lab_stack.load(lab_stack.STACK_FILE)
@@ -117,10 +118,17 @@ def sends_password(rendered: Rendered, service: str, user: str | None, password_
             and mounted_secret(rendered, service, password_file) == lab_stack.WEB_PASSWORD_SECRET)
 
 
-def prometheus_config(rendered: Rendered) -> dict:
-    [config_file] = [a.split("=", 1)[1] for a in rendered.container("prometheus")["Args"]
+PROMETHEUS_SERVICES = ("prometheus", "prometheus-detection")
+
+
+def prometheus_config(rendered: Rendered, service: str = "prometheus") -> dict:
+    """The config the service's Prometheus loads (a config template as Swarm renders it
+    for its first task)."""
+    [config_file] = [a.split("=", 1)[1] for a in rendered.container(service)["Args"]
                      if a.startswith("--config.file=")]
-    return yaml.safe_load(rendered.mounted_config("prometheus", config_file))
+    return yaml.safe_load(render_swarm_template(
+        rendered.mounted_config(service, config_file).decode(), slot=1,
+        env={**rendered.env(service), "SWARMGUARD_DETECTION_INSTANCES": "1"}))
 
 
 def job_targets(job: dict) -> list[tuple[str | None, int | None]]:
@@ -138,16 +146,17 @@ def clients(rendered: Rendered) -> dict[str, bool]:
     """Every client of Prometheus or Alertmanager the stack configures -> whether it sends
     the machines' user and the web password secret."""
     found = {}
-    config = prometheus_config(rendered)
-    for i, alertmanager in enumerate(config.get("alerting", {}).get("alertmanagers", [])):
-        auth = alertmanager.get("basic_auth", {})
-        found[f"prometheus alerting {i}"] = sends_password(rendered, "prometheus", auth.get("username"),
-                                                           auth.get("password_file"))
-    for job in config["scrape_configs"]:
-        if any(names_a_web_server(host, port) for host, port in job_targets(job)):
-            auth = job.get("basic_auth", {})
-            found[f"prometheus job {job['job_name']}"] = sends_password(
-                rendered, "prometheus", auth.get("username"), auth.get("password_file"))
+    for prometheus in PROMETHEUS_SERVICES:
+        config = prometheus_config(rendered, prometheus)
+        for i, alertmanager in enumerate(config.get("alerting", {}).get("alertmanagers", [])):
+            auth = alertmanager.get("basic_auth", {})
+            found[f"{prometheus} alerting {i}"] = sends_password(
+                rendered, prometheus, auth.get("username"), auth.get("password_file"))
+        for job in config["scrape_configs"]:
+            if any(names_a_web_server(host, port) for host, port in job_targets(job)):
+                auth = job.get("basic_auth", {})
+                found[f"{prometheus} job {job['job_name']}"] = sends_password(
+                    rendered, prometheus, auth.get("username"), auth.get("password_file"))
     for mount in rendered.container("grafana").get("Configs", []):
         if not mount["File"]["Name"].startswith("/etc/grafana/provisioning/datasources/"):
             continue
@@ -160,8 +169,9 @@ def clients(rendered: Rendered) -> dict[str, bool]:
     for service in rendered.services:
         env = rendered.env(service)
         for key, value in env.items():
-            url = urlparse(value)
-            if key.endswith("_URL") and names_a_web_server(url.hostname, url.port):
+            # A URL, or a comma-separated list of them (SWARMGUARD_PROMETHEUS_URL).
+            urls = [urlparse(v) for v in value.split(",")] if key.endswith("_URL") else []
+            if any(names_a_web_server(url.hostname, url.port) for url in urls):
                 prefix = key.removesuffix("_URL")
                 found[f"{service} {key}"] = sends_password(rendered, service, env.get(f"{prefix}_USER"),
                                                            env.get(f"{prefix}_PASSWORD_FILE"))
@@ -198,7 +208,7 @@ def test_every_published_port_asks_for_the_authentication_the_contract_names(ren
 def test_prometheus_and_alertmanager_run_with_the_web_config_wherever_they_run(rendered):
     # Catches a Prometheus or Alertmanager without basic auth, published or not: the
     # lab's override or a new replica of either must not drop it.
-    assert set(WEB_SERVERS) == {"prometheus", "alertmanager"}
+    assert set(WEB_SERVERS) == {"prometheus", "prometheus-detection", "alertmanager"}
     for service in WEB_SERVERS:
         assert web_config_problems(rendered, service) == [], service
 
@@ -210,10 +220,13 @@ def test_every_client_of_prometheus_and_alertmanager_sends_the_machines_user_and
     assert clients(rendered) == {
         "prometheus alerting 0": True,
         "prometheus job prometheus": True,
+        "prometheus job swarmguard-detection-prometheus": True,
         "prometheus job alertmanager": True,
+        "prometheus-detection alerting 0": True,
         "grafana datasource SwarmGuard Prometheus": True,
         "receiver SWARMGUARD_PROMETHEUS_URL": True,
         "prometheus health check": True,
+        "prometheus-detection health check": True,
         "alertmanager health check": True,
     }
 
@@ -226,7 +239,7 @@ def test_the_contracts_secrets_are_the_stacks_mounted_where_it_says(default_stac
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 3 and re.fullmatch(r"`swarmguard_\w+`", cells[0]):
-            listed[cells[0].strip("`")] = set(re.findall(r"`(\w+)`", cells[2]))
+            listed[cells[0].strip("`")] = set(re.findall(r"`([\w-]+)`", cells[2]))
     mounted = {}
     for service in default_stack.services:
         for secret in default_stack.secret_files(service).values():
@@ -309,10 +322,13 @@ def test_a_client_without_the_user_or_the_password_secret_is_caught(default_stac
             ("receiver", receiver_without_password, {"receiver SWARMGUARD_PROMETHEUS_URL"}),
             ("alertmanager", health_check_without_password, {"alertmanager health check"}),
             ("prometheus", password_secret_not_mounted, {"prometheus alerting 0", "prometheus job prometheus",
-                                                         "prometheus job alertmanager", "prometheus health check"})):
+                                                         "prometheus job swarmguard-detection-prometheus",
+                                                         "prometheus job alertmanager", "prometheus health check"}),
+            ("prometheus-detection", password_secret_not_mounted, {"prometheus-detection alerting 0",
+                                                                   "prometheus-detection health check"})):
         found = clients(broken(default_stack, service, change))
         assert {name for name, ok in found.items() if not ok} == failing, change.__name__
-        assert len(found) == 7, change.__name__  # the broken client is still found
+        assert len(found) == 10, change.__name__  # the broken client is still found
 
 
 def test_the_contracts_table_is_read_and_a_contract_without_it_is_refused():

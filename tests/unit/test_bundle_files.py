@@ -24,14 +24,22 @@ from tests.lab.infra import stack as lab_stack
 from tests.lab.infra.bundle_images import MONITORING_IMAGES
 from tests.lab.config import DEFAULT
 from tests.lab.infra.images import PROJECT_IMAGES
+from tests.lab.infra.monitoring import render_swarm_template
 from tests.lab.infra.system import LabError
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = yaml.safe_load((ROOT / "stack.yml").read_text())
 LAB = yaml.safe_load((lab_stack.LAB_FILE).read_text())
 SERVICES = STACK["services"]
+CONFIGS = STACK["configs"]
+PROMETHEUS = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+# The detection template as Swarm renders it for one task of one.
+DETECTION = yaml.safe_load(render_swarm_template(
+    (ROOT / "prometheus" / "prometheus-detection.yml").read_text(), slot=1,
+    env={"SWARMGUARD_DETECTION_INSTANCES": "1"}))
 PROJECT_SERVICES = ("exporter", "receiver", "stress")
-MONITORING_SERVICES = ("cadvisor", "exporter", "prometheus", "alertmanager", "grafana")
+MONITORING_SERVICES = ("cadvisor", "exporter", "prometheus", "prometheus-detection", "alertmanager",
+                       "grafana")
 RULES = yaml.safe_load((ROOT / "prometheus" / "rules" / "swarmguard.yml").read_text())
 _DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
 _REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
@@ -67,21 +75,27 @@ def test_every_service_another_file_names_is_a_service_of_the_stack():
     # webhook URL (Alertmanager -> receiver), Prometheus's alerting target and the
     # job regexes that keep the stack's tasks, Grafana's datasource.
     alertmanager = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())
-    prometheus = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
     [hook] = [h for r in alertmanager["receivers"] for h in r.get("webhook_configs", [])]
     named = {urlparse(hook["url"]).hostname}
-    for am in prometheus["alerting"]["alertmanagers"]:
-        for sd in am.get("dns_sd_configs", []):
-            named |= {n.removeprefix("tasks.") for n in sd["names"]}
-        for static in am.get("static_configs", []):
-            named |= {t.split(":")[0] for t in static["targets"]}
-    for job in prometheus["scrape_configs"]:
-        for rule in job.get("relabel_configs", []):
-            if rule.get("source_labels") == ["__meta_dockerswarm_service_name"] and rule.get("action") == "keep":
-                named.add(rule["regex"].removeprefix(f"{lab_stack.NAME}_"))
+    for prometheus in (PROMETHEUS, DETECTION):
+        for am in prometheus["alerting"]["alertmanagers"]:
+            for sd in am.get("dns_sd_configs", []):
+                named |= {n.removeprefix("tasks.") for n in sd["names"]}
+            for static in am.get("static_configs", []):
+                named |= {t.split(":")[0] for t in static["targets"]}
+        for job in prometheus["scrape_configs"]:
+            for sd in job.get("dns_sd_configs", []):
+                named |= {n.removeprefix("tasks.") for n in sd["names"]}
+            for rule in job.get("relabel_configs", []):
+                if rule.get("source_labels") == ["__meta_dockerswarm_service_name"] and rule.get("action") == "keep":
+                    named.add(rule["regex"].removeprefix(f"{lab_stack.NAME}_"))
+    receiver_env = SERVICES["receiver"]["environment"]
+    named |= {urlparse(u).hostname.removeprefix("tasks.")
+              for u in receiver_env["SWARMGUARD_PROMETHEUS_URL"].split(",")}
     [source] = DATASOURCES["datasources"]
     named.add(urlparse(source["url"]).hostname)
-    assert {"receiver", "alertmanager", "prometheus", "exporter", "cadvisor"} <= named
+    assert {"receiver", "alertmanager", "prometheus", "prometheus-detection", "exporter",
+            "cadvisor"} <= named
     assert named <= set(SERVICES), named - set(SERVICES)
 
 
@@ -190,21 +204,24 @@ def test_cadvisor_and_the_exporter_run_on_every_node_where_prometheus_scrapes_th
     # nothing, test_bundle_exposure.py). Which targets Prometheus keeps is run by
     # Prometheus itself in test_bundle_prometheus_discovery.py.
     from exporter.config import ExporterConfig
-    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    jobs = {job["job_name"]: (job, scraper) for scraper, config in
+            (("prometheus", PROMETHEUS), ("prometheus-detection", DETECTION))
+            for job in config["scrape_configs"]}
     listens = {"cadvisor": 8080,  # cAdvisor's default -port, which stack.yml leaves alone
                "exporter": ExporterConfig().listen_port}
     assert not any(c.startswith("-port") for c in SERVICES["cadvisor"]["command"])
-    for name, job in (("cadvisor", "cadvisor"), ("exporter", "swarmguard-exporter")):
+    for name, job_name in (("cadvisor", "cadvisor"), ("exporter", "swarmguard-exporter"),
+                           ("exporter", "swarmguard-opt-in")):
+        job, scraper = jobs[job_name]
         assert SERVICES[name]["deploy"]["mode"] == "global"
         assert "ports" not in SERVICES[name]
-        [sd] = jobs[job]["dockerswarm_sd_configs"]
-        assert sd["role"] == "tasks" and sd["port"] == listens[name], job
-        [network] = [r["regex"] for r in jobs[job]["relabel_configs"]
+        [sd] = job["dockerswarm_sd_configs"]
+        assert sd["role"] == "tasks" and sd["port"] == listens[name], job_name
+        [network] = [r["regex"] for r in job["relabel_configs"]
                      if r.get("source_labels") == ["__meta_dockerswarm_network_name"]]
         assert network == lab_stack.NETWORK
         assert network.removeprefix(f"{lab_stack.NAME}_") in (
-            set(SERVICES[name]["networks"]) & set(SERVICES["prometheus"]["networks"]))
+            set(SERVICES[name]["networks"]) & set(SERVICES[scraper]["networks"]))
 
 
 def test_cadvisor_keeps_the_swarm_labels_the_rules_read_and_runs_as_the_labs_does():
@@ -238,27 +255,66 @@ def test_the_exporter_reads_its_nodes_docker_proc_and_cgroups_read_only():
     assert float(defaults(env["SWARMGUARD_EXPORTER_CAPACITY_MBPS"])) > 0
 
 
-def test_prometheus_loads_the_mounted_config_and_rules_and_can_discover_the_swarm():
-    # Catches a config mounted where --config.file does not look, rules outside
-    # rule_files' glob (Prometheus would start with no alerts at all), and a Prometheus
-    # whose Swarm discovery cannot work: it needs a manager's Docker socket, readable.
-    service = SERVICES["prometheus"]
+@pytest.mark.parametrize("name, config_key, config", [
+    ("prometheus", "prometheus_yml", PROMETHEUS),
+    ("prometheus-detection", "prometheus_detection_yml", DETECTION)])
+def test_prometheus_loads_the_mounted_config_and_rules_and_can_discover_the_swarm(name, config_key, config):
+    # Catches a config mounted where --config.file does not look, a rule file mounted and
+    # not loaded or loaded and not mounted (Prometheus would start without those alerts),
+    # and a Prometheus whose Swarm discovery cannot work: it needs a manager's Docker
+    # socket, readable.
+    service = SERVICES[name]
     targets = {c["source"]: Path(c["target"]) for c in service["configs"]}
     [config_file] = [Path(c.split("=", 1)[1]) for c in service["command"]
                      if c.startswith("--config.file=")]
-    assert targets["prometheus_yml"] == config_file
-    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
-    globs = [config_file.parent / g for g in config["rule_files"]]
-    for source, target in targets.items():
-        if source != "prometheus_yml":
-            assert any(target.match(str(g)) for g in globs), f"{source} at {target}"
+    assert targets.pop(config_key) == config_file
+    assert sorted(targets.values()) == sorted(config_file.parent / f for f in config["rule_files"])
     assert service["deploy"]["placement"]["constraints"] == ["node.role == manager"]
     volumes = {defaults(v).split(":")[1]: defaults(v) for v in service["volumes"]}
     assert "/var/run/docker.sock" in volumes
     assert service["user"] == "root"  # the socket is root's
-    # Its data survives a restart of the task (a volume, where --storage.tsdb.path points).
+
+
+def test_the_central_prometheus_keeps_its_data_across_a_restart():
+    service = SERVICES["prometheus"]
+    volumes = {defaults(v).split(":")[1]: defaults(v) for v in service["volumes"]}
     [data] = [c.split("=", 1)[1] for c in service["command"] if c.startswith("--storage.tsdb.path=")]
     assert data in volumes and not volumes[data].startswith("/")
+
+
+def test_each_rule_file_runs_where_its_part_of_the_layout_is():
+    # Catches a scale-down judged on one node's replicas (a detection instance loading
+    # it) and detection alerts fired twice (the central Prometheus loading it, from the
+    # federated copies): docs/contract.md, "Rule files and layouts".
+    central = {Path(f).name for f in PROMETHEUS["rule_files"]}
+    detection = {Path(f).name for f in DETECTION["rule_files"]}
+    assert central == {"swarmguard-thresholds.yml", "swarmguard-scale-down.yml", "swarmguard-health.yml"}
+    assert detection == {"swarmguard-thresholds.yml", "swarmguard.yml"}
+    assert central | detection == {p.name for p in (ROOT / "prometheus" / "rules").glob("*.yml")}
+
+
+def test_the_detection_template_shares_the_nodes_among_exactly_its_replicas():
+    # The template's share count and the replica count are one variable: with two
+    # values, a node would be judged by no instance, or two.
+    service = SERVICES["prometheus-detection"]
+    assert CONFIGS["prometheus_detection_yml"]["template_driver"] == "golang"
+    variable = "${SWARMGUARD_DETECTION_INSTANCES:-1}"
+    assert service["environment"]["SWARMGUARD_DETECTION_INSTANCES"] == variable
+    assert service["deploy"]["replicas"] == variable
+    text = (ROOT / "prometheus" / "prometheus-detection.yml").read_text()
+    assert set(re.findall(r"\{\{[^}]*\}\}", text)) == {
+        "{{ .Task.Slot }}", '{{ env "SWARMGUARD_DETECTION_INSTANCES" }}'}
+
+
+def test_the_alertmanager_pair_gossips_and_every_prometheus_sends_to_both():
+    service = SERVICES["alertmanager"]
+    assert service["deploy"]["replicas"] == 2
+    assert service["deploy"]["placement"]["max_replicas_per_node"] == 1
+    assert "--cluster.peer=tasks.alertmanager:9094" in service["command"]
+    for config in (PROMETHEUS, DETECTION):
+        [am] = config["alerting"]["alertmanagers"]
+        [sd] = am["dns_sd_configs"]
+        assert sd["names"] == ["tasks.alertmanager"] and sd["type"] == "A"
 
 
 def test_prometheus_publishes_no_lifecycle_endpoint_and_bounds_its_disk_use():

@@ -1,4 +1,5 @@
-"""prometheus/prometheus.yml's Swarm discovery and relabelling, run by Prometheus itself.
+"""The bundle's Prometheus configs' Swarm discovery and relabelling (prometheus.yml, and
+prometheus-detection.yml as Swarm renders it for each task), run by Prometheus itself.
 
 Each lab flavour's Prometheus binary (3.5.3 and 2.42, tests/rules/flavour_tools.py) loads
 the bundle's prometheus.yml and rules, with its Swarm discovery pointed at a fake
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.lab.infra.monitoring import render_swarm_template
 from tests.rules.flavour_tools import FLAVOURS, tool
 from tests.unit.fake_swarm_manager import FakeSwarmReads
 
@@ -103,12 +105,10 @@ def get(url: str) -> dict:
         return json.load(answer)["data"]
 
 
-@pytest.fixture(scope="module", params=FLAVOURS)
-def targets(request, tmp_path_factory) -> dict[str, list[dict]]:
-    """job -> the active targets the flavour's Prometheus derives from the bundle's
-    prometheus.yml and the fake swarm."""
-    tmp = tmp_path_factory.mktemp(f"discovery-{request.param}")
-    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+def discovered(flavour: str, config: dict, tmp: Path) -> dict[str, list[dict]]:
+    """job -> the active targets the flavour's Prometheus derives from `config` (a
+    bundle Prometheus config) and the fake swarm."""
+    tmp.mkdir(parents=True)
     with swarm(tmp / "docker.sock") as fake:
         for job in config["scrape_configs"]:
             for sd in job.get("dockerswarm_sd_configs", []):
@@ -119,43 +119,102 @@ def targets(request, tmp_path_factory) -> dict[str, list[dict]]:
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         listen = free_port()
         proc = subprocess.Popen(
-            [tool(request.param, "prometheus"), f"--config.file={tmp / 'prometheus.yml'}",
+            [tool(flavour, "prometheus"), f"--config.file={tmp / 'prometheus.yml'}",
              f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{listen}"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        swarm_jobs = [j["job_name"] for j in config["scrape_configs"] if j.get("dockerswarm_sd_configs")]
         found: dict[str, list[dict]] = {}
+        settled = 0
         try:
             deadline = time.monotonic() + 30
             while proc.poll() is None and time.monotonic() < deadline:
                 try:
-                    active = get(f"http://127.0.0.1:{listen}/api/v1/targets?state=active")["activeTargets"]
+                    answer = get(f"http://127.0.0.1:{listen}/api/v1/targets?state=any")
                 except OSError:
-                    active = []
+                    answer = {}
                 found = {}
-                for t in active:
+                for t in answer.get("activeTargets", []):
                     found.setdefault(t["labels"]["job"], []).append(t)
-                if all(len(found.get(job, [])) >= len(NODES) for job in ("cadvisor", "swarmguard-exporter")):
+                # Discovered: every Swarm job has seen the tasks (kept or dropped), twice
+                # in a row (the fake lists them all at once).
+                seen = len(answer.get("activeTargets", [])) + len(answer.get("droppedTargets", []))
+                settled = settled + 1 if seen and seen >= len(swarm_jobs) * len(NODES) else 0
+                if settled >= 2:
                     break
                 time.sleep(0.3)
         finally:
             proc.terminate()
             output = proc.communicate(timeout=20)[0].decode(errors="replace")
         assert fake.unexpected == [], fake.unexpected
-    assert found, f"Prometheus listed no target:\n{output}"
+    assert settled, f"Prometheus discovered nothing:\n{output}"
     return found
+
+
+def detection_config(slot: int, instances: int) -> dict:
+    """prometheus-detection.yml as Swarm renders it for the task in `slot` of
+    `instances` (its config template)."""
+    text = (ROOT / "prometheus" / "prometheus-detection.yml").read_text()
+    return yaml.safe_load(render_swarm_template(
+        text, slot=slot, env={"SWARMGUARD_DETECTION_INSTANCES": str(instances)}))
+
+
+@pytest.fixture(scope="module", params=FLAVOURS)
+def layout(request, tmp_path_factory) -> dict[str, dict[str, list[dict]]]:
+    """Prometheus -> job -> active targets, for the central Prometheus, one detection
+    instance alone, and each of two detection instances."""
+    tmp = tmp_path_factory.mktemp(f"discovery-{request.param}")
+    return {
+        "central": discovered(request.param, yaml.safe_load(
+            (ROOT / "prometheus" / "prometheus.yml").read_text()), tmp / "central"),
+        "detection": discovered(request.param, detection_config(1, 1), tmp / "detection"),
+        **{f"share {slot} of 2": discovered(request.param, detection_config(slot, 2),
+                                            tmp / f"share-{slot}")
+           for slot in (1, 2)},
+    }
+
+
+@pytest.fixture
+def targets(layout) -> dict[str, list[dict]]:
+    """The jobs of the one detection instance and of the central Prometheus."""
+    return {**layout["central"], **layout["detection"]}
 
 
 def by_url(targets: list[dict]) -> dict[str, str]:
     return {t["scrapeUrl"]: t["labels"]["instance"] for t in targets}
 
 
+EVERY_EXPORTER = {
+    "http://10.0.1.2:9101/metrics": "manager",
+    "http://10.0.1.3:9101/metrics": "worker-1",
+    "http://10.0.1.4:9101/metrics": "worker-2",
+}
+
+
 def test_one_exporter_target_per_node_at_its_tasks_address_on_the_stacks_network(targets):
     # Not the node's address (nothing is published there; the manager's reads 0.0.0.0),
     # not the other network's, not the shut-down task, not another service's.
-    assert by_url(targets["swarmguard-exporter"]) == {
-        "http://10.0.1.2:9101/metrics": "manager",
-        "http://10.0.1.3:9101/metrics": "worker-1",
-        "http://10.0.1.4:9101/metrics": "worker-2",
-    }
+    assert by_url(targets["swarmguard-exporter"]) == EVERY_EXPORTER
+
+
+def test_detection_instances_share_the_nodes_without_overlap(layout):
+    # Each of two instances keeps the nodes whose ID hashes to its slot: together every
+    # exporter once, never one twice (two judges of one task would each fire it).
+    shares = [by_url(layout[f"share {slot} of 2"].get("swarmguard-exporter", []))
+              for slot in (1, 2)]
+    assert {**shares[0], **shares[1]} == EVERY_EXPORTER
+    assert not set(shares[0]) & set(shares[1])
+
+
+def test_every_detection_instance_reads_the_opted_in_list_from_every_manager_only(layout):
+    for name in ("detection", "share 1 of 2", "share 2 of 2"):
+        assert by_url(layout[name]["swarmguard-opt-in"]) == {
+            "http://10.0.1.2:9101/opted-in": "manager"}, name
+
+
+def test_the_central_prometheus_scrapes_no_exporter(layout):
+    # Detection is the detection instances' (prometheus-detection.yml): a central scrape
+    # of the exporters would judge nothing and cost every task's ingestion again.
+    assert not {"swarmguard-exporter", "swarmguard-opt-in"} & set(layout["central"])
 
 
 def test_one_cadvisor_target_per_node_at_its_own_port_on_the_stacks_network(targets):

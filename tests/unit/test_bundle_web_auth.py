@@ -88,6 +88,10 @@ def with_secrets(root: Path, password: str) -> None:
     write(root / "run/secrets" / lab_stack.SECRET, secrets.token_hex(32) + "\n")
 
 
+# An alert that always fires, loaded beside the stack's rules.
+PROBE_RULES = "rules/probe.yml"
+
+
 def local_prometheus_config(rendered: Rendered, prometheus: int, alertmanager: int) -> str:
     """The stack's prometheus.yml, as the CLI mounts it, with Swarm's addresses replaced
     by the loopback ports; its clients' credentials untouched. The Swarm-discovered jobs
@@ -103,6 +107,7 @@ def local_prometheus_config(rendered: Rendered, prometheus: int, alertmanager: i
     for job in (jobs["prometheus"], jobs["alertmanager"]):
         job["scrape_interval"] = job["scrape_timeout"] = "1s"
     config["scrape_configs"] = [jobs["prometheus"], jobs["alertmanager"]]
+    config["rule_files"] = [*config["rule_files"], PROBE_RULES]
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -153,7 +158,7 @@ def running(request, tmp_path_factory):
             if service == "prometheus":
                 write(root / "etc/prometheus/prometheus.yml",
                       local_prometheus_config(rendered, ports["prometheus"], ports["alertmanager"]))
-                write(root / "etc/prometheus/rules/probe.yml", yaml.safe_dump({"groups": [{
+                write(root / "etc/prometheus" / PROBE_RULES, yaml.safe_dump({"groups": [{
                     "name": "probe", "interval": "1s", "rules": [{"alert": PROBE, "expr": "vector(1)"}]}]}))
             (root / service).mkdir(exist_ok=True)  # the data volume's mount point
             processes.append(start(root, [f"/bin/{service}", *spec["Args"],

@@ -30,8 +30,15 @@ def test_the_rules_query_selects_the_four_recording_rules_of_exactly_the_watched
     q = P.rules_query(["victim", "web.1"])
     assert 'service=~"victim|web\\.1"' in q
     for name in ("swarmguard:task_cpu:percent", "swarmguard:task_memory:percent",
-                 "swarmguard:task_network:percent", "swarmguard:service_replicas:count"):
+                 "swarmguard:task_network:percent", "swarmguard:service_tasks:count"):
         assert name in q
+
+
+def test_the_rules_query_can_ask_for_the_tasks_or_the_service_alone():
+    tasks = P.rules_query(["victim"], P.TASK_RULE_METRICS)
+    assert "swarmguard:task_cpu:percent" in tasks and "service_tasks" not in tasks
+    assert P.rules_query(["victim"], P.SERVICE_RULE_METRICS) == \
+        '{__name__=~"swarmguard:service_tasks:count",service=~"victim"}'
 
 
 def test_rule_samples_are_keyed_by_metric_service_short_task_id_and_node_hostname():
@@ -42,7 +49,7 @@ def test_rule_samples_are_keyed_by_metric_service_short_task_id_and_node_hostnam
                node_id="n-worker1-0000000000000000"),
         sample("swarmguard:task_network:percent", 2, service="victim", task_id=OLD_TASK,
                node_id="n-worker1-0000000000000000"),
-        sample("swarmguard:service_replicas:count", 1, service="victim"))
+        sample("swarmguard:service_tasks:count", 1, service="victim"))
     got = P.rule_samples(P.instant_vector(body), NODES)
     assert got == [
         (P.SeriesKey(CPU, "victim", "abc123def456", "worker-1"), 1795775131.371, 95.5),

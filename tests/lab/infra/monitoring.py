@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -111,34 +112,81 @@ def _token(cfg: LabConfig) -> Path:
     return cfg.token_file
 
 
-def prometheus_config(cfg: LabConfig) -> dict:
-    """The project's prometheus.yml with the lab's targets: each per-node job keeps its own
-    settings (interval, timeout, metric filters) and gets static targets in place of Swarm
-    service discovery, which cannot find processes that run beside the nodes."""
-    base = yaml.safe_load((PROJECT_ROOT / "prometheus" / "prometheus.yml").read_text())
-    config = {"global": dict(base["global"])}
-    config["global"].pop("external_labels", None)
-    config["rule_files"] = [str(rules_dir(cfg) / "*.yml")]
-    config["alerting"] = {"alertmanagers": [{"static_configs": [
-        {"targets": [f"127.0.0.1:{cfg.alertmanager_port}"]}]}]}
+def render_swarm_template(text: str, *, slot: int, env: dict[str, str]) -> str:
+    """A Swarm config template (template_driver: golang) as Swarm renders it for the task
+    in `slot`, for the placeholders the project's templates use: {{ .Task.Slot }} and
+    {{ env "NAME" }}."""
+    text = text.replace("{{ .Task.Slot }}", str(slot))
+    return re.sub(r'\{\{ env "(\w+)" \}\}', lambda m: env[m.group(1)], text)
+
+
+def _static(job: dict, targets: list[tuple[str, dict]]) -> dict:
+    """A bundle job with static targets (target, labels) in place of its discovery."""
+    settings = {k: v for k, v in job.items()
+                if k not in ("dockerswarm_sd_configs", "dns_sd_configs", "relabel_configs")}
+    return {**settings, "static_configs": [{"targets": [target], "labels": labels}
+                                           for target, labels in targets]}
+
+
+def _alerting(cfg: LabConfig) -> dict:
+    # Every Prometheus sends to both Alertmanagers of the pair, as the bundle's do.
+    return {"alertmanagers": [{"static_configs": [
+        {"targets": [url.removeprefix("http://") for url in cfg.alertmanager_urls]}]}]}
+
+
+def _rule_files(cfg: LabConfig, config: dict) -> list[str]:
+    # The bundle's own list for this Prometheus, from the lab's copy of the rules.
+    return [str(rules_dir(cfg) / Path(f).name) for f in config["rule_files"]]
+
+
+def detection_config(cfg: LabConfig, node: Node) -> dict:
+    """The project's prometheus-detection.yml for one node, as the lab runs it: one
+    detection Prometheus per node (the bundle's shards, one node each), with static
+    targets in place of Swarm service discovery: its node's exporter, and the managers'
+    /opted-in."""
+    base = yaml.safe_load(render_swarm_template(
+        (PROJECT_ROOT / "prometheus" / "prometheus-detection.yml").read_text(),
+        slot=1, env={"SWARMGUARD_DETECTION_INSTANCES": "1"}))
     jobs = {job["job_name"]: job for job in base["scrape_configs"]}
+    managers = [n for n in cfg.nodes if n.role == "manager"]
+    return {
+        "global": dict(base["global"]),
+        "rule_files": _rule_files(cfg, base),
+        "alerting": _alerting(cfg),
+        "scrape_configs": [
+            _static(jobs["swarmguard-exporter"],
+                    [(f"{node.ip}:{EXPORTER_PORT}", {"instance": node.name, "node": node.name})]),
+            _static(jobs["swarmguard-opt-in"],
+                    [(f"{n.ip}:{EXPORTER_PORT}", {"instance": n.name, "node": n.name}) for n in managers]),
+        ],
+    }
 
-    def per_node(job: str, port: int, nodes=cfg.nodes) -> dict:
-        settings = {k: v for k, v in jobs[job].items()
-                    if k not in ("dockerswarm_sd_configs", "dns_sd_configs", "relabel_configs")}
-        return {**settings, "static_configs": [
-            {"targets": [f"{n.ip}:{port}"], "labels": {"node": n.name}} for n in nodes]}
 
-    config["scrape_configs"] = [
-        per_node("cadvisor", cfg.cadvisor_port),
-        per_node("swarmguard-exporter", EXPORTER_PORT),
-        # The managers' exporters, as the bundle keeps them (node role manager).
-        per_node("swarmguard-opt-in", EXPORTER_PORT, [n for n in cfg.nodes if n.role == "manager"]),
-        {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{cfg.prometheus_port}"]}]},
-        {"job_name": "alertmanager", "static_configs": [{"targets": [f"127.0.0.1:{cfg.alertmanager_port}"]}]},
-        {"job_name": "swarmguard-receiver", "static_configs": [{"targets": [f"127.0.0.1:{cfg.receiver_port}"]}]},
-    ]
-    return config
+def prometheus_config(cfg: LabConfig) -> dict:
+    """The project's central prometheus.yml with the lab's targets: each job keeps its
+    own settings (interval, timeout, federation's match[], metric filters) and gets
+    static targets in place of Swarm service discovery, which cannot find processes that
+    run beside the nodes."""
+    base = yaml.safe_load((PROJECT_ROOT / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in base["scrape_configs"]}
+    for job in jobs.values():
+        job.pop("basic_auth", None)  # the lab's Prometheus and Alertmanagers ask for none
+    return {
+        "global": dict(base["global"]),
+        "rule_files": _rule_files(cfg, base),
+        "alerting": _alerting(cfg),
+        "scrape_configs": [
+            _static(jobs["cadvisor"], [(f"{n.ip}:{cfg.cadvisor_port}", {"node": n.name})
+                                       for n in cfg.nodes]),
+            _static(jobs["swarmguard-detection-prometheus"],
+                    [(cfg.node_prometheus_url(n).removeprefix("http://"), {"node": n.name})
+                     for n in cfg.nodes]),
+            {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{cfg.prometheus_port}"]}]},
+            _static(jobs["alertmanager"], [(url.removeprefix("http://"), {})
+                                           for url in cfg.alertmanager_urls]),
+            {"job_name": "swarmguard-receiver", "static_configs": [{"targets": [f"127.0.0.1:{cfg.receiver_port}"]}]},
+        ],
+    }
 
 
 def alertmanager_config(cfg: LabConfig) -> dict:
@@ -192,37 +240,71 @@ def sync_rules(cfg: LabConfig, *, scale_down_window_s: int | None = None) -> Non
         _write_if_changed(target / name, text)
 
 
-def start_prometheus(cfg: LabConfig) -> None:
-    sync_rules(cfg)
-    conf = cfg.state_dir / "prometheus" / "prometheus.yml"
-    changed = _write_if_changed(conf, yaml.safe_dump(prometheus_config(cfg), sort_keys=False))
-    started = _ensure(cfg, "prometheus", "prometheus", rootfs.for_flavour(cfg, [
+def _start_one_prometheus(cfg: LabConfig, name: str, config: dict, port: int) -> None:
+    home = cfg.state_dir / name
+    conf = home / "prometheus.yml"
+    changed = _write_if_changed(conf, yaml.safe_dump(config, sort_keys=False))
+    url = f"http://127.0.0.1:{port}"
+    started = _ensure(cfg, name, "prometheus", rootfs.for_flavour(cfg, [
         "prometheus", f"--config.file={conf}",
-        f"--storage.tsdb.path={cfg.state_dir / 'prometheus' / 'data'}",
-        f"--web.listen-address=127.0.0.1:{cfg.prometheus_port}",
+        f"--storage.tsdb.path={home / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
         "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d",
         "--rules.alert.resend-delay=5s",  # as in stack.yml: stale alerts expire in 20 s
     ]))
-    wait_for("Prometheus ready", lambda: requests.get(f"{cfg.prometheus_url}/-/ready", timeout=2).ok)
+    wait_for(f"{name} ready", lambda: requests.get(f"{url}/-/ready", timeout=2).ok)
     if changed and not started:
-        say("reloading Prometheus (configuration or rules changed)")
+        say(f"reloading {name} (configuration or rules changed)")
     if not started:  # rules may have changed even when the file did not
-        requests.post(f"{cfg.prometheus_url}/-/reload", timeout=10).raise_for_status()
+        requests.post(f"{url}/-/reload", timeout=10).raise_for_status()
+
+
+def prometheus_instances(cfg: LabConfig) -> list[tuple[str, str]]:
+    """(pidfile name, URL) of every Prometheus of the lab: the central one, then each
+    node's detection Prometheus."""
+    return [("prometheus", cfg.prometheus_url),
+            *((f"prometheus-{n.name}", cfg.node_prometheus_url(n)) for n in cfg.nodes)]
+
+
+def start_prometheus(cfg: LabConfig) -> None:
+    """The central Prometheus and one detection Prometheus per node (the bundle's layout,
+    with one node per detection instance), all reading the lab's copy of the rules."""
+    sync_rules(cfg)
+    for node in cfg.nodes:
+        _start_one_prometheus(cfg, f"prometheus-{node.name}", detection_config(cfg, node),
+                              cfg.node_prometheus_port(node))
+    _start_one_prometheus(cfg, "prometheus", prometheus_config(cfg), cfg.prometheus_port)
+
+
+def _alertmanager_instances(cfg: LabConfig) -> list[tuple[str, int, int, int]]:
+    """(pidfile name, port, cluster port, peer's cluster port) of the clustered pair."""
+    (first, second), (gossip_a, gossip_b) = (cfg.alertmanager_port, cfg.alertmanager_peer_port), \
+        cfg.alertmanager_cluster_ports
+    return [("alertmanager", first, gossip_a, gossip_b),
+            ("alertmanager-peer", second, gossip_b, gossip_a)]
 
 
 def start_alertmanager(cfg: LabConfig) -> None:
+    """Two Alertmanagers gossiping on loopback, as the bundle's HA pair: every Prometheus
+    sends to both; they share silences and the notification log, so the receiver is
+    notified once."""
     conf = cfg.state_dir / "alertmanager" / "alertmanager.yml"
     changed = _write_if_changed(conf, yaml.safe_dump(alertmanager_config(cfg), sort_keys=False))
-    started = _ensure(cfg, "alertmanager", "alertmanager", rootfs.for_flavour(cfg, [
-        "prometheus-alertmanager", f"--config.file={conf}",
-        f"--storage.path={cfg.state_dir / 'alertmanager' / 'data'}",
-        f"--web.listen-address=127.0.0.1:{cfg.alertmanager_port}",
-        "--cluster.listen-address=",  # one instance: no gossip port
-    ]))
-    wait_for("Alertmanager ready", lambda: requests.get(f"{cfg.alertmanager_url}/-/ready", timeout=2).ok)
-    if changed and not started:
-        say("reloading Alertmanager (configuration changed)")
-        requests.post(f"{cfg.alertmanager_url}/-/reload", timeout=10).raise_for_status()
+    for name, port, gossip, peer in _alertmanager_instances(cfg):
+        started = _ensure(cfg, name, "alertmanager", rootfs.for_flavour(cfg, [
+            "prometheus-alertmanager", f"--config.file={conf}",
+            f"--storage.path={cfg.state_dir / name / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--cluster.listen-address=127.0.0.1:{gossip}",
+            f"--cluster.peer=127.0.0.1:{peer}",
+            # Loopback is not a private address: say which one to announce.
+            f"--cluster.advertise-address=127.0.0.1:{gossip}",
+        ]))
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{name} ready", lambda u=url: requests.get(f"{u}/-/ready", timeout=2).ok)
+        if changed and not started:
+            say(f"reloading {name} (configuration changed)")
+            requests.post(f"{url}/-/reload", timeout=10).raise_for_status()
 
 
 def up(cfg: LabConfig) -> None:
@@ -238,7 +320,8 @@ def up(cfg: LabConfig) -> None:
 
 def names(cfg: LabConfig) -> list[tuple[str, str]]:
     """(pidfile name, command-line marker) of every daemon this module may have started."""
-    out = [("prometheus", "prometheus"), ("alertmanager", "alertmanager")]
+    out = [(name, "prometheus") for name, _ in prometheus_instances(cfg)]
+    out += [(name, "alertmanager") for name, *_ in _alertmanager_instances(cfg)]
     for node in cfg.nodes:
         out += [(f"cadvisor-{node.name}", "cadvisor"), (f"exporter-{node.name}", "exporter")]
     return out
@@ -347,5 +430,5 @@ def shortened_windows(cfg: LabConfig, *, scale_down_window_s: int = 20, repeat_i
 
 
 def _reload(cfg: LabConfig) -> None:
-    requests.post(f"{cfg.prometheus_url}/-/reload", timeout=10).raise_for_status()
-    requests.post(f"{cfg.alertmanager_url}/-/reload", timeout=10).raise_for_status()
+    for url in (*cfg.prometheus_urls, *cfg.alertmanager_urls):
+        requests.post(f"{url}/-/reload", timeout=10).raise_for_status()

@@ -166,17 +166,39 @@ class Recorder:
                 self.errors[source] += 1
                 self.last_error[source] = f"{type(exc).__name__}: {exc}"
 
-    def _get_json(self, path: str, **params) -> dict:
-        r = self._http.get(f"{self.cfg.prometheus_url}{path}", params=params, timeout=5)
+    def _get_json(self, path: str, url: str | None = None, **params) -> dict:
+        r = self._http.get(f"{url or self.cfg.prometheus_url}{path}", params=params, timeout=5)
         # Prometheus answers a bad query with 400 and a JSON error: let the parser say why.
         if r.status_code >= 500:
             r.raise_for_status()
         return r.json()
 
+    def _get_merged(self, path: str, key: str, urls, **params) -> dict:
+        """One answer made of every Prometheus's `data[key]` lists: the lab runs a
+        detection Prometheus per node beside the central one, and each fires (and records
+        fresh) only its own part."""
+        merged: list = []
+        for url in urls:
+            answer = self._get_json(path, url, **params)
+            if answer.get("status") != "success":
+                return answer  # let the parser say why
+            data = answer["data"]
+            merged += data[key] if key else data["result"]
+        return ({"status": "success", "data": {key: merged}} if key else
+                {"status": "success", "data": {"resultType": "vector", "result": merged}})
+
+    def _detection_urls(self) -> list[str]:
+        return [self.cfg.node_prometheus_url(n) for n in self.cfg.nodes]
+
     def _poll_rules(self) -> None:
-        samples = P.rule_samples(
-            P.instant_vector(self._get_json("/api/v1/query", query=P.rules_query(self.services))),
-            self._node_names)
+        # Each task's percentages where they are recorded (the central copy is a
+        # federation, up to 2 s late).
+        tasks = self._get_merged("/api/v1/query", "", self._detection_urls(),
+                                 query=P.rules_query(self.services, P.TASK_RULE_METRICS))
+        service = self._get_json("/api/v1/query",
+                                 query=P.rules_query(self.services, P.SERVICE_RULE_METRICS))
+        samples = (P.rule_samples(P.instant_vector(tasks), self._node_names)
+                   + P.rule_samples(P.instant_vector(service), self._node_names))
         found = P.thresholds(P.instant_vector(self._get_json("/api/v1/query", query=P.THRESHOLDS_QUERY)))
         with self._lock:
             for key, at, value in samples:
@@ -185,13 +207,15 @@ class Recorder:
 
     def _poll_alerts(self) -> None:
         now = time.time()
-        current = P.active_alerts(self._get_json("/api/v1/alerts"), self.services)
+        current = P.active_alerts(self._get_merged("/api/v1/alerts", "alerts", self.cfg.prometheus_urls),
+                                  self.services)
         newly_firing = any(a.state == "firing" and (k not in self._alerts or self._alerts[k].state != "firing")
                            for k, a in current.items())
         if newly_firing:
             # Read when needed, not once: a test may reload the rules with other windows.
             try:
-                self._durations = P.rule_durations(self._get_json("/api/v1/rules", type="alert"))
+                self._durations = P.rule_durations(self._get_merged(
+                    "/api/v1/rules", "groups", self.cfg.prometheus_urls, type="alert"))
             except Exception as exc:  # noqa: BLE001 - then firing is timed to the poll
                 self.errors["rules"] += 1
                 self.last_error["rules"] = f"{type(exc).__name__}: {exc}"

@@ -17,13 +17,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from ..infra import service_spec
 from ..reports.timeline import CPU, MEMORY, NETWORK, REPLICAS, SHORT_ID, Event, parse_time
 
-# Recording rules (prometheus/rules/swarmguard.yml) -> Series.metric
-RULE_METRICS: Mapping[str, str] = {
+# Recording rules (prometheus/rules/) -> Series.metric: each task's, recorded by the
+# detection Prometheus of its node; the service's replicas (every node's: the
+# scale-down's N), by the central one.
+TASK_RULE_METRICS: Mapping[str, str] = {
     "swarmguard:task_cpu:percent": CPU,
     "swarmguard:task_memory:percent": MEMORY,
     "swarmguard:task_network:percent": NETWORK,
-    "swarmguard:service_replicas:count": REPLICAS,
 }
+SERVICE_RULE_METRICS: Mapping[str, str] = {"swarmguard:service_tasks:count": REPLICAS}
+RULE_METRICS: Mapping[str, str] = {**TASK_RULE_METRICS, **SERVICE_RULE_METRICS}
 THRESHOLD_PREFIX = "swarmguard:threshold:"
 
 
@@ -38,8 +41,8 @@ def services_selector(services: Iterable[str]) -> str:
     return "|".join(re.escape(s) for s in services)
 
 
-def rules_query(services: Iterable[str]) -> str:
-    names = "|".join(re.escape(n) for n in RULE_METRICS)
+def rules_query(services: Iterable[str], metrics: Iterable[str] = RULE_METRICS) -> str:
+    names = "|".join(re.escape(n) for n in metrics)
     return f'{{__name__=~"{names}",service=~"{services_selector(services)}"}}'
 
 
