@@ -215,8 +215,8 @@ def test_a_tasks_host_is_told_apart_from_any_other(url, host):
 
 # -- the actuator asks before it decides -----------------------------------------------------
 
-def actuator(api, clock, firing_alerts, storm=None):
-    settings = Settings(token="t")
+def actuator(api, clock, firing_alerts, storm=None, settings=None):
+    settings = settings or Settings(token="t")
     metrics = Metrics()
     storm = storm or StormLedger.from_settings(settings, lambda: clock.mono)
     return Actuator(api, settings, metrics, clock=lambda: clock.now, monotonic=lambda: clock.mono,
@@ -255,6 +255,42 @@ def test_while_prometheus_cannot_say_nothing_is_acted_on():
     assert outcome.decision.reason == R.PROMETHEUS_UNREACHABLE
     assert "unreachable" in outcome.decision.why
     assert api.updates == []
+
+
+def test_with_one_prometheus_silent_the_others_answers_decide_and_its_silence_is_logged(caplog):
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    why = "http://10.0.1.7:9090/api/v1/alerts unreachable (ConnectTimeout)"
+    act, metrics = actuator(api, clock, lambda: merge([FiringAlerts.of([MIGRATE])], [why]))
+    (outcome,) = act.handle([alert(clock=clock)])
+    assert outcome.result == A.SUCCESS
+    assert skipped(metrics, R.PROMETHEUS_UNREACHABLE) == 0
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"cannot ask one Prometheus, confirming with the others' answers: {why}"]
+
+
+def test_an_alert_only_a_silent_prometheus_would_fire_stays_unconfirmed():
+    api, clock = example_api(), Clock()
+    act, _ = actuator(api, clock, lambda: merge([FiringAlerts.of([])], ["worker-1's is down"]))
+    (outcome,) = act.handle([alert(clock=clock)])
+    assert outcome.decision.reason == R.UNCONFIRMED
+    assert api.updates == []
+
+
+def test_the_external_labels_the_settings_name_are_left_out_of_the_comparison():
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    settings = Settings(token="t", prometheus_external_labels="node_prometheus, cluster")
+    act, _ = actuator(api, clock, lambda: FiringAlerts.of([MIGRATE]), settings=settings)
+    (outcome,) = act.handle([alert(clock=clock, node_prometheus="worker-1", cluster="eu")])
+    assert outcome.result == A.SUCCESS
+
+
+def test_without_external_labels_named_an_alert_carrying_one_is_unconfirmed():
+    api, clock = example_api(), Clock()
+    act, _ = actuator(api, clock, lambda: FiringAlerts.of([MIGRATE]))
+    (outcome,) = act.handle([alert(clock=clock, node_prometheus="worker-1")])
+    assert outcome.decision.reason == R.UNCONFIRMED
 
 
 def test_the_counter_the_cannot_act_alert_reads_is_exported_from_zero():
