@@ -97,9 +97,9 @@ def merge(answered: Sequence[FiringAlerts], unanswered: Sequence[str]) -> Firing
 
     One answer is enough: the Prometheus that fires an alert (the one on the alert's
     node, or the central one) is the one that must answer for it. A silent one leaves
-    exactly its own alerts unconfirmed, the safe outcome, and detection health alarms on
-    it separately (a per-node Prometheus that is down is a blind node). Only when no one
-    answers can nothing be confirmed at all (prometheus_unreachable)."""
+    exactly its own alerts unconfirmed, the safe outcome; saying that it is down is
+    detection health's task, not this one's. Only when no one answers can nothing be
+    confirmed at all (prometheus_unreachable)."""
     if not answered:
         raise Unanswered("; ".join(unanswered) or "no Prometheus to ask")
     return FiringAlerts(frozenset().union(*(f.label_sets for f in answered)),
