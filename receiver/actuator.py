@@ -116,9 +116,12 @@ class Actuator:
                                       f"cannot confirm it with Prometheus: {exc}")
                           for a in alerts}
         self.metrics.confirmation_duration.observe(self.monotonic() - asked)
-        return firing, {id(a): Skip(a, UNCONFIRMED, "Prometheus does not fire this alert "
+        for why in firing.unanswered:
+            self.report.prometheus_partly_unanswered(why)
+        ignoring = self.settings.prometheus_external_label_names
+        return firing, {id(a): Skip(a, UNCONFIRMED, "no Prometheus fires this alert "
                                                    "with these labels")
-                        for a in alerts if not firing.confirms(a)}
+                        for a in alerts if not firing.confirms(a, ignoring)}
 
     def _storm_view(self, firing: FiringAlerts | None, retry_of: float | None = None
                     ) -> StormView:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -24,6 +26,40 @@ from swarmguard_config import NOT_FROM_ENV, NOT_NEGATIVE, POSITIVE, ConfigError,
 ENV_PREFIX = "SWARMGUARD_"
 CONFIG_FILE_ENV = "SWARMGUARD_CONFIG_FILE"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+# Prometheus's label names (its data model).
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """The entries of a comma-separated setting, without the spaces around each; none for
+    an empty text."""
+    return tuple(entry.strip() for entry in text.split(",")) if text.strip() else ()
+
+
+def _http_urls(text: str) -> None:
+    for url in comma_list(text):
+        if not url:
+            raise ValueError("an entry is empty")
+        parts = urlsplit(url)
+        try:
+            parts.port  # raises ValueError on a port that is not one
+        except ValueError:
+            raise ValueError(f"{url!r} has a bad port") from None
+        if "@" in parts.netloc:
+            # It would be logged with the settings and in every complaint about the URL.
+            raise ValueError(f"{url!r} holds credentials: the password goes in "
+                             f"{ENV_PREFIX}PROMETHEUS_PASSWORD_FILE")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+                or parts.fragment:
+            raise ValueError(f"{url!r} is not an http(s) URL (http[s]://host[:port][/path])")
+
+
+def _label_names(text: str) -> None:
+    for name in comma_list(text):
+        if not LABEL_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a label name")
 
 
 @dataclass(frozen=True)
@@ -103,14 +139,18 @@ class Settings:
     # calls a move futile.
     futile_window: float = field(default=600.0, metadata=NOT_NEGATIVE)
     # Only Prometheus's own alerts move anything (receiver/confirmation.py): before each
-    # decision the receiver asks this Prometheus which alerts fire, and skips any other.
-    prometheus_url: str = "http://prometheus:9090"
+    # decision the receiver asks these Prometheus servers (comma-separated; a `tasks.<service>`
+    # host stands for every task of the service) which alerts fire, and skips any other.
+    prometheus_url: str = field(default="http://prometheus:9090", metadata={"check": _http_urls})
     prometheus_user: str = "swarmguard"
     # A file holding Prometheus's basic-auth password (the bundle's Swarm secret); unset:
     # no authentication.
     prometheus_password_file: str | None = None
     # One query per decision; a decision never waits longer for it (Alertmanager resends).
     prometheus_timeout: float = field(default=2.0, metadata=POSITIVE)
+    # Label names (comma-separated) a Prometheus adds to the alerts it sends (its external
+    # labels) but not to its own list of alerts: left out of the comparison.
+    prometheus_external_labels: str = field(default="", metadata={"check": _label_names})
     # Off only where alerts are posted straight to the receiver on purpose (tests of the
     # receiver itself): anyone with the webhook's token could then move tasks.
     confirm_with_prometheus: bool = True
@@ -122,6 +162,14 @@ class Settings:
     def cooldowns(self) -> Mapping[str, float]:
         """Each kind's cooldown, by kind name (receiver/kinds.py)."""
         return {k.name: getattr(self, k.cooldown_setting) for k in KINDS}
+
+    @property
+    def prometheus_urls(self) -> tuple[str, ...]:
+        return comma_list(self.prometheus_url)
+
+    @property
+    def prometheus_external_label_names(self) -> frozenset[str]:
+        return frozenset(comma_list(self.prometheus_external_labels))
 
     def describe(self) -> str:
         """One log line with the effective configuration, token left out."""

@@ -26,7 +26,7 @@ SUPERSEDED = "superseded"  # a newer alert for the service replaced this waiting
 INTERNAL_ERROR = "internal_error"  # a bug: logged with its traceback
 # Given by the actuator (actuator.py).
 DOCKER_ERROR = "docker_error"  # Docker could not even be read, after retries
-UNCONFIRMED = "unconfirmed"  # Prometheus does not fire this alert (confirmation.py)
+UNCONFIRMED = "unconfirmed"  # no Prometheus asked fires this alert (confirmation.py)
 PROMETHEUS_UNREACHABLE = "prometheus_unreachable"  # Prometheus could not say: nothing acts
 
 # -- action results ----------------------------------------------------------------------

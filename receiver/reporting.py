@@ -209,6 +209,12 @@ class Reporter:
         (counted there, reason prometheus_unreachable; SwarmGuardCannotAct reads it)."""
         _acting.warning("cannot confirm alerts with Prometheus, acting on none: %s", why)
 
+    def prometheus_partly_unanswered(self, why: str) -> None:
+        """One Prometheus did not answer, others did: their answers are used, and the
+        alerts only the silent one fires are skipped unconfirmed."""
+        _acting.warning("cannot ask one Prometheus, confirming with the others' answers: %s",
+                        why)
+
     def count_docker_error(self, operation: str) -> None:
         self.metrics.docker_errors.labels(operation).inc()
 

@@ -9,6 +9,8 @@ otherwise. The metadata a field may carry:
     min     the smallest value allowed          max    the largest value allowed
     above   a bound the value must exceed (POSITIVE is {"above": 0})
     one_of  the allowed words, matched regardless of case and stored as spelled here
+    check   a function of the coerced value that raises ValueError saying what is wrong
+            with it (a rule no bound expresses: a list of URLs)
 
 Values are coerced by the field's annotation: bool, int, float, str, or one of those or
 None. An empty value counts as unset, so that ``VAR=`` in a stack file means "the
@@ -31,7 +33,7 @@ POSITIVE: Mapping[str, object] = {"above": 0}
 NOT_NEGATIVE: Mapping[str, object] = {"min": 0}
 NOT_FROM_ENV: Mapping[str, object] = {"env": None}
 
-_KNOWN_METADATA = {"env", "min", "max", "above", "one_of"}
+_KNOWN_METADATA = {"env", "min", "max", "above", "one_of", "check"}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -121,6 +123,11 @@ def parse(field: dataclasses.Field, kind: type, raw: object, label: str) -> obje
     _check_bounds(field.metadata, value, raw, label)
     if "one_of" in field.metadata:
         value = _one_of(field.metadata["one_of"], value, label)
+    if "check" in field.metadata:
+        try:
+            field.metadata["check"](value)
+        except ValueError as exc:
+            raise ConfigError(f"{label}={raw!r}: {exc}") from None
     return value
 
 

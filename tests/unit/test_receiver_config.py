@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from receiver.config import ConfigError, Settings, load_settings
@@ -145,3 +147,54 @@ def test_the_scale_up_step_can_be_set_in_the_yaml_file(tmp_path):
     config.write_text("max_scale_up_step: 2\n")
     settings = load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_CONFIG_FILE": str(config)})
     assert settings.max_scale_up_step == 2
+
+
+def test_the_prometheus_asked_is_the_bundle_s_by_default_and_several_are_comma_separated():
+    assert load_settings({"SWARMGUARD_TOKEN": "t"}).prometheus_urls == ("http://prometheus:9090",)
+    settings = load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_PROMETHEUS_URL":
+                              "http://tasks.prometheus-node:9090, https://central:9443/prom"})
+    assert settings.prometheus_urls == ("http://tasks.prometheus-node:9090",
+                                        "https://central:9443/prom")
+
+
+@pytest.mark.parametrize("value, why", [
+    ("prometheus:9090", "'prometheus:9090' is not an http(s) URL"),
+    ("ftp://prometheus:9090", "'ftp://prometheus:9090' is not an http(s) URL"),
+    ("http://:9090", "is not an http(s) URL"),
+    ("http://prometheus:9090/?q=1", "is not an http(s) URL"),
+    ("http://prometheus:9090/#top", "is not an http(s) URL"),
+    ("http://prometheus:90900", "'http://prometheus:90900' has a bad port"),
+    ("http://a:9090,,http://b:9090", "an entry is empty"),
+    ("http://a:9090,", "an entry is empty"),
+    ("http://swarmguard:pw@prometheus:9090",
+     "holds credentials: the password goes in SWARMGUARD_PROMETHEUS_PASSWORD_FILE"),
+])
+def test_each_prometheus_url_must_be_an_http_url_or_the_receiver_names_the_variable(value, why):
+    with pytest.raises(ConfigError, match=re.escape(f"SWARMGUARD_PROMETHEUS_URL='{value}': ")
+                       + f".*{re.escape(why)}"):
+        load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_PROMETHEUS_URL": value})
+
+
+def test_a_bad_prometheus_url_in_the_yaml_file_names_the_file_and_the_key(tmp_path):
+    path = tmp_path / "receiver.yml"
+    path.write_text("prometheus_url: http://prometheus:9090,prometheus-node:9090\n")
+    with pytest.raises(ConfigError, match=f"^{path}: prometheus_url="):
+        load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_CONFIG_FILE": str(path)})
+
+
+def test_prometheus_external_labels_are_none_by_default_and_named_comma_separated():
+    assert load_settings({"SWARMGUARD_TOKEN": "t"}).prometheus_external_label_names == frozenset()
+    settings = load_settings({"SWARMGUARD_TOKEN": "t",
+                              "SWARMGUARD_PROMETHEUS_EXTERNAL_LABELS": "node_prometheus, cluster"})
+    assert settings.prometheus_external_label_names == {"node_prometheus", "cluster"}
+
+
+@pytest.mark.parametrize("value, why", [
+    ("cluster,,replica", "'' is not a label name"),
+    ("node-prometheus", "'node-prometheus' is not a label name"),
+    ("1cluster", "'1cluster' is not a label name"),
+])
+def test_an_external_label_that_is_not_a_label_name_stops_the_receiver(value, why):
+    with pytest.raises(ConfigError,
+                       match=f"^SWARMGUARD_PROMETHEUS_EXTERNAL_LABELS='{value}': {why}$"):
+        load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_PROMETHEUS_EXTERNAL_LABELS": value})

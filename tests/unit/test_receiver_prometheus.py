@@ -1,6 +1,8 @@
-"""The receiver's one question to Prometheus (receiver/prometheus.py), against a stand-in
-Prometheus on loopback: basic auth when configured, and any answer but Prometheus's own is
-Unanswered (so nothing acts), never an exception of another kind."""
+"""The receiver's one question to Prometheus (receiver/prometheus.py), against stand-in
+Prometheus servers on loopback: basic auth when configured, and any answer but Prometheus's
+own is Unanswered (so nothing acts), never an exception of another kind. Asked of several
+at once, the answers of those that answer count, and a slow one does not hold the round
+past its deadline."""
 import base64
 import json
 import threading
@@ -12,10 +14,15 @@ import pytest
 from receiver.config import ConfigError, Settings
 from receiver.confirmation import Unanswered
 from receiver import prometheus
-from receiver.prometheus import Prometheus, prometheus_of
+from receiver.prometheus import Prometheus, PrometheusGroup, ipv4_addresses, prometheus_of
 
-FIRING = {"status": "success", "data": {"alerts": [
-    {"labels": {"alertname": "SwarmGuardScaleUp", "service": "web"}, "state": "firing"}]}}
+SCALE_UP = {"alertname": "SwarmGuardScaleUp", "service": "web"}
+FIRING = {"status": "success", "data": {"alerts": [{"labels": SCALE_UP, "state": "firing"}]}}
+
+
+def firing(*alerts):
+    return json.dumps({"status": "success", "data": {"alerts": [
+        {"labels": labels, "state": "firing"} for labels in alerts]}}).encode()
 
 
 class StandIn:
@@ -23,15 +30,21 @@ class StandIn:
     and between its bytes when `trickle`."""
 
     def __init__(self, status=200, body=json.dumps(FIRING).encode(), password="", pause=0.0,
-                 trickle=False):
+                 trickle=False, silent=False, address=("127.0.0.1", 0)):
         self.status, self.body, self.password = status, body, password
         self.pause, self.trickle = pause, trickle
         self.seen_auth = []
+        # `silent`: never answers, until the test is over.
+        self.over = threading.Event()
+        self.silent = silent
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
                 stand_in.seen_auth.append(self.headers.get("Authorization"))
+                if stand_in.silent:
+                    stand_in.over.wait()
+                    return
                 expected = "Basic " + base64.b64encode(f"swarmguard:{stand_in.password}".encode()).decode()
                 status = stand_in.status if self.path == "/api/v1/alerts" else 404
                 if stand_in.password and self.headers.get("Authorization") != expected:
@@ -55,12 +68,14 @@ class StandIn:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(address, Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.port = self.server.server_port
+        self.url = f"http://{address[0]}:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
+        self.over.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -142,3 +157,127 @@ def test_an_unreadable_password_file_stops_the_receiver_at_start(tmp_path):
     settings = Settings(token="t", prometheus_password_file=str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="^cannot read SWARMGUARD_PROMETHEUS_PASSWORD_FILE="):
         prometheus_of(settings)
+
+
+# -- several Prometheus servers, asked at once ----------------------------------------------
+
+MIGRATE = {"alertname": "SwarmGuardMigrate", "service": "web", "task_id": "t1", "node_id": "n1"}
+
+
+def test_an_alert_fired_by_one_of_three_prometheus_servers_is_confirmed(stand_in):
+    quiet, firing_one, broken = stand_in(body=firing()), stand_in(body=firing(MIGRATE)), \
+        stand_in(status=503)
+    merged = PrometheusGroup([quiet.url, firing_one.url, broken.url], timeout=2).firing_alerts()
+    assert merged.label_sets == {frozenset(MIGRATE.items())}
+    assert merged.hot_tasks == {("t1", "n1")}
+    assert merged.unanswered == (f"{broken.url}/api/v1/alerts answered HTTP 503",)
+
+
+def test_the_alerts_of_every_answering_server_are_merged(stand_in):
+    one, other = stand_in(body=firing(MIGRATE)), stand_in(body=firing(SCALE_UP))
+    merged = PrometheusGroup([one.url, other.url], timeout=2).firing_alerts()
+    assert merged.label_sets == {frozenset(MIGRATE.items()), frozenset(SCALE_UP.items())}
+    assert merged.unanswered == ()
+
+
+def test_with_no_server_answering_the_round_is_unanswered_naming_each(stand_in):
+    broken = stand_in(status=503)
+    with pytest.raises(Unanswered, match=f"^{broken.url}/api/v1/alerts answered HTTP 503; "
+                                         r"http://127.0.0.1:9/api/v1/alerts unreachable "
+                                         r"\(ConnectionError\)$"):
+        PrometheusGroup([broken.url, "http://127.0.0.1:9"], timeout=2).firing_alerts()
+
+
+def test_each_server_is_asked_with_the_credentials(stand_in):
+    one, other = stand_in(password="pw"), stand_in(password="pw")
+    PrometheusGroup([one.url, other.url], timeout=2, user="swarmguard",
+                    password="pw").firing_alerts()
+    expected = "Basic " + base64.b64encode(b"swarmguard:pw").decode()
+    assert one.seen_auth == other.seen_auth == [expected]
+
+
+def test_a_tasks_url_is_asked_at_the_address_of_every_task(stand_in):
+    # Two stand-in "tasks" on one port at two loopback addresses.
+    first = stand_in(body=firing(MIGRATE))
+    second = stand_in(body=firing(SCALE_UP), address=("127.0.0.2", first.port))
+    looked_up = []
+
+    def resolve(host):
+        looked_up.append(host)
+        return ["127.0.0.2", "127.0.0.1"]
+    group = PrometheusGroup([f"http://tasks.prometheus-node:{first.port}"], timeout=2,
+                            resolve=resolve)
+    merged = group.firing_alerts()
+    assert merged.label_sets == {frozenset(MIGRATE.items()), frozenset(SCALE_UP.items())}
+    assert looked_up == ["tasks.prometheus-node"]
+    assert len(first.seen_auth) == len(second.seen_auth) == 1
+    group.firing_alerts()
+    assert looked_up == ["tasks.prometheus-node"] * 2  # at each confirmation: tasks come and go
+
+
+def test_a_tasks_url_without_any_task_is_said_while_the_others_answer(stand_in):
+    central = stand_in(body=firing(SCALE_UP))
+    merged = PrometheusGroup(["http://tasks.prometheus-node:9090", central.url], timeout=2,
+                             resolve=lambda host: []).firing_alerts()
+    assert merged.label_sets == {frozenset(SCALE_UP.items())}
+    assert merged.unanswered == (
+        "tasks.prometheus-node has no address (no task of the service runs)",)
+
+
+def test_a_tasks_url_alone_without_any_task_is_unanswered():
+    with pytest.raises(Unanswered, match="^tasks.prometheus-node has no address"):
+        PrometheusGroup(["http://tasks.prometheus-node:9090"], timeout=2,
+                        resolve=lambda host: []).firing_alerts()
+
+
+def test_a_silent_server_leaves_its_alerts_unconfirmed_and_the_others_count(stand_in):
+    silent, central = stand_in(silent=True), stand_in(body=firing(SCALE_UP))
+    merged = PrometheusGroup([silent.url, central.url], timeout=0.5).firing_alerts()
+    assert merged.label_sets == {frozenset(SCALE_UP.items())}
+    (why,) = merged.unanswered
+    assert why.startswith(f"{silent.url}/api/v1/alerts ")
+
+
+def test_a_server_trickling_its_answer_is_left_behind_at_the_round_s_deadline(stand_in):
+    # Each byte arrives within the timeout, so no read times out: only the round's own
+    # deadline stops waiting for it.
+    slow = stand_in(body=firing(MIGRATE), pause=0.02, trickle=True)
+    central = stand_in(body=firing(SCALE_UP))
+    merged = PrometheusGroup([slow.url, central.url], timeout=0.5).firing_alerts()
+    assert merged.label_sets == {frozenset(SCALE_UP.items())}
+    assert merged.unanswered == (
+        f"{slow.url} did not answer within the round's deadline",)
+
+
+def test_a_dns_lookup_that_hangs_does_not_hold_the_round(stand_in):
+    central, released = stand_in(body=firing(SCALE_UP)), threading.Event()
+
+    def hanging(host):
+        released.wait(10)
+        return ["127.0.0.1"]
+    try:
+        merged = PrometheusGroup(["http://tasks.prometheus-node:9090", central.url], timeout=0.3,
+                                 resolve=hanging).firing_alerts()
+        answered_before_the_lookup = not released.is_set()
+    finally:
+        released.set()
+    assert answered_before_the_lookup
+    assert merged.label_sets == {frozenset(SCALE_UP.items())}
+    assert merged.unanswered == (
+        "no address for tasks.prometheus-node within the round's deadline",)
+
+
+def test_a_host_s_ipv4_addresses_are_looked_up_and_a_failed_lookup_is_unanswered():
+    assert ipv4_addresses("localhost") == ["127.0.0.1"]
+    with pytest.raises(Unanswered, match="^cannot resolve tasks.prometheus.invalid "):
+        ipv4_addresses("tasks.prometheus.invalid")
+    with pytest.raises(Unanswered, match="^cannot resolve tasks.a{64} "):
+        ipv4_addresses("tasks." + "a" * 64)  # a label too long for DNS
+
+
+def test_the_settings_name_every_server_asked(stand_in):
+    one, other = stand_in(body=firing(MIGRATE)), stand_in(body=firing(SCALE_UP))
+    group = prometheus_of(Settings(token="t", prometheus_url=f"{one.url}, {other.url}",
+                                   prometheus_timeout=1.5))
+    assert (group.urls, group.timeout) == ((one.url, other.url), 1.5)
+    assert len(group.firing_alerts().label_sets) == 2

@@ -94,6 +94,22 @@ def test_a_word_from_a_list_is_matched_regardless_of_case_and_stored_as_listed()
         load(Example, "EX_", {"EX_LEVEL": "LOUD"})
 
 
+def test_a_field_s_own_check_sees_the_coerced_value_and_its_complaint_names_the_variable():
+    def even(value):
+        if value % 2:
+            raise ValueError("must be even")
+
+    @dataclass(frozen=True)
+    class Checked:
+        pairs: int = field(default=2, metadata={"check": even})
+
+    assert load(Checked, "EX_", {"EX_PAIRS": " 4 "}).pairs == 4
+    with pytest.raises(ConfigError, match="^EX_PAIRS='3': must be even$"):
+        load(Checked, "EX_", {"EX_PAIRS": "3"})
+    with pytest.raises(ConfigError, match="^file: pairs=5: must be even$"):
+        load(Checked, "EX_", {}, beneath_env=Layer({"pairs": 5}, lambda name: f"file: {name}"))
+
+
 def test_a_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
 
