@@ -23,7 +23,7 @@ import yaml
 from tests.bench.common import ARTIFACTS, cpu_seconds, progress, summarise, table, write_json
 from tests.lab.infra import controller, services
 from tests.lab.config import DEFAULT, PROJECT_ROOT, LabConfig
-from tests.lab.instruments.prometheus import query
+from tests.lab.instruments.prometheus import query, query_detection
 from tests.lab.infra.services import stress
 from tests.lab.infra.system import read_pid, wait_for
 from tests.lab.infra.webhook_sink import WebhookSink
@@ -46,7 +46,8 @@ class StageWatcher:
     def _run(self):
         while not self._stop.is_set():
             for stage, promql in self.probes.items():
-                if stage not in self.seen and query(self.cfg, promql):
+                # Where detection happens: the central copy is a federation, up to 2 s late.
+                if stage not in self.seen and query_detection(self.cfg, promql):
                     self.seen[stage] = time.time()
             self._stop.wait(0.1)
 
@@ -95,7 +96,9 @@ def exporter_cpu_per_scrape(cfg: LabConfig, scrapes: int = 200) -> dict:
 
 def chain_settings(cfg: LabConfig) -> dict:
     """The settings of every link of the chain, read from what the lab actually runs."""
-    prom = yaml.safe_load((cfg.state_dir / "prometheus" / "prometheus.yml").read_text())["global"]
+    # The detection Prometheus of the node the benchmark's task runs on (all alike).
+    prom = yaml.safe_load((cfg.state_dir / f"prometheus-{cfg.workers[0].name}" / "prometheus.yml"
+                           ).read_text())["global"]
     am = yaml.safe_load((cfg.state_dir / "alertmanager" / "alertmanager.yml").read_text())
     route = next(r for r in am["route"]["routes"] if r.get("receiver") == "swarmguard")
     rules = yaml.safe_load((PROJECT_ROOT / "prometheus" / "rules" / "swarmguard.yml").read_text())

@@ -86,7 +86,7 @@ class LabConfig:
     # node_prometheus_base_port up, one Prometheus per node for that node's detection:
     # the per-node layout (docs/contract.md, "Rule files and layouts").
     prometheus_port: int = 9090
-    node_prometheus_base_port: int = 9190
+    node_prometheus_base_port: int = 9290
     # Two Alertmanagers, clustered (gossip on the cluster ports), as the bundle's HA pair.
     alertmanager_port: int = 9093
     alertmanager_peer_port: int = 9095

@@ -31,10 +31,11 @@ class ReceiverProcess:
         # (receiver/futile.py) is the task's own heat from the second move of a service on:
         # rightly so. Tests and benchmarks that move one service again and again to measure
         # something else run without it; the futile test turns it on.
-        # It asks the lab's Prometheus which alerts fire (docs/contract.md, "Confirmation
-        # with Prometheus"). Tests that post alerts themselves (`send`) are not
-        # Prometheus's: they pass confirm_with_prometheus=0.
-        settings = {"futile_window": 0, "prometheus_url": cfg.prometheus_url, **settings}
+        # It asks every Prometheus of the lab which alerts fire (docs/contract.md,
+        # "Confirmation with Prometheus"): each node's detection Prometheus and the central
+        # one. Tests that post alerts themselves (`send`) are not Prometheus's: they pass
+        # confirm_with_prometheus=0.
+        settings = {"futile_window": 0, "prometheus_url": ",".join(cfg.prometheus_urls), **settings}
         self.settings = {f"SWARMGUARD_{k.upper()}": str(v) for k, v in settings.items()}
         self.proc: subprocess.Popen | None = None
         self.log_path = cfg.log_dir / f"receiver-{self.port}.log"

@@ -3,7 +3,9 @@
 Every reader (the scenarios, the health check, the lab tests, the benchmarks) comes
 here, so a query is sent, timed out and checked for an error answer the same way.
 `api` takes a base URL because the bundle's tests also ask the stack's own Prometheus,
-not only the lab's (LabConfig.prometheus_url)."""
+not only the lab's (LabConfig.prometheus_url). The lab runs the bundle's split layout: a
+detection Prometheus per node, and the central one that federates them (docs/contract.md,
+"Rule files and layouts"); `query` asks the central one."""
 from __future__ import annotations
 
 import requests
@@ -33,6 +35,15 @@ def query(cfg: LabConfig, promql: str, at: float | None = None) -> list[dict]:
     result vector."""
     params = {"query": promql} if at is None else {"query": promql, "time": at}
     return api(cfg.prometheus_url, "/api/v1/query", **params)["result"]
+
+
+def query_detection(cfg: LabConfig, promql: str) -> list[dict]:
+    """An instant query against every node's detection Prometheus, their results
+    together: what detection sees now, without the central Prometheus's federation
+    (every 2 s) in between. For timing detection's own stages; anything else reads the
+    central Prometheus (`query`), which holds the whole cluster's view."""
+    return [row for node in cfg.nodes
+            for row in api(cfg.node_prometheus_url(node), "/api/v1/query", query=promql)["result"]]
 
 
 def query_range(cfg: LabConfig, promql: str, start: float, end: float, step: str = "5s") -> list[dict]:
