@@ -28,7 +28,7 @@ class ExporterConfig:
     docker_timeout_seconds: float = field(default=5.0, metadata=POSITIVE)
     listen_address: str = "0.0.0.0"
     listen_port: int = field(default=9101, metadata={"min": 0, "max": 65535})
-    # What a connection to /metrics may hold (exporter/server.py says how each is used):
+    # What a connection to /metrics or /opted-in may hold (exporter/server.py says how each is used):
     # seconds to send a whole request head (from its opening, or from the first byte of a
     # later request) and to take its answer; seconds a kept-alive connection may send
     # nothing; connections open at once. Prometheus scrapes every 500 ms on one kept-alive
@@ -53,7 +53,7 @@ class ExporterConfig:
     # together) give no new network rate: the last one is repeated.
     min_rate_interval_seconds: float = field(default=0.2, metadata=POSITIVE)
     # On a manager, how often the services opted in to SwarmGuard are read for GET
-    # /opted-in (exporter/opt_in.py); Prometheus scrapes that page every 5 s.
+    # /opted-in (exporter/opt_in.py).
     opt_in_interval_seconds: float = field(default=5.0, metadata=POSITIVE)
     log_level: str = field(default="INFO",
                            metadata={"one_of": ("DEBUG", "INFO", "WARNING", "ERROR")})
