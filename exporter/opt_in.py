@@ -121,11 +121,10 @@ class OptInWatch:
         self._on_error = on_error  # once per failed read
         self._lock = threading.Lock()
         self._reading = Reading()
-        self._failing = False  # since the last good read: the failure is logged once
+        self._failures = 0  # reads failed since the last good one: the first is logged
         self._role: bool | None = None  # manager or not, as last logged
         self._api = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def page(self) -> bytes:
         with self._lock:
@@ -136,17 +135,18 @@ class OptInWatch:
 
     def refresh(self) -> bool:
         """One read; whether it succeeded."""
-        manager = None
         try:
             if self._api is None:
                 self._api = self._connect()
             manager = is_manager(self._api.info())
+        except Exception as error:  # docker raises several kinds; all mean "cannot read"
+            return self._failed(error)
+        try:
             services = (opted_in_services(self._api.services(filters={"label": ENABLE}, status=True))
                         if manager else {})
-        except Exception as error:  # docker raises several kinds; all mean "cannot read"
-            self._api = None  # reconnect next time, e.g. after a daemon restart
-            self._failed(error, manager)
-            return False
+        except Exception as error:
+            self._manager_unread()
+            return self._failed(error)
         self._read(manager, services)
         return True
 
@@ -155,22 +155,26 @@ class OptInWatch:
             # A node that is not a manager keeps nothing: made a manager again, it
             # publishes only what it reads then.
             self._reading = Reading(True, services, self._clock()) if manager else Reading()
-        if self._failing:
-            self._failing = False
-            logger.info("This node's Docker answers again")
+        if self._failures:
+            logger.info("This node's Docker answers again, after %d failed reads", self._failures)
+            self._failures = 0
         self._note_role(manager)
 
-    def _failed(self, error: Exception, manager: bool | None) -> None:
-        if manager:  # /info answered, the list did not
-            with self._lock:
-                self._reading = replace(self._reading, manager=True)
-            self._note_role(True)
+    def _manager_unread(self) -> None:
+        """/info said this node is a manager; its list could not be read."""
+        with self._lock:
+            self._reading = replace(self._reading, manager=True)
+        self._note_role(True)
+
+    def _failed(self, error: Exception) -> bool:
+        self._api = None  # reconnect next time, e.g. after a daemon restart
         self._on_error()
-        if not self._failing:
-            self._failing = True
+        self._failures += 1
+        if self._failures == 1:
             logger.warning("Cannot read the services opted in to SwarmGuard from this node's Docker (%s): "
                            "/opted-in keeps the last list read, marked unknown once it is %g s old",
                            error, self.stale_after)
+        return False
 
     def _note_role(self, manager: bool) -> None:
         if manager == self._role:
@@ -186,8 +190,8 @@ class OptInWatch:
     # -- the thread
 
     def start(self) -> OptInWatch:
-        self._thread = threading.Thread(target=self._run, name="opt-in", daemon=True)
-        self._thread.start()
+        # A daemon: the exporter's exit never waits for a Docker call under way.
+        threading.Thread(target=self._run, name="opt-in", daemon=True).start()
         return self
 
     def _run(self) -> None:

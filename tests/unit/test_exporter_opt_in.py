@@ -87,8 +87,9 @@ def test_an_opted_in_service_without_a_count_of_running_tasks_makes_the_answer_u
     if status is not None:
         service["ServiceStatus"] = status
 
-    with pytest.raises(UnreadableAnswer, match="'web'"):
+    with pytest.raises(UnreadableAnswer, match="'web'") as refused:
         opted_in_services([listed("api", 1), service])
+    assert f"(ServiceStatus: {status!r})" in str(refused.value)  # what Docker sent, for the log
 
 
 @pytest.mark.parametrize("name", [None, "", 7])
@@ -297,7 +298,7 @@ def test_a_manager_that_cannot_list_services_says_it_does_not_know():
     assert watched.page() == {("swarmguard_exporter_opt_in_known", None): 0.0}
 
 
-def test_a_docker_that_cannot_be_reached_leaves_a_node_of_unknown_role_silent_and_is_tried_again():
+def test_a_docker_that_cannot_be_reached_leaves_a_node_of_unknown_role_silent_and_is_tried_again(caplog):
     def refuse():
         raise docker.errors.DockerException("Error while fetching server API version: connection refused")
 
@@ -309,6 +310,7 @@ def test_a_docker_that_cannot_be_reached_leaves_a_node_of_unknown_role_silent_an
     assert watched.watch.page() == b""
     assert watched.connections == 2
     assert watched.errors == [1, 1]
+    assert "(Error while fetching server API version: connection refused)" in caplog.text
 
 
 def test_a_docker_unreachable_on_a_manager_keeps_its_role_and_its_list():
@@ -362,7 +364,7 @@ def test_a_failure_is_logged_once_until_a_read_succeeds_again(caplog):
     caplog.set_level(logging.INFO, logger="exporter.opt_in")
     watched = Watched(FakeDocker(services=OSError("no leader")))
 
-    for _ in range(3):
+    for _ in range(4):
         watched.read()
     watched.docker.services_answer = [listed("web", 1)]
     watched.read()
@@ -372,7 +374,7 @@ def test_a_failure_is_logged_once_until_a_read_succeeds_again(caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["Cannot read the services opted in to SwarmGuard from this node's Docker (no leader): "
                         "/opted-in keeps the last list read, marked unknown once it is 15 s old"] * 2
-    assert "This node's Docker answers again" in caplog.messages
+    assert "This node's Docker answers again, after 4 failed reads" in caplog.messages
 
 
 def test_the_nodes_role_is_logged_when_first_known_and_when_it_changes(caplog):
@@ -403,6 +405,37 @@ def test_a_manager_is_logged_as_one_even_when_its_first_list_fails(caplog):
 @pytest.mark.parametrize("spent, wait", [(0.0, 5.0), (1.5, 3.5), (4.5, 0.5), (4.9, 0.5), (60.0, 0.5)])
 def test_reads_start_an_interval_apart_unless_one_takes_longer_and_the_loop_never_spins(spent, wait):
     assert pause(INTERVAL, spent) == pytest.approx(wait)
+
+
+def test_reads_run_in_a_daemon_thread_named_opt_in_so_that_no_docker_call_holds_up_the_exit():
+    release = threading.Event()
+    api = FakeDocker(info=WORKER_INFO)
+    api.info = lambda: release.wait(15) and WORKER_INFO  # a Docker call under way
+    before = set(threading.enumerate())
+    watch = OptInWatch(lambda: api, interval=INTERVAL, on_error=lambda: None).start()
+    try:
+        [thread] = set(threading.enumerate()) - before
+        assert (thread.name, thread.daemon) == ("opt-in", True)
+    finally:
+        watch.close()
+        release.set()
+
+
+def test_reads_start_an_interval_apart():
+    started = []
+    api = FakeDocker(info=WORKER_INFO)
+    api.info = lambda: started.append(time.monotonic()) or WORKER_INFO
+    # A clock that stands still: every read takes no time, so each waits the whole interval.
+    watch = OptInWatch(lambda: api, interval=0.05, on_error=lambda: None, clock=lambda: 1000.0).start()
+    try:
+        deadline = time.monotonic() + 15
+        while len(started) < 4:
+            assert time.monotonic() < deadline, "no four reads within 15 s"
+            time.sleep(0.01)
+    finally:
+        watch.close()
+
+    assert min(later - earlier for earlier, later in zip(started, started[1:4])) >= 0.04
 
 
 def test_the_thread_reads_every_interval_until_closed():
