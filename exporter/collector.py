@@ -258,6 +258,12 @@ class TaskCollector:
         yield GaugeMetricFamily("swarmguard_exporter_scrape_duration_seconds",
                                 "Time the per-task part of this scrape took.", value=health["duration"])
 
+    def count_error(self, reason: str) -> None:
+        """Count a problem met outside a scrape: a failed read of the opted-in services
+        (exporter/opt_in.py) is `docker_unreachable`. KeyError for a reason not in ERROR_REASONS."""
+        with self._lock:
+            self._errors[reason] += 1
+
     def _note_health(self, what: str, healthy: bool, on_failure: str, on_recovery: str) -> None:
         """Log a change of health once, not once per scrape (Prometheus scrapes twice a second)."""
         previous = self._last_health.get(what)

@@ -28,7 +28,7 @@ class ExporterConfig:
     docker_timeout_seconds: float = field(default=5.0, metadata=POSITIVE)
     listen_address: str = "0.0.0.0"
     listen_port: int = field(default=9101, metadata={"min": 0, "max": 65535})
-    # What a connection to /metrics may hold (exporter/server.py says how each is used):
+    # What a connection to /metrics or /opted-in may hold (exporter/server.py says how each is used):
     # seconds to send a whole request head (from its opening, or from the first byte of a
     # later request) and to take its answer; seconds a kept-alive connection may send
     # nothing; connections open at once. Prometheus scrapes every 500 ms on one kept-alive
@@ -52,6 +52,9 @@ class ExporterConfig:
     # Two readings of a container closer than this (two Prometheus servers scraping close
     # together) give no new network rate: the last one is repeated.
     min_rate_interval_seconds: float = field(default=0.2, metadata=POSITIVE)
+    # On a manager, how often the services opted in to SwarmGuard are read for GET
+    # /opted-in (exporter/opt_in.py).
+    opt_in_interval_seconds: float = field(default=5.0, metadata=POSITIVE)
     log_level: str = field(default="INFO",
                            metadata={"one_of": ("DEBUG", "INFO", "WARNING", "ERROR")})
 
@@ -72,6 +75,7 @@ _HELP = {
     "cgroup_root": "where the host's cgroup tree is mounted",
     "resync_seconds": "re-list the node's tasks at least this often",
     "min_rate_interval_seconds": "shortest interval a network rate is computed over",
+    "opt_in_interval_seconds": "on a manager, read the services opted in to SwarmGuard this often",
     "log_level": "logging level: DEBUG, INFO, WARNING or ERROR",
 }
 

@@ -1,4 +1,5 @@
-"""Run the exporter: serve /metrics until SIGTERM (what `docker service` sends) or SIGINT."""
+"""Run the exporter: serve /metrics and /opted-in until SIGTERM (what `docker service`
+sends) or SIGINT."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import resource
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 import docker
@@ -18,6 +19,7 @@ from exporter.capacity import resolve_capacity
 from exporter.collector import TaskCollector, read_node
 from exporter.config import ExporterConfig, parse_config
 from exporter.inventory import Inventory
+from exporter.opt_in import OptInWatch
 
 logger = logging.getLogger("exporter")
 
@@ -42,17 +44,22 @@ def lift_open_files_limit() -> None:
         logger.info("Open files limit raised from %d to %d", soft, wanted)
 
 
-def build_inventory(config: ExporterConfig) -> Inventory:
+def docker_connector(config: ExporterConfig) -> Callable[[], docker.APIClient]:
+    """A new client of this node's Docker per call: each thread that reads Docker has its own."""
     def connect() -> docker.APIClient:
         # "auto": the version the daemon speaks, so Engine 29's API floor is no obstacle.
         return docker.APIClient(base_url=config.docker_url, version="auto",
                                 timeout=config.docker_timeout_seconds)
 
+    return connect
+
+
+def build_inventory(config: ExporterConfig) -> Inventory:
     def locate(container_id: str, pid: int, cgroup_parent: str):
         return cgroups.locate(container_id, pid, proc_root=config.proc_root,
                               cgroup_root=config.cgroup_root, cgroup_parent=cgroup_parent)
 
-    return Inventory(connect, locate, resync_seconds=config.resync_seconds)
+    return Inventory(docker_connector(config), locate, resync_seconds=config.resync_seconds)
 
 
 def build_registry(config: ExporterConfig, inventory: Inventory) -> tuple[CollectorRegistry, TaskCollector]:
@@ -95,18 +102,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     inventory = build_inventory(config)
     registry, collector = build_registry(config, inventory)
+    opt_in = OptInWatch(docker_connector(config), interval=config.opt_in_interval_seconds,
+                        on_error=lambda: collector.count_error("docker_unreachable"))
     inventory.start_watching()
+    opt_in.start()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: stop.set())
     try:
-        server, thread = metrics_server.start(config, collector.render_tasks, registry)
+        server, thread = metrics_server.start(config, collector.render_tasks, registry, opt_in.page)
     except OSError as error:
         logger.error(
             "Cannot listen on %s:%s: %s", config.listen_address, config.listen_port, error
         )
         return 1
-    logger.info("Serving /metrics on %s:%s", config.listen_address, server.server_port)
+    logger.info("Serving /metrics and /opted-in on %s:%s", config.listen_address, server.server_port)
 
     stop.wait()
     logger.info("Stopping: shutting the metrics server down")
@@ -114,5 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.server_close()
     thread.join(timeout=5)
     collector.close()
+    opt_in.close()
     logger.info("Stopped")
     return 0

@@ -1,7 +1,9 @@
 """The exporter's HTTP endpoint: GET /metrics, the per-task series followed by everything
-the prometheus_client registry holds (the exporter's health, process metrics).
+the prometheus_client registry holds (the exporter's health, process metrics); and GET
+/opted-in, the services opted in to SwarmGuard as a manager reads them (exporter/opt_in.py),
+a page of its own so that Prometheus scrapes it apart from /metrics, and slowly.
 
-A scrape is compressed when Prometheus asks for it (it always does) at gzip level 1:
+A scrape of either is compressed when Prometheus asks for it (it always does) at gzip level 1:
 at 200 tasks on a node level 1 costs a fraction of level 9's CPU for a body a few
 percent larger (README, "Density").
 
@@ -12,7 +14,7 @@ to 148 MB, past stack.yml's 128M: it is OOM-killed and its node goes unwatched
 
 - One thread, the loop, accepts connections and reads request heads as they arrive
   (a selector); an open connection costs a socket and a small record, not a thread. Only
-  a whole request for /metrics goes to one of WORKERS threads, which renders the scrape
+  a whole request for a page goes to one of WORKERS threads, which renders the scrape
   and writes what the socket takes at once; the loop writes any rest.
 - Deadlines (exporter/config.py): a connection has `request_timeout_seconds` from its
   opening, or from the first byte of a later request, to send a whole request head, and
@@ -34,8 +36,8 @@ to 148 MB, past stack.yml's 128M: it is OOM-killed and its node goes unwatched
 - Closed connections are counted by reason (CLOSE_REASONS); docs/contract.md.
 
 HTTP/1.1, kept alive unless the client says `Connection: close` (HTTP/1.0 is answered and
-closed); pipelined requests are answered in order. GET /metrics and GET / are
-served; any other path is 404, any other method 405, a head that is not HTTP/1.x or is
+closed); pipelined requests are answered in order. GET /metrics, GET / and GET
+/opted-in are served; any other path is 404, any other method 405, a head that is not HTTP/1.x or is
 longer than MAX_HEAD_BYTES is 400 and closes the connection.
 """
 from __future__ import annotations
@@ -52,6 +54,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from http import HTTPStatus
 
 from prometheus_client import CollectorRegistry
@@ -64,6 +67,7 @@ logger = logging.getLogger(__name__)
 
 GZIP_LEVEL = 1
 PATHS = ("/metrics", "/")
+OPT_IN_PATH = "/opted-in"
 LISTEN_BACKLOG = 128
 # Scrapes take the collector's lock one at a time, so more threads would only wait; the
 # second lets one scrape be compressed and sent while the next reads its tasks.
@@ -158,9 +162,8 @@ def error_response(status: int, message: str, *, close: bool) -> bytes:
     return response(status, (message + "\n").encode(), close=close, headers=tuple(headers))
 
 
-def scrape_response(tasks: Callable[[], str], registry: CollectorRegistry, request: Request) -> bytes:
-    """The answer to GET /metrics: the scrape, compressed if the client takes gzip."""
-    body = render(tasks, registry)
+def page_response(body: bytes, request: Request) -> bytes:
+    """The answer to a GET of a page: the page, compressed if the client takes gzip."""
     headers = [("Content-Type", CONTENT_TYPE_LATEST)]
     if gzip_accepted(request.accept_encoding):
         body = gzip.compress(body, compresslevel=GZIP_LEVEL)
@@ -184,12 +187,14 @@ class _Connection:
 
 
 class MetricsServer:
-    """Serves GET /metrics from `serve_forever()` (one thread) until `shutdown()`; also a
-    prometheus_client collector of its own connections."""
+    """Serves GET /metrics and /opted-in from `serve_forever()` (one thread) until
+    `shutdown()`; also a prometheus_client collector of its own connections."""
 
-    def __init__(self, config: ExporterConfig, tasks: Callable[[], str], registry: CollectorRegistry) -> None:
-        self._tasks = tasks
-        self._registry = registry
+    def __init__(self, config: ExporterConfig, tasks: Callable[[], str], registry: CollectorRegistry,
+                 opted_in: Callable[[], bytes]) -> None:
+        # What each path serves, rendered at each request.
+        self._pages: dict[str, Callable[[], bytes]] = {**dict.fromkeys(PATHS, partial(render, tasks, registry)),
+                                                       OPT_IN_PATH: opted_in}
         self._timeouts = {PENDING: config.request_timeout_seconds, IDLE: config.idle_timeout_seconds,
                           WRITING: config.request_timeout_seconds}
         self._max_connections = config.max_connections
@@ -365,24 +370,24 @@ class MetricsServer:
             if request.method != "GET":
                 self._answer(conn, error_response(405, "only GET is served", close=request.closes), request.closes,
                              now)
-            elif request.path not in PATHS:
-                self._answer(conn, error_response(404, "only /metrics is served", close=request.closes),
-                             request.closes, now)
+            elif request.path not in self._pages:
+                self._answer(conn, error_response(404, f"only /metrics and {OPT_IN_PATH} are served",
+                                                  close=request.closes), request.closes, now)
             else:
                 self._wait(conn, BUSY, now)
                 self._watch(conn, 0)
                 self._workers.submit(self._scrape, conn, request)
 
     def _scrape(self, conn: _Connection, request: Request) -> None:
-        """In a worker: render the scrape, write what the socket takes, hand the rest back.
+        """In a worker: render the page, write what the socket takes, hand the rest back.
         The connection always goes back to the loop, if only to be closed."""
         answered = (conn, None, True, True)
         try:
             close = request.closes
             try:
-                data = scrape_response(self._tasks, self._registry, request)
+                data = page_response(self._pages[request.path](), request)
             except Exception:
-                logger.exception("Rendering the scrape failed")
+                logger.exception("Rendering %s failed", request.path)
                 data, close = error_response(500, "the scrape failed; see the exporter's log", close=True), True
             try:
                 sent = conn.sock.send(data)
@@ -526,11 +531,12 @@ class MetricsServer:
         yield closed
 
 
-def start(config: ExporterConfig, tasks: Callable[[], str], registry: CollectorRegistry
-          ) -> tuple[MetricsServer, threading.Thread]:
+def start(config: ExporterConfig, tasks: Callable[[], str], registry: CollectorRegistry,
+          opted_in: Callable[[], bytes]) -> tuple[MetricsServer, threading.Thread]:
     """Listen on the configured address, publish the server's own metrics in `registry`,
-    and serve from a thread of its own; OSError when the address cannot be had."""
-    server = MetricsServer(config, tasks, registry)
+    and serve /metrics (`tasks` and `registry`) and /opted-in (`opted_in`) from a thread
+    of its own; OSError when the address cannot be had."""
+    server = MetricsServer(config, tasks, registry, opted_in)
     registry.register(server)
     thread = threading.Thread(target=server.serve_forever, name="metrics-server", daemon=True)
     thread.start()

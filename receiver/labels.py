@@ -12,9 +12,10 @@ from typing import Mapping
 
 from receiver import kinds
 from receiver.rfc3339 import NotATime, format_time, parse_time
+# The opt-in label is read by the exporter too, whose image has no receiver/.
+from swarmguard_config.opt_in import ENABLE, opted_in  # noqa: F401 (L.ENABLE, L.opted_in)
 
-# Set by users.
-ENABLE = "swarmguard.enable"  # "true" opts a service in; nothing else is ever touched
+# Set by users (and ENABLE above).
 REPLICAS_MIN = "swarmguard.replicas.min"
 REPLICAS_MAX = "swarmguard.replicas.max"
 # "allow": move and scale the service although its tasks keep data on their node
@@ -37,10 +38,6 @@ FUTILE_UNTIL = "swarmguard.futile-until"
 
 class LabelError(ValueError):
     """A swarmguard.* label holds a value SwarmGuard cannot use."""
-
-
-def opted_in(labels: Mapping[str, str]) -> bool:
-    return labels.get(ENABLE, "").strip().lower() == "true"
 
 
 def allows(labels: Mapping[str, str], name: str) -> bool:

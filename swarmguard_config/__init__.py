@@ -3,6 +3,8 @@ read from prefixed environment variables (docs/contract.md, "Environment variabl
 the rules are in swarmguard_config/loading.py).
 
 Shared by receiver/, exporter/ and stress/; each image copies this package beside its own.
+So it also holds the one definition of the service label that opts a service in
+(swarmguard_config/opt_in.py), which the receiver and the exporter both read.
 """
 from swarmguard_config.loading import (
     NOT_FROM_ENV,

@@ -194,6 +194,23 @@ def test_with_docker_the_exporter_is_up_and_every_error_reason_starts_at_zero(ho
         assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total", {"reason": reason}) == 0
 
 
+def test_docker_failing_outside_a_scrape_is_counted_with_the_scrapes_errors_and_leaves_up_alone(
+        host, two_tasks, clock):
+    collector = collector_for(host, two_tasks, clock)
+    collector.count_error("docker_unreachable")
+    collector.count_error("docker_unreachable")
+
+    metrics = scrape(collector)
+
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total", {"reason": "docker_unreachable"}) == 2
+    assert metrics.get_sample_value("swarmguard_exporter_docker_up") == 1
+
+
+def test_only_a_reason_the_contract_names_can_be_counted(host, two_tasks, clock):
+    with pytest.raises(KeyError):
+        collector_for(host, two_tasks, clock).count_error("opt_in_unreadable")
+
+
 def test_without_a_known_capacity_cpu_and_memory_are_still_published(host, two_tasks, clock):
     collector = collector_for(host, two_tasks, clock, capacity_mbps=None, interface="eth0")
     scrape(collector)

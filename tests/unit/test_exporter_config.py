@@ -53,6 +53,7 @@ def test_an_empty_capacity_variable_means_read_the_link_speed():
         {"SWARMGUARD_EXPORTER_CAPACITY_MBPS": "-5"},
         {"SWARMGUARD_EXPORTER_DOCKER_TIMEOUT_SECONDS": "0"},
         {"SWARMGUARD_EXPORTER_RESYNC_SECONDS": "-1"},
+        {"SWARMGUARD_EXPORTER_OPT_IN_INTERVAL_SECONDS": "0"},
     ],
 )
 def test_a_bad_environment_value_stops_the_exporter_with_status_2(environ, capsys):
@@ -80,6 +81,12 @@ def test_an_unknown_flag_stops_the_exporter_with_status_2():
         parse_config(["--listen-prot", "1"], {})
 
     assert stopped.value.code == 2
+
+
+def test_the_opted_in_services_are_read_every_5_seconds_unless_set_otherwise():
+    assert parse_config([], {}).opt_in_interval_seconds == 5.0
+    assert parse_config([], {"SWARMGUARD_EXPORTER_OPT_IN_INTERVAL_SECONDS": "2.5"}).opt_in_interval_seconds == 2.5
+    assert parse_config(["--opt-in-interval-seconds", "10"], {}).opt_in_interval_seconds == 10.0
 
 
 def test_a_flag_left_out_lets_the_environment_variable_through():

@@ -1,5 +1,5 @@
-"""Serving /metrics: what a client gets, and what no client can take from the exporter
-(exporter/server.py)."""
+"""Serving /metrics and /opted-in: what a client gets, and what no client can take from the
+exporter (exporter/server.py)."""
 import contextlib
 import gzip
 import http.client
@@ -17,6 +17,9 @@ from exporter.config import ExporterConfig
 from exporter.server import MAX_HEAD_BYTES, WORKERS, start
 
 TASKS = "# HELP swarmguard_task_cpu_seconds_total x\n# TYPE swarmguard_task_cpu_seconds_total counter\n"
+# What an in-process opt-in source gives the server (exporter/opt_in.py writes the real one).
+OPTED_IN = (b"# HELP swarmguard_opted_in_service_tasks x\n# TYPE swarmguard_opted_in_service_tasks gauge\n"
+            b'swarmguard_opted_in_service_tasks{service="web"} 2.0\n')
 DEADLINE = 15.0  # seconds allowed for anything awaited; none of it takes near that long
 
 
@@ -30,12 +33,12 @@ def wait_for(condition, what, seconds=DEADLINE):
 
 
 class Served:
-    """An exporter's HTTP endpoint on a free loopback port, serving `tasks()`."""
+    """An exporter's HTTP endpoint on a free loopback port, serving `tasks()` and `opted_in()`."""
 
-    def __init__(self, tasks, **settings):
+    def __init__(self, tasks, opted_in, **settings):
         self.registry = CollectorRegistry()
         config = ExporterConfig(listen_address="127.0.0.1", listen_port=0, **settings)
-        self.server, self.thread = start(config, tasks, self.registry)
+        self.server, self.thread = start(config, tasks, self.registry, opted_in)
         self.port = self.server.server_port
         self.clients = []
 
@@ -70,8 +73,8 @@ class Served:
 def serve():
     running = []
 
-    def serve(tasks=lambda: TASKS, **settings):
-        running.append(Served(tasks, **settings))
+    def serve(tasks=lambda: TASKS, opted_in=lambda: OPTED_IN, **settings):
+        running.append(Served(tasks, opted_in, **settings))
         return running[-1]
 
     yield serve
@@ -137,8 +140,55 @@ def test_the_root_path_serves_the_scrape_too_and_a_query_is_ignored(serve):
     assert served.get("/metrics?name[]=x")[2].startswith(TASKS.encode())
 
 
-def test_any_other_path_is_not_found(serve):
-    assert serve().get("/metrics/x")[0] == 404
+@pytest.mark.parametrize("path", ["/metrics/x", "/opted-in/", "/opted_in", "/optedin"])
+def test_any_other_path_is_not_found_and_the_answer_names_the_pages(serve, path):
+    status, _, body = serve().get(path)
+
+    assert status == 404
+    assert body == b"only /metrics and /opted-in are served\n"
+
+
+def test_the_opted_in_page_is_its_own_and_the_scrape_does_not_carry_it(serve):
+    served = serve()
+
+    status, headers, body = served.get("/opted-in")
+
+    assert status == 200
+    assert headers["Content-Type"] == CONTENT_TYPE_LATEST
+    assert body == OPTED_IN
+    assert b"swarmguard_opted_in_service_tasks" not in served.get("/metrics")[2]
+
+
+def test_the_opted_in_page_is_rendered_at_each_request_and_a_query_is_ignored(serve):
+    pages = iter([b"a 1\n", b"a 2\n"])
+    served = serve(opted_in=lambda: next(pages))
+
+    assert served.get("/opted-in")[2] == b"a 1\n"
+    assert served.get("/opted-in?x=1")[2] == b"a 2\n"
+
+
+def test_an_empty_opted_in_page_is_an_answer_with_an_empty_body(serve):
+    status, headers, body = serve(opted_in=lambda: b"").get("/opted-in")
+
+    assert (status, headers["Content-Length"], body) == (200, "0", b"")
+
+
+def test_the_opted_in_page_is_compressed_for_a_client_that_takes_gzip(serve):
+    status, headers, body = serve().get("/opted-in", headers={"Accept-Encoding": "gzip"})
+
+    assert status == 200
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == OPTED_IN
+
+
+def test_a_failed_opted_in_page_is_a_server_error_and_the_scrape_is_still_served(serve):
+    def broken():
+        raise RuntimeError("a bug")
+
+    served = serve(opted_in=broken)
+
+    assert served.get("/opted-in")[0] == 500
+    assert served.get("/metrics")[0] == 200
 
 
 @pytest.mark.parametrize("method", ["POST", "HEAD", "PUT", "DELETE", "OPTIONS"])
@@ -183,10 +233,24 @@ def test_one_kept_alive_connection_carries_scrape_after_scrape(serve):
 
 def test_pipelined_requests_are_answered_in_order(serve):
     client = serve().connect()
-    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\nGET /nothing HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\n\r\n")
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\nGET /nothing HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\n\r\n"
+                   b"GET /opted-in HTTP/1.1\r\n\r\n")
     stream = client.makefile("rb")
 
-    assert [read_answer(stream)[0] for _ in range(3)] == [200, 404, 405]
+    answers = [read_answer(stream) for _ in range(4)]
+    assert [status for status, _, _ in answers] == [200, 404, 405, 200]
+    assert answers[3][2] == OPTED_IN
+
+
+def test_one_kept_alive_connection_carries_scrapes_of_both_pages(serve):
+    served = serve()
+    client = served.connect()
+    stream = client.makefile("rb")
+
+    for path in ("/opted-in", "/metrics", "/opted-in"):
+        client.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert read_answer(stream)[0] == 200
+    assert served.open_connections() == 1
 
 
 def test_a_long_pipeline_of_requests_is_answered_in_full(serve):
