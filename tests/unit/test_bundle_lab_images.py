@@ -24,6 +24,7 @@ from tests.lab.infra.bundle_images import (ALERTMANAGER, MONITORING_IMAGES, PROM
                                      prepare_context, shared_libraries)
 from tests.lab.config import LabConfig
 from tests.lab.infra.images import BUSYBOX
+from tests.lab.infra.monitoring import render_swarm_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,12 +129,20 @@ def test_alertmanager_loads_the_bundle_config_from_the_prepared_rootfs(tmp_path)
     assert "failed to parse templates" not in output, output
 
 
-def test_prometheus_loads_the_bundle_config_and_rules_from_the_prepared_rootfs(tmp_path):
+@pytest.mark.parametrize("config, groups", [
+    ("prometheus.yml", {"swarmguard-thresholds", "swarmguard-scale-down", "swarmguard-health"}),
+    ("prometheus-detection.yml", {"swarmguard-thresholds", "swarmguard-detection",
+                                  "swarmguard-node-aggregates"})])
+def test_prometheus_loads_the_bundle_config_and_rules_from_the_prepared_rootfs(tmp_path, config, groups):
     require(PROMETHEUS)
     rootfs = prepare_context(PROMETHEUS, tmp_path) / "rootfs"
     (rootfs / "etc" / "prometheus" / "rules").mkdir(parents=True)
-    shutil.copy(ROOT / "prometheus" / "prometheus.yml", rootfs / "etc/prometheus/prometheus.yml")
-    shutil.copy(ROOT / "prometheus" / "rules" / "swarmguard.yml", rootfs / "etc/prometheus/rules/swarmguard.yml")
+    # As Swarm renders a config template for a task (the detection one is).
+    (rootfs / "etc/prometheus/prometheus.yml").write_text(render_swarm_template(
+        (ROOT / "prometheus" / config).read_text(), slot=1,
+        env={"SWARMGUARD_DETECTION_INSTANCES": "1"}))
+    for rules in (ROOT / "prometheus" / "rules").glob("*.yml"):
+        shutil.copy(rules, rootfs / "etc/prometheus/rules" / rules.name)
     (rootfs / "prometheus").mkdir()
     port = free_port()
     proc = subprocess.Popen(
@@ -141,15 +150,15 @@ def test_prometheus_loads_the_bundle_config_and_rules_from_the_prepared_rootfs(t
                "--storage.tsdb.path=/prometheus", f"--web.listen-address=127.0.0.1:{port}"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        groups = None
+        loaded = None
         deadline = time.monotonic() + 20
-        while groups is None and proc.poll() is None and time.monotonic() < deadline:
+        while loaded is None and proc.poll() is None and time.monotonic() < deadline:
             try:
                 body = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/rules", timeout=1))
-                groups = {g["name"] for g in body["data"]["groups"]} or None
+                loaded = {g["name"] for g in body["data"]["groups"]} or None
             except OSError:
                 time.sleep(0.2)
-        assert groups == {"swarmguard-thresholds", "swarmguard-detection", "swarmguard-scale-down"}
+        assert loaded == groups
     finally:
         proc.terminate()
         proc.communicate(timeout=10)

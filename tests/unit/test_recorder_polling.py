@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.lab.config import LabConfig
+from tests.lab.config import LabConfig, Node
 from tests.lab.instruments.events import read_events
 from tests.lab.instruments.probe import ProbeResult, Sample
 from tests.lab.instruments.recorder import Recorder
@@ -41,8 +41,13 @@ class FakeLab:
         self.unexpected: list[str] = []
         self.http = self._serve_http()
         self.docker = self._serve_docker(tmp_path / "manager.sock")
-        self.cfg = LabConfig(run_dir=tmp_path, prometheus_port=self.http.server_address[1],
-                             receiver_port=self.http.server_address[1])
+        # One node (the manager, whose Docker is the fake socket), whose detection
+        # Prometheus is this fake too: the recorder reads each task's % there and the
+        # alerts of every Prometheus.
+        port = self.http.server_address[1]
+        self.cfg = LabConfig(run_dir=tmp_path, prometheus_port=port, receiver_port=port,
+                             nodes=(Node("manager", "127.0.0.1", "manager"),),
+                             node_prometheus_base_port=port)
 
     def answer(self, path: str, query: dict) -> tuple[int, object]:
         now = time.time()
@@ -50,6 +55,8 @@ class FakeLab:
             q = query["query"][0]
             if "threshold" in q:
                 result = [{"metric": {"__name__": "swarmguard:threshold:cpu_percent"}, "value": [now, "70"]}]
+            elif "task_cpu" not in q:  # the service's replicas: not watched here
+                result = []
             else:
                 result = [{"metric": {"__name__": "swarmguard:task_cpu:percent", "service": "victim",
                                       "task_id": OLD, "node_id": WORKER_1}, "value": [now, str(self.cpu)]}]
