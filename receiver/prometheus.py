@@ -88,7 +88,8 @@ class PrometheusGroup:
         """Raises Unanswered, saying why of each, when no Prometheus answers properly."""
         deadline = time.monotonic() + self.timeout + ROUND_GRACE
         # A pool per round: shut down without waiting, so a question past the deadline
-        # ends on its own (by its timeout) while the decision goes on.
+        # ends on its own (a read times out, or the answer ends) while the decision goes
+        # on; questions not started by then are dropped.
         pool = ThreadPoolExecutor(MAX_ASKED_AT_ONCE, thread_name_prefix="confirm")
         questions: dict[str, Future] = {}
 

@@ -5,6 +5,7 @@ at once, the answers of those that answer count, and a slow one does not hold th
 past its deadline."""
 import base64
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +28,7 @@ def firing(*alerts):
 
 class StandIn:
     """Prometheus's /api/v1/alerts (404 elsewhere); `pause`: seconds before the answer,
-    and between its bytes when `trickle`."""
+    and between its bytes when `trickle` (until the test is over)."""
 
     def __init__(self, status=200, body=json.dumps(FIRING).encode(), password="", pause=0.0,
                  trickle=False, silent=False, address=("127.0.0.1", 0)):
@@ -37,11 +38,20 @@ class StandIn:
         # `silent`: never answers, until the test is over.
         self.over = threading.Event()
         self.silent = silent
+        # Set when a request arrives, and when its answer has been written (or given up).
+        self.asked, self.finished = threading.Event(), threading.Event()
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
                 stand_in.seen_auth.append(self.headers.get("Authorization"))
+                stand_in.asked.set()
+                try:
+                    self.answer()
+                finally:
+                    stand_in.finished.set()
+
+            def answer(self):
                 if stand_in.silent:
                     stand_in.over.wait()
                     return
@@ -57,6 +67,8 @@ class StandIn:
                 try:
                     if stand_in.trickle:
                         for byte in stand_in.body:
+                            if stand_in.over.is_set():
+                                return
                             self.wfile.write(bytes([byte]))
                             self.wfile.flush()
                             time.sleep(stand_in.pause)
@@ -145,7 +157,8 @@ def test_without_a_password_no_credentials_are_sent(stand_in):
     server = stand_in()
     prometheus_of(Settings(token="t", prometheus_url=server.url)).firing_alerts()
     Prometheus(server.url, timeout=5).firing_alerts()
-    assert server.seen_auth == [None, None]
+    PrometheusGroup([server.url], timeout=5).firing_alerts()
+    assert server.seen_auth == [None, None, None]
 
 
 def test_no_prometheus_at_all_is_unanswered():
@@ -200,16 +213,18 @@ def test_a_tasks_url_is_asked_at_the_address_of_every_task(stand_in):
     # Two stand-in "tasks" on one port at two loopback addresses.
     first = stand_in(body=firing(MIGRATE))
     second = stand_in(body=firing(SCALE_UP), address=("127.0.0.2", first.port))
-    looked_up = []
+    looked_up, threads = [], []
 
     def resolve(host):
         looked_up.append(host)
+        threads.append(threading.current_thread().name)
         return ["127.0.0.2", "127.0.0.1"]
     group = PrometheusGroup([f"http://tasks.prometheus-node:{first.port}"], timeout=2,
                             resolve=resolve)
     merged = group.firing_alerts()
     assert merged.label_sets == {frozenset(MIGRATE.items()), frozenset(SCALE_UP.items())}
     assert looked_up == ["tasks.prometheus-node"]
+    assert threads[0].startswith("confirm_")  # the round's own threads, named for thread dumps
     assert len(first.seen_auth) == len(second.seen_auth) == 1
     group.firing_alerts()
     assert looked_up == ["tasks.prometheus-node"] * 2  # at each confirmation: tasks come and go
@@ -240,13 +255,33 @@ def test_a_silent_server_leaves_its_alerts_unconfirmed_and_the_others_count(stan
 
 def test_a_server_trickling_its_answer_is_left_behind_at_the_round_s_deadline(stand_in):
     # Each byte arrives within the timeout, so no read times out: only the round's own
-    # deadline stops waiting for it.
-    slow = stand_in(body=firing(MIGRATE), pause=0.02, trickle=True)
+    # deadline stops waiting for it. It trickles on until the test is over (5 s at most).
+    slow = stand_in(body=b"[" * 1_000_000, pause=0.02, trickle=True)
     central = stand_in(body=firing(SCALE_UP))
-    merged = PrometheusGroup([slow.url, central.url], timeout=0.5).firing_alerts()
+    over = threading.Timer(5, slow.over.set)
+    over.daemon = True
+    over.start()
+    try:
+        merged = PrometheusGroup([slow.url, central.url], timeout=0.5).firing_alerts()
+        left_behind = not slow.over.is_set()  # the round did not wait for it to end
+    finally:
+        over.cancel()
+    assert left_behind
     assert merged.label_sets == {frozenset(SCALE_UP.items())}
     assert merged.unanswered == (
         f"{slow.url} did not answer within the round's deadline",)
+
+
+def test_questions_beyond_those_in_flight_wait_for_a_thread_and_are_dropped_at_the_deadline(
+        stand_in, monkeypatch):
+    monkeypatch.setattr(prometheus, "MAX_ASKED_AT_ONCE", 1)
+    slow = stand_in(body=firing(MIGRATE), pause=0.01, trickle=True)  # holds the one thread
+    waiting = stand_in()
+    with pytest.raises(Unanswered, match=f"^{slow.url} did not answer within the round's "
+                                         f"deadline; {waiting.url} did not answer within"):
+        PrometheusGroup([slow.url, waiting.url], timeout=0.3).firing_alerts()
+    assert slow.finished.wait(10)  # the thread is free again...
+    assert not waiting.asked.wait(0.5)  # ...and the question the round gave up is not asked
 
 
 def test_a_dns_lookup_that_hangs_does_not_hold_the_round(stand_in):
@@ -265,6 +300,15 @@ def test_a_dns_lookup_that_hangs_does_not_hold_the_round(stand_in):
     assert merged.label_sets == {frozenset(SCALE_UP.items())}
     assert merged.unanswered == (
         "no address for tasks.prometheus-node within the round's deadline",)
+
+
+def test_only_ipv4_addresses_are_asked_for(monkeypatch):
+    def getaddrinfo(host, port, family=0, type=0):
+        assert (host, port, family, type) == (
+            "tasks.prometheus-node", None, socket.AF_INET, socket.SOCK_STREAM)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.1.9", 0))]
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    assert ipv4_addresses("tasks.prometheus-node") == ["10.0.1.9"]
 
 
 def test_a_host_s_ipv4_addresses_are_looked_up_and_a_failed_lookup_is_unanswered():
