@@ -17,8 +17,8 @@ and later). The page renders the last reading; a scrape never reaches Docker.
   service from detection); the list is published as known only while that read is
   younger than STALE_INTERVALS intervals.
 
-`is_manager`, `opted_in_services`, `page` and `pause` are pure (Docker's answers in, the page's
-text out); `OptInWatch` is the part that talks to Docker.
+`is_manager`, `opted_in_services`, `page` and `pause` are pure (Docker's answers in, the
+page's text out); `OptInWatch` is the part that talks to Docker.
 """
 from __future__ import annotations
 

@@ -3,9 +3,9 @@ the prometheus_client registry holds (the exporter's health, process metrics); a
 /opted-in, the services opted in to SwarmGuard as a manager reads them (exporter/opt_in.py),
 a page of its own so that Prometheus scrapes it apart from /metrics, and slowly.
 
-A scrape of either is compressed when Prometheus asks for it (it always does) at gzip level 1:
-at 200 tasks on a node level 1 costs a fraction of level 9's CPU for a body a few
-percent larger (README, "Density").
+A scrape of either is compressed when Prometheus asks for it (it always does) at gzip
+level 1: at 200 tasks on a node level 1 costs a fraction of level 9's CPU for a body a
+few percent larger (README, "Density").
 
 No client can take the exporter's memory or its threads. A thread per connection and no
 timeout (http.server's ThreadingHTTPServer) let 4,500 idle connections take the exporter
@@ -37,8 +37,8 @@ to 148 MB, past stack.yml's 128M: it is OOM-killed and its node goes unwatched
 
 HTTP/1.1, kept alive unless the client says `Connection: close` (HTTP/1.0 is answered and
 closed); pipelined requests are answered in order. GET /metrics, GET / and GET
-/opted-in are served; any other path is 404, any other method 405, a head that is not HTTP/1.x or is
-longer than MAX_HEAD_BYTES is 400 and closes the connection.
+/opted-in are served; any other path is 404, any other method 405, a head that is not
+HTTP/1.x or is longer than MAX_HEAD_BYTES is 400 and closes the connection.
 """
 from __future__ import annotations
 

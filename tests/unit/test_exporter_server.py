@@ -181,7 +181,7 @@ def test_the_opted_in_page_is_compressed_for_a_client_that_takes_gzip(serve):
     assert gzip.decompress(body) == OPTED_IN
 
 
-def test_a_failed_opted_in_page_is_a_server_error_and_the_scrape_is_still_served(serve):
+def test_a_failed_opted_in_page_is_a_server_error_logged_by_its_path_and_the_scrape_is_still_served(serve, caplog):
     def broken():
         raise RuntimeError("a bug")
 
@@ -189,6 +189,9 @@ def test_a_failed_opted_in_page_is_a_server_error_and_the_scrape_is_still_served
 
     assert served.get("/opted-in")[0] == 500
     assert served.get("/metrics")[0] == 200
+    [failed] = [r for r in caplog.records if r.name == "exporter.server"]
+    assert failed.getMessage() == "Rendering /opted-in failed"
+    assert "RuntimeError: a bug" in caplog.text  # with its traceback
 
 
 @pytest.mark.parametrize("method", ["POST", "HEAD", "PUT", "DELETE", "OPTIONS"])
