@@ -244,17 +244,20 @@ def stress_task(cfg: LabConfig, task: dict, kind: str, **params) -> requests.Res
 
 
 def young_tasks(cfg: LabConfig, service: str | None = None) -> set[str]:
-    """Tasks the exporters see that the rules do not judge yet: within the start-up grace
-    (swarmguard:threshold:startup_grace_seconds in prometheus/rules/swarmguard.yml)."""
+    """Tasks of opted-in services the exporters see that the rules do not judge yet:
+    within the start-up grace (swarmguard:threshold:startup_grace_seconds in
+    prometheus/rules/swarmguard-thresholds.yml). Asked where they are judged, each node's
+    detection Prometheus (the raw series are not federated)."""
     where = f'{{service="{service}"}}' if service else ""
-    return {r["metric"]["task_id"] for r in prometheus.query(
-        cfg, f"swarmguard_task_start_time_seconds{where} "
+    return {r["metric"]["task_id"] for r in prometheus.query_detection(
+        cfg, f"(swarmguard_task_start_time_seconds{where} "
+             f"and on (service) swarmguard:service_opted_in:held) "
              f"unless on (task_id) swarmguard:task_settled:age_seconds")}
 
 
 def settled_tasks(cfg: LabConfig, service: str) -> set[str]:
     """Tasks of `service` the rules judge: past the start-up grace."""
-    return {r["metric"]["task_id"] for r in prometheus.query(
+    return {r["metric"]["task_id"] for r in prometheus.query_detection(
         cfg, f'swarmguard:task_settled:age_seconds{{service="{service}"}}')}
 
 
