@@ -40,7 +40,9 @@ DETECTION = yaml.safe_load(render_swarm_template(
 PROJECT_SERVICES = ("exporter", "receiver", "stress")
 MONITORING_SERVICES = ("cadvisor", "exporter", "prometheus", "prometheus-detection", "alertmanager",
                        "grafana")
-RULES = yaml.safe_load((ROOT / "prometheus" / "rules" / "swarmguard.yml").read_text())
+# Every rule file, as one: the groups of all of them.
+RULES = {"groups": [g for path in sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
+                    for g in yaml.safe_load(path.read_text())["groups"]]}
 _DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
 _REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
 
@@ -541,7 +543,7 @@ def test_the_dashboard_draws_every_percentage_its_threshold_the_alerts_and_the_a
     # Catches a panel or threshold line lost from the dashboard.
     exprs = "\n".join(q.expr for q in dashboard.queries(DASHBOARD))
     for needed in ("swarmguard:task_cpu:percent", "swarmguard:task_memory:percent",
-                   "swarmguard:task_network:percent", "swarmguard:service_replicas:count",
+                   "swarmguard:task_network:percent", "swarmguard:service_tasks:count",
                    'ALERTS{alertname=~"SwarmGuard.*"', "swarmguard_action_duration_seconds_bucket",
                    "swarmguard_recovery_duration_seconds_bucket", "swarmguard_actions_total"):
         assert needed in exprs, needed
