@@ -49,6 +49,21 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or default
 
 
+# Each worker is a dockerd, a cAdvisor, an exporter and a detection Prometheus on the
+# lab's two cores; 9 keeps the addresses below the manager's .10 + 10 and the lab usable.
+MAX_WORKERS = 9
+
+
+def lab_nodes(workers: str) -> tuple[Node, ...]:
+    """The manager (10.200.0.10) and `workers` workers worker-1.. (10.200.0.11..): the
+    value of SWARMGUARD_LAB_WORKERS."""
+    if not re.fullmatch(r"[1-9]\d*", workers) or int(workers) > MAX_WORKERS:
+        raise ValueError(f"SWARMGUARD_LAB_WORKERS={workers!r}: expected a whole number from 1 "
+                         f"to {MAX_WORKERS}")
+    return (Node("manager", "10.200.0.10", "manager"),
+            *(Node(f"worker-{i}", f"10.200.0.{10 + i}", "worker") for i in range(1, int(workers) + 1)))
+
+
 @dataclass(frozen=True)
 class LabConfig:
     # Which engines the lab runs (README, "Lab flavours"). `current`: every node's dockerd,
@@ -68,11 +83,8 @@ class LabConfig:
     prefix_len: int = 24
     # Overlay subnets come from here, kept well away from the lab's own subnet.
     overlay_pool: str = "10.210.0.0/16"
-    nodes: tuple[Node, ...] = (
-        Node("manager", "10.200.0.10", "manager"),
-        Node("worker-1", "10.200.0.11", "worker"),
-        Node("worker-2", "10.200.0.12", "worker"),
-    )
+    # The manager and SWARMGUARD_LAB_WORKERS workers (2 unless set: lab_nodes).
+    nodes: tuple[Node, ...] = field(default_factory=lambda: lab_nodes(_env("SWARMGUARD_LAB_WORKERS", "2")))
     iptables_comment: str = "swarmguard-lab"
     state_dir: Path = Path("/var/lib/swarmguard-lab")
     run_dir: Path = Path("/run/swarmguard-lab")
