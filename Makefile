@@ -15,6 +15,7 @@ help:
 	@echo "make lab-up | lab-status | lab-down"
 	@echo "make bench-receiver-hardening   slow clients, a flood, acks/s: no lab needed"
 	@echo "make bench-exporter-attack      scrapes and memory under 5,000 idle connections: no lab needed"
+	@echo "make bench-scale  Prometheus's cost and detection against cluster size, per rules layout (no lab; ~15 min)"
 	@echo "make bench-drain  taking worker-1 out: Swarm's drain against swarmguard drain, then undrain + rebalance (lab)"
 	@echo "make mutate      mutation testing of the receiver's and exporter's logic (no lab, ~9 min on 2 cores)"
 	@echo "make mutate MUTATE_ONLY=receiver/storm.py   only those modules' mutants (comma-separated paths)"
@@ -93,6 +94,13 @@ bench-receiver-hardening: venv
 .PHONY: bench-exporter-attack
 bench-exporter-attack: venv
 	$(PY) -m tests.bench.exporter_attack
+
+# No lab: Prometheus and Alertmanager from the lab's `current` root filesystem (built by
+# `make lab-up` once) against a fake cluster on loopback, up to 10,000 tasks on 50 nodes,
+# in each layout of the rules; SCALE_ARGS=--quick for a smoke run.
+.PHONY: bench-scale
+bench-scale: venv
+	$(PY) -m tests.bench.scale $(SCALE_ARGS)
 
 .PHONY: bench
 bench: lab-up
