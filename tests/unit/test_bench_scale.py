@@ -197,8 +197,8 @@ RULES = {"swarmguard-thresholds.yml": "t", "swarmguard.yml": "d", "swarmguard-sc
          "swarmguard-health.yml": "h"}
 
 
-def configure(layout, instance_name, shape=Shape(40, 4)):
-    source = scale.Source("test", {"prometheus.yml": MAIN_CONFIG}, RULES)
+def configure(layout, instance_name, shape=Shape(40, 4), configs=None):
+    source = scale.Source("test", configs or {"prometheus.yml": MAIN_CONFIG}, RULES)
     layout = scale.LAYOUTS[layout]
     instance = next(i for i in layout.instances if i.name == instance_name)
     wiring = scale.Wiring(Ports(19100), 19450, {i.name: 19400 + k for k, i in enumerate(layout.instances)})
@@ -212,8 +212,10 @@ def test_a_single_instance_scrapes_every_exporter_and_the_managers_opted_in_with
     assert config["alerting"]["alertmanagers"][0]["static_configs"] == [{"targets": ["127.0.0.1:19450"]}]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     exporter = jobs["swarmguard-exporter"]
-    assert set(exporter) == {"job_name", "static_configs"}
-    assert [t["targets"][0] for t in exporter["static_configs"]] == [f"127.0.0.1:{19101 + j}" for j in range(4)]
+    assert exporter == {"job_name": "swarmguard-exporter", "scrape_interval": "500ms", "scrape_timeout": "500ms",
+                        "static_configs": [{"targets": [f"127.0.0.1:{19101 + j}"],
+                                            "labels": {"instance": f"node-0{j}", "node": f"node-0{j}"}}
+                                           for j in range(4)]}
     opt_in = jobs["swarmguard-opt-in"]
     assert opt_in["metrics_path"] == "/opted-in" and opt_in["scrape_interval"] == "5s"
     assert [t["labels"]["node"] for t in opt_in["static_configs"]] == ["node-00", "node-01", "node-02"]
@@ -227,7 +229,7 @@ def test_the_per_node_instance_scrapes_only_its_node_s_exporter_and_loads_thresh
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == {"swarmguard-exporter", "swarmguard-opt-in"}
     assert jobs["swarmguard-exporter"]["static_configs"] == [{"targets": ["127.0.0.1:19104"],
-                                                              "labels": {"node": "node-03"}}]
+                                                              "labels": {"instance": "node-03", "node": "node-03"}}]
 
 
 def test_the_central_instance_federates_every_node_and_keeps_their_labels():
@@ -240,6 +242,35 @@ def test_the_central_instance_federates_every_node_and_keeps_their_labels():
     assert federation["params"]["match[]"] == scale.FEDERATE_MATCH
     assert len(federation["static_configs"]) == 4
     assert "swarmguard-exporter" not in jobs
+
+
+DETECTION_TEMPLATE = """
+global: {scrape_interval: 250ms, scrape_timeout: 250ms}
+scrape_configs:
+  - job_name: swarmguard-exporter
+    relabel_configs:
+      - source_labels: [__meta_dockerswarm_node_id]
+        modulus: {{ env "SWARMGUARD_DETECTION_INSTANCES" }}
+        action: hashmod
+      - regex: '{{ .Task.Slot }}'
+        action: keep
+"""
+
+
+def test_the_per_node_instance_takes_its_own_file_s_settings_first_a_swarm_template_s_too():
+    configs = {"prometheus.yml": MAIN_CONFIG, "prometheus-detection.yml": scale.parse_config(DETECTION_TEMPLATE)}
+    node = {job["job_name"]: job for job in configure("per-node", "node", configs=configs)["scrape_configs"]}
+    assert node["swarmguard-exporter"]["scrape_interval"] == "250ms"
+    assert node["swarmguard-opt-in"]["scrape_interval"] == "5s"  # only in the main file
+    single = configure("central-opted-in", "prometheus", configs=configs)
+    assert single["global"]["scrape_interval"] == "500ms"
+
+
+def test_a_federation_job_is_found_by_its_path_whatever_its_name():
+    configs = {"prometheus.yml": {**MAIN_CONFIG, "scrape_configs": [
+        {"job_name": "feds", "metrics_path": "/federate", "honor_labels": True, "params": {"match[]": ["up"]}}]}}
+    jobs = {job["job_name"]: job for job in configure("per-node", "central", configs=configs)["scrape_configs"]}
+    assert jobs["feds"]["params"] == {"match[]": ["up"]} and jobs["feds"]["scrape_interval"] == "500ms"
 
 
 def test_a_layout_naming_a_rule_file_the_source_lacks_fails_before_anything_starts():
