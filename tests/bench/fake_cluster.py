@@ -8,8 +8,9 @@ On a node's port:
   `service`, `task_id`, `node_id`, the value formats), plus `swarmguard_exporter_docker_up
   1`. Idle tasks are a pre-rendered body; the one task the bench can make hot is the only
   line rendered per scrape (its CPU counter then rises at its full limit).
-- `/opted-in` (managers only): `swarmguard_opted_in_service_tasks{service}` (running tasks
-  of each opted-in service) and `swarmguard_exporter_opt_in_known 1`.
+- `/opted-in` (managers only): the exporter's own page (exporter/opt_in.py):
+  `swarmguard_opted_in_service_tasks{service}` (running tasks of each opted-in service)
+  and `swarmguard_exporter_opt_in_known 1`.
 - `/federate`: what the node's own Prometheus would answer the central one in the per-node
   layout. On the representative node it is the real per-node Prometheus's answer, passed
   through; on every other node, a copy of that answer's latest with the representative's
@@ -35,6 +36,7 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 
+from exporter import opt_in
 from exporter.collector import TASK_SERIES, label_block
 
 MANAGERS = 3
@@ -207,16 +209,11 @@ class ExporterPage:
         return self.head + f"{self.prefix}{cpu!r}\n".encode() + self.tail
 
 
-def opted_in_page(services: dict[str, int], known: bool = True) -> str:
-    """A manager's /opted-in: each opted-in service's running tasks, and whether the
-    manager could read them."""
-    lines = ["# HELP swarmguard_opted_in_service_tasks Running tasks of each opted-in service.\n",
-             "# TYPE swarmguard_opted_in_service_tasks gauge\n"]
-    lines += [f'swarmguard_opted_in_service_tasks{{service="{s}"}} {n}\n' for s, n in sorted(services.items())]
-    lines += ["# HELP swarmguard_exporter_opt_in_known 1 if the opted-in services could be read from Docker.\n",
-              "# TYPE swarmguard_exporter_opt_in_known gauge\n",
-              f"swarmguard_exporter_opt_in_known {1 if known else 0}\n"]
-    return "".join(lines)
+def opted_in_page(services: dict[str, int]) -> str:
+    """A manager's /opted-in, rendered by the exporter's own code: each opted-in
+    service's running tasks, read just now."""
+    return opt_in.page(opt_in.Reading(manager=True, services=services, read_at=0.0), now=0.0,
+                       stale_after=15.0).decode()
 
 
 def receiver_page(cluster: Cluster) -> str:

@@ -25,8 +25,8 @@ Then detection: one opted-in task on the representative node (the last, a worker
 hot (its CPU counter rises at its full limit, its network stays low), and the time from
 that moment until SwarmGuardMigrate is active in Alertmanager (the shipped
 alertmanager.yml, its webhook pointed at a sink here), until the webhook reaches the sink,
-and until the Prometheus the receiver asks to confirm it (the central one) shows it
-firing. The task goes back to idle after.
+and until each Prometheus of the layout shows it firing (the receiver asks every one
+before it acts, and any one firing confirms it). The task goes back to idle after.
 
 In the per-node layout one per-node Prometheus is real: the representative node's. Per-node
 instances of a real cluster are identical in cost structure (each scrapes one exporter
@@ -55,6 +55,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -83,6 +84,7 @@ EXPORTERS = "exporters"  # every node's exporter /metrics
 NODE_EXPORTER = "node-exporter"  # the representative node's exporter only
 OPTED_IN = "opted-in"  # the managers' /opted-in
 FEDERATION = "federation"  # every node's per-node Prometheus /federate
+PEER_FEDERATION = "peer-federation"  # the layout's other (detection) instances' /federate
 RECEIVER = "receiver"
 ALERTMANAGER = "alertmanager"
 SELF = "self"
@@ -102,6 +104,9 @@ JOB_DEFAULTS = {
                "scrape_timeout": "5s"},
     FEDERATION: {"job_name": "swarmguard-detection-prometheus", "metrics_path": "/federate", "honor_labels": True,
                  "scrape_interval": "2s", "scrape_timeout": "2s", "params": {"match[]": FEDERATE_MATCH}},
+    PEER_FEDERATION: {"job_name": "swarmguard-detection-prometheus", "metrics_path": "/federate",
+                      "honor_labels": True, "scrape_interval": "2s", "scrape_timeout": "2s",
+                      "params": {"match[]": FEDERATE_MATCH}},
     RECEIVER: {"job_name": "swarmguard-receiver"},
     ALERTMANAGER: {"job_name": "alertmanager", "scrape_interval": "5s", "scrape_timeout": "5s"},
     SELF: {"job_name": "prometheus", "scrape_interval": "15s", "scrape_timeout": "10s"},
@@ -126,7 +131,7 @@ class Instance:
     jobs: tuple[str, ...]
     config: str = MAIN_CONFIG  # the source's file whose global settings and jobs come first
     detects: bool = False  # evaluates the hot task's alert (sends it to Alertmanager)
-    asked: bool = False  # the one the receiver asks to confirm an alert
+    central: bool = False  # sees the whole cluster: detection health and the scale-down
     per_node: bool = False  # one of a per-node Prometheus per node: its cost is each extra node's
 
 
@@ -140,26 +145,36 @@ class Layout:
 
 LAYOUTS = {layout.name: layout for layout in (
     Layout("today", "today", (
-        Instance("prometheus", (), (EXPORTERS, RECEIVER, ALERTMANAGER, SELF), detects=True, asked=True),),
+        Instance("prometheus", (), (EXPORTERS, RECEIVER, ALERTMANAGER, SELF), detects=True, central=True),),
         "one Prometheus with the rules and scrape settings of the commit before opt-in: every task of "
         "every service judged"),
     Layout("central-opted-in", "new", (
-        Instance("prometheus", (), (EXPORTERS, OPTED_IN, RECEIVER, ALERTMANAGER, SELF), detects=True, asked=True),),
+        Instance("prometheus", (), (EXPORTERS, OPTED_IN, RECEIVER, ALERTMANAGER, SELF), detects=True, central=True),),
         "one Prometheus with every new rule file: only tasks of opted-in services judged"),
     Layout("per-node", "new", (
         Instance("node", (THRESHOLDS, DETECTION), (NODE_EXPORTER, OPTED_IN), DETECTION_CONFIG, detects=True,
                  per_node=True),
         Instance("central", (THRESHOLDS, SCALE_DOWN, HEALTH), (FEDERATION, RECEIVER, ALERTMANAGER, SELF),
-                 asked=True)),
+                 central=True)),
         "a Prometheus per node (one real, the representative node's) scraping its own exporter and the "
         "managers' /opted-in, and a central one fed by every node's /federate"),
+    Layout("detection-central", "new", (
+        Instance("detection", (THRESHOLDS, DETECTION), (EXPORTERS, OPTED_IN), DETECTION_CONFIG, detects=True),
+        Instance("central", (THRESHOLDS, SCALE_DOWN, HEALTH), (PEER_FEDERATION, RECEIVER, ALERTMANAGER, SELF),
+                 central=True)),
+        "the bundle's default (stack.yml, SWARMGUARD_DETECTION_INSTANCES=1): one detection Prometheus "
+        "scraping every exporter, and the central one federating it"),
 )}
+DEFAULT_LAYOUTS = ("today", "central-opted-in", "per-node")
 
 PER_NODE_NOTE = ("Per-node instances of a real cluster are identical in cost structure: each scrapes its own "
                  "node's exporter and the managers' /opted-in and evaluates the same rules over its node's "
                  "share of tasks. The bench runs one, the representative node's; its cost is what each extra "
                  "node costs. The central instance reads every node's /federate: the real one's, and copies "
-                 "of it rewritten to the other nodes' names and tasks.")
+                 "of it rewritten to the other nodes' names and tasks. Where the opted-in tasks do not divide "
+                 "evenly over the nodes (a step's opted_in_per_node), every copy carries the representative's "
+                 "share, and the central one sees a few tasks fewer or more than Docker reports (then "
+                 "SwarmGuardBlind tasks_unseen may fire for those nodes).")
 
 
 # ---------------------------------------------------------------- where rules and settings come from
@@ -214,15 +229,11 @@ def source_in_dir(directory: Path) -> Source:
     return Source(str(directory), configs, rules)
 
 
-_TEMPLATE_ACTION = re.compile(r"\{\{[^}]*\}\}")
-
-
 def parse_config(text: str) -> dict:
-    """A prometheus*.yml, parsed. A Swarm config template's placeholders
-    (prometheus-detection.yml: its slot and the number of instances, in the relabelling
-    that shares the nodes out) become 1: the bench drops relabelling, and one detection
-    instance per node is the per-node layout."""
-    return yaml.safe_load(_TEMPLATE_ACTION.sub("1", text)) or {}
+    """A prometheus*.yml, parsed; a Swarm config template (prometheus-detection.yml)
+    rendered as for the first of one instance: its slot and number of instances appear
+    only in the relabelling that shares the nodes out, which the bench drops."""
+    return yaml.safe_load(monitoring.render_swarm_template(text, slot=1, env=defaultdict(lambda: "1"))) or {}
 
 
 def job_template(source: Source, kind: str, preferred: str = MAIN_CONFIG) -> dict:
@@ -270,6 +281,8 @@ def targets(kind: str, cluster: Cluster, wiring: Wiring, self_port: int) -> list
         return exporters(cluster.managers)
     if kind == FEDERATION:
         return [{"targets": [ports.address(n.index)], "labels": {"node": n.name}} for n in cluster.nodes]
+    if kind == PEER_FEDERATION:
+        return [{"targets": [f"127.0.0.1:{port}"]} for port in wiring.instances.values() if port != self_port]
     if kind == RECEIVER:
         return [{"targets": [f"127.0.0.1:{ports.receiver}"]}]
     if kind == ALERTMANAGER:
@@ -551,7 +564,7 @@ def scrape_success(url: str, seconds: float) -> dict[str, float]:
         return {}
 
 
-# What the Prometheus the receiver asks sees at the end of the window: every opted-in task
+# What the central (or only) Prometheus sees at the end of the window: every opted-in task
 # (or, today, every task) of every node judged, and which alerts fire (none expected but
 # SwarmGuardBlind cadvisor_down: the fake cluster has no cAdvisor).
 VIEWS = {"tasks_judged": "count(swarmguard:task_cpu:percent)",
@@ -618,16 +631,20 @@ def alert_firing(prometheus_url: str, task_id: str) -> bool:
     return bool(response.json()["data"]["result"])
 
 
-def detect(fake: FakeCluster, alertmanager: Daemon, sink: Sink, asked: Daemon, deadline_s: float) -> dict:
+def detect(fake: FakeCluster, alertmanager: Daemon, sink: Sink, daemons: dict[str, Daemon],
+           deadline_s: float) -> dict:
     """Make the hot task hot; seconds until its SwarmGuardMigrate is active in
-    Alertmanager, delivered to the webhook sink, and firing in the Prometheus the
-    receiver asks. None for what did not happen within `deadline_s`."""
+    Alertmanager, delivered to the webhook sink, and firing in each Prometheus of the
+    layout (`firing_in`: the receiver asks every one, and acts when any says it fires:
+    `confirmable_s`). None for what did not happen within `deadline_s`."""
     task = fake.cluster.hot_task
     started = fake.heat()
-    seen: dict[str, float | None] = {"alertmanager_s": None, "webhook_s": None, "confirmable_s": None}
+    seen: dict[str, float | None] = {"alertmanager_s": None, "webhook_s": None,
+                                     **{f"firing_in_{name}_s": None for name in daemons}}
     checks = {"alertmanager_s": lambda: alert_active(alertmanager.url, task.task_id),
               "webhook_s": lambda: sink.first(started, ALERT, task.task_id) is not None,
-              "confirmable_s": lambda: alert_firing(asked.url, task.task_id)}
+              **{f"firing_in_{name}_s": (lambda d=daemon: alert_firing(d.url, task.task_id))
+                 for name, daemon in daemons.items()}}
     try:
         while time.time() - started < deadline_s and None in seen.values():
             for key, check in checks.items():
@@ -643,8 +660,9 @@ def detect(fake: FakeCluster, alertmanager: Daemon, sink: Sink, asked: Daemon, d
     delivered = sink.first(started, ALERT, task.task_id)
     if delivered is not None:  # the sink's own arrival time, finer than the polling above
         seen["webhook_s"] = round(delivered - started, 2)
+    firing = [seen[f"firing_in_{name}_s"] for name in daemons if seen[f"firing_in_{name}_s"] is not None]
     return {"task_id": task.task_id, "service": task.service, "node": fake.cluster.representative.name,
-            "deadline_s": deadline_s, **seen}
+            "deadline_s": deadline_s, **seen, "confirmable_s": min(firing, default=None)}
 
 
 def run_layout(layout: Layout, source: Source, fake: FakeCluster, sink: Sink, settings: Settings,
@@ -686,15 +704,17 @@ def run_layout(layout: Layout, source: Source, fake: FakeCluster, sink: Sink, se
                      + (f", detection group p50 {detection['p50_ms']:.0f} ms max {detection['max_ms']:.0f} ms, "
                         f"{detection['missed_per_minute']:.0f} missed/min"
                         if detection and detection["p50_ms"] is not None else ""))
-        asked = daemons[next(i.name for i in layout.instances if i.asked)]
-        result["asked_sees"] = views(asked.url)
-        progress(f"  {layout.name}: {asked.name} sees {result['asked_sees']}")
+        central = next(i.name for i in layout.instances if i.central)
+        result["central_sees"] = views(daemons[central].url)
+        progress(f"  {layout.name}: {central} sees {result['central_sees']}")
         progress(f"  {layout.name}: task {cluster.hot_task.task_id} of {cluster.hot_task.service} on "
                  f"{cluster.representative.name} hot; waiting for {ALERT}")
-        result["detection"] = detect(fake, alertmanager, sink, asked, settings.alert_deadline_s)
+        result["detection"] = detect(fake, alertmanager, sink, daemons, settings.alert_deadline_s)
         d = result["detection"]
         progress(f"  {layout.name}: {ALERT} in Alertmanager after {d['alertmanager_s']} s, webhook "
-                 f"{d['webhook_s']} s, firing where the receiver asks after {d['confirmable_s']} s")
+                 f"{d['webhook_s']} s, confirmable (firing in a Prometheus the receiver asks) after "
+                 f"{d['confirmable_s']} s; firing in the central one after "
+                 f"{d[f'firing_in_{central}_s']} s")
         return result
     finally:
         for daemon in [*daemons.values(), alertmanager]:
@@ -752,7 +772,8 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (cpu_ax, eval_ax) = plt.subplots(1, 2, figsize=(13, 4.8))
-    colours = {"today": "#c0392b", "central-opted-in": "#2e86de", "per-node": "#27ae60"}
+    colours = {"today": "#c0392b", "central-opted-in": "#2e86de", "per-node": "#27ae60",
+               "detection-central": "#8e44ad"}
     for name in result["layouts"]:
         points = [(s["tasks"], s["layouts"][name]) for s in result["steps"] if name in s["layouts"]]
         if not points:
@@ -785,10 +806,19 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def opted_in_per_node(cluster: Cluster) -> dict[str, int]:
+    """How many nodes hold how many opted-in tasks ("count": nodes)."""
+    counts: dict[str, int] = {}
+    for node in cluster.nodes:
+        key = str(sum(t.opted_in for t in node.tasks))
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: int(kv[0])))
+
+
 def describe(layouts: list[Layout], sources: dict[str, Source]) -> dict:
     return {l.name: {"about": l.about, "source": sources[l.source].where, "instances": {
         i.name: {"rule_files": sorted(sources[l.source].rule_texts(i.rule_files)), "jobs": list(i.jobs),
-                 "detects": i.detects, "asked": i.asked, "per_node": i.per_node} for i in l.instances}}
+                 "detects": i.detects, "central": i.central, "per_node": i.per_node} for i in l.instances}}
         for l in layouts}
 
 
@@ -801,6 +831,7 @@ def run_step(shape: Shape, layouts: list[Layout], sources: dict[str, Source], si
             "services": len(cluster.services), "opted_in_services": len(cluster.opted_in),
             "tasks_on_representative": len(cluster.representative.tasks),
             "opted_in_on_representative": sum(t.opted_in for t in cluster.representative.tasks),
+            "opted_in_per_node": opted_in_per_node(cluster),
             "per_node_instances": {l.name: i.name for l in layouts for i in l.instances if i.per_node},
             "layouts": {}}
     result["steps"].append(step)
@@ -829,7 +860,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=parse_steps, default=None,
                         help=f"TASKSxNODES, comma-separated (default {STEPS}; --quick: {QUICK_STEPS})")
-    parser.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated, of " + ", ".join(LAYOUTS))
+    parser.add_argument("--layouts", default=",".join(DEFAULT_LAYOUTS),
+                        help=f"comma-separated, of {', '.join(LAYOUTS)} (default {','.join(DEFAULT_LAYOUTS)})")
     parser.add_argument("--opted-in", type=float, default=0.05, help="share of tasks in opted-in services")
     parser.add_argument("--warmup", type=float, default=None, help="seconds before measuring (default 20; quick 5)")
     parser.add_argument("--window", type=float, default=None, help="seconds measured (default 40; quick 10)")
@@ -848,6 +880,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     shapes = [dataclasses.replace(s, opted_in_fraction=args.opted_in)
               for s in args.steps or parse_steps(QUICK_STEPS if args.quick else STEPS)]
+    unknown = set(args.layouts.split(",")) - set(LAYOUTS)
+    if unknown:
+        raise SystemExit(f"no layout {', '.join(sorted(unknown))}: the layouts are {', '.join(LAYOUTS)}")
     layouts = [LAYOUTS[name] for name in args.layouts.split(",")]
     settings = Settings(warmup_s=args.warmup if args.warmup is not None else (5 if args.quick else 20),
                         window_s=args.window if args.window is not None else (10 if args.quick else 40),
@@ -883,6 +918,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": [], "failures": []}
     work_root = Path(tempfile.mkdtemp(prefix="swarmguard-bench-scale-"))
     sink = Sink(sink_port)
+    keep = False
     try:
         for shape in shapes:
             run_step(shape, layouts, sources, sink, settings, work_root, result, args.name)
@@ -890,10 +926,12 @@ def main(argv: list[str] | None = None) -> int:
         result["failures"].append(str(error))
         write_json(args.name, result)
         progress(f"FAILED: {error}\n(logs and data kept in {work_root})")
+        keep = True
         return 1
     finally:
         sink.close()
-    shutil.rmtree(work_root, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(work_root, ignore_errors=True)
     report(result)
     publish(args.name, result, lambda png: plot(result, png))
     if result["failures"]:
