@@ -104,13 +104,11 @@ JOB_DEFAULTS = {
                "scrape_timeout": "5s"},
     FEDERATION: {"job_name": "swarmguard-detection-prometheus", "metrics_path": "/federate", "honor_labels": True,
                  "scrape_interval": "2s", "scrape_timeout": "2s", "params": {"match[]": FEDERATE_MATCH}},
-    PEER_FEDERATION: {"job_name": "swarmguard-detection-prometheus", "metrics_path": "/federate",
-                      "honor_labels": True, "scrape_interval": "2s", "scrape_timeout": "2s",
-                      "params": {"match[]": FEDERATE_MATCH}},
     RECEIVER: {"job_name": "swarmguard-receiver"},
     ALERTMANAGER: {"job_name": "alertmanager", "scrape_interval": "5s", "scrape_timeout": "5s"},
     SELF: {"job_name": "prometheus", "scrape_interval": "15s", "scrape_timeout": "10s"},
 }
+JOB_DEFAULTS[PEER_FEDERATION] = JOB_DEFAULTS[FEDERATION]
 NOT_STATIC = ("dockerswarm_sd_configs", "dns_sd_configs", "relabel_configs", "basic_auth", "static_configs")
 MAIN_CONFIG = "prometheus.yml"
 DETECTION_CONFIG = "prometheus-detection.yml"  # a detection (per-node) Prometheus's own file, when there is one
@@ -816,8 +814,10 @@ def opted_in_per_node(cluster: Cluster) -> dict[str, int]:
 
 
 def describe(layouts: list[Layout], sources: dict[str, Source]) -> dict:
+    """Each layout's instances as run: rule files, and scrape jobs with their settings."""
     return {l.name: {"about": l.about, "source": sources[l.source].where, "instances": {
-        i.name: {"rule_files": sorted(sources[l.source].rule_texts(i.rule_files)), "jobs": list(i.jobs),
+        i.name: {"rule_files": sorted(sources[l.source].rule_texts(i.rule_files)),
+                 "jobs": {kind: job_template(sources[l.source], kind, i.config) for kind in i.jobs},
                  "detects": i.detects, "central": i.central, "per_node": i.per_node} for i in l.instances}}
         for l in layouts}
 
