@@ -322,7 +322,7 @@ class _Federation:
         self.cluster, self.upstream = cluster, upstream
         address = {n.index: ports.address(n.index) for n in cluster.nodes}
         self.values = {n.index: copy_values(cluster.representative, n, address) for n in cluster.nodes}
-        self.latest: tuple[float, str, str] | None = None  # (when, content type, text)
+        self.latest: tuple[int, float, str, str] | None = None  # (upstream port, when, content type, text)
 
     def fetch(self, target: str) -> tuple[int, str, bytes]:
         port = self.upstream.value
@@ -339,18 +339,19 @@ class _Federation:
         finally:
             connection.close()
         if response.status == 200:
-            self.latest = (time.monotonic(), content_type, body.decode())
+            self.latest = (port, time.monotonic(), content_type, body.decode())
         return response.status, content_type, body
 
     async def answer(self, node: Node, target: str) -> tuple[int, str, bytes]:
         loop = asyncio.get_running_loop()
         if node is self.cluster.representative:
             return await loop.run_in_executor(None, self.fetch, target)
-        if self.latest is None or time.monotonic() - self.latest[0] > FEDERATE_MAX_AGE_S:
+        latest = self.latest  # never another layout's: a new upstream is asked first
+        if latest is None or latest[0] != self.upstream.value or time.monotonic() - latest[1] > FEDERATE_MAX_AGE_S:
             status, content_type, body = await loop.run_in_executor(None, self.fetch, target)
             if status != 200:
                 return status, content_type, body
-        _, content_type, text = self.latest
+        _, _, content_type, text = self.latest
         return 200, content_type, rewrite_federate(text, self.values[node.index]).encode()
 
 
