@@ -160,6 +160,26 @@ def test_a_cadvisor_without_its_docker_factory_is_cadvisor_blind(lab, receiver):
     fires_then_resolves(lab, "SwarmGuardBlind", "cadvisor_blind", 60, break_it, repair, node=node.name)
 
 
+def test_a_stopped_detection_prometheus_is_detection_prometheus_down(lab, receiver):
+    # The lab's split layout: a detection Prometheus per node, federated by the central
+    # one (docs/contract.md, "Rule files and layouts"). Its node's exporter `up` goes
+    # stale too (target_down), inside the same declared fault.
+    node = task_node(lab)
+    fires_then_resolves(lab, "SwarmGuardBlind", "detection_prometheus_down", 10,
+                        lambda: monitoring.stop(lab, f"prometheus-{node.name}"),
+                        lambda: monitoring.start_prometheus(lab), node=node.name)
+
+
+def test_no_list_of_opted_in_services_is_opt_in_unknown_on_every_detection_prometheus(lab, receiver):
+    # The manager's exporter, without its Docker, cannot tell that it is a manager: its
+    # /opted-in page is empty. Every detection Prometheus holds the last list for a
+    # minute, then judges nothing, and says so.
+    manager = lab.manager
+    fires_then_resolves(lab, "SwarmGuardBlind", "opt_in_unknown", 90,
+                        lambda: monitoring.start_exporter(lab, manager, docker_url=NOWHERE),
+                        lambda: monitoring.start_exporter(lab, manager), node=lab.workers[0].name)
+
+
 def _synthetic_alert(ends_in: timedelta) -> list[dict]:
     """A SwarmGuardMigrate for a task that does not exist, sent to Alertmanager directly:
     something to deliver to the receiver (stale if it ever gets there, so nothing moves)."""

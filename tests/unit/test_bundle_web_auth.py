@@ -111,6 +111,14 @@ def local_prometheus_config(rendered: Rendered, prometheus: int, alertmanager: i
     return yaml.safe_dump(config, sort_keys=False)
 
 
+def local_args(args: list[str]) -> list[str]:
+    """The stack's arguments for a process on this host's network: without the pair's
+    gossip (0.0.0.0:9094 here would be the lab's Alertmanagers' port, and one replica
+    has no peer to find). What this file checks is the web config, which gossip is not."""
+    return [a for a in args if not a.startswith("--cluster.")] + (
+        ["--cluster.listen-address="] if any(a.startswith("--cluster.") for a in args) else [])
+
+
 @dataclass
 class Running:
     flavour: str
@@ -161,7 +169,7 @@ def running(request, tmp_path_factory):
                 write(root / "etc/prometheus" / PROBE_RULES, yaml.safe_dump({"groups": [{
                     "name": "probe", "interval": "1s", "rules": [{"alert": PROBE, "expr": "vector(1)"}]}]}))
             (root / service).mkdir(exist_ok=True)  # the data volume's mount point
-            processes.append(start(root, [f"/bin/{service}", *spec["Args"],
+            processes.append(start(root, [f"/bin/{service}", *local_args(spec["Args"]),
                                           f"--web.listen-address=127.0.0.1:{ports[service]}"],
                                    f"http://127.0.0.1:{ports[service]}", tmp / f"{service}.log"))
             [kind, command] = spec["Healthcheck"]["Test"]
