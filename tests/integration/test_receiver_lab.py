@@ -32,6 +32,11 @@ def web(lab):
     services.remove_service(lab, "web")
 
 
+def own_receiver(lab, port_offset: int = 0, **settings) -> ReceiverProcess:
+    """A receiver that gets only the webhooks its test sends, not Alertmanager's."""
+    return ReceiverProcess(lab, port=lab.private_receiver_port + port_offset, confirm_with_prometheus=0, **settings)
+
+
 def placement(lab, name: str) -> list[str]:
     return inspect(lab, name)["Spec"]["TaskTemplate"].get("Placement", {}).get("Constraints", [])
 
@@ -71,7 +76,7 @@ def all_tasks(lab, name: str) -> list[dict]:
 
 def test_a_migrate_alert_moves_the_task_to_another_worker_with_zero_failed_requests(lab, web):
     _, _, old = the_task(lab, web)
-    with ReceiverProcess(lab, confirm_with_prometheus=0) as receiver, Probe(lab.entrypoint_url, rate=20) as probe:
+    with own_receiver(lab) as receiver, Probe(lab.entrypoint_url, rate=20) as probe:
         time.sleep(1)
         assert receiver.send(migrate_alert(lab, web)).status_code == 202
         new = services.wait_moved_off(lab, web, old)
@@ -102,7 +107,7 @@ def test_a_stale_alert_for_a_task_that_already_moved_changes_nothing(lab, web):
     # only once Swarm has settled it, or Swarm's own write reads as the receiver's.
     settled(lab, web)
     before = inspect(lab, web)
-    with ReceiverProcess(lab, confirm_with_prometheus=0) as receiver:
+    with own_receiver(lab) as receiver:
         assert receiver.send(stale).status_code == 202
         receiver.wait_idle()
         assert receiver.metric("swarmguard_stale_alerts_total", alertname="SwarmGuardMigrate") == 1
@@ -117,7 +122,7 @@ def test_a_stale_alert_for_a_task_that_already_moved_changes_nothing(lab, web):
 def test_the_same_alert_delivered_twice_to_two_racing_receivers_makes_exactly_one_move(lab, web):
     alert = migrate_alert(lab, web)
     _, _, old = the_task(lab, web)
-    with ReceiverProcess(lab, confirm_with_prometheus=0) as first, ReceiverProcess(lab, confirm_with_prometheus=0, port=lab.receiver_port + 1) as second:
+    with own_receiver(lab) as first, own_receiver(lab, port_offset=1) as second:
         senders = [threading.Thread(target=r.send, args=(alert,)) for r in (first, second, first, second)]
         for s in senders:
             s.start()
@@ -134,7 +139,7 @@ def test_the_same_alert_delivered_twice_to_two_racing_receivers_makes_exactly_on
 
 
 def test_five_migrations_in_a_row_leave_exactly_one_swarmguard_constraint(lab, web):
-    with ReceiverProcess(lab, confirm_with_prometheus=0, cooldown_migrate=0) as receiver:
+    with own_receiver(lab, cooldown_migrate=0) as receiver:
         for step in range(5):
             _, _, old = the_task(lab, web)
             alert = migrate_alert(lab, web)
@@ -155,7 +160,7 @@ def test_scaling_up_stops_at_the_maximum_and_scaling_down_at_the_minimum(lab):
     name = "scaled"
     services.deploy_web(lab, name, labels={"swarmguard.replicas.min": "1", "swarmguard.replicas.max": "2"})
     try:
-        with ReceiverProcess(lab, confirm_with_prometheus=0, cooldown_scale_up=0, cooldown_scale_down=0) as receiver:
+        with own_receiver(lab, cooldown_scale_up=0, cooldown_scale_down=0) as receiver:
             for expected in (2, 2):
                 receiver.send(webhook("SwarmGuardScaleUp", {"service": name}))
                 receiver.wait_idle()
@@ -176,7 +181,7 @@ def test_scaling_up_stops_at_the_maximum_and_scaling_down_at_the_minimum(lab):
 
 def test_a_receiver_killed_mid_migration_leaves_the_service_moved_or_rolled_back_and_the_cooldown_holds(lab, web):
     _, _, old = the_task(lab, web)
-    receiver = ReceiverProcess(lab, confirm_with_prometheus=0).start()
+    receiver = own_receiver(lab).start()
     try:
         receiver.send(migrate_alert(lab, web))
         wait_for("the migration to be under way",
@@ -192,7 +197,7 @@ def test_a_receiver_killed_mid_migration_leaves_the_service_moved_or_rolled_back
     _, _, now_on = the_task(lab, web)
     assert (state, now_on != old) in (("completed", True), ("rollback_completed", False))
     before = inspect(lab, web)["Version"]
-    with ReceiverProcess(lab, confirm_with_prometheus=0) as restarted:  # default 60 s cooldown, remembered in the labels
+    with own_receiver(lab) as restarted:  # default 60 s cooldown, remembered in the labels
         restarted.send(migrate_alert(lab, web))
         restarted.wait_idle()
         assert restarted.metric("swarmguard_alerts_skipped_total", reason="cooldown") == 1
@@ -211,7 +216,7 @@ def settled_update_state(lab, web) -> str:
 def test_a_receiver_stopped_by_sigterm_mid_migration_finishes_it_and_the_next_one_handles_the_resent_alert(lab, web):
     _, _, old = the_task(lab, web)
     alert = migrate_alert(lab, web)
-    receiver = ReceiverProcess(lab, confirm_with_prometheus=0)
+    receiver = own_receiver(lab)
     receiver.start()
     try:
         assert receiver.send(alert).status_code == 202
@@ -239,7 +244,7 @@ def test_a_receiver_stopped_by_sigterm_mid_migration_finishes_it_and_the_next_on
     before = inspect(lab, web)["Version"]
     # Alertmanager resends the alert (it was acknowledged, and it repeats firing alerts):
     # the next receiver decides on it once, and leaves the service as it is.
-    with ReceiverProcess(lab, confirm_with_prometheus=0) as successor:
+    with own_receiver(lab) as successor:
         assert successor.send(alert).status_code == 202
         successor.wait_idle()
         [decision] = [e for e in successor.events() if e["type"] == "decision"]
@@ -253,7 +258,7 @@ def test_a_service_without_the_opt_in_label_is_never_touched(lab):
     services.deploy_web(lab, name, opt_in=False)
     try:
         before = inspect(lab, name)["Version"]
-        with ReceiverProcess(lab, confirm_with_prometheus=0, cooldown_scale_up=0) as receiver:
+        with own_receiver(lab, cooldown_scale_up=0) as receiver:
             receiver.send(migrate_alert(lab, name))
             receiver.wait_idle()  # one action per service at a time: let the first finish
             receiver.send(webhook("SwarmGuardScaleUp", {"service": name}))
@@ -266,7 +271,7 @@ def test_a_service_without_the_opt_in_label_is_never_touched(lab):
 
 def test_dry_run_decides_and_changes_nothing(lab, web):
     before = inspect(lab, web)["Version"]
-    with ReceiverProcess(lab, confirm_with_prometheus=0, dry_run=1) as receiver:
+    with own_receiver(lab, dry_run=1) as receiver:
         receiver.send(migrate_alert(lab, web, starts_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
         receiver.wait_idle()
         assert receiver.metric("swarmguard_actions_total", kind="migrate", result="dry_run") == 1
@@ -299,7 +304,7 @@ def hostile_bodies(lab, name: str) -> list[tuple[str, bytes, int]]:
 
 def test_bad_input_to_the_real_receiver_gets_a_clear_answer_and_changes_nothing(lab, web):
     before = inspect(lab, web)["Version"]
-    with ReceiverProcess(lab, confirm_with_prometheus=0, cooldown_migrate=0) as receiver:
+    with own_receiver(lab, cooldown_migrate=0) as receiver:
         for what, body, code in hostile_bodies(lab, web):
             answer = requests.post(f"{receiver.url}/alerts", data=body, timeout=10, headers={
                 "Authorization": f"Bearer {receiver.token}", "Content-Type": "application/json"})
@@ -310,5 +315,5 @@ def test_bad_input_to_the_real_receiver_gets_a_clear_answer_and_changes_nothing(
         assert [e["type"] for e in receiver.events()] == ["started"]
         assert receiver.metric("swarmguard_rejected_requests_total", code="400") == 5
     assert inspect(lab, web)["Version"] == before
-    log = (lab.log_dir / f"receiver-{lab.receiver_port}.log").read_text()
+    log = receiver.log_path.read_bytes()[receiver.log_offset:].decode()
     assert "\nINFO receiver.actuator: Scaling up web" not in log

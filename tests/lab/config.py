@@ -106,6 +106,10 @@ class LabConfig:
     entrypoint_port: int = 8080  # HAProxy frontend, stands in for the routing mesh
     haproxy_stats_port: int = 8404
     receiver_port: int = 8000  # where the lab's Alertmanager delivers webhooks
+    # A receiver only its test posts to. Alertmanager keeps delivering what earlier tests
+    # left firing or resolving (it retries a receiver that was down), which a test that
+    # counts its receiver's decisions must never see.
+    private_receiver_port: int = 8020
     cadvisor_port: int = 8080  # on each node's own address
     # What 100 % network means on a lab node. The veths claim 10 Gbit/s, which no task
     # on two shared cores can approach; a small capacity lets a stress task cross the
