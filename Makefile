@@ -17,6 +17,7 @@ help:
 	@echo "make bench-exporter-attack      scrapes and memory under 5,000 idle connections: no lab needed"
 	@echo "make bench-scale  Prometheus's cost and detection against cluster size, per rules layout (no lab; ~15 min)"
 	@echo "make bench-drain  taking worker-1 out: Swarm's drain against swarmguard drain, then undrain + rebalance (lab)"
+	@echo "make soak        mixed services and seeded faults on a 4-worker lab, invariants checked throughout (SOAK_MINUTES=30, SOAK_SEED)"
 	@echo "make mutate      mutation testing of the receiver's and exporter's logic (no lab, ~9 min on 2 cores)"
 	@echo "make mutate MUTATE_ONLY=receiver/storm.py   only those modules' mutants (comma-separated paths)"
 	@echo "SWARMGUARD_LAB_FLAVOUR=current (default: Engine 28.5, Prometheus 3.5) or bookworm (Engine 20.10, Prometheus 2.42)"
@@ -56,7 +57,7 @@ test-bookworm: venv
 
 # current (Engine 28.5, Prometheus 3.5, Alertmanager 0.33): the whole suite.
 test-current: venv
-	@$(PY) -m tests.lab status 2>/dev/null | grep -q "flavour current" || $(PY) -m tests.lab down
+	@$(PY) -m tests.lab fits || $(PY) -m tests.lab down
 	$(PY) -m tests.lab up
 	$(PYTEST) -v --durations=10 tests
 
@@ -101,6 +102,20 @@ bench-exporter-attack: venv
 .PHONY: bench-scale
 bench-scale: venv
 	$(PY) -m tests.bench.scale $(SCALE_ARGS)
+
+# Mixed services and a seeded fault schedule on a bigger lab (`current` flavour), with
+# SwarmGuard's invariants checked the whole time (tests/soak/); writes artifacts/soak.json
+# and artifacts/soak.png, and fails when an invariant did not hold. A lab of another
+# size or flavour is taken down first (one lab, one size).
+SOAK_MINUTES ?= 30
+SOAK_SEED ?=
+SOAK_WORKERS ?= 4
+SOAK_LAB := SWARMGUARD_LAB_FLAVOUR=current SWARMGUARD_LAB_WORKERS=$(SOAK_WORKERS)
+.PHONY: soak
+soak: venv
+	@$(SOAK_LAB) $(PY) -m tests.lab fits || $(PY) -m tests.lab down
+	$(SOAK_LAB) $(PY) -m tests.lab up
+	$(SOAK_LAB) SOAK_MINUTES=$(SOAK_MINUTES) SOAK_SEED=$(SOAK_SEED) $(PY) -m tests.soak
 
 .PHONY: bench
 bench: lab-up

@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="remove everything `up` created; keep the download cache")
     st = sub.add_parser("status", help="nodes, services, tasks and URLs")
     st.add_argument("--json", action="store_true")
+    sub.add_parser("fits", help="exit 0 when a lab of the asked flavour and size "
+                                "(SWARMGUARD_LAB_FLAVOUR, SWARMGUARD_LAB_WORKERS) runs")
     sub.add_parser("demo-service", help="deploy the health-checked web service behind the entry point")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -28,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
             controller.up(DEFAULT)
         elif args.command == "down":
             controller.down(DEFAULT)
+        elif args.command == "fits":
+            return 0 if controller.fits(DEFAULT) else 1
         elif args.command == "status":
             print(controller.status_json(DEFAULT) if args.json else controller.format_status(controller.status(DEFAULT)))
         elif args.command == "demo-service":

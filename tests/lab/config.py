@@ -119,11 +119,13 @@ class LabConfig:
     app_published_port: int = 8081
     # More apps, each with its own published port and entry point, so that several
     # single-replica services can each be followed across nodes at once (the drain
-    # benchmark's four: the app's port and these).
+    # benchmark's four: the app's port and the first three).
     extra_apps: tuple[EntryPoint, ...] = (
         EntryPoint(8082, 8182, "app8082"),
         EntryPoint(8083, 8183, "app8083"),
         EntryPoint(8084, 8184, "app8084"),
+        # The soak's dozen services, each followed by its own probe (tests/soak/).
+        *(EntryPoint(port, port + 100, f"app{port}") for port in range(8085, 8093)),
     )
     apt_packages: tuple[str, ...] = (
         "docker.io",

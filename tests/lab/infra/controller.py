@@ -1,11 +1,12 @@
 """up / down / status of the lab: the order of the steps, and nothing else."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
 from . import entrypoint, images, install, monitoring, network, nodes, rootfs
-from ..config import LabConfig
+from ..config import LabConfig, lab_nodes
 from .system import LabError, say
 
 
@@ -17,6 +18,7 @@ def up(cfg: LabConfig) -> None:
     for path in (cfg.state_dir, cfg.run_dir, cfg.log_dir, cfg.cache_dir):
         path.mkdir(parents=True, exist_ok=True)
     _check_flavour(cfg)
+    _check_workers(cfg)
     if cfg.flavour == "current":
         rootfs.ensure(cfg)
     say(f"lab flavour {cfg.flavour}"
@@ -58,7 +60,40 @@ def _check_flavour(cfg: LabConfig) -> None:
     path.write_text(cfg.flavour)
 
 
+def _workers_file(cfg: LabConfig):
+    return cfg.state_dir / "workers"
+
+
+def running_workers(cfg: LabConfig) -> int | None:
+    """How many workers the lab on this machine has, None when it is down (a lab made
+    before the count was recorded has the two it always had)."""
+    path = _workers_file(cfg)
+    if path.exists():
+        return int(path.read_text())
+    return 2 if (cfg.state_dir / "nodes").exists() else None
+
+
+def _check_workers(cfg: LabConfig) -> None:
+    """One lab, one size: a lab asked for with another SWARMGUARD_LAB_WORKERS than it runs
+    with would leave the extra nodes unwatched, or `down` would leave them behind."""
+    running = running_workers(cfg)
+    if running is not None and running != len(cfg.workers):
+        raise LabError(f"the lab is up with {running} workers, asked for {len(cfg.workers)} "
+                       "(SWARMGUARD_LAB_WORKERS): run `python -m tests.lab down` first")
+    _workers_file(cfg).write_text(str(len(cfg.workers)))
+
+
+def as_running(cfg: LabConfig) -> LabConfig:
+    """`cfg` with the nodes of the lab that runs: `down` removes every node `up` made,
+    whatever SWARMGUARD_LAB_WORKERS says now."""
+    running = running_workers(cfg)
+    if running is None or running == len(cfg.workers):
+        return cfg
+    return dataclasses.replace(cfg, nodes=lab_nodes(str(running)))
+
+
 def down(cfg: LabConfig) -> None:
+    cfg = as_running(cfg)
     entrypoint.down(cfg)
     monitoring.down(cfg)
     nodes.stop_all(cfg)
@@ -92,10 +127,17 @@ def healthy(cfg: LabConfig) -> bool:
         return False
 
 
+def fits(cfg: LabConfig) -> bool:
+    """A lab runs, of the flavour and size `cfg` asks for (else `up` would refuse it)."""
+    return running_flavour(cfg) == cfg.flavour and running_workers(cfg) == len(cfg.workers)
+
+
 def status(cfg: LabConfig) -> dict:
     """Everything a person wants to know about the lab, as plain data."""
+    cfg = as_running(cfg)
     running = running_flavour(cfg)
     report: dict = {"healthy": healthy(cfg), "flavour": running or "none (down)", "asked": cfg.flavour,
+                    "workers": len(cfg.workers),
                     "min_api": cfg.min_api,
                     "packages": rootfs.versions(cfg) if running == "current" else {},
                     "nodes": [], "services": [], "urls": {
@@ -128,7 +170,7 @@ def format_status(report: dict) -> str:
     floor = f", nodes refuse API < {report['min_api']}" if report["min_api"] else ""
     asked = "" if report["flavour"] == report["asked"] else f"; asked for {report['asked']}"
     lines = [f"SwarmGuard lab: {'healthy' if report['healthy'] else 'NOT healthy'} "
-             f"(flavour {report['flavour']}{floor}{asked})"]
+             f"(flavour {report['flavour']}, {report['workers']} workers{floor}{asked})"]
     if report["packages"]:
         lines.append("  from Debian sid: " + ", ".join(f"{k} {v}" for k, v in report["packages"].items()))
     lines += ["", "Nodes:"]
