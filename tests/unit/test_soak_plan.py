@@ -11,7 +11,8 @@ from tests.soak import plan
 WORKERS = ("worker-1", "worker-2", "worker-3")
 NODES = ("manager", *WORKERS)
 PORTS = tuple(range(18080, 18092))
-HEALTH_RULES = Path(__file__).resolve().parents[2] / "prometheus" / "rules" / "swarmguard-health.yml"
+ROOT = Path(__file__).resolve().parents[2]
+HEALTH_RULES = ROOT / "prometheus" / "rules" / "swarmguard-health.yml"
 
 
 def schedule(minutes=30, seed=7, workers=WORKERS, nodes=NODES):
