@@ -141,8 +141,8 @@ def render_png(obs: Observations, results: dict, path: str | Path) -> Path:
                          [f"violation ({len(violations)})"], loc="upper left",
                          bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
 
-    ax_rss.set_xlabel("minutes since the soak's start "
-                      + datetime.fromtimestamp(obs.started, timezone.utc).strftime("(%Y-%m-%d %H:%M:%S UTC)"))
+    started = datetime.fromtimestamp(obs.started, timezone.utc)
+    ax_rss.set_xlabel(f"minutes since the soak's start ({started:%Y-%m-%d %H:%M:%S} UTC)")
     held = sum(1 for r in results["invariants"].values() if not r["violations"])
     verdict = ("no invariant judged" if not results["invariants"]
                else f"every invariant held ({held})" if not violations
@@ -166,7 +166,9 @@ def _draw_faults(ax, axes, obs: Observations, m) -> None:
             other.axvspan(start, end, color="#e74c3c", alpha=0.06, lw=0)
         ax.axvspan(start, end, color="#e74c3c", alpha=0.45, lw=0)
         ax.axvspan(end, m(span.end + span.fault.grace_s), color="#e74c3c", alpha=0.12, lw=0)
-        label = span.fault.kind.replace("_", " ") + (f"\n{span.fault.node}" if span.fault.node else "")
+        label = span.fault.kind.replace("_", " ")
+        if span.fault.node:
+            label += f"\n{span.fault.node}"
         ax.text(start, 0.88 if i % 2 == 0 else 0.42, label, fontsize=7, va="top", ha="left")
     ax.set_yticks([])
     ax.set_ylabel("faults", rotation=0, ha="right", va="center")
@@ -198,7 +200,8 @@ def _draw_services(ax, obs: Observations, rows: list[str], m) -> None:
         ax.scatter(*zip(*acts), marker="v", s=28, color="#222222", label=f"act ({len(acts)})")
     for result, points in sorted(outcomes.items()):
         ax.scatter(*zip(*points), marker="o", s=22, color=_OUTCOME_COLOURS.get(result, "#34495e"),
-                   edgecolors="white", linewidths=0.5, label=f"{result.replace('_', ' ')} ({len(points)})")
+                   edgecolors="white", linewidths=0.5,
+                   label=f"{result.replace('_', ' ')} ({len(points)})")
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
     ax.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # the first service on top
     if failed or acts or outcomes:
@@ -239,10 +242,12 @@ def _draw_rss(ax, obs: Observations, m) -> None:
         by_process.setdefault(s.process, {}).setdefault(s.pid, []).append(s)
     for i, (process, runs) in enumerate(by_process.items()):
         colour = _PALETTE[i % len(_PALETTE)]
+        label = process + (f" ({len(runs)} runs)" if len(runs) > 1 else "")
         for j, samples in enumerate(runs.values()):
+            # Each run (pid) its own line; a restart's first sample is marked.
             ax.plot([m(s.at) for s in samples], [s.rss_bytes / 1e6 for s in samples], color=colour,
                     lw=1.2, marker="o" if j else None, markevery=[0], ms=3,
-                    label=process + (f" ({len(runs)} runs)" if len(runs) > 1 else "") if j == 0 else None)
+                    label=None if j else label)
     ax.set_ylabel("RSS (MB)")
     ax.set_ylim(bottom=0)
     if by_process:
