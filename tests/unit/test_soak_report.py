@@ -58,12 +58,14 @@ def busy_soak() -> M.Observations:
                 event(1, "started", 331.5, result="live")],
         alerts=[M.AlertSpan("SwarmGuardBlind", {"reason": "target_down", "node": "worker-2"},
                             T0 + 196.0, T0 + 215.0),
-                M.AlertSpan("SwarmGuardMigrate", {"service": "soak-self-hot"}, T0 + 118.0, T0 + 125.0),
+                M.AlertSpan("SwarmGuardMigrate", {"service": "soak-self-hot"}, T0 + 118.0,
+                            T0 + 125.0),
                 M.AlertSpan("SwarmGuardScaleUp", {"service": "soak-bursty"}, T0 + 248.0, None),
                 M.AlertSpan("Watchdog", {}, T0, None)],
         resources=[M.ResourceSample("receiver", 100, T0 + s, 60_000_000 + 1000 * s, s / 100)
                    for s in range(0, 330, 30)]
-        + [M.ResourceSample("receiver", 200, T0 + s, 55_000_000, s / 100) for s in range(335, 600, 30)]
+        + [M.ResourceSample("receiver", 200, T0 + s, 55_000_000, s / 100)
+           for s in range(335, 600, 30)]
         + [M.ResourceSample("exporter-worker-1", 50, T0 + s, 30_000_000, s / 50)
            for s in range(0, 600, 30)],
         containers=[(T0, 40), (T0 + 300, 42)])
@@ -123,7 +125,8 @@ def test_the_json_counts_every_services_requests_and_failures():
 
 
 def test_the_json_is_plain_json_and_keeps_the_figures():
-    figures = {"moves": {"soak-self-hot": 1}, "rss_slope_bytes_per_hour": {"receiver": float("nan")},
+    figures = {"moves": {"soak-self-hot": 1},
+               "rss_slope_bytes_per_hour": {"receiver": float("nan")},
                "cost": {"per_node": {"worker-1": 0.31}}}
     got = doc(figures=figures)
     assert json.loads(json.dumps(got, allow_nan=False)) == got
