@@ -19,6 +19,7 @@ from ..lab.infra import services
 from ..lab.infra.nodes import client
 from . import model as M
 from .model import ServicePlan
+from .plan import LOAD, Load
 
 log = logging.getLogger("soak.load")
 
@@ -26,36 +27,13 @@ TICK_S = 5.0
 # A stress request lasts a little longer than the time to the next one, so demand does
 # not flicker between ticks, and ends by itself within seconds when the soak stops.
 HOLD_S = 12.0
-NETWORK_SHARE = 0.85  # Scenario 2's: above the high network threshold (65 %)
 
 
-@dataclass(frozen=True)
-class Pattern:
-    """Demand in periods: `on_s` of it every `period_s`, from `offset_s` into the soak."""
-    period_s: float
-    on_s: float
-    offset_s: float = 0.0
-
-    def on(self, t: float) -> bool:
-        return t >= self.offset_s and (t - self.offset_s) % self.period_s < self.on_s
-
-
-# Why these shapes: each crosses its rule's threshold long enough to fire (for: 2 s on
-# averages of seconds), and leaves quiet time between, so actions, their outcomes and
-# the futile hold are all seen several times in 30 minutes.
-PATTERNS = {
-    M.STARVED: Pattern(period_s=300, on_s=120, offset_s=60),  # only on the hog's node
-    M.SELF_HOT: Pattern(period_s=360, on_s=240, offset_s=90),  # wherever it runs
-    M.BURSTY: Pattern(period_s=420, on_s=90, offset_s=120),  # then the 180 s scale-down window
-    M.NO_HEALTHCHECK: Pattern(period_s=480, on_s=90, offset_s=200),  # SwarmGuard must not move it
-    M.STATEFUL: Pattern(period_s=480, on_s=90, offset_s=260),  # nor this one
-    M.SLOW_START: Pattern(period_s=600, on_s=60, offset_s=320),  # its move waits 8 s for the new task
-    M.NEIGHBOUR_HOG: Pattern(period_s=1, on_s=1),  # always
-    M.PLAIN_HOT: Pattern(period_s=1, on_s=1),  # always; not opted in, never touched
-}
-LEAK_START_MB = 8
-LEAK_MB_PER_MINUTE = 8  # from about 25 % of the limit past the 80 % threshold in ~15 minutes
-LEAK_CAP_MB = 128  # the stress app's own cap: its memory limit less its 64 MB headroom
+def on(load: Load, t: float) -> bool:
+    """The load's CPU and network period is on at soak time `t`."""
+    if not (load.cpu_percent or load.network_percent) or t < load.delay_s:
+        return False
+    return load.on_s is None or (t - load.delay_s) % (load.on_s + load.off_s) < load.on_s
 
 
 def task_url(cfg: LabConfig, plan: ServicePlan, node: str) -> str:
@@ -65,7 +43,8 @@ def task_url(cfg: LabConfig, plan: ServicePlan, node: str) -> str:
 class Load:
     def __init__(self, cfg: LabConfig, plans: tuple[ServicePlan, ...], started: float):
         self.cfg, self.plans, self.started = cfg, plans, started
-        self.hog_node: str | None = None  # set by the runner: where STARVED and the hog run
+        # Where the starved service starts and its hog is pinned (plan.services).
+        self.hog_node = next((p.node for p in plans if p.behaviour == M.NEIGHBOUR_HOG), None)
         self._leak_born: dict[str, float] = {}  # task ID -> when its leak began
         self._leak_sent: dict[str, tuple[int, float]] = {}  # task ID -> (MB, when) of its job
         self._stop = threading.Event()
@@ -92,26 +71,26 @@ class Load:
             log.debug("stress %s on %s at %s: %s", kind, plan.name, node, exc)
 
     def demand(self, plan: ServicePlan, t: float, task_id: str, node: str) -> tuple[str, dict] | None:
-        """The stress request a task is due at soak time `t`, or None."""
-        b = plan.behaviour
-        if b == M.LEAK:
+        """The stress request a task is due at soak time `t` (plan.LOAD), or None."""
+        load = LOAD[plan.behaviour]
+        if load.memory_mib_per_min:
             born = self._leak_born.setdefault(task_id, t)
-            mb = min(LEAK_CAP_MB, LEAK_START_MB + int((t - born) / 60) * LEAK_MB_PER_MINUTE)
+            mb = int(min(load.memory_cap_mib, max(8, (t - born) // 60 * load.memory_mib_per_min)))
             # Once a minute, the next step: a memory job is replaced only when it grows
             # (or nearly ends), so the task's memory does not dip at every tick.
-            if self._leak_sent.get(task_id, (None, -1e9))[0] == mb and t - self._leak_sent[task_id][1] < 50:
+            sent_mb, sent_at = self._leak_sent.get(task_id, (None, -1e9))
+            if sent_mb == mb and t - sent_at < 50:
                 return None
             self._leak_sent[task_id] = (mb, t)
             return "memory", {"mb": mb, "duration": 70}
-        pattern = PATTERNS.get(b)
-        if pattern is None or not pattern.on(t):
+        if not on(load, t):
             return None
-        if b == M.STARVED and node != self.hog_node:
+        if plan.behaviour == M.STARVED and node != self.hog_node:
             return None  # its node was the cause: off that node, it is cool
-        if b == M.BURSTY:
-            mbps = round(self.cfg.node_capacity_mbps * NETWORK_SHARE, 1)
-            return "combined", {"cpu": 100, "network": mbps, "duration": HOLD_S}
-        return "cpu", {"target": 100, "duration": HOLD_S}
+        if load.network_percent:
+            mbps = round(self.cfg.node_capacity_mbps * load.network_percent / 100, 1)
+            return "combined", {"cpu": load.cpu_percent, "network": mbps, "duration": HOLD_S}
+        return "cpu", {"target": load.cpu_percent, "duration": HOLD_S}
 
     def tick(self) -> None:
         t = time.time() - self.started

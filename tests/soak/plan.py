@@ -31,7 +31,9 @@ class ServiceSpec:
     replicas: int
     min_replicas: int
     max_replicas: int
-    on_first_worker: bool = False  # pinned to the first worker (node.hostname==)
+    # Starts on the first worker: the hog stays pinned there; the starved service's pin is
+    # lifted once its task runs (run.py), so SwarmGuard may move it.
+    on_first_worker: bool = False
 
 
 # Ten opted in, two left alone. The first eight opted-in services are one of each opted-in
@@ -103,8 +105,11 @@ class Load:
 # so each raises Migrate once; 120 s off lets the 30 s average fall well below 75 %. The
 # delays stagger the hot services so the lab's cores are not all burnt at the same moment.
 LOAD: dict[str, Load] = {
-    # No load of its own: the hog pinned next to it is what starves it.
-    STARVED: Load(),
+    # Starved while the hog next to it burns: the lab's stand-in for a node that starves a
+    # task is the task's own CPU at its limit with little network (Scenario 1), so the
+    # driver burns it in the hog's periods, and only while it runs on the hog's node: once
+    # moved off, it is cool, and stays where it was moved.
+    STARVED: Load(cpu_percent=100, on_s=240, off_s=120, delay_s=30),
     # Hot by its own work wherever it runs: moved once, then held as futile.
     SELF_HOT: Load(cpu_percent=100, on_s=240, off_s=120, delay_s=60),
     # CPU, and network above 65 % of the node's link, in bursts: ScaleUp in each. The 270 s

@@ -29,6 +29,7 @@ from . import invariants, plan, report
 from . import model as M
 from .load import Load
 from .model import FaultSpan, Observations, Request, ServicePlan
+from .plan import LOAD
 from .sampler import Sampler, alert_spans
 
 ARTIFACTS = PROJECT_ROOT / "artifacts"
@@ -61,35 +62,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 # -- the services ------------------------------------------------------------------------
 
-def deploy(cfg: LabConfig, plans: tuple[ServicePlan, ...]) -> str:
-    """Every service of the plan, healthy; returns the node of the starved service, where
-    its noisy neighbour (not opted in) is pinned."""
-    ordered = sorted(plans, key=lambda p: p.behaviour == M.NEIGHBOUR_HOG)  # the hog after its victim
-    hog_node = None
-    for p in ordered:
+def deploy(cfg: LabConfig, plans: tuple[ServicePlan, ...]) -> None:
+    """Every service of the plan, healthy. A service with a node starts there; the starved
+    one's pin is then lifted (a placement change its task still meets: Swarm leaves the
+    task where it is), so it starts beside its hog and SwarmGuard may still move it."""
+    for p in plans:
         labels = {"swarmguard.replicas.min": str(p.min_replicas),
                   "swarmguard.replicas.max": str(p.max_replicas)} if p.opt_in else {}
-        constraints = services.WORKERS_ONLY
-        if p.behaviour == M.NEIGHBOUR_HOG:
-            constraints = (*constraints, f"node.hostname=={hog_node}")
-        elif p.node and p.behaviour != M.STARVED:
-            constraints = (*constraints, f"node.hostname=={p.node}")
+        constraints = services.WORKERS_ONLY + ((f"node.hostname=={p.node}",) if p.node else ())
         slow = p.behaviour == M.SLOW_START
         say(f"deploying {p.name} ({p.behaviour}, {'opted in' if p.opt_in else 'not opted in'}, "
-            f"{p.replicas} replica(s), port {p.published_port})")
+            f"{p.replicas} replica(s), port {p.published_port}{', on ' + p.node if p.node else ''})")
         services.deploy_stress(
             cfg, p.name, replicas=p.replicas, opt_in=p.opt_in, labels=labels, cpus=STRESS_CPUS,
-            memory_mb=STRESS_MEMORY_MB, published_port=p.published_port, constraints=constraints,
+            memory_mb=LOAD[p.behaviour].memory_limit_mib or STRESS_MEMORY_MB,
+            published_port=p.published_port, constraints=constraints,
             env=(f"STRESS_STARTUP_DELAY_SECONDS={SLOW_START_S}",) if slow else (),
             health_start_period_s=SLOW_START_S + 12 if slow else 1.0,
             health_check=p.behaviour != M.NO_HEALTHCHECK,
             mounts=(Mount(target="/data", source=f"{p.name}-data", type="volume"),)
             if p.behaviour == M.STATEFUL else ())
-        if p.behaviour == M.STARVED:
-            [task] = services.running_tasks(cfg, p.name)
-            hog_node = services.node_name(cfg, task["NodeID"])
-    assert hog_node is not None, "the plan has no starved service"
-    return hog_node
+        if p.behaviour == M.STARVED and p.node:
+            [before] = services.running_tasks(cfg, p.name)
+
+            def unpinned(spec: dict) -> None:
+                spec["TaskTemplate"]["Placement"]["Constraints"] = list(services.WORKERS_ONLY)
+            services.update_service(cfg, p.name, unpinned)
+            services.wait_settled(cfg, p.name)
+            [after] = services.running_tasks(cfg, p.name)
+            if after["ID"] != before["ID"]:
+                raise LabError(f"lifting {p.name}'s pin replaced its task: Swarm moved it off {p.node}")
 
 
 def stop_stress(cfg: LabConfig, plans: tuple[ServicePlan, ...]) -> None:
@@ -169,7 +171,7 @@ def soak(cfg: LabConfig, minutes: float, seed: int, out: Path) -> int:
 
     monitoring.sync_rules(cfg)  # the shipped windows, whatever an interrupted demo left
     controller.remove_services(cfg)
-    hog_node = deploy(cfg, plans)
+    deploy(cfg, plans)
     slot = F.ReceiverSlot(cfg, futile_window=Settings(token="-").futile_window)
     slot.begin()
     started = time.time()
@@ -178,9 +180,7 @@ def soak(cfg: LabConfig, minutes: float, seed: int, out: Path) -> int:
     probes = {p.name: Probe(cfg.entry_url(p.published_port) + "/", rate=PROBE_RATE, timeout=2.0,
                             max_seconds=minutes * 60 + 900).start() for p in plans}
     probe_t0 = {name: time.time() for name in probes}
-    load = Load(cfg, plans, started)
-    load.hog_node = hog_node
-    load.start()
+    load = Load(cfg, plans, started).start()
     sampler = Sampler(cfg, obs, lambda: slot.current.proc.pid if slot.current and slot.current.proc else None).start()
     progress = Progress(started, minutes, probes, slot).start()
     try:
