@@ -253,6 +253,18 @@ def no_failed_request_while_acting(obs: Observations, limits: Limits) -> Judgeme
 
 # Labels a person may set ("Service labels"); every other swarmguard.* label is SwarmGuard's.
 USER_LABELS = frozenset({L.ENABLE, L.REPLICAS_MIN, L.REPLICAS_MAX, L.STATEFUL, L.UNSAFE})
+# An operator's drain or rebalance moves every replicated service off the node, opted in
+# or not (docs/contract.md, "Maintenance"), and records its move like any action.
+MAINTENANCE_KINDS = frozenset({"drain", "rebalance", "undrain"})
+MAINTENANCE_LABELS = frozenset({L.LAST_ACTION, L.LAST_ACTION_AT, L.LAST_ACTION_REASON,
+                                L.PLACEMENT_EXCLUSION})
+
+
+def _unasked_labels(labels: dict) -> tuple[str, ...]:
+    """SwarmGuard's labels on a service not opted in that no maintenance move explains."""
+    by_maintenance = labels.get(L.LAST_ACTION) in MAINTENANCE_KINDS
+    return tuple(sorted(k for k in labels if k.startswith("swarmguard.") and k not in USER_LABELS
+                        and not (by_maintenance and k in MAINTENANCE_LABELS)))
 
 
 def no_action_on_a_service_not_opted_in(obs: Observations, limits: Limits) -> Judgement:
@@ -261,7 +273,7 @@ def no_action_on_a_service_not_opted_in(obs: Observations, limits: Limits) -> Ju
     left_alone = {p.name: p for p in obs.plans if not p.opt_in}
     violations = []
     for e in obs.events:
-        if e["service"] in left_alone and (
+        if e["service"] in left_alone and e["kind"] not in MAINTENANCE_KINDS and (
                 e["type"] == E.OUTCOME or (e["type"] == E.DECISION and e["result"] == E.ACT)):
             violations.append(Violation(event_time(e), (
                 f"SwarmGuard acted on {e['service']}, which is not opted in "
@@ -275,8 +287,7 @@ def no_action_on_a_service_not_opted_in(obs: Observations, limits: Limits) -> Ju
             lambda s, n: f"{service}, not opted in, runs {n} replicas; it was deployed with "
                          f"{plan.replicas}")
         violations += _when_changed(
-            states, lambda s: tuple(sorted(
-                k for k in s.labels if k.startswith("swarmguard.") and k not in USER_LABELS)),
+            states, lambda s: _unasked_labels(s.labels),
             lambda s, keys: f"{service}, not opted in, carries {', '.join(keys)}")
     return Judgement(sorted(violations, key=lambda v: v.at), {"services": sorted(left_alone)})
 
@@ -432,10 +443,8 @@ SETTLE_S = 60.0  # an outcome shows in a reading of the cluster within this
 
 
 def _hostname(obs: Observations, node: str) -> str:
-    """An event's node (a Swarm node ID) as a hostname, as ServiceState.nodes name them.
-    Observations holds no ID -> hostname map yet (`node_names`); until it does, an event
-    naming its node by hostname is the only one judged."""
-    return (getattr(obs, "node_names", None) or {}).get(node, node)
+    """An event's node (a Swarm node ID) as the readings name it (a hostname)."""
+    return obs.node_names.get(node, node)
 
 
 def outcomes_match_the_cluster(obs: Observations, limits: Limits) -> Judgement:

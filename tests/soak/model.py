@@ -128,3 +128,4 @@ class Observations:
     alerts: list[AlertSpan] = field(default_factory=list)
     resources: list[ResourceSample] = field(default_factory=list)
     containers: list[tuple[float, int]] = field(default_factory=list)  # (at, containers in the lab)
+    node_names: dict = field(default_factory=dict)  # node ID -> hostname (events name nodes by ID)

@@ -9,6 +9,7 @@ run (the lab is down, too few workers, a bad setting).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import sys
@@ -22,6 +23,7 @@ from receiver.config import Settings
 
 from ..lab.config import PROJECT_ROOT, LabConfig
 from ..lab.infra import controller, monitoring, services
+from ..lab.infra.nodes import client
 from ..lab.infra.system import LabError, say
 from ..lab.instruments.probe import Probe
 from . import faults as F
@@ -172,6 +174,8 @@ def soak(cfg: LabConfig, minutes: float, seed: int, out: Path) -> int:
     monitoring.sync_rules(cfg)  # the shipped windows, whatever an interrupted demo left
     controller.remove_services(cfg)
     deploy(cfg, plans)
+    # As shipped: the receiver's defaults (ReceiverProcess turns the futile hold off for
+    # tests that move one service again and again; a soak is how a user runs it).
     slot = F.ReceiverSlot(cfg, futile_window=Settings(token="-").futile_window)
     slot.begin()
     started = time.time()
@@ -201,15 +205,18 @@ def soak(cfg: LabConfig, minutes: float, seed: int, out: Path) -> int:
     for name, result in results.items():
         obs.requests.extend(Request(name, probe_t0[name] + s.at, s.ok, s.node) for s in result.samples)
     obs.events = slot.events()
+    obs.node_names = {n.attrs["ID"]: n.attrs["Description"]["Hostname"]
+                      for n in client(cfg, cfg.manager).nodes.list()}
     obs.alerts = alert_spans(cfg, started, obs.ended)
     slot.current.stop()
-    limits = invariants.Limits(
-        # A task hot wherever it runs is moved once per futile window at most: one more
-        # move an hour than the windows that fit is futile moving.
-        max_moves_per_hour=int(3600 // Settings(token="-").futile_window) + 1)
+    futile_window = Settings(token="-").futile_window
+    # A task hot wherever it runs is moved once per futile window at most, each move more
+    # than a window after the last: more moves in an hour than windows fit is futile moving.
+    limits = invariants.Limits(max_moves_per_hour=math.ceil(3600 / futile_window))
     judged = invariants.check(obs, limits)
     png = out.with_suffix(".png")
-    report.write(out, png, obs, schedule, not_scheduled, judged, seed, minutes)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report.write(out, png, obs, schedule, not_scheduled, judged, judged["figures"], seed, minutes)
     print(summary(judged), flush=True)
     say(f"wrote {out} and {png}")
     remove(cfg, plans)

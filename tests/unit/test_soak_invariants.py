@@ -455,7 +455,7 @@ def test_a_migration_naming_its_node_by_id_is_judged_by_hostname_when_names_are_
     obs = soak(events=events, states=readings(990, 1100, nodes=("worker-1",)))
     unnamed = judge("outcomes_match_the_cluster", obs)
     assert unnamed.violations == [] and unnamed.figures["node_not_named"] == 1
-    obs.node_names = {"n1abc": "worker-1"}  # not yet a field of Observations
+    obs.node_names = {"n1abc": "worker-1"}
     assert texts(judge("outcomes_match_the_cluster", obs)) == [
         "web still runs on worker-1 60 s after its migrate off it"]
 
@@ -654,3 +654,23 @@ def test_the_report_keeps_five_first_violations_per_invariant_and_all_of_them_by
     assert report["violations"][0] == {"invariant": "health_alerts_match_faults", "at": at(50),
                                        "text": "dockerd_stop on worker-2 raised no "
                                                "SwarmGuardBlind docker_unreachable"}
+
+
+def test_an_operators_drain_may_move_a_service_not_opted_in_and_say_so_in_its_labels():
+    # docs/contract.md, "Maintenance": a drain moves every replicated service off the node.
+    obs = soak(plans=[plan("hog", opt_in=False, replicas=1)],
+               events=runs([0, act(500, "hog", "drain", node="n1"), outcome(510, "hog", "drain")]),
+               states=readings(0, 600, service="hog", replicas=1, labels={
+                   "swarmguard.enable": "false", "swarmguard.last-action": "drain",
+                   "swarmguard.last-action-at": "2026-12-05T03:00:00Z",
+                   "swarmguard.placement-exclusion": "node.hostname!=worker-1"}))
+    assert judge("no_action_on_a_service_not_opted_in", obs).violations == []
+
+
+def test_a_migration_label_on_a_service_not_opted_in_is_no_drain_of_it():
+    obs = soak(plans=[plan("hog", opt_in=False, replicas=1)],
+               states=readings(0, 100, service="hog", replicas=1, labels={
+                   "swarmguard.last-action": "migrate",
+                   "swarmguard.placement-exclusion": "node.hostname!=worker-1"}))
+    assert texts(judge("no_action_on_a_service_not_opted_in", obs)) == [
+        "hog, not opted in, carries swarmguard.last-action, swarmguard.placement-exclusion"]
