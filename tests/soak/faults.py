@@ -20,6 +20,8 @@ from . import model as M
 from .model import Fault
 
 SIGTERM_WAIT_FOR_ACTION_S = 240.0  # how long a SIGTERM fault waits for an action to hit
+# A drain is followed this long at most (a move that failed leaves it waiting for an undrain).
+FOLLOW = ("--wait-timeout", "240")
 
 
 class ReceiverSlot:
@@ -121,9 +123,16 @@ def apply(cfg: LabConfig, fault: Fault, receiver: ReceiverSlot) -> tuple[float, 
                      lambda: run(["ip", "link", "set", node.host_veth, "up"]), fault.duration_s)
     if kind == M.DRAIN:
         def drain() -> None:
-            result = cli.swarmguard(cfg, receiver.current.url, "drain", node.name, timeout=600)
+            url = receiver.current.url
+            result = cli.swarmguard(cfg, url, "drain", node.name, *FOLLOW, timeout=600)
+            if result.exit_code == 1:
+                # Refused: tasks there nothing else may take (the hog pinned to its node, a
+                # local volume). An operator who must empty the node says --force; Swarm
+                # then stops those itself.
+                result = cli.swarmguard(cfg, url, "drain", node.name, "--force", *FOLLOW, timeout=600)
             if result.exit_code != 0:
                 say(f"swarmguard drain {node.name} exited {result.exit_code}")
+
         def undrain() -> None:
             result = cli.swarmguard(cfg, receiver.current.url, "undrain", node.name, timeout=600)
             if result.exit_code != 0:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import requests
 
 from ..lab.config import LabConfig
-from ..lab.infra import services
 from ..lab.infra.nodes import client
 from . import model as M
 from .model import ServicePlan
 from .plan import LOAD, Load
+from .sampler import NodeNames
 
 log = logging.getLogger("soak.load")
 
@@ -47,6 +47,7 @@ class Load:
         self.hog_node = next((p.node for p in plans if p.behaviour == M.NEIGHBOUR_HOG), None)
         self._leak_born: dict[str, float] = {}  # task ID -> when its leak began
         self._leak_sent: dict[str, tuple[int, float]] = {}  # task ID -> (MB, when) of its job
+        self.node_names = NodeNames(cfg)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.requests_sent = 0
@@ -58,7 +59,7 @@ class Load:
         out = []
         for task in c.api.tasks(filters={"service": plan.name, "desired-state": "running"}):
             if task["Status"]["State"] == "running" and task.get("NodeID"):
-                out.append((task["ID"], services.node_name(self.cfg, task["NodeID"])))
+                out.append((task["ID"], self.node_names(task["NodeID"])))
         return out
 
     def _send(self, plan: ServicePlan, node: str, kind: str, **params) -> None:

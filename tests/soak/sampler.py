@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..lab.config import LabConfig
-from ..lab.infra import monitoring, services
+from ..lab.infra import monitoring
 from ..lab.infra.nodes import client
 from ..lab.infra.procfs import cpu_seconds
 from ..lab.infra.system import read_pid
@@ -72,7 +72,22 @@ def swarmguard_processes(cfg: LabConfig) -> dict[str, int]:
     return out
 
 
-def service_states(cfg: LabConfig, plans: tuple[ServicePlan, ...], at: float) -> list[ServiceState]:
+class NodeNames:
+    """Node ID -> hostname, read once and again only for an ID not seen yet (a node keeps
+    its ID through a dockerd restart)."""
+
+    def __init__(self, cfg: LabConfig):
+        self.cfg, self.names = cfg, {}
+
+    def __call__(self, node_id: str) -> str:
+        if node_id not in self.names:
+            self.names = {n.attrs["ID"]: n.attrs["Description"]["Hostname"]
+                          for n in client(self.cfg, self.cfg.manager, timeout=10).nodes.list()}
+        return self.names.get(node_id, node_id)
+
+
+def service_states(cfg: LabConfig, plans: tuple[ServicePlan, ...], at: float,
+                   name_of: Callable[[str], str]) -> list[ServiceState]:
     c = client(cfg, cfg.manager, timeout=10)
     names = {p.name for p in plans}
     out = []
@@ -87,7 +102,7 @@ def service_states(cfg: LabConfig, plans: tuple[ServicePlan, ...], at: float) ->
             replicas=spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 0),
             running=len(running), labels=dict(spec.get("Labels") or {}),
             constraints=tuple(spec["TaskTemplate"].get("Placement", {}).get("Constraints") or ()),
-            nodes=tuple(sorted(services.node_name(cfg, t["NodeID"]) for t in running if t.get("NodeID")))))
+            nodes=tuple(sorted(name_of(t["NodeID"]) for t in running if t.get("NodeID")))))
     return out
 
 
@@ -104,6 +119,7 @@ def container_count(cfg: LabConfig) -> int:
 class Sampler:
     def __init__(self, cfg: LabConfig, obs: Observations, receiver_pid: Callable[[], int | None]):
         self.cfg, self.obs, self.receiver_pid = cfg, obs, receiver_pid
+        self.node_names = NodeNames(cfg)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.errors = 0
@@ -118,7 +134,7 @@ class Sampler:
             self._stop.wait(seconds)
 
     def _states(self) -> None:
-        self.obs.states.extend(service_states(self.cfg, self.obs.plans, time.time()))
+        self.obs.states.extend(service_states(self.cfg, self.obs.plans, time.time(), self.node_names))
 
     def _resources(self) -> None:
         at = time.time()
