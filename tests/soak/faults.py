@@ -19,7 +19,7 @@ from ..lab.instruments.events import read_events
 from . import model as M
 from .model import Fault
 
-SIGTERM_WAIT_FOR_ACTION_S = 240.0  # how long a SIGTERM fault waits for an action to hit
+SIGTERM_WAIT_FOR_ACTION_S = 150.0  # how long a SIGTERM fault waits for an action to hit
 # A drain is followed this long at most (a move that failed leaves it waiting for an undrain).
 FOLLOW = ("--wait-timeout", "240")
 

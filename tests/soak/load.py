@@ -62,14 +62,14 @@ class Load:
                 out.append((task["ID"], self.node_names(task["NodeID"])))
         return out
 
-    def _send(self, plan: ServicePlan, node: str, kind: str, **params) -> None:
+    def _send(self, plan: ServicePlan, node: str, endpoint: str, **params) -> None:
         try:
-            requests.get(f"{task_url(self.cfg, plan, node)}/stress/{kind}", params=params,
+            requests.get(f"{task_url(self.cfg, plan, node)}/stress/{endpoint}", params=params,
                          timeout=3).raise_for_status()
             self.requests_sent += 1
         except requests.RequestException as exc:  # a task going away, a node at fault
             self.errors += 1
-            log.debug("stress %s on %s at %s: %s", kind, plan.name, node, exc)
+            log.debug("stress %s on %s at %s: %s", endpoint, plan.name, node, exc)
 
     def demand(self, plan: ServicePlan, t: float, task_id: str, node: str) -> tuple[str, dict] | None:
         """The stress request a task is due at soak time `t` (plan.LOAD), or None."""
@@ -111,7 +111,11 @@ class Load:
 
     def _loop(self) -> None:
         while not self._stop.wait(TICK_S):
-            self.tick()
+            try:
+                self.tick()
+            except Exception as exc:  # a bug here must not end the demand silently
+                self.errors += 1
+                log.exception("soak demand: %s", exc)
 
     def start(self) -> "Load":
         self._thread = threading.Thread(target=self._loop, name="soak-load", daemon=True)

@@ -101,17 +101,17 @@ class Load:
         return out
 
 
-# Hot periods are 240 s: longer than the 30 s CPU average plus `for: 2s` and a migration,
-# so each raises Migrate once; 120 s off lets the 30 s average fall well below 75 %. The
-# delays stagger the hot services so the lab's cores are not all burnt at the same moment.
+# Each hot period outlasts the 30 s CPU average plus `for: 2s` and a migration, so it raises
+# Migrate once; the periods are staggered over an 8-minute cycle so that about two of them
+# burn at once: on the lab's two shared cores, more would starve the lab itself.
 LOAD: dict[str, Load] = {
     # Starved while the hog next to it burns: the lab's stand-in for a node that starves a
     # task is the task's own CPU at its limit with little network (Scenario 1), so the
     # driver burns it in the hog's periods, and only while it runs on the hog's node: once
     # moved off, it is cool, and stays where it was moved.
-    STARVED: Load(cpu_percent=100, on_s=240, off_s=120, delay_s=30),
+    STARVED: Load(cpu_percent=100, on_s=150, off_s=330, delay_s=30),
     # Hot by its own work wherever it runs: moved once, then held as futile.
-    SELF_HOT: Load(cpu_percent=100, on_s=240, off_s=120, delay_s=60),
+    SELF_HOT: Load(cpu_percent=100, on_s=180, off_s=300, delay_s=150),
     # CPU, and network above 65 % of the node's link, in bursts: ScaleUp in each. The 270 s
     # between bursts cover the 30 s averages' fall and ScaleDown's 180 s window with a
     # minute to spare, so it is scaled up and back down in every 6-minute cycle (bursts
@@ -123,13 +123,13 @@ LOAD: dict[str, Load] = {
     LEAK: Load(memory_mib_per_min=8, memory_cap_mib=192, memory_limit_mib=256),
     IDLE: Load(),
     # Hot like SELF_HOT, so SwarmGuard is asked to move it and must refuse (local volume).
-    STATEFUL: Load(cpu_percent=100, on_s=240, off_s=120, delay_s=120),
+    STATEFUL: Load(cpu_percent=100, on_s=120, off_s=360, delay_s=270),
     # Hot, so SwarmGuard is asked to move it and must refuse (no health check, one task).
-    NO_HEALTHCHECK: Load(cpu_percent=100, on_s=240, off_s=120, delay_s=180),
+    NO_HEALTHCHECK: Load(cpu_percent=100, on_s=120, off_s=360, delay_s=390),
     # No load: its 8 s start is the point, whenever a task of it is replaced.
     SLOW_START: Load(),
     # Starves the task pinned next to it, in periods, so the starved one is moved off once.
-    NEIGHBOUR_HOG: Load(cpu_percent=100, on_s=240, off_s=120, delay_s=30),
+    NEIGHBOUR_HOG: Load(cpu_percent=100, on_s=150, off_s=330, delay_s=30),
     # Hot the whole soak and not opted in: SwarmGuard must never touch it.
     PLAIN_HOT: Load(cpu_percent=100),
 }

@@ -35,7 +35,12 @@ from .plan import LOAD
 from .sampler import Sampler, alert_spans
 
 ARTIFACTS = PROJECT_ROOT / "artifacts"
-PROBE_RATE = 4.0  # requests/s per service: 12 services, 48/s, on two shared cores
+PROBE_RATE = 2.0  # requests/s per service: 12 services, 24/s, on two shared cores
+# Health checks every 5 s once started (each execs a Python in the task: at 1 s, fifteen
+# tasks' checks alone took most of a core), every second within the start period (Engine
+# 25+'s StartInterval), so a new task is found healthy as soon as it is.
+HEALTH_INTERVAL_S = 5.0
+HEALTH_START_PERIOD_S = 10.0
 STRESS_CPUS = 0.25  # each task's CPU limit: the hot ones together stay under a core
 STRESS_MEMORY_MB = 192
 SLOW_START_S = 8
@@ -80,7 +85,8 @@ def deploy(cfg: LabConfig, plans: tuple[ServicePlan, ...]) -> None:
             memory_mb=LOAD[p.behaviour].memory_limit_mib or STRESS_MEMORY_MB,
             published_port=p.published_port, constraints=constraints,
             env=(f"STRESS_STARTUP_DELAY_SECONDS={SLOW_START_S}",) if slow else (),
-            health_start_period_s=SLOW_START_S + 12 if slow else 1.0,
+            health_start_period_s=SLOW_START_S + 12 if slow else HEALTH_START_PERIOD_S,
+            health_interval_s=HEALTH_INTERVAL_S,
             health_check=p.behaviour != M.NO_HEALTHCHECK,
             mounts=(Mount(target="/data", source=f"{p.name}-data", type="volume"),)
             if p.behaviour == M.STATEFUL else ())

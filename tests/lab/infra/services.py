@@ -44,6 +44,7 @@ def deploy_stress(cfg: LabConfig, name: str = "stress", *, replicas: int = 1, op
                   published_port: int | None = None, env: tuple[str, ...] = (),
                   mounts: tuple[Mount, ...] = (), health_check: bool = True,
                   health_start_period_s: float = 1.0, health_retries: int = 2,
+                  health_interval_s: float = 1.0,
                   constraints: tuple[str, ...] = WORKERS_ONLY) -> docker.models.services.Service:
     """The stress app (stress/): made hot on purpose through its /stress/* endpoints.
     `env`: more STRESS_* settings (e.g. a start-up burn); `published_port`: another
@@ -52,7 +53,9 @@ def deploy_stress(cfg: LabConfig, name: str = "stress", *, replicas: int = 1, op
     binds; `health_check=False`: none at all (["NONE"], the image's too);
     `health_start_period_s`, `health_retries`: room for a slow starter
     (STRESS_STARTUP_DELAY_SECONDS), whose failed checks while it starts must not get it
-    killed; `constraints`: where its tasks may run (workers only unless said; () any node)."""
+    killed; `health_interval_s`: seconds between checks once started (a dozen services on
+    two cores: each check execs a Python in the container); `constraints`: where its tasks
+    may run (workers only unless said; () any node)."""
     return _deploy(cfg, name, image_ids(cfg)[STRESS], replicas=replicas, opt_in=opt_in, labels=labels,
                    command=None,
                    env=["SWARM_TASK_NAME={{.Task.Name}}", "SWARM_TASK_ID={{.Task.ID}}",
@@ -62,7 +65,7 @@ def deploy_stress(cfg: LabConfig, name: str = "stress", *, replicas: int = 1, op
                            "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=1)"]
                    if health_check else ["NONE"],
                    health_start_period_s=health_start_period_s, health_retries=health_retries,
-                   cpus=cpus, memory_mb=memory_mb, published_port=published_port, mounts=mounts,
+                   health_interval_s=health_interval_s, cpus=cpus, memory_mb=memory_mb, published_port=published_port, mounts=mounts,
                    constraints=constraints)
 
 
@@ -70,7 +73,7 @@ def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: boo
             command: list[str] | None, env: list[str], health: list[str], cpus: float, memory_mb: int,
             published_port: int | None = None, mounts: tuple[Mount, ...] = (),
             constraints: tuple[str, ...] = WORKERS_ONLY, health_start_period_s: float = 1.0,
-            health_retries: int = 2):
+            health_retries: int = 2, health_interval_s: float = 1.0):
     """Create (or recreate) a service the way the bundle runs applications: workers only,
     host-mode port behind the entry point, 1 s health checks, start-first updates with
     rollback; wait until its tasks run and are healthy."""
@@ -88,7 +91,7 @@ def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: boo
         endpoint_spec=EndpointSpec(mode="dnsrr", ports=[
             {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": published_port or cfg.app_published_port,
              "PublishMode": "host"}]),
-        healthcheck=_healthcheck(cfg, health, health_start_period_s, health_retries)
+        healthcheck=_healthcheck(cfg, health, health_start_period_s, health_retries, health_interval_s)
         if health != ["NONE"] else Healthcheck(test=["NONE"]),
         mounts=list(mounts),
         update_config=UpdateConfig(parallelism=1, order="start-first", failure_action="rollback",
@@ -101,12 +104,13 @@ def _deploy(cfg: LabConfig, name: str, image: str, *, replicas: int, opt_in: boo
     return c.services.get(name)
 
 
-def _healthcheck(cfg: LabConfig, test: list[str], start_period_s: float = 1.0, retries: int = 2) -> Healthcheck:
+def _healthcheck(cfg: LabConfig, test: list[str], start_period_s: float = 1.0, retries: int = 2,
+                 interval_s: float = 1.0) -> Healthcheck:
     """1 s probes from the first second. On Engine 25+ a start period is probed every
     StartInterval, 5 s unless set (moby daemon/health.go), so without it a new task's
     first probe, and so its replacement's MTTR, waits 5 s instead of 1 s. Failures within
     the start period do not count; the first success ends it."""
-    check = Healthcheck(test=test, interval=SECOND, timeout=SECOND, retries=retries,
+    check = Healthcheck(test=test, interval=int(interval_s * SECOND), timeout=SECOND, retries=retries,
                         start_period=int(start_period_s * SECOND))
     if cfg.health_start_interval_supported:
         check["StartInterval"] = SECOND
