@@ -198,10 +198,14 @@ FAULTS: tuple[FaultSpec, ...] = (
               allowed=(*_blind("target_down", "tasks_unseen", "cadvisor_down", "cadvisor_blind"),
                        (CANNOT_ACT, "actions_failing")),
               grace_s=150),
-    # 20 s, longer than target_down's `for: 10s`; the node's tasks lose their series
-    # (tasks_unseen), its detection Prometheus cannot be federated, its cAdvisor not scraped.
-    FaultSpec(NETWORK_CUT, WORKER, 20, expected=_blind("target_down"),
-              allowed=_blind("tasks_unseen", "detection_prometheus_down", "cadvisor_down")),
+    # 20 s. Nothing need fire: within seconds Swarm reports the node down, and a node Docker
+    # reports down is no blind spot (target_down leaves it out: Swarm reschedules its
+    # tasks). The soak found this: target_down fired only when the lab was so busy that
+    # Swarm was slower than the rule's `for: 10s`. Until Swarm says so it may fire, and
+    # the node's tasks lose their series (tasks_unseen), its cAdvisor is not scraped.
+    FaultSpec(NETWORK_CUT, WORKER, 20,
+              allowed=_blind("target_down", "tasks_unseen", "detection_prometheus_down",
+                             "cadvisor_down")),
     # Drained 60 s, then undrained: no part is down, nothing need fire; the tasks it moves
     # may be running before their first scrapes (tasks_unseen).
     FaultSpec(DRAIN, WORKER, 60, allowed=_blind("tasks_unseen")),
