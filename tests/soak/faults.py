@@ -82,25 +82,27 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def apply(cfg: LabConfig, fault: Fault, receiver: ReceiverSlot) -> tuple[float, float]:
-    """Make `fault` happen now; (broken at, repaired at) in Unix seconds."""
+def apply(cfg: LabConfig, fault: Fault, receiver: ReceiverSlot) -> tuple[float, float, str]:
+    """Make `fault` happen now; (broken at, repaired at, a note) in Unix seconds."""
     node = cfg.node(fault.node) if fault.node else None
     kind = fault.kind
     if kind == M.RECEIVER_KILL:
         return _span(lambda: receiver.current.kill(), receiver.start, fault.duration_s)
     if kind == M.RECEIVER_SIGTERM:
         # During an action: what a rolling upgrade of the receiver does to one in flight.
+        note = "during an action"
         try:
             wait_for("an action under way, to stop the receiver in", receiver.acting,
-                     timeout=SIGTERM_WAIT_FOR_ACTION_S, interval=0.2)
+                     timeout=SIGTERM_WAIT_FOR_ACTION_S, interval=0.1)
         except Exception:
-            say("no action came within the wait: SIGTERM anyway")
+            note = f"no action came within {SIGTERM_WAIT_FOR_ACTION_S:g} s: stopped idle"
+            say(note)
         broken = time.time()
         proc = receiver.current.proc
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
         receiver.start()
-        return broken, time.time()
+        return broken, time.time(), note
     if kind == M.PROMETHEUS_RESTART:
         return _span(lambda: monitoring.stop(cfg, f"prometheus-{node.name}"),
                      lambda: monitoring.start_prometheus(cfg), fault.duration_s)
@@ -144,11 +146,12 @@ def apply(cfg: LabConfig, fault: Fault, receiver: ReceiverSlot) -> tuple[float, 
     raise ValueError(f"unknown fault kind {kind!r}")
 
 
-def _span(break_it: Callable[[], object], repair: Callable[[], object], duration_s: float) -> tuple[float, float]:
+def _span(break_it: Callable[[], object], repair: Callable[[], object],
+          duration_s: float) -> tuple[float, float, str]:
     broken = time.time()
     try:
         break_it()
         _hold(duration_s)
     finally:
         repair()
-    return broken, time.time()
+    return broken, time.time(), ""

@@ -105,6 +105,7 @@ class FaultSpan:
     fault: Fault
     start: float
     end: float
+    note: str = ""  # how it went, when that matters (a SIGTERM that found no action under way)
 
 
 @dataclass(frozen=True)

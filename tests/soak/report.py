@@ -55,7 +55,8 @@ def to_json(obs: Observations, schedule: Sequence[Fault], not_scheduled: Sequenc
         "schedule": [_fault(f) for f in schedule],
         "not_scheduled": list(not_scheduled),
         "faults": [{**_fault(span.fault), "applied_start": span.start, "applied_end": span.end,
-                    "applied_start_s": span.start - t0, "applied_end_s": span.end - t0}
+                    "applied_start_s": span.start - t0, "applied_end_s": span.end - t0,
+                    "note": span.note}
                    for span in obs.faults],
         "figures": figures,
     }

@@ -159,8 +159,8 @@ def run_faults(cfg: LabConfig, schedule: list[M.Fault], started: float, ends: fl
             continue
         where = f" on {fault.node}" if fault.node else ""
         say(f"fault: {fault.kind}{where} for {fault.duration_s:g} s")
-        broken, repaired = F.apply(cfg, fault, slot)
-        obs.faults.append(FaultSpan(fault, broken, repaired))
+        broken, repaired, note = F.apply(cfg, fault, slot)
+        obs.faults.append(FaultSpan(fault, broken, repaired, note))
         say(f"fault {fault.kind}{where} repaired after {repaired - broken:.1f} s")
 
 
