@@ -62,9 +62,14 @@ class Limits:
     # Largest rise of CPU use, % of one core an hour: a loop that does more at each turn
     # (a list scanned that only grows) shows here long before it shows as load.
     cpu_slope_percent_per_hour: float = 5.0
-    # A process (one pid) watched for less than this is too short to fit a slope to: the
-    # noise of a few scrapes would pass for a trend.
-    min_segment_s: float = 300.0
+    # A process (one pid) watched for less than this is too short to fit a slope to: a
+    # slope an hour extrapolated from minutes is the noise of a few samples (the soak found
+    # it: a detection Prometheus's CPU "rose 5.2 % of a core an hour" over 330 s of an
+    # 8-minute soak, a change of 0.5 % of a core inside samples that vary by more).
+    min_segment_s: float = 900.0
+    # And a slope is a trend only when it stands out of its own noise: the limit must lie
+    # below the slope less this many standard errors of the fit.
+    slope_confidence_se: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -546,17 +551,33 @@ def _kind(process: str) -> str:
     return process.split("-", 1)[0]
 
 
-def _slope(points: Sequence[tuple[float, float]]) -> float | None:
-    """Least-squares slope of y over x, per hour of x (seconds); None for too few points."""
-    if len(points) < 2:
-        return None
+def _fit(points: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares slope of y over x and its standard error, both per hour of x
+    (seconds); None for too few points."""
     n = len(points)
+    if n < 2:
+        return None
     mx = sum(x for x, _ in points) / n
     my = sum(y for _, y in points) / n
     sxx = sum((x - mx) ** 2 for x, _ in points)
     if sxx == 0:
         return None
-    return sum((x - mx) * (y - my) for x, y in points) / sxx * 3600.0
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx
+    if n < 3:
+        return slope * 3600.0, 0.0
+    residual = sum((y - (my + slope * (x - mx))) ** 2 for x, y in points) / (n - 2)
+    return slope * 3600.0, (residual / sxx) ** 0.5 * 3600.0
+
+
+def _slope(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of y over x, per hour of x (seconds); None for too few points."""
+    fit = _fit(points)
+    return None if fit is None else fit[0]
+
+
+def _above(fit: tuple[float, float] | None, limit: float, limits: Limits) -> bool:
+    """The slope is above `limit` by more than its noise (slope_confidence_se errors)."""
+    return fit is not None and fit[0] - limits.slope_confidence_se * fit[1] > limit
 
 
 def _cpu_rates(samples: Sequence[ResourceSample]) -> list[tuple[float, float]]:
@@ -588,31 +609,34 @@ def resources_flat(obs: Observations, limits: Limits) -> Judgement:
     """Per process and pid (a restart is a new process, not growth), after the warm-up: the
     least-squares slope of RSS (MB an hour) and of CPU use (% of a core an hour, the rates
     between consecutive samples fitted against time), judged for segments at least
-    min_segment_s long. Above the kind's limit is a leak (RSS) or a creeping loop (CPU)."""
+    min_segment_s long. Above the kind's limit by more than the fit's noise is a leak (RSS)
+    or a creeping loop (CPU)."""
     violations, figures = [], {}
     for process, pids in sorted(_segments(obs, limits).items()):
         rss_limit = limits.rss_slope_mb_per_hour.get(_kind(process))
         segments, judged, too_short = [], 0, 0
         for pid, seg in pids.items():
             seconds = seg[-1].at - seg[0].at
-            rss = _slope([(s.at, s.rss_bytes / MB) for s in seg])
-            cpu = _slope(_cpu_rates(seg))
+            rss_fit = _fit([(s.at, s.rss_bytes / MB) for s in seg])
+            cpu_fit = _fit(_cpu_rates(seg))
+            rss, cpu = (rss_fit or (None,))[0], (cpu_fit or (None,))[0]
             long_enough = seconds >= limits.min_segment_s
             segments.append({"pid": pid, "from": seg[0].at, "seconds": seconds,
                              "rss_mb_per_hour": rss, "cpu_percent_per_hour": cpu,
+                             "rss_se": (rss_fit or (None, None))[1], "cpu_se": (cpu_fit or (None, None))[1],
                              "judged": long_enough})
             if not long_enough:
                 too_short += 1
                 continue
             judged += 1
-            if rss is not None and rss_limit is not None and rss > rss_limit:
+            if rss_limit is not None and _above(rss_fit, rss_limit, limits):
                 violations.append(Violation(seg[-1].at, (
-                    f"{process} (pid {pid}) grew {rss:.1f} MB an hour over {seconds:.0f} s "
-                    f"(at most {rss_limit:g})")))
-            if cpu is not None and cpu > limits.cpu_slope_percent_per_hour:
+                    f"{process} (pid {pid}) grew {rss:.1f} ± {rss_fit[1]:.1f} MB an hour over "
+                    f"{seconds:.0f} s (at most {rss_limit:g})")))
+            if _above(cpu_fit, limits.cpu_slope_percent_per_hour, limits):
                 violations.append(Violation(seg[-1].at, (
-                    f"{process} (pid {pid}) CPU use rose {cpu:.1f} % of a core an hour over "
-                    f"{seconds:.0f} s (at most {limits.cpu_slope_percent_per_hour:g})")))
+                    f"{process} (pid {pid}) CPU use rose {cpu:.1f} ± {cpu_fit[1]:.1f} % of a core "
+                    f"an hour over {seconds:.0f} s (at most {limits.cpu_slope_percent_per_hour:g})")))
         cpu_mean, rss_mean = _means(pids)
         figures[process] = {"mean_rss_mb": rss_mean, "mean_cpu_percent": cpu_mean,
                             "rss_limit_mb_per_hour": rss_limit, "segments": segments,
