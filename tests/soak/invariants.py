@@ -12,12 +12,14 @@ readings is one violation, counted when it starts or changes, not at every readi
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping, Sequence
 
 from receiver import events as E
+from receiver.config import Settings
 from receiver import labels as L
 from receiver import reasons as R
 from receiver.kinds import MIGRATE, SCALE_DOWN, SCALE_UP
@@ -30,19 +32,24 @@ from .model import (DOCKERD_STOP, NETWORK_CUT, RECEIVER_KILL, RECEIVER_SIGTERM, 
                     Observations, ResourceSample, ServiceState)
 
 
+_SHIPPED = Settings(token="-")  # the receiver's defaults
+
+
 @dataclass(frozen=True)
 class Limits:
-    # The receiver's storm budgets at their defaults (docs/contract.md, "Storms"), which
-    # the soak's receiver runs with: over one is a broken budget, not a tuning question.
-    max_concurrent_actions: int = 4
-    max_actions_per_minute: int = 12
-    max_leaving_per_node: int = 1
+    # The receiver's storm budgets as shipped (receiver/config.py; docs/contract.md,
+    # "Storms"), which the soak's receiver runs with: over one is a broken budget, not a
+    # tuning question.
+    max_concurrent_actions: int = field(default_factory=lambda: _SHIPPED.max_concurrent_actions)
+    max_actions_per_minute: int = field(default_factory=lambda: _SHIPPED.max_actions_per_minute)
+    max_leaving_per_node: int = field(default_factory=lambda: _SHIPPED.max_leaving_per_node)
     # Successful migrations of one service in any 3,600 s. A task hot by its own work is
-    # moved at most once per futile window ("Futile moves": SWARMGUARD_FUTILE_WINDOW, 600 s,
-    # counted from the alert on its replacement, so two such moves are more than 600 s
-    # apart): at most 6 in an hour. A seventh is futile moving; a service whose futile
-    # hold is broken moves about every minute (the migrate cooldown, 60 s, plus detection).
-    max_moves_per_hour: int = 6
+    # moved at most once per futile window ("Futile moves": SWARMGUARD_FUTILE_WINDOW,
+    # counted from the alert on its replacement, so two such moves are more than a window
+    # apart): at most 6 in an hour with the shipped 600 s. One more is futile moving; a
+    # service whose futile hold is broken moves about every minute (the migrate cooldown,
+    # 60 s, plus detection).
+    max_moves_per_hour: int = field(default_factory=lambda: math.ceil(3600 / _SHIPPED.futile_window))
     # Alerts that start, and resource samples taken, before this many seconds of the soak
     # are not judged: the rules need the exporters' first scrapes and the opt-in list (held
     # 1 m) before they can judge anything (until then a Prometheus is blind by design,
