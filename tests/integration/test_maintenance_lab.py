@@ -16,6 +16,7 @@ from tests.lab.infra import services
 from tests.lab.infra.cli import swarmguard
 from tests.lab.infra.receiver_proc import ReceiverProcess
 from tests.lab.infra.system import wait_for
+from tests.lab.instruments import prometheus
 from tests.lab.instruments.probe import Probe
 
 pytestmark = pytest.mark.lab
@@ -66,6 +67,13 @@ def _failed(probes: dict[str, Probe]) -> dict[str, str]:
     return {name: r.summary for name, r in results.items() if r.failed or not r.total}
 
 
+def _quiet(lab) -> bool:
+    updating = [n for n in (SLOW, FAST)
+                if (services.inspect(lab, n).get("UpdateStatus") or {}).get("State") == "updating"]
+    hot = prometheus.query_detection(lab, 'ALERTS{alertname="SwarmGuardMigrate", alertstate="firing"}')
+    return not updating and not hot
+
+
 def _drained(lab, node: str) -> bool:
     spec = services.node_spec(lab, node)["Spec"]
     return spec["Availability"] == "drain" and spec["Labels"].get("swarmguard.drain") == "drained"
@@ -108,8 +116,14 @@ def test_drain_then_undrain_and_rebalance_move_every_task_start_first_with_no_fa
         spec = services.node_spec(lab, NODE)["Spec"]
         assert spec["Availability"] == "active" and "swarmguard.drain" not in spec["Labels"]
         assert _tasks_per_worker(lab) == {NODE: 0, OTHER: 2}
+        # A rebalance leaves alone a service Swarm is still updating (the drain's last
+        # placement change may still be settling) and moves nothing onto a hot node (a
+        # Migrate of an earlier spec's task may still fire): wait for neither, as an
+        # operator reading `swarmguard status` would, so the plan below has its moves.
+        wait_for("Swarm's updates settled and no node hot", lambda: _quiet(lab), timeout=180)
         rebalance = swarmguard(lab, receiver.url, "rebalance")
         assert rebalance.exit_code == 0, rebalance.text
+        assert "Nothing to rebalance" not in rebalance.text, swarmguard(lab, receiver.url, "status").text
         wait_for("one task per worker, placement restored",
                  lambda: _tasks_per_worker(lab) == {NODE: 1, OTHER: 1}
                  and all(_placement_restored(lab, n) for n in (SLOW, FAST)), timeout=120)
