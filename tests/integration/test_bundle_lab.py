@@ -285,7 +285,7 @@ def test_the_stacks_alertmanager_delivers_a_swarmguard_alert_to_the_stacks_recei
                    "task_id": "bundlelabtask000000000000", "node_id": "bundlelabnode000000000000",
                    "scenario": "migrate", "severity": "warning"},
         "annotations": {"summary": "sent by test_bundle_lab", "description": "no such service",
-                        "runbook_url": "README.md#swarmguardmigrate"},
+                        "runbook_url": "docs/runbook.md#swarmguardmigrate"},
         "startsAt": rfc3339(now), "endsAt": rfc3339(now + timedelta(minutes=5)),
         "generatorURL": "http://test-bundle-lab.invalid/",
     }

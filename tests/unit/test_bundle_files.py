@@ -130,7 +130,7 @@ def test_alertmanager_sends_the_token_the_receiver_checks():
     assert sent.parent == read.parent == Path("/run/secrets") and sent.name == read.name
     assert sent.name in SERVICES["alertmanager"]["secrets"]
     assert sent.name in SERVICES["receiver"]["secrets"]
-    # Created by the operator (README): never a file of this repository.
+    # Created by the operator (docs/operating.md): never a file of this repository.
     assert STACK["secrets"][sent.name] == {"external": True}
 
 
@@ -622,54 +622,42 @@ def test_the_promql_check_rejects_a_broken_query(tmp_path):
     assert promtool_check(broken, tmp_path).returncode != 0
 
 
-# ------------------------------------------------------------------ README.md
+# ------------------------------------------------------- README.md and docs/
 
-def github_anchor(heading: str) -> str:
-    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
-    return text.replace(" ", "-")
-
-
-def test_every_runbook_url_of_the_rules_has_its_section_in_the_readme():
-    # Catches a runbook link in an alert that leads nowhere.
-    readme = (ROOT / "README.md").read_text()
-    anchors = {github_anchor(line.lstrip("#")) for line in readme.splitlines()
-               if line.startswith("#")}
-    urls = {r["annotations"]["runbook_url"]
-            for path in (ROOT / "prometheus" / "rules").glob("*.yml")
-            for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"] if "alert" in r}
-    # three scenarios, SwarmGuardBlind, SwarmGuardCannotAct, SwarmGuardMoveFutile,
-    # SwarmGuardUnsafeToMove
-    assert len(urls) == 7
-    for url in urls:
-        path, _, anchor = url.partition("#")
-        assert path == "README.md" and anchor in anchors, url
+# (Links and runbook URLs: test_doc_links.py.)
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+OPERATING = ROOT / "docs" / "operating.md"
 
 
 def make_targets() -> set[str]:
     return set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.MULTILINE))
 
 
-def test_every_make_command_the_readme_gives_is_a_target_of_the_makefile():
-    # Catches a README that sends a reader to a target that was renamed or removed.
-    readme = (ROOT / "README.md").read_text()
-    given = set(re.findall(r"`make ([\w-]+)", readme))
-    in_blocks = "\n".join(re.findall(r"```[^\n]*\n(.*?)```", readme, re.DOTALL))
-    given |= set(re.findall(r"^\s*(?:sudo )?make ([\w-]+)", in_blocks, re.MULTILINE))
-    assert {"demo", "test"} <= given
+def make_commands(text: str) -> set[str]:
+    """The targets a page tells a reader to make, in prose and in its code blocks."""
+    given = set(re.findall(r"`make ([\w-]+)", text))
+    in_blocks = "\n".join(re.findall(r"```[^\n]*\n(.*?)```", text, re.DOTALL))
+    return given | set(re.findall(r"^\s*(?:sudo )?make ([\w-]+)", in_blocks, re.MULTILINE))
+
+
+def test_every_make_command_the_docs_give_is_a_target_of_the_makefile():
+    # Catches a page that sends a reader to a target that was renamed or removed.
+    assert {"demo", "test"} <= make_commands((ROOT / "README.md").read_text())
+    given = set().union(*(make_commands(page.read_text()) for page in DOCS))
     assert given <= make_targets(), given - make_targets()
 
 
-def test_the_readmes_deploy_steps_create_every_secret_and_pass_registry_credentials():
-    # Catches a deploy that fails on a fresh swarm (an external secret the README never
-    # has you create, a required variable it never mentions) or whose nodes cannot pull
+def test_the_deploy_steps_create_every_secret_and_pass_registry_credentials():
+    # Catches a deploy that fails on a fresh swarm (an external secret the steps never
+    # have you create, a required variable they never mention) or whose nodes cannot pull
     # the project's images (no --with-registry-auth).
-    readme = (ROOT / "README.md").read_text()
-    created = set(re.findall(r"docker secret create ([\w-]+)", readme))
+    steps = OPERATING.read_text()
+    created = set(re.findall(r"docker secret create ([\w-]+)", steps))
     external = {name for name, secret in STACK["secrets"].items() if secret.get("external")}
     assert external <= created, external - created
     required = set(_REQUIRED.findall((ROOT / "stack.yml").read_text()))
-    assert required and all(name in readme for name in required), required
-    deploys = re.findall(r"docker stack deploy [^`\n]*-c stack\.yml[^`\n]*", readme)
+    assert required and all(name in steps for name in required), required
+    deploys = re.findall(r"docker stack deploy [^`\n]*-c stack\.yml[^`\n]*", steps)
     assert deploys and all("--with-registry-auth" in line for line in deploys), deploys
 
 
