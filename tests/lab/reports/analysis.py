@@ -71,7 +71,7 @@ def recoveries(timeline: Timeline) -> list[dict]:
             "task": stress.task,
             "alert_firing_s": _after(firing, stress),
             "webhook_s": _after(webhook, stress),
-            # Detection is defined (README, Results) as stress -> webhook received; a run without a
+            # Detection is defined (docs/benchmarks.md, "Results") as stress -> webhook received; a run without a
             # receiver (or with its metrics unreadable) falls back to the alert firing.
             "detection_s": _after(detected, stress),
             "detection_from": detected.kind if detected else None,
