@@ -2,7 +2,7 @@
 
 Skip reasons are the `reason` label of swarmguard_alerts_skipped_total and the `reason` of
 skip events; results are the `result` label of swarmguard_actions_total and of outcome
-events (docs/contract.md, "Receiver events"; the runbook in README.md explains each).
+events (docs/contract.md, "Receiver events"; docs/runbook.md and receiver/README.md explain each).
 """
 from __future__ import annotations
 

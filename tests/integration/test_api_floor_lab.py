@@ -8,10 +8,10 @@ floor (their swarm state stays; Swarm restarts the tasks) and every cAdvisor aft
 a Docker upgrade would, and puts both back as they were at the end.
 
 What must work there: the receiver (its docker client negotiates the API version;
-receiver/README.md, Docker API version) and Prometheus 3.5's Swarm discovery. What is recorded as observed:
+receiver/README.md, `SWARMGUARD_DOCKER_API_VERSION`) and Prometheus 3.5's Swarm discovery. What is recorded as observed:
 cAdvisor 0.38 goes blind (no Docker factory, no container_label_com_docker_swarm_* series)
-and Prometheus 2.42's Swarm discovery is refused. SwarmGuardBlind (cadvisor_blind, README
-runbook) makes that blindness loud; these tests pin down what it looks like.
+and Prometheus 2.42's Swarm discovery is refused. SwarmGuardBlind (cadvisor_blind,
+docs/runbook.md) makes that blindness loud; these tests pin down what it looks like.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Detection health with real faults (README, Runbook: SwarmGuardBlind, SwarmGuardCannotAct): each fault raises SwarmGuardBlind or
+"""Detection health with real faults (docs/runbook.md: SwarmGuardBlind, SwarmGuardCannotAct): each fault raises SwarmGuardBlind or
 SwarmGuardCannotAct with its reason within its documented window, and the alert resolves
 after the repair. Each test prints the measured time from the fault to the alert firing
 (`pytest -s` shows it; `make test` records it in the output).

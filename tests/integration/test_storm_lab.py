@@ -1,6 +1,6 @@
 """Storms in the real lab: a whole node runs hot. SwarmGuard moves what must move, within
 its budgets, never onto a hot node, never twice; and a freshly moved task is not judged
-hot on its own start-up (README, "Storms"; receiver/storm.py; the start-up grace in
+hot on its own start-up (docs/runbook.md, "Storms"; receiver/storm.py; the start-up grace in
 prometheus/rules/swarmguard.yml).
 
 Everything is counted from the receiver's event stream, from Docker's task placement and

@@ -66,7 +66,7 @@ def lab_nodes(workers: str) -> tuple[Node, ...]:
 
 @dataclass(frozen=True)
 class LabConfig:
-    # Which engines the lab runs (README, "Lab flavours"). `current`: every node's dockerd,
+    # Which engines the lab runs (docs/lab.md, "Lab flavours"). `current`: every node's dockerd,
     # and Prometheus, Alertmanager and HAProxy, from a Debian sid root filesystem (Engine
     # 28.5, Prometheus 3.5, Alertmanager 0.33, HAProxy 3.2; tests/lab/infra/rootfs.py).
     # `bookworm`: Debian 12's packages on the host (Engine 20.10, Prometheus 2.42,

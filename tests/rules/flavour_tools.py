@@ -1,4 +1,4 @@
-"""promtool and amtool of each lab flavour (tests/lab/config.py, README "Lab flavours").
+"""promtool and amtool of each lab flavour (tests/lab/config.py, docs/lab.md, "Lab flavours").
 
 bookworm: the host's Debian 12 packages, Prometheus 2.42 and Alertmanager 0.25.
 current:  the sid root filesystem's, Prometheus 3.5 and Alertmanager 0.33 (built and

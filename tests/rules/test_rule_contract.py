@@ -121,7 +121,7 @@ def test_the_lab_can_retarget_the_webhook_with_a_yaml_load_and_dump(flavour, tmp
 
 
 HEALTH_RULES = ROOT / "prometheus" / "rules" / "swarmguard-health.yml"
-# The reasons docs/contract.md and the README's runbook promise.
+# The reasons docs/contract.md and docs/runbook.md promise.
 HEALTH_REASONS = {
     "SwarmGuardBlind": {"target_down", "docker_unreachable", "tasks_unseen", "cadvisor_down",
                         "cadvisor_blind", "detection_prometheus_down", "opt_in_unknown"},

@@ -22,7 +22,7 @@ from tests.lab.infra import stack as lab_stack
 from tests.unit.fake_swarm_manager import FakeSwarmManager
 
 ROOT = Path(__file__).resolve().parents[2]
-# What a user sets at the least: stack.yml requires it (README, "Deploying").
+# What a user sets at the least: stack.yml requires it (docs/operating.md, "Deploying").
 REGISTRY = {"SWARMGUARD_REGISTRY": "registry.example.com/swarmguard"}
 SECRETS_DIR = PurePosixPath("/run/secrets")
 

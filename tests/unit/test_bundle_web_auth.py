@@ -5,7 +5,7 @@ stack.yml pins; 2.42 / 0.25 on `bookworm`), the files the lab's image of each pr
 holds (tests/lab/infra/bundle_images.py, on the lab's busybox) are run with chroot, with
 the stack's secrets at /run/secrets/ and its configs where stack.yml mounts them, and
 the command line as the docker CLI renders it from stack.yml (bundle_render.py). The web
-config and the password are made as README's deploy steps make them: a hex password with
+config and the password are made as docs/operating.md's deploy steps make them: a hex password with
 a newline after it, its bcrypt hash for `swarmguard`, and a person's user beside it.
 
 Then, as Swarm would have it:
@@ -78,7 +78,7 @@ def write(path: Path, data: str | bytes) -> None:
 
 
 def with_secrets(root: Path, password: str) -> None:
-    """The stack's secrets, made as README says: the machines' password with the newline
+    """The stack's secrets, made as docs/operating.md says: the machines' password with the newline
     `openssl rand -hex` leaves, the web config with its hash and a person's (the token
     is Alertmanager's webhook's, unused here)."""
     web_config = yaml.safe_load(lab_stack.web_config(password))

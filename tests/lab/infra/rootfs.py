@@ -39,7 +39,7 @@ from .system import LabError, output, run, say
 SUITE = "sid"
 PACKAGES = ("docker.io", "docker-cli", "containerd", "runc", "iptables", "prometheus",
             "prometheus-alertmanager", "haproxy")
-# The packages whose versions the lab reports (demo output, README's table).
+# The packages whose versions the lab reports (demo output, docs/lab.md's flavour table).
 REPORTED = ("docker.io", "containerd", "runc", "prometheus", "prometheus-alertmanager", "haproxy")
 # Trimmed after debootstrap: nothing the lab runs reads them.
 TRIM = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",

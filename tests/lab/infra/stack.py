@@ -131,7 +131,7 @@ def environment(cfg: LabConfig) -> dict[str, str]:
 
 def images_by_id(ids: dict[str, str]) -> dict:
     """A compose override that names each lab image by ID: a task then starts at once,
-    where a tag makes every node try the (unreachable) registry first (README, "The lab")."""
+    where a tag makes every node try the (unreachable) registry first (docs/lab.md, "The lab")."""
     pinned = {}
     for service, spec in load(LAB_FILE)["services"].items():
         tag = (spec or {}).get("image")
@@ -149,7 +149,7 @@ def docker_cli(cfg: LabConfig, *args: str, env: dict[str, str] | None = None, ch
 
 def web_password(cfg: LabConfig) -> str:
     """The password of the user `swarmguard` on the stack's Prometheus and Alertmanager,
-    kept in the lab's state so that the tests can send it: hex, as README's
+    kept in the lab's state so that the tests can send it: hex, as docs/operating.md's
     `openssl rand -hex 24` makes it, with the newline that command leaves (the bundle's
     readers ignore it)."""
     path = cfg.web_password_file
@@ -168,7 +168,7 @@ def web_auth(cfg: LabConfig) -> tuple[str, str]:
 
 def web_config(password: str) -> str:
     """Prometheus's and Alertmanager's web config with the bcrypt hash of `password` for
-    the user `swarmguard`, as README's htpasswd steps make it (cost 10)."""
+    the user `swarmguard`, as docs/operating.md's htpasswd steps make it (cost 10)."""
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
     return yaml.safe_dump({"basic_auth_users": {WEB_USER: hashed}})
 
