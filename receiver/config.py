@@ -76,7 +76,8 @@ class Settings:
     # A version such as "1.44" pins it (cluster.REQUIRED_API_VERSION is the floor).
     docker_api_version: str = "auto"
     docker_timeout: float = field(default=10.0, metadata=POSITIVE)
-    # Per-kind cooldowns in seconds; defaults in docs/contract.md.
+    # Per-kind cooldowns in seconds; their variables and defaults are listed in
+    # receiver/README.md, "Settings".
     cooldown_migrate: float = field(default=60.0, metadata=NOT_NEGATIVE)
     cooldown_scale_up: float = field(default=60.0, metadata=NOT_NEGATIVE)
     cooldown_scale_down: float = field(default=180.0, metadata=NOT_NEGATIVE)
@@ -113,7 +114,7 @@ class Settings:
     # How often /readyz's answer (Docker reachable, API version, swarm manager) is refreshed
     # in the background; requests never wait for Docker.
     readiness_interval: float = field(default=5.0, metadata=POSITIVE)
-    # Storm budgets (receiver/storm.py; README, "Storms"). Actions in flight in the whole
+    # Storm budgets (receiver/storm.py; docs/contract.md, "Storms"). Actions in flight in the whole
     # cluster: as many as the action threads, so a budget, not a thread, is what waits.
     max_concurrent_actions: int = field(default=4, metadata=POSITIVE)
     # Migrations in flight off one node: one, so that after each move the rest of a hot

@@ -1,13 +1,14 @@
 """What to do about alerts, given a snapshot of the swarm. Pure: no Docker, no clock, no I/O.
 
 `decide(alerts, snapshot, settings, now, storm)` returns one decision per alert (a Migration,
-a ScaleStep or a Skip: receiver/actions.py), each with a sentence saying why. The checks follow the rules of conduct in docs/contract.md, in
-this order: freshness (service exists, opted in, task still where the alert says, alert
-newer than the last action), a futile last move (receiver/futile.py), cooldown, Swarm not
-mid-update, what the move would cost (receiver/safety.py: data kept on the node, a certain
-outage), then what the action itself needs (limits, an eligible node that is not hot), then
-the storm budgets (receiver/storm.py: what else is in flight, and which hot task leaves a
-node first).
+a ScaleStep or a Skip: receiver/actions.py), each with a sentence saying why. The checks, in
+this order (receiver/README.md, "Freshness and cooldowns"; docs/contract.md, "Futile moves",
+"Moves that cost data or requests" and "Storms"): freshness (service exists, opted in, task
+still where the alert says, alert newer than the last action), a futile last move
+(receiver/futile.py), cooldown, Swarm not mid-update, what the move would cost
+(receiver/safety.py: data kept on the node, a certain outage), then what the action itself
+needs (limits, an eligible node that is not hot), then the storm budgets (receiver/storm.py:
+what else is in flight, and which hot task leaves a node first).
 """
 from __future__ import annotations
 

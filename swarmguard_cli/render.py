@@ -1,5 +1,5 @@
-"""What the CLI prints, from the maintenance API's documents (/work/notes/maintenance-api.md
-until it moves into docs/contract.md). Pure: dicts and `now` in, text out; no I/O.
+"""What the CLI prints, from the maintenance API's documents (docs/contract.md,
+"Maintenance"). Pure: dicts and `now` in, text out; no I/O.
 
 Each function takes the document as the receiver sent it; a key the API marks as
 nullable may be null, and the text says so rather than printing "None".

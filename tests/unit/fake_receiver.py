@@ -1,4 +1,4 @@
-"""A stand-in for the receiver's maintenance API (/work/notes/maintenance-api.md) on
+"""A stand-in for the receiver's maintenance API (docs/contract.md, "Maintenance") on
 127.0.0.1, for the CLI's specs; and builders of the documents that API answers.
 
 Each test scripts the answers per method and path, in order (the last one repeats). The
