@@ -10,9 +10,14 @@ PYTEST := $(PY) -m pytest
 
 help:
 	@echo "make demo        bring the lab up, run Scenario 1 (migrate) and 2 (scale) live, print timelines"
-	@echo "make test        virtualenv + install, then unit, rule and lab tests on both lab flavours (starts the lab)"
+	@echo "make test        virtualenv + install, then unit, rule and lab tests on both lab flavours and an 8-minute soak (starts the lab)"
 	@echo "make unit        unit and rule tests only (no lab)"
 	@echo "make lab-up | lab-status | lab-down"
+	@echo "make bench       end to end: 10 migrations and 3 scale cycles, baselines, overhead (lab; ~5 min)"
+	@echo "make bench-detection   stress start -> webhook, stage by stage, 10 trials (lab)"
+	@echo "make bench-receiver    webhook acks/s against a bare Flask endpoint, and a migration against one by hand (lab)"
+	@echo "make bench-density     monitoring's cost as worker-1 fills with idle tasks (lab)"
+	@echo "make bench-ground-truth   the receiver's detection-health reads at 500 services, 5,000 tasks: no lab needed"
 	@echo "make bench-receiver-hardening   slow clients, a flood, acks/s: no lab needed"
 	@echo "make bench-exporter-attack      scrapes and memory under 5,000 idle connections: no lab needed"
 	@echo "make bench-scale  Prometheus's cost and detection against cluster size, per rules layout (no lab; ~15 min)"

@@ -647,6 +647,17 @@ def test_every_make_command_the_docs_give_is_a_target_of_the_makefile():
     assert given <= make_targets(), given - make_targets()
 
 
+def test_make_help_names_every_target_the_docs_give():
+    # Catches a command a page describes that `make help` leaves out.
+    makefile = (ROOT / "Makefile").read_text()
+    help_text = "\n".join(re.findall(r'^\t@echo "(.*)"$', makefile.split("\nhelp:", 1)[1]
+                                     .split("\n\n", 1)[0], re.MULTILINE))
+    named = set(re.findall(r"make ([\w-]+)", help_text)) | set(re.findall(r"\| ([\w-]+)", help_text))
+    given = set().union(*(make_commands(page.read_text()) for page in DOCS))
+    given -= {"help", "test-bookworm", "test-soak", "test-current"}  # itself; `make test`'s steps
+    assert given <= named, given - named
+
+
 def test_the_deploy_steps_create_every_secret_and_pass_registry_credentials():
     # Catches a deploy that fails on a fresh swarm (an external secret the steps never
     # have you create, a required variable they never mention) or whose nodes cannot pull
