@@ -14,7 +14,7 @@ from typing import Union
 
 from receiver import kinds
 from receiver.model import Node, Service, Task
-from receiver.payload import Alert
+from receiver.alerts import Alert
 
 
 class Action:

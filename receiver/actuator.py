@@ -31,7 +31,7 @@ from receiver.actions import Action, Decision, FutileMove, Migration, Outcome, S
 from receiver.decisions import decide
 from receiver.gate import ShuttingDown, WriteGate
 from receiver.metrics import Metrics
-from receiver.payload import Alert
+from receiver.alerts import Alert
 # Outcome results (values of swarmguard_actions_total{result}), defined in reasons.py.
 from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, PROMETHEUS_UNREACHABLE,  # noqa: F401
                               ROLLED_BACK, SKIPPED, SUCCESS, TIMEOUT, UNCONFIRMED, WITHDRAWN)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from receiver.payload import Alert
+from receiver.alerts import Alert
 
 MIGRATE_ALERT = "SwarmGuardMigrate"
 # Swarm's DNS name for every task of a service: `tasks.<service>` has one A record per task.

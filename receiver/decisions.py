@@ -25,7 +25,7 @@ from receiver import safety
 from receiver.actions import Action, Decision, FutileMove, Migration, ScaleStep, Skip
 from receiver.model import Node, Service, Snapshot, Task
 from receiver.config import Settings
-from receiver.payload import Alert
+from receiver.alerts import Alert
 # The skip reasons decide() gives (all defined in reasons.py).
 from receiver.reasons import (AT_LIMIT, BAD_LABEL, BUDGET, COOLDOWN, FUTILE, IN_PROGRESS,
                               NO_ELIGIBLE_NODE, NOT_OPTED_IN, STALE, UNSUPPORTED)

@@ -94,7 +94,7 @@ class EventLog:
              kind: str | None = None, reason: str | None = None, message: str | None = None,
              received_at: datetime | None = None, duration_s: float | None = None,
              task: str | None = None, node: str | None = None) -> dict:
-        """Record one event. `alert` (a payload.Alert) fills alert, service, task, node,
+        """Record one event. `alert` (an alerts.Alert) fills alert, service, task, node,
         kind and starts_at; maintenance gives service, task and node itself."""
         event = {
             "type": type,

@@ -1,4 +1,5 @@
-"""Alertmanager webhook (version 4) parsing and validation. Pure: bytes in, dataclasses out.
+"""Alertmanager webhook (version 4) parsing and validation. Pure: bytes in, dataclasses out
+(the Alerts of receiver/alerts.py, in a Webhook).
 
 Every problem with the input becomes a PayloadError whose reason names the field, so the
 HTTP layer can answer 400 with it; nothing else may escape (a property test holds us to it).
@@ -6,7 +7,6 @@ A payload is accepted or rejected whole: bad input changes nothing.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -18,19 +18,11 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from receiver import kinds, rfc3339
-
-MIGRATE = kinds.MIGRATE.alert
-SCALE_UP = kinds.SCALE_UP.alert
-SCALE_DOWN = kinds.SCALE_DOWN.alert
+from receiver.alerts import FIRING, RESOLVED, Alert
 
 # The public contract (docs/contract.md): the labels each alert must carry for the receiver to act.
 REQUIRED_LABELS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {k.alert: k.required_labels for k in kinds.KINDS})
-# Which action each alert asks for.
-KIND_OF_ALERT: Mapping[str, str] = MappingProxyType({k.alert: k.name for k in kinds.KINDS})
-
-FIRING = "firing"
-RESOLVED = "resolved"
 
 # Labels that name Docker objects reach Docker's URLs (`GET /services/<service>`): each is
 # checked against what such a name can be, so that `service="../images/x/get"` is refused
@@ -77,50 +69,6 @@ class PayloadError(ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class Alert:
-    name: str
-    status: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    starts_at: datetime
-    ends_at: datetime | None
-    fingerprint: str
-    generator_url: str = ""
-
-    @property
-    def kind(self) -> str:
-        return KIND_OF_ALERT[self.name]
-
-    @property
-    def firing(self) -> bool:
-        return self.status == FIRING
-
-    @property
-    def service(self) -> str:
-        return self.labels["service"]
-
-    @property
-    def task_id(self) -> str | None:
-        return self.labels.get("task_id")
-
-    @property
-    def node_id(self) -> str | None:
-        return self.labels.get("node_id")
-
-    @cached_property
-    def instance(self) -> bytes:
-        """One alert instance: the same alert (by its labels) that started at the same
-        time, as a 16-byte digest, so that remembering it (worker.RecentlyHandled) costs
-        the same whatever the labels hold and keeps none of them alive. Labels hold no NUL
-        (no control character: checked), so NUL-separated they read back one way only.
-        Computed once: an Alert from ParseCache serves every resend of its webhook."""
-        fields = [self.name, *(text for item in sorted(self.labels.items()) for text in item),
-                  self.starts_at.isoformat()]
-        text = "\0".join(fields).encode("utf-8", "surrogatepass")
-        return hashlib.blake2b(text, digest_size=16).digest()
 
 
 @dataclass(frozen=True)

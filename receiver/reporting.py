@@ -24,7 +24,8 @@ from receiver.actions import Action, FutileMove, Migration, Outcome, Skip
 if TYPE_CHECKING:
     from receiver.maintenance import NodeMove
 from receiver.metrics import Metrics
-from receiver.payload import FIRING, Alert, Webhook
+from receiver.alerts import FIRING, Alert
+from receiver.payload import Webhook
 from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_UNWATCHED, DROPPED_WAITING, DRY_RUN,
                               DUPLICATE, FAILED, STALE, SUCCESS, WITHDRAWN)
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from receiver.kinds import MIGRATE
-from receiver.payload import Alert
+from receiver.alerts import Alert
 
 MIGRATE_ALERT = MIGRATE.alert
 WINDOW_S = 60.0  # the per-minute budget's window

@@ -32,7 +32,7 @@ from receiver import events as E
 from receiver.actions import Skip
 from receiver.gate import ShuttingDown, WriteGate
 from receiver.metrics import Metrics
-from receiver.payload import Alert
+from receiver.alerts import Alert
 # The Dispatcher's own skip reasons and dropped-work reasons (all defined in reasons.py).
 from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_UNWATCHED,  # noqa: F401
                               DROPPED_WAITING, DUPLICATE, IN_PROGRESS, INTERNAL_ERROR,

@@ -14,7 +14,7 @@ from receiver.config import Settings
 from receiver.confirmation import (FiringAlerts, Unanswered, firing_from_answer, instance_urls,
                                    merge, tasks_host)
 from receiver.metrics import Metrics
-from receiver.payload import Alert
+from receiver.alerts import Alert
 from receiver.storm import StormLedger
 from tests.fake_docker_api_client import TASK, WORKER_1, WORKER_2, WORKER_3, example_api
 from tests.unit.test_receiver_actuator import Clock, swarm_moves_task_to

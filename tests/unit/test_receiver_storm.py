@@ -10,7 +10,7 @@ from receiver.actuator import Actuator
 from receiver.cluster import build_snapshot
 from receiver.config import Settings
 from receiver.metrics import Metrics
-from receiver.payload import Alert
+from receiver.alerts import Alert
 from receiver.storm import Budgets, StormLedger, StormView, heat_of
 from tests.fake_docker_api_client import (WORKER_1, WORKER_2, WORKER_3, FakeDockerAPI, example_nodes,
                                   service_dict, task_dict)
