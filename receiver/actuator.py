@@ -28,7 +28,7 @@ from receiver.cluster import DOCKER_FAILURES, read_snapshot, task_from_dict
 from receiver.config import Settings
 from receiver.confirmation import FiringAlerts, Unanswered
 from receiver.actions import Action, Decision, FutileMove, Migration, Outcome, Skip
-from receiver.decisions import decide
+from receiver.decisions import Policy, decide
 from receiver.gate import ShuttingDown, WriteGate
 from receiver.metrics import Metrics
 from receiver.alerts import Alert
@@ -169,7 +169,7 @@ class Actuator:
                 # and keeps the start it counted: one action is one start per minute.
                 ended = self.storm.end(name)
                 retry_of = ended if ended is not None else retry_of
-                decisions = decide(alerts, snapshot, self.settings, now,
+                decisions = decide(alerts, snapshot, Policy.from_settings(self.settings), now,
                                    self._storm_view(firing, retry_of))
                 action = next((d for d in decisions if isinstance(d, Action)), None)
                 self._note_in_line(decisions)

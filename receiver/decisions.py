@@ -1,6 +1,6 @@
 """What to do about alerts, given a snapshot of the swarm. Pure: no Docker, no clock, no I/O.
 
-`decide(alerts, snapshot, settings, now, storm)` returns one decision per alert (a Migration,
+`decide(alerts, snapshot, policy, now, storm)` returns one decision per alert (a Migration,
 a ScaleStep or a Skip: receiver/actions.py), each with a sentence saying why. The checks, in
 this order (receiver/README.md, "Freshness and cooldowns"; docs/contract.md, "Futile moves",
 "Moves that cost data or requests" and "Storms"): freshness (service exists, opted in, task
@@ -13,8 +13,10 @@ what else is in flight, and which hot task leaves a node first).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from receiver import futile
 from receiver import kinds
@@ -24,15 +26,35 @@ from receiver import safety
 # The decision types (receiver/actions.py), also read from here by decide()'s callers.
 from receiver.actions import Action, Decision, FutileMove, Migration, ScaleStep, Skip
 from receiver.model import Node, Service, Snapshot, Task
-from receiver.config import Settings
 from receiver.alerts import Alert
 # The skip reasons decide() gives (all defined in reasons.py).
 from receiver.reasons import (AT_LIMIT, BAD_LABEL, BUDGET, COOLDOWN, FUTILE, IN_PROGRESS,
                               NO_ELIGIBLE_NODE, NOT_OPTED_IN, STALE, UNSUPPORTED)
 from receiver.storm import StormView, heat_of
+if TYPE_CHECKING:
+    from receiver.config import Settings
 
 
-def decide(alerts: Iterable[Alert], snapshot: Snapshot, settings: Settings,
+@dataclass(frozen=True)
+class Policy:
+    """What deciding needs of the receiver's settings, and nothing more (no token, no
+    Docker address): the rules an operator tunes, fixed for one decision."""
+    cooldowns: Mapping[str, float]  # seconds, by kind name (receiver/kinds.py)
+    # Replica bounds of a service without swarmguard.replicas.min/max labels.
+    replicas_min: int
+    replicas_max: int
+    max_scale_up_step: int  # replicas one scale-up may add
+    futile_window: float  # seconds (receiver/futile.py)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(cooldowns=MappingProxyType(dict(settings.cooldowns)),
+                   replicas_min=settings.replicas_min, replicas_max=settings.replicas_max,
+                   max_scale_up_step=settings.max_scale_up_step,
+                   futile_window=settings.futile_window)
+
+
+def decide(alerts: Iterable[Alert], snapshot: Snapshot, policy: Policy,
            now: datetime, storm: StormView | None = None) -> list[Decision]:
     """One decision per alert, in the alerts' order, at most one Action per service (one
     action at a time). Of several hot tasks of one service, the hottest is judged first.
@@ -44,7 +66,7 @@ def decide(alerts: Iterable[Alert], snapshot: Snapshot, settings: Settings,
     acting: set[str] = set()
     for i in _hottest_migrations_first(alerts):
         alert = alerts[i]
-        decision = decide_one(alert, snapshot, settings, now, storm)
+        decision = decide_one(alert, snapshot, policy, now, storm)
         if isinstance(decision, Action):
             if decision.service.name in acting:
                 decision = Skip(alert, IN_PROGRESS,
@@ -65,7 +87,7 @@ def _hottest_migrations_first(alerts: list[Alert]) -> list[int]:
     return [next(by_heat) if i in slots else i for i in range(len(alerts))]
 
 
-def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
+def decide_one(alert: Alert, snapshot: Snapshot, policy: Policy,
                now: datetime, storm: StormView | None = None) -> Decision:
     storm = storm or StormView()
     service = snapshot.service(alert.service)
@@ -82,7 +104,7 @@ def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
     except L.LabelError as exc:
         return Skip(alert, BAD_LABEL, str(exc))
 
-    cooldown = settings.cooldowns[alert.kind]
+    cooldown = policy.cooldowns[alert.kind]
     kind_at = history.kind_at.get(alert.kind)
     since_kind = (now - kind_at).total_seconds() if kind_at else None
     if history.last_at and alert.starts_at <= history.last_at:
@@ -99,7 +121,7 @@ def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
     if alert.kind == "migrate":
         # Before the cooldown: the replacement is judged hot again within the cooldown (20 s
         # of start-up grace and the rule's `for:`), and that is when the finding is news.
-        found = _futile(alert, snapshot, service, history, settings, now)
+        found = _futile(alert, snapshot, service, history, policy, now)
         if found:
             return found
     if since_kind is not None and since_kind < cooldown:
@@ -127,7 +149,7 @@ def decide_one(alert: Alert, snapshot: Snapshot, settings: Settings,
         return Skip(alert, *refused)
     if alert.kind == "migrate":
         return _migrate(alert, snapshot, service, storm)
-    decision = _scale(alert, snapshot, service, settings)
+    decision = _scale(alert, snapshot, service, policy)
     if isinstance(decision, Action):
         over = storm.over_cluster_budget()
         if over:
@@ -162,7 +184,7 @@ _OWN_HEAT = ("the heat is the task's own work, not its node's (raise its CPU or 
 
 
 def _futile(alert: Alert, snapshot: Snapshot, service: Service, history: L.History,
-            settings: Settings, now: datetime) -> Skip | None:
+            policy: Policy, now: datetime) -> Skip | None:
     """A Skip when the service's migrations are held, or its last move proves futile now."""
     until = futile.held_until(history, now)
     if until:
@@ -173,9 +195,9 @@ def _futile(alert: Alert, snapshot: Snapshot, service: Service, history: L.Histo
     # by an update of its own, which must not race Swarm's.
     task = snapshot.task(alert.task_id)
     if service.updating or not futile.replacement_hot_again(
-            task, history, settings.futile_window, now):
+            task, history, policy.futile_window, now):
         return None
-    until = futile.hold_until(now, settings.futile_window)
+    until = futile.hold_until(now, policy.futile_window)
     moved_at = history.kind_at[kinds.MIGRATE.name]
     return FutileMove(
         alert, FUTILE,
@@ -229,11 +251,11 @@ def _migrate(alert: Alert, snapshot: Snapshot, service: Service, storm: StormVie
     )
 
 
-def _scale(alert: Alert, snapshot: Snapshot, service: Service, settings: Settings
+def _scale(alert: Alert, snapshot: Snapshot, service: Service, policy: Policy
            ) -> Decision:
     try:
-        low, high = L.replica_limits(service.labels, settings.replicas_min,
-                                     settings.replicas_max)
+        low, high = L.replica_limits(service.labels, policy.replicas_min,
+                                     policy.replicas_max)
     except L.LabelError as exc:
         return Skip(alert, BAD_LABEL, str(exc))
     current = service.replicas or 0
@@ -246,7 +268,7 @@ def _scale(alert: Alert, snapshot: Snapshot, service: Service, settings: Setting
             replicas=current - 1)
     if current >= high:
         return Skip(alert, AT_LIMIT, f"already at the maximum of {high} replicas")
-    step = settings.max_scale_up_step
+    step = policy.max_scale_up_step
     bounds = [(high, f"at the maximum of {high}"), (current + step, f"at most {step} a step")]
     constraints: tuple[str, ...] | None = None
     lifting = ""

@@ -15,7 +15,14 @@ from tests.fake_docker_api_client import (MANAGER_1, TASK, TASK_2, WEB_ID, WORKE
                               example_nodes, node_dict, service_dict, task_dict)
 
 NOW = datetime(2026, 11, 27, 10, 5, 0, tzinfo=timezone.utc)
-SETTINGS = Settings(token="t")
+
+
+def policy(**settings) -> D.Policy:
+    """The policy of a receiver with these settings (the rest at their defaults)."""
+    return D.Policy.from_settings(Settings(token="t", **settings))
+
+
+POLICY = policy()
 NAMES = {"migrate": "SwarmGuardMigrate", "scale_up": "SwarmGuardScaleUp",
          "scale_down": "SwarmGuardScaleDown"}
 
@@ -46,9 +53,19 @@ def history(kind, ago, extra=None):
             **(extra or {})}
 
 
-def one(a, snap, settings=SETTINGS):
-    (decision,) = D.decide([a], snap, settings, NOW)
+def one(a, snap, policy=POLICY):
+    (decision,) = D.decide([a], snap, policy, NOW)
     return decision
+
+
+def test_the_policy_holds_what_deciding_needs_of_the_settings_and_never_the_token():
+    settings = Settings(token="secret", cooldown_migrate=7, cooldown_scale_up=8,
+                        cooldown_scale_down=9, replicas_min=2, replicas_max=6,
+                        max_scale_up_step=3, futile_window=50, dry_run=True)
+    assert D.Policy.from_settings(settings) == D.Policy(
+        cooldowns={"migrate": 7, "scale_up": 8, "scale_down": 9}, replicas_min=2,
+        replicas_max=6, max_scale_up_step=3, futile_window=50)
+    assert "secret" not in repr(D.Policy.from_settings(settings))
 
 
 # -- migrate -------------------------------------------------------------------------------
@@ -359,8 +376,7 @@ def test_one_step_adds_at_most_max_scale_up_step_replicas_and_says_so():
 @pytest.mark.parametrize("step, replicas", [(1, 2), (2, 3), (6, 7), (10, 9)])
 def test_max_scale_up_step_sets_the_largest_step(step, replicas):
     svc = service_dict("demo_web", WEB_ID, replicas=1, labels={"swarmguard.replicas.max": "20"})
-    settings = Settings(token="t", max_scale_up_step=step)
-    assert one(needing("9"), world(service=svc), settings).replicas == replicas
+    assert one(needing("9"), world(service=svc), policy(max_scale_up_step=step)).replicas == replicas
 
 
 def test_a_sentence_names_every_bound_that_held_the_step():
@@ -463,7 +479,7 @@ def test_one_action_per_service_per_batch():
     svc = service_dict("demo_web", WEB_ID, replicas=2, constraints=["node.role==worker"])
     tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2)]
     first, second = D.decide([alert(), alert(task=TASK_2, node=WORKER_2)],
-                             world(service=svc, tasks=tasks), SETTINGS, NOW)
+                             world(service=svc, tasks=tasks), POLICY, NOW)
     assert isinstance(first, actions.Action)
     assert second.reason == R.IN_PROGRESS
 
@@ -472,14 +488,14 @@ def test_a_stale_first_alert_does_not_block_a_valid_second_one():
     svc = service_dict("demo_web", WEB_ID, replicas=2, constraints=["node.role==worker"])
     tasks = [task_dict(TASK, WEB_ID, WORKER_3), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2)]
     first, second = D.decide([alert(), alert(task=TASK_2, node=WORKER_2)],
-                             world(service=svc, tasks=tasks), SETTINGS, NOW)
+                             world(service=svc, tasks=tasks), POLICY, NOW)
     assert first.reason == R.STALE
     assert isinstance(second, actions.Action)
 
 
 def test_decisions_are_pure_functions_of_their_inputs():
     snap = world()
-    assert D.decide([alert()], snap, SETTINGS, NOW) == D.decide([alert()], snap, SETTINGS, NOW)
+    assert D.decide([alert()], snap, POLICY, NOW) == D.decide([alert()], snap, POLICY, NOW)
 
 
 # -- boundaries ------------------------------------------------------------------------------
@@ -578,7 +594,7 @@ def test_the_second_alert_for_a_service_being_acted_on_names_itself():
     svc = service_dict("demo_web", WEB_ID, replicas=2, constraints=["node.role==worker"])
     tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_2, slot=2)]
     second_alert = alert(task=TASK_2, node=WORKER_2)
-    _, second = D.decide([alert(), second_alert], world(service=svc, tasks=tasks), SETTINGS, NOW)
+    _, second = D.decide([alert(), second_alert], world(service=svc, tasks=tasks), POLICY, NOW)
     assert second.alert is second_alert
     assert second.why == "another alert for demo_web is being acted on"
 
@@ -768,17 +784,17 @@ def test_the_moved_task_hot_again_on_its_new_node_within_the_window_is_futile_an
 
 
 def test_the_window_is_a_setting():
-    settings = Settings(token="t", futile_window=20)
-    skip = one(alert(task=MOVED, node=WORKER_2, ago=5), after_a_move(moved_ago=30), settings)
+    skip = one(alert(task=MOVED, node=WORKER_2, ago=5), after_a_move(moved_ago=30),
+               policy(futile_window=20))
     assert skip.reason == R.COOLDOWN  # 30 s after the move is past a 20 s window
-    settings = Settings(token="t", futile_window=40)
-    skip = one(alert(task=MOVED, node=WORKER_2, ago=5), after_a_move(moved_ago=30), settings)
+    skip = one(alert(task=MOVED, node=WORKER_2, ago=5), after_a_move(moved_ago=30),
+               policy(futile_window=40))
     assert skip.until == NOW + timedelta(seconds=40)
 
 
 def test_a_window_of_zero_never_calls_a_move_futile():
     skip = one(alert(task=MOVED, node=WORKER_2, ago=5), after_a_move(moved_ago=30),
-               Settings(token="t", futile_window=0))
+               policy(futile_window=0))
     assert skip.reason == R.COOLDOWN
 
 

@@ -43,3 +43,10 @@ def test_the_pure_core_does_not_depend_on_the_webhook_parser(module):
 def test_the_webhook_parser_is_what_loads_it():
     # The same check on the module that must load it: the test above can fail.
     assert "receiver.payload" in modules_loaded_by("receiver.reporting")
+
+
+def test_deciding_does_not_load_the_settings():
+    # decide() is given a Policy: what it needs of the settings, without the token.
+    loaded = modules_loaded_by("receiver.decisions")
+    assert "receiver.decisions" in loaded and "receiver.config" not in loaded
+    assert "receiver.config" in modules_loaded_by("receiver.actuator")

@@ -437,12 +437,12 @@ def test_an_alert_about_a_service_being_drained_waits_for_the_move():
     from receiver.decisions import decide_one
     from receiver.storm import StormLedger, Budgets
     from receiver.cluster import build_snapshot
-    from tests.unit.test_receiver_decisions import alert, SETTINGS
+    from tests.unit.test_receiver_decisions import alert, POLICY
     storm = StormLedger(Budgets(), 60)
     storm.begin("demo_web", "drain", WORKER_1, [WORKER_2], maintenance=True)
     api = swarm()
     snap = build_snapshot([service_dict("demo_web", "id-web")], api.task_list, api.node_list)
-    skip = decide_one(alert(task="t-web"), snap, SETTINGS, NOW, storm.view())
+    skip = decide_one(alert(task="t-web"), snap, POLICY, NOW, storm.view())
     assert skip.reason == "in_progress" and "drain is moving demo_web" in skip.why
     storm.end("demo_web")  # an alert's handling does not end the drain's move
     assert storm.view().maintenance_move("demo_web") is not None

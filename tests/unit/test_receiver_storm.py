@@ -16,7 +16,7 @@ from tests.fake_docker_api_client import (WORKER_1, WORKER_2, WORKER_3, FakeDock
                                   service_dict, task_dict)
 
 NOW = datetime(2026, 11, 28, 3, 0, 0, tzinfo=timezone.utc)
-SETTINGS = Settings(token="t")
+POLICY = D.Policy.from_settings(Settings(token="t"))
 
 
 class FakeClock:
@@ -370,7 +370,7 @@ def test_a_resend_keeps_a_tasks_place_and_refreshes_its_heat():
 # -- decisions ----------------------------------------------------------------------------
 
 def decide_one(alert, snap, view):
-    (decision,) = D.decide([alert], snap, SETTINGS, NOW, view)
+    (decision,) = D.decide([alert], snap, POLICY, NOW, view)
     return decision
 
 
@@ -426,7 +426,7 @@ def test_of_one_services_hot_tasks_the_hottest_is_moved():
     tasks = [task_dict(task_id(0), service_id(0), WORKER_1, slot=1),
              task_dict(task_id(1), service_id(0), WORKER_1, slot=2)]
     cool, hot = migrate_alert("app0", task_id(0), cpu=81.0), migrate_alert("app0", task_id(1), cpu=99.0)
-    decisions = D.decide([cool, hot], snapshot([service], tasks), SETTINGS, NOW, StormView())
+    decisions = D.decide([cool, hot], snapshot([service], tasks), POLICY, NOW, StormView())
     assert [type(d) for d in decisions] == [actions.Skip, actions.Migration]  # in the alerts' order
     assert decisions[1].task.id == task_id(1)
 
@@ -434,7 +434,7 @@ def test_of_one_services_hot_tasks_the_hottest_is_moved():
 def test_without_a_storm_view_nothing_else_is_in_flight():
     services, tasks = storm_world(1)
     (action,) = D.decide([migrate_alert("app0", task_id(0))], snapshot(services, tasks),
-                         SETTINGS, NOW)
+                         POLICY, NOW)
     assert isinstance(action, actions.Action)
 
 
@@ -461,7 +461,7 @@ def test_a_storm_empties_a_hot_node_hottest_first_one_at_a_time_never_onto_a_hot
         # Resends arrive coolest first: arrival order must not decide.
         for alert in sorted(firing, key=heat_of):
             with storm.lock:
-                (decision,) = D.decide([alert], snap, SETTINGS, NOW, storm.view())
+                (decision,) = D.decide([alert], snap, POLICY, NOW, storm.view())
                 storm.in_line(alert.task_id, isinstance(decision, actions.Skip)
                               and not decision.lasting)
                 if isinstance(decision, actions.Action):
