@@ -30,6 +30,7 @@ from receiver.confirmation import FiringAlerts, Unanswered
 from receiver.actions import Action, Decision, FutileMove, Migration, Outcome, Skip
 from receiver.decisions import Policy, decide
 from receiver.gate import ShuttingDown, WriteGate
+from receiver.kinds import MIGRATE
 from receiver.metrics import Metrics
 from receiver.alerts import Alert
 # Outcome results (values of swarmguard_actions_total{result}), defined in reasons.py.
@@ -498,7 +499,7 @@ class Actuator:
         stays in line to leave its node; one acted on, or unable to move for good, no
         longer holds back cooler ones."""
         for d in decisions:
-            if d.alert.kind == "migrate":
+            if d.alert.kind == MIGRATE.name:
                 self.storm.in_line(d.alert.task_id, isinstance(d, Skip) and not d.lasting)
 
     @staticmethod

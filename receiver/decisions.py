@@ -81,7 +81,7 @@ def decide(alerts: Iterable[Alert], snapshot: Snapshot, policy: Policy,
 def _hottest_migrations_first(alerts: list[Alert]) -> list[int]:
     """Indexes in the order to judge them: migrate alerts hottest first, each in one of
     the migrate alerts' places, every other alert where it is."""
-    migrate = [i for i, a in enumerate(alerts) if a.kind == "migrate"]
+    migrate = [i for i, a in enumerate(alerts) if a.kind == kinds.MIGRATE.name]
     by_heat = iter(sorted(migrate, key=lambda i: -heat_of(alerts[i])))
     slots = set(migrate)
     return [next(by_heat) if i in slots else i for i in range(len(alerts))]
@@ -95,7 +95,7 @@ def decide_one(alert: Alert, snapshot: Snapshot, policy: Policy,
         return Skip(alert, STALE, f"service {alert.service} no longer exists")
     if not L.opted_in(service.labels):
         return Skip(alert, NOT_OPTED_IN, f"service is not opted in ({L.ENABLE}=true)")
-    if alert.kind == "migrate":
+    if alert.kind == kinds.MIGRATE.name:
         moved = _task_moved(alert, snapshot, service)
         if moved:
             return Skip(alert, STALE, moved)
@@ -118,7 +118,7 @@ def decide_one(alert: Alert, snapshot: Snapshot, policy: Policy,
             return Skip(alert, STALE,
                         f"the alert began at {_hms(alert.starts_at)}, before the last "
                         f"SwarmGuard action ({history.last_kind} at {_hms(history.last_at)})")
-    if alert.kind == "migrate":
+    if alert.kind == kinds.MIGRATE.name:
         # Before the cooldown: the replacement is judged hot again within the cooldown (20 s
         # of start-up grace and the rule's `for:`), and that is when the finding is news.
         found = _futile(alert, snapshot, service, history, policy, now)
@@ -140,14 +140,14 @@ def decide_one(alert: Alert, snapshot: Snapshot, policy: Policy,
     if service.mode != "replicated":
         return Skip(alert, UNSUPPORTED,
                     f"{service.name} is a {service.mode} service; only replicated services "
-                    f"can be {'migrated' if alert.kind == 'migrate' else 'scaled'}")
+                    f"can be {'migrated' if alert.kind == kinds.MIGRATE.name else 'scaled'}")
     try:
         refused = safety.refusal(service, snapshot, alert.kind)  # stateful, unsafe
     except L.LabelError as exc:
         return Skip(alert, BAD_LABEL, str(exc))
     if refused:
         return Skip(alert, *refused)
-    if alert.kind == "migrate":
+    if alert.kind == kinds.MIGRATE.name:
         return _migrate(alert, snapshot, service, storm)
     decision = _scale(alert, snapshot, service, policy)
     if isinstance(decision, Action):
@@ -259,7 +259,7 @@ def _scale(alert: Alert, snapshot: Snapshot, service: Service, policy: Policy
     except L.LabelError as exc:
         return Skip(alert, BAD_LABEL, str(exc))
     current = service.replicas or 0
-    if alert.kind == "scale_down":
+    if alert.kind == kinds.SCALE_DOWN.name:
         if current <= low:
             return Skip(alert, AT_LIMIT, f"already at the minimum of {low} replicas")
         return ScaleStep(
