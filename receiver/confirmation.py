@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from receiver.alerts import Alert
+from receiver.kinds import MIGRATE
 
-MIGRATE_ALERT = "SwarmGuardMigrate"
+MIGRATE_ALERT = MIGRATE.alert
 # Swarm's DNS name for every task of a service: `tasks.<service>` has one A record per task.
 TASKS_PREFIX = "tasks."
 

@@ -33,6 +33,7 @@ from receiver import labels as L
 from receiver import placement
 from receiver import safety
 from receiver.decisions import eligible_nodes
+from receiver.kinds import MIGRATE
 from receiver.model import HEALTHCHECK_NONE, Node, Service, Snapshot, Task
 
 # Node labels written by SwarmGuard while it drains a node.
@@ -348,7 +349,7 @@ def _one_rebalance_move(snapshot: Snapshot, busiest: Node, nodes: list[Node],
         if service.mode != "replicated" or service.updating:
             continue
         try:
-            if safety.refusal(service, snapshot, "migrate"):
+            if safety.refusal(service, snapshot, MIGRATE.name):
                 continue
         except L.LabelError:
             continue

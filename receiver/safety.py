@@ -43,6 +43,7 @@ from typing import Iterable
 
 from receiver import labels as L
 from receiver import placement
+from receiver.kinds import MIGRATE, SCALE_DOWN, SCALE_UP
 from receiver.model import HEALTHCHECK_NONE, Mount, Node, Service, Snapshot
 from receiver.reasons import STATEFUL, UNSAFE
 
@@ -104,9 +105,9 @@ def _meets(node: Node, constraints: Iterable[str]) -> bool:
 
 # What each kind of action would do to a service's node-local data.
 _STATE_LOST = {
-    "migrate": "a task started on another node would start without it",
-    "scale_up": "a new replica would start with an empty copy of its own",
-    "scale_down": "removing a replica would take its data out of the service",
+    MIGRATE.name: "a task started on another node would start without it",
+    SCALE_UP.name: "a new replica would start with an empty copy of its own",
+    SCALE_DOWN.name: "removing a replica would take its data out of the service",
 }
 
 
@@ -123,7 +124,8 @@ def refusal(service: Service, snapshot: Snapshot, kind: str) -> tuple[str, str] 
     # task that Swarm lets take requests before it serves. With more replicas the others
     # keep serving, and a starved task is already failing requests: moving it is the
     # smaller loss. A scale-up adds a task and stops none.
-    if kind == "migrate" and not allow_unsafe and NO_HEALTHCHECK in move_problems(service, snapshot):
+    if (kind == MIGRATE.name and not allow_unsafe
+            and NO_HEALTHCHECK in move_problems(service, snapshot)):
         running = [t for t in snapshot.tasks_of(service) if t.running]
         if len(running) <= 1:
             return UNSAFE, (f"{service.name} has no health check and one running task: Swarm "
