@@ -20,6 +20,13 @@ KIND_OF_ALERT: Mapping[str, str] = MappingProxyType({k.alert: k.name for k in ki
 FIRING = "firing"
 RESOLVED = "resolved"
 
+# Optional annotations an alert rule may add, in percent (docs/contract.md, "Alerts"): a
+# migrate alert's heat is the higher of CPU and memory (storm.heat_of), and all three are
+# the evidence its log sentence shows (decisions.py).
+CPU_PERCENT = "cpu_percent"
+MEMORY_PERCENT = "memory_percent"
+NETWORK_PERCENT = "network_percent"
+
 
 @dataclass(frozen=True)
 class Alert:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from receiver.kinds import KINDS
+from receiver.storm import Budgets
 # ConfigError is re-exported: callers (receiver/app.py, tests) import it from here.
 from swarmguard_config import NOT_FROM_ENV, NOT_NEGATIVE, POSITIVE, ConfigError, Layer, load
 
@@ -116,15 +117,15 @@ class Settings:
     readiness_interval: float = field(default=5.0, metadata=POSITIVE)
     # Storm budgets (receiver/storm.py; docs/contract.md, "Storms"). Actions in flight in the whole
     # cluster: as many as the action threads, so a budget, not a thread, is what waits.
-    max_concurrent_actions: int = field(default=4, metadata=POSITIVE)
+    max_concurrent_actions: int = field(default=Budgets.concurrent, metadata=POSITIVE)
     # Migrations in flight off one node: one, so that after each move the rest of a hot
     # node's tasks are judged again on fresh data (the node may be cool already).
-    max_leaving_per_node: int = field(default=1, metadata=POSITIVE)
+    max_leaving_per_node: int = field(default=Budgets.leaving_per_node, metadata=POSITIVE)
     # Migrations in flight that may land on one node: two, enough for two hot nodes to
     # empty onto one cool node without making it the next hot one in a burst.
-    max_arriving_per_node: int = field(default=2, metadata=POSITIVE)
+    max_arriving_per_node: int = field(default=Budgets.arriving_per_node, metadata=POSITIVE)
     # Actions started in any 60 s: a runaway loop (rules, a flapping node) stops here.
-    max_actions_per_minute: int = field(default=12, metadata=POSITIVE)
+    max_actions_per_minute: int = field(default=Budgets.per_minute, metadata=POSITIVE)
     # `swarmguard rebalance` stops when the busiest and the quietest node taking work are
     # within this many tasks of each other (receiver/maintenance.py). 1: as even as whole
     # tasks allow; 0 could never be met with an odd number of tasks on two nodes.

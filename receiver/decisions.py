@@ -26,7 +26,7 @@ from receiver import safety
 # The decision types (receiver/actions.py), also read from here by decide()'s callers.
 from receiver.actions import Action, Decision, FutileMove, Migration, ScaleStep, Skip
 from receiver.model import Node, Service, Snapshot, Task
-from receiver.alerts import Alert
+from receiver.alerts import CPU_PERCENT, MEMORY_PERCENT, NETWORK_PERCENT, Alert
 # The skip reasons decide() gives (all defined in reasons.py).
 from receiver.reasons import (AT_LIMIT, BAD_LABEL, BUDGET, COOLDOWN, FUTILE, IN_PROGRESS,
                               NO_ELIGIBLE_NODE, NOT_OPTED_IN, STALE, UNSUPPORTED)
@@ -355,8 +355,7 @@ def eligible_nodes(service: Service, snapshot: Snapshot, constraints: Iterable[s
 
 
 # Optional annotations the alert rules may carry so that log lines show the evidence.
-EVIDENCE_ANNOTATIONS = (("cpu_percent", "cpu"), ("memory_percent", "mem"),
-                        ("network_percent", "net"))
+EVIDENCE_ANNOTATIONS = ((CPU_PERCENT, "cpu"), (MEMORY_PERCENT, "mem"), (NETWORK_PERCENT, "net"))
 
 
 def _evidence(alert: Alert) -> str:

@@ -19,6 +19,7 @@ from collections import deque
 from datetime import datetime
 from typing import Callable
 
+from receiver import alerts, reasons
 from receiver.rfc3339 import format_time
 
 EVENTS_LOGGER = "receiver.events"
@@ -36,9 +37,9 @@ ACT = "act"
 SKIP = "skip"
 # Results of started events: acting on alerts, or only saying what it would do.
 LIVE = "live"
-DRY_RUN = "dry_run"  # also the outcome of an action in dry-run mode (reasons.DRY_RUN)
-# Result of notification events.
-RESOLVED = "resolved"
+DRY_RUN = reasons.DRY_RUN  # the word an action's outcome has in dry-run mode
+# Result of notification events: the alert's status.
+RESOLVED = alerts.RESOLVED
 # Results of maintenance events (kind: drain, undrain or rebalance).
 BEGUN = "started"
 RESUMED = "resumed"  # a drain found half done by a (restarted) receiver
@@ -50,22 +51,21 @@ STOPPED = "stopped"  # given up, or ended by an undrain
 FIELDS = ("seq", "type", "at", "alert", "service", "task", "node", "kind", "result",
           "reason", "message", "starts_at", "received_at", "duration_s")
 
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0 and C1 controls and DEL, plus the Unicode line and paragraph separators: each can
+# start a forged line in a log viewer. payload.py refuses labels that hold one.
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def escape_controls(text: str) -> str:
     """Control characters (and lone surrogates) as Python escapes: one line, printable."""
-    if _CONTROLS.search(text):
-        text = _CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
+    if CONTROLS.search(text):
+        text = CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _EscapeControls(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        safe = escape_controls(message)
-        if safe is not message:
-            record.msg, record.args = safe, None
+        record.msg, record.args = escape_controls(record.getMessage()), None
         return True
 
 

@@ -19,6 +19,8 @@ from typing import Any, Mapping
 
 from receiver import kinds, rfc3339
 from receiver.alerts import FIRING, RESOLVED, Alert
+# What log lines escape (a control character can start a forged line): no label holds one.
+from receiver.events import CONTROLS
 
 # The public contract (docs/contract.md): the labels each alert must carry for the receiver to act.
 REQUIRED_LABELS: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -48,9 +50,6 @@ ENTRIES_MAX = 64  # labels of an alert, and annotations of an alert
 # How much of an offending value a reason quotes: a 900 KB label must not come back whole
 # in the 400's body, nor fill a log line. Every name and ID a label holds is shorter.
 QUOTED_MAX = 64
-# C0 and C1 controls and DEL, plus the Unicode line and paragraph separators: none belongs
-# in a label, and each can start a forged line in a log viewer.
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class TooManyServices(Exception):
@@ -323,8 +322,8 @@ def _string_map(value: Any, where: str, required: bool) -> dict[str, str]:
             for key, item in value.items():
                 _encodable(key, f"{where} key {_printable(key)}")
                 _encodable(item, f"{where}.{_printable(key)}")
-    if required and CONTROL.search(text):
-        bad = next(k for k, v in value.items() if CONTROL.search(k) or CONTROL.search(v))
+    if required and CONTROLS.search(text):
+        bad = next(k for k, v in value.items() if CONTROLS.search(k) or CONTROLS.search(v))
         raise PayloadError(f"{where}.{_printable(bad)} contains a control character")
     return dict(value)
 
@@ -353,7 +352,7 @@ def _printable(text: str) -> str:
     escaped, and of a long one the first QUOTED_MAX characters and its length."""
     if len(text) > QUOTED_MAX:
         return _cut(text, _printable)
-    return repr(text)[1:-1] if CONTROL.search(text) or not text.isprintable() else text
+    return repr(text)[1:-1] if CONTROLS.search(text) or not text.isprintable() else text
 
 
 def _cut(text: str, show=str) -> str:

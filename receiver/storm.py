@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from receiver.kinds import MIGRATE
-from receiver.alerts import Alert
+from receiver.alerts import CPU_PERCENT, MEMORY_PERCENT, Alert
 
 MIGRATE_ALERT = MIGRATE.alert
 WINDOW_S = 60.0  # the per-minute budget's window
@@ -46,6 +46,8 @@ HOT_TASKS_MAX = 4096
 
 @dataclass(frozen=True)
 class Budgets:
+    # The defaults of SWARMGUARD_MAX_CONCURRENT_ACTIONS, _LEAVING_PER_NODE,
+    # _ARRIVING_PER_NODE and _ACTIONS_PER_MINUTE (receiver/config.py says why each).
     concurrent: int = 4
     leaving_per_node: int = 1
     arriving_per_node: int = 2
@@ -148,7 +150,7 @@ def heat_of(alert: Alert) -> float:
     """The alert's heat in percent: the higher of its CPU and memory evidence, 0 when it
     carries neither (rules without those annotations: arrival order then)."""
     values = []
-    for key in ("cpu_percent", "memory_percent"):
+    for key in (CPU_PERCENT, MEMORY_PERCENT):
         try:
             value = float(alert.annotations.get(key, ""))
         except (TypeError, ValueError):
