@@ -132,6 +132,7 @@ def _complete(files: CgroupFiles) -> bool:
     return all(os.path.exists(p) for p in (files.cpu_usage, files.memory_usage, files.memory_stat))
 
 
+# Twin of stress/cgroup.py's parse_self_cgroup: each image ships its package, not the other.
 def parse_proc_cgroup(text: str) -> dict[str, str]:
     """`/proc/<pid>/cgroup` as {controller: path}; cgroup v2's line is under ''."""
     paths: dict[str, str] = {}

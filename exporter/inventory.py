@@ -53,6 +53,7 @@ class TaskContainer:
     cgroup: CgroupFiles
 
 
+# Twin of receiver/rfc3339.py's parse_time: the exporter's image ships exporter/, not receiver/.
 def parse_docker_time(text: str) -> float:
     """Unix seconds from Docker's RFC 3339 time (nanoseconds, 'Z')."""
     head, _, fraction = text.rstrip("Z").partition(".")

@@ -80,6 +80,7 @@ def parse_v1_memory(text: str) -> int | None:
     return value
 
 
+# Twin of exporter/cgroups.py's parse_proc_cgroup: each image ships its package, not the other.
 def parse_self_cgroup(text: str) -> dict[str, str]:
     """/proc/self/cgroup -> {controller: path}; the v2 entry is under key ""."""
     paths: dict[str, str] = {}

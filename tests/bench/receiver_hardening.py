@@ -44,6 +44,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from receiver.rfc3339 import format_time
 from tests.bench import receiver_attacks as attacks_
 from tests.bench.common import progress, publish, rss_mb, summarise, table
 from tests.bench.fake_docker_daemon import SERVICE
@@ -60,7 +61,7 @@ FLOOD_MAX_BODY_BYTES = 1100000
 
 
 def rfc3339(at: datetime | None = None) -> str:
-    return (at or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_time(at or datetime.now(timezone.utc))
 
 
 class Gunicorn:

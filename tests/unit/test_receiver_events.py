@@ -11,6 +11,10 @@ from receiver import reasons as R
 from tests.fake_docker_api_client import TASK, WORKER_1, WORKER_2
 from tests.unit.test_receiver_app import AUTH, NOW, body, make, moves_task_to, post
 
+# The receiver's clock in these tests (NOW) as every event writes a time: RFC 3339, UTC,
+# microseconds.
+NOW_AS_WRITTEN = "2026-11-27T10:00:31.000000Z"
+
 CONTRACT = (E.__file__.rsplit("/receiver/", 1)[0]) + "/docs/contract.md"
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -55,7 +59,7 @@ def test_a_migration_is_one_decision_then_one_outcome_naming_alert_service_task_
     assert decision["message"].startswith("Migrating demo_web off worker-1")
     assert (outcome["type"], outcome["result"], outcome["task"]) == ("outcome", "success", TASK)
     assert outcome["starts_at"] == "2026-11-27T10:00:01.123456Z"
-    assert outcome["received_at"] == NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert outcome["received_at"] == NOW_AS_WRITTEN
     assert outcome["duration_s"] is not None
 
 
@@ -100,7 +104,7 @@ def test_the_first_event_of_a_run_says_the_receiver_started_and_whether_it_only_
     app, _ = make(dry_run=dry_run)
     [started] = events(app).get_json()["events"]
     assert {k: v for k, v in started.items() if v is not None} == {
-        "seq": 1, "type": "started", "at": NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "seq": 1, "type": "started", "at": NOW_AS_WRITTEN,
         "result": result, "message": started["message"]}
 
 
@@ -112,7 +116,7 @@ def test_a_resolved_alert_is_a_notification_naming_alert_service_and_arrival():
                                      "received_at")} == {
         "type": "notification", "result": "resolved", "alert": "SwarmGuardMigrate",
         "service": "demo_web", "kind": "migrate",
-        "received_at": NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        "received_at": NOW_AS_WRITTEN}
     assert api.calls == []  # recorded, never acted on
 
 

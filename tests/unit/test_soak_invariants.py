@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from receiver.events import FIELDS
+from receiver.rfc3339 import format_time
 from tests.soak import invariants as I
 from tests.soak import model as M
 from tests.soak.model import (DOCKERD_STOP, EXPORTER_KILL, NETWORK_CUT, RECEIVER_KILL,
@@ -26,7 +27,7 @@ def event(type: str, seconds: float, result: str, service=None, kind=None, node=
     """A receiver event with every key of docs/contract.md's "Receiver events"."""
     e = dict.fromkeys(FIELDS)
     when = datetime.fromtimestamp(at(seconds), timezone.utc)
-    e.update(type=type, at=when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), result=result,
+    e.update(type=type, at=format_time(when), result=result,
              service=service, kind=kind, node=node, **more)
     return e
 

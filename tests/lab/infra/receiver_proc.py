@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from receiver.rfc3339 import format_time
 from ..config import PROJECT_ROOT, LabConfig
 from ..instruments.events import read_events
 from .system import LabError, wait_for
@@ -135,7 +136,7 @@ class ReceiverProcess:
 
 
 def rfc3339(at: datetime | None = None) -> str:
-    return (at or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_time(at or datetime.now(timezone.utc))
 
 
 def webhook(alertname: str, labels: dict, *, starts_at: datetime | None = None,

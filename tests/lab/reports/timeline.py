@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from receiver.payload import parse_time as _rfc3339
+from receiver.rfc3339 import parse_time as _rfc3339
 
 # Every event kind, with the word render_text shows for it.
 KINDS: Mapping[str, str] = {
@@ -50,8 +50,8 @@ def parse_time(text: str) -> float:
     """RFC 3339 (Docker's and Prometheus's nanoseconds, the receiver's events' microseconds;
     `Z` or an offset, never a local time) -> unix seconds. The receiver's own parser of
     Alertmanager's startsAt, so the lab and the receiver read time the same way; raises
-    receiver.payload.PayloadError (a ValueError) on anything else."""
-    return _rfc3339(text).timestamp()
+    receiver.rfc3339.NotATime (a ValueError) on anything else."""
+    return _rfc3339(text, "time").timestamp()
 
 
 @dataclass(frozen=True)
