@@ -18,16 +18,19 @@ class Kind:
     required_labels: tuple[str, ...]  # the alert's labels the receiver cannot act without
     doing: str  # "Migrating web off worker-1 ..."
     do: str  # "would migrate web off worker-1 ...", "cooldown, last migrate 12 s ago"
+    noun: str  # "Migration of web off worker-1 rolled back after 3.0 s"
     cooldown_setting: str  # the Settings field (SWARMGUARD_COOLDOWN_<NAME>)
     last_at_label: str  # the service label with the time of the last action of this kind
 
 
 MIGRATE = Kind("migrate", "SwarmGuardMigrate", ("service", "task_id", "node_id"),
-               "Migrating", "migrate", "cooldown_migrate", "swarmguard.last-migrate-at")
+               "Migrating", "migrate", "Migration", "cooldown_migrate",
+               "swarmguard.last-migrate-at")
 SCALE_UP = Kind("scale_up", "SwarmGuardScaleUp", ("service",),
-                "Scaling up", "scale up", "cooldown_scale_up", "swarmguard.last-scale-up-at")
+                "Scaling up", "scale up", "Scale-up", "cooldown_scale_up",
+                "swarmguard.last-scale-up-at")
 SCALE_DOWN = Kind("scale_down", "SwarmGuardScaleDown", ("service",),
-                  "Scaling down", "scale down", "cooldown_scale_down",
+                  "Scaling down", "scale down", "Scale-down", "cooldown_scale_down",
                   "swarmguard.last-scale-down-at")
 KINDS = (MIGRATE, SCALE_UP, SCALE_DOWN)
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Sequence
 from receiver import events as E
 from receiver import labels as L
 from receiver.actions import Action, FutileMove, Migration, Outcome, Skip
+from receiver.kinds import MIGRATE
 if TYPE_CHECKING:
     from receiver.maintenance import NodeMove
 from receiver.metrics import Metrics
@@ -194,7 +195,7 @@ class Reporter:
             _acting.info("Migrated %s off %s in %.1f s: %s", migration.service.name, hot,
                          outcome.duration, outcome.detail)
         else:
-            _acting.warning("Migration of %s off %s %s after %.1f s: %s",
+            _acting.warning("%s of %s off %s %s after %.1f s: %s", MIGRATE.noun,
                             migration.service.name, hot, outcome.result.replace("_", " "),
                             outcome.duration, outcome.detail)
 

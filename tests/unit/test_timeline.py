@@ -6,8 +6,9 @@ import pytest
 from tests.lab.reports.analysis import probe_stats, recoveries, summary
 from tests.lab.reports.png import render_png, short_label
 from tests.lab.reports.text import render_text
-from tests.lab.reports.timeline import (CPU, DESIRED_REPLICAS, NETWORK, REPLICAS, Event, ProbePoint,
-                                        Series, Timeline, parse_time)
+from tests.lab.reports.timeline import (CPU, DEFAULT_THRESHOLDS, DESIRED_REPLICAS, NETWORK,
+                                        REPLICAS, THRESHOLDS_FILE, Event, ProbePoint, Series,
+                                        Timeline, parse_time, shipped_thresholds)
 
 T0 = 1_795_000_000.0  # a wall-clock instant; everything below is T0 + seconds
 
@@ -77,6 +78,26 @@ def test_an_offset_is_read_as_the_same_instant_in_utc():
 def test_a_time_without_its_zone_is_refused_not_guessed_as_local(text):
     with pytest.raises(ValueError):
         parse_time(text)
+
+
+# -- thresholds ------------------------------------------------------------------------------
+
+def test_the_thresholds_are_read_from_the_rules_file_as_each_records_them(tmp_path):
+    rules = tmp_path / "thresholds.yml"
+    rules.write_text("groups:\n"
+                     "  - name: g\n"
+                     "    rules:\n"
+                     "      - record: swarmguard:threshold:cpu_percent\n"
+                     "        expr: vector(70)\n"
+                     "      - record: swarmguard:task_cpu:percent\n"
+                     "        expr: vector(1)\n")
+    assert shipped_thresholds(rules) == {"cpu_percent": 70.0}
+
+
+def test_the_default_thresholds_are_the_shipped_ones_that_the_graphs_draw():
+    assert DEFAULT_THRESHOLDS == shipped_thresholds(THRESHOLDS_FILE)
+    assert {"cpu_percent", "memory_percent", "network_low_percent",
+            "network_high_percent"} <= set(DEFAULT_THRESHOLDS)
 
 
 # -- text ------------------------------------------------------------------------------------

@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from receiver import events as E
-from receiver.actuator import DRY_RUN, SUCCESS
+from receiver import kinds
+from receiver.reasons import DRY_RUN, SUCCESS
 
 from ..reports.timeline import SHORT_ID, Event, parse_time
 
-# What an action is called in a sentence about how it ended.
-_ACTION_NOUNS: Mapping[str, str] = {"migrate": "Migration", "scale_up": "Scale-up",
-                                    "scale_down": "Scale-down"}
 
 
 def parse_events(lines: Iterable[str]) -> list[dict]:
@@ -139,14 +137,15 @@ def _kind_and_text(e: Mapping, pretended: bool, node_names: Mapping[str, str]
     if result == DRY_RUN:
         return "note", e["message"]
     off = ""
-    if e["kind"] == "migrate" and e["node"]:
+    if e["kind"] == kinds.MIGRATE.name and e["node"]:
         off = f" off {node_names.get(e['node'], e['node'][:SHORT_ID])}"
     took = f"{e['duration_s']:.1f} s" if e["duration_s"] is not None else None
     why = f": {e['reason']}" if e["reason"] else ""
     if result == SUCCESS:
-        if e["kind"] != "migrate":
+        if e["kind"] != kinds.MIGRATE.name:
             return None
         return "action_done", f"Migrated {e['service']}{off}" + (f" in {took}" if took else "") + why
-    noun = _ACTION_NOUNS.get(e["kind"], "Action")
+    # What the receiver calls the action (a drain's or rebalance's move: "Action").
+    noun = kinds.BY_NAME[e["kind"]].noun if e["kind"] in kinds.BY_NAME else "Action"
     return "action_failed", (f"{noun} of {e['service']}{off} {result.replace('_', ' ')}"
                              + (f" after {took}" if took else "") + why)

@@ -15,7 +15,8 @@ from typing import Iterable, Mapping
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..infra import service_spec
-from ..reports.timeline import CPU, MEMORY, NETWORK, REPLICAS, SHORT_ID, Event, parse_time
+from ..reports.timeline import (CPU, MEMORY, NETWORK, REPLICAS, SHORT_ID, THRESHOLD_PREFIX,
+                                Event, parse_time)
 
 # Recording rules (prometheus/rules/) -> Series.metric: each task's, recorded by the
 # detection Prometheus of its node; the service's replicas (every node's: the
@@ -27,7 +28,6 @@ TASK_RULE_METRICS: Mapping[str, str] = {
 }
 SERVICE_RULE_METRICS: Mapping[str, str] = {"swarmguard:service_tasks:count": REPLICAS}
 RULE_METRICS: Mapping[str, str] = {**TASK_RULE_METRICS, **SERVICE_RULE_METRICS}
-THRESHOLD_PREFIX = "swarmguard:threshold:"
 
 
 def short(task_id: str | None) -> str | None:

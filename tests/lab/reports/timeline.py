@@ -8,10 +8,16 @@ up; every timestamp the lab reads is RFC 3339 and goes through parse_time.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
 from typing import Mapping
 
+import yaml
+
 from receiver.rfc3339 import parse_time as _rfc3339
+from ..config import PROJECT_ROOT
 
 # Every event kind, with the word render_text shows for it.
 KINDS: Mapping[str, str] = {
@@ -36,12 +42,26 @@ CPU, MEMORY, NETWORK = "cpu", "memory", "network"
 REPLICAS = "replicas"  # running tasks, as Prometheus (cAdvisor) counts them
 DESIRED_REPLICAS = "desired_replicas"  # the service spec's count, from Docker
 
-# The shipped thresholds (prometheus/rules/swarmguard.yml); a recorder that reads the
-# swarmguard:threshold:* series replaces them with what the lab really uses.
-DEFAULT_THRESHOLDS: Mapping[str, float] = {
-    "cpu_percent": 75.0, "memory_percent": 80.0,
-    "network_low_percent": 35.0, "network_high_percent": 65.0,
-}
+# The thresholds are series: each a rule recording a constant, named with this prefix.
+THRESHOLD_PREFIX = "swarmguard:threshold:"
+# Where the product writes them, the one place.
+THRESHOLDS_FILE = PROJECT_ROOT / "prometheus" / "rules" / "swarmguard-thresholds.yml"
+_CONSTANT = re.compile(r"vector\(([0-9.]+)\)")
+
+
+def shipped_thresholds(path: Path = THRESHOLDS_FILE) -> dict[str, float]:
+    """{name: value} of every `swarmguard:threshold:<name>` record (`expr: vector(<value>)`)
+    in the rules file."""
+    rules = [rule for group in yaml.safe_load(path.read_text())["groups"]
+             for rule in group["rules"]]
+    return {rule["record"].removeprefix(THRESHOLD_PREFIX):
+            float(_CONSTANT.fullmatch(rule["expr"].strip()).group(1))
+            for rule in rules if rule.get("record", "").startswith(THRESHOLD_PREFIX)}
+
+
+# As shipped; a recorder that reads the swarmguard:threshold:* series replaces them with
+# what the lab really uses.
+DEFAULT_THRESHOLDS: Mapping[str, float] = MappingProxyType(shipped_thresholds())
 
 SHORT_ID = 12  # as `docker service ps` and the receiver's log print task ids
 
