@@ -159,9 +159,10 @@ def test_cooldowns_are_kept_per_kind():
     assert isinstance(one(alert("migrate", ago=5), world(service=svc)), actions.Action)
 
 
-def test_a_scale_up_alert_still_firing_after_its_own_cooldown_takes_one_more_step():
-    # "One step per cooldown": the same alert, still firing 65 s after our scale up.
-    svc = service_dict("demo_web", WEB_ID, replicas=2, labels=history("scale_up", 65))
+@pytest.mark.parametrize("since_scale_up", [60, 65])  # the cooldown to the second, and past it
+def test_a_scale_up_alert_still_firing_after_its_own_cooldown_takes_one_more_step(since_scale_up):
+    # "One step per cooldown": the same alert (it began before our scale up), still firing.
+    svc = service_dict("demo_web", WEB_ID, replicas=2, labels=history("scale_up", since_scale_up))
     action = one(alert("scale_up", ago=300), world(service=svc))
     assert isinstance(action, actions.Action)
     assert action.replicas == 3
@@ -256,9 +257,10 @@ def test_scale_down_removes_one_replica():
     assert action.dry_run_sentence == "**DRY-RUN**: would scale down demo_web from 3 to 2 replicas"
 
 
-def test_scale_up_stops_at_the_default_maximum():
+@pytest.mark.parametrize("annotations", [None, {"replicas_needed": "9"}])  # any demand
+def test_scale_up_stops_at_the_default_maximum(annotations):
     svc = service_dict("demo_web", WEB_ID, replicas=5)
-    skip = one(alert("scale_up"), world(service=svc))
+    skip = one(alert("scale_up", annotations=annotations), world(service=svc))
     assert (skip.reason, skip.why) == (R.AT_LIMIT, "already at the maximum of 5 replicas")
 
 
@@ -290,12 +292,17 @@ def test_a_label_swarmguard_cannot_read_stops_it_rather_than_guessing(labels):
     assert one(alert("scale_up"), world(service=svc)).reason == R.BAD_LABEL
 
 
-def test_scale_up_with_host_ports_needs_a_free_node():
+def host_port_on_every_worker():
+    """demo_web publishes a host-mode port and runs on each of the three workers."""
     svc = service_dict("demo_web", WEB_ID, replicas=3, host_port=8080,
                        constraints=["node.role==worker"])
     tasks = [task_dict(f"t{i}", WEB_ID, n, slot=i)
              for i, n in enumerate([WORKER_1, WORKER_2, WORKER_3], 1)]
-    assert one(alert("scale_up"), world(service=svc, tasks=tasks)).reason == R.NO_ELIGIBLE_NODE
+    return world(service=svc, tasks=tasks)
+
+
+def test_scale_up_with_host_ports_needs_a_free_node():
+    assert one(alert("scale_up"), host_port_on_every_worker()).reason == R.NO_ELIGIBLE_NODE
 
 
 def test_scale_up_lifts_swarmguards_own_exclusion_when_it_keeps_out_the_only_free_node():
@@ -415,20 +422,16 @@ def test_with_host_ports_and_one_free_node_scale_up_adds_one_whatever_the_demand
     assert action.what == "demo_web from 2 to 3 replicas (the demand needs 4, 1 node free)"
 
 
-def test_with_host_ports_scale_up_adds_as_many_replicas_as_nodes_are_free():
+@pytest.mark.parametrize("needed, why", [
+    ("5", "the demand needs 5, 2 nodes free"),  # more than the free nodes take: all of them
+    ("3", "the demand needs 3"),  # what the free nodes can take: met
+])
+def test_with_host_ports_scale_up_adds_as_many_replicas_as_nodes_are_free(needed, why):
     svc = service_dict("demo_web", WEB_ID, replicas=1, host_port=8080,
                        constraints=["node.role==worker"])
-    action = one(needing("5"), world(service=svc))  # its task on worker-1; 2 and 3 free
+    action = one(needing(needed), world(service=svc))  # its task on worker-1; 2 and 3 free
     assert action.replicas == 3
-    assert action.what == "demo_web from 1 to 3 replicas (the demand needs 5, 2 nodes free)"
-
-
-def test_with_host_ports_a_demand_the_free_nodes_can_take_is_met():
-    svc = service_dict("demo_web", WEB_ID, replicas=1, host_port=8080,
-                       constraints=["node.role==worker"])
-    action = one(needing("3"), world(service=svc))
-    assert action.replicas == 3
-    assert action.what == "demo_web from 1 to 3 replicas (the demand needs 3)"
+    assert action.what == f"demo_web from 1 to 3 replicas ({why})"
 
 
 def test_free_nodes_are_counted_under_swarmguards_exclusion_while_it_stands():
@@ -454,17 +457,7 @@ def test_free_nodes_are_counted_without_swarmguards_exclusion_once_it_is_lifted(
 
 
 def test_with_host_ports_and_no_free_node_a_demand_changes_nothing():
-    svc = service_dict("demo_web", WEB_ID, replicas=3, host_port=8080,
-                       constraints=["node.role==worker"])
-    tasks = [task_dict(f"t{i}", WEB_ID, n, slot=i)
-             for i, n in enumerate([WORKER_1, WORKER_2, WORKER_3], 1)]
-    assert one(needing("5"), world(service=svc, tasks=tasks)).reason == R.NO_ELIGIBLE_NODE
-
-
-def test_at_the_maximum_a_demand_changes_nothing():
-    svc = service_dict("demo_web", WEB_ID, replicas=5)
-    skip = one(needing("9"), world(service=svc))
-    assert (skip.reason, skip.why) == (R.AT_LIMIT, "already at the maximum of 5 replicas")
+    assert one(needing("5"), host_port_on_every_worker()).reason == R.NO_ELIGIBLE_NODE
 
 
 def test_scale_down_ignores_replicas_needed():
@@ -506,13 +499,6 @@ def test_a_cooldown_that_has_exactly_elapsed_allows_the_action(kind, cooldown):
     svc = service_dict("demo_web", WEB_ID, replicas=3, labels=history(kind, cooldown))
     decision = one(alert(kind, ago=cooldown - 1), world(service=svc))
     assert isinstance(decision, actions.Action), decision
-
-
-def test_a_still_firing_alert_continues_once_its_cooldown_has_exactly_elapsed():
-    svc = service_dict("demo_web", WEB_ID, replicas=2, labels=history("scale_up", 60))
-    action = one(alert("scale_up", ago=300), world(service=svc))
-    assert isinstance(action, actions.Action)
-    assert action.replicas == 3
 
 
 def test_an_alert_that_began_at_the_very_moment_of_the_last_action_is_stale():
