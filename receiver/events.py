@@ -32,7 +32,7 @@ STARTED = "started"  # the receiver is ready for webhooks; first event of every 
 NOTIFICATION = "notification"  # a resolved alert in a webhook: recorded, never acted on
 MAINTENANCE = "maintenance"  # a drain, undrain or rebalance began, resumed, ended or stopped
 
-# Results of decision events (outcome results are actuator.SUCCESS and its companions).
+# Results of decision events (outcome results are reasons.SUCCESS and its companions).
 ACT = "act"
 SKIP = "skip"
 # Results of started events: acting on alerts, or only saying what it would do.
