@@ -11,17 +11,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from receiver.kinds import KINDS
 from receiver.labels import LAST_KIND_AT
 from receiver.maintenance import MOVE_KINDS
-from receiver.reasons import PROMETHEUS_UNREACHABLE
+from receiver.reasons import ACTION_RESULTS, FAILED_RESULTS, PROMETHEUS_UNREACHABLE, SKIP_REASONS
 
 # Migrations take seconds to a few minutes (start-first, health checks); scales a moment.
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300)
 # From Prometheus's `for:` through Alertmanager's group_wait to us: seconds to minutes.
 AGE_BUCKETS = (1, 5, 10, 15, 30, 45, 60, 90, 120, 180, 300, 600, 1800, 3600)
-# Results of swarmguard_actions_total that mean SwarmGuard could not act (actuator.py's
-# FAILED, TIMEOUT, ROLLED_BACK). Exported at 0 from the start, per kind: the alert
-# SwarmGuardCannotAct{reason="actions_failing"} reads their increase, and a counter that
-# first appears already at 1 has no increase (prometheus/rules/swarmguard-health.yml).
-FAILED_ACTION_RESULTS = ("failed", "timeout", "rolled_back")
+# Results of swarmguard_actions_total that mean SwarmGuard could not act. Exported at 0
+# from the start, per kind: the alert SwarmGuardCannotAct{reason="actions_failing"} reads
+# their increase, and a counter that first appears already at 1 has no increase
+# (prometheus/rules/swarmguard-health.yml).
+FAILED_ACTION_RESULTS = FAILED_RESULTS
 
 
 # Why receiver/serving.py closed a connection before a whole request reached the app.
@@ -40,9 +40,8 @@ class Metrics:
             ["alertname", "status"], registry=r)
         self.alerts_skipped = Counter(
             "swarmguard_alerts_skipped_total",
-            "Firing alerts not acted on, by reason (stale, cooldown, not_opted_in, at_limit, "
-            "no_eligible_node, in_progress, unsupported, stateful, unsafe, bad_label, budget, "
-            "futile, duplicate, superseded, internal_error, docker_error).",
+            # The values come from reasons.py, so that the help text cannot list others.
+            f"Firing alerts not acted on, by reason ({', '.join(SKIP_REASONS)}).",
             ["alertname", "reason"], registry=r)
         self.stale_alerts = Counter(
             "swarmguard_stale_alerts_total",
@@ -50,9 +49,8 @@ class Metrics:
             ["alertname"], registry=r)
         self.actions = Counter(
             "swarmguard_actions_total",
-            "Actions on Swarm services, by kind (migrate, scale_up, scale_down; drain and "
-            "rebalance moves) and result (success, dry_run, failed, timeout, rolled_back, "
-            "withdrawn).",
+            f"Actions on Swarm services, by kind ({', '.join(k.name for k in KINDS)}; "
+            f"{' and '.join(MOVE_KINDS)} moves) and result ({', '.join(ACTION_RESULTS)}).",
             ["kind", "result"], registry=r)
         self.action_duration = Histogram(
             "swarmguard_action_duration_seconds",

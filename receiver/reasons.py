@@ -47,3 +47,12 @@ DROPPED_UNFINISHED = "shutdown_unfinished"
 # Running at the shutdown deadline past its first write (its `decision act`): its end
 # goes unrecorded; Swarm completes or rolls back an update itself.
 DROPPED_UNWATCHED = "shutdown_unwatched"
+
+# -- every value of each kind, in the order the help texts and docs/contract.md list them --
+SKIP_REASONS = (STALE, NOT_OPTED_IN, COOLDOWN, IN_PROGRESS, AT_LIMIT, NO_ELIGIBLE_NODE,
+                BUDGET, UNSUPPORTED, STATEFUL, UNSAFE, BAD_LABEL, FUTILE, DUPLICATE,
+                SUPERSEDED, INTERNAL_ERROR, DOCKER_ERROR, UNCONFIRMED, PROMETHEUS_UNREACHABLE)
+ACTION_RESULTS = (SUCCESS, DRY_RUN, FAILED, TIMEOUT, ROLLED_BACK, WITHDRAWN)
+# The results that mean SwarmGuard could not act (SwarmGuardCannotAct{reason="actions_failing"}).
+FAILED_RESULTS = (FAILED, TIMEOUT, ROLLED_BACK)
+DROPPED_REASONS = (DROPPED_WAITING, DROPPED_UNFINISHED, DROPPED_UNWATCHED)
