@@ -7,7 +7,6 @@ import re
 import pytest
 
 from receiver import events as E
-from receiver import reasons as R
 from tests.fake_docker_api_client import TASK, WORKER_1, WORKER_2
 from tests.unit.test_receiver_app import AUTH, NOW, body, make, moves_task_to, post
 
@@ -15,7 +14,6 @@ from tests.unit.test_receiver_app import AUTH, NOW, body, make, moves_task_to, p
 # microseconds.
 NOW_AS_WRITTEN = "2026-11-27T10:00:31.000000Z"
 
-CONTRACT = (E.__file__.rsplit("/receiver/", 1)[0]) + "/docs/contract.md"
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
@@ -194,40 +192,6 @@ def test_each_event_is_also_one_ascii_json_log_line(caplog):
     assert all(line.isascii() and "\n" not in line for line in lines)
 
 
-def test_the_contract_documents_every_field_and_value():
-    text = open(CONTRACT, encoding="utf-8").read()
-    section = text.split("## Receiver events", 1)[1].split("\n## ", 1)[0]
-    for name in E.FIELDS:
-        assert f"`{name}`" in section, name
-    for value in (E.DECISION, E.OUTCOME, E.DROPPED, E.STARTED, E.NOTIFICATION, E.ACT, E.SKIP,
-                  E.LIVE, E.DRY_RUN, E.RESOLVED):
-        assert f"`{value}`" in section, value
-
-
-def test_the_contract_lists_every_skip_reason_result_and_dropped_reason():
-    section = open(CONTRACT, encoding="utf-8").read().split("## Receiver events", 1)[1]
-    section = section.split("\n## ", 1)[0]
-    values = {v for k, v in vars(R).items() if k.isupper() and isinstance(v, str)}
-    assert {R.STATEFUL, R.UNSAFE, R.STALE, R.DROPPED_WAITING} <= values  # the check reads them
-    for value in values - {R.SKIPPED}:  # a skip's result is `skip`, not an outcome
-        assert f"`{value}`" in section, value
-
-
 def test_escape_controls_leaves_one_printable_line():
     assert E.escape_controls("a\nb\x1b[31m\u2028\ud800") == "a\\nb\\x1b[31m\\u2028\\ud800"
     assert E.escape_controls("plain é") == "plain é"
-
-
-def skip_reasons() -> list[str]:
-    """Every skip reason reasons.py defines: its constants from STALE to DOCKER_ERROR."""
-    names = [n for n in vars(R) if n.isupper()]
-    return [getattr(R, n) for n in names[names.index("STALE"):names.index("DOCKER_ERROR") + 1]]
-
-
-def test_the_contract_names_every_skip_reason():
-    contract = open(CONTRACT, encoding="utf-8").read()
-    events = contract.split("## Receiver events", 1)[1].split("\n## ", 1)[0]
-    [reason_row] = [line for line in events.splitlines() if line.startswith("| `reason` |")]
-    assert R.FUTILE in skip_reasons()  # the list is read from reasons.py
-    for reason in skip_reasons():
-        assert f"`{reason}`" in reason_row, reason
