@@ -77,8 +77,7 @@ class Settings:
     # A version such as "1.44" pins it (cluster.REQUIRED_API_VERSION is the floor).
     docker_api_version: str = "auto"
     docker_timeout: float = field(default=10.0, metadata=POSITIVE)
-    # Per-kind cooldowns in seconds; their variables and defaults are listed in
-    # receiver/README.md, "Settings".
+    # Per-kind cooldowns in seconds (docs/contract.md, "Receiver settings").
     cooldown_migrate: float = field(default=60.0, metadata=NOT_NEGATIVE)
     cooldown_scale_up: float = field(default=60.0, metadata=NOT_NEGATIVE)
     cooldown_scale_down: float = field(default=180.0, metadata=NOT_NEGATIVE)

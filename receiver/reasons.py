@@ -2,7 +2,8 @@
 
 Skip reasons are the `reason` label of swarmguard_alerts_skipped_total and the `reason` of
 skip events; results are the `result` label of swarmguard_actions_total and of outcome
-events (docs/contract.md, "Receiver events"; docs/runbook.md and receiver/README.md explain each).
+events (docs/contract.md, "Skip reasons and action results", explains each; docs/runbook.md
+what to do).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ The app, the Dispatcher and the Actuator say what happened (a webhook arrived, a
 skipped, an action started or ended, work was dropped, Docker failed) and the Reporter
 writes all of it, so one outcome cannot be logged without its count or its event. Metric
 names and labels, event fields and log sentences are public contract (docs/contract.md,
-"Receiver events"; receiver/README.md, "Metrics").
+"Receiver events" and "Receiver metrics").
 
 Each line keeps the logger of the stage it tells about, so an operator's log filters keep
 working: receiver.app (what arrived), receiver.worker (what became of a piece of work),

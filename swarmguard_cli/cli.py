@@ -52,7 +52,7 @@ WAIT_TIMEOUT_SECONDS = 1800.0
 @dataclass(frozen=True)
 class Connection:
     # SWARMGUARD_URL, --url: by default the receiver on this host, on the port its default
-    # SWARMGUARD_BIND listens on (receiver/README.md).
+    # SWARMGUARD_BIND listens on (docs/contract.md, "Receiver settings").
     url: str = "http://127.0.0.1:8000"
     # SWARMGUARD_TOKEN_FILE, --token-file: the receiver's own variable, so a Swarm secret
     # mounted for the receiver serves the CLI run in its container.
