@@ -1,6 +1,7 @@
 """The public contract of the rule and routing files (docs/contract.md), beyond what the tools
 check: the alert names, labels and annotations users write dashboards and silences
-against, thresholds written once, and an Alertmanager file the lab can re-target."""
+against, read from the contract's tables and held to the rule files both ways; thresholds
+written once; and an Alertmanager file the lab can re-target."""
 
 from __future__ import annotations
 
@@ -11,20 +12,35 @@ from pathlib import Path
 import pytest
 import yaml
 
+from receiver.kinds import KINDS
 from tests.rules.flavour_tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
+CONTRACT = (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")
 # The detection and scale-down rule files (the thresholds' file among them); health is below.
 RULES = [ROOT / "prometheus" / "rules" / name for name in
          ("swarmguard-thresholds.yml", "swarmguard.yml", "swarmguard-scale-down.yml")]
 ALERTMANAGER = ROOT / "alertmanager" / "alertmanager.yml"
 
-# Exact labels and annotations of each alert are checked by promtool (prometheus/tests).
-SCENARIOS = {
-    "SwarmGuardMigrate": "migrate",
-    "SwarmGuardScaleUp": "scale_up",
-    "SwarmGuardScaleDown": "scale_down",
-}
+
+
+def contract_alerts() -> dict[str, list[str]]:
+    """Each alert of docs/contract.md's tables in "Alerts" (a row `| `Name` | cell | ... |`)
+    -> its cells after the name."""
+    section = CONTRACT.split("\n## Alerts", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(SwarmGuard\w+)` \| (.*) \|$", section, flags=re.M)
+    return {name: [cell.strip() for cell in rest.split(" | ")] for name, rest in rows}
+
+
+def contract_static_labels(name: str) -> dict[str, str]:
+    """The labels the contract gives a value: `label="value"`."""
+    return dict(re.findall(r'`(\w+)="(\w+)"`', contract_alerts()[name][0]))
+
+
+# The action alerts, by their scenario label; exact labels and annotations of each alert
+# are checked by promtool (prometheus/tests).
+SCENARIOS = {name: contract_static_labels(name)["scenario"]
+             for name in contract_alerts() if "scenario" in contract_static_labels(name)}
 THRESHOLDS = {
     "swarmguard:threshold:cpu_percent": "vector(75)",
     "swarmguard:threshold:memory_percent": "vector(80)",
@@ -51,8 +67,24 @@ def amtool(flavour: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([tool(flavour, "amtool"), *args], capture_output=True, text=True, timeout=60)
 
 
-def test_the_three_alerts_of_the_contract_are_defined():
-    assert set(SCENARIOS) <= set(alerts())
+def test_the_alerts_of_the_contract_are_the_rule_files_alerts():
+    in_rules = set(alerts()) | {rule["alert"] for rule in health_rules()}
+    documented = set(contract_alerts())
+    assert in_rules == documented, (
+        f"alerts in the rule files but not in docs/contract.md: {sorted(in_rules - documented)}; "
+        f"in docs/contract.md but not in the rule files: {sorted(documented - in_rules)}")
+
+
+def test_the_action_alerts_scenarios_are_the_receivers_kinds():
+    assert SCENARIOS == {kind.alert: kind.name for kind in KINDS}
+
+
+def test_every_label_a_rule_sets_is_named_in_the_contract():
+    for rule in [*alerts().values(), *health_rules()]:
+        labels_cell = contract_alerts()[rule["alert"]][0]
+        for label in rule.get("labels", {}):
+            assert re.search(rf"`{label}\b", labels_cell), (
+                f"{rule['alert']} sets the label {label}, which docs/contract.md does not name")
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -121,16 +153,23 @@ def test_the_lab_can_retarget_the_webhook_with_a_yaml_load_and_dump(flavour, tmp
 
 
 HEALTH_RULES = ROOT / "prometheus" / "rules" / "swarmguard-health.yml"
-# The reasons docs/contract.md and docs/runbook.md promise.
-HEALTH_REASONS = {
-    "SwarmGuardBlind": {"target_down", "docker_unreachable", "tasks_unseen", "cadvisor_down",
-                        "cadvisor_blind", "detection_prometheus_down", "opt_in_unknown"},
-    "SwarmGuardCannotAct": {"receiver_down", "webhook_failing", "docker_unreachable",
-                            "actions_failing", "prometheus_unreachable"},
-    "SwarmGuardMoveFutile": {"futile"},
-    # No reason: its `problem` label comes from the receiver's metric.
-    "SwarmGuardUnsafeToMove": {None},
-}
+
+
+def health_rules() -> list[dict]:
+    [group] = yaml.safe_load(HEALTH_RULES.read_text())["groups"]
+    return [rule for rule in group["rules"] if "alert" in rule]
+
+
+def contract_health_reasons() -> dict[str, set[str | None]]:
+    """The reasons column of the contract's health alerts; "none": no `reason` label (its
+    `problem` label comes from the receiver's metric)."""
+    found = {}
+    for name, cells in contract_alerts().items():
+        if len(cells) == 2 and "scenario" not in contract_static_labels(name):
+            reasons = cells[1]
+            found[name] = {None} if reasons.startswith("none") else set(
+                re.findall(r"`(\w+)`", reasons))
+    return found
 
 
 def test_the_health_alerts_have_their_reasons_a_severity_and_the_annotations():
@@ -143,4 +182,4 @@ def test_the_health_alerts_have_their_reasons_a_severity_and_the_annotations():
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
         assert "{{" not in rule["annotations"]["summary"]
         assert "scenario" not in rule["labels"], "health alerts are for people, not a scenario"
-    assert found == HEALTH_REASONS
+    assert found == contract_health_reasons()
