@@ -18,6 +18,9 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
 from prometheus_client.metrics import MetricWrapperBase
 
 from receiver import events as E
@@ -26,15 +29,18 @@ from receiver import labels as L
 from receiver import maintenance
 from receiver import reasons as R
 from receiver import storm
+from receiver.actions import Outcome, Skip
 from receiver.config import CONFIG_FILE_ENV, Settings
 from receiver.ground_truth import GroundTruth, Reading, families
 from receiver.metrics import Metrics
 from receiver.readiness import Readiness
+from receiver.reporting import Reporter
 from swarmguard_config import env_name
 from swarmguard_config.opt_in import ENABLE
 from tests.fake_docker_api_client import FakeDockerAPI
 
 ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 CONTRACT = (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")
 
 
@@ -339,6 +345,68 @@ def test_every_event_result_is_in_the_contract_by_type():
     for kind, values in by_type.items():
         assert_same(values, quoted(results[kind]), f"results of {kind} events")
     assert "action result" in results[E.OUTCOME], "an outcome's result is an action result"
+
+
+def emitted_by_the_reporter() -> dict[tuple[str, str, str], set[str]]:
+    """(type, result, what it is about) -> the keys not null, for each event the Reporter
+    writes, each written about the fullest subject there is: a migrate alert (it names a
+    task and a node), an outcome with a detail and a duration, a drain's move of a task."""
+    log = E.EventLog(64, clock=lambda: NOW)
+    report = Reporter(Metrics(), log)
+    alert = SimpleNamespace(name="SwarmGuardMigrate", kind="migrate", firing=True,
+                            service="web", starts_at=NOW,
+                            labels={"service": "web", "task_id": "t1", "node_id": "n1"})
+    resolved = SimpleNamespace(**{**vars(alert), "firing": False})
+    action = SimpleNamespace(alert=alert, kind="migrate", service=SimpleNamespace(name="web"),
+                             plan="migrate web", sentence="Migrating web",
+                             dry_run_sentence="**DRY-RUN**: would migrate web")
+    move = SimpleNamespace(kind=maintenance.DRAIN, service=SimpleNamespace(name="web"),
+                           from_node=SimpleNamespace(id="n1", hostname="worker-1"),
+                           tasks=("t1",), sentence="Moving web off worker-1")
+    written: dict[tuple[str, str, str], set[str]] = {}
+
+    def about(subject, write):
+        before = log.since(0)[1]
+        write()
+        for event in log.since(before)[0]:
+            key = (event["type"], event["result"], subject)
+            written[key] = {k for k, v in event.items() if v is not None}
+
+    about("the receiver", lambda: report.started(dry_run=False, settings=""))
+    about("an alert", lambda: report.skipped(Skip(alert, R.COOLDOWN, "why"), NOW))
+    about("an alert", lambda: report.acting(action, dry_run=False))
+    about("an alert's action", lambda: report.finished(
+        Outcome(action, R.SUCCESS, duration=1.0, detail="new task running"), NOW, 1.0))
+    about("an alert", lambda: report.received(SimpleNamespace(
+        counts={}, copies={}, firing=(), alerts=(resolved,), truncated_alerts=0), NOW))
+    about("an alert", lambda: report.dropped_waiting("web", (alert,), NOW))
+    about("a service", lambda: report.dropped_unfinished("web", 20.0))
+    about("a service", lambda: report.unwatched("web", 20.0))
+    about("a drain's or rebalance's move", lambda: report.moving(move))
+    about("a drain's or rebalance's move", lambda: report.moved(move, R.SUCCESS, "done", 1.0))
+    about("a drain's or rebalance's move", lambda: report.move_unwatched(move))
+    about("a drain, undrain or rebalance", lambda: report.maintenance(
+        maintenance.DRAIN, E.BEGUN, "n1", "Draining worker-1"))
+    return written
+
+
+def test_each_event_carries_the_keys_the_contract_lists():
+    always = {"seq", "type", "at", "result"}
+    documented = {}
+    for event, subject, keys in table(EVENTS, "event").rows:
+        kind, *result = quoted(event)
+        for result in (result or [None]):
+            documented[(kind, result, subject)] = always | set(quoted(keys))
+    written = emitted_by_the_reporter()
+    # An outcome's or a started event's result varies: the contract names none.
+    written = {(kind, None if kind in (E.OUTCOME, E.STARTED, E.MAINTENANCE) else result,
+                subject): keys for (kind, result, subject), keys in written.items()}
+
+    assert_same(written, documented, "events (type, result, what about)")
+    for event, keys in written.items():
+        assert keys == documented[event], (
+            f"{event} carries {sorted(keys)} in the code, {sorted(documented[event])} in "
+            f"docs/contract.md")
 
 
 # -- endpoints ----------------------------------------------------------------------------------
