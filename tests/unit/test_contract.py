@@ -2,9 +2,11 @@
 it both ways: a fact the code has and the contract does not, or the contract has and the
 code does not, fails here with a sentence saying which. One test per kind of fact: skip
 reasons, action results, the receiver's metrics with their help texts, detection
-health's metrics, every setting with its variable and default, the storm budgets, the
-service labels, the event schema, /readyz's answer. The alerts and their labels:
-tests/rules/test_rule_contract.py.
+health's metrics, the exporter's metric names, every setting with its variable and
+default, the storm budgets, the service labels, the event schema, /readyz's answer.
+Elsewhere: the alerts and their labels (tests/rules/test_rule_contract.py); the
+exporter's label values, its /opted-in page's help texts and its endpoint's limits
+(test_exporter_contract.py).
 
 The contract's tables are read as tables: a row is `| cell | cell |`, a value is written
 in backticks.
@@ -167,6 +169,20 @@ def test_the_detection_health_metrics_are_the_contracts_with_their_labels():
     assert_same(rendered, documented, "detection health metrics")
     for name, row in documented.items():
         assert row[1] == rendered[name].type, f"{name} is a {rendered[name].type}"
+
+
+def test_the_exporters_metrics_are_the_contracts():
+    # Every metric name the exporter's code writes, against every one the contract's
+    # "Exporter metrics" names (a counter with or without its _total: the family's name).
+    name = re.compile(r"swarmguard_[a-z_]+")
+    in_code = {node.value.removesuffix("_total")
+               for path in (ROOT / "exporter").glob("*.py")
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.Constant) and isinstance(node.value, str)
+               and name.fullmatch(node.value)}
+    documented = {name.match(q).group().removesuffix("_total")
+                  for q in quoted(section("Exporter metrics")) if name.match(q)}
+    assert_same(in_code, documented, "exporter metrics")
 
 
 # -- settings ---------------------------------------------------------------------------------
