@@ -307,7 +307,8 @@ def test_the_storm_budgets_in_the_contract_are_the_settings_and_storm_py_default
         assert defaults[variable] == int(value), f"{variable}: the contract says {value}"
     # storm.Budgets() is what a ledger built without settings uses: the same numbers.
     from_settings = storm.StormLedger.from_settings(Settings(token="t")).budgets
-    assert storm.Budgets() == from_settings, "storm.Budgets' defaults differ from the settings'"
+    assert storm.Budgets() == from_settings, (
+        f"storm.Budgets' defaults are {storm.Budgets()}, the settings' {from_settings}")
 
 
 # -- labels -----------------------------------------------------------------------------------
