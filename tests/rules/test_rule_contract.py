@@ -92,7 +92,9 @@ def test_every_alert_has_its_scenario_a_severity_and_the_annotations(name):
     rule = alerts()[name]
     scenario = SCENARIOS[name]
 
-    assert rule["labels"]["scenario"] == scenario
+    assert rule["labels"]["scenario"] == scenario, (
+        f"{name}'s scenario is {rule['labels']['scenario']} in the rules, {scenario} in "
+        f"docs/contract.md")
     assert rule["labels"]["severity"] in {"info", "warning", "critical"}
     assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
     assert "{{" not in rule["annotations"]["summary"], "summary is fixed; description varies"
@@ -182,4 +184,6 @@ def test_the_health_alerts_have_their_reasons_a_severity_and_the_annotations():
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
         assert "{{" not in rule["annotations"]["summary"]
         assert "scenario" not in rule["labels"], "health alerts are for people, not a scenario"
-    assert found == contract_health_reasons()
+    documented = contract_health_reasons()
+    assert found == documented, (f"the health alerts' reasons: in the rule files {found}; "
+                                 f"in docs/contract.md {documented}")
