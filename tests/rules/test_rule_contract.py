@@ -1,6 +1,7 @@
 """The public contract of the rule and routing files (docs/contract.md), beyond what the tools
 check: the alert names, labels and annotations users write dashboards and silences
-against, read from the contract's tables and held to the rule files both ways; thresholds
+against, and the recorded series, read from the contract and held to the rule files both
+ways; thresholds
 written once; and an Alertmanager file the lab can re-target."""
 
 from __future__ import annotations
@@ -187,3 +188,28 @@ def test_the_health_alerts_have_their_reasons_a_severity_and_the_annotations():
     documented = contract_health_reasons()
     assert found == documented, (f"the health alerts' reasons: in the rule files {found}; "
                                  f"in docs/contract.md {documented}")
+
+
+def contract_series() -> set[str]:
+    """Every recorded series docs/contract.md names: `swarmguard:...`, a `(a|b)` standing
+    for each of its words, a trailing `*` kept as a pattern."""
+    names = set()
+    for written in re.findall(r"`(swarmguard:[a-z_:*()|]+)", CONTRACT):
+        match = re.search(r"\(([a-z_|]+)\)", written)
+        words = match.group(1).split("|") if match else [None]
+        names |= {written.replace(match.group(0), word) if match else written for word in words}
+    return names
+
+
+def test_every_recording_rule_is_in_the_contract_and_every_series_there_is_recorded():
+    recorded = {rule["record"] for path in [*RULES, HEALTH_RULES]
+                for group in yaml.safe_load(path.read_text())["groups"]
+                for rule in group["rules"] if "record" in rule}
+    documented = contract_series()
+    patterns = [name[:-1] for name in documented if name.endswith("*")]
+    unnamed = sorted(r for r in recorded
+                     if r not in documented and not any(r.startswith(p) for p in patterns))
+    unrecorded = sorted(d for d in documented if not d.endswith("*") and d not in recorded)
+    assert not unnamed and not unrecorded, (
+        f"recording rules docs/contract.md does not name: {unnamed or 'none'}; series it "
+        f"names that no rule records: {unrecorded or 'none'}")
