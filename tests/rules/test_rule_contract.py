@@ -1,8 +1,7 @@
 """The public contract of the rule and routing files (docs/contract.md), beyond what the tools
 check: the alert names, labels and annotations users write dashboards and silences
 against, and the recorded series, read from the contract and held to the rule files both
-ways; thresholds
-written once; and an Alertmanager file the lab can re-target."""
+ways; thresholds written once; and an Alertmanager file the lab can re-target."""
 
 from __future__ import annotations
 
