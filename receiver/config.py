@@ -22,7 +22,8 @@ import yaml
 from receiver.kinds import KINDS
 from receiver.storm import Budgets
 # ConfigError is re-exported: callers (receiver/app.py, tests) import it from here.
-from swarmguard_config import NOT_FROM_ENV, NOT_NEGATIVE, POSITIVE, ConfigError, Layer, load
+from swarmguard_config import (NOT_FROM_ENV, NOT_NEGATIVE, POSITIVE, ConfigError, Layer,
+                               listen_address, load)
 
 ENV_PREFIX = "SWARMGUARD_"
 CONFIG_FILE_ENV = "SWARMGUARD_CONFIG_FILE"
@@ -64,10 +65,31 @@ def _label_names(text: str) -> None:
 
 
 @dataclass(frozen=True)
-class Settings:
+class ServerSettings:
+    """What gunicorn and its worker need before the app exists (receiver/gunicorn.conf.py,
+    receiver/serving.py); the app reads them too, as part of Settings. Loaded without the
+    token: the benchmarks serve a bare app under the receiver's gunicorn settings."""
+    # gunicorn's listening address.
+    bind: str = field(default="0.0.0.0:8000", metadata={"check": listen_address})
+    # Request threads of the one worker (gunicorn.conf.py says why one).
+    threads: int = field(default=8, metadata=POSITIVE)
+    # Alertmanager bodies are a few KiB per alert; 1 MiB is generous yet bounded.
+    max_body_bytes: int = field(default=1024 * 1024, metadata=POSITIVE)
+    # Seconds a connection has, from a request's first byte, to send it whole
+    # (receiver/serving.py); past them it is closed.
+    request_read_timeout: float = field(default=5.0, metadata=POSITIVE)
+    # On SIGTERM: how long in-progress work may take to finish. gunicorn's graceful_timeout
+    # derives from it; keep the service's stop_grace_period (stack.yml) above both.
+    shutdown_deadline: float = field(default=20.0, metadata=POSITIVE)
+    log_level: str = field(default="INFO", metadata={"one_of": LOG_LEVELS})
+
+
+@dataclass(frozen=True)
+class Settings(ServerSettings):
     # Shared secret Alertmanager sends as `Authorization: Bearer <token>`. repr=False keeps it
     # out of logs and tracebacks. Read by _token (SWARMGUARD_TOKEN or SWARMGUARD_TOKEN_FILE).
-    token: str = field(repr=False, metadata=NOT_FROM_ENV)
+    # Keyword-only: it has no default, and the fields it follows (ServerSettings') do.
+    token: str = field(repr=False, metadata=NOT_FROM_ENV, kw_only=True)
     dry_run: bool = False
     # None: the docker SDK's own default (DOCKER_HOST, else the local unix socket).
     docker_host: str | None = None
@@ -88,8 +110,6 @@ class Settings:
     # (`replicas_needed`). 4: Kubernetes HPA's default scale-up policy (+4 pods per
     # period); 1: one replica per step.
     max_scale_up_step: int = field(default=4, metadata={"min": 1})
-    # Alertmanager bodies are a few KiB per alert; 1 MiB is generous yet bounded.
-    max_body_bytes: int = field(default=1024 * 1024, metadata=POSITIVE)
     # Docker writes: attempts in all (conflicts and errors), exponential backoff from base.
     docker_attempts: int = field(default=5, metadata=POSITIVE)
     docker_backoff: float = field(default=0.5, metadata=NOT_NEGATIVE)
@@ -108,9 +128,6 @@ class Settings:
     # on different hosts). Beyond it the alert is refused: a time in the future would pass
     # every freshness check ("began after the last action") forever.
     max_future_skew: float = field(default=30.0, metadata=NOT_NEGATIVE)
-    # On SIGTERM: how long in-progress work may take to finish. Keep it below gunicorn's
-    # graceful_timeout and the service's stop_grace_period (stack.yml), which derive from it.
-    shutdown_deadline: float = field(default=20.0, metadata=POSITIVE)
     # How often /readyz's answer (Docker reachable, API version, swarm manager) is refreshed
     # in the background; requests never wait for Docker.
     readiness_interval: float = field(default=5.0, metadata=POSITIVE)
@@ -157,7 +174,6 @@ class Settings:
     confirm_with_prometheus: bool = True
     # Receiver events kept in memory for GET /events (each a few hundred bytes).
     event_buffer: int = field(default=4096, metadata=POSITIVE)
-    log_level: str = field(default="INFO", metadata={"one_of": LOG_LEVELS})
 
     @property
     def cooldowns(self) -> Mapping[str, float]:
@@ -194,21 +210,30 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     receiver refuses to start rather than run open.
     """
     environ = os.environ if environ is None else environ
-    from_file: dict[str, object] = {}
-    path = environ.get(CONFIG_FILE_ENV)
-    if path:
-        from_file = _read_yaml(path)
+    from_file = _file_layer(environ)
     token = _token({
-        name: environ.get(ENV_PREFIX + name.upper()) or from_file.get(name)
+        name: environ.get(ENV_PREFIX + name.upper()) or from_file.values.get(name)
         for name in ("token", "token_file")
     })
-    settings = load(
-        Settings, ENV_PREFIX, environ,
-        beneath_env=Layer(from_file, lambda name: f"{path}: {name}"),
-        fixed={"token": token},
-    )
+    settings = load(Settings, ENV_PREFIX, environ, beneath_env=from_file,
+                    fixed={"token": token})
     _validate(settings)
     return settings
+
+
+def load_server_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:
+    """gunicorn's and its worker's settings, from the same variables and YAML file as
+    load_settings, by the same rules; ConfigError naming the variable at fault."""
+    environ = os.environ if environ is None else environ
+    return load(ServerSettings, ENV_PREFIX, environ, beneath_env=_file_layer(environ))
+
+
+def _file_layer(environ: Mapping[str, str]) -> Layer:
+    """The YAML file's settings (none without SWARMGUARD_CONFIG_FILE), beneath the
+    environment."""
+    path = environ.get(CONFIG_FILE_ENV)
+    from_file = _read_yaml(path) if path else {}
+    return Layer(from_file, lambda name: f"{path}: {name}")
 
 
 def _read_yaml(path: str) -> dict[str, object]:

@@ -15,15 +15,24 @@ them (receiver/serving.py): slow clients cannot hold the threads. On SIGTERM the
 taking work at once (503, Alertmanager resends) and, after the last request, gives the
 work in progress SWARMGUARD_SHUTDOWN_DEADLINE seconds (receiver/app.py finish_work).
 """
-import os
 import signal
 
+from receiver.config import ConfigError, load_server_settings
 from receiver.serving import worker_class as worker_class_for_this_gunicorn
 
-bind = os.environ.get("SWARMGUARD_BIND", "0.0.0.0:8000")
+# The receiver's own settings (receiver/config.py, ServerSettings): the same variables and
+# YAML file as the app's, so a bad value stops gunicorn here, before it listens, with a
+# sentence naming the variable (SystemExit: gunicorn would print a traceback for anything
+# else).
+try:
+    SETTINGS = load_server_settings()
+except ConfigError as error:
+    raise SystemExit(f"receiver: {error}") from None
+
+bind = SETTINGS.bind
 workers = 1
 worker_class = worker_class_for_this_gunicorn()
-threads = int(os.environ.get("SWARMGUARD_THREADS", "8"))
+threads = SETTINGS.threads
 # Open connections, idle and slow ones included. Past it the worker closes the one that has
 # waited longest without sending a whole request (receiver/serving.py), so a new client
 # always gets in; each costs a socket and a few KiB (the bytes being read are capped in
@@ -34,15 +43,14 @@ preload_app = False
 # A request never waits for Docker, so a long timeout would only hide a hung worker.
 timeout = 30
 # On SIGTERM: the in-flight requests end in milliseconds, then the work in progress gets
-# SWARMGUARD_SHUTDOWN_DEADLINE (20 s by default). gunicorn's arbiter kills the worker at
-# graceful_timeout, so it is the deadline plus a margin; stack.yml's stop_grace_period is
-# larger again, so that Docker's SIGKILL comes last.
-SHUTDOWN_DEADLINE = float(os.environ.get("SWARMGUARD_SHUTDOWN_DEADLINE") or 20)
-graceful_timeout = int(SHUTDOWN_DEADLINE) + 5
+# the shutdown deadline. gunicorn's arbiter kills the worker at graceful_timeout, so it is
+# the deadline plus a margin; stack.yml's stop_grace_period is larger again, so that
+# Docker's SIGKILL comes last.
+graceful_timeout = int(SETTINGS.shutdown_deadline) + 5
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("SWARMGUARD_LOG_LEVEL", "info").lower()
+loglevel = SETTINGS.log_level.lower()
 # gunicorn >= 24 opens a control socket at one fixed path per user; two receivers on one
 # machine (the lab's race test) would fight over it, and nothing here uses it. Older
 # gunicorn ignores the unknown setting.

@@ -5,7 +5,7 @@ Why: gthread hands a connection to one of its (8) threads as soon as it is accep
 the thread then blocks reading headers and body. Eight clients that trickle a request,
 no token needed, held every thread and stalled /alerts and /healthz for as long as they
 lasted. Here the worker's event loop reads each request without blocking, up to a
-deadline (SWARMGUARD_REQUEST_READ_TIMEOUT, 5 s by default) from its first byte; only a
+deadline (request_read_timeout, receiver/config.py) from its first byte; only a
 complete request reaches a thread, and a connection that has not sent one by the
 deadline is closed. Slow clients then cost a socket and a buffer each, never a thread.
 
@@ -34,7 +34,6 @@ parses (so gunicorn does not send a second one); its body is then pre-read like 
 """
 from __future__ import annotations
 
-import os
 import re
 import resource
 import selectors
@@ -46,8 +45,8 @@ from gunicorn.http.unreader import Unreader
 from gunicorn.workers import gthread
 from gunicorn.workers.gthread import ThreadWorker
 
-READ_TIMEOUT_ENV = "SWARMGUARD_REQUEST_READ_TIMEOUT"
-DEFAULT_READ_TIMEOUT = 5.0
+from receiver.config import load_server_settings
+
 # Past this without the end of the headers, the request is refused (431) without the
 # worker buffering more.
 MAX_HEADER_BYTES = 64 * 1024
@@ -78,15 +77,6 @@ def worker_class() -> str:
           "expects; serving with plain gthread, where slow clients can hold its threads",
           file=sys.stderr)
     return "gthread"
-
-
-def read_timeout() -> float:
-    text = os.environ.get(READ_TIMEOUT_ENV, "")
-    try:
-        value = float(text) if text.strip() else DEFAULT_READ_TIMEOUT
-    except ValueError:
-        raise SystemExit(f"{READ_TIMEOUT_ENV}={text!r} is not a number of seconds") from None
-    return value if value > 0 else DEFAULT_READ_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -192,10 +182,13 @@ class PrereadWorker(ThreadWorker):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.read_timeout = read_timeout()
+        # Read as gunicorn.conf.py read them (the environment over the YAML file), which
+        # already stopped gunicorn on a bad value.
+        settings = load_server_settings()
+        self.read_timeout = settings.request_read_timeout
         # The largest body the app accepts (+ one byte, as the app itself allows): a
         # longer one is handed over at once for the 413.
-        self.max_body = int(os.environ.get("SWARMGUARD_MAX_BODY_BYTES") or 1024 * 1024) + 1
+        self.max_body = settings.max_body_bytes + 1
         # Oldest first (dict order = the order reading began): the first is the one to
         # close when a new connection needs room.
         self.prereading: dict = {}

@@ -4,7 +4,9 @@ the rules are in swarmguard_config/loading.py).
 
 Shared by receiver/, exporter/ and stress/; each image copies this package beside its own.
 So it also holds the one definition of the service label that opts a service in
-(swarmguard_config/opt_in.py), which the receiver and the exporter both read.
+(swarmguard_config/opt_in.py), which the receiver and the exporter both read, and what a
+gunicorn bind address may be (swarmguard_config/listening.py), which the receiver and the
+stress app both check.
 """
 from swarmguard_config.loading import (
     NOT_FROM_ENV,
@@ -15,6 +17,7 @@ from swarmguard_config.loading import (
     env_name,
     load,
 )
+from swarmguard_config.listening import listen_address
 
 __all__ = ["ConfigError", "Layer", "NOT_FROM_ENV", "NOT_NEGATIVE", "POSITIVE", "env_name",
-           "load"]
+           "listen_address", "load"]

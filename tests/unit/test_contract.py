@@ -193,7 +193,6 @@ OWN_RULES = {"SWARMGUARD_TOKEN", "SWARMGUARD_TOKEN_FILE", CONFIG_FILE_ENV}
 # Read with os.environ by the gunicorn configurations and receiver/serving.py, past
 # swarmguard_config: issue 23 moves each into a dataclass; take it off this list then.
 READ_PAST_SWARMGUARD_CONFIG = {
-    "SWARMGUARD_BIND", "SWARMGUARD_THREADS", "SWARMGUARD_REQUEST_READ_TIMEOUT",
     "STRESS_BIND", "STRESS_PORT", "STRESS_THREADS", "STRESS_LOG_LEVEL", "STRESS_ACCESS_LOG",
 }
 

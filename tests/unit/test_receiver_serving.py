@@ -2,26 +2,28 @@
 whole in gunicorn's event loop (receiver/serving.py) before a thread takes them."""
 import collections
 import contextlib
+import logging
 import os
 import re
 import selectors
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 import types
-from pathlib import Path
 
 import pytest
 import requests
+from gunicorn.config import Config
 
 from receiver.serving import (BARE_LF, HEADERS_TOO_LARGE, LENGTH_REQUIRED, MAX_HEADER_BYTES,
                               PREREAD_WORKER, WHOLE, PrereadWorker, RequestScan,
                               take_expect_continue, worker_class)
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.gunicorn_process import gunicorn, settings_module
+
+CONF = "receiver/gunicorn.conf.py"
 LIMIT = 1024 * 1024 + 1
 HEAD = b"POST /alerts HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n"
 
@@ -107,11 +109,67 @@ def test_a_kept_alive_connection_closed_to_make_room_is_not_read_when_its_readin
 
 # -- the receiver under gunicorn, with slow clients ---------------------------------------
 
-def test_the_gunicorn_this_project_installs_gets_the_preread_worker():
-    import runpy
+def test_the_gunicorn_this_project_installs_gets_the_preread_worker(monkeypatch):
     assert worker_class() == PREREAD_WORKER
-    assert runpy.run_path(str(ROOT / "receiver" / "gunicorn.conf.py"))["worker_class"] == \
-        PREREAD_WORKER
+    assert settings_module(monkeypatch, CONF, "SWARMGUARD_", {})["worker_class"] == PREREAD_WORKER
+
+
+# -- its settings: the receiver's (receiver/config.py), read before anything starts -----------
+
+def test_gunicorn_reads_the_yaml_file_beneath_the_environment(monkeypatch, tmp_path):
+    path = tmp_path / "receiver.yml"
+    path.write_text("shutdown_deadline: 30\nthreads: 2\nbind: 0.0.0.0:9000\n")
+    conf = settings_module(monkeypatch, CONF, "SWARMGUARD_", {
+        "SWARMGUARD_CONFIG_FILE": str(path), "SWARMGUARD_BIND": "127.0.0.1:8001",
+        "SWARMGUARD_LOG_LEVEL": "WARNING"})
+    assert (conf["bind"], conf["threads"], conf["loglevel"]) == ("127.0.0.1:8001", 2, "warning")
+    # The arbiter kills the worker only after the work in progress has had its deadline.
+    assert conf["graceful_timeout"] == 35
+
+
+@pytest.mark.parametrize("name, value", [
+    ("SWARMGUARD_BIND", "8000"),
+    ("SWARMGUARD_THREADS", "many"),
+    ("SWARMGUARD_SHUTDOWN_DEADLINE", "-5"),
+    ("SWARMGUARD_MAX_BODY_BYTES", "0"),
+    ("SWARMGUARD_REQUEST_READ_TIMEOUT", "0"),
+])
+def test_a_bad_value_stops_gunicorn_with_a_sentence_naming_the_variable(monkeypatch, name, value):
+    with pytest.raises(SystemExit, match=f"^receiver: {name}='{value}'"):
+        settings_module(monkeypatch, CONF, "SWARMGUARD_", {name: value})
+
+
+def test_with_a_bad_value_gunicorn_exits_before_it_listens(tmp_path):
+    env = {**os.environ, "SWARMGUARD_TOKEN": "tok", "SWARMGUARD_BIND": "127.0.0.1:0",
+           "SWARMGUARD_THREADS": "0"}
+    log_path = tmp_path / "gunicorn.log"
+    with gunicorn(CONF, "receiver.app:create_app()", env, log_path) as proc:
+        assert proc.wait(timeout=60) != 0
+    log = log_path.read_text()
+    assert "receiver: SWARMGUARD_THREADS='0' must be greater than 0" in log
+    assert "Listening at" not in log and "Traceback" not in log
+
+
+def preread_worker() -> PrereadWorker:
+    """The worker as gunicorn's arbiter builds it (before forking), its settings as they
+    are in the environment."""
+    worker = PrereadWorker(0, os.getpid(), [], None, 15, Config(), logging.getLogger("test"))
+    worker.tmp.close()
+    return worker
+
+
+def test_the_worker_reads_the_body_limit_and_read_timeout_from_the_yaml_file(monkeypatch,
+                                                                             tmp_path):
+    path = tmp_path / "receiver.yml"
+    path.write_text("max_body_bytes: 4096\nrequest_read_timeout: 7\n")
+    monkeypatch.setenv("SWARMGUARD_CONFIG_FILE", str(path))
+    monkeypatch.delenv("SWARMGUARD_MAX_BODY_BYTES", raising=False)
+    monkeypatch.delenv("SWARMGUARD_REQUEST_READ_TIMEOUT", raising=False)
+    worker = preread_worker()
+    # One byte over the app's limit is what the worker hands over at once for the 413.
+    assert (worker.max_body, worker.read_timeout) == (4097, 7.0)
+    monkeypatch.setenv("SWARMGUARD_MAX_BODY_BYTES", "2048")
+    assert preread_worker().max_body == 2049
 
 
 @contextlib.contextmanager
@@ -123,11 +181,7 @@ def serving(tmp_path, read_timeout: str = "2", *gunicorn_args: str):
            "SWARMGUARD_REQUEST_READ_TIMEOUT": read_timeout,
            "SWARMGUARD_LOG_LEVEL": "info"}  # gunicorn says at INFO where it listens
     log_path = tmp_path / "gunicorn.log"
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "receiver/gunicorn.conf.py",
-                             *gunicorn_args, "receiver.app:create_app()"], cwd=ROOT, env=env,
-                            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
+    with gunicorn(CONF, "receiver.app:create_app()", env, log_path, *gunicorn_args) as proc:
         port = None
         for _ in range(300):
             if proc.poll() is not None:
@@ -144,14 +198,6 @@ def serving(tmp_path, read_timeout: str = "2", *gunicorn_args: str):
         else:
             pytest.fail(f"gunicorn did not answer within 30 s: {log_path.read_text()}")
         yield f"http://127.0.0.1:{port}", port
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            pytest.fail(f"gunicorn did not stop on SIGTERM: {log_path.read_text()[-3000:]}")
 
 
 @pytest.fixture
