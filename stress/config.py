@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from stress.identity import Identity
-from swarmguard_config import NOT_FROM_ENV, NOT_NEGATIVE, POSITIVE, ConfigError, load
+from swarmguard_config import (NOT_FROM_ENV, NOT_NEGATIVE, POSITIVE, ConfigError,
+                               listen_address, load)
 
 ENV_PREFIX = "STRESS_"
+# gunicorn's own names; it would take any other word as "info" without a word.
+GUNICORN_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 @dataclass(frozen=True)
@@ -114,3 +117,29 @@ class StressConfig:
             "max_network_mbps": self.limits.max_network_mbps,
         }
 
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """gunicorn's settings for the stress app (stress/gunicorn.conf.py), read from the same
+    STRESS_* variables by the same rules, before gunicorn listens."""
+
+    # The whole listening address; unset: every interface, on `port`.
+    bind: str | None = field(default=None, metadata={"check": listen_address})
+    # The port when `bind` is unset; the image's HEALTHCHECK follows it.
+    port: int = field(default=8080, metadata={"min": 0, "max": 65535})
+    # Enough for a probe at tens of requests/s plus health checks while stress is starting.
+    threads: int = field(default=8, metadata=POSITIVE)
+    log_level: str = field(default="info", metadata={"one_of": GUNICORN_LOG_LEVELS})
+    # Where gunicorn writes its access log ("-": standard output); unset: nowhere, as a
+    # 20 requests/s probe would drown the interesting lines.
+    access_log: str | None = None
+
+    @property
+    def address(self) -> str:
+        return self.bind or f"0.0.0.0:{self.port}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingConfig":
+        """ConfigError (a ValueError) naming the variable on a bad value."""
+        return load(cls, ENV_PREFIX, os.environ if environ is None else environ)

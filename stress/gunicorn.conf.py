@@ -9,13 +9,20 @@ One worker with threads: which stress runs is state held by the worker process, 
 import os
 import time
 
-# STRESS_PORT changes the port (the image's HEALTHCHECK follows it); STRESS_BIND
-# replaces the whole bind address.
-bind = os.environ.get("STRESS_BIND") or f"0.0.0.0:{os.environ.get('STRESS_PORT', '8080')}"
+from stress.config import ConfigError, ServingConfig
+
+# Read through the app's configuration loader (stress/config.py), so that a bad value stops
+# gunicorn here, before it listens, with a sentence naming the variable (SystemExit:
+# gunicorn would print a traceback for anything else).
+try:
+    SERVING = ServingConfig.from_env()
+except ConfigError as error:
+    raise SystemExit(f"stress: {error}") from None
+
+bind = SERVING.address
 workers = 1
 worker_class = "gthread"
-# Enough for a probe at tens of requests/s plus health checks while stress is starting.
-threads = int(os.environ.get("STRESS_THREADS", "8"))
+threads = SERVING.threads
 timeout = 30
 # Docker's stop grace period is 10 s: finish in-flight requests well within it.
 graceful_timeout = 5
@@ -24,9 +31,8 @@ keepalive = 5
 # heartbeat under disk pressure and get it killed.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 errorlog = "-"
-loglevel = os.environ.get("STRESS_LOG_LEVEL", "info")
-# Access log off by default: a 20 requests/s probe would drown the interesting lines.
-accesslog = os.environ.get("STRESS_ACCESS_LOG") or None
+loglevel = SERVING.log_level
+accesslog = SERVING.access_log
 # Recent gunicorn opens a management socket under $HOME by default; this app needs none,
 # and as a non-root user with HOME=/ it could only fail. (Older versions ignore this.)
 control_socket_disable = True

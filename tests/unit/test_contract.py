@@ -190,11 +190,6 @@ def test_the_exporters_metrics_are_the_contracts():
 PACKAGES = ("receiver", "exporter", "stress", "swarmguard_cli")
 # Read by their own rules, not a field's: the token (exactly one of the two) and the file.
 OWN_RULES = {"SWARMGUARD_TOKEN", "SWARMGUARD_TOKEN_FILE", CONFIG_FILE_ENV}
-# Read with os.environ by the gunicorn configurations and receiver/serving.py, past
-# swarmguard_config: issue 23 moves each into a dataclass; take it off this list then.
-READ_PAST_SWARMGUARD_CONFIG = {
-    "STRESS_BIND", "STRESS_PORT", "STRESS_THREADS", "STRESS_LOG_LEVEL", "STRESS_ACCESS_LOG",
-}
 
 
 def loaded_dataclasses() -> list[tuple[type, str]]:
@@ -279,23 +274,12 @@ def test_every_setting_is_in_the_contract_with_its_variable_and_default():
                 fields[variable] = (f"{cls.__name__}.{f.name}", f.default)
     documented = documented_settings()
 
-    assert_same(set(fields) | OWN_RULES | READ_PAST_SWARMGUARD_CONFIG, documented,
+    assert_same(set(fields) | OWN_RULES, documented,
                 "settings (environment variables)")
     for variable, (where, default) in fields.items():
         for cell in documented[variable]:
             assert same_default(default, cell), (
                 f"{variable} ({where}) defaults to {default!r}; docs/contract.md says {cell}")
-
-
-def test_the_settings_read_past_swarmguard_config_are_still_so():
-    fields = {env_name(f, prefix) for cls, prefix in loaded_dataclasses()
-              for f in dataclasses.fields(cls)}
-    code = "\n".join(p.read_text(encoding="utf-8") for package in PACKAGES
-                     for p in (ROOT / package).glob("*.py"))
-    for variable in sorted(READ_PAST_SWARMGUARD_CONFIG):
-        assert variable not in fields, (f"{variable} is a dataclass field now: take it off "
-                                        f"READ_PAST_SWARMGUARD_CONFIG")
-        assert f'"{variable}' in code or f"'{variable}" in code, f"nothing reads {variable}"
 
 
 def test_the_storm_budgets_in_the_contract_are_the_settings_and_storm_py_defaults():

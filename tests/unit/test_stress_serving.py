@@ -2,19 +2,15 @@
 closed for its start-up delay, then serves; without a delay nothing waits."""
 
 import os
-import runpy
-import signal
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-CONF = ROOT / "stress" / "gunicorn.conf.py"
+from tests.unit.gunicorn_process import gunicorn, settings_module
+
+CONF = "stress/gunicorn.conf.py"
 
 
 class Server:
@@ -28,13 +24,9 @@ class Server:
 
 def hook(monkeypatch, environ: dict) -> list[float]:
     """Run the configuration's on_starting with `environ`; return the sleeps it asked for."""
-    for name in [n for n in os.environ if n.startswith("STRESS_")]:
-        monkeypatch.delenv(name)
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
     sleeps: list[float] = []
     monkeypatch.setattr(time, "sleep", sleeps.append)
-    runpy.run_path(str(CONF))["on_starting"](Server)
+    settings_module(monkeypatch, CONF, "STRESS_", environ)["on_starting"](Server)
     return sleeps
 
 
@@ -69,10 +61,7 @@ def test_under_gunicorn_the_port_is_closed_for_the_delay_then_the_app_serves(tmp
            "STRESS_LOG_LEVEL": "info"}
     log_path = tmp_path / "gunicorn.log"
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(CONF), "stress.app:create_app()"],
-                            cwd=ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
+    with gunicorn(CONF, "stress.app:create_app()", env, log_path, stop_within=20) as proc:
         while refused(port):
             if proc.poll() is not None:
                 pytest.fail(f"gunicorn exited: {log_path.read_text()}")
@@ -90,10 +79,34 @@ def test_under_gunicorn_the_port_is_closed_for_the_delay_then_the_app_serves(tmp
                 time.sleep(0.1)
         assert answer is not None and answer.status_code == 200, log_path.read_text()
         assert "the port opens in 2.0 s" in log_path.read_text()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+
+
+# -- gunicorn's settings: STRESS_* variables read through stress/config.py ----------------
+
+def test_by_default_gunicorn_listens_on_every_interface_at_8080_without_an_access_log(
+        monkeypatch):
+    conf = settings_module(monkeypatch, CONF, "STRESS_", {})
+    assert (conf["bind"], conf["threads"], conf["loglevel"], conf["accesslog"]) == \
+        ("0.0.0.0:8080", 8, "info", None)
+
+
+def test_the_port_moves_the_listener_and_a_bind_replaces_the_whole_address(monkeypatch):
+    assert settings_module(monkeypatch, CONF, "STRESS_", {"STRESS_PORT": "9000"})["bind"] == \
+        "0.0.0.0:9000"
+    conf = settings_module(monkeypatch, CONF, "STRESS_", {
+        "STRESS_PORT": "9000", "STRESS_BIND": "127.0.0.1:9100", "STRESS_THREADS": "2",
+        "STRESS_LOG_LEVEL": "DEBUG", "STRESS_ACCESS_LOG": "-"})
+    assert (conf["bind"], conf["threads"], conf["loglevel"], conf["accesslog"]) == \
+        ("127.0.0.1:9100", 2, "debug", "-")
+
+
+@pytest.mark.parametrize("name, value", [
+    ("STRESS_BIND", "127.0.0.1"),
+    ("STRESS_PORT", "http"),
+    ("STRESS_PORT", "65536"),
+    ("STRESS_THREADS", "0"),
+    ("STRESS_LOG_LEVEL", "verbose"),
+])
+def test_a_bad_value_stops_gunicorn_with_a_sentence_naming_the_variable(monkeypatch, name, value):
+    with pytest.raises(SystemExit, match=f"^stress: {name}='{value}'"):
+        settings_module(monkeypatch, CONF, "STRESS_", {name: value})
