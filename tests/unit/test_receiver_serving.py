@@ -207,42 +207,63 @@ def receiver(tmp_path):
 
 
 class Trickler(threading.Thread):
-    """A client that sends a request one header line at a time, every `pause` seconds,
-    for `seconds`, and never finishes it."""
+    """A client that sends a request one header line (or body byte) at a time, every
+    `pause` seconds, for `seconds` or until stopped, and never finishes it."""
 
     def __init__(self, port: int, body: bool, seconds: float = 6.0, pause: float = 0.3):
         super().__init__(daemon=True)
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.body, self.seconds, self.pause = body, seconds, pause
         self.closed_by_server = threading.Event()
+        self.trickling = threading.Event()  # its request has begun and it is sending more
+        self.stopping = threading.Event()
 
     def run(self):
         end = time.monotonic() + self.seconds
         try:
             self.sock.sendall(HEAD + (b"Content-Length: 100000\r\n\r\n" if self.body else b""))
-            while time.monotonic() < end:
+            while time.monotonic() < end and not self.stopping.is_set():
                 self.sock.sendall(b"{" if self.body else b"X-Slow: 1\r\n")
-                time.sleep(self.pause)
+                self.trickling.set()
+                self.stopping.wait(self.pause)
         except OSError:
             self.closed_by_server.set()
         finally:
             self.sock.close()
 
 
-def test_slow_clients_do_not_hold_the_threads_that_answer_health_checks_and_webhooks(receiver):
-    url, port = receiver
-    # 8 threads serve requests: more slow clients of each kind than that.
-    slow = [Trickler(port, body=i % 2 == 0) for i in range(24)]
-    for client in slow:
-        client.start()
-    time.sleep(0.5)
-    # The timeouts only keep a failing test from hanging: before, these waited for the
-    # slow clients to give up (6 s).
-    for _ in range(5):
-        assert requests.get(f"{url}/healthz", timeout=4).status_code == 200
-        response = requests.post(f"{url}/alerts", data=b"{}", timeout=4, headers={
-            "Authorization": "Bearer tok", "Content-Type": "application/json"})
-        assert response.status_code == 400  # answered: the body is not a webhook
+def wait_until(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {seconds:.0f} s: {what}")
+        time.sleep(0.05)
+
+
+def test_slow_clients_do_not_hold_the_threads_that_answer_health_checks_and_webhooks(tmp_path):
+    # A long read timeout: the slow clients keep their connections for the whole test.
+    with serving(tmp_path, "120") as (url, port):
+        # 8 threads serve requests: more slow clients of each kind than that.
+        slow = [Trickler(port, body=i % 2 == 0, seconds=120) for i in range(24)]
+        for client in slow:
+            client.start()
+        try:
+            wait_until(lambda: all(c.trickling.is_set() for c in slow), 30,
+                       "every slow client connected and trickling")
+            # The timeouts only keep a failing test from hanging: before, these waited for
+            # the slow clients to give up.
+            for _ in range(5):
+                assert requests.get(f"{url}/healthz", timeout=4).status_code == 200
+                response = requests.post(f"{url}/alerts", data=b"{}", timeout=4, headers={
+                    "Authorization": "Bearer tok", "Content-Type": "application/json"})
+                assert response.status_code == 400  # answered: the body is not a webhook
+            # Answered while every slow client still held its connection.
+            assert all(c.is_alive() and not c.closed_by_server.is_set() for c in slow)
+        finally:
+            for client in slow:
+                client.stopping.set()
+            for client in slow:
+                client.join(timeout=10)
 
 
 def test_a_connection_that_sends_no_whole_request_in_time_is_closed(receiver):
