@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from stress import workers
 from stress.config import StressConfig
-from stress.params import CpuRequest, MemoryRequest, NetworkRequest
+from stress.params import CpuRequest, MemoryRequest, NetworkRequest, Timing
 from stress.shaping import cpu_plan, mbps_to_bytes_per_s
 
 
@@ -33,76 +33,56 @@ class Plan:
 
 def cpu(request: CpuRequest, allowance_cores: float, config: StressConfig) -> Plan:
     plan = cpu_plan(request.target_percent, allowance_cores)
-    job = Job(
-        workers.burn_cpu,
-        dict(
-            duty=plan.duty,
-            ramp_s=request.timing.ramp_s,
-            slice_s=config.cpu_slice_s,
-            nice=config.worker_nice,
-        ),
-    )
-    return Plan(
-        kind="cpu",
-        jobs=(job,) * plan.processes,
-        duration_s=request.timing.duration_s,
-        progress_unit="cores_commanded",
-        description={
-            "target_percent": request.target_percent,
-            "allowance_cores": allowance_cores,
-            "processes": plan.processes,
-            "duty_per_process": round(plan.duty, 4),
-            "duration_s": request.timing.duration_s,
-            "ramp_s": request.timing.ramp_s,
-        },
+    job = _job(workers.burn_cpu, request.timing, config, duty=plan.duty,
+               slice_s=config.cpu_slice_s)
+    return _plan(
+        "cpu", (job,) * plan.processes, request.timing, "cores_commanded",
+        target_percent=request.target_percent,
+        allowance_cores=allowance_cores,
+        processes=plan.processes,
+        duty_per_process=round(plan.duty, 4),
     )
 
 
 def memory(request: MemoryRequest, config: StressConfig) -> Plan:
-    job = Job(
-        workers.hold_memory,
-        dict(mb=request.mb, ramp_s=request.timing.ramp_s, nice=config.worker_nice),
-    )
-    return Plan(
-        kind="memory",
-        jobs=(job,),
-        duration_s=request.timing.duration_s,
-        progress_unit="mb_allocated",
-        description={
-            "mb": request.mb,
-            "duration_s": request.timing.duration_s,
-            "ramp_s": request.timing.ramp_s,
-        },
-    )
+    job = _job(workers.hold_memory, request.timing, config, mb=request.mb)
+    return _plan("memory", (job,), request.timing, "mb_allocated", mb=request.mb)
 
 
 def network(
     request: NetworkRequest, family: int, address: tuple, sink_label: str,
     sink_source: str, config: StressConfig,
 ) -> Plan:
-    job = Job(
-        workers.send_udp,
-        dict(
-            family=family,
-            address=address,
-            rate_bytes_per_s=mbps_to_bytes_per_s(request.mbps),
-            ramp_s=request.timing.ramp_s,
-            datagram_bytes=config.datagram_bytes,
-            nice=config.worker_nice,
-        ),
+    job = _job(
+        workers.send_udp, request.timing, config,
+        family=family,
+        address=address,
+        rate_bytes_per_s=mbps_to_bytes_per_s(request.mbps),
+        datagram_bytes=config.datagram_bytes,
     )
+    return _plan(
+        "network", (job,), request.timing, "bytes_sent",
+        mbps=request.mbps,
+        sink=sink_label,
+        sink_source=sink_source,
+        protocol="udp",
+        datagram_bytes=config.datagram_bytes,
+    )
+
+
+def _job(target: Callable[..., None], timing: Timing, config: StressConfig, **kwargs) -> Job:
+    """Every stress process ramps up over the request's ramp and runs niced."""
+    return Job(target, dict(kwargs, ramp_s=timing.ramp_s, nice=config.worker_nice))
+
+
+def _plan(kind: str, jobs: tuple[Job, ...], timing: Timing, progress_unit: str,
+          **description: Any) -> Plan:
+    """Every plan runs for its request's duration, and describes it with its ramp, after
+    what the kind asked for."""
     return Plan(
-        kind="network",
-        jobs=(job,),
-        duration_s=request.timing.duration_s,
-        progress_unit="bytes_sent",
-        description={
-            "mbps": request.mbps,
-            "sink": sink_label,
-            "sink_source": sink_source,
-            "protocol": "udp",
-            "datagram_bytes": config.datagram_bytes,
-            "duration_s": request.timing.duration_s,
-            "ramp_s": request.timing.ramp_s,
-        },
+        kind=kind,
+        jobs=jobs,
+        duration_s=timing.duration_s,
+        progress_unit=progress_unit,
+        description={**description, "duration_s": timing.duration_s, "ramp_s": timing.ramp_s},
     )
