@@ -27,16 +27,21 @@ def gunicorn(config: str, app: str, env: Mapping[str, str], log_path: Path,
     try:
         yield proc
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return  # it exited by itself (the test says why)
-        try:
-            proc.wait(timeout=stop_within)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            pytest.fail(f"gunicorn did not stop on SIGTERM: {log_path.read_text()[-3000:]}")
+        _stop(proc, log_path, stop_within)
+
+
+def _stop(proc: subprocess.Popen, log_path: Path, stop_within: float) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        proc.wait()
+        return  # it exited by itself (the test says why)
+    try:
+        proc.wait(timeout=stop_within)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail(f"gunicorn did not stop on SIGTERM: {log_path.read_text()[-3000:]}")
 
 
 def settings_module(monkeypatch, config: str, prefix: str, environ: Mapping[str, str]) -> dict:

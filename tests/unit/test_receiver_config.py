@@ -163,21 +163,17 @@ def test_settings_are_frozen():
         s.dry_run = True  # type: ignore[misc]
 
 
-def test_the_futile_window_is_ten_minutes_settable_and_zero_turns_it_off():
-    assert load_settings({"SWARMGUARD_TOKEN": "t"}).futile_window == 600
-    assert load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_FUTILE_WINDOW": "300"}
-                         ).futile_window == 300
-    assert load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_FUTILE_WINDOW": "0"}
-                         ).futile_window == 0
-
-
-
-def test_a_scale_up_adds_at_most_four_replicas_by_default_and_one_restores_single_steps():
-    assert load_settings({"SWARMGUARD_TOKEN": "t"}).max_scale_up_step == 4
-    assert load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_MAX_SCALE_UP_STEP": "1"}
-                         ).max_scale_up_step == 1
-    assert load_settings({"SWARMGUARD_TOKEN": "t", "SWARMGUARD_MAX_SCALE_UP_STEP": "10"}
-                         ).max_scale_up_step == 10
+@pytest.mark.parametrize("name, default, settable", [
+    # Ten migrate cooldowns; 0 never calls a move futile.
+    ("futile_window", 600, ["300", "0"]),
+    # Kubernetes HPA's +4 pods per period; 1 restores single steps.
+    ("max_scale_up_step", 4, ["1", "10"]),
+])
+def test_a_setting_has_its_default_and_takes_every_value_it_allows(name, default, settable):
+    assert getattr(load_settings({"SWARMGUARD_TOKEN": "t"}), name) == default
+    for value in settable:
+        settings = load_settings({"SWARMGUARD_TOKEN": "t", f"SWARMGUARD_{name.upper()}": value})
+        assert getattr(settings, name) == float(value)
 
 
 def test_the_scale_up_step_can_be_set_in_the_yaml_file(tmp_path):

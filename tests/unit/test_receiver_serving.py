@@ -127,29 +127,6 @@ def test_gunicorn_reads_the_yaml_file_beneath_the_environment(monkeypatch, tmp_p
     assert conf["graceful_timeout"] == 35
 
 
-@pytest.mark.parametrize("name, value", [
-    ("SWARMGUARD_BIND", "8000"),
-    ("SWARMGUARD_THREADS", "many"),
-    ("SWARMGUARD_SHUTDOWN_DEADLINE", "-5"),
-    ("SWARMGUARD_MAX_BODY_BYTES", "0"),
-    ("SWARMGUARD_REQUEST_READ_TIMEOUT", "0"),
-])
-def test_a_bad_value_stops_gunicorn_with_a_sentence_naming_the_variable(monkeypatch, name, value):
-    with pytest.raises(SystemExit, match=f"^receiver: {name}='{value}'"):
-        settings_module(monkeypatch, CONF, "SWARMGUARD_", {name: value})
-
-
-def test_with_a_bad_value_gunicorn_exits_before_it_listens(tmp_path):
-    env = {**os.environ, "SWARMGUARD_TOKEN": "tok", "SWARMGUARD_BIND": "127.0.0.1:0",
-           "SWARMGUARD_THREADS": "0"}
-    log_path = tmp_path / "gunicorn.log"
-    with gunicorn(CONF, "receiver.app:create_app()", env, log_path) as proc:
-        assert proc.wait(timeout=60) != 0
-    log = log_path.read_text()
-    assert "receiver: SWARMGUARD_THREADS='0' must be greater than 0" in log
-    assert "Listening at" not in log and "Traceback" not in log
-
-
 def preread_worker() -> PrereadWorker:
     """The worker as gunicorn's arbiter builds it (before forking), its settings as they
     are in the environment."""

@@ -98,15 +98,3 @@ def test_the_port_moves_the_listener_and_a_bind_replaces_the_whole_address(monke
         "STRESS_LOG_LEVEL": "DEBUG", "STRESS_ACCESS_LOG": "-"})
     assert (conf["bind"], conf["threads"], conf["loglevel"], conf["accesslog"]) == \
         ("127.0.0.1:9100", 2, "debug", "-")
-
-
-@pytest.mark.parametrize("name, value", [
-    ("STRESS_BIND", "127.0.0.1"),
-    ("STRESS_PORT", "http"),
-    ("STRESS_PORT", "65536"),
-    ("STRESS_THREADS", "0"),
-    ("STRESS_LOG_LEVEL", "verbose"),
-])
-def test_a_bad_value_stops_gunicorn_with_a_sentence_naming_the_variable(monkeypatch, name, value):
-    with pytest.raises(SystemExit, match=f"^stress: {name}='{value}'"):
-        settings_module(monkeypatch, CONF, "STRESS_", {name: value})
