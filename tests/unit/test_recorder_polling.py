@@ -10,6 +10,7 @@ import socketserver
 import re
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -39,6 +40,8 @@ class FakeLab:
         self.cpu = 5.0
         self.received = 0
         self.unexpected: list[str] = []
+        self.asked: Counter[str] = Counter()  # path -> requests answered
+        self._asked_lock = threading.Lock()
         self.http = self._serve_http()
         self.docker = self._serve_docker(tmp_path / "manager.sock")
         # One node (the manager, whose Docker is the fake socket), whose detection
@@ -50,6 +53,8 @@ class FakeLab:
                              node_prometheus_base_port=port)
 
     def answer(self, path: str, query: dict) -> tuple[int, object]:
+        with self._asked_lock:
+            self.asked[path] += 1
         now = time.time()
         if path == "/api/v1/query":
             q = query["query"][0]
@@ -169,9 +174,12 @@ def test_a_migration_seen_by_polling_becomes_alert_webhook_and_task_events(lab):
 
 
 def test_the_baseline_is_not_reported_as_changes(lab):
+    watched = ("/tasks", "/api/v1/alerts", "/metrics")  # the service's tasks, the alerts, the receiver
     with Recorder(lab.cfg, ["victim"], interval=0.05) as rec:
-        time.sleep(0.2)
+        # The baseline at start, then at least two polls of the same, unchanged world.
+        wait_until(lambda: all(lab.asked[path] >= 3 for path in watched))
     assert rec.timeline().events == ()
+    assert not rec.timeline().poll_errors
 
 
 def test_failing_polls_are_counted_and_the_recorder_keeps_going(tmp_path):
@@ -180,7 +188,7 @@ def test_failing_polls_are_counted_and_the_recorder_keeps_going(tmp_path):
         closed = s.getsockname()[1]
     cfg = LabConfig(run_dir=tmp_path, prometheus_port=closed, receiver_port=closed)
     with Recorder(cfg, ["victim"], interval=0.02) as rec:
-        time.sleep(0.2)
+        wait_until(lambda: all(rec.errors[source] >= 3 for source in ("prometheus", "docker", "receiver")))
         rec.event("note", "still recording")
     timeline = rec.timeline()
     assert timeline.poll_errors["prometheus"] >= 3
