@@ -18,6 +18,7 @@ the stack (scaling its receiver to zero) restore it in `finally`.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -33,7 +34,7 @@ from tests.lab.infra.nodes import client
 from tests.lab.infra.services import node_name, running_tasks
 from tests.lab.instruments.probe import Probe
 from tests.lab.infra.receiver_proc import ReceiverProcess, rfc3339
-from tests.lab.infra.system import wait_for
+from tests.lab.infra.system import LabError, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -335,14 +336,18 @@ def test_every_dashboard_query_returns_series_once_swarmguard_has_migrated_the_d
             receiver.wait_idle()
             assert receiver.metric("swarmguard_actions_total", kind="migrate", result="success") == 1
             print(f"the bundle's demo task moved {old} -> {new} {time.time() - started:.1f} s after the stress")
-            time.sleep(3)  # a few scrapes of the receiver's metrics after the action
 
-            empty = []
-            for query in dashboard.promql():
-                result = prometheus.api(lab.prometheus_url, "/api/v1/query_range", query=query.expr,
-                             start=started - 120, end=time.time(), step="1s")["result"]
-                if not result:
-                    empty.append(f"{query.where}: {query.expr}")
+            def empty_queries() -> list[str]:
+                return [f"{query.where}: {query.expr}" for query in dashboard.promql()
+                        if not prometheus.api(lab.prometheus_url, "/api/v1/query_range", query=query.expr,
+                                              start=started - 120, end=time.time(), step="1s")["result"]]
+
+            # The action's series come with Prometheus's next scrapes of the receiver (a rate
+            # needs two samples): wait for them, then name any query that stayed empty.
+            with contextlib.suppress(LabError):
+                wait_for("every dashboard query to return series", lambda: not empty_queries(),
+                         timeout=60, interval=2)
+            empty = empty_queries()
             assert empty == [], "queries with no series:\n" + "\n".join(empty)
     finally:
         set_replicas(lab, stack.full_name("receiver"), stack_replicas("receiver"))
@@ -365,7 +370,7 @@ def test_scenario_1_through_the_whole_bundle_moves_the_task_with_zero_failed_req
     [task] = services.running_tasks(lab, STRESS)
     old = services.node_name(lab, task["NodeID"])
     with Probe(lab.entrypoint_url + "/health", rate=20) as probe:
-        time.sleep(1)
+        probe.wait_answered(by=old)
         services.wait_settled(lab)  # the rules ignore a task's start-up heat
         started = time.monotonic()
         r = requests.get(f"http://{lab.node(old).ip}:{lab.app_published_port}/stress/cpu",
@@ -373,7 +378,7 @@ def test_scenario_1_through_the_whole_bundle_moves_the_task_with_zero_failed_req
         assert r.status_code == 200, r.text
         new = services.wait_moved_off(lab, STRESS, old, timeout=90)
         moved_after = time.monotonic() - started
-        time.sleep(2)
+        probe.wait_answered(by=new, last=20)  # the entry point has settled on the new node
     result = probe.stop()
     print(f"bundle Scenario 1: {old} -> {new} {moved_after:.1f} s after the stress; {result.summary()}")
     assert receiver_metric(lab, "swarmguard_actions_total", kind="migrate", result="success") == before + 1
@@ -392,7 +397,7 @@ def test_scenario_2_through_the_whole_bundle_scales_up_and_back_down_with_zero_f
     [task] = services.running_tasks(lab, STRESS)
     node = lab.node(services.node_name(lab, task["NodeID"]))
     with Probe(lab.entrypoint_url + "/health", rate=20, max_seconds=240) as probe:
-        time.sleep(1)
+        probe.wait_answered(by=node.name)
         services.wait_settled(lab)  # the rules ignore a task's start-up heat
         started = time.monotonic()
         r = requests.get(f"http://{node.ip}:{lab.app_published_port}/stress/combined", timeout=5,
@@ -403,7 +408,7 @@ def test_scenario_2_through_the_whole_bundle_scales_up_and_back_down_with_zero_f
         services.stop_stress_everywhere(lab)
         wait_for("back to one replica", lambda: len(services.running_tasks(lab, STRESS, healthy_only=False)) == 1,
                  timeout=120)
-        time.sleep(2)
+        probe.wait_answered(last=20)  # the entry point has settled on the task that is left
     result = probe.stop()
     print(f"bundle Scenario 2: second replica healthy {up_after:.1f} s after the stress; {result.summary()}")
     assert receiver_metric(lab, "swarmguard_actions_total", kind="scale_up", result="success") == ups + 1

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.config import Settings
 
@@ -36,9 +37,10 @@ def victim(lab):
 @pytest.mark.compat
 def test_scenario_1_a_cpu_starved_task_is_migrated_with_zero_failed_requests(lab, victim):
     with ReceiverProcess(lab) as receiver, Probe(lab.entrypoint_url + "/health", rate=20) as probe:
-        time.sleep(1)
+        probe.wait_answered()
         moved = run.migrate(lab, victim, receiver, stress_seconds=60, timeout=60)
-        time.sleep(2)
+        if moved.moved:
+            probe.wait_answered(by=moved.to_node, last=20)  # the entry point has settled on it
         result = probe.stop()
         assert receiver.metric("swarmguard_actions_total", kind="migrate", result="success") == 1
     old, new = moved.from_node, moved.to_node
@@ -69,7 +71,10 @@ def test_scenario_2_real_demand_scales_up_to_the_maximum_then_back_down_after_th
         # The N-1 rule: with 2 replicas idle, total CPU is far below 75 % x 1; and never
         # before the shortened 20 s window after the load ended.
         assert cycle.down_after_load_end_s >= 20
-        time.sleep(12)  # a repeat of the alert at the minimum must change nothing
+        # Repeats of the alert at the minimum change nothing: its resolution is the last
+        # that can come about it.
+        wait_for("SwarmGuardScaleDown's resolution to be delivered",
+                 lambda: resolution_delivered(receiver, "SwarmGuardScaleDown", victim), timeout=120)
         assert services.replicas(lab, victim) == 1
         receiver.wait_idle()
         result = probe.stop()
@@ -78,6 +83,26 @@ def test_scenario_2_real_demand_scales_up_to_the_maximum_then_back_down_after_th
     steps = [("up to 2", cycle.scaled_up_s), ("down to 1", cycle.down_after_load_end_s)]
     print(f"Scenario 2: {steps}; {result.summary()}")
     assert result.failed == 0, result.summary()
+
+
+def resolution_delivered(receiver: ReceiverProcess, alertname: str, service: str) -> bool:
+    return any(e["type"] == "notification" and e["alert"] == alertname and e["service"] == service
+               for e in receiver.events())
+
+
+def alertmanager_holds(lab, alertname: str, service: str) -> bool:
+    return any(requests.get(f"{url}/api/v2/alerts", timeout=5,
+                            params={"filter": [f'alertname="{alertname}"', f'service="{service}"']}).json()
+               for url in lab.alertmanager_urls)
+
+
+def webhook_failures(lab) -> float:
+    """Webhook notifications the lab's Alertmanagers gave up on, all receivers together."""
+    return sum(sample.value for url in lab.alertmanager_urls
+               for family in text_string_to_metric_families(requests.get(f"{url}/metrics", timeout=5).text)
+               for sample in family.samples
+               if sample.name == "alertmanager_notifications_failed_total"
+               and sample.labels.get("integration") == "webhook")
 
 
 def stress_until_migrate_fires(lab, victim: str) -> None:
@@ -91,12 +116,19 @@ def stress_until_migrate_fires(lab, victim: str) -> None:
 def test_an_alert_that_fires_while_the_receiver_is_down_is_retried_and_acted_on_exactly_once(lab, victim):
     [task] = services.running_tasks(lab, victim)
     old = services.node_name(lab, task["NodeID"])
+    failures = webhook_failures(lab)
     stress_until_migrate_fires(lab, victim)
-    time.sleep(3)  # Alertmanager is failing to deliver: nothing listens on the receiver's port
+    # Alertmanager holds the alert and fails to deliver: nothing listens on the receiver's port.
+    wait_for("Alertmanager to hold the alert", lambda: alertmanager_holds(lab, "SwarmGuardMigrate", victim),
+             timeout=30)
+    wait_for("a webhook delivery to fail", lambda: webhook_failures(lab) > failures, timeout=90)
     with ReceiverProcess(lab) as receiver:
         new = services.wait_moved_off(lab, victim, old, timeout=30)
         receiver.wait_idle()
-        time.sleep(3)  # further retries and repeats must not act again
+        # Further retries and repeats must not act again: the alert's resolution (its task
+        # is gone) is the last that can come about it.
+        wait_for("the alert's resolution to be delivered",
+                 lambda: resolution_delivered(receiver, "SwarmGuardMigrate", victim), timeout=120)
         assert receiver.metric("swarmguard_actions_total", kind="migrate", result="success") == 1
         assert receiver.metric("swarmguard_actions_total") == 1
     assert new != old

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -77,11 +76,11 @@ def all_tasks(lab, name: str) -> list[dict]:
 def test_a_migrate_alert_moves_the_task_to_another_worker_with_zero_failed_requests(lab, web):
     _, _, old = the_task(lab, web)
     with own_receiver(lab) as receiver, Probe(lab.entrypoint_url, rate=20) as probe:
-        time.sleep(1)
+        probe.wait_answered(by=old)
         assert receiver.send(migrate_alert(lab, web)).status_code == 202
         new = services.wait_moved_off(lab, web, old)
         receiver.wait_idle()
-        time.sleep(1)
+        probe.wait_answered(by=new, last=20)  # the entry point has settled on the new node
         result = probe.stop()
         print(f"receiver migration {old} -> {new}: {result.summary()}")
         assert receiver.metric("swarmguard_actions_total", kind="migrate", result="success") == 1

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import requests
 
+from ..infra.system import wait_for
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -115,6 +117,27 @@ class Probe:
         self._thread = threading.Thread(target=self._loop, name="probe", daemon=True)
         self._thread.start()
         return self
+
+    def so_far(self) -> ProbeResult:
+        """The requests answered (or failed) so far, in the order sent; the probe goes on."""
+        with self._lock:
+            return ProbeResult(sorted(self._result.samples, key=lambda s: s.at))
+
+    def wait_answered(self, by: str | None = None, *, last: int = 1, timeout: float = 60.0) -> None:
+        """Until the `last` latest requests have all succeeded, answered by node `by` (any
+        node when None): the service serves from there. With `last` a second's worth of
+        requests, the entry point has settled there, so a failure it would cause on the way
+        (routing to a task that is gone) is behind it and counted."""
+        def settled() -> bool:
+            latest = self.so_far().samples[-last:]
+            return len(latest) == last and all(s.ok and (by is None or s.node == by) for s in latest)
+        wait_for(f"{last} request(s) through the probe answered" + (f" by {by}" if by else ""),
+                 settled, timeout=timeout, interval=0.1)
+
+    def wait_failed(self, count: int, *, timeout: float = 60.0) -> None:
+        """Until `count` requests have failed."""
+        wait_for(f"{count} failed request(s) through the probe",
+                 lambda: self.so_far().failed >= count, timeout=timeout, interval=0.1)
 
     def stop(self) -> ProbeResult:
         self._stop.set()
