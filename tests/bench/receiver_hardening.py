@@ -27,7 +27,6 @@ Prints tables; writes artifacts/bench-receiver-hardening.json and .png.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -45,6 +44,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.rfc3339 import format_time
+from tests import webhooks
 from tests.bench import receiver_attacks as attacks_
 from tests.bench.common import progress, publish, rss_mb, summarise, table
 from tests.bench.fake_docker_daemon import SERVICE
@@ -130,10 +130,8 @@ def base36(number: int, width: int) -> str:
 
 
 def scale_up_body(services: list[str], starts_at: str) -> bytes:
-    alerts = [{"status": "firing", "labels": {"alertname": "SwarmGuardScaleUp", "service": s},
-               "startsAt": starts_at} for s in services]
-    return json.dumps({"version": "4", "status": "firing", "receiver": "swarmguard",
-                       "groupKey": "{}", "alerts": alerts}, separators=(",", ":")).encode()
+    alerts = [webhooks.alert({"alertname": "SwarmGuardScaleUp", "service": s}, starts_at) for s in services]
+    return webhooks.encoded(webhooks.webhook(alerts), compact=True)
 
 
 # -- 1. slow clients ----------------------------------------------------------------------

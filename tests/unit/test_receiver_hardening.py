@@ -1,6 +1,5 @@
 """Hostile or broken senders (receiver/README.md): eight cases, each as the receiver must
 behave. Each test failed against the receiver before its hardening."""
-import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -8,6 +7,7 @@ import pytest
 from receiver import actuator as A
 from receiver.metrics import Metrics
 from receiver.rfc3339 import format_time
+from tests import webhooks
 from tests.fake_docker_api_client import TASK, WEB_ID, WORKER_1, WORKER_2
 from receiver.worker import DUPLICATE_WINDOW_S, Dispatcher, InlineExecutor
 from tests.unit.test_receiver_app import AUTH, NOW, make, post, sample
@@ -15,14 +15,12 @@ from tests.unit.test_receiver_worker import ManualExecutor, recorded
 
 
 def alert(labels, starts_at=NOW - timedelta(seconds=30), status="firing"):
-    return {"status": status, "labels": labels, "annotations": {},
-            "startsAt": format_time(starts_at),
-            "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "0123456789abcdef"}
+    return webhooks.alert(labels, format_time(starts_at), status=status, annotations={},
+                          ends_at=webhooks.STILL_FIRING, fingerprint="0123456789abcdef")
 
 
 def webhook(*alerts) -> bytes:
-    return json.dumps({"version": "4", "status": "firing", "receiver": "swarmguard",
-                       "groupKey": "{}", "alerts": list(alerts)}).encode()
+    return webhooks.encoded(webhooks.webhook(alerts))
 
 
 def scale_up(service, **kw):
@@ -295,8 +293,7 @@ FORGED = "web\nINFO receiver.actuator: Scaling up web"
     webhook(alert({"alertname": "SwarmGuardScaleUp", "service": "web", FORGED: "x"})),
     webhook({**scale_up("web"), "annotations": {FORGED: 1}}),
     webhook({**scale_up("web"), "status": FORGED}),
-    json.dumps({"version": "4", "groupKey": FORGED, "truncatedAlerts": 3,
-                "alerts": [scale_up("demo_web")]}).encode(),
+    webhooks.encoded(webhooks.webhook([scale_up("demo_web")], group_key=FORGED, truncatedAlerts=3)),
 ])
 def test_no_log_line_carries_a_raw_control_character(payload, caplog):
     caplog.set_level("DEBUG")

@@ -18,6 +18,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.rfc3339 import format_time
+from tests import webhooks
+
 from ..config import PROJECT_ROOT, LabConfig
 from ..instruments.events import read_events
 from .system import LabError, wait_for
@@ -145,18 +147,12 @@ def webhook(alertname: str, labels: dict, *, starts_at: datetime | None = None,
     scenario = {"SwarmGuardMigrate": "migrate", "SwarmGuardScaleUp": "scale_up",
                 "SwarmGuardScaleDown": "scale_down"}[alertname]
     all_labels = {"alertname": alertname, "scenario": scenario, "severity": "warning", **labels}
-    group = {"alertname": alertname, "service": labels["service"]}
-    return {
-        "receiver": "swarmguard", "status": status,
-        "alerts": [{
-            "status": status, "labels": all_labels,
-            "annotations": {"summary": "lab", "description": "sent by the lab tests",
-                            "runbook_url": "https://example.invalid/runbook", **(annotations or {})},
-            "startsAt": rfc3339(starts_at), "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://127.0.0.1:9090/graph", "fingerprint": f"{abs(hash(str(all_labels))):016x}"[:16],
-        }],
-        "groupLabels": group, "commonLabels": all_labels, "commonAnnotations": {},
-        "externalURL": "http://127.0.0.1:9093", "version": "4",
-        "groupKey": f'{{}}:{{alertname="{alertname}", service="{labels["service"]}"}}',
-        "truncatedAlerts": 0,
-    }
+    one = webhooks.alert(
+        all_labels, rfc3339(starts_at), status=status, ends_at=webhooks.STILL_FIRING,
+        annotations={"summary": "lab", "description": "sent by the lab tests",
+                     "runbook_url": "https://example.invalid/runbook", **(annotations or {})},
+        generatorURL="http://127.0.0.1:9090/graph", fingerprint=f"{abs(hash(str(all_labels))):016x}"[:16])
+    return webhooks.webhook(
+        [one], status=status, group_key=f'{{}}:{{alertname="{alertname}", service="{labels["service"]}"}}',
+        groupLabels={"alertname": alertname, "service": labels["service"]}, commonLabels=all_labels,
+        commonAnnotations={}, externalURL="http://127.0.0.1:9093", truncatedAlerts=0)

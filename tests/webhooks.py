@@ -1,0 +1,44 @@
+"""Alertmanager webhook bodies (version 4, as Alertmanager 0.25 sends them) for the unit
+tests, the lab tests and the benchmarks: one builder, so each caller states only what it
+varies.
+
+An alert carries exactly the keys its caller gives: the receiver reads `status`,
+`labels`, `annotations` and `startsAt` (docs/contract.md), and a benchmark that packs
+thousands of alerts into a body of a given size leaves out the rest. The envelope holds
+what the receiver checks (version, status, receiver, groupKey); what else Alertmanager
+sends (`groupLabels`, `commonLabels`, ...) a caller adds after the alerts. Bodies keep
+their keys in this order, so a size or a byte pattern a test counts on stays put.
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+# Alertmanager's endsAt of an alert still firing (Go's zero time).
+STILL_FIRING = "0001-01-01T00:00:00Z"
+
+
+def alert(labels: dict, starts_at: str, *, status: str = "firing", annotations: dict | None = None,
+          ends_at: str | None = None, **more) -> dict:
+    """One alert of a webhook. `annotations` and `ends_at` only when given; `more`: other
+    keys as Alertmanager names them (generatorURL, fingerprint)."""
+    out: dict = {"status": status, "labels": labels}
+    if annotations is not None:
+        out["annotations"] = annotations
+    out["startsAt"] = starts_at
+    if ends_at is not None:
+        out["endsAt"] = ends_at
+    return {**out, **more}
+
+
+def webhook(alerts: Iterable[dict], *, status: str = "firing", group_key: str = "{}", **more) -> dict:
+    """A webhook body around `alerts`, to the receiver named `swarmguard`; `more`: the rest
+    of Alertmanager's envelope where a caller wants it (groupLabels, commonLabels,
+    commonAnnotations, externalURL, truncatedAlerts)."""
+    return {"version": "4", "status": status, "receiver": "swarmguard", "groupKey": group_key,
+            "alerts": list(alerts), **more}
+
+
+def encoded(body: dict, *, compact: bool = False) -> bytes:
+    """The body as sent: JSON in UTF-8; `compact` without the spaces after separators."""
+    return json.dumps(body, separators=(",", ":") if compact else None).encode()
