@@ -1,6 +1,8 @@
-"""What every benchmark shares: statistics, the results folder, tables, progress."""
+"""What every benchmark shares: its command line and the lab it runs on, statistics, the
+results folder, tables, figures, progress."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -14,10 +16,24 @@ from pathlib import Path
 # The lab owns where results go and how a process's CPU time is read; the benchmarks use
 # them (and the lab never imports the benchmarks).
 from tests.lab.artifacts import ARTIFACTS
+from tests.lab.config import DEFAULT, LabConfig
+from tests.lab.infra import controller
 from tests.lab.infra.procfs import cpu_seconds
 
-__all__ = ["ARTIFACTS", "cpu_seconds", "rss_mb", "raise_open_files", "progress", "percentile", "summarise",
-           "machine", "write_json", "publish", "table"]
+__all__ = ["ARTIFACTS", "cpu_seconds", "command_line", "lab_up", "rss_mb", "raise_open_files", "progress",
+           "percentile", "summarise", "machine", "write_json", "publish", "table", "pyplot", "save_figure"]
+
+
+def command_line(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's options, its module docstring (as written) for --help."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def lab_up() -> LabConfig:
+    """The default lab, brought up unless it already runs healthy."""
+    if not controller.healthy(DEFAULT):
+        controller.up(DEFAULT)
+    return DEFAULT
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -90,3 +106,19 @@ def table(headers: list[str], rows: list[list]) -> str:
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
     return "\n".join(out)
+
+
+def pyplot():
+    """matplotlib's pyplot drawing to files only (no display), imported when a benchmark
+    draws: the rest of a benchmark runs without matplotlib."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay the figure out, write it as a PNG at `path` and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)

@@ -21,7 +21,6 @@ artifacts/bench-density.json and artifacts/bench-density.png.
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import time
@@ -32,9 +31,9 @@ import requests
 from docker.types import ServiceMode
 
 from tests.bench import end_to_end
-from tests.bench.common import ARTIFACTS, cpu_seconds, progress, summarise, table, write_json
-from tests.lab.infra import controller, services
-from tests.lab.config import DEFAULT, LabConfig
+from tests.bench.common import ARTIFACTS, command_line, cpu_seconds, lab_up, progress, pyplot, save_figure, summarise, table, write_json
+from tests.lab.infra import services
+from tests.lab.config import LabConfig
 from tests.lab.infra.images import BUSYBOX, image_ids
 from tests.lab.instruments.prometheus import query
 from tests.lab.infra.nodes import client
@@ -189,9 +188,7 @@ def fits(steps: list[dict]) -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     steps = result["steps"]
     xs = [s["containers"] for s in steps]
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(16, 4.8))
@@ -226,16 +223,12 @@ def plot(result: dict, path: Path) -> None:
     c.set_ylabel("seconds")
     c.set_title("Scenario 1 latency")
     c.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_comparison(results: list[dict], path: Path) -> None:
     """Several runs (e.g. before and after a change) on the same axes."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(16, 4.8))
     for result, style in zip(results, ("o--", "s-", "^-.")):
         xs = [s["containers"] for s in result["steps"]]
@@ -258,9 +251,7 @@ def plot_comparison(results: list[dict], path: Path) -> None:
         ax.set_xlabel(f"containers on {DENSE_NODE}")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def report(result: dict) -> None:
@@ -290,7 +281,7 @@ def report(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__)
     parser.add_argument("--steps", default=",".join(map(str, STEPS)), help="idle tasks per step, comma-separated")
     parser.add_argument("--trials", type=int, default=5, help="Scenario 1 migrations per step")
     parser.add_argument("--window", type=int, default=30, help="seconds over which cost is measured")
@@ -308,9 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwrote {png}")
         return 0
     steps = [int(s) for s in args.steps.split(",")]
-    cfg = DEFAULT
-    if not controller.healthy(cfg):
-        controller.up(cfg)
+    cfg = lab_up()
     services.remove_service(cfg, "web")  # the demo service holds the entry point's port
     progress(f"deploying {end_to_end.SERVICE} (the opted-in stress service the migrations move)")
     services.deploy_stress(cfg, end_to_end.SERVICE, labels={"swarmguard.replicas.max": "2"})

@@ -12,7 +12,6 @@ artifacts/bench-detection.json and artifacts/bench-detection.png.
 """
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 from pathlib import Path
@@ -20,9 +19,9 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.bench.common import ARTIFACTS, cpu_seconds, progress, summarise, table, write_json
-from tests.lab.infra import controller, services
-from tests.lab.config import DEFAULT, PROJECT_ROOT, LabConfig
+from tests.bench.common import ARTIFACTS, command_line, cpu_seconds, lab_up, progress, pyplot, save_figure, summarise, table, write_json
+from tests.lab.infra import services
+from tests.lab.config import PROJECT_ROOT, LabConfig
 from tests.lab.instruments.prometheus import query, query_detection
 from tests.lab.infra.services import stress
 from tests.lab.infra.system import read_pid, wait_for
@@ -110,9 +109,7 @@ def chain_settings(cfg: LabConfig) -> dict:
 
 
 def plot(results: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4.5))
     colours = {"rule above threshold": "#8fb3d9", "alert pending": "#f2c14e", "alert firing": "#f08a4b",
                "webhook received": "#c0392b"}
@@ -130,18 +127,14 @@ def plot(results: list[dict], path: Path) -> None:
     ax.set_title("SwarmGuard detection latency, stage by stage (lab)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__)
     parser.add_argument("--trials", type=int, default=10)
     args = parser.parse_args(argv)
-    cfg = DEFAULT
-    if not controller.healthy(cfg):
-        controller.up(cfg)
+    cfg = lab_up()
     progress(f"deploying {SERVICE} (stress app, 1 task, 0.5 CPU limit)")
     services.deploy_stress(cfg, SERVICE)
     results = []

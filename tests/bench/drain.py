@@ -18,15 +18,14 @@ answer. Prints a table, writes artifacts/bench-drain.json and artifacts/bench-dr
 """
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import requests
 
-from tests.bench.common import progress, publish, table
-from tests.lab.config import DEFAULT, LabConfig
+from tests.bench.common import command_line, lab_up, progress, publish, table
+from tests.lab.config import LabConfig
 from tests.lab.infra import cli, controller, services
 from tests.lab.infra.nodes import client
 from tests.lab.infra.receiver_proc import ReceiverProcess
@@ -432,11 +431,9 @@ def _timeline(ax, step: dict, title: str) -> None:
 # -- main ---------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__)
     parser.parse_args(argv)
-    cfg = DEFAULT
-    if not controller.healthy(cfg):
-        controller.up(cfg)
+    cfg = lab_up()
     data: dict = {"flavour": cfg.flavour, "versions": controller.running_versions(cfg), "node": NODE,
                   "rate_per_s": RATE, "services": {
                       name: {"published_port": port, "entry_url": cfg.entry_url(port),

@@ -18,16 +18,15 @@ Prints a table, writes artifacts/bench.json and artifacts/bench.png.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
 
-from tests.bench.common import cpu_seconds, progress, publish, summarise, table
+from tests.bench.common import command_line, cpu_seconds, lab_up, progress, publish, pyplot, save_figure, summarise, table
 from tests.lab.infra import controller, services
-from tests.lab.config import DEFAULT, LabConfig
+from tests.lab.config import LabConfig
 from tests.lab.infra.monitoring import EXPORTER_PORT
 from tests.lab.instruments.prometheus import query
 from tests.lab.infra.nodes import client
@@ -136,9 +135,7 @@ def overhead(cfg: LabConfig, receiver: ReceiverProcess, seconds: int = 30) -> di
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     a, b, c = axes
     mttr = [m["mttr_s"] for m in result["migrations"] if m["mttr_s"] is not None]
@@ -165,19 +162,15 @@ def plot(result: dict, path: Path) -> None:
     c.set_xlabel("% of one core")
     c.set_title("Monitoring overhead")
     c.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__)
     parser.add_argument("--migrations", type=int, default=10)
     parser.add_argument("--cycles", type=int, default=3)
     args = parser.parse_args(argv)
-    cfg = DEFAULT
-    if not controller.healthy(cfg):
-        controller.up(cfg)
+    cfg = lab_up()
     progress(f"deploying {SERVICE} (stress app: 0.5 CPU, 256 MiB, max 2 replicas)")
     run.deploy(cfg, SERVICE, maximum=2)
     result: dict = {"flavour": cfg.flavour, "versions": controller.running_versions(cfg)}

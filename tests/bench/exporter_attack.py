@@ -21,7 +21,6 @@ stack.yml). Prints the result; `main` also writes artifacts/bench-exporter-attac
 """
 from __future__ import annotations
 
-import argparse
 import errno
 import http.client
 import json
@@ -40,7 +39,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tests.bench.common import percentile, progress, raise_open_files, rss_mb, write_json
+from tests.bench.common import command_line, percentile, progress, raise_open_files, rss_mb, write_json
 from tests.lab.infra.system import free_port
 from tests.unit.exporter_host import FakeHost
 
@@ -340,7 +339,7 @@ def _ms(value: float | None) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__)
     parser.add_argument("--tree", type=Path, default=ROOT, help="source tree of the exporter (default: this one)")
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=20.0)

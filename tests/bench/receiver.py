@@ -12,7 +12,6 @@ Prints tables, writes artifacts/bench-receiver.json and artifacts/bench-receiver
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -23,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench.common import progress, publish, summarise, table
-from tests.lab.infra import controller, services
+from tests.bench.common import command_line, lab_up, progress, publish, pyplot, save_figure, summarise, table
+from tests.lab.infra import services
 from tests.lab.config import DEFAULT, PROJECT_ROOT, LabConfig
 from tests.lab.infra.receiver_proc import ReceiverProcess, webhook
 from tests.lab.infra.system import wait_for
@@ -175,9 +174,7 @@ def ack_ratios(acks: list[dict]) -> dict[int, float]:
 
 
 def plot(acks: list[dict], overhead: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
     labels = [f"{r['endpoint']}\n{r['alerts_per_payload']} alert(s)" for r in acks]
     colours = ["#9aa5b1" if r["endpoint"] == "bare flask" else "#2e86de" for r in acks]
@@ -190,20 +187,16 @@ def plot(acks: list[dict], overhead: dict, path: Path) -> None:
                                                                          "SwarmGuard receiver\n(webhook -> moved)"])
     b.set_ylabel("seconds until new task healthy, old task shut down")
     b.set_title(f"Migration: receiver / by hand, ratio {overhead['ratio']:.2f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__)
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per run")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--pairs", type=int, default=6, help="migrations by hand and by receiver, each (even)")
     args = parser.parse_args(argv)
-    cfg = DEFAULT
-    if not controller.healthy(cfg):
-        controller.up(cfg)
+    cfg = lab_up()
     acks = acknowledgements(cfg, args.seconds, args.connections)
     overhead = migration_overhead(cfg, args.pairs)
     print("\nWebhook acknowledgements (gunicorn: 1 worker, 8 threads; wrk: 2 threads, "

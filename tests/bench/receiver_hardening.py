@@ -46,7 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from receiver.rfc3339 import format_time
 from tests import webhooks
 from tests.bench import receiver_attacks as attacks_
-from tests.bench.common import progress, publish, rss_mb, summarise, table
+from tests.bench.common import progress, publish, pyplot, rss_mb, save_figure, summarise, table
 from tests.bench.fake_docker_daemon import SERVICE
 from tests.bench.receiver import payload, wrk
 from tests.lab.infra.system import free_port
@@ -313,9 +313,7 @@ def paired_ratios(acks: list[dict]) -> dict[int, list[float]]:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, (a, b, c, d) = plt.subplots(1, 4, figsize=(20, 4.2))
     plot_attacks(results, d)
     for run, data in results["runs"].items():
@@ -352,9 +350,7 @@ def plot(results: dict, path: Path) -> None:
         c.set_ylabel("receiver / bare Flask, acknowledgements per second")
         c.set_title("wrk, median of paired rounds")
         c.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_attacks(results: dict, ax) -> None:

@@ -63,7 +63,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.bench.common import cpu_seconds, progress, publish, rss_mb, summarise, table, write_json
+from tests.bench.common import command_line, cpu_seconds, progress, publish, pyplot, rss_mb, save_figure, summarise, table, write_json
 from tests.bench.fake_cluster import Cluster, FakeCluster, Ports, Shape
 from tests.lab.config import DEFAULT, PROJECT_ROOT, LabConfig
 from tests.lab.infra import monitoring, rootfs
@@ -766,9 +766,7 @@ def report(result: dict) -> None:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, (cpu_ax, eval_ax) = plt.subplots(1, 2, figsize=(13, 4.8))
     colours = {"today": "#c0392b", "central-opted-in": "#2e86de", "per-node": "#27ae60",
                "detection-central": "#8e44ad"}
@@ -799,9 +797,7 @@ def plot(result: dict, path: Path) -> None:
         ax.legend(fontsize=7)
     fig.suptitle(f"make bench-scale ({result['machine_cpus']} cores); per-node: each extra node adds its own "
                  "instance's cost", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def opted_in_per_node(cluster: Cluster) -> dict[str, int]:
@@ -857,7 +853,7 @@ def run_step(shape: Shape, layouts: list[Layout], sources: dict[str, Source], si
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__)
     parser.add_argument("--steps", type=parse_steps, default=None,
                         help=f"TASKSxNODES, comma-separated (default {STEPS}; --quick: {QUICK_STEPS})")
     parser.add_argument("--layouts", default=",".join(DEFAULT_LAYOUTS),
