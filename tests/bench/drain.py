@@ -105,8 +105,11 @@ def wait_quiet(cfg: LabConfig) -> None:
         wait_for(f"{name}: old containers gone", lambda: len(services.containers(cfg, name)) == 1, timeout=60)
 
 
-def wait_answering(cfg: LabConfig, urls: dict[str, str], node: str) -> None:
-    """Each entry point answers from its service's task on `node`: HAProxy has it up."""
+def wait_serving_from(cfg: LabConfig, urls: dict[str, str], node: str) -> None:
+    """Quiet (wait_quiet), and each entry point answers from its service's task on `node`:
+    HAProxy has it up."""
+    wait_quiet(cfg)
+
     def answers(url: str) -> bool:
         r = requests.get(url + "/health", timeout=1)
         return r.status_code == 200 and r.headers.get("X-Swarm-Node") == node
@@ -132,8 +135,7 @@ def put_back(cfg: LabConfig, urls: dict[str, str]) -> None:
                  timeout=MOVE_TIMEOUT_S)
     finally:
         services.set_availability(cfg, OTHER, "active")
-    wait_quiet(cfg)
-    wait_answering(cfg, urls, NODE)
+    wait_serving_from(cfg, urls, NODE)
 
 
 def tasks_per_worker(cfg: LabConfig) -> dict[str, int]:
@@ -156,7 +158,9 @@ def swarmguard(cfg: LabConfig, receiver: ReceiverProcess, *args: str) -> dict:
 
 class Probes:
     """A probe per service through its entry point, on one clock: seconds since the step
-    began (each probe's own times are shifted by when it started)."""
+    began (each probe's own times are shifted by when it started). It probes SETTLE_S
+    before the block goes on and SETTLE_S more at stop(), so each step's picture shows
+    the calm on both sides of its action."""
 
     def __init__(self, urls: dict[str, str]):
         self.urls = urls
@@ -168,12 +172,14 @@ class Probes:
         for name, url in self.urls.items():
             self.offsets[name] = self.now()
             self.probes[name] = Probe(url + "/health", rate=RATE, max_seconds=900).start()
+        time.sleep(SETTLE_S)
         return self
 
     def now(self) -> float:
         return time.monotonic() - self.t0
 
     def stop(self) -> dict[str, dict]:
+        time.sleep(SETTLE_S)
         return {name: probe_summary(probe.stop(), self.offsets[name]) for name, probe in self.probes.items()}
 
     def __exit__(self, *exc) -> None:
@@ -184,34 +190,28 @@ class Probes:
 # -- the three steps -------------------------------------------------------------------------
 
 def plain_drain(cfg: LabConfig, urls: dict[str, str]) -> dict:
-    wait_quiet(cfg)
-    wait_answering(cfg, urls, NODE)
+    wait_serving_from(cfg, urls, NODE)
     progress(f"(a) Swarm's drain: docker node update --availability drain {NODE}")
     with Probes(urls) as probes:
-        time.sleep(SETTLE_S)
         started = probes.now()
         services.set_availability(cfg, NODE, "drain")
         wait_for(f"every service running healthy only on {OTHER}", lambda: all_off(cfg, NODE),
                  timeout=MOVE_TIMEOUT_S, interval=0.1)
         empty = probes.now()
         progress(f"{NODE} empty {empty - started:.1f} s after the drain")
-        time.sleep(SETTLE_S)
         probed = probes.stop()
     return {"empty_s": round(empty - started, 3), "services": probed,
             "marks": [[round(started, 3), "drain"], [round(empty, 3), f"{NODE} empty"]]}
 
 
 def swarmguard_drain(cfg: LabConfig, urls: dict[str, str], receiver: ReceiverProcess) -> dict:
-    wait_quiet(cfg)
-    wait_answering(cfg, urls, NODE)
+    wait_serving_from(cfg, urls, NODE)
     progress(f"(b) swarmguard drain {NODE}")
     with Probes(urls) as probes:
-        time.sleep(SETTLE_S)
         started = probes.now()
         command = swarmguard(cfg, receiver, "drain", NODE)
         ended = probes.now()
         off = all_off(cfg, NODE)
-        time.sleep(SETTLE_S)
         probed = probes.stop()
     done = command["exit_code"] == 0
     return {"empty_s": round(ended - started, 3) if done else None, "off_at_exit": off, "command": command,
@@ -224,7 +224,6 @@ def undrain_and_rebalance(cfg: LabConfig, urls: dict[str, str], receiver: Receiv
     wait_quiet(cfg)
     progress(f"(c) swarmguard undrain {NODE}, then swarmguard rebalance")
     with Probes(urls) as probes:
-        time.sleep(SETTLE_S)
         undrain_at = probes.now()
         undrain = swarmguard(cfg, receiver, "undrain", NODE)
         before = tasks_per_worker(cfg)
@@ -234,7 +233,6 @@ def undrain_and_rebalance(cfg: LabConfig, urls: dict[str, str], receiver: Receiv
         wait_quiet(cfg)
         after = tasks_per_worker(cfg)
         progress(f"running tasks per worker: before the rebalance {before}, after {after}")
-        time.sleep(SETTLE_S)
         probed = probes.stop()
     return {"undrain": undrain, "rebalance": rebalance, "tasks_before": before, "tasks_after": after,
             "marks": [[round(undrain_at, 3), "undrain"], [round(rebalance_at, 3), "rebalance"],
