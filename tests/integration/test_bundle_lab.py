@@ -103,6 +103,17 @@ def at_rest(lab: LabConfig) -> None:
     services.wait_settled(lab, STRESS)  # the rules ignore a task's start-up heat
 
 
+def stress_demo_task(lab: LabConfig, node: Node, kind: str, **params) -> float:
+    """Stress (`kind`: cpu, combined, ...) on the stack's demo task on `node`, through its
+    host-mode port, once the task is past the rules' start-up grace (they ignore a young
+    task's heat); when the stress started, in unix seconds."""
+    services.wait_settled(lab)
+    started = time.time()
+    r = requests.get(f"http://{node.ip}:{lab.app_published_port}/stress/{kind}", params=params, timeout=5)
+    assert r.status_code == 200, r.text
+    return started
+
+
 def node_of(lab: LabConfig, service: str) -> Node:
     [task] = services.running_tasks(lab, stack.full_name(service))
     return lab.node(services.node_name(lab, task["NodeID"]))
@@ -327,11 +338,7 @@ def test_every_dashboard_query_returns_series_once_swarmguard_has_migrated_the_d
     set_replicas(lab, stack.full_name("receiver"), 0)
     try:
         with ReceiverProcess(lab) as receiver:
-            services.wait_settled(lab)  # the rules ignore a task's start-up heat
-            started = time.time()
-            r = requests.get(f"http://{lab.node(old).ip}:{lab.app_published_port}/stress/cpu",
-                             params={"target": 100, "duration": 60}, timeout=5)
-            assert r.status_code == 200, r.text
+            started = stress_demo_task(lab, lab.node(old), "cpu", target=100, duration=60)
             new = services.wait_moved_off(lab, STRESS, old, timeout=90)
             receiver.wait_idle()
             assert receiver.metric("swarmguard_actions_total", kind="migrate", result="success") == 1
@@ -371,13 +378,9 @@ def test_scenario_1_through_the_whole_bundle_moves_the_task_with_zero_failed_req
     old = services.node_name(lab, task["NodeID"])
     with Probe(lab.entrypoint_url + "/health", rate=20) as probe:
         probe.wait_answered(by=old)
-        services.wait_settled(lab)  # the rules ignore a task's start-up heat
-        started = time.monotonic()
-        r = requests.get(f"http://{lab.node(old).ip}:{lab.app_published_port}/stress/cpu",
-                         params={"target": 100, "duration": 60}, timeout=5)
-        assert r.status_code == 200, r.text
+        started = stress_demo_task(lab, lab.node(old), "cpu", target=100, duration=60)
         new = services.wait_moved_off(lab, STRESS, old, timeout=90)
-        moved_after = time.monotonic() - started
+        moved_after = time.time() - started
         probe.wait_answered(by=new, last=20)  # the entry point has settled on the new node
     result = probe.stop()
     print(f"bundle Scenario 1: {old} -> {new} {moved_after:.1f} s after the stress; {result.summary()}")
@@ -398,13 +401,10 @@ def test_scenario_2_through_the_whole_bundle_scales_up_and_back_down_with_zero_f
     node = lab.node(services.node_name(lab, task["NodeID"]))
     with Probe(lab.entrypoint_url + "/health", rate=20, max_seconds=240) as probe:
         probe.wait_answered(by=node.name)
-        services.wait_settled(lab)  # the rules ignore a task's start-up heat
-        started = time.monotonic()
-        r = requests.get(f"http://{node.ip}:{lab.app_published_port}/stress/combined", timeout=5,
-                         params={"cpu": 100, "network": round(lab.node_capacity_mbps * 0.85, 1), "duration": 60})
-        assert r.status_code == 200, r.text
+        started = stress_demo_task(lab, node, "combined", cpu=100,
+                                   network=round(lab.node_capacity_mbps * 0.85, 1), duration=60)
         wait_for("a second healthy replica", lambda: len(services.running_tasks(lab, STRESS)) == 2, timeout=90)
-        up_after = time.monotonic() - started
+        up_after = time.time() - started
         services.stop_stress_everywhere(lab)
         wait_for("back to one replica", lambda: len(services.running_tasks(lab, STRESS, healthy_only=False)) == 1,
                  timeout=120)
