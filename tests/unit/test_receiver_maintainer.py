@@ -1289,40 +1289,38 @@ def test_a_rebalance_move_that_rolled_back_is_not_tried_again():
         ("a", "rolled_back"), ("b", "success"), ("c", "success")]
 
 
-def test_a_service_swarm_began_updating_since_the_plan_is_left_out_of_the_rebalance():
-    api = swarm(services=("a", "b", "c", "d"))
-    app, maintainer = make(api)
-    post(app, "/maintenance/rebalance", {})
-    inspect = api.inspect_service
+def a_starts_updating(api):
+    api.services["id-a"]["UpdateStatus"] = {"State": "updating"}
 
-    def a_starts_updating(service, insert_defaults=None):
-        if service == "a":
-            api.services["id-a"]["UpdateStatus"] = {"State": "updating"}
-        return inspect(service, insert_defaults=insert_defaults)
-    api.inspect_service = a_starts_updating
-    maintainer.tick()
-    assert api.updates == []
-    api.inspect_service = inspect
+
+def a_finishes_updating(api):
     del api.services["id-a"]["UpdateStatus"]
-    maintainer.tick()
-    assert [kw["name"] for kw in api.updates][:1] == ["b"]
 
 
-def test_a_service_removed_since_the_plan_is_left_out_of_the_rebalance():
+def a_is_removed(api):
+    del api.services["id-a"]
+    api.task_list[:] = [t for t in api.task_list if t["ServiceID"] != "id-a"]
+
+
+@pytest.mark.parametrize("change, afterwards", [
+    (a_starts_updating, a_finishes_updating),
+    (a_is_removed, lambda api: None),
+], ids=["began updating", "removed"])
+def test_a_service_changed_since_the_plan_is_left_out_of_the_rebalance(change, afterwards):
     api = swarm(services=("a", "b", "c", "d"))
     app, maintainer = make(api)
     post(app, "/maintenance/rebalance", {})
     inspect = api.inspect_service
 
-    def a_removed(service, insert_defaults=None):
+    def a_changes_as_it_is_read(service, insert_defaults=None):
         if service == "a":
-            del api.services["id-a"]
-            api.task_list[:] = [t for t in api.task_list if t["ServiceID"] != "id-a"]
+            change(api)
         return inspect(service, insert_defaults=insert_defaults)
-    api.inspect_service = a_removed
+    api.inspect_service = a_changes_as_it_is_read
     maintainer.tick()
     assert api.updates == []
     api.inspect_service = inspect
+    afterwards(api)
     maintainer.tick()
     assert [kw["name"] for kw in api.updates][:1] == ["b"]
 
