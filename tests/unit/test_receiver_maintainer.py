@@ -226,12 +226,18 @@ def test_a_drain_pauses_the_node_moves_each_service_start_first_then_sets_drain(
         ("api", "success", "worker-3"), ("web", "success", "worker-3")]
 
 
-def test_each_move_is_a_decision_and_an_outcome_event_and_the_drain_has_its_own():
+def drained_to_the_end():
+    """worker-1 drained to the end: the swarm, the app and its maintainer."""
     api = swarm()
     app, maintainer = make(api)
     post(app, "/maintenance/drain", {"node": "worker-1"})
     maintainer.tick()
     maintainer.tick()
+    return api, app, maintainer
+
+
+def test_each_move_is_a_decision_and_an_outcome_event_and_the_drain_has_its_own():
+    _, app, _ = drained_to_the_end()
     events = app.extensions["swarmguard"]["events"].since(0)[0]
     seen = [(e["type"], e["result"], e["kind"], e["service"]) for e in events
             if e["type"] != "started"]
@@ -533,11 +539,7 @@ def test_each_step_of_a_drain_is_an_event_and_status_shows_what_it_did():
 
 
 def test_ticks_after_a_drain_ended_change_nothing_here_or_in_a_restarted_receiver():
-    api = swarm()
-    app, maintainer = make(api)
-    post(app, "/maintenance/drain", {"node": "worker-1"})
-    maintainer.tick()
-    maintainer.tick()
+    api, app, maintainer = drained_to_the_end()
     done = drain_of(maintainer)
     calls = len(writes(api))
     maintainer.tick()
@@ -1043,13 +1045,15 @@ def test_a_drain_undrained_by_hand_and_begun_again_elsewhere_is_followed_afresh(
 
 # -- undrain and rebalance -------------------------------------------------------------------
 
+def undrained_after_its_drain():
+    """worker-1 drained to the end, then undrained: the swarm, the app and the undrain's
+    answer."""
+    api, app, _ = drained_to_the_end()
+    return api, app, post(app, "/maintenance/undrain", {"node": "worker-1"})
+
+
 def test_undrain_makes_the_node_take_work_again_and_ends_the_drain():
-    api = swarm()
-    app, maintainer = make(api)
-    post(app, "/maintenance/drain", {"node": "worker-1"})
-    maintainer.tick()
-    maintainer.tick()
-    answer = post(app, "/maintenance/undrain", {"node": "worker-1"})
+    api, app, answer = undrained_after_its_drain()
     assert answer.status_code == 200 and answer.get_json()["changed"] is True
     spec = api.node(WORKER_1)["Spec"]
     assert spec["Availability"] == "active" and spec["Labels"] == {}
@@ -1088,12 +1092,7 @@ def test_undrain_mid_drain_says_what_it_ended_and_keeps_the_nodes_own_labels():
 
 
 def test_undrain_after_a_finished_drain_stops_nothing():
-    api = swarm()
-    app, maintainer = make(api)
-    post(app, "/maintenance/drain", {"node": "worker-1"})
-    maintainer.tick()
-    maintainer.tick()
-    answer = post(app, "/maintenance/undrain", {"node": "worker-1"})
+    _, app, answer = undrained_after_its_drain()
     assert answer.get_json()["message"] == ("worker-1: availability drain -> active; drain "
                                             "(drained) ended")
     assert [(e["kind"], e["result"]) for e in events_of(app, "maintenance")] == [
