@@ -3,6 +3,7 @@ import pytest
 
 from exporter.cgroups import CgroupFiles
 from exporter.inventory import DockerUnavailable, Inventory, container_record, cpu_limit_cores, parse_docker_time
+from tests.unit.exporter_fakes import Clock, StrictDocker
 
 FILES = CgroupFiles(2, "/c/cpu.stat", "/c/memory.current", "/c/memory.stat")
 
@@ -63,7 +64,7 @@ def test_no_memory_limit_reads_as_none():
     assert container_record(inspected(host_config={"Memory": 0}), found).memory_limit_bytes is None
 
 
-class FakeDocker:
+class FakeDocker(StrictDocker):
     """The two Docker calls the inventory makes; anything else fails the test."""
 
     def __init__(self, containers):
@@ -78,17 +79,6 @@ class FakeDocker:
     def inspect_container(self, cid):
         self.calls.append(f"inspect {cid}")
         return self.containers_by_id[cid]
-
-    def __getattr__(self, name):
-        raise AssertionError(f"unexpected Docker call {name}")
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def inventory(docker, clock, resync=30.0):

@@ -16,6 +16,7 @@ from exporter.inventory import TaskContainer
 from exporter.opt_in import (STALE_INTERVALS, OptInWatch, Reading, UnreadableAnswer, is_manager, opted_in_services,
                              page, pause)
 from tests.fake_docker_api_client import service_dict
+from tests.unit.exporter_fakes import Clock, StrictDocker
 
 INTERVAL = 5.0
 STALE = STALE_INTERVALS * INTERVAL
@@ -164,7 +165,7 @@ def test_a_service_name_is_escaped_as_on_the_per_task_series():
 
 # -- reading from Docker ------------------------------------------------------------------------
 
-class FakeDocker:
+class FakeDocker(StrictDocker):
     """The two Docker calls the opt-in reading makes; anything else fails the test.
     `info` and `services` are answers, or exceptions to raise."""
 
@@ -187,17 +188,6 @@ class FakeDocker:
         if isinstance(answer, Exception):
             raise answer
         return answer
-
-    def __getattr__(self, name):
-        raise AssertionError(f"unexpected Docker call {name}")
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 class Watched:
