@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from tests.lab.instruments import prometheus
+from tests.lab.instruments import alertmanager, prometheus
 from tests.lab.infra import services
 from tests.lab.infra.services import stress
+from tests.lab.infra.system import wait_for
 from tests.lab.infra.webhook_sink import WebhookSink
 
 pytestmark = [pytest.mark.lab, pytest.mark.compat]
@@ -83,13 +84,12 @@ def test_an_alertmanager_silence_on_the_service_stops_delivery(lab, hot_service,
         services.wait_settled(lab)  # the rules ignore a task's start-up heat
         started = time.time()
         services.stress_task(lab, task, "cpu", target=100, duration=60)
-        deadline = time.monotonic() + 45
-        firing = []
-        while not firing and time.monotonic() < deadline:
-            firing = prometheus.query(lab, 'ALERTS{alertname="SwarmGuardMigrate",service="silenced",alertstate="firing"}')
-            time.sleep(0.5)
-        assert firing, "the alert never fired in Prometheus, so the silence proved nothing"
-        time.sleep(5)  # well past group_wait: a delivery would have come by now
+        # Fired in Prometheus and held silenced in Alertmanager, or the silence proves nothing.
+        wait_for("the alert to fire in Prometheus", lambda: prometheus.firing(lab, "SwarmGuardMigrate", "silenced"),
+                 timeout=45, interval=0.5)
+        wait_for("Alertmanager to hold the alert silenced", lambda: alertmanager.silenced_by(
+            lab, "SwarmGuardMigrate", "silenced", silence), timeout=30)
+        time.sleep(5)  # group_wait is 0 s, group_interval 1 s: a delivery would have come by now
         assert sink.matching("SwarmGuardMigrate", "silenced", since=started) == []
     finally:
         subprocess.run(amtool + ["silence", "expire", silence], check=True, capture_output=True)

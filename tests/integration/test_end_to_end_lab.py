@@ -9,11 +9,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.config import Settings
 
-from tests.lab.instruments import prometheus
+from tests.lab.instruments import alertmanager, prometheus
 from tests.lab.scenarios import run
 from tests.lab.infra import services
 from tests.lab.instruments.probe import Probe
@@ -99,21 +98,6 @@ def resolution_delivered(receiver: ReceiverProcess, alertname: str, service: str
                for e in receiver.events())
 
 
-def alertmanager_holds(lab, alertname: str, service: str) -> bool:
-    return any(requests.get(f"{url}/api/v2/alerts", timeout=5,
-                            params={"filter": [f'alertname="{alertname}"', f'service="{service}"']}).json()
-               for url in lab.alertmanager_urls)
-
-
-def webhook_failures(lab) -> float:
-    """Webhook notifications the lab's Alertmanagers gave up on, all receivers together."""
-    return sum(sample.value for url in lab.alertmanager_urls
-               for family in text_string_to_metric_families(requests.get(f"{url}/metrics", timeout=5).text)
-               for sample in family.samples
-               if sample.name == "alertmanager_notifications_failed_total"
-               and sample.labels.get("integration") == "webhook")
-
-
 def stress_until_migrate_fires(lab, victim: str) -> None:
     """CPU stress on the victim's task (after the rules' start-up grace, which ignores a
     task's start-up heat) until SwarmGuardMigrate fires for it."""
@@ -125,12 +109,12 @@ def stress_until_migrate_fires(lab, victim: str) -> None:
 def test_an_alert_that_fires_while_the_receiver_is_down_is_retried_and_acted_on_exactly_once(lab, victim):
     [task] = services.running_tasks(lab, victim)
     old = services.node_name(lab, task["NodeID"])
-    failures = webhook_failures(lab)
+    failures = alertmanager.webhook_failures(lab)
     stress_until_migrate_fires(lab, victim)
     # Alertmanager holds the alert and fails to deliver: nothing listens on the receiver's port.
-    wait_for("Alertmanager to hold the alert", lambda: alertmanager_holds(lab, "SwarmGuardMigrate", victim),
+    wait_for("Alertmanager to hold the alert", lambda: alertmanager.alerts(lab, "SwarmGuardMigrate", victim),
              timeout=30)
-    wait_for("a webhook delivery to fail", lambda: webhook_failures(lab) > failures, timeout=90)
+    wait_for("a webhook delivery to fail", lambda: alertmanager.webhook_failures(lab) > failures, timeout=90)
     with ReceiverProcess(lab) as receiver:
         new = services.wait_moved_off(lab, victim, old, timeout=30)
         receiver.wait_idle()
@@ -216,7 +200,9 @@ def test_a_silenced_service_is_not_acted_on_while_the_silence_holds(lab, victim)
     try:
         with ReceiverProcess(lab) as receiver:
             stress_until_migrate_fires(lab, victim)
-            time.sleep(5)
+            wait_for("Alertmanager to hold the alert silenced", lambda: alertmanager.silenced_by(
+                lab, "SwarmGuardMigrate", victim, silence), timeout=30)
+            time.sleep(5)  # group_wait is 0 s, group_interval 1 s: a delivery would have come by now
             # Nothing about the victim arrived. Counted by name and status, not in total:
             # this receiver listens where the lab's Alertmanagers deliver, and they may
             # still be delivering what earlier specs left resolving.
