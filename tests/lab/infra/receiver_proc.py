@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 
 import requests
@@ -132,8 +131,9 @@ class ReceiverProcess:
         return read_events(self.log_path, self.log_offset)
 
     def wait_idle(self, timeout: float = 90.0) -> None:
-        """Until no action is in flight (the migration watch included)."""
-        time.sleep(0.3)
+        """Until no action is in flight (the migration watch included). A webhook's work
+        counts as in flight from before its 202 (receiver/worker.py, Dispatcher.submit), so
+        what a test has sent is never missed."""
         wait_for("receiver idle", lambda: self.metric("swarmguard_actions_in_flight") == 0, timeout=timeout)
 
 
