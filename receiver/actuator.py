@@ -58,7 +58,6 @@ class Actuator:
                  sleep: Callable[[float], None] = time.sleep,
                  jitter: Callable[[], float] = random.random,
                  events: E.EventLog | None = None,
-                 prepare: Callable[[], None] | None = None,
                  storm: StormLedger | None = None,
                  firing_alerts: Callable[[], FiringAlerts] | None = None,
                  gate: WriteGate | None = None):
@@ -75,8 +74,6 @@ class Actuator:
         # Every log line, metric and event of an action (receiver/reporting.py); `events`
         # gets a decision event for each action, before the update call.
         self.report = Reporter(metrics, events)
-        # Called before each read: negotiates the Docker API version if not done yet.
-        self.prepare = prepare
         self.settings = settings
         self.clock = clock
         self.monotonic = monotonic
@@ -148,8 +145,6 @@ class Actuator:
             if attempt > 1:
                 self.sleep(self._backoff(attempt - 1))
             try:
-                if self.prepare:
-                    self.prepare()
                 snapshot = read_snapshot(self.api, [name])
             except DOCKER_FAILURES as exc:
                 failure = self.report.docker_error("read", exc)

@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, api=None, *,
         logging.getLogger("receiver.app").warning("SWARMGUARD_CONFIRM_WITH_PROMETHEUS is off: any alert that reaches "
                     "this receiver with the token is acted on, whether Prometheus fires "
                     "it or not")
-    api = api if api is not None else connect(settings)
+    api = connect(settings, api)
     metrics = Metrics()
     events = E.EventLog(settings.event_buffer, clock)
     # Every log line, metric and event of what arrives (the Actuator and the Dispatcher
@@ -93,12 +93,12 @@ def create_app(settings: Settings | None = None, api=None, *,
     # Detection health (docs/contract.md): which opted-in tasks run where, and whether Docker answers.
     truth = (ground_truth.install(api, metrics.registry, on_error=report.count_docker_error)
              if publish_ground_truth else None)
-    readiness = Readiness(api, settings.docker_api_version, settings.readiness_interval)
+    readiness = Readiness(api, settings.readiness_interval)
     storm = StormLedger.from_settings(settings)
     # Closed at the shutdown deadline: from then on nothing writes to Docker (gate.py).
     gate = WriteGate()
     actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep, events=events,
-                        prepare=readiness.ensure_negotiated, storm=storm,
+                        storm=storm,
                         firing_alerts=firing_alerts, gate=gate)
     maintainer = Maintainer(api, actuator, storm, Reporter(metrics, events), settings,
                             events=events, clock=clock)

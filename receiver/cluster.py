@@ -7,10 +7,11 @@ reads them from Docker. Writes live in actuator.py only.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import MappingProxyType
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import docker
 import docker.constants
@@ -205,24 +206,27 @@ def api_version_key(version: str) -> tuple[int, ...]:
         return (0,)
 
 
-def connect(settings) -> docker.APIClient:
-    """The low-level client (dicts in and out) for the configured daemon.
+def connect(settings, client=None) -> "NegotiatingClient":
+    """The receiver's client of the configured daemon (dicts in and out), which speaks the
+    API version negotiated with it. Does not contact the daemon.
 
     SWARMGUARD_DOCKER_HOST wins; otherwise the SDK's environment defaults (DOCKER_HOST,
-    TLS variables, else the local unix socket). Does not contact the daemon: with "auto"
-    the client starts at REQUIRED_API_VERSION and negotiate() sets the real version.
-    """
+    TLS variables, else the local unix socket). A `client` given (a test's fake) is used
+    as it is, in whatever version it speaks: negotiation then only reports the version."""
+    if client is not None:
+        return NegotiatingClient(lambda version: client, settings.docker_api_version)
     kwargs = docker.utils.kwargs_from_env()
     if settings.docker_host:
         kwargs["base_url"] = settings.docker_host
-    pinned = settings.docker_api_version
-    return docker.APIClient(version=REQUIRED_API_VERSION if pinned == AUTO else pinned,
-                            timeout=settings.docker_timeout, **kwargs)
+    return NegotiatingClient(
+        lambda version: docker.APIClient(version=version, timeout=settings.docker_timeout,
+                                         **kwargs),
+        settings.docker_api_version)
 
 
 def negotiate(api, pinned: str = AUTO) -> Daemon:
     """Ask the daemon which API versions it speaks (GET /version, unversioned, accepted by
-    every engine) and speak the newest both sides know, unless a version is pinned. Raises
+    every engine) and choose the newest both sides know, unless a version is pinned. Raises
     what the SDK raises when Docker cannot be reached."""
     answer = api.version(api_version=False)
     server = str(answer.get("ApiVersion") or "")
@@ -230,11 +234,56 @@ def negotiate(api, pinned: str = AUTO) -> Daemon:
     if pinned == AUTO:
         newest_known = docker.constants.DEFAULT_DOCKER_API_VERSION
         using = min(server, newest_known, key=api_version_key) if server else newest_known
-        # What APIClient(version="auto") does after its own /version call, without needing
-        # the daemon at construction.
-        api._version = using
     return Daemon(engine=str(answer.get("Version") or "unknown"), api_version=server,
                   min_api_version=str(answer.get("MinAPIVersion") or "0"), using=using)
+
+
+class NegotiatingClient:
+    """docker.APIClient's calls, sent in the version negotiated with the daemon.
+
+    No versioned request goes out before the daemon has answered GET /version: Engine
+    29.0-29.2 refuses every version below 1.44 with a 400, so a first read sent in an
+    assumed version (APIClient needs one to be built without calling the daemon) is
+    refused. The first call made before negotiation negotiates, and the calls made
+    meanwhile wait for it; when it fails they raise what the SDK raised (a Docker failure,
+    DOCKER_FAILURES). `negotiate()` asks again (readiness.py, every few seconds), and a
+    daemon upgraded meanwhile is spoken to in its new version from then on.
+    """
+
+    def __init__(self, client_at: Callable[[str], "docker.APIClient"], pinned: str = AUTO):
+        self._client_at = client_at
+        self._pinned = pinned
+        # Sends GET /version only, which no engine refuses whatever version it was built for.
+        self._probe = client_at(REQUIRED_API_VERSION)
+        self._lock = threading.Lock()
+        self._daemon: Daemon | None = None
+        self._client = None
+
+    def negotiate(self) -> Daemon:
+        """Ask the daemon again (GET /version) and speak the version chosen from now on."""
+        daemon = negotiate(self._probe, self._pinned)
+        with self._lock:
+            self._adopt(daemon)
+        return daemon
+
+    def negotiated(self) -> Daemon:
+        """The daemon as last negotiated, negotiating now if it never was."""
+        with self._lock:
+            if self._daemon is None:
+                # Asked under the lock, so that concurrent first calls negotiate once.
+                self._adopt(negotiate(self._probe, self._pinned))
+            return self._daemon
+
+    def _adopt(self, daemon: Daemon) -> None:
+        if self._daemon is None or self._daemon.using != daemon.using:
+            self._client = self._client_at(daemon.using)
+        self._daemon = daemon
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):  # not built yet (copy, pickle): not a Docker call
+            raise AttributeError(name)
+        self.negotiated()
+        return getattr(self._client, name)
 
 
 def read_snapshot(api, service_names: Iterable[str]) -> Snapshot:

@@ -3,8 +3,8 @@
 Eight concurrent /readyz calls against a slow daemon used to hold eight request threads,
 and webhooks waited behind them. Now one thread asks Docker every
 `readiness_interval` seconds and /readyz returns the last answer, saying how old it is.
-The same thread negotiates the Docker API version (cluster.negotiate); the Actuator asks
-for a negotiation of its own only if it is about to act before the first one succeeded.
+The same thread negotiates the Docker API version again each time
+(cluster.NegotiatingClient), so that /readyz says which one is spoken.
 """
 from __future__ import annotations
 
@@ -13,20 +13,18 @@ import threading
 import time
 from typing import Callable
 
-from receiver.cluster import AUTO, Daemon, is_ready, negotiate
+from receiver.cluster import NegotiatingClient, is_ready
 
 log = logging.getLogger(__name__)
 
 
 class Readiness:
-    def __init__(self, api, pinned_api_version: str = AUTO, interval: float = 5.0,
+    def __init__(self, api: NegotiatingClient, interval: float = 5.0,
                  monotonic: Callable[[], float] = time.monotonic):
         self._api = api
-        self._pinned = pinned_api_version
         self._interval = interval
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._daemon: Daemon | None = None
         self._answer: dict = {"status": "not ready", "reason": "not checked yet"}
         self._ready = False
         self._checked_at: float | None = None
@@ -50,18 +48,10 @@ class Readiness:
                 answer["checked_seconds_ago"] = round(self._monotonic() - self._checked_at, 3)
             return self._ready, answer
 
-    def ensure_negotiated(self) -> None:
-        """Before acting: make sure the client speaks the daemon's version. Raises what the
-        SDK raises if Docker cannot be reached (the Actuator retries and reports it)."""
-        if self._daemon is None:
-            daemon = negotiate(self._api, self._pinned)
-            with self._lock:
-                self._daemon = daemon
-
     def check(self) -> bool:
         """Ask Docker now (the background thread's job; tests call it directly)."""
         try:
-            daemon = negotiate(self._api, self._pinned)
+            daemon = self._api.negotiate()
         except Exception as exc:  # any failure to reach Docker means not ready
             ready, answer = False, {"status": "not ready",
                                     "reason": f"docker unreachable: {exc}"}
@@ -72,8 +62,6 @@ class Readiness:
                                  "docker_api_version": daemon.using,
                                  "docker_api_versions_accepted":
                                      f"{daemon.min_api_version}-{daemon.api_version}"}
-            with self._lock:
-                self._daemon = daemon
         with self._lock:
             if ready != self._ready or answer.get("reason") != self._answer.get("reason"):
                 log.log(logging.INFO if ready else logging.WARNING, "Readiness: %s",

@@ -172,7 +172,6 @@ class FakeDockerAPI:
         # GET /version as Engine 20.10 answers it; a test may give another engine's answer.
         self.version_data = version if version is not None else {
             "Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12"}
-        self._version = "1.41"  # the API version the client sends, as in docker.APIClient
         self.calls: list[tuple[str, tuple, dict]] = []
         # Exceptions raised by the next update_service and update_node calls, in order
         # (None: succeed; Landed(error): make the update, then raise error).

@@ -39,9 +39,8 @@ class FakeSwarmManager:
             def handle_any(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
-                path = re.sub(r"^/v1\.\d+", "", self.path.split("?")[0])
                 with fake._lock:
-                    status, answer = fake.answer(self.command, path, body)
+                    status, answer = fake.answer_request(self.command, self.path, body)
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -62,6 +61,11 @@ class FakeSwarmManager:
     @property
     def url(self) -> str:
         return f"unix://{self.socket_path}"
+
+    def answer_request(self, method: str, target: str, body) -> tuple[int, object]:
+        """The answer to a request as sent (`target`: the path with its API version and
+        query); `answer` has the path alone."""
+        return self.answer(method, re.sub(r"^/v1\.\d+", "", target.split("?")[0]), body)
 
     def answer(self, method: str, path: str, body) -> tuple[int, object]:
         if path == "/_ping":

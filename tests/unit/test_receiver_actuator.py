@@ -52,11 +52,11 @@ def recorded(name):
 UNREADABLE = [pytest.param(error, id=what) for what, error in unreadable_answers().items()]
 
 
-def actuator(api, clock, events=None, prepare=None, **settings):
+def actuator(api, clock, events=None, **settings):
     s = Settings(token="t", **settings)
     metrics = Metrics()
     act = Actuator(api, s, metrics, clock=lambda: clock.now, monotonic=lambda: clock.mono,
-                   sleep=clock.sleep, jitter=lambda: 1.0, events=events, prepare=prepare)
+                   sleep=clock.sleep, jitter=lambda: 1.0, events=events)
     return act, metrics
 
 
@@ -748,15 +748,12 @@ def test_a_dry_run_announces_what_it_would_do():
 
 def test_the_api_version_is_negotiated_before_reading_and_its_failure_is_a_read_failure():
     import docker.errors
+    from receiver.cluster import connect
     api, clock = example_api(), Clock()
-    prepared = []
-
-    def prepare():
-        prepared.append(True)
-        raise docker.errors.DockerException("cannot negotiate the API version")
-    act, metrics = actuator(api, clock, prepare=prepare, docker_attempts=2)
+    api.version_data = docker.errors.DockerException("cannot negotiate the API version")
+    act, metrics = actuator(connect(Settings(token="t"), api), clock, docker_attempts=2)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert len(prepared) == 2
+    assert [name for name, _, _ in api.calls] == ["version", "version"]  # nothing else
     assert (outcome.result, outcome.decision.reason) == (A.FAILED, A.DOCKER_ERROR)
     assert api.updates == []
 

@@ -1,8 +1,10 @@
 import io
 import json
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import docker.constants
 import pytest
@@ -12,6 +14,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from receiver.app import create_app
 from receiver.config import ConfigError, Settings
 from tests.fake_docker_api_client import WORKER_2, FakeDockerAPI, example_api
+from tests.unit.fake_swarm_manager import FakeSwarmManager
 from receiver.worker import InlineExecutor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
@@ -270,7 +273,6 @@ def test_readyz_says_which_daemon_and_api_version_it_talks_to():
     newest_known = docker.constants.DEFAULT_DOCKER_API_VERSION
     assert (answer["docker_engine"], answer["docker_api_version"],
             answer["docker_api_versions_accepted"]) == ("29.0.1", newest_known, "1.44-1.52")
-    assert api._version == newest_known
 
 
 def test_readyz_is_503_with_the_reason_when_the_daemon_is_too_old():
@@ -341,8 +343,9 @@ def test_the_factory_reads_the_environment_and_does_not_touch_docker_yet(monkeyp
 
 
 def test_readiness_is_refreshed_in_the_background_when_the_app_connects_itself():
+    from receiver.cluster import connect
     from receiver.readiness import Readiness
-    readiness = Readiness(example_api(), interval=0.05).start()
+    readiness = Readiness(connect(Settings(token=TOKEN), example_api()), interval=0.05).start()
     try:
         for _ in range(200):  # a bound on a failing test, not a speed requirement
             if readiness.current()[0]:
@@ -352,6 +355,71 @@ def test_readiness_is_refreshed_in_the_background_when_the_app_connects_itself()
         assert ready and answer["docker_engine"] == "20.10.24"
     finally:
         readiness.stop()
+
+
+class EngineWithAFloor(FakeSwarmManager):
+    """A Docker Engine on a unix socket, answering from `fake` (a FakeDockerAPI): GET
+    /version unversioned, and reads of services, tasks, nodes and info. A version below
+    the fake's MinAPIVersion is refused with 400, as Engine 29.0-29.2 refuses all below
+    1.44. `seen` lists each request as sent; `refused` the refused ones."""
+
+    READS = {"services", "tasks", "nodes", "info"}
+
+    def __init__(self, socket_path, fake: FakeDockerAPI):
+        super().__init__(socket_path)
+        self.fake = fake
+        self.seen: list[str] = []
+        self.refused: list[str] = []
+
+    def answer_request(self, method, target, body):
+        self.seen.append(target)
+        url = urlparse(target)
+        if url.path == "/version":
+            return 200, self.fake.version(api_version=False)
+        versioned = re.fullmatch(r"/v(\d+)\.(\d+)/(\w+)", url.path)
+        if method != "GET" or not versioned or versioned[3] not in self.READS:
+            return super().answer_request(method, target, body)
+        floor = self.fake.version_data["MinAPIVersion"]
+        if (int(versioned[1]), int(versioned[2])) < tuple(map(int, floor.split("."))):
+            self.refused.append(target)
+            return 400, {"message": f"client version {versioned[1]}.{versioned[2]} is too "
+                                    f"old. Minimum supported API version is {floor}, please "
+                                    f"upgrade your client to a newer version"}
+        filters = {k: json.loads(v[0]) for k, v in parse_qs(url.query).items()
+                   if k == "filters"}
+        return 200, getattr(self.fake, versioned[3])(**filters)
+
+
+def test_no_versioned_request_goes_out_before_the_api_version_is_negotiated(monkeypatch,
+                                                                             tmp_path):
+    # Engine 29.0-29.2 refuses every API version below 1.44: a receiver that read the
+    # swarm in an assumed version while negotiating was refused from its first read.
+    fake = example_api()
+    fake.version_data = {"Version": "29.0.1", "ApiVersion": "1.52", "MinAPIVersion": "1.44"}
+    for variable in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
+        monkeypatch.delenv(variable, raising=False)
+    with EngineWithAFloor(tmp_path / "docker.sock", fake) as engine:
+        # Every background reader starts at once: ground truth, readiness, maintenance.
+        app = create_app(Settings(token=TOKEN, docker_host=engine.url,
+                                  confirm_with_prometheus=False))
+        state = app.extensions["swarmguard"]
+        try:
+            for _ in range(500):  # a bound on a failing test, not a speed requirement
+                read_services = any("/services?" in target for target in engine.seen)
+                if read_services and state["readiness"].current()[0]:
+                    break
+                time.sleep(0.01)
+        finally:
+            state["readiness"].stop()
+            state["maintainer"].stop()
+            state["ground_truth"].stop()
+        assert read_services and app.test_client().get("/readyz").status_code == 200
+    assert engine.refused == []
+    assert engine.unexpected == []
+    newest_known = docker.constants.DEFAULT_DOCKER_API_VERSION
+    assert engine.seen[0] == "/version"
+    assert {target.split("/")[1] for target in engine.seen[1:]} <= {"version",
+                                                                    f"v{newest_known}"}
 
 
 def test_an_action_negotiates_the_api_version_first_and_a_daemon_it_cannot_reach_is_reported():

@@ -3,7 +3,8 @@ from datetime import datetime, timezone
 import docker.constants
 import pytest
 
-from receiver.cluster import build_snapshot, connect, negotiate, read_snapshot
+from receiver.cluster import (DOCKER_FAILURES, NegotiatingClient, build_snapshot, connect,
+                              negotiate, read_snapshot)
 from receiver.config import Settings
 from tests.fake_docker_api_client import (TASK, WEB_ID, WORKER_1, FakeDockerAPI, example_api,
                               example_nodes, service_dict, task_dict)
@@ -59,9 +60,11 @@ def test_a_service_found_only_by_id_prefix_is_not_the_named_one():
 
 
 def test_connect_uses_the_configured_socket_without_calling_docker(tmp_path):
-    api = connect(Settings(token="t", docker_host=f"unix://{tmp_path}/worker-1.sock"))
-    assert api.base_url == "http+docker://localhost"
-    assert api._version == "1.41"
+    socket = tmp_path / "worker-1.sock"
+    api = connect(Settings(token="t", docker_host=f"unix://{socket}"))
+    # Built without a word to Docker; the first call asks the daemon, which is not there.
+    with pytest.raises(DOCKER_FAILURES):
+        api.services()
 
 
 @pytest.mark.parametrize("daemon, pinned, using", [
@@ -73,9 +76,31 @@ def test_connect_uses_the_configured_socket_without_calling_docker(tmp_path):
 def test_the_api_version_is_the_newest_both_sides_speak_unless_pinned(daemon, pinned, using):
     api = FakeDockerAPI(version=daemon)
     found = negotiate(api, pinned)
-    assert (found.using, api._version) == (using, using if pinned == "auto" else "1.41")
+    assert found.using == using
     assert found.unusable() is None
     assert api.calls == [("version", (), {"api_version": False})]  # unversioned: any engine
+
+
+def test_calls_go_out_in_the_negotiated_version_and_a_daemon_upgraded_since_is_followed():
+    fake = FakeDockerAPI(version={"Version": "24.0.9", "ApiVersion": "1.43",
+                                  "MinAPIVersion": "1.12"})
+    built = []
+
+    def client_at(version):
+        built.append(version)
+        return fake
+    api = NegotiatingClient(client_at)
+    assert built == ["1.41"]  # the one that asks GET /version, unversioned, and nothing else
+    api.nodes()
+    api.info()
+    assert built == ["1.41", "1.43"]
+    api.negotiate()  # the same daemon: the same client
+    assert built == ["1.41", "1.43"]
+    fake.version_data = {"Version": "25.0.5", "ApiVersion": "1.44", "MinAPIVersion": "1.24"}
+    api.negotiate()
+    assert built == ["1.41", "1.43", "1.44"]
+    assert [name for name, _, _ in fake.calls] == ["version", "nodes", "info", "version",
+                                                   "version"]
 
 
 def test_a_daemon_older_than_api_1_41_is_unusable_and_says_why():
