@@ -17,7 +17,7 @@ import copy
 import dataclasses
 import random
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable, Sequence
 
 import docker.errors
@@ -37,6 +37,7 @@ from receiver.alerts import Alert
 from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, PROMETHEUS_UNREACHABLE,  # noqa: F401
                               ROLLED_BACK, SKIPPED, SUCCESS, TIMEOUT, UNCONFIRMED, WITHDRAWN)
 from receiver.reporting import Reporter
+from receiver.rfc3339 import utc_now
 from receiver.maintenance import NodeMove
 from receiver.spec import (futile_arguments, lift_arguments, move_arguments, record_arguments,
                            update_arguments)
@@ -45,10 +46,6 @@ from receiver.storm import StormLedger, StormView
 # move_tasks: the service changed between read and write; nothing was written.
 CONFLICT = "conflict"
 ROLLBACK_STATES = frozenset({"rollback_started", "rollback_paused", "rollback_completed"})
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Actuator:

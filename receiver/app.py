@@ -33,7 +33,7 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from receiver import events as E
-from receiver.actuator import Actuator, utc_now
+from receiver.actuator import Actuator
 from receiver.cluster import connect
 from receiver.gate import WriteGate
 from receiver.config import Settings, load_settings
@@ -43,6 +43,7 @@ from receiver import ground_truth
 from receiver.metrics import Metrics
 from receiver.payload import ParseCache, PayloadError, TooManyServices, quoted
 from receiver.readiness import Readiness
+from receiver.rfc3339 import utc_now
 from receiver.reporting import Reporter
 from receiver.maintainer import Maintainer, Unavailable
 from receiver.maintenance import Refused

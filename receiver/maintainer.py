@@ -29,14 +29,14 @@ import docker.errors
 from receiver import events as E
 from receiver import labels as L
 from receiver import maintenance as M
-from receiver.actuator import CONFLICT, Actuator, NodeChanged, utc_now
+from receiver.actuator import CONFLICT, Actuator, NodeChanged
 from receiver.cluster import DOCKER_FAILURES, read_cluster, read_snapshot, task_from_dict
 from receiver.config import Settings
 from receiver.gate import ShuttingDown
 from receiver.model import Node, Snapshot
 from receiver.reasons import SUCCESS, WITHDRAWN
 from receiver.reporting import Reporter
-from receiver.rfc3339 import format_time
+from receiver.rfc3339 import format_time, utc_now
 from receiver.storm import StormLedger
 
 _log = E.safe_logger("receiver.maintainer")

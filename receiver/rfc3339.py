@@ -47,6 +47,11 @@ def parse_time(text: Any, field_name: str) -> datetime:
         raise NotATime(f"{field_name} {text!r} is not a valid time: {exc}") from None
 
 
+def utc_now() -> datetime:
+    """The wall clock, aware and in UTC: what every `clock` defaults to."""
+    return datetime.now(timezone.utc)
+
+
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds: comparable with Alertmanager's startsAt.
     isoformat, not strftime: glibc's %Y writes the year 1 as `1`, not `0001`."""

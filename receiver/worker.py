@@ -27,17 +27,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Hashable, Sequence
 
-from receiver import actuator as A
 from receiver import events as E
-from receiver.actions import Skip
+from receiver.actions import Outcome, Skip
 from receiver.gate import ShuttingDown, WriteGate
 from receiver.metrics import Metrics
 from receiver.alerts import Alert
 # The Dispatcher's own skip reasons and dropped-work reasons (all defined in reasons.py).
 from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_UNWATCHED,  # noqa: F401
-                              DROPPED_WAITING, DUPLICATE, IN_PROGRESS, INTERNAL_ERROR,
+                              DROPPED_WAITING, DUPLICATE, FAILED, IN_PROGRESS, INTERNAL_ERROR,
                               SUPERSEDED)
 from receiver.reporting import Reporter
+from receiver.rfc3339 import utc_now
 
 # An alert instance (same alert, same start) that was fully handled this recently is not
 # handled again: Alertmanager resends on retries, from HA replicas and on every group
@@ -126,12 +126,12 @@ class RecentlyHandled:
 
 
 class Dispatcher:
-    def __init__(self, handle: Callable[[Sequence[Alert]], list[A.Outcome]],
+    def __init__(self, handle: Callable[[Sequence[Alert]], list[Outcome]],
                  metrics: Metrics, events: E.EventLog | None = None,
                  executor: Executor | None = None,
                  workers: int = 4, max_pending_services: int = 256,
                  monotonic: Callable[[], float] = time.monotonic,
-                 clock: Callable[[], datetime] = A.utc_now,
+                 clock: Callable[[], datetime] = utc_now,
                  gate: WriteGate | None = None):
         self._handle = handle
         # The one `handle` passes, under the service's name, before each write.
@@ -274,7 +274,7 @@ class Dispatcher:
             outcomes = []  # stopped at the closed gate: drain() gave it up and said so
         except Exception as exc:  # a background thread has no one else to tell
             self._report.crashed(service)
-            outcomes = [A.Outcome(Skip(a, INTERNAL_ERROR, f"unexpected error: {exc}"), A.FAILED)
+            outcomes = [Outcome(Skip(a, INTERNAL_ERROR, f"unexpected error: {exc}"), FAILED)
                         for a in work.alerts]
         finished = self._monotonic()
         with self._lock:

@@ -17,7 +17,7 @@ from receiver.actuator import Actuator
 from receiver.cluster import read_snapshot
 from receiver.config import Settings
 from receiver.gate import ShuttingDown
-from receiver.rfc3339 import format_time
+from receiver.rfc3339 import format_time, utc_now
 from receiver.metrics import Metrics
 from receiver.alerts import Alert
 from receiver.payload import parse_webhook
@@ -894,7 +894,7 @@ def test_handle_names_the_services_it_was_given():
 
 
 def test_the_receivers_clock_is_utc():
-    now = A.utc_now()
+    now = utc_now()
     assert now.utcoffset() == timedelta(0)
 
 

@@ -50,3 +50,8 @@ def test_deciding_does_not_load_the_settings():
     loaded = modules_loaded_by("receiver.decisions")
     assert "receiver.decisions" in loaded and "receiver.config" not in loaded
     assert "receiver.config" in modules_loaded_by("receiver.actuator")
+
+
+def test_the_dispatcher_does_not_depend_on_the_actuator():
+    # It is handed the Actuator's `handle` (app.py); the types they share are in actions.py.
+    assert "receiver.actuator" not in modules_loaded_by("receiver.worker")
