@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Hashable, Sequence
@@ -77,18 +77,6 @@ class _Work:
     alerts: tuple[Alert, ...]
     received: float  # monotonic, for durations
     received_at: datetime  # wall clock, for events
-
-
-class InlineExecutor(Executor):
-    """Runs each job at once in the caller's thread: deterministic tests and benchmarks."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # a Future carries whatever the job raised
-            future.set_exception(exc)
-        return future
 
 
 class RecentlyHandled:

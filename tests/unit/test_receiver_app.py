@@ -15,7 +15,7 @@ from receiver.app import create_app
 from receiver.config import ConfigError, Settings
 from tests.fake_docker_api_client import WORKER_2, FakeDockerAPI, example_api
 from tests.unit.fake_swarm_manager import FakeSwarmManager
-from receiver.worker import InlineExecutor
+from tests.inline_executor import InlineExecutor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 TOKEN = "s3cret-token"

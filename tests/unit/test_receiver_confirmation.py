@@ -328,7 +328,7 @@ def test_a_node_is_hot_only_while_prometheus_fires_its_task_s_alert():
 
 def test_through_the_app_an_unconfirmed_alert_is_counted_and_written_as_one_skip_event():
     from receiver.app import create_app
-    from receiver.worker import InlineExecutor
+    from tests.inline_executor import InlineExecutor
     from tests.unit.test_receiver_app import AUTH, NOW, TOKEN, body
     api = example_api()
     app = create_app(Settings(token=TOKEN), api, executor=InlineExecutor(), clock=lambda: NOW,

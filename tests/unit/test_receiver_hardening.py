@@ -9,7 +9,8 @@ from receiver.metrics import Metrics
 from receiver.rfc3339 import format_time
 from tests import webhooks
 from tests.fake_docker_api_client import TASK, WEB_ID, WORKER_1, WORKER_2
-from receiver.worker import DUPLICATE_WINDOW_S, Dispatcher, InlineExecutor
+from receiver.worker import DUPLICATE_WINDOW_S, Dispatcher
+from tests.inline_executor import InlineExecutor
 from tests.unit.test_receiver_app import AUTH, NOW, make, post, sample
 from tests.unit.test_receiver_worker import ManualExecutor, recorded
 

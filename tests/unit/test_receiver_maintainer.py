@@ -22,7 +22,7 @@ from receiver.maintainer import IDLE_INTERVAL_S, Maintainer
 from receiver.metrics import Metrics
 from receiver.reporting import Reporter
 from receiver.storm import StormLedger
-from receiver.worker import InlineExecutor
+from tests.inline_executor import InlineExecutor
 from tests.fake_docker_api_client import (MANAGER_1, WORKER_1, WORKER_2, WORKER_3, FakeDockerAPI,
                                           Landed, api_error, node_dict, service_dict, task_dict,
                                           unreadable_answers)

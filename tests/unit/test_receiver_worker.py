@@ -7,7 +7,8 @@ from receiver import actions
 from receiver import reasons as R
 from receiver.metrics import Metrics
 from receiver.payload import parse_webhook
-from receiver.worker import DUPLICATE_WINDOW_S, Dispatcher, InlineExecutor
+from receiver.worker import DUPLICATE_WINDOW_S, Dispatcher
+from tests.inline_executor import InlineExecutor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 
