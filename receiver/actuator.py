@@ -33,8 +33,7 @@ from receiver.gate import ShuttingDown, WriteGate
 from receiver.kinds import MIGRATE
 from receiver.metrics import Metrics
 from receiver.alerts import Alert
-# Outcome results (values of swarmguard_actions_total{result}), defined in reasons.py.
-from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, PROMETHEUS_UNREACHABLE,  # noqa: F401
+from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, PROMETHEUS_UNREACHABLE,
                               ROLLED_BACK, SKIPPED, SUCCESS, TIMEOUT, UNCONFIRMED, WITHDRAWN)
 from receiver.reporting import Reporter
 from receiver.rfc3339 import utc_now

@@ -90,9 +90,6 @@ class GroundTruth:
     # services with none are absent
     unsafe: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def hostname(self, node_id: str) -> str:
-        return next((n.hostname for n in self.nodes if n.id == node_id), "")
-
 
 def build_ground_truth(services: Iterable[Mapping], tasks: Iterable[Mapping],
                        nodes: Iterable[Mapping], now: datetime | None = None,
@@ -345,10 +342,9 @@ class GroundTruthCollector(Collector):
         return families(Reading(GroundTruth(()), 0.0, True), 0.0, self.stale_after)
 
 
-def install(api, registry, on_error: Callable[[str], None] | None = None,
-            interval: float = REFRESH_SECONDS) -> GroundTruthLoop:
+def install(api, registry, on_error: Callable[[str], None] | None = None) -> GroundTruthLoop:
     """Start reading the swarm through `api` and publish it in `registry` (the app's)."""
     images = ImageHealthchecks(api)
-    loop = GroundTruthLoop(lambda: read(api, images), interval=interval, on_error=on_error)
+    loop = GroundTruthLoop(lambda: read(api, images), on_error=on_error)
     registry.register(GroundTruthCollector(loop))
     return loop.start()

@@ -42,6 +42,8 @@ from receiver.storm import StormLedger
 _log = E.safe_logger("receiver.maintainer")
 # Moves remembered per drain and rebalance for status (the newest kept).
 PROGRESS_KEPT = 200
+# How often the cluster is read while a drain or rebalance has moves left to make.
+BUSY_INTERVAL_S = 1.0
 # How often the cluster is read for drains to resume while nothing is being done: a
 # drain found in a node's labels waits at most this long after a restart.
 IDLE_INTERVAL_S = 5.0
@@ -57,8 +59,6 @@ class Unavailable(Exception):
 @dataclass
 class Progress:
     """What a drain or rebalance did and does, for `swarmguard status`."""
-    kind: str
-    node: str | None = None  # node id (drain)
     state: str = "running"  # drain: moving | drained | stopped; rebalance: running | finished | stopped
     started_at: str = ""
     force: bool = False
@@ -80,8 +80,7 @@ class Maintainer:
     def __init__(self, api, actuator: Actuator, storm: StormLedger, report: Reporter,
                  settings: Settings, *, events: E.EventLog | None = None,
                  clock: Callable[[], datetime] = utc_now,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 interval: float = 1.0):
+                 monotonic: Callable[[], float] = time.monotonic):
         self.api = api
         self.actuator = actuator
         self.storm = storm
@@ -90,7 +89,6 @@ class Maintainer:
         self.events = events
         self.clock = clock
         self.monotonic = monotonic
-        self.interval = interval
         self._lock = threading.Lock()
         self._drains: dict[str, Progress] = {}  # by node id
         self._rebalance: Progress | None = None
@@ -141,7 +139,7 @@ class Maintainer:
                 failing = True
             except Exception:  # a background thread has no one else to tell
                 _log.exception("Unexpected error in the maintenance loop")
-            self._wake.wait(self.interval if self._busy() else IDLE_INTERVAL_S)
+            self._wake.wait(BUSY_INTERVAL_S if self._busy() else IDLE_INTERVAL_S)
             self._wake.clear()
 
     def _busy(self) -> bool:
@@ -206,7 +204,7 @@ class Maintainer:
 
         self._write_node(node, pause, still_drainable)
         with self._lock:
-            self._drains[node.id] = Progress(M.DRAIN, node.id, M.MOVING, started_at, force)
+            self._drains[node.id] = Progress(M.MOVING, started_at, force)
         self.report.maintenance(M.DRAIN, E.BEGUN, node.id,
                                 f"Draining {node.hostname}: paused; moving "
                                 f"{sum(len(m.tasks) for m in plan.moves)} task(s) of "
@@ -282,8 +280,7 @@ class Maintainer:
         with self._lock:
             progress = self._drains.get(node.id)
             if progress is None or progress.state != M.MOVING:
-                progress = Progress(M.DRAIN, node.id, M.MOVING,
-                                    node.labels.get(M.DRAIN_AT, ""),
+                progress = Progress(M.MOVING, node.labels.get(M.DRAIN_AT, ""),
                                     node.labels.get(M.DRAIN_FORCE) == "true")
                 self._drains[node.id] = progress
                 resumed = True
@@ -351,7 +348,7 @@ class Maintainer:
             return 200, {"dry_run": dry_run or self.settings.dry_run, "changed": False,
                          "plan": plan.as_json()}
         with self._lock:
-            self._rebalance = Progress(M.REBALANCE, None, "running", format_time(self.clock()))
+            self._rebalance = Progress("running", format_time(self.clock()))
         self.report.maintenance(M.REBALANCE, E.BEGUN, None,
                                 f"Rebalancing: about {len(plan.moves)} move(s) planned")
         self._wake.set()
@@ -481,9 +478,11 @@ class Maintainer:
         for node in sorted(snapshot.nodes.values(), key=lambda n: n.hostname):
             drain = None
             if M.drain_state(node):
+                # A drain this process has no record of: what the node's labels say. The
+                # state shown is the label's either way.
                 drain = drains.get(node.id) or Progress(
-                    M.DRAIN, node.id, M.drain_state(node) or "", node.labels.get(M.DRAIN_AT, ""),
-                    node.labels.get(M.DRAIN_FORCE) == "true").as_json()
+                    started_at=node.labels.get(M.DRAIN_AT, ""),
+                    force=node.labels.get(M.DRAIN_FORCE) == "true").as_json()
                 drain["state"] = M.drain_state(node)
             nodes.append({"id": node.id, "hostname": node.hostname, "role": node.role,
                           "availability": node.availability, "state": node.state,

@@ -29,12 +29,9 @@ class Readiness:
         self._ready = False
         self._checked_at: float | None = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> "Readiness":
-        self._thread = threading.Thread(target=self._loop, name="swarmguard-readiness",
-                                        daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._loop, name="swarmguard-readiness", daemon=True).start()
         return self
 
     def stop(self) -> None:

@@ -32,10 +32,7 @@ from receiver.actions import Outcome, Skip
 from receiver.gate import ShuttingDown, WriteGate
 from receiver.metrics import Metrics
 from receiver.alerts import Alert
-# The Dispatcher's own skip reasons and dropped-work reasons (all defined in reasons.py).
-from receiver.reasons import (DROPPED_UNFINISHED, DROPPED_UNWATCHED,  # noqa: F401
-                              DROPPED_WAITING, DUPLICATE, FAILED, IN_PROGRESS, INTERNAL_ERROR,
-                              SUPERSEDED)
+from receiver.reasons import FAILED, IN_PROGRESS, INTERNAL_ERROR, SUPERSEDED
 from receiver.reporting import Reporter
 from receiver.rfc3339 import utc_now
 

@@ -76,7 +76,7 @@ def test_a_migration_is_one_compare_and_swap_update_with_start_first_and_rollbac
 
     (outcome,) = act.handle(recorded("firing_migrate.json"))
 
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     (update,) = api.updates
     assert update["version"] == 100  # the Version.Index read with this very spec
     assert update["update_config"]["Order"] == "start-first"
@@ -124,7 +124,7 @@ def test_a_migration_waits_for_the_new_task_and_records_its_duration():
 
     (outcome,) = act.handle(recorded("firing_migrate.json"))
 
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert outcome.duration == pytest.approx(1.5)
     assert outcome.detail == f"new task {moved[0][:12]} running"
 
@@ -151,7 +151,7 @@ def test_a_rolled_back_migration_is_reported_and_its_cooldown_written_back():
 
     (outcome,) = act.handle(recorded("firing_migrate.json"))
 
-    assert outcome.result == A.ROLLED_BACK
+    assert outcome.result == R.ROLLED_BACK
     migrate, record = api.updates
     # read after the rollback: 100, our update 101, Swarm's rollback 102
     assert (migrate["version"], record["version"]) == (100, 102)
@@ -167,7 +167,7 @@ def test_a_migration_that_never_settles_times_out():
     api, clock = example_api(), Clock()
     act, _ = actuator(api, clock, migration_timeout=5, watch_interval=1)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.TIMEOUT
+    assert outcome.result == R.TIMEOUT
     assert outcome.duration == pytest.approx(5)
 
 
@@ -179,7 +179,7 @@ def test_out_of_sequence_rereads_decides_again_and_retries_with_the_new_version(
 
     (outcome,) = act.handle(recorded("firing_migrate.json"))
 
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert [u["version"] for u in api.updates] == [100, 100]
     reads = [c for c in api.calls if c[0] == "inspect_service" and c[2]["insert_defaults"] is False]
     assert len(reads) == 2  # the spec was read again before the retry
@@ -207,7 +207,7 @@ def test_when_another_receiver_acted_first_the_retry_stands_down():
 
     # The migration was announced before its update: it is answered as withdrawn, why.
     assert isinstance(outcome.decision, actions.Migration)
-    assert outcome.result == A.WITHDRAWN
+    assert outcome.result == R.WITHDRAWN
     assert outcome.detail.startswith("not made: decided again, stale: ")
     assert len(api.updates) == 1  # our one failed compare-and-swap, no second write
 
@@ -220,7 +220,7 @@ def test_other_docker_errors_are_retried_with_backoff_then_reported():
 
     (outcome,) = act.handle(recorded("firing_migrate.json"))
 
-    assert outcome.result == A.FAILED
+    assert outcome.result == R.FAILED
     assert "Unavailable" in outcome.detail
     assert len(api.updates) == 3
     # Exponential; the last wait is before reading back whether the last update landed.
@@ -238,7 +238,7 @@ def test_an_action_retried_after_docker_errors_spends_one_start_of_the_per_minut
 
     (outcome,) = act.handle(recorded("firing_migrate.json"))
 
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert len(api.updates) == 4
     assert len(act.storm.view().recent_starts) == 1
 
@@ -254,7 +254,7 @@ def test_an_update_whose_last_attempt_landed_despite_its_error_is_watched_to_its
     api.update_failures = [api_error(500, "rpc error: code = Unavailable"), Landed(failure)]
     act, _ = actuator(api, clock, docker_attempts=2)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert (outcome.result, outcome.detail) == (A.SUCCESS, "new task newtask0001 running")
+    assert (outcome.result, outcome.detail) == (R.SUCCESS, "new task newtask0001 running")
     assert len(api.updates) == 2
 
 
@@ -273,7 +273,7 @@ def test_an_update_whose_landing_cannot_be_read_back_fails_saying_so():
     api.inspect_service = inspect
     (outcome,) = act.handle(recorded("firing_migrate.json"))
     assert (outcome.result, outcome.detail) == (
-        A.FAILED, "docker update failed: read timed out; whether its update landed is not known")
+        R.FAILED, "docker update failed: read timed out; whether its update landed is not known")
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "read"}) == 1
 
@@ -283,7 +283,7 @@ def test_a_spec_docker_refuses_is_not_retried():
     api.update_failures = [api_error(400, "invalid placement constraint")]
     act, _ = actuator(api, clock)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.FAILED
+    assert outcome.result == R.FAILED
     assert len(api.updates) == 1
 
 
@@ -300,7 +300,7 @@ def test_an_update_that_landed_despite_a_timeout_is_not_made_twice():
 
     (outcome,) = act.handle(recorded("firing_migrate.json"))
 
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert len(api.updates) == 1
 
 
@@ -310,8 +310,8 @@ def test_unreachable_docker_is_reported_after_the_retries():
         requests.exceptions.ConnectionError("connection refused"))
     act, metrics = actuator(api, clock, docker_attempts=2)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.FAILED
-    assert outcome.decision.reason == A.DOCKER_ERROR
+    assert outcome.result == R.FAILED
+    assert outcome.decision.reason == R.DOCKER_ERROR
     assert api.updates == []
 
 
@@ -320,7 +320,7 @@ def test_dry_run_decides_and_logs_but_writes_nothing(caplog):
     act, _ = actuator(api, clock, dry_run=True)
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.DRY_RUN
+    assert outcome.result == R.DRY_RUN
     assert api.updates == []
     assert ("**DRY-RUN**: would migrate demo_web off worker-1 (cpu 91 %, mem 40 %, net 3 %): "
             "start-first, excluding worker-1") in caplog.messages
@@ -330,7 +330,7 @@ def test_scaling_changes_only_the_replica_count_and_the_labels():
     api, clock = example_api(replicas=2), Clock()
     act, _ = actuator(api, clock)
     (outcome,) = act.handle(recorded("firing_scale_up.json"))
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     (update,) = api.updates
     assert update["mode"] == {"Replicated": {"Replicas": 3}}
     assert update["update_config"]["Order"] == "stop-first"  # untouched
@@ -344,7 +344,7 @@ def test_a_stale_alert_changes_nothing():
     new_task = api.move_task(TASK, WORKER_2)  # Swarm already replaced it elsewhere
     act, _ = actuator(api, clock)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.SKIPPED
+    assert outcome.result == R.SKIPPED
     assert outcome.decision.why == (f"task t1p4r7s0u3w6 reported on worker-1, running on "
                                     f"worker-2 (as task {new_task[:12]})")
     assert api.updates == []
@@ -364,7 +364,7 @@ def test_five_migrations_in_a_row_leave_exactly_one_swarmguard_constraint():
                                         "task_id": task["ID"], "node_id": hot}),
                       MappingProxyType({}), clock.now - timedelta(seconds=20), None, f"fp{i}")
         (outcome,) = act.handle([alert])
-        assert outcome.result == A.SUCCESS, outcome
+        assert outcome.result == R.SUCCESS, outcome
 
     constraints = api.services[WEB_ID]["Spec"]["TaskTemplate"]["Placement"]["Constraints"]
     ours = [c for c in constraints if c.startswith("node.hostname!=")]
@@ -426,7 +426,7 @@ def test_a_migration_is_not_done_while_the_old_task_stays_in_rotation():
     api.after_update = lambda api, sid, kw: swarm_starts(api, NEW_TASK, WORKER_2)
     act, _ = actuator(api, clock, migration_timeout=5, watch_interval=1)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert (outcome.result, outcome.detail) == (A.TIMEOUT, "not settled within 5 s")
+    assert (outcome.result, outcome.detail) == (R.TIMEOUT, "not settled within 5 s")
 
 
 def test_a_migration_is_done_once_the_new_task_runs_and_the_old_one_is_shut_down():
@@ -441,7 +441,7 @@ def test_a_migration_is_done_once_the_new_task_runs_and_the_old_one_is_shut_down
     api.before_tasks = old_task_leaves_on_the_third_look
     act, _ = actuator(api, clock, watch_interval=0.5)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert outcome.duration == pytest.approx(1.5)
     assert outcome.detail == "new task n3wt4sk5r7s0 running"  # shortened as docker's CLI does
 
@@ -455,7 +455,7 @@ def test_a_migration_is_done_when_swarm_has_already_forgotten_the_old_task():
     api.after_update = replaced
     act, _ = actuator(api, clock)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
 
 
 def test_only_a_running_task_in_the_old_ones_slot_of_the_same_service_is_its_replacement():
@@ -474,7 +474,7 @@ def test_only_a_running_task_in_the_old_ones_slot_of_the_same_service_is_its_rep
     clock = Clock()
     act, _ = actuator(api, clock, migration_timeout=3, watch_interval=1)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.TIMEOUT
+    assert outcome.result == R.TIMEOUT
 
 
 @pytest.mark.parametrize("hiccup", [requests.exceptions.ConnectionError("connection reset"),
@@ -493,7 +493,7 @@ def test_a_docker_hiccup_while_watching_is_counted_and_the_watch_goes_on(hiccup,
     act, metrics = actuator(api, clock)
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "watch"}) == 1
     assert f"docker watch failed: {hiccup}" in caplog.messages
@@ -508,7 +508,7 @@ def test_a_migration_swarm_paused_is_a_failure_and_logged_as_one(caplog):
     act, _ = actuator(api, clock, watch_interval=0.5)
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert (outcome.result, outcome.detail) == (A.FAILED, "Swarm paused the update")
+    assert (outcome.result, outcome.detail) == (R.FAILED, "Swarm paused the update")
     assert isinstance(outcome.decision, actions.Action)
     assert ("Migration of demo_web off worker-1 failed after 0.5 s: Swarm paused the update"
             in caplog.messages)
@@ -556,7 +556,7 @@ def test_the_record_of_a_rolled_back_migration_waits_for_the_rollback_to_complet
     act, _ = actuator(api, clock, watch_interval=0.5)
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.ROLLED_BACK
+    assert outcome.result == R.ROLLED_BACK
     assert outcome.detail == "Swarm rolled the update back (state rollback_started)"
     assert isinstance(outcome.decision, actions.Action)
     migrate, record = api.updates
@@ -575,7 +575,7 @@ def test_a_rollback_that_pauses_is_left_to_the_operator_unrecorded(caplog):
     act, _ = actuator(api, clock, watch_interval=0.5)
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.ROLLED_BACK
+    assert outcome.result == R.ROLLED_BACK
     assert len(api.updates) == 1
     assert ("Not recording the rollback of demo_web: update state is rollback_paused"
             in caplog.messages)
@@ -589,7 +589,7 @@ def test_the_rollback_is_watched_for_the_migration_timeout_and_no_look_longer(ca
     act, _ = actuator(api, clock, migration_timeout=1, watch_interval=1.0)
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.ROLLED_BACK
+    assert outcome.result == R.ROLLED_BACK
     assert len(api.updates) == 1
     assert "Rollback of demo_web did not complete within 1 s; not recorded" in caplog.messages
 
@@ -600,7 +600,7 @@ def test_a_rollback_that_never_completes_is_not_recorded(caplog):
     act, _ = actuator(api, clock, migration_timeout=5, watch_interval=0.5)
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.ROLLED_BACK
+    assert outcome.result == R.ROLLED_BACK
     assert len(api.updates) == 1
     assert "Rollback of demo_web did not complete within 5 s; not recorded" in caplog.messages
 
@@ -611,7 +611,7 @@ def test_a_record_that_races_another_update_is_read_again_and_written():
     api.update_failures = [None, out_of_sequence()]
     act, metrics = actuator(api, clock, watch_interval=0.5)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.ROLLED_BACK
+    assert outcome.result == R.ROLLED_BACK
     assert len(api.updates) == 3
     assert api.services[WEB_ID]["Spec"]["Labels"]["swarmguard.last-action"] == "migrate"
 
@@ -624,7 +624,7 @@ def test_a_record_docker_refuses_is_given_up_and_counted(caplog):
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
     assert any(m.startswith("docker record failed: 500") for m in caplog.messages)
-    assert outcome.result == A.ROLLED_BACK
+    assert outcome.result == R.ROLLED_BACK
     assert len(api.updates) == 2
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "record"}) == 1
@@ -648,7 +648,7 @@ def test_an_unreachable_docker_while_recording_is_counted_and_tried_again(caplog
     act, metrics = actuator(api, clock, watch_interval=0.5)
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.ROLLED_BACK
+    assert outcome.result == R.ROLLED_BACK
     assert len(api.updates) == 2
     assert "docker record failed: connection refused" in caplog.messages
     assert metrics.registry.get_sample_value(
@@ -665,7 +665,7 @@ def test_a_scale_outcome_is_its_action_with_the_time_the_update_took():
     api.after_update = slow_update
     act, _ = actuator(api, clock)
     (outcome,) = act.handle(recorded("firing_scale_up.json"))
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert outcome.decision.replicas == 3
     assert outcome.duration == pytest.approx(0.25)
 
@@ -678,7 +678,7 @@ def test_the_other_alerts_of_the_service_are_skipped_beside_the_one_acted_on():
     alerts = [a for a in recorded("grouped_migrate.json") if a.service == "demo_web" and a.firing]
     act, _ = actuator(api, clock)
     outcomes = act.handle(alerts)
-    assert [o.result for o in outcomes] == [A.SUCCESS, A.SKIPPED]
+    assert [o.result for o in outcomes] == [R.SUCCESS, R.SKIPPED]
     assert [o.decision.alert for o in outcomes] == alerts
     assert [o.decision.reason for o in outcomes[1:]] == [R.IN_PROGRESS]
 
@@ -702,7 +702,7 @@ def acts(events):
     return [e for e in events.since(0)[0] if (e["type"], e["result"]) == ("decision", "act")]
 
 
-@pytest.mark.parametrize("failures, result", [(2, A.SUCCESS), (5, A.FAILED)])
+@pytest.mark.parametrize("failures, result", [(2, R.SUCCESS), (5, R.FAILED)])
 def test_an_action_is_announced_once_however_many_attempts_its_update_takes(failures, result,
                                                                             caplog):
     from receiver.events import EventLog
@@ -732,7 +732,7 @@ def test_an_action_that_lost_a_race_is_announced_once_when_decided_again_and_mad
     events = EventLog(16, lambda: clock.now)
     act, _ = actuator(api, clock, events=events)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert len(acts(events)) == 1
 
 
@@ -754,7 +754,7 @@ def test_the_api_version_is_negotiated_before_reading_and_its_failure_is_a_read_
     act, metrics = actuator(connect(Settings(token="t"), api), clock, docker_attempts=2)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
     assert [name for name, _, _ in api.calls] == ["version", "version"]  # nothing else
-    assert (outcome.result, outcome.decision.reason) == (A.FAILED, A.DOCKER_ERROR)
+    assert (outcome.result, outcome.decision.reason) == (R.FAILED, R.DOCKER_ERROR)
     assert api.updates == []
 
 
@@ -772,7 +772,7 @@ def test_a_read_that_fails_once_is_tried_again_and_the_action_goes_ahead(failure
     api.nodes = nodes
     act, metrics = actuator(api, clock, docker_backoff=1)
     (outcome,) = act.handle(recorded("firing_scale_up.json"))
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert clock.sleeps == [1]
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "read"}) == 1
@@ -802,7 +802,7 @@ def test_an_update_that_keeps_conflicting_is_reported_as_such(caplog):
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
     conflict = "demo_web changed under us (rpc error: code = Unknown desc = update out of sequence)"
-    assert (outcome.result, outcome.detail) == (A.FAILED, conflict)
+    assert (outcome.result, outcome.detail) == (R.FAILED, conflict)
     assert isinstance(outcome.decision, actions.Action)
     assert f"{conflict}; re-reading and deciding again" in caplog.messages
 
@@ -812,7 +812,7 @@ def test_a_refused_spec_is_reported_with_dockers_reason():
     api.update_failures = [api_error(400, "invalid placement constraint")]
     act, _ = actuator(api, clock)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert outcome.result == A.FAILED
+    assert outcome.result == R.FAILED
     assert isinstance(outcome.decision, actions.Action)
     assert "invalid placement constraint" in outcome.detail
 
@@ -833,7 +833,7 @@ def test_an_update_that_landed_despite_an_error_is_not_made_twice_and_says_so(fa
         (outcome,) = act.handle(recorded("firing_migrate.json"))
     # Watched as if the call had answered: the migration's own outcome.
     assert isinstance(outcome.decision, actions.Migration)
-    assert (outcome.result, outcome.detail) == (A.SUCCESS, "new task newtask0001 running")
+    assert (outcome.result, outcome.detail) == (R.SUCCESS, "new task newtask0001 running")
     assert len(api.updates) == 1
     assert "The update of demo_web did land despite the error" in caplog.messages
 
@@ -843,7 +843,7 @@ def test_an_update_that_times_out_and_never_lands_is_retried_then_reported():
     api.update_failures = [requests.exceptions.ReadTimeout("read timed out")] * 2
     act, metrics = actuator(api, clock, docker_attempts=2)
     (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert (outcome.result, outcome.detail) == (A.FAILED, "docker update failed: read timed out")
+    assert (outcome.result, outcome.detail) == (R.FAILED, "docker update failed: read timed out")
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "update"}) == 2
 
@@ -858,7 +858,7 @@ def test_an_update_whose_answer_cannot_be_read_but_that_landed_is_watched_to_its
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle(recorded("firing_migrate.json"))
     assert isinstance(outcome.decision, actions.Migration)
-    assert (outcome.result, outcome.detail) == (A.SUCCESS, "new task newtask0001 running")
+    assert (outcome.result, outcome.detail) == (R.SUCCESS, "new task newtask0001 running")
     assert len(api.updates) == 1
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "update"}) == 1
@@ -871,7 +871,7 @@ def test_an_update_whose_answer_cannot_be_read_and_that_did_not_land_is_made_aga
     api.update_failures = [unreadable]
     act, metrics = actuator(api, clock, docker_backoff=1)
     (outcome,) = act.handle(recorded("firing_scale_up.json"))
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert [u["version"] for u in api.updates] == [100, 100]
     assert clock.sleeps == [1]
     assert api.services[WEB_ID]["Spec"]["Mode"] == {"Replicated": {"Replicas": 3}}
@@ -949,7 +949,7 @@ def test_a_task_hot_wherever_it_runs_is_moved_once_then_held_for_the_window(capl
     api.after_update = swarm_replaces_task_on(WORKER_2, clock)
     act, metrics = actuator(api, clock)
     (outcome,) = act.handle([hot(TASK, WORKER_1, clock)])
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     moved = running_task(api)["ID"]
 
     # 25 s later (start-up grace and the rule's `for:`) its replacement is hot on worker-2.
@@ -958,7 +958,7 @@ def test_a_task_hot_wherever_it_runs_is_moved_once_then_held_for_the_window(capl
     version = api.services[WEB_ID]["Version"]["Index"]
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle([hot(moved, WORKER_2, clock)])
-    assert outcome.result == A.SKIPPED
+    assert outcome.result == R.SKIPPED
     assert outcome.decision.reason == R.FUTILE
     hold = api.updates[-1]
     assert hold["version"] == version  # one compare-and-swap on the version just read
@@ -979,13 +979,13 @@ def test_a_task_hot_wherever_it_runs_is_moved_once_then_held_for_the_window(capl
             act, _ = actuator(api, clock)
         updates = len(api.updates)
         (outcome,) = act.handle([hot(moved, WORKER_2, clock)])
-        assert (outcome.result, outcome.decision.reason) == (A.SKIPPED, R.FUTILE)
+        assert (outcome.result, outcome.decision.reason) == (R.SKIPPED, R.FUTILE)
         assert len(api.updates) == updates
 
     # Once the window has passed, it is moved once more.
     clock.now = found_at + timedelta(seconds=601)
     (outcome,) = act.handle([hot(moved, WORKER_2, clock)])
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert running_task(api)["ID"] != moved
 
 
@@ -1004,7 +1004,7 @@ def test_a_hold_that_cannot_be_written_changes_nothing_and_is_reported(failure, 
     act, metrics = actuator(api, clock)
     with caplog.at_level(logging.INFO, logger="receiver"):
         (outcome,) = act.handle([hot(moved, WORKER_2, clock)])
-    assert (outcome.result, outcome.decision.reason) == (A.SKIPPED, R.FUTILE)
+    assert (outcome.result, outcome.decision.reason) == (R.SKIPPED, R.FUTILE)
     assert len(api.updates) == 1  # tried once; the alert's next resend tries again
     assert api.services[WEB_ID]["Spec"]["Labels"] == stored
     assert metrics.registry.get_sample_value(
@@ -1126,7 +1126,7 @@ def test_a_move_is_one_compare_and_swap_start_first_update_recorded_in_the_label
 
     result, detail, seconds = act.move_tasks(move, DRAIN_REASON)
 
-    assert (result, detail, seconds) == (A.SUCCESS, "1 task(s) running elsewhere (w2b8c6e4g2i0)",
+    assert (result, detail, seconds) == (R.SUCCESS, "1 task(s) running elsewhere (w2b8c6e4g2i0)",
                                          0.5)
     update = api.updates[0]
     assert update["version"] == 100  # the Version.Index read with the spec it replaces
@@ -1149,7 +1149,7 @@ def test_once_the_move_is_done_its_exclusion_is_lifted_and_its_record_kept():
     api.after_update = swarm_moves_task_to(WORKER_2)
     act, _ = actuator(api, clock)
 
-    assert act.move_tasks(move, DRAIN_REASON)[0] == A.SUCCESS
+    assert act.move_tasks(move, DRAIN_REASON)[0] == R.SUCCESS
 
     moved, lifted = api.updates
     assert lifted["version"] == 101  # read again after the move's own update
@@ -1199,7 +1199,7 @@ def test_a_move_docker_refuses_fails_at_once_and_says_why(caplog):
     with caplog.at_level(logging.INFO, logger="receiver"):
         outcome = act.move_tasks(move, DRAIN_REASON)
 
-    assert outcome == (A.FAILED, f"docker update failed: {refused}", 0.25)
+    assert outcome == (R.FAILED, f"docker update failed: {refused}", 0.25)
     assert tasks_looks(api) == looks
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "update"}) == 1
@@ -1228,7 +1228,7 @@ def test_a_move_whose_update_call_failed_in_transit_is_watched_for_it_may_have_l
     with caplog.at_level(logging.INFO, logger="receiver"):
         result, _, _ = act.move_tasks(move, DRAIN_REASON)
 
-    assert result == A.SUCCESS
+    assert result == R.SUCCESS
     assert len(api.updates) == 2  # the move, made once, then the lift
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "update"}) == 1
@@ -1240,7 +1240,7 @@ def test_a_move_whose_update_failed_in_transit_and_never_landed_times_out():
     move = planned_drain(api)
     api.update_failures = [requests.exceptions.ConnectionError("connection refused")]
     act, _ = actuator(api, clock, migration_timeout=3, watch_interval=1)
-    assert act.move_tasks(move, DRAIN_REASON) == (A.TIMEOUT, "not settled within 3 s", 3)
+    assert act.move_tasks(move, DRAIN_REASON) == (R.TIMEOUT, "not settled within 3 s", 3)
     assert len(api.updates) == 1  # no second try, no lift
 
 
@@ -1253,7 +1253,7 @@ def test_a_move_is_not_done_while_a_task_is_still_meant_to_run_on_the_node_it_le
                                lambda api: web_task(api, TASK).update(DesiredState="shutdown"))
     act, _ = actuator(api, clock, watch_interval=0.5)
     assert act.move_tasks(move, DRAIN_REASON) == (
-        A.SUCCESS, "1 task(s) running elsewhere (w3c7e5g3i1k9)", 1.5)
+        R.SUCCESS, "1 task(s) running elsewhere (w3c7e5g3i1k9)", 1.5)
 
 
 def test_a_move_is_not_done_until_the_services_replicas_run_elsewhere():
@@ -1268,7 +1268,7 @@ def test_a_move_is_not_done_until_the_services_replicas_run_elsewhere():
         None, None, lambda api: web_task(api, NEW_TASK)["Status"].update(State="running"))
     act, _ = actuator(api, clock, watch_interval=0.5)
     result, _, seconds = act.move_tasks(move, DRAIN_REASON)
-    assert (result, seconds) == (A.SUCCESS, 1.5)
+    assert (result, seconds) == (R.SUCCESS, 1.5)
 
 
 def test_a_move_of_a_service_scaled_to_zero_is_done_once_nothing_is_left_on_the_node():
@@ -1277,12 +1277,12 @@ def test_a_move_of_a_service_scaled_to_zero_is_done_once_nothing_is_left_on_the_
     move = dataclasses.replace(move, service=dataclasses.replace(move.service, replicas=0))
     api.after_update = lambda api, sid, kw: web_task(api, TASK).update(DesiredState="shutdown")
     act, _ = actuator(api, clock, watch_interval=0.5)
-    assert act.move_tasks(move, DRAIN_REASON) == (A.SUCCESS, "0 task(s) running elsewhere ()", 0.5)
+    assert act.move_tasks(move, DRAIN_REASON) == (R.SUCCESS, "0 task(s) running elsewhere ()", 0.5)
 
 
 @pytest.mark.parametrize("state, result, detail", [
-    ("rollback_started", A.ROLLED_BACK, "Swarm rolled the update back (state rollback_started)"),
-    ("paused", A.FAILED, "Swarm paused the update")])
+    ("rollback_started", R.ROLLED_BACK, "Swarm rolled the update back (state rollback_started)"),
+    ("paused", R.FAILED, "Swarm paused the update")])
 def test_a_move_swarm_rolls_back_or_pauses_ends_so_and_keeps_its_exclusion(state, result, detail):
     api, clock = example_api(), Clock()
     move = planned_drain(api)
@@ -1301,7 +1301,7 @@ def test_a_service_removed_during_its_move_fails_the_move_with_that_sentence():
     api.after_update = lambda api, sid, kw: api.services.pop(sid)
     act, _ = actuator(api, clock, watch_interval=0.5)
     assert act.move_tasks(move, DRAIN_REASON) == (
-        A.FAILED, "demo_web was removed during the move", 0.5)
+        R.FAILED, "demo_web was removed during the move", 0.5)
     assert len(api.updates) == 1
 
 
@@ -1317,7 +1317,7 @@ def test_a_docker_hiccup_while_a_move_is_watched_is_counted_and_the_watch_goes_o
     act, metrics = actuator(api, clock, watch_interval=0.5)
     with caplog.at_level(logging.INFO, logger="receiver"):
         result, _, seconds = act.move_tasks(move, DRAIN_REASON)
-    assert (result, seconds) == (A.SUCCESS, 1.0)
+    assert (result, seconds) == (R.SUCCESS, 1.0)
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "watch"}) == 1
     assert f"docker watch failed: {hiccup}" in caplog.messages
@@ -1335,7 +1335,7 @@ def test_a_move_is_watched_for_the_migration_timeout_per_task_it_moves(on_the_no
     act, _ = actuator(api, clock, migration_timeout=5, watch_interval=1)
 
     assert act.move_tasks(move, DRAIN_REASON) == (
-        A.TIMEOUT, f"not settled within {timeout} s", timeout)
+        R.TIMEOUT, f"not settled within {timeout} s", timeout)
     assert tasks_looks(api) - looks == timeout  # one look a second, none after the timeout
     assert len(api.updates) == 1  # not done: the exclusion stays
 
@@ -1364,7 +1364,7 @@ def test_the_storm_hears_which_node_a_moved_task_lands_on_and_of_no_other():
         web_task(api, TASK)["DesiredState"] = "shutdown"
     api.before_tasks = at_look(None, settled)
 
-    assert act.move_tasks(move, DRAIN_REASON)[0] == A.SUCCESS
+    assert act.move_tasks(move, DRAIN_REASON)[0] == R.SUCCESS
     assert heard == [("demo_web", WORKER_3)] * 2
     (in_flight,) = act.storm.view().moves
     assert in_flight.destinations == {WORKER_3}
@@ -1600,7 +1600,7 @@ def test_a_move_whose_update_landed_despite_a_server_error_is_watched_to_its_end
 
     def lands_then_fails(api, service_id, kwargs):
         api.move_task(TASK, WORKER_2)
-        raise A.docker.errors.APIError("500 Server Error", explanation="rpc error: DeadlineExceeded")
+        raise docker.errors.APIError("500 Server Error", explanation="rpc error: DeadlineExceeded")
     api.after_update = lands_then_fails
     act, metrics = actuator(api, clock)
 

@@ -7,7 +7,6 @@ from types import MappingProxyType
 
 import pytest
 
-from receiver import actuator as A
 from receiver import reasons as R
 from receiver.actuator import Actuator
 from receiver.config import Settings
@@ -234,7 +233,7 @@ def test_an_alert_prometheus_fires_is_acted_on():
     api.after_update = swarm_moves_task_to(WORKER_2)
     act, _ = actuator(api, clock, lambda: FiringAlerts.of([MIGRATE]))
     (outcome,) = act.handle([alert(clock=clock)])
-    assert outcome.result == A.SUCCESS and len(api.updates) == 1
+    assert outcome.result == R.SUCCESS and len(api.updates) == 1
 
 
 def test_an_alert_prometheus_does_not_fire_is_skipped_unconfirmed_and_changes_nothing():
@@ -263,7 +262,7 @@ def test_with_one_prometheus_silent_the_others_answers_decide_and_its_silence_is
     why = "http://10.0.1.7:9090/api/v1/alerts unreachable (ConnectTimeout)"
     act, metrics = actuator(api, clock, lambda: merge([FiringAlerts.of([MIGRATE])], [why]))
     (outcome,) = act.handle([alert(clock=clock)])
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert skipped(metrics, R.PROMETHEUS_UNREACHABLE) == 0
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
         f"cannot ask one Prometheus, confirming with the others' answers: {why}"]
@@ -283,7 +282,7 @@ def test_the_external_labels_the_settings_name_are_left_out_of_the_comparison():
     settings = Settings(token="t", prometheus_external_labels="node_prometheus, cluster")
     act, _ = actuator(api, clock, lambda: FiringAlerts.of([MIGRATE]), settings=settings)
     (outcome,) = act.handle([alert(clock=clock, node_prometheus="worker-1", cluster="eu")])
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
 
 
 def test_without_external_labels_named_an_alert_carrying_one_is_unconfirmed():
@@ -305,7 +304,7 @@ def test_of_a_service_s_alerts_only_the_confirmed_are_decided_on_and_outcomes_ke
     act, _ = actuator(api, clock, lambda: FiringAlerts.of([MIGRATE]))
     first, second = act.handle([forged, real])
     assert first.decision.reason == R.UNCONFIRMED and first.decision.alert is forged
-    assert second.result == A.SUCCESS
+    assert second.result == R.SUCCESS
 
 
 def test_a_node_is_hot_only_while_prometheus_fires_its_task_s_alert():
@@ -319,7 +318,7 @@ def test_a_node_is_hot_only_while_prometheus_fires_its_task_s_alert():
                          clock=clock)])
     act, _ = actuator(api, clock, lambda: FiringAlerts.of([MIGRATE]), storm=storm)
     (outcome,) = act.handle([alert(clock=clock)])
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     (update,) = api.updates
     # Only its own node is excluded: worker-3 stays a destination.
     assert update["task_template"]["Placement"]["Constraints"] == [

@@ -4,7 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from receiver import actuator as A
+from receiver import actions
+from receiver import reasons as R
 from receiver.metrics import Metrics
 from receiver.rfc3339 import format_time
 from tests import webhooks
@@ -126,8 +127,8 @@ def test_nothing_is_in_flight_only_once_the_outcome_is_counted():
     metrics.in_flight.dec = dec
     from receiver.decisions import STALE, Skip
     group = recorded("firing_migrate.json")
-    dispatcher = Dispatcher(lambda alerts: [A.Outcome(Skip(alerts[0], STALE, "gone"),
-                                                      A.SKIPPED)],
+    dispatcher = Dispatcher(lambda alerts: [actions.Outcome(Skip(alerts[0], STALE, "gone"),
+                                                      R.SKIPPED)],
                             metrics, executor=InlineExecutor())
     dispatcher.submit(group)
     assert seen_when_idle == [1.0]

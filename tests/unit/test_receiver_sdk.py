@@ -11,7 +11,7 @@ import docker
 import docker.errors
 import pytest
 
-from receiver import actuator as A
+from receiver import reasons as R
 from receiver.actuator import Actuator
 from receiver.config import Settings
 from receiver.metrics import Metrics
@@ -114,7 +114,7 @@ def test_a_migration_sends_one_update_with_the_version_and_the_whole_spec(engine
 
     (outcome,) = act.handle(alerts("firing_migrate.json"))
 
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     # The spec is read as stored (no defaults inserted), because it is posted back whole.
     assert ("GET", "/v1.41/services/demo_web", {"insertDefaults": ["False"]}) in seen
     (post,) = [r for r in seen if r[0] == "POST"]
@@ -147,7 +147,7 @@ def test_a_conflict_from_the_engine_is_recognised_and_retried(engine):
 
     (outcome,) = act.handle(alerts("firing_migrate.json"))
 
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert [r[2] for r in seen if r[0] == "POST"] == [100, 101]
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "update_conflict"}) == 1
@@ -159,7 +159,7 @@ def test_a_service_that_is_gone_reads_as_absent_through_the_sdk(engine):
     act = Actuator(api, Settings(token="t"), Metrics(), clock=lambda: NOW,
                    sleep=lambda s: None)
     (outcome,) = act.handle(alerts("firing_migrate.json"))
-    assert outcome.result == A.SKIPPED
+    assert outcome.result == R.SKIPPED
     assert outcome.decision.why == "service demo_web no longer exists"
 
 
@@ -175,7 +175,7 @@ def test_a_scale_up_whose_update_landed_but_answered_a_proxys_html_page_is_one_a
     (outcome,) = act.handle(alerts("firing_scale_up.json"))
 
     # The stamp read back says it landed: not made again, and its outcome is its own.
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert len([r for r in seen if r[0] == "POST"]) == 1
     assert fake.services[WEB_ID]["Spec"]["Mode"]["Replicated"]["Replicas"] == 2
     assert metrics.registry.get_sample_value(
@@ -192,7 +192,7 @@ def test_a_read_cut_off_mid_answer_is_counted_and_tried_again(engine):
 
     (outcome,) = act.handle(alerts("firing_migrate.json"))
 
-    assert outcome.result == A.SUCCESS
+    assert outcome.result == R.SUCCESS
     assert len([r for r in seen if r[0] == "POST"]) == 1
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "read"}) == 1

@@ -2,7 +2,6 @@ import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
-from receiver import actuator as A
 from receiver import actions
 from receiver import reasons as R
 from receiver.metrics import Metrics
@@ -130,8 +129,8 @@ def test_outcomes_are_counted_by_kind_result_and_reason():
 
     def handle(group):
         if group[0].kind == "migrate":
-            return [A.Outcome(_action(group[0]), A.SUCCESS, duration=4.0)]
-        return [A.Outcome(stale, A.SKIPPED)]
+            return [actions.Outcome(_action(group[0]), R.SUCCESS, duration=4.0)]
+        return [actions.Outcome(stale, R.SKIPPED)]
 
     metrics = Metrics()
     clock = iter([100.0, 106.5, 106.5])
@@ -203,7 +202,7 @@ def the_events(events):
 def test_an_action_ends_in_an_outcome_event_with_the_alert_its_result_and_duration():
     (alert,) = recorded("firing_migrate.json")
     action = _action(alert)
-    dispatcher, events = with_events(lambda alerts: [A.Outcome(action, A.SUCCESS, 4.0)])
+    dispatcher, events = with_events(lambda alerts: [actions.Outcome(action, R.SUCCESS, 4.0)])
     dispatcher.submit([alert])
     assert the_events(events) == [{
         "type": "outcome", "alert": "SwarmGuardMigrate", "service": "demo_web",
@@ -214,7 +213,7 @@ def test_an_action_ends_in_an_outcome_event_with_the_alert_its_result_and_durati
 
 def test_a_failed_action_says_why_in_its_event_and_in_an_error_line(caplog):
     (alert,) = recorded("firing_migrate.json")
-    outcome = A.Outcome(_action(alert), A.FAILED, detail="docker update failed: boom")
+    outcome = actions.Outcome(_action(alert), R.FAILED, detail="docker update failed: boom")
     dispatcher, events = with_events(lambda alerts: [outcome])
     with caplog.at_level(logging.INFO, logger="receiver"):
         dispatcher.submit([alert])
@@ -226,7 +225,7 @@ def test_a_failed_action_says_why_in_its_event_and_in_an_error_line(caplog):
 
 def test_a_dry_run_outcome_event_says_what_would_have_been_done():
     (alert,) = recorded("firing_migrate.json")
-    dispatcher, events = with_events(lambda alerts: [A.Outcome(_action(alert), A.DRY_RUN)])
+    dispatcher, events = with_events(lambda alerts: [actions.Outcome(_action(alert), R.DRY_RUN)])
     dispatcher.submit([alert])
     (event,) = the_events(events)
     assert event["message"] == "**DRY-RUN**: would migrate demo_web"
@@ -236,7 +235,7 @@ def test_a_dry_run_outcome_event_says_what_would_have_been_done():
 def test_a_skip_is_a_decision_event_logged_as_information_or_as_an_error_when_it_failed(caplog):
     alerts = recorded("firing_migrate.json")
     stale = actions.Skip(alerts[0], R.STALE, "task t1p4r7s0u3w6 no longer exists")
-    dispatcher, events = with_events(lambda group: [A.Outcome(stale, A.SKIPPED)])
+    dispatcher, events = with_events(lambda group: [actions.Outcome(stale, R.SKIPPED)])
     with caplog.at_level(logging.INFO, logger="receiver"):
         dispatcher.submit(alerts)
     (event,) = the_events(events)
@@ -382,7 +381,7 @@ def test_work_running_at_the_deadline_that_wrote_nothing_is_dropped_and_never_wr
         dropped.append(dispatcher.drain(deadline_s=0))
         gate.through("demo_web")  # the write it was about to make
         wrote.append(True)
-        return [A.Outcome(_action(alerts[0]), A.SUCCESS, 1.0)]
+        return [actions.Outcome(_action(alerts[0]), R.SUCCESS, 1.0)]
     dispatcher = Dispatcher(handle, metrics, events=events, executor=InlineExecutor(),
                             clock=lambda: RECEIVED, monotonic=lambda: 100.0, gate=gate)
     with caplog.at_level(logging.INFO, logger="receiver"):
@@ -406,7 +405,7 @@ def test_work_running_at_the_deadline_past_its_write_is_unwatched_and_its_end_no
     def handle(alerts):  # the shutdown comes after this action's write
         gate.through("demo_web")
         dispatcher.drain(deadline_s=0)
-        return [A.Outcome(_action(alerts[0]), A.SUCCESS, 1.0)]  # it ends after all
+        return [actions.Outcome(_action(alerts[0]), R.SUCCESS, 1.0)]  # it ends after all
     dispatcher = Dispatcher(handle, metrics, events=events, executor=InlineExecutor(),
                             clock=lambda: RECEIVED, monotonic=lambda: 100.0, gate=gate)
     with caplog.at_level(logging.INFO, logger="receiver"):
@@ -437,7 +436,7 @@ def test_work_reporting_its_end_when_the_deadline_passes_is_not_given_up():
 
     def handle(alerts):
         gate.through("demo_web")
-        return [A.Outcome(_action(alerts[0]), A.SUCCESS, 1.0)]
+        return [actions.Outcome(_action(alerts[0]), R.SUCCESS, 1.0)]
     dispatcher = Dispatcher(handle, Metrics(), events=events, executor=InlineExecutor(),
                             clock=lambda: RECEIVED, monotonic=lambda: 100.0, gate=gate)
     dispatcher.submit(recorded("firing_migrate.json"))
