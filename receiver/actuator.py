@@ -33,6 +33,7 @@ from receiver.gate import ShuttingDown, WriteGate
 from receiver.kinds import MIGRATE
 from receiver.metrics import Metrics
 from receiver.alerts import Alert
+from receiver.model import Task
 from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, PROMETHEUS_UNREACHABLE,
                               ROLLED_BACK, SKIPPED, SUCCESS, TIMEOUT, UNCONFIRMED, WITHDRAWN)
 from receiver.reporting import Reporter
@@ -244,18 +245,8 @@ class Actuator:
         reports running after that) and the old one is out of rotation (desired shutdown)."""
         old_id = action.task.id if action.task else None
         slot = action.task.slot if action.task else None
-        deadline = started + self.settings.migration_timeout
-        while self.monotonic() < deadline:
-            self.sleep(self.settings.watch_interval)
-            self._still_watching()
-            try:
-                tasks, state = self._read_update(action.service.id)
-            except DOCKER_FAILURES as exc:
-                self.report.docker_error("watch", exc)
-                continue
-            ended_badly = _ended_badly(state)
-            if ended_badly:
-                return ended_badly
+
+        def settled(tasks: list[Task]) -> tuple[str, str] | None:
             old = next((t for t in tasks if t.id == old_id), None)
             assigned = [t for t in tasks if t.id != old_id and t.slot == slot and t.node_id
                         and t.desired_state == "running"]
@@ -264,7 +255,33 @@ class Actuator:
             new = [t for t in tasks if t.id != old_id and t.slot == slot and t.running]
             if new and (old is None or old.desired_state != "running"):
                 return SUCCESS, f"new task {new[0].id[:12]} running"
-        return TIMEOUT, f"not settled within {self.settings.migration_timeout:.0f} s"
+            return None
+        return self._watch(action.service.id, started, self.settings.migration_timeout,
+                           settled)
+
+    def _watch(self, service_id: str, started: float, timeout: float,
+               settled: Callable[[list[Task]], tuple[str, str] | None],
+               removed: str | None = None) -> tuple[str, str]:
+        """(result, detail) of an update being made: read the service's tasks every
+        watch_interval until `settled(tasks)` tells how it ended, Swarm's update ends
+        badly, or `timeout` seconds since `started` have passed. `removed`: the detail
+        that ends the watch as failed when the service is gone; None: a read failure like
+        any other."""
+        deadline = started + timeout
+        while self.monotonic() < deadline:
+            self.sleep(self.settings.watch_interval)
+            self._still_watching()
+            try:
+                tasks, state = self._read_update(service_id)
+            except DOCKER_FAILURES as exc:
+                if removed is not None and isinstance(exc, docker.errors.NotFound):
+                    return FAILED, removed
+                self.report.docker_error("watch", exc)
+                continue
+            ended = _ended_badly(state) or settled(tasks)
+            if ended:
+                return ended
+        return TIMEOUT, f"not settled within {timeout:.0f} s"
 
     def _read_update(self, service_id: str):
         """The service's tasks, and the state of Swarm's update of it. Raises what Docker
@@ -400,26 +417,12 @@ class Actuator:
         return result, detail, self.monotonic() - started
 
     def _watch_move(self, move: NodeMove, started: float) -> tuple[str, str]:
-        # Each task replaced waits for its successor's health: allow each the whole
-        # migration timeout.
-        deadline = started + self.settings.migration_timeout * max(len(move.tasks), 1)
         replicas = move.service.replicas or 0
         # The tasks from before the update (the moved ones included): any other is a
         # replacement, and the node it lands on is the move's arrival.
         old = set(move.known_tasks) | set(move.tasks)
-        while self.monotonic() < deadline:
-            self.sleep(self.settings.watch_interval)
-            self._still_watching()
-            try:
-                tasks, state = self._read_update(move.service.id)
-            except docker.errors.NotFound:
-                return FAILED, f"{move.service.name} was removed during the move"
-            except DOCKER_FAILURES as exc:
-                self.report.docker_error("watch", exc)
-                continue
-            ended_badly = _ended_badly(state)
-            if ended_badly:
-                return ended_badly
+
+        def settled(tasks: list[Task]) -> tuple[str, str] | None:
             live = [t for t in tasks if t.desired_state == "running"]
             for t in live:
                 if t.node_id and t.node_id != move.from_node.id and t.id not in old:
@@ -429,8 +432,12 @@ class Actuator:
             if not behind and len(elsewhere) >= replicas:
                 where = sorted({t.node_id[:12] for t in elsewhere if t.id not in old})
                 return SUCCESS, f"{len(elsewhere)} task(s) running elsewhere ({', '.join(where)})"
-        return TIMEOUT, (f"not settled within "
-                         f"{self.settings.migration_timeout * max(len(move.tasks), 1):.0f} s")
+            return None
+        # Each task replaced waits for its successor's health: allow each the whole
+        # migration timeout.
+        return self._watch(move.service.id, started,
+                           self.settings.migration_timeout * max(len(move.tasks), 1), settled,
+                           removed=f"{move.service.name} was removed during the move")
 
     def lift_exclusion(self, name: str, exclusion: str) -> bool:
         """Take SwarmGuard's exclusion off the service again, if it is still the one given

@@ -60,6 +60,13 @@ def actuator(api, clock, events=None, **settings):
     return act, metrics
 
 
+def migrate(api, clock, **settings):
+    """What the Actuator makes of the recorded SwarmGuardMigrate alert, and its metrics."""
+    act, metrics = actuator(api, clock, **settings)
+    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    return outcome, metrics
+
+
 def swarm_moves_task_to(node_id):
     """after_update hook: Swarm starts the replacement on node_id and shuts the old down."""
     def hook(api, service_id, kwargs):
@@ -72,9 +79,7 @@ def swarm_moves_task_to(node_id):
 def test_a_migration_is_one_compare_and_swap_update_with_start_first_and_rollback():
     api, clock = example_api(), Clock()
     api.after_update = swarm_moves_task_to(WORKER_2)
-    act, metrics = actuator(api, clock)
-
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, metrics = migrate(api, clock)
 
     assert outcome.result == R.SUCCESS
     (update,) = api.updates
@@ -120,9 +125,7 @@ def test_a_migration_waits_for_the_new_task_and_records_its_duration():
         if len([c for c in api.calls if c[0] == "tasks"]) == 4 and not moved:
             moved.append(api.move_task(TASK, WORKER_3))
     api.before_tasks = swarm_is_slow
-    act, _ = actuator(api, clock, watch_interval=0.5)
-
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock, watch_interval=0.5)
 
     assert outcome.result == R.SUCCESS
     assert outcome.duration == pytest.approx(1.5)
@@ -152,9 +155,9 @@ def test_a_rolled_back_migration_is_reported_and_its_cooldown_written_back():
     (outcome,) = act.handle(recorded("firing_migrate.json"))
 
     assert outcome.result == R.ROLLED_BACK
-    migrate, record = api.updates
+    moved, record = api.updates
     # read after the rollback: 100, our update 101, Swarm's rollback 102
-    assert (migrate["version"], record["version"]) == (100, 102)
+    assert (moved["version"], record["version"]) == (100, 102)
     assert record["task_template"] == api.services[WEB_ID]["PreviousSpec"]["TaskTemplate"]
     assert record["update_config"]["Order"] == "stop-first"  # the user's, as rolled back
     labels = api.services[WEB_ID]["Spec"]["Labels"]
@@ -165,8 +168,7 @@ def test_a_rolled_back_migration_is_reported_and_its_cooldown_written_back():
 
 def test_a_migration_that_never_settles_times_out():
     api, clock = example_api(), Clock()
-    act, _ = actuator(api, clock, migration_timeout=5, watch_interval=1)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock, migration_timeout=5, watch_interval=1)
     assert outcome.result == R.TIMEOUT
     assert outcome.duration == pytest.approx(5)
 
@@ -175,9 +177,7 @@ def test_out_of_sequence_rereads_decides_again_and_retries_with_the_new_version(
     api, clock = example_api(), Clock()
     api.after_update = swarm_moves_task_to(WORKER_2)
     api.update_failures = [out_of_sequence()]
-    act, metrics = actuator(api, clock, docker_backoff=0.5)
-
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, metrics = migrate(api, clock, docker_backoff=0.5)
 
     assert outcome.result == R.SUCCESS
     assert [u["version"] for u in api.updates] == [100, 100]
@@ -201,9 +201,7 @@ def test_when_another_receiver_acted_first_the_retry_stands_down():
                                 "swarmguard.last-action-at": other,
                                 "swarmguard.last-migrate-at": other})
     api.before_tasks = other_receiver_writes
-    act, _ = actuator(api, clock)
-
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock)
 
     # The migration was announced before its update: it is answered as withdrawn, why.
     assert isinstance(outcome.decision, actions.Migration)
@@ -252,8 +250,7 @@ def test_an_update_whose_last_attempt_landed_despite_its_error_is_watched_to_its
     api, clock = example_api(), Clock()
     api.after_update = swarm_moves_task_to(WORKER_2)
     api.update_failures = [api_error(500, "rpc error: code = Unavailable"), Landed(failure)]
-    act, _ = actuator(api, clock, docker_attempts=2)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock, docker_attempts=2)
     assert (outcome.result, outcome.detail) == (R.SUCCESS, "new task newtask0001 running")
     assert len(api.updates) == 2
 
@@ -281,8 +278,7 @@ def test_an_update_whose_landing_cannot_be_read_back_fails_saying_so():
 def test_a_spec_docker_refuses_is_not_retried():
     api, clock = example_api(), Clock()
     api.update_failures = [api_error(400, "invalid placement constraint")]
-    act, _ = actuator(api, clock)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock)
     assert outcome.result == R.FAILED
     assert len(api.updates) == 1
 
@@ -296,9 +292,7 @@ def test_an_update_that_landed_despite_a_timeout_is_not_made_twice():
         real_update(service, version, **kwargs)
         raise requests.exceptions.ReadTimeout("read timed out")
     api.update_service = applied_then_timed_out
-    act, _ = actuator(api, clock)
-
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock)
 
     assert outcome.result == R.SUCCESS
     assert len(api.updates) == 1
@@ -308,8 +302,7 @@ def test_unreachable_docker_is_reported_after_the_retries():
     api, clock = example_api(), Clock()
     api.nodes = lambda filters=None: (_ for _ in ()).throw(
         requests.exceptions.ConnectionError("connection refused"))
-    act, metrics = actuator(api, clock, docker_attempts=2)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, metrics = migrate(api, clock, docker_attempts=2)
     assert outcome.result == R.FAILED
     assert outcome.decision.reason == R.DOCKER_ERROR
     assert api.updates == []
@@ -342,8 +335,7 @@ def test_scaling_changes_only_the_replica_count_and_the_labels():
 def test_a_stale_alert_changes_nothing():
     api, clock = example_api(), Clock()
     new_task = api.move_task(TASK, WORKER_2)  # Swarm already replaced it elsewhere
-    act, _ = actuator(api, clock)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock)
     assert outcome.result == R.SKIPPED
     assert outcome.decision.why == (f"task t1p4r7s0u3w6 reported on worker-1, running on "
                                     f"worker-2 (as task {new_task[:12]})")
@@ -424,8 +416,7 @@ def swarm_starts(api, task_id, node_id, state="running", old_desired="running"):
 def test_a_migration_is_not_done_while_the_old_task_stays_in_rotation():
     api, clock = example_api(), Clock()
     api.after_update = lambda api, sid, kw: swarm_starts(api, NEW_TASK, WORKER_2)
-    act, _ = actuator(api, clock, migration_timeout=5, watch_interval=1)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock, migration_timeout=5, watch_interval=1)
     assert (outcome.result, outcome.detail) == (R.TIMEOUT, "not settled within 5 s")
 
 
@@ -439,8 +430,7 @@ def test_a_migration_is_done_once_the_new_task_runs_and_the_old_one_is_shut_down
         if len(looks) == 4:  # the snapshot's read, then three looks while watching
             next(t for t in api.task_list if t["ID"] == TASK)["DesiredState"] = "shutdown"
     api.before_tasks = old_task_leaves_on_the_third_look
-    act, _ = actuator(api, clock, watch_interval=0.5)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock, watch_interval=0.5)
     assert outcome.result == R.SUCCESS
     assert outcome.duration == pytest.approx(1.5)
     assert outcome.detail == "new task n3wt4sk5r7s0 running"  # shortened as docker's CLI does
@@ -453,8 +443,7 @@ def test_a_migration_is_done_when_swarm_has_already_forgotten_the_old_task():
         swarm_starts(api, NEW_TASK, WORKER_2)
         api.task_list[:] = [t for t in api.task_list if t["ID"] != TASK]
     api.after_update = replaced
-    act, _ = actuator(api, clock)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock)
     assert outcome.result == R.SUCCESS
 
 
@@ -472,8 +461,7 @@ def test_only_a_running_task_in_the_old_ones_slot_of_the_same_service_is_its_rep
     api.after_update = lambda api, sid, kw: swarm_starts(
         api, NEW_TASK, WORKER_3, state="starting", old_desired="shutdown")
     clock = Clock()
-    act, _ = actuator(api, clock, migration_timeout=3, watch_interval=1)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock, migration_timeout=3, watch_interval=1)
     assert outcome.result == R.TIMEOUT
 
 
@@ -550,16 +538,22 @@ def swarm_rolls_back_to(final_state):
     return hook
 
 
-def test_the_record_of_a_rolled_back_migration_waits_for_the_rollback_to_complete(caplog):
+def rolled_back(final_state, caplog, **settings):
+    """(the outcome, the fake) of a migration Swarm rolls back, ending in `final_state`,
+    handled with the receiver's log lines in `caplog`."""
     api, clock = example_api(), Clock()
-    api.after_update = swarm_rolls_back_to("rollback_completed")
-    act, _ = actuator(api, clock, watch_interval=0.5)
+    api.after_update = swarm_rolls_back_to(final_state)
     with caplog.at_level(logging.INFO, logger="receiver"):
-        (outcome,) = act.handle(recorded("firing_migrate.json"))
+        outcome, _ = migrate(api, clock, **settings)
+    return outcome, api
+
+
+def test_the_record_of_a_rolled_back_migration_waits_for_the_rollback_to_complete(caplog):
+    outcome, api = rolled_back("rollback_completed", caplog, watch_interval=0.5)
     assert outcome.result == R.ROLLED_BACK
     assert outcome.detail == "Swarm rolled the update back (state rollback_started)"
     assert isinstance(outcome.decision, actions.Action)
-    migrate, record = api.updates
+    _, record = api.updates
     # The spec as stored, without the defaults Docker would fill in.
     assert "StopGracePeriod" not in record["task_template"]["ContainerSpec"]
     assert api.services[WEB_ID]["Spec"]["Labels"]["swarmguard.last-action"] == "migrate"
@@ -570,11 +564,7 @@ def test_the_record_of_a_rolled_back_migration_waits_for_the_rollback_to_complet
 
 
 def test_a_rollback_that_pauses_is_left_to_the_operator_unrecorded(caplog):
-    api, clock = example_api(), Clock()
-    api.after_update = swarm_rolls_back_to("rollback_paused")
-    act, _ = actuator(api, clock, watch_interval=0.5)
-    with caplog.at_level(logging.INFO, logger="receiver"):
-        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, api = rolled_back("rollback_paused", caplog, watch_interval=0.5)
     assert outcome.result == R.ROLLED_BACK
     assert len(api.updates) == 1
     assert ("Not recording the rollback of demo_web: update state is rollback_paused"
@@ -584,22 +574,14 @@ def test_a_rollback_that_pauses_is_left_to_the_operator_unrecorded(caplog):
 def test_the_rollback_is_watched_for_the_migration_timeout_and_no_look_longer(caplog):
     """Seen rolling back 1 s in, then looked at once more; it completes at the third look,
     exactly when the next second (the timeout) is up: too late, it is left unrecorded."""
-    api, clock = example_api(), Clock()
-    api.after_update = swarm_rolls_back_to("rollback_completed")
-    act, _ = actuator(api, clock, migration_timeout=1, watch_interval=1.0)
-    with caplog.at_level(logging.INFO, logger="receiver"):
-        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, api = rolled_back("rollback_completed", caplog, migration_timeout=1, watch_interval=1.0)
     assert outcome.result == R.ROLLED_BACK
     assert len(api.updates) == 1
     assert "Rollback of demo_web did not complete within 1 s; not recorded" in caplog.messages
 
 
 def test_a_rollback_that_never_completes_is_not_recorded(caplog):
-    api, clock = example_api(), Clock()
-    api.after_update = swarm_rolls_back_to(None)
-    act, _ = actuator(api, clock, migration_timeout=5, watch_interval=0.5)
-    with caplog.at_level(logging.INFO, logger="receiver"):
-        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, api = rolled_back(None, caplog, migration_timeout=5, watch_interval=0.5)
     assert outcome.result == R.ROLLED_BACK
     assert len(api.updates) == 1
     assert "Rollback of demo_web did not complete within 5 s; not recorded" in caplog.messages
@@ -609,8 +591,7 @@ def test_a_record_that_races_another_update_is_read_again_and_written():
     api, clock = example_api(), Clock()
     api.after_update = swarm_rolls_back_to("rollback_completed")
     api.update_failures = [None, out_of_sequence()]
-    act, metrics = actuator(api, clock, watch_interval=0.5)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, metrics = migrate(api, clock, watch_interval=0.5)
     assert outcome.result == R.ROLLED_BACK
     assert len(api.updates) == 3
     assert api.services[WEB_ID]["Spec"]["Labels"]["swarmguard.last-action"] == "migrate"
@@ -730,8 +711,7 @@ def test_an_action_that_lost_a_race_is_announced_once_when_decided_again_and_mad
     api.after_update = swarm_moves_task_to(WORKER_2)
     api.update_failures = [out_of_sequence()]
     events = EventLog(16, lambda: clock.now)
-    act, _ = actuator(api, clock, events=events)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock, events=events)
     assert outcome.result == R.SUCCESS
     assert len(acts(events)) == 1
 
@@ -810,8 +790,7 @@ def test_an_update_that_keeps_conflicting_is_reported_as_such(caplog):
 def test_a_refused_spec_is_reported_with_dockers_reason():
     api, clock = example_api(), Clock()
     api.update_failures = [api_error(400, "invalid placement constraint")]
-    act, _ = actuator(api, clock)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, _ = migrate(api, clock)
     assert outcome.result == R.FAILED
     assert isinstance(outcome.decision, actions.Action)
     assert "invalid placement constraint" in outcome.detail
@@ -841,8 +820,7 @@ def test_an_update_that_landed_despite_an_error_is_not_made_twice_and_says_so(fa
 def test_an_update_that_times_out_and_never_lands_is_retried_then_reported():
     api, clock = example_api(), Clock()
     api.update_failures = [requests.exceptions.ReadTimeout("read timed out")] * 2
-    act, metrics = actuator(api, clock, docker_attempts=2)
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    outcome, metrics = migrate(api, clock, docker_attempts=2)
     assert (outcome.result, outcome.detail) == (R.FAILED, "docker update failed: read timed out")
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "update"}) == 2
@@ -1539,37 +1517,36 @@ def test_a_node_update_that_landed_despite_an_error_is_done_and_the_error_counte
     assert f"The update of node {WORKER_1} did land despite the error" in caplog.messages
 
 
-@pytest.mark.parametrize("failure", [
-    pytest.param(requests.exceptions.ReadTimeout("read timed out"), id="timeout"), *UNREADABLE])
-def test_a_node_update_that_failed_and_did_not_land_raises_dockers_error(failure):
+def node_update_failing_with(failure):
+    """(what update_node raised, the fake) when Docker answers the node's update with
+    `failure`."""
     api, clock = example_api(), Clock()
     api.update_failures = [failure]
     act, _ = actuator(api, clock)
     with pytest.raises(type(failure)) as raised:
         act.update_node(WORKER_1, pause)
-    assert raised.value is failure
+    return raised.value, api
+
+
+@pytest.mark.parametrize("failure", [
+    pytest.param(requests.exceptions.ReadTimeout("read timed out"), id="timeout"), *UNREADABLE])
+def test_a_node_update_that_failed_and_did_not_land_raises_dockers_error(failure):
+    raised, api = node_update_failing_with(failure)
+    assert raised is failure
     assert api.node(WORKER_1)["Spec"]["Availability"] == "active"
 
 
 def test_a_node_update_docker_refuses_is_not_read_back():
-    api, clock = example_api(), Clock()
     refused = api_error(400, "invalid availability")
-    api.update_failures = [refused]
-    act, _ = actuator(api, clock)
-    with pytest.raises(docker.errors.APIError) as raised:
-        act.update_node(WORKER_1, pause)
-    assert raised.value is refused
+    raised, api = node_update_failing_with(refused)
+    assert raised is refused
     assert [c[0] for c in api.calls] == ["inspect_node", "update_node"]
 
 
 def test_other_docker_errors_of_a_node_update_are_the_callers_to_handle():
-    api, clock = example_api(), Clock()
     failure = api_error(500, "rpc error: code = Internal")
-    api.update_failures = [failure]
-    act, _ = actuator(api, clock)
-    with pytest.raises(docker.errors.APIError) as raised:
-        act.update_node(WORKER_1, pause)
-    assert raised.value is failure
+    raised, _ = node_update_failing_with(failure)
+    assert raised is failure
 
 
 def test_a_moves_arrival_is_the_replacements_node_not_where_the_other_replicas_run():

@@ -105,14 +105,20 @@ def alerts(name):
     return list(parse_webhook((FIXTURES / name).read_bytes()).alerts)
 
 
+def handled(api, webhook):
+    """What an Actuator talking through `api` makes of the recorded webhook's one alert,
+    and its metrics."""
+    metrics = Metrics()
+    act = Actuator(api, Settings(token="t"), metrics, clock=lambda: NOW, sleep=lambda s: None)
+    (outcome,) = act.handle(alerts(webhook))
+    return outcome, metrics
+
+
 def test_a_migration_sends_one_update_with_the_version_and_the_whole_spec(engine):
     api, fake, seen = engine
     fake.after_update = lambda f, sid, kw: f.move_task(f.task_list[0]["ID"], WORKER_2)
     before = fake.inspect_service(WEB_ID)["Spec"]
-    act = Actuator(api, Settings(token="t"), Metrics(), clock=lambda: NOW,
-                   sleep=lambda s: None)
-
-    (outcome,) = act.handle(alerts("firing_migrate.json"))
+    outcome, _ = handled(api, "firing_migrate.json")
 
     assert outcome.result == R.SUCCESS
     # The spec is read as stored (no defaults inserted), because it is posted back whole.
@@ -141,11 +147,7 @@ def test_a_conflict_from_the_engine_is_recognised_and_retried(engine):
             reads.append(1)
             f.bump(WEB_ID)
     fake.before_tasks = bump_once
-    metrics = Metrics()
-    act = Actuator(api, Settings(token="t"), metrics, clock=lambda: NOW,
-                   sleep=lambda s: None)
-
-    (outcome,) = act.handle(alerts("firing_migrate.json"))
+    outcome, metrics = handled(api, "firing_migrate.json")
 
     assert outcome.result == R.SUCCESS
     assert [r[2] for r in seen if r[0] == "POST"] == [100, 101]
@@ -156,9 +158,7 @@ def test_a_conflict_from_the_engine_is_recognised_and_retried(engine):
 def test_a_service_that_is_gone_reads_as_absent_through_the_sdk(engine):
     api, fake, _ = engine
     del fake.services[WEB_ID]
-    act = Actuator(api, Settings(token="t"), Metrics(), clock=lambda: NOW,
-                   sleep=lambda s: None)
-    (outcome,) = act.handle(alerts("firing_migrate.json"))
+    outcome, _ = handled(api, "firing_migrate.json")
     assert outcome.result == R.SKIPPED
     assert outcome.decision.why == "service demo_web no longer exists"
 
@@ -168,11 +168,7 @@ def test_a_service_that_is_gone_reads_as_absent_through_the_sdk(engine):
 def test_a_scale_up_whose_update_landed_but_answered_a_proxys_html_page_is_one_action_done(engine):
     api, fake, seen = engine
     fake.spoiled = [("POST", HTML)]
-    metrics = Metrics()
-    act = Actuator(api, Settings(token="t"), metrics, clock=lambda: NOW,
-                   sleep=lambda s: None)
-
-    (outcome,) = act.handle(alerts("firing_scale_up.json"))
+    outcome, metrics = handled(api, "firing_scale_up.json")
 
     # The stamp read back says it landed: not made again, and its outcome is its own.
     assert outcome.result == R.SUCCESS
@@ -186,11 +182,7 @@ def test_a_read_cut_off_mid_answer_is_counted_and_tried_again(engine):
     api, fake, seen = engine
     fake.after_update = lambda f, sid, kw: f.move_task(f.task_list[0]["ID"], WORKER_2)
     fake.spoiled = [("GET", CUT_OFF)]
-    metrics = Metrics()
-    act = Actuator(api, Settings(token="t"), metrics, clock=lambda: NOW,
-                   sleep=lambda s: None)
-
-    (outcome,) = act.handle(alerts("firing_migrate.json"))
+    outcome, metrics = handled(api, "firing_migrate.json")
 
     assert outcome.result == R.SUCCESS
     assert len([r for r in seen if r[0] == "POST"]) == 1
