@@ -26,6 +26,7 @@ import logging
 import sys
 import time
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
@@ -34,7 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from receiver import events as E
 from receiver.actuator import Actuator
-from receiver.cluster import connect
+from receiver.cluster import NegotiatingClient, connect
 from receiver.gate import WriteGate
 from receiver.config import Settings, load_settings
 from receiver.confirmation import FiringAlerts
@@ -50,6 +51,33 @@ from receiver.maintenance import Refused
 from receiver.maintenance_request import BadRequest, node_name, parse_request
 from receiver.storm import StormLedger
 from receiver.worker import RETRY_FULL_S, Dispatcher, WorkRefused
+
+# The key of app.extensions under which an app holds its Receiver (gunicorn.conf.py and
+# serving.py look for it to tell the receiver from another app).
+EXTENSION = "swarmguard"
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """What one receiver app is made of, beyond its routes: reached by the SIGTERM steps
+    (stop_taking_work, finish_work), the serving worker and tests."""
+    settings: Settings
+    api: NegotiatingClient
+    metrics: Metrics
+    events: E.EventLog
+    # Every log line, metric and event of what arrives (the Actuator and the Dispatcher
+    # report through their own Reporter on the same metrics and events).
+    report: Reporter
+    storm: StormLedger
+    readiness: Readiness
+    ground_truth: ground_truth.GroundTruthLoop | None
+    dispatcher: Dispatcher
+    maintainer: Maintainer
+
+
+def receiver_of(app: Flask) -> Receiver:
+    return app.extensions[EXTENSION]
+
 
 def create_app(settings: Settings | None = None, api=None, *,
                executor: Executor | None = None,
@@ -73,11 +101,9 @@ def create_app(settings: Settings | None = None, api=None, *,
     SWARMGUARD_CONFIRM_WITH_PROMETHEUS is on; a test that passes its own `api` passes its
     own, or none (every alert counts as confirmed)."""
     settings = settings or load_settings()
-    _configure_logging(settings.log_level)
-    if publish_ground_truth is None:
-        publish_ground_truth = api is None
-    if readiness_thread is None:
-        readiness_thread = api is None
+    # Where log lines go is the process's business (configure_logging); how much the
+    # receiver says is one of its settings.
+    logging.getLogger("receiver").setLevel(settings.log_level.upper())
     api_given = api is not None
     if firing_alerts is None and not api_given and settings.confirm_with_prometheus:
         firing_alerts = prometheus_of(settings).firing_alerts
@@ -85,68 +111,107 @@ def create_app(settings: Settings | None = None, api=None, *,
         logging.getLogger("receiver.app").warning("SWARMGUARD_CONFIRM_WITH_PROMETHEUS is off: any alert that reaches "
                     "this receiver with the token is acted on, whether Prometheus fires "
                     "it or not")
-    api = connect(settings, api)
+    receiver = _assemble(settings, connect(settings, api), executor, clock, sleep,
+                         firing_alerts,
+                         not api_given if publish_ground_truth is None else publish_ground_truth)
+
+    app = Flask("receiver")
+    app.extensions[EXTENSION] = receiver
+    _route_alerts(app, receiver, clock)
+    _route_probes(app, receiver)
+    _route_maintenance(app, receiver)
+
+    if not api_given if readiness_thread is None else readiness_thread:
+        receiver.readiness.start()
+    # `started` is the first event of every run (docs/contract.md): before the maintainer
+    # can resume a drain and say so.
+    receiver.report.started(settings.dry_run, settings.describe())
+    if not api_given if maintenance_thread is None else maintenance_thread:
+        receiver.maintainer.start()
+    return app
+
+
+def _assemble(settings: Settings, api: NegotiatingClient, executor: Executor | None,
+              clock: Callable[[], datetime], sleep: Callable[[float], None],
+              firing_alerts: Callable[[], FiringAlerts] | None,
+              publish_ground_truth: bool) -> Receiver:
+    """The receiver's parts, wired to one another; no thread started but ground truth's."""
     metrics = Metrics()
     events = E.EventLog(settings.event_buffer, clock)
-    # Every log line, metric and event of what arrives (the Actuator and the Dispatcher
-    # report through their own Reporter on the same metrics and events).
     report = Reporter(metrics, events)
     # Detection health (docs/contract.md): which opted-in tasks run where, and whether Docker answers.
     truth = (ground_truth.install(api, metrics.registry, on_error=report.count_docker_error)
              if publish_ground_truth else None)
-    readiness = Readiness(api, settings.readiness_interval)
     storm = StormLedger.from_settings(settings)
     # Closed at the shutdown deadline: from then on nothing writes to Docker (gate.py).
     gate = WriteGate()
     actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep, events=events,
-                        storm=storm,
-                        firing_alerts=firing_alerts, gate=gate)
-    maintainer = Maintainer(api, actuator, storm, Reporter(metrics, events), settings,
-                            events=events, clock=clock)
-    dispatcher = Dispatcher(actuator.handle, metrics, events, executor=executor,
-                            workers=settings.workers,
-                            max_pending_services=settings.max_pending_services, clock=clock,
-                            gate=gate)
+                        storm=storm, firing_alerts=firing_alerts, gate=gate)
+    return Receiver(
+        settings=settings, api=api, metrics=metrics, events=events, report=report,
+        storm=storm, readiness=Readiness(api, settings.readiness_interval),
+        ground_truth=truth,
+        dispatcher=Dispatcher(actuator.handle, metrics, events, executor=executor,
+                              workers=settings.workers,
+                              max_pending_services=settings.max_pending_services,
+                              clock=clock, gate=gate),
+        maintainer=Maintainer(api, actuator, storm, Reporter(metrics, events), settings,
+                              events=events, clock=clock))
 
-    app = Flask("receiver")
-    app.extensions["swarmguard"] = {"settings": settings, "metrics": metrics, "report": report,
-                                    "dispatcher": dispatcher, "api": api, "events": events,
-                                    "readiness": readiness, "ground_truth": truth,
-                                    "maintainer": maintainer}
-    expected = f"Bearer {settings.token}".encode()
+
+def _reject(receiver: Receiver, code: int, reason: str, **headers: str):
+    receiver.report.rejected(request.remote_addr, code, reason)
+    return jsonify(error=reason), code, headers
+
+
+def _unauthorised(receiver: Receiver):
+    """The 401 for a request without the bearer token, or None when it has it."""
+    expected = f"Bearer {receiver.settings.token}".encode()
+    if _authorised(request.headers.get("Authorization", ""), expected):
+        return None
+    return _reject(receiver, 401, "missing or wrong bearer token",
+                   **{"WWW-Authenticate": "Bearer"})
+
+
+def _json_body(receiver: Receiver) -> bytes | tuple:
+    """The body of a request that must be JSON, or the refusal: token (401), content type
+    (415), size (413), or a body that cannot be read (400)."""
+    refused = _unauthorised(receiver)
+    if refused:
+        return refused
+    if request.mimetype != "application/json":
+        return _reject(receiver, 415, f"content type must be application/json, "
+                                      f"got {request.mimetype or 'none'}")
+    body = _read_body(receiver.settings.max_body_bytes)
+    return _reject(receiver, *body) if isinstance(body, tuple) else body
+
+
+def _route_alerts(app: Flask, receiver: Receiver, clock: Callable[[], datetime]) -> None:
+    settings, report, dispatcher = receiver.settings, receiver.report, receiver.dispatcher
     parsed = ParseCache()
-
-    def reject(code: int, reason: str, **headers: str):
-        report.rejected(request.remote_addr, code, reason)
-        return jsonify(error=reason), code, headers
 
     @app.post("/alerts")
     def alerts():
-        if not _authorised(request.headers.get("Authorization", ""), expected):
-            return reject(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-        if request.mimetype != "application/json":
-            return reject(415, f"content type must be application/json, "
-                               f"got {request.mimetype or 'none'}")
-        body = _read_body(settings.max_body_bytes)
+        body = _json_body(receiver)
         if isinstance(body, tuple):
-            return reject(*body)
+            return body
         now = clock()
         try:
             webhook = parsed.parse(body, now, settings.max_future_skew,
                                    settings.max_pending_services)
         except PayloadError as exc:
-            return reject(400, exc.reason)
+            return _reject(receiver, 400, exc.reason)
         except TooManyServices as exc:
-            return reject(503, exc.reason, **{"Retry-After": str(RETRY_FULL_S)})
+            return _reject(receiver, 503, exc.reason, **{"Retry-After": str(RETRY_FULL_S)})
         firing = webhook.firing
         try:
             # The Dispatcher takes only the firing alerts as work (worker.py).
             receipt = dispatcher.submit(webhook.alerts)
         except WorkRefused as exc:
-            return reject(503, exc.reason, **{"Retry-After": str(exc.retry_after_s)})
+            return _reject(receiver, 503, exc.reason, **{"Retry-After": str(exc.retry_after_s)})
 
         # Which tasks and nodes are hot now, for every later decision (receiver/storm.py).
-        storm.observe(webhook.alerts)
+        receiver.storm.observe(webhook.alerts)
         report.received(webhook, now)
         # json.dumps straight into a Response: this is the hot path of every webhook, and
         # jsonify's provider machinery cost a tenth of it (make bench-receiver).
@@ -156,61 +221,70 @@ def create_app(settings: Settings | None = None, api=None, *,
                                     "in_progress": list(receipt.busy)}),
                         status=202, mimetype="application/json")
 
+
+def _route_probes(app: Flask, receiver: Receiver) -> None:
+    """/healthz, /readyz, /metrics and /events: what watches the receiver."""
+
     @app.get("/healthz")
     def healthz():
         return jsonify(status="ok")
 
     @app.get("/readyz")
     def readyz():
-        ready, answer = readiness.current()
+        ready, answer = receiver.readiness.current()
         return jsonify(answer), 200 if ready else 503
 
     @app.get("/events")
     def events_endpoint():
-        if not _authorised(request.headers.get("Authorization", ""), expected):
-            return reject(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+        refused = _unauthorised(receiver)
+        if refused:
+            return refused
         since = request.args.get("since", "0")
         if not since.isascii() or not since.isdigit():
-            return reject(400, f"since must be a whole number (an event's seq), "
-                               f"got {quoted(since)}")
+            return _reject(receiver, 400, f"since must be a whole number (an event's seq), "
+                                          f"got {quoted(since)}")
         # Any whole number is a place in the stream, and past the last event there is
         # nothing yet (EventLog.since): a number too long to be a seq (int() refuses more
         # than 4,300 digits) is read as the largest one, with the same answer.
         digits = since.lstrip("0") or "0"
-        found, last, missed = events.since(int(digits) if len(digits) <= 19 else sys.maxsize)
+        found, last, missed = receiver.events.since(
+            int(digits) if len(digits) <= 19 else sys.maxsize)
         # json.dumps keeps each event's keys in the documented order (jsonify sorts them).
         return Response(json.dumps({"events": found, "last": last, "missed": missed}),
                         mimetype="application/json")
 
-    # -- maintenance: the `swarmguard` command line (swarmguard_cli/) ----------------------
+    @app.get("/metrics")
+    def metrics_endpoint():
+        return Response(generate_latest(receiver.metrics.registry),
+                        mimetype=CONTENT_TYPE_LATEST)
+
+
+def _route_maintenance(app: Flask, receiver: Receiver) -> None:
+    """The `swarmguard` command line's API (swarmguard_cli/)."""
+    maintainer = receiver.maintainer
 
     def maintenance_request(allowed: tuple[str, ...]):
         """The JSON object a /maintenance request carries, or the refusal to answer: the
         same checks as /alerts (token, content type, size), then the fields' types."""
-        if not _authorised(request.headers.get("Authorization", ""), expected):
-            return None, reject(401, "missing or wrong bearer token",
-                                **{"WWW-Authenticate": "Bearer"})
-        if request.mimetype != "application/json":
-            return None, reject(415, f"content type must be application/json, "
-                                     f"got {request.mimetype or 'none'}")
-        body = _read_body(settings.max_body_bytes)
+        body = _json_body(receiver)
         if isinstance(body, tuple):
-            return None, reject(*body)
+            return None, body
         try:
             fields = parse_request(body, allowed)
         except BadRequest as exc:
-            return None, reject(400, exc.reason)
+            return None, _reject(receiver, 400, exc.reason)
         return fields, None
 
     def maintenance_answer(work):
         try:
             status, answer = work()
         except Refused as exc:
-            report.rejected(request.remote_addr, exc.status, exc.reason)
+            receiver.report.rejected(request.remote_addr, exc.status, exc.reason)
             plan = exc.plan.as_json() if exc.plan is not None else None
             return jsonify(error=exc.reason, plan=plan), exc.status
         except Unavailable as exc:
-            return reject(503, f"Docker cannot be reached: {exc}", **{"Retry-After": "5"})
+            return _reject(receiver, 503, f"Docker cannot be reached: {exc}",
+                           **{"Retry-After": "5"})
         return jsonify(answer), status
 
     @app.post("/maintenance/drain")
@@ -238,28 +312,16 @@ def create_app(settings: Settings | None = None, api=None, *,
 
     @app.get("/status")
     def status():
-        if not _authorised(request.headers.get("Authorization", ""), expected):
-            return reject(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+        refused = _unauthorised(receiver)
+        if refused:
+            return refused
         return maintenance_answer(lambda: (200, maintainer.status()))
-
-    @app.get("/metrics")
-    def metrics_endpoint():
-        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
-
-    if readiness_thread:
-        readiness.start()
-    # `started` is the first event of every run (docs/contract.md): before the maintainer
-    # can resume a drain and say so.
-    report.started(settings.dry_run, settings.describe())
-    if maintenance_thread if maintenance_thread is not None else not api_given:
-        maintainer.start()
-    return app
 
 
 def stop_taking_work(app: Flask) -> None:
     """SIGTERM, first moment: every webhook from now on gets 503 (Alertmanager resends
     it, to this receiver's successor). Safe in a signal handler: it takes one lock."""
-    app.extensions["swarmguard"]["dispatcher"].stop_accepting()
+    receiver_of(app).dispatcher.stop_accepting()
 
 
 def finish_work(app: Flask) -> int:
@@ -267,12 +329,12 @@ def finish_work(app: Flask) -> int:
     SWARMGUARD_SHUTDOWN_DEADLINE, then let nothing write to Docker any more (what still
     runs is reported dropped or unwatched: worker.Dispatcher.drain); returns how many
     services' work was given up."""
-    ext = app.extensions["swarmguard"]
-    ext["readiness"].stop()
-    ext["maintainer"].stop()
-    dropped = ext["dispatcher"].drain(ext["settings"].shutdown_deadline)
-    dropped += ext["maintainer"].give_up()  # the gate is closed now
-    ext["report"].shut_down(dropped)
+    receiver = receiver_of(app)
+    receiver.readiness.stop()
+    receiver.maintainer.stop()
+    dropped = receiver.dispatcher.drain(receiver.settings.shutdown_deadline)
+    dropped += receiver.maintainer.give_up()  # the gate is closed now
+    receiver.report.shut_down(dropped)
     return dropped
 
 
@@ -316,14 +378,16 @@ def _authorised(header: str, expected: bytes) -> bool:
     return hmac.compare_digest(given, expected)
 
 
-def _configure_logging(level: str) -> None:
-    # Under gunicorn the root logger has no handler yet; tests may have installed their own.
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        # Event lines are the JSON object alone, so that a reader needs no regex.
-        events = logging.getLogger(E.EVENTS_LOGGER)
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        events.addHandler(handler)
-        events.propagate = False
-    logging.getLogger("receiver").setLevel(level.upper())
+def configure_logging() -> None:
+    """The process's log output, set by its entry point (gunicorn.conf.py, in the worker
+    before it builds the app): a line per record with its time, level and logger, and
+    event lines that are the JSON object alone, so that a reader needs no regex. A
+    process that has handlers already (a test run) keeps its own."""
+    if logging.getLogger().handlers:
+        return
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    events = logging.getLogger(E.EVENTS_LOGGER)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    events.addHandler(handler)
+    events.propagate = False

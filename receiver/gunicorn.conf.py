@@ -57,6 +57,12 @@ loglevel = SETTINGS.log_level.lower()
 control_socket_disable = True
 
 
+def post_fork(server, worker):
+    """The worker's log output, before it builds the app."""
+    from receiver.app import configure_logging
+    configure_logging()
+
+
 def post_worker_init(worker):
     """Stop taking work the moment SIGTERM arrives; gunicorn's own handler (which ends the
     serving loop) still runs."""

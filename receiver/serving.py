@@ -366,7 +366,7 @@ class PrereadWorker(ThreadWorker):
         self.closed_counts[reason] = self.closed_counts.get(reason, 0) + 1
         extension = getattr(self.wsgi, "extensions", {}).get("swarmguard")
         if extension is not None:
-            extension["metrics"].connections_closed.labels(reason).inc()
+            extension.metrics.connections_closed.labels(reason).inc()
 
     def murder_keepalived(self, *args, **kwargs):
         # Called by gthread's loop at least once a second: also close the connections

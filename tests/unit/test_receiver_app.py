@@ -1,5 +1,6 @@
 import io
 import json
+import logging
 import re
 import time
 from datetime import datetime, timezone
@@ -11,7 +12,7 @@ import pytest
 import requests
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from receiver.app import create_app
+from receiver.app import create_app, receiver_of
 from receiver.config import ConfigError, Settings
 from tests.fake_docker_api_client import WORKER_2, FakeDockerAPI, example_api
 from tests.unit.fake_swarm_manager import FakeSwarmManager
@@ -41,7 +42,7 @@ def post(app, data, headers=AUTH, content_type="application/json"):
 
 
 def sample(app, name, **labels):
-    registry = app.extensions["swarmguard"]["metrics"].registry
+    registry = receiver_of(app).metrics.registry
     return registry.get_sample_value(name, labels) or 0
 
 
@@ -241,7 +242,7 @@ def test_healthz_answers_without_docker():
 def readyz(api):
     """/readyz after one background check against `api`."""
     app, _ = make(api)
-    app.extensions["swarmguard"]["readiness"].check()
+    receiver_of(app).readiness.check()
     return app.test_client().get("/readyz")
 
 
@@ -288,7 +289,7 @@ def test_readyz_is_503_when_a_pinned_api_version_is_below_the_daemons_minimum():
     api = example_api()
     api.version_data = {"Version": "29.0.1", "ApiVersion": "1.52", "MinAPIVersion": "1.44"}
     app, _ = make(api, docker_api_version="1.41")
-    app.extensions["swarmguard"]["readiness"].check()
+    receiver_of(app).readiness.check()
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert "refuses API 1.41 (its minimum is 1.44)" in response.get_json()["reason"]
@@ -390,6 +391,14 @@ class EngineWithAFloor(FakeSwarmManager):
         return 200, getattr(self.fake, versioned[3])(**filters)
 
 
+def test_the_factory_leaves_where_log_lines_go_to_the_process(monkeypatch):
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    make(log_level="DEBUG")
+    assert root.handlers == []
+    assert logging.getLogger("receiver").level == logging.DEBUG
+
+
 def test_no_versioned_request_goes_out_before_the_api_version_is_negotiated(monkeypatch,
                                                                              tmp_path):
     # Engine 29.0-29.2 refuses every API version below 1.44: a receiver that read the
@@ -402,17 +411,17 @@ def test_no_versioned_request_goes_out_before_the_api_version_is_negotiated(monk
         # Every background reader starts at once: ground truth, readiness, maintenance.
         app = create_app(Settings(token=TOKEN, docker_host=engine.url,
                                   confirm_with_prometheus=False))
-        state = app.extensions["swarmguard"]
+        state = receiver_of(app)
         try:
             for _ in range(500):  # a bound on a failing test, not a speed requirement
                 read_services = any("/services?" in target for target in engine.seen)
-                if read_services and state["readiness"].current()[0]:
+                if read_services and state.readiness.current()[0]:
                     break
                 time.sleep(0.01)
         finally:
-            state["readiness"].stop()
-            state["maintainer"].stop()
-            state["ground_truth"].stop()
+            state.readiness.stop()
+            state.maintainer.stop()
+            state.ground_truth.stop()
         assert read_services and app.test_client().get("/readyz").status_code == 200
     assert engine.refused == []
     assert engine.unexpected == []

@@ -326,7 +326,7 @@ def test_a_node_is_hot_only_while_prometheus_fires_its_task_s_alert():
 
 
 def test_through_the_app_an_unconfirmed_alert_is_counted_and_written_as_one_skip_event():
-    from receiver.app import create_app
+    from receiver.app import create_app, receiver_of
     from tests.inline_executor import InlineExecutor
     from tests.unit.test_receiver_app import AUTH, NOW, TOKEN, body
     api = example_api()
@@ -337,7 +337,7 @@ def test_through_the_app_an_unconfirmed_alert_is_counted_and_written_as_one_skip
                                       content_type="application/json")
     assert response.status_code == 202
     assert api.updates == []
-    assert skipped(app.extensions["swarmguard"]["metrics"], R.UNCONFIRMED) == 1
-    events = app.extensions["swarmguard"]["events"].since(0)[0]
+    assert skipped(receiver_of(app).metrics, R.UNCONFIRMED) == 1
+    events = receiver_of(app).events.since(0)[0]
     (skip,) = [e for e in events if e["type"] == "decision"]
     assert (skip["result"], skip["reason"]) == ("skip", R.UNCONFIRMED)

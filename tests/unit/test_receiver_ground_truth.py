@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from receiver import ground_truth
 from receiver.actuator import FAILED, ROLLED_BACK, TIMEOUT
-from receiver.app import create_app
+from receiver.app import create_app, receiver_of
 from receiver.config import Settings
 from receiver.ground_truth import (GroundTruth, GroundTruthCollector, GroundTruthLoop, NodeTruth,
                                    Reading, build_ground_truth, families)
@@ -139,7 +139,7 @@ class SwarmAndReceiverAPI(FakeSwarmReads):
 def test_the_app_publishes_the_ground_truth_when_asked_and_counts_docker_errors():
     api = SwarmAndReceiverAPI()
     app = create_app(Settings(token="t" * 32), api, publish_ground_truth=True)
-    loop = app.extensions["swarmguard"]["ground_truth"]
+    loop = receiver_of(app).ground_truth
     try:
         loop.refresh()
         text = app.test_client().get("/metrics").get_data(as_text=True)
@@ -147,7 +147,7 @@ def test_the_app_publishes_the_ground_truth_when_asked_and_counts_docker_errors(
         assert "swarmguard_receiver_docker_up 1.0" in text
         api.failure = ConnectionError("refused")
         loop.refresh()
-        registry = app.extensions["swarmguard"]["metrics"].registry
+        registry = receiver_of(app).metrics.registry
         assert registry.get_sample_value("swarmguard_docker_errors_total", {"operation": "ground_truth"}) >= 1
     finally:
         loop.stop()
@@ -155,7 +155,7 @@ def test_the_app_publishes_the_ground_truth_when_asked_and_counts_docker_errors(
 
 def test_an_app_given_its_own_docker_client_does_not_read_the_swarm_unless_asked():
     app = create_app(Settings(token="t" * 32), example_api())
-    assert app.extensions["swarmguard"]["ground_truth"] is None
+    assert receiver_of(app).ground_truth is None
     assert "swarmguard_service_tasks" not in app.test_client().get("/metrics").get_data(as_text=True)
 
 
@@ -304,10 +304,10 @@ def test_the_app_publishes_the_problems_at_scrape():
     api = SwarmAndReceiverAPI()
     api.service_list.append(service_dict("nocheck", "snocheck", healthcheck=NO_CHECK))
     app = create_app(Settings(token="t" * 32), api, publish_ground_truth=True)
-    loop = app.extensions["swarmguard"]["ground_truth"]
+    loop = receiver_of(app).ground_truth
     try:
         loop.refresh()
-        registry = app.extensions["swarmguard"]["metrics"].registry
+        registry = receiver_of(app).metrics.registry
         assert registry.get_sample_value("swarmguard_service_move_unsafe",
                                          {"service": "nocheck", "problem": "no_healthcheck"}) == 1
         assert registry.get_sample_value("swarmguard_service_move_unsafe",

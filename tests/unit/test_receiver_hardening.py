@@ -6,6 +6,7 @@ import pytest
 
 from receiver import actions
 from receiver import reasons as R
+from receiver.app import receiver_of
 from receiver.metrics import Metrics
 from receiver.rfc3339 import format_time
 from tests import webhooks
@@ -199,7 +200,7 @@ def shutting_down_at(app, look):
     def hook(api):
         looks.append(True)
         if len(looks) == look:
-            app.extensions["swarmguard"]["dispatcher"].drain(deadline_s=0)
+            receiver_of(app).dispatcher.drain(deadline_s=0)
         if len(looks) == look + 1:
             api.move_task(TASK, WORKER_2)
     return hook

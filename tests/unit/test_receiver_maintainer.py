@@ -15,7 +15,7 @@ import requests
 
 from receiver import maintenance as M
 from receiver.actuator import Actuator
-from receiver.app import create_app
+from receiver.app import create_app, receiver_of
 from receiver.config import Settings
 from receiver.events import EventLog
 from receiver.maintainer import IDLE_INTERVAL_S, Maintainer
@@ -90,7 +90,7 @@ def make(api, **settings):
     app = create_app(Settings(token=TOKEN, **settings), api, executor=InlineExecutor(),
                      clock=lambda: NOW, sleep=lambda s: None, readiness_thread=False,
                      maintenance_thread=False)
-    maintainer = app.extensions["swarmguard"]["maintainer"]
+    maintainer = receiver_of(app).maintainer
     # A move's seconds by a clock of the test's: 10 ms per reading.
     maintainer.actuator.monotonic = ticking()
     return app, maintainer
@@ -148,7 +148,7 @@ def stepped(*values):
 
 def events_of(app_or_maintainer, type=None):
     events = (app_or_maintainer.events if isinstance(app_or_maintainer, Maintainer)
-              else app_or_maintainer.extensions["swarmguard"]["events"])
+              else receiver_of(app_or_maintainer).events)
     return [e for e in events.since(0)[0]
             if e["type"] != "started" and (type is None or e["type"] == type)]
 
@@ -169,7 +169,7 @@ def drain_of(maintainer, hostname="worker-1"):
 
 
 def docker_errors(app, operation):
-    registry = app.extensions["swarmguard"]["metrics"].registry
+    registry = receiver_of(app).metrics.registry
     return registry.get_sample_value("swarmguard_docker_errors_total", {"operation": operation})
 
 
@@ -238,7 +238,7 @@ def drained_to_the_end():
 
 def test_each_move_is_a_decision_and_an_outcome_event_and_the_drain_has_its_own():
     _, app, _ = drained_to_the_end()
-    events = app.extensions["swarmguard"]["events"].since(0)[0]
+    events = receiver_of(app).events.since(0)[0]
     seen = [(e["type"], e["result"], e["kind"], e["service"]) for e in events
             if e["type"] != "started"]
     assert seen == [("maintenance", "started", "drain", None),
@@ -1518,9 +1518,9 @@ def test_a_receiver_that_resumes_a_drain_at_start_says_started_first():
     app = create_app(Settings(token=TOKEN, watch_interval=0.01), api,
                      executor=InlineExecutor(), clock=lambda: NOW, sleep=lambda s: None,
                      readiness_thread=False, maintenance_thread=True)
-    maintainer = app.extensions["swarmguard"]["maintainer"]
+    maintainer = receiver_of(app).maintainer
     try:
-        events = app.extensions["swarmguard"]["events"]
+        events = receiver_of(app).events
         for _ in range(500):  # the background thread's first tick: 5 s at most
             if any(e["type"] == "maintenance" for e in events.since(0)[0]):
                 break

@@ -2,6 +2,7 @@
 whole in gunicorn's event loop (receiver/serving.py) before a thread takes them."""
 import collections
 import contextlib
+import json
 import logging
 import os
 import re
@@ -207,6 +208,16 @@ class Trickler(threading.Thread):
             self.closed_by_server.set()
         finally:
             self.sock.close()
+
+
+def test_under_gunicorn_log_lines_say_when_and_who_and_events_are_json_lines_alone(tmp_path):
+    with serving(tmp_path):
+        pass
+    lines = (tmp_path / "gunicorn.log").read_text().splitlines()
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [e["type"] for e in events][:1] == ["started"]
+    assert any(re.fullmatch(r"\S+ \S+ INFO receiver\.\w+: SwarmGuard receiver ready: .*", line)
+               for line in lines)
 
 
 def wait_until(condition, seconds: float, what: str) -> None:
