@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 import requests
 
-from receiver.actuator import SUCCESS
+from receiver.reasons import SUCCESS
 from receiver.config import Settings
 from receiver.decisions import BUDGET, NO_ELIGIBLE_NODE
 from receiver import events as E

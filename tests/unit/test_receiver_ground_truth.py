@@ -7,12 +7,12 @@ from datetime import datetime, timedelta, timezone
 from prometheus_client import CollectorRegistry
 
 from receiver import ground_truth
-from receiver.actuator import FAILED, ROLLED_BACK, TIMEOUT
 from receiver.app import create_app, receiver_of
 from receiver.config import Settings
 from receiver.ground_truth import (GroundTruth, GroundTruthCollector, GroundTruthLoop, NodeTruth,
                                    Reading, build_ground_truth, families)
 from receiver.metrics import FAILED_ACTION_RESULTS, Metrics
+from receiver.reasons import FAILED, ROLLED_BACK, TIMEOUT
 from receiver.rfc3339 import format_time
 from tests.fake_docker_api_client import example_api, node_dict, service_dict, task_dict
 from tests.unit.swarm_reads import FakeSwarmReads, large_swarm
