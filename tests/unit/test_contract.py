@@ -32,6 +32,7 @@ from receiver import maintenance
 from receiver import reasons as R
 from receiver import storm
 from receiver.actions import Outcome, Skip
+from receiver.cluster import connect
 from receiver.config import CONFIG_FILE_ENV, Settings
 from receiver.ground_truth import GroundTruth, Reading, families
 from receiver.metrics import Metrics
@@ -412,7 +413,7 @@ def test_each_event_carries_the_keys_the_contract_lists():
 # -- endpoints ----------------------------------------------------------------------------------
 
 def test_readyz_answers_with_the_keys_the_contract_lists():
-    readiness = Readiness(FakeDockerAPI(), monotonic=lambda: 0.0)
+    readiness = Readiness(connect(Settings(token="t"), FakeDockerAPI()), monotonic=lambda: 0.0)
     before = set(readiness.current()[1])
     readiness.check()
     after = set(readiness.current()[1])
