@@ -26,17 +26,8 @@ from werkzeug.exceptions import HTTPException
 from stress import jobs, netsink
 from stress.cgroup import read_allowance
 from stress.config import StressConfig
-from stress.params import (
-    Bounds,
-    CombinedRequest,
-    NetworkRequest,
-    ParamError,
-    parse_combined,
-    parse_cpu,
-    parse_memory,
-    parse_network,
-    parse_stop,
-)
+from stress.params import (Bounds, CombinedRequest, NetworkRequest, ParamError, parse_combined,
+                           parse_cpu, parse_memory, parse_network, parse_stop)
 from stress.runner import StressController, stop_all
 
 log = logging.getLogger(__name__)

@@ -796,6 +796,15 @@ def test_a_refused_spec_is_reported_with_dockers_reason():
     assert "invalid placement constraint" in outcome.detail
 
 
+def assert_landed_once_and_watched(outcome, api, caplog):
+    """An update that landed although its answer was an error: made once, not retried, and
+    watched to the migration's own outcome."""
+    assert isinstance(outcome.decision, actions.Migration)
+    assert (outcome.result, outcome.detail) == (R.SUCCESS, "new task newtask0001 running")
+    assert len(api.updates) == 1
+    assert "The update of demo_web did land despite the error" in caplog.messages
+
+
 @pytest.mark.parametrize("failure", [requests.exceptions.ReadTimeout("read timed out"),
                                      api_error(500, "rpc error: code = DeadlineExceeded")])
 def test_an_update_that_landed_despite_an_error_is_not_made_twice_and_says_so(failure, caplog):
@@ -807,14 +816,10 @@ def test_an_update_that_landed_despite_an_error_is_not_made_twice_and_says_so(fa
         real_update(service, version, **kwargs)
         raise failure
     api.update_service = applied_then_failed
-    act, _ = actuator(api, clock)
     with caplog.at_level(logging.INFO, logger="receiver"):
-        (outcome,) = act.handle(recorded("firing_migrate.json"))
+        outcome, _ = migrate(api, clock)
     # Watched as if the call had answered: the migration's own outcome.
-    assert isinstance(outcome.decision, actions.Migration)
-    assert (outcome.result, outcome.detail) == (R.SUCCESS, "new task newtask0001 running")
-    assert len(api.updates) == 1
-    assert "The update of demo_web did land despite the error" in caplog.messages
+    assert_landed_once_and_watched(outcome, api, caplog)
 
 
 def test_an_update_that_times_out_and_never_lands_is_retried_then_reported():
@@ -832,15 +837,11 @@ def test_an_update_whose_answer_cannot_be_read_but_that_landed_is_watched_to_its
     api, clock = example_api(), Clock()
     api.after_update = swarm_moves_task_to(WORKER_2)
     api.update_failures = [Landed(unreadable)]
-    act, metrics = actuator(api, clock)
     with caplog.at_level(logging.INFO, logger="receiver"):
-        (outcome,) = act.handle(recorded("firing_migrate.json"))
-    assert isinstance(outcome.decision, actions.Migration)
-    assert (outcome.result, outcome.detail) == (R.SUCCESS, "new task newtask0001 running")
-    assert len(api.updates) == 1
+        outcome, metrics = migrate(api, clock)
+    assert_landed_once_and_watched(outcome, api, caplog)
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "update"}) == 1
-    assert "The update of demo_web did land despite the error" in caplog.messages
 
 
 @pytest.mark.parametrize("unreadable", UNREADABLE)
@@ -967,16 +968,20 @@ def test_a_task_hot_wherever_it_runs_is_moved_once_then_held_for_the_window(capl
     assert running_task(api)["ID"] != moved
 
 
-@pytest.mark.parametrize("failure", [out_of_sequence(), api_error(500, "rpc error: internal"),
-                                     requests.exceptions.ConnectionError("refused")])
-def test_a_hold_that_cannot_be_written_changes_nothing_and_is_reported(failure, caplog):
-    labels = {"swarmguard.last-action": "migrate"}
-    api, clock = example_api(labels=labels), Clock()
-    # demo_web was moved off worker-1 20 s ago; its replacement is hot on worker-2.
+def moved_off_worker_1_20_s_ago():
+    """demo_web migrated off worker-1 20 s ago: (api, clock, its replacement on worker-2)."""
+    api, clock = example_api(labels={"swarmguard.last-action": "migrate"}), Clock()
     moved_at = format_time(clock.now - timedelta(seconds=20))
     api.services[WEB_ID]["Spec"]["Labels"].update({"swarmguard.last-action-at": moved_at,
                                                     "swarmguard.last-migrate-at": moved_at})
     moved = api.move_task(TASK, WORKER_2, created=format_time(clock.now - timedelta(seconds=19)))
+    return api, clock, moved
+
+
+@pytest.mark.parametrize("failure", [out_of_sequence(), api_error(500, "rpc error: internal"),
+                                     requests.exceptions.ConnectionError("refused")])
+def test_a_hold_that_cannot_be_written_changes_nothing_and_is_reported(failure, caplog):
+    api, clock, moved = moved_off_worker_1_20_s_ago()
     stored = api.services[WEB_ID]["Spec"]["Labels"].copy()
     api.update_failures = [failure]
     act, metrics = actuator(api, clock)
@@ -1005,12 +1010,7 @@ def test_past_the_shutdown_deadline_an_action_is_neither_announced_nor_made():
 
 
 def test_past_the_shutdown_deadline_a_futile_hold_is_not_written():
-    labels = {"swarmguard.last-action": "migrate"}
-    api, clock = example_api(labels=labels), Clock()
-    moved_at = format_time(clock.now - timedelta(seconds=20))
-    api.services[WEB_ID]["Spec"]["Labels"].update({"swarmguard.last-action-at": moved_at,
-                                                    "swarmguard.last-migrate-at": moved_at})
-    moved = api.move_task(TASK, WORKER_2, created=format_time(clock.now - timedelta(seconds=19)))
+    api, clock, moved = moved_off_worker_1_20_s_ago()
     act, _ = actuator(api, clock)
     act.gate.close()
     with pytest.raises(ShuttingDown):

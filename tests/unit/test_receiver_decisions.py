@@ -434,23 +434,28 @@ def test_with_host_ports_scale_up_adds_as_many_replicas_as_nodes_are_free(needed
     assert action.what == f"demo_web from 1 to 3 replicas ({why})"
 
 
-def test_free_nodes_are_counted_under_swarmguards_exclusion_while_it_stands():
+def excluded_from_worker_2(replicas, tasks=None):
+    """demo_web on a host port, kept off worker-2 by SwarmGuard's own exclusion."""
     exclusion = "node.hostname!=worker-2"
-    svc = service_dict("demo_web", WEB_ID, replicas=1, host_port=8080,
+    svc = service_dict("demo_web", WEB_ID, replicas=replicas, host_port=8080,
                        constraints=["node.role==worker", exclusion],
                        labels={"swarmguard.placement-exclusion": exclusion})
-    action = one(needing("3"), world(service=svc))  # worker-3 free; worker-2 excluded
+    return world(service=svc, tasks=tasks)
+
+
+def excluded_from_worker_2_on_workers_1_and_3():
+    return excluded_from_worker_2(2, [task_dict(TASK, WEB_ID, WORKER_1),
+                                      task_dict(TASK_2, WEB_ID, WORKER_3, slot=2)])
+
+
+def test_free_nodes_are_counted_under_swarmguards_exclusion_while_it_stands():
+    action = one(needing("3"), excluded_from_worker_2(replicas=1))  # worker-3 free
     assert (action.replicas, action.lift_exclusion) == (2, False)
     assert action.what == "demo_web from 1 to 2 replicas (the demand needs 3, 1 node free)"
 
 
 def test_free_nodes_are_counted_without_swarmguards_exclusion_once_it_is_lifted():
-    exclusion = "node.hostname!=worker-2"
-    svc = service_dict("demo_web", WEB_ID, replicas=2, host_port=8080,
-                       constraints=["node.role==worker", exclusion],
-                       labels={"swarmguard.placement-exclusion": exclusion})
-    tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_3, slot=2)]
-    action = one(needing("5"), world(service=svc, tasks=tasks))
+    action = one(needing("5"), excluded_from_worker_2_on_workers_1_and_3())
     assert (action.replicas, action.constraints) == (3, ("node.role==worker",))
     assert action.what == ("demo_web from 2 to 3 replicas (the demand needs 5, 1 node free), "
                            "lifting SwarmGuard's earlier exclusion node.hostname!=worker-2")
@@ -726,13 +731,8 @@ def test_scale_up_with_host_ports_says_why_no_node_is_free():
 
 
 def test_lifting_swarmguards_exclusion_is_an_action_on_the_alert_that_says_so():
-    exclusion = "node.hostname!=worker-2"
-    svc = service_dict("demo_web", WEB_ID, replicas=2, host_port=8080,
-                       constraints=["node.role==worker", exclusion],
-                       labels={"swarmguard.placement-exclusion": exclusion})
-    tasks = [task_dict(TASK, WEB_ID, WORKER_1), task_dict(TASK_2, WEB_ID, WORKER_3, slot=2)]
     a = alert("scale_up")
-    action = one(a, world(service=svc, tasks=tasks))
+    action = one(a, excluded_from_worker_2_on_workers_1_and_3())
     assert (action.kind, action.alert) == ("scale_up", a)
     assert action.sentence == ("Scaling up demo_web from 2 to 3 replicas, lifting SwarmGuard's "
                                "earlier exclusion node.hostname!=worker-2")
