@@ -1,7 +1,7 @@
 """/readyz's answer, refreshed in a background thread: a request never waits for Docker.
 
-Eight concurrent /readyz calls against a slow daemon used to hold eight request threads,
-and webhooks waited behind them. Now one thread asks Docker every
+Asking Docker inside the request would let a slow daemon hold one request thread per
+/readyz call, with webhooks waiting behind them. So one thread asks Docker every
 `readiness_interval` seconds and /readyz returns the last answer, saying how old it is.
 The same thread negotiates the Docker API version again each time
 (cluster.NegotiatingClient), so that /readyz says which one is spoken.

@@ -7,20 +7,13 @@ from exporter.cgroups import locate
 from exporter.collector import Node, TaskCollector, read_node
 from exporter.config import ExporterConfig
 from exporter.inventory import DockerUnavailable, TaskContainer
+from tests.unit.exporter_fakes import Clock
 from tests.unit.exporter_host import FakeHost
 
 WEB = {"service": "web", "task_id": "t1", "node_id": "n1"}
 API = {"service": "api", "task_id": "t2", "node_id": "n1"}
 CONTAINERS = {"t1": ("c1", "web.1.t1"), "t2": ("c2", "api.1.t2")}
 NODE = Node(cores=2.0, memory_bytes=4 * 2**30)
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1_700_000_000.0
-
-    def __call__(self):
-        return self.now
 
 
 class FakeInventory:
@@ -64,7 +57,7 @@ def host(tmp_path):
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return Clock(1_700_000_000.0)
 
 
 def collector_for(host, inventory, clock, **settings):

@@ -238,8 +238,8 @@ def test_slow_clients_do_not_hold_the_threads_that_answer_health_checks_and_webh
         try:
             wait_until(lambda: all(c.trickling.is_set() for c in slow), 30,
                        "every slow client connected and trickling")
-            # The timeouts only keep a failing test from hanging: before, these waited for
-            # the slow clients to give up.
+            # The timeouts only keep a failing test from hanging: with threads held by the
+            # slow clients, these would wait for them to give up.
             for _ in range(5):
                 assert requests.get(f"{url}/healthz", timeout=4).status_code == 200
                 response = requests.post(f"{url}/alerts", data=b"{}", timeout=4, headers={
