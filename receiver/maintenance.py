@@ -323,12 +323,23 @@ def plan_rebalance(snapshot: Snapshot, hot_nodes: frozenset[str], tolerance: int
     why_not = None
     if not moves:
         spread = max(counts.values()) - min(counts.values())
+        busiest = max(nodes, key=lambda n: counts[n.id])
         why_not = (f"the nodes are within {tolerance} task(s) of each other (spread {spread})"
                    if spread <= tolerance else
-                   f"no task on {max(nodes, key=lambda n: counts[n.id]).hostname} can move to "
-                   f"a lighter node (opted in, safe to move, no task of its service there, "
-                   f"node not hot)")
+                   f"no task on {busiest.hostname} can move to a lighter node (opted in, safe "
+                   f"to move, no task of its service there, node not hot)"
+                   + _still_updating(opted, snapshot, busiest))
     return RebalancePlan(tolerance, counts, tuple(moves), why_not, names)
+
+
+def _still_updating(opted: Iterable[Service], snapshot: Snapshot, node: Node) -> str:
+    """What an operator can wait for: the services on `node` that Swarm is still updating
+    (right after an undrain, say), which a rebalance never moves mid-update."""
+    updating = sorted(s.name for s in opted if s.updating and running_on(snapshot, s, node))
+    if not updating:
+        return ""
+    return (f"; Swarm is still updating {', '.join(updating)} there: rebalance again once "
+            f"{'its update has' if len(updating) == 1 else 'their updates have'} finished")
 
 
 def _meets(node: Node, constraints: Iterable[str]) -> bool:

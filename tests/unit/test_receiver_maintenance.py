@@ -477,6 +477,18 @@ def test_rebalance_passes_over_services_it_may_not_move_and_moves_the_next():
     assert [m.service for m in M.plan_rebalance(snap, frozenset(), 1).moves] == ["z"]
 
 
+def test_a_rebalance_held_back_by_swarms_own_updates_says_which_to_wait_for():
+    # Right after an undrain: Swarm is still updating the services it put back.
+    snap = world([svc("a", update_state="updating"), svc("b", update_state="updating"), svc("c")],
+                 [on(WORKER_1, n, f"t{n}") for n in "ab"] + [on(WORKER_2, "c", "tc")])
+    plan = M.plan_rebalance(snap, frozenset(), 0)
+    assert plan.moves == ()
+    assert plan.why_not == ("no task on worker-1 can move to a lighter node (opted in, safe to "
+                            "move, no task of its service there, node not hot); Swarm is still "
+                            "updating a, b there: rebalance again once their updates have "
+                            "finished")
+
+
 def test_a_rebalance_never_steers_a_task_to_a_node_its_constraints_refuse():
     snap = world([svc("a", constraints=WORKERS + ["node.hostname!=worker-3"]), svc("b"), svc("c"),
                   svc("d")],
