@@ -18,11 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import docker.errors
 
 from exporter.cgroups import CgroupFiles
+from swarmguard_config.rfc3339 import parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +53,10 @@ class TaskContainer:
     cgroup: CgroupFiles
 
 
-# Twin of receiver/rfc3339.py's parse_time: the exporter's image ships exporter/, not receiver/.
 def parse_docker_time(text: str) -> float:
-    """Unix seconds from Docker's RFC 3339 time (nanoseconds, 'Z')."""
-    head, _, fraction = text.rstrip("Z").partition(".")
-    moment = datetime.fromisoformat(head).replace(tzinfo=timezone.utc)
-    return moment.timestamp() + (float("0." + fraction[:9]) if fraction else 0.0)
+    """Unix seconds from Docker's RFC 3339 time (nanoseconds, 'Z'), read to the microsecond
+    as the receiver reads Alertmanager's; raises NotATime (a ValueError) on anything else."""
+    return parse_time(text, "StartedAt").timestamp()
 
 
 def cpu_limit_cores(host_config: Mapping) -> float | None:

@@ -37,11 +37,11 @@ from receiver.model import Task
 from receiver.reasons import (DOCKER_ERROR, DRY_RUN, FAILED, PROMETHEUS_UNREACHABLE,
                               ROLLED_BACK, SKIPPED, SUCCESS, TIMEOUT, UNCONFIRMED, WITHDRAWN)
 from receiver.reporting import Reporter
-from receiver.rfc3339 import utc_now
 from receiver.maintenance import NodeMove
 from receiver.spec import (futile_arguments, lift_arguments, move_arguments, record_arguments,
                            update_arguments)
 from receiver.storm import StormLedger, StormView
+from swarmguard_config.rfc3339 import utc_now
 
 # move_tasks: the service changed between read and write; nothing was written.
 CONFLICT = "conflict"

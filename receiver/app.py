@@ -44,13 +44,13 @@ from receiver import ground_truth
 from receiver.metrics import Metrics
 from receiver.payload import ParseCache, PayloadError, TooManyServices, quoted
 from receiver.readiness import Readiness
-from receiver.rfc3339 import utc_now
 from receiver.reporting import Reporter
 from receiver.maintainer import Maintainer, Unavailable
 from receiver.maintenance import Refused
 from receiver.maintenance_request import BadRequest, node_name, parse_request
 from receiver.storm import StormLedger
 from receiver.worker import RETRY_FULL_S, Dispatcher, WorkRefused
+from swarmguard_config.rfc3339 import utc_now
 
 # The key of app.extensions under which an app holds its Receiver (gunicorn.conf.py and
 # serving.py look for it to tell the receiver from another app).

@@ -21,7 +21,7 @@ import urllib3.exceptions
 
 from receiver.model import (HEALTHCHECK_IMAGE, HEALTHCHECK_NONE, HEALTHCHECK_SERVICE,
                             HEALTHCHECK_UNKNOWN, Mount, Node, Service, Snapshot, Task)
-from receiver.rfc3339 import NotATime, parse_time
+from swarmguard_config.rfc3339 import NotATime, parse_time
 
 # Every way a call to Docker's API fails, each counted and retried as Docker failing: an
 # error answer or a refusal (the SDK's DockerException: APIError, NotFound...), no answer

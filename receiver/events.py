@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Callable
 
 from receiver import alerts, reasons
-from receiver.rfc3339 import format_time
+from swarmguard_config.rfc3339 import format_time
 
 EVENTS_LOGGER = "receiver.events"
 

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Mapping
 
 from receiver import kinds
-from receiver.rfc3339 import NotATime, format_time, parse_time
+from swarmguard_config.rfc3339 import NotATime, format_time, parse_time
 # The opt-in label is read by the exporter too, whose image has no receiver/.
 from swarmguard_config.opt_in import ENABLE, opted_in  # noqa: F401 (L.ENABLE, L.opted_in)
 

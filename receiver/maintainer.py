@@ -36,8 +36,8 @@ from receiver.gate import ShuttingDown
 from receiver.model import Node, Snapshot
 from receiver.reasons import SUCCESS, WITHDRAWN
 from receiver.reporting import Reporter
-from receiver.rfc3339 import format_time, utc_now
 from receiver.storm import StormLedger
+from swarmguard_config.rfc3339 import format_time, utc_now
 
 _log = E.safe_logger("receiver.maintainer")
 # Moves remembered per drain and rebalance for status (the newest kept).

@@ -17,10 +17,11 @@ from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from receiver import kinds, rfc3339
+from receiver import kinds
 from receiver.alerts import FIRING, RESOLVED, Alert
 # What log lines escape (a control character can start a forged line): no label holds one.
 from receiver.events import CONTROLS
+from swarmguard_config import rfc3339
 
 # The public contract (docs/contract.md): the labels each alert must carry for the receiver to act.
 REQUIRED_LABELS: Mapping[str, tuple[str, ...]] = MappingProxyType(

@@ -34,7 +34,7 @@ from receiver.metrics import Metrics
 from receiver.alerts import Alert
 from receiver.reasons import FAILED, IN_PROGRESS, INTERNAL_ERROR, SUPERSEDED
 from receiver.reporting import Reporter
-from receiver.rfc3339 import utc_now
+from swarmguard_config.rfc3339 import utc_now
 
 # An alert instance (same alert, same start) that was fully handled this recently is not
 # handled again: Alertmanager resends on retries, from HA replicas and on every group

@@ -2,11 +2,13 @@
 read from prefixed environment variables (docs/contract.md, "Environment variables";
 the rules are in swarmguard_config/loading.py).
 
-Shared by receiver/, exporter/ and stress/; each image copies this package beside its own.
-So it also holds the one definition of the service label that opts a service in
-(swarmguard_config/opt_in.py), which the receiver and the exporter both read, and what a
-gunicorn bind address may be (swarmguard_config/listening.py), which the receiver and the
-stress app both check.
+Shared by receiver/, exporter/ and stress/; each image copies this package beside its own
+and none the others'. So it is also the one home of what two components must read alike:
+the service label that opts a service in (swarmguard_config/opt_in.py), which the receiver
+and the exporter both read; what a gunicorn bind address may be
+(swarmguard_config/listening.py), which the receiver and the stress app both check; and RFC
+3339 times (swarmguard_config/rfc3339.py), Alertmanager's for the receiver and Docker's for
+the exporter.
 """
 from swarmguard_config.loading import (
     NOT_FROM_ENV,

@@ -43,7 +43,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from receiver.rfc3339 import format_time
+from swarmguard_config.rfc3339 import format_time
 from tests import webhooks
 from tests.bench import receiver_attacks as attacks_
 from tests.bench.common import progress, publish, pyplot, rss_mb, save_figure, summarise, table

@@ -36,6 +36,23 @@ def test_a_swarm_task_container_becomes_a_record_with_its_limits_and_start():
     assert record.cgroup == FILES
 
 
+@pytest.mark.parametrize("text, seconds", [
+    ("2026-11-27T23:50:01Z", 1_795_823_401.0),
+    ("2026-11-27T23:50:01.250000000Z", 1_795_823_401.25),
+    # Docker writes nanoseconds; they are read to the microsecond, as every SwarmGuard time.
+    ("2026-11-27T23:50:01.123456789Z", 1_795_823_401.123456),
+    # Docker's zero time (a container never started) is a time, far in the past.
+    ("0001-01-01T00:00:00Z", -62_135_596_800.0),
+])
+def test_dockers_start_times_read_as_unix_seconds(text, seconds):
+    assert parse_docker_time(text) == pytest.approx(seconds, abs=1e-6)
+
+
+def test_a_start_time_that_is_not_rfc_3339_is_a_value_error():
+    with pytest.raises(ValueError, match="StartedAt"):
+        parse_docker_time("yesterday")
+
+
 def test_a_container_without_swarm_labels_is_not_a_task():
     assert container_record(inspected(labels={"app": "x"}), found) is None
 

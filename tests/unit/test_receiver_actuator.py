@@ -17,10 +17,10 @@ from receiver.actuator import Actuator
 from receiver.cluster import read_snapshot
 from receiver.config import Settings
 from receiver.gate import ShuttingDown
-from receiver.rfc3339 import format_time, utc_now
 from receiver.metrics import Metrics
 from receiver.alerts import Alert
 from receiver.payload import parse_webhook
+from swarmguard_config.rfc3339 import format_time, utc_now
 from tests.fake_docker_api_client import (TASK, TASK_2, WEB_ID, WORKER_1, WORKER_2, WORKER_3,
                                   FakeDockerAPI, Landed, api_error, example_api, example_nodes,
                                   out_of_sequence, service_dict, task_dict, unreadable_answers)

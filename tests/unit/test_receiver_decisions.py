@@ -9,8 +9,8 @@ from receiver import actions
 from receiver import reasons as R
 from receiver.cluster import build_snapshot
 from receiver.config import Settings
-from receiver.rfc3339 import format_time
 from receiver.alerts import Alert
+from swarmguard_config.rfc3339 import format_time
 from tests.fake_docker_api_client import (MANAGER_1, TASK, TASK_2, WEB_ID, WORKER_1, WORKER_2, WORKER_3,
                               example_nodes, node_dict, service_dict, task_dict)
 

@@ -13,7 +13,7 @@ from receiver.ground_truth import (GroundTruth, GroundTruthCollector, GroundTrut
                                    Reading, build_ground_truth, families)
 from receiver.metrics import FAILED_ACTION_RESULTS, Metrics
 from receiver.reasons import FAILED, ROLLED_BACK, TIMEOUT
-from receiver.rfc3339 import format_time
+from swarmguard_config.rfc3339 import format_time
 from tests.fake_docker_api_client import example_api, node_dict, service_dict, task_dict
 from tests.unit.swarm_reads import FakeSwarmReads, large_swarm
 

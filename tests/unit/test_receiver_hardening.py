@@ -8,10 +8,10 @@ from receiver import actions
 from receiver import reasons as R
 from receiver.app import receiver_of
 from receiver.metrics import Metrics
-from receiver.rfc3339 import format_time
 from tests import webhooks
 from tests.fake_docker_api_client import TASK, WEB_ID, WORKER_1, WORKER_2
 from receiver.worker import DUPLICATE_WINDOW_S, Dispatcher
+from swarmguard_config.rfc3339 import format_time
 from tests.inline_executor import InlineExecutor
 from tests.unit.test_receiver_app import AUTH, NOW, make, post, sample
 from tests.unit.test_receiver_worker import ManualExecutor, recorded

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from receiver.events import FIELDS
-from receiver.rfc3339 import format_time
+from swarmguard_config.rfc3339 import format_time
 from tests.soak import invariants as I
 from tests.soak import model as M
 from tests.soak.model import (DOCKERD_STOP, EXPORTER_KILL, NETWORK_CUT, RECEIVER_KILL,

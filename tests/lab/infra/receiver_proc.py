@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from receiver.rfc3339 import format_time
+from swarmguard_config.rfc3339 import format_time
 from tests import webhooks
 
 from ..config import PROJECT_ROOT, LabConfig

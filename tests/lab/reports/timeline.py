@@ -16,7 +16,7 @@ from typing import Mapping
 
 import yaml
 
-from receiver.rfc3339 import parse_time as _rfc3339
+from swarmguard_config.rfc3339 import parse_time as _rfc3339
 from ..config import PROJECT_ROOT
 
 # Every event kind, with the word render_text shows for it.
@@ -70,7 +70,7 @@ def parse_time(text: str) -> float:
     """RFC 3339 (Docker's and Prometheus's nanoseconds, the receiver's events' microseconds;
     `Z` or an offset, never a local time) -> unix seconds. The receiver's own parser of
     Alertmanager's startsAt, so the lab and the receiver read time the same way; raises
-    receiver.rfc3339.NotATime (a ValueError) on anything else."""
+    swarmguard_config.rfc3339.NotATime (a ValueError) on anything else."""
     return _rfc3339(text, "time").timestamp()
 
 

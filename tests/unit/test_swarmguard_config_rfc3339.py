@@ -1,5 +1,5 @@
 """RFC 3339 times as the receiver reads them (webhook startsAt, service labels) and writes
-them (events, service labels): receiver/rfc3339.py."""
+them (events, service labels), and as the exporter reads Docker's: swarmguard_config/rfc3339.py."""
 from datetime import datetime, timezone
 
 import pytest
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from receiver import labels as L
-from receiver.rfc3339 import NotATime, format_time, parse_time
+from swarmguard_config.rfc3339 import NotATime, format_time, parse_time
 
 ARABIC_INDIC = str.maketrans("0123456789", "\u0660\u0661\u0662\u0663\u0664"
                                            "\u0665\u0666\u0667\u0668\u0669")

@@ -1,7 +1,10 @@
-"""RFC 3339 times, as Alertmanager writes startsAt and as SwarmGuard writes its labels.
+"""RFC 3339 times, as Alertmanager writes startsAt, Docker writes a container's start and
+SwarmGuard writes its labels and events.
 
-Pure, and apart from the webhook parser: the service labels (labels.py) are read with the
-same rules without depending on the wire format.
+Shared, so that every component reads a time by the same rules: the receiver (webhook
+startsAt, service labels) and the exporter (a container's StartedAt) each ship this
+package beside their own, neither the other's. Pure, and apart from the webhook parser:
+the service labels (receiver/labels.py) are read without depending on the wire format.
 """
 from __future__ import annotations
 
