@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass
 
 from exporter.counters import kernel_counter
+from swarmguard_config.cgroup_paths import parse_proc_cgroup
 
 
 class ContainerGone(OSError):
@@ -130,23 +131,6 @@ def _files_v1(cpuacct: str, memory: str) -> CgroupFiles:
 
 def _complete(files: CgroupFiles) -> bool:
     return all(os.path.exists(p) for p in (files.cpu_usage, files.memory_usage, files.memory_stat))
-
-
-# Twin of stress/cgroup.py's parse_self_cgroup: each image ships its package, not the other.
-def parse_proc_cgroup(text: str) -> dict[str, str]:
-    """`/proc/<pid>/cgroup` as {controller: path}; cgroup v2's line is under ''."""
-    paths: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        if not controllers:
-            paths[""] = path
-        for controller in controllers.split(","):
-            if controller:
-                paths[controller] = path
-    return paths
 
 
 def _v1_dir(cgroup_root: str, controller: str, path: str) -> str | None:

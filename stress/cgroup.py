@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarmguard_config.cgroup_paths import parse_proc_cgroup
+
 # v1 reports "no limit" as the largest page-aligned signed 64-bit value
 # (9223372036854771712); anything this large is not a real limit.
 V1_UNLIMITED_THRESHOLD = 1 << 60
@@ -80,20 +82,6 @@ def parse_v1_memory(text: str) -> int | None:
     return value
 
 
-# Twin of exporter/cgroups.py's parse_proc_cgroup: each image ships its package, not the other.
-def parse_self_cgroup(text: str) -> dict[str, str]:
-    """/proc/self/cgroup -> {controller: path}; the v2 entry is under key ""."""
-    paths: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.strip().split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        for controller in controllers.split(",") if controllers else [""]:
-            paths[controller] = path
-    return paths
-
-
 def read_limits(root: str | os.PathLike, self_cgroup: str = "") -> CgroupLimits:
     """Read the limits that apply to this process under the cgroup mount `root`.
 
@@ -103,7 +91,7 @@ def read_limits(root: str | os.PathLike, self_cgroup: str = "") -> CgroupLimits:
     kernel applies it.
     """
     root = Path(root)
-    paths = parse_self_cgroup(self_cgroup)
+    paths = parse_proc_cgroup(self_cgroup)
     if (root / "cgroup.controllers").exists():
         dirs = _ancestry(root, paths.get("", "/"))
         return CgroupLimits(

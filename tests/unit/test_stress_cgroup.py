@@ -9,7 +9,6 @@ from stress.cgroup import (
     allowance,
     parse_cpu_max,
     parse_memory_max,
-    parse_self_cgroup,
     parse_v1_cpu,
     parse_v1_memory,
     read_limits,
@@ -121,11 +120,6 @@ def test_memory_values_parse_with_unlimited_as_none():
     assert parse_memory_max("1048576\n") == 1048576
     assert parse_v1_memory(V1_UNLIMITED_MEMORY) is None
     assert parse_v1_memory("1048576") == 1048576
-
-
-def test_self_cgroup_maps_each_controller_to_its_path():
-    paths = parse_self_cgroup("12:cpu,cpuacct:/a\n4:memory:/b\n0::/c\n")
-    assert paths == {"cpu": "/a", "cpuacct": "/a", "memory": "/b", "": "/c"}
 
 
 def test_allowance_uses_the_quota_when_below_the_cores_else_the_cores():
