@@ -3,6 +3,7 @@ exporter (exporter/server.py)."""
 import contextlib
 import gzip
 import http.client
+import logging
 import select
 import socket
 import struct
@@ -70,7 +71,7 @@ class Served:
 
 
 @pytest.fixture
-def serve():
+def serve(caplog):
     running = []
 
     def serve(tasks=lambda: TASKS, opted_in=lambda: OPTED_IN, **settings):
@@ -82,6 +83,11 @@ def serve():
         served.stop()
         for client in served.clients:
             client.close()
+    # A bug in the loop is logged and survived, never a way a spec passes: the only error a
+    # spec may provoke is a page that fails to render.
+    errors = [r.getMessage() for r in caplog.records
+              if r.name == "exporter.server" and r.levelno >= logging.ERROR and not r.getMessage().startswith("Rendering")]
+    assert errors == []
 
 
 def read_answer(stream):
@@ -212,15 +218,58 @@ def test_any_other_method_is_not_allowed_and_the_answer_names_get(serve, method)
     b"GET /metrics HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
     "GET /metrics HTTP/1.1\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"),  # a digit to str.isdigit
     b"GET /metrics HTTP/1.1\r\nX-Long: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n",
+    b"GET  HTTP/1.1\r\n\r\n",
+    b"G(ET /metrics HTTP/1.1\r\n\r\n",
+    b"GET /metrics HTTP/1.1 \r\n\r\n",
+    b"GET /metrics HTTP/1.1X\r\n\r\n",
 ], ids=["not_http", "http_0_9", "http_2", "two_spaces", "no_colon", "space_before_colon", "negative_length",
-        "superscript_length", "head_too_long"])
+        "superscript_length", "head_too_long", "no_target", "method_not_a_token", "space_after_version",
+        "letter_after_version"])
 def test_a_head_that_is_no_http_1_request_is_a_bad_request_and_closes_the_connection(serve, head):
-    served = serve()
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
     client = served.connect()
     client.sendall(head)
 
-    assert read_answer(client.makefile("rb"))[0] == 400
+    status, headers, body = read_answer(client.makefile("rb"))
+    assert (status, headers["connection"], headers["content-type"]) == (400, "close", "text/plain; charset=utf-8")
+    assert body.endswith(b"\n")
     assert closed_by_the_server(client)
+    assert served.closed("slow") == 0  # closed at once, not at its deadline
+
+
+@pytest.mark.parametrize(("head", "message"), [
+    (b"GET /" + b"a" * 100 + b" HTTP/2.0\r\n\r\n",
+     "not an HTTP/1.x request line: " + repr("GET /" + "a" * 75)),
+    (b"GET /metrics HTTP/1.1\r\nno colon " + b"a" * 100 + b"\r\n\r\n",
+     "not a header line: " + repr("no colon " + "a" * 71)),
+    (b"GET /metrics HTTP/1.1\r\nContent-Length: -" + b"1" * 100 + b"\r\n\r\n",
+     "not a Content-Length: " + repr("-" + "1" * 39)),
+], ids=["request_line", "header_line", "content_length"])
+def test_a_bad_request_says_what_was_wrong_quoting_the_start_of_the_line(serve, head, message):
+    client = serve().connect()
+    client.sendall(head)
+
+    assert read_answer(client.makefile("rb"))[2] == (message + "\n").encode()
+
+
+def raw_head(client):
+    """The status line and header lines of one answer, as the server wrote them, and its body."""
+    stream = client.makefile("rb")
+    lines = []
+    while (line := stream.readline()) != b"\r\n":
+        lines.append(line)
+    head = b"".join(lines)
+    length = int(next(l for l in lines if l.lower().startswith(b"content-length:")).split(b":")[1])
+    return head, stream.read(length)
+
+
+def test_an_answer_that_closes_the_connection_says_so_in_the_header_http_spells(serve):
+    client = serve().connect()
+    client.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+
+    head, _ = raw_head(client)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nConnection: close\r\n" in head
 
 
 def test_one_kept_alive_connection_carries_scrape_after_scrape(serve):
@@ -431,3 +480,229 @@ def test_stopping_closes_every_connection_and_the_port(serve):
 def test_every_close_reason_is_published_from_the_start(serve):
     served = serve()
     assert [served.closed(reason) for reason in ("slow", "idle", "over_capacity")] == [0, 0, 0]
+
+
+# -- the details a client and an operator rely on ----------------------------------------------
+
+def test_an_error_answer_is_plain_text_and_keeps_a_kept_alive_connection(serve):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    client = served.connect()
+    stream = client.makefile("rb")
+
+    client.sendall(b"POST /metrics HTTP/1.1\r\n\r\nGET /nothing HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n")
+
+    not_allowed, not_found, scrape = (read_answer(stream) for _ in range(3))
+    assert not_allowed[0] == 405 and not_allowed[2] == b"only GET is served\n"
+    assert not_found[0] == 404
+    for _, headers, _ in (not_allowed, not_found):
+        assert headers["content-type"] == "text/plain; charset=utf-8"
+        assert "connection" not in headers
+    assert scrape[0] == 200
+    assert still_open(client)
+
+
+@pytest.mark.parametrize("head", [b"POST /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
+                                  b"GET /nothing HTTP/1.1\r\nConnection: close\r\n\r\n",
+                                  b"GET /metrics HTTP/1.1\r\nConnection: Keep-Alive,Close\r\n\r\n",
+                                  b"GET /metrics HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n"],
+                         ids=["not_allowed", "not_found", "close_among_tokens", "close_in_the_first_of_two"])
+def test_a_request_that_asks_to_close_is_closed_right_after_its_answer_whatever_the_answer(serve, head):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    client = served.connect()
+    client.sendall(head)
+
+    assert read_answer(client.makefile("rb"))[1]["connection"] == "close"
+    assert closed_by_the_server(client)
+    assert (served.closed("slow"), served.closed("idle")) == (0, 0)
+
+
+def test_a_failed_scrape_is_a_plain_text_server_error_that_closes_the_connection(serve):
+    def tasks():
+        raise RuntimeError("a bug")
+
+    served = serve(tasks, request_timeout_seconds=60, idle_timeout_seconds=60)
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+
+    status, headers, body = read_answer(client.makefile("rb"))
+    assert (status, headers["connection"], headers["content-type"]) == (500, "close", "text/plain; charset=utf-8")
+    assert body == b"the scrape failed; see the exporter's log\n"
+    assert closed_by_the_server(client)
+    assert served.closed("idle") == 0
+
+
+def test_only_the_query_is_cut_from_the_path_at_its_first_question_mark(serve):
+    assert serve().get("/metrics?a=1?b=2")[0] == 200
+
+
+def test_a_scrape_is_compressed_at_gzip_level_1(serve):
+    served = serve()
+    body = served.get(headers={"Accept-Encoding": "gzip"})[2]
+    page = gzip.decompress(body)
+
+    # A gzip stream past its 10-byte header (which holds the time) depends only on the data and the level.
+    assert body[10:] == gzip.compress(page, compresslevel=1)[10:]
+
+
+@pytest.mark.parametrize(("head_bytes", "status"), [(MAX_HEAD_BYTES, 200), (MAX_HEAD_BYTES + 1, 400)])
+def test_a_request_head_of_max_head_bytes_is_served_and_one_byte_more_is_not(serve, head_bytes, status):
+    start_line = b"GET /metrics HTTP/1.1\r\nX-Pad: "
+    head = start_line + b"a" * (head_bytes - len(start_line))
+    client = serve().connect()
+    client.sendall(head + b"\r\n\r\n")
+
+    assert read_answer(client.makefile("rb"))[0] == status
+
+
+def test_a_head_of_max_head_bytes_may_arrive_before_its_blank_line(serve):
+    start_line = b"GET /metrics HTTP/1.1\r\nX-Pad: "
+    client = serve().connect()
+    client.sendall(start_line + b"a" * (MAX_HEAD_BYTES - len(start_line)))
+    client.sendall(b"\r\n\r\n")
+
+    assert read_answer(client.makefile("rb"))[0] == 200
+
+
+def test_an_answer_larger_than_the_socket_takes_is_written_in_full_then_the_next_request_is_served(serve):
+    big = TASKS + "x 1\n" * 1_500_000  # 6 MB: more than the socket buffers hold at once
+    served = serve(lambda: big, request_timeout_seconds=60, idle_timeout_seconds=60)
+    client = served.connect()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\nGET /nothing HTTP/1.1\r\n\r\n")
+    stream = client.makefile("rb")
+
+    status, _, body = read_answer(stream)
+    assert status == 200 and body.startswith(big.encode())
+    assert read_answer(stream)[0] == 404
+    client.sendall(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert read_answer(stream)[0] == 200
+    assert closed_by_the_server(client)
+
+
+def test_at_the_cap_the_longest_waiting_connection_is_closed_whether_idle_or_pending(serve, caplog):
+    served = serve(max_connections=2)
+    idle = served.connect()
+    idle.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert read_answer(idle.makefile("rb"))[0] == 200  # idle since this answer
+    pending = served.connect()
+    wait_for(lambda: served.open_connections() == 2, "the second connection accepted")
+
+    newest = served.connect()
+
+    assert closed_by_the_server(idle)
+    assert still_open(pending) and still_open(newest)
+    assert served.closed("over_capacity") == 1
+    [full] = [r for r in caplog.records if r.name == "exporter.server" and r.levelno == logging.WARNING]
+    assert full.getMessage() == ("The most connections allowed (--max-connections), with 1 connections open: each new "
+                                 "one closes the one that has waited longest (1 so far)")
+
+
+def test_at_the_cap_with_every_connection_being_answered_a_new_one_is_closed_at_once_and_counted(serve, caplog):
+    rendering, release = threading.Semaphore(0), threading.Event()
+
+    def tasks():
+        rendering.release()
+        release.wait(DEADLINE)
+        return TASKS
+
+    served = serve(tasks, max_connections=2)
+    busy = [served.connect() for _ in range(2)]
+    for client in busy:
+        client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    for _ in busy:
+        assert rendering.acquire(timeout=DEADLINE)
+    try:
+        for count in (1, 2):
+            assert closed_by_the_server(served.connect())
+            assert served.closed("over_capacity") == count
+    finally:
+        release.set()
+    assert all(read_answer(client.makefile("rb"))[0] == 200 for client in busy)
+    assert not [r for r in caplog.records if r.name == "exporter.server" and r.levelno == logging.WARNING]
+
+
+def test_a_quiet_pending_connection_does_not_keep_an_idle_one_from_its_deadline(serve):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=0.2)
+    served.connect()  # sends nothing, for a minute
+    idle = served.connect()
+    idle.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert read_answer(idle.makefile("rb"))[0] == 200
+
+    assert closed_by_the_server(idle)
+    assert served.closed("idle") == 1
+
+
+def test_scrapes_render_in_at_most_workers_threads_named_metrics_worker(serve):
+    rendering, release = threading.Semaphore(0), threading.Event()
+
+    def tasks():
+        rendering.release()
+        release.wait(DEADLINE)
+        return TASKS
+
+    served = serve(tasks)
+    scrapers = [served.connect() for _ in range(WORKERS + 2)]
+    for client in scrapers:
+        client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    try:
+        for _ in range(WORKERS):
+            assert rendering.acquire(timeout=DEADLINE)
+        assert served.get("/nothing")[0] == 404  # the loop has read every request sent before
+        workers = [t for t in threading.enumerate() if t.name.startswith("metrics-worker")]
+        assert len(workers) == WORKERS
+    finally:
+        release.set()
+    assert all(read_answer(client.makefile("rb"))[0] == 200 for client in scrapers)
+
+
+def test_the_server_runs_in_a_daemon_thread_named_metrics_server(serve):
+    thread = serve().thread
+
+    assert (thread.name, thread.daemon) == ("metrics-server", True)
+
+
+def test_stopping_does_not_wait_for_scrapes_being_rendered_nor_render_those_queued(serve):
+    rendered, release = [], threading.Event()
+
+    def tasks():
+        rendered.append(1)
+        release.wait(DEADLINE)
+        return TASKS
+
+    served = serve(tasks)
+    for client in [served.connect() for _ in range(WORKERS + 1)]:
+        client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    wait_for(lambda: len(rendered) == WORKERS, "the workers rendering")
+    assert served.get("/nothing")[0] == 404  # the last scrape is queued
+
+    stopper = threading.Thread(target=served.stop, daemon=True)
+    stopper.start()
+    wait_for(lambda: not stopper.is_alive(), "stopped while the scrapes render")
+    release.set()
+
+    wait_for(lambda: not any(t.name.startswith("metrics-worker") for t in threading.enumerate()), "the workers gone")
+    assert len(rendered) == WORKERS
+
+
+def test_the_server_listens_on_an_ipv6_address():
+    registry = CollectorRegistry()
+    server, thread = start(ExporterConfig(listen_address="::1", listen_port=0), lambda: TASKS, registry,
+                           lambda: OPTED_IN)
+    try:
+        connection = http.client.HTTPConnection("::1", server.server_port, timeout=DEADLINE)
+        connection.request("GET", "/metrics")
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(DEADLINE)
+
+
+def test_the_connection_metrics_are_described_for_an_operator(serve):
+    body = serve().get()[2].decode()
+
+    assert "# HELP swarmguard_exporter_connections Connections to the exporter's /metrics endpoint open now.\n" in body
+    assert ("# HELP swarmguard_exporter_connections_closed_total Connections the exporter closed on its own: slow (no "
+            "whole request, or its answer not taken, within the request timeout), idle (kept alive with no new "
+            "request within the idle timeout), over_capacity (to make room for a new one).\n") in body
