@@ -20,6 +20,12 @@ def test_a_refused_value_too_long_to_log_is_shown_by_its_start():
         kernel_counter(b"9" * 400 + b"\n", "memory.current")
 
 
+@pytest.mark.parametrize(("digits", "shown"), [(24, "9" * 24), (25, "9" * 24 + "...")])
+def test_a_refused_value_of_24_digits_is_shown_whole_and_a_longer_one_marked_as_cut(digits, shown):
+    with pytest.raises(RefusedValue, match=f"^memory.current {shown} is not an unsigned"):
+        kernel_counter(b"9" * digits, "memory.current")
+
+
 def test_text_that_is_no_number_is_an_error_but_not_a_refused_value():
     with pytest.raises(ValueError) as raised:
         kernel_counter(b"max\n", "memory.current")
