@@ -1,4 +1,6 @@
 """What one scrape of the exporter publishes, read from a fake host's cgroup and /proc."""
+import time
+
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -245,6 +247,22 @@ def test_the_exposition_is_valid_text_with_one_help_and_type_per_series(host, tw
         assert metrics.text.count(f"# TYPE {name} ") == 1
 
 
+@pytest.mark.parametrize(("name", "help_text"), [
+    ("swarmguard_interface_capacity_bits_per_second",
+     "Capacity that 100 percent stands for: configured, or the interface's link speed."),
+    ("swarmguard_exporter_docker_up", "1 if this scrape could list the node's swarm tasks from its Docker daemon, "
+                                      "0 if not (no per-task values are published then)."),
+    ("swarmguard_exporter_scrape_errors_total", "Scrape problems, by reason."),
+    ("swarmguard_exporter_tasks", "Swarm task containers on this node in this scrape: measured, gone (stopped while "
+                                  "being read), or unlocated (cgroup not found)."),
+    ("swarmguard_exporter_scrape_duration_seconds", "Time the per-task part of this scrape took."),
+])
+def test_the_exporters_own_series_say_what_they_count(host, two_tasks, clock, name, help_text):
+    metrics = scrape(collector_for(host, two_tasks, clock))
+
+    assert f"# HELP {name} {help_text}\n" in metrics.text
+
+
 def test_label_values_are_escaped(host, clock):
     odd = {"service": 'we"b\\x', "task_id": "t1", "node_id": "n1"}
     collector = collector_for(host, FakeInventory([task(host, odd, 100)]), clock)
@@ -335,6 +353,20 @@ def test_before_its_first_scrape_the_exporter_claims_nothing(host, two_tasks, cl
     assert metrics.get_sample_value("swarmguard_exporter_docker_up") == 0
     for outcome in ("measured", "gone", "unlocated"):
         assert metrics.get_sample_value("swarmguard_exporter_tasks", {"outcome": outcome}) == 0
+    assert metrics.get_sample_value("swarmguard_exporter_scrape_duration_seconds") == 0
+
+
+def test_the_scrape_duration_is_the_time_the_per_task_part_took_at_most(host, two_tasks, clock):
+    collector = collector_for(host, two_tasks, clock)
+    registry = CollectorRegistry()
+    registry.register(collector)
+
+    before = time.perf_counter()
+    collector.render_tasks()
+    took = time.perf_counter() - before
+
+    duration = Scraped(generate_latest(registry).decode()).get_sample_value("swarmguard_exporter_scrape_duration_seconds")
+    assert 0 < duration <= took
 
 
 def test_a_task_that_left_the_list_is_let_go_and_the_others_still_scraped(host, two_tasks, clock):
@@ -424,15 +456,21 @@ def test_an_unexpected_error_of_the_whole_scrape_still_serves_the_exporters_heal
     def tasks():
         raise RuntimeError("a bug in the exporter")
 
-    inventory.tasks = tasks
     collector = collector_for(host, inventory, clock)
+    scrape(collector)  # a good one first: what it measured is not claimed after the failure
+    inventory.tasks = tasks
     with caplog.at_level(logging.ERROR, logger="exporter"):
+        scrape(collector)
         metrics = scrape(collector)
 
     assert metrics.get_sample_value("swarmguard_exporter_scrape_errors_total",
-                                    {"reason": "internal_error"}) == 1
+                                    {"reason": "internal_error"}) == 2
     assert metrics.get_sample_value("swarmguard_exporter_docker_up") == 0
+    for outcome in ("measured", "gone"):
+        assert metrics.get_sample_value("swarmguard_exporter_tasks", {"outcome": outcome}) == 0
     assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) is None
+    failures = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in failures] == ["The scrape failed; only the exporter's own series are served"] * 2
     assert "a bug in the exporter" in caplog.text
 
 
