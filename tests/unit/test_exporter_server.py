@@ -313,18 +313,26 @@ def test_a_long_pipeline_of_requests_is_answered_in_full(serve):
     assert [read_answer(stream)[0] for _ in range(400)] == [404] * 400
 
 
-@pytest.mark.parametrize("head", [b"GET /metrics HTTP/1.0\r\n\r\n",
-                                  b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
-                                  b"GET /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
-                                  b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"],
-                         ids=["http_1_0", "connection_close", "with_a_body", "with_a_chunked_body"])
-def test_a_request_that_asks_for_it_or_carries_a_body_is_answered_then_closed(serve, head):
-    client = serve().connect()
+@pytest.mark.parametrize(("head", "status"), [
+    (b"GET /metrics HTTP/1.0\r\n\r\n", 200),
+    (b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n", 200),
+    (b"GET /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 200),
+    (b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200),
+    (b"GET /metrics HTTP/1.1\r\nConnection: Keep-Alive,Close\r\n\r\n", 200),
+    (b"GET /metrics HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n", 200),
+    (b"POST /metrics HTTP/1.1\r\nConnection: close\r\n\r\n", 405),
+    (b"GET /nothing HTTP/1.1\r\nConnection: close\r\n\r\n", 404),
+], ids=["http_1_0", "connection_close", "with_a_body", "with_a_chunked_body", "close_among_tokens",
+        "close_in_the_first_of_two", "not_allowed", "not_found"])
+def test_a_request_that_asks_for_it_or_carries_a_body_is_answered_then_closed_at_once(serve, head, status):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    client = served.connect()
     client.sendall(head)
 
-    status, headers, _ = read_answer(client.makefile("rb"))
-    assert (status, headers["connection"]) == (200, "close")
+    answer_status, headers, _ = read_answer(client.makefile("rb"))
+    assert (answer_status, headers["connection"]) == (status, "close")
     assert closed_by_the_server(client)
+    assert (served.closed("slow"), served.closed("idle")) == (0, 0)  # not at a deadline
 
 
 def test_a_failed_scrape_is_a_server_error_and_the_next_is_served(serve):
@@ -501,21 +509,6 @@ def test_an_error_answer_is_plain_text_and_keeps_a_kept_alive_connection(serve):
     assert still_open(client)
 
 
-@pytest.mark.parametrize("head", [b"POST /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
-                                  b"GET /nothing HTTP/1.1\r\nConnection: close\r\n\r\n",
-                                  b"GET /metrics HTTP/1.1\r\nConnection: Keep-Alive,Close\r\n\r\n",
-                                  b"GET /metrics HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n"],
-                         ids=["not_allowed", "not_found", "close_among_tokens", "close_in_the_first_of_two"])
-def test_a_request_that_asks_to_close_is_closed_right_after_its_answer_whatever_the_answer(serve, head):
-    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
-    client = served.connect()
-    client.sendall(head)
-
-    assert read_answer(client.makefile("rb"))[1]["connection"] == "close"
-    assert closed_by_the_server(client)
-    assert (served.closed("slow"), served.closed("idle")) == (0, 0)
-
-
 def test_a_failed_scrape_is_a_plain_text_server_error_that_closes_the_connection(serve):
     def tasks():
         raise RuntimeError("a bug")
@@ -584,6 +577,8 @@ def test_at_the_cap_the_longest_waiting_connection_is_closed_whether_idle_or_pen
     idle = served.connect()
     idle.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
     assert read_answer(idle.makefile("rb"))[0] == 200  # idle since this answer
+    assert served.get("/nothing")[0] == 404  # the loop has taken the answer back since
+    wait_for(lambda: served.open_connections() == 1, "the probe's connection closed")
     pending = served.connect()
     wait_for(lambda: served.open_connections() == 2, "the second connection accepted")
 
