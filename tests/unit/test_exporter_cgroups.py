@@ -186,3 +186,13 @@ def test_a_negative_value_in_a_cgroup_file_is_refused_naming_the_file(tmp_path, 
 
     with pytest.raises(RefusedValue, match=f"^{name} -7 is not an unsigned 64-bit counter$"):
         opened(host).read()
+
+
+def test_a_field_on_a_last_line_without_a_line_break_is_read_whole(tmp_path):
+    host = FakeHost(tmp_path, version=2)
+    host.container(4242, f"/system.slice/docker-{CID}.scope", usage=100 * 2**20)
+    files = located(host)
+    with open(files.memory_stat, "w") as memory_stat:
+        memory_stat.write("anon 1\ninactive_file 12345")
+
+    assert working_set(host) == 100 * 2**20 - 12345
