@@ -414,6 +414,17 @@ def test_a_client_that_does_not_take_its_answer_is_closed_as_slow(serve):
     assert served.open_connections() == 0
 
 
+def test_a_client_that_closes_its_connection_is_let_go(serve):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert read_answer(client.makefile("rb"))[0] == 200
+    client.close()
+
+    wait_for(lambda: served.open_connections() == 0, "the connection let go")
+    assert [served.closed(reason) for reason in ("slow", "idle", "over_capacity")] == [0, 0, 0]
+
+
 def test_a_client_gone_while_its_scrape_renders_leaves_nothing_open(serve):
     rendering, release = threading.Event(), threading.Event()
 
