@@ -583,26 +583,6 @@ def test_an_answer_larger_than_the_socket_takes_is_written_in_full_then_the_next
     assert closed_by_the_server(client)
 
 
-def test_at_the_cap_the_longest_waiting_connection_is_closed_whether_idle_or_pending(serve, caplog):
-    served = serve(max_connections=2)
-    idle = served.connect()
-    idle.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
-    assert read_answer(idle.makefile("rb"))[0] == 200  # idle since this answer
-    assert served.get("/nothing")[0] == 404  # the loop has taken the answer back since
-    wait_for(lambda: served.open_connections() == 1, "the probe's connection closed")
-    pending = served.connect()
-    wait_for(lambda: served.open_connections() == 2, "the second connection accepted")
-
-    newest = served.connect()
-
-    assert closed_by_the_server(idle)
-    assert still_open(pending) and still_open(newest)
-    assert served.closed("over_capacity") == 1
-    [full] = [r for r in caplog.records if r.name == "exporter.server" and r.levelno == logging.WARNING]
-    assert full.getMessage() == ("The most connections allowed (--max-connections), with 1 connections open: each new "
-                                 "one closes the one that has waited longest (1 so far)")
-
-
 def test_at_the_cap_with_every_connection_being_answered_a_new_one_is_closed_at_once_and_counted(serve, caplog):
     rendering, release = threading.Semaphore(0), threading.Event()
 
