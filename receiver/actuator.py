@@ -57,7 +57,8 @@ class Actuator:
                  events: E.EventLog | None = None,
                  storm: StormLedger | None = None,
                  firing_alerts: Callable[[], FiringAlerts] | None = None,
-                 gate: WriteGate | None = None):
+                 gate: WriteGate | None = None,
+                 report: Reporter | None = None):
         self.api = api
         self.metrics = metrics
         # Which alerts Prometheus fires now (receiver/confirmation.py): asked once per
@@ -68,9 +69,10 @@ class Actuator:
         self.gate = gate or WriteGate()
         # Hot tasks and actions in flight, shared by every action thread (receiver/storm.py).
         self.storm = storm or StormLedger.from_settings(settings, monotonic)
-        # Every log line, metric and event of an action (receiver/reporting.py); `events`
-        # gets a decision event for each action, before the update call.
-        self.report = Reporter(metrics, events)
+        # Every log line, metric and event of an action (receiver/reporting.py): the app's
+        # one Reporter, else one on `metrics` and `events` (an Actuator driven on its own).
+        # `events` gets a decision event for each action, before the update call.
+        self.report = report or Reporter(metrics, events)
         self.settings = settings
         self.clock = clock
         self.monotonic = monotonic

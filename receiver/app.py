@@ -65,8 +65,8 @@ class Receiver:
     api: NegotiatingClient
     metrics: Metrics
     events: E.EventLog
-    # Every log line, metric and event of what arrives (the Actuator and the Dispatcher
-    # report through their own Reporter on the same metrics and events).
+    # Every log line, metric and event: of what arrives, and (the same Reporter, handed
+    # to them) of the Actuator's, the Dispatcher's and the Maintainer's work.
     report: Reporter
     storm: StormLedger
     readiness: Readiness
@@ -146,7 +146,7 @@ def _assemble(settings: Settings, api: NegotiatingClient, executor: Executor | N
     # Closed at the shutdown deadline: from then on nothing writes to Docker (gate.py).
     gate = WriteGate()
     actuator = Actuator(api, settings, metrics, clock=clock, sleep=sleep, events=events,
-                        storm=storm, firing_alerts=firing_alerts, gate=gate)
+                        storm=storm, firing_alerts=firing_alerts, gate=gate, report=report)
     return Receiver(
         settings=settings, api=api, metrics=metrics, events=events, report=report,
         storm=storm, readiness=Readiness(api, settings.readiness_interval),
@@ -154,8 +154,8 @@ def _assemble(settings: Settings, api: NegotiatingClient, executor: Executor | N
         dispatcher=Dispatcher(actuator.handle, metrics, events, executor=executor,
                               workers=settings.workers,
                               max_pending_services=settings.max_pending_services,
-                              clock=clock, gate=gate),
-        maintainer=Maintainer(api, actuator, storm, Reporter(metrics, events), settings,
+                              clock=clock, gate=gate, report=report),
+        maintainer=Maintainer(api, actuator, storm, report, settings,
                               events=events, clock=clock))
 
 

@@ -117,13 +117,15 @@ class Dispatcher:
                  workers: int = 4, max_pending_services: int = 256,
                  monotonic: Callable[[], float] = time.monotonic,
                  clock: Callable[[], datetime] = utc_now,
-                 gate: WriteGate | None = None):
+                 gate: WriteGate | None = None,
+                 report: Reporter | None = None):
         self._handle = handle
         # The one `handle` passes, under the service's name, before each write.
         self._gate = gate or WriteGate()
         self._metrics = metrics  # the queue's own gauges
-        # Every log line, metric and event of what becomes of the work.
-        self._report = Reporter(metrics, events or E.EventLog(1024, clock))
+        # Every log line, metric and event of what becomes of the work: the app's one
+        # Reporter, else one of its own.
+        self._report = report or Reporter(metrics, events or E.EventLog(1024, clock))
         self._executor = executor or ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="swarmguard-action")
         self._max_pending = max_pending_services
