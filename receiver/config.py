@@ -94,8 +94,9 @@ class Settings(ServerSettings):
     # None: the docker SDK's own default (DOCKER_HOST, else the local unix socket).
     docker_host: str | None = None
     # "auto": negotiated with the daemon before its first versioned request
-    # (cluster.NegotiatingClient), never at start, so the receiver starts (and answers /readyz 503) while Docker is down. Engine
-    # 29 refuses clients below API 1.44, so no one pinned version serves every engine.
+    # (cluster.NegotiatingClient), never at start, so the receiver starts (and answers
+    # /readyz 503) while Docker is down. Engine 29 refuses clients below API 1.44, so no
+    # one pinned version serves every engine.
     # A version such as "1.44" pins it (cluster.REQUIRED_API_VERSION is the floor).
     docker_api_version: str = "auto"
     docker_timeout: float = field(default=10.0, metadata=POSITIVE)
