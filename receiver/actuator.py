@@ -74,6 +74,8 @@ class Actuator:
         # `events` gets a decision event for each action, before the update call.
         self.report = report or Reporter(metrics, events)
         self.settings = settings
+        # What deciding needs of the settings, taken once: they are frozen.
+        self.policy = Policy.from_settings(settings)
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
@@ -164,7 +166,7 @@ class Actuator:
                 # and keeps the start it counted: one action is one start per minute.
                 ended = self.storm.end(name)
                 retry_of = ended if ended is not None else retry_of
-                decisions = decide(alerts, snapshot, Policy.from_settings(self.settings), now,
+                decisions = decide(alerts, snapshot, self.policy, now,
                                    self._storm_view(firing, retry_of))
                 action = next((d for d in decisions if isinstance(d, Action)), None)
                 self._note_in_line(decisions)
