@@ -17,6 +17,12 @@ from receiver.model import Node, Service, Task
 from receiver.alerts import Alert
 
 
+def clock_of(moment: datetime) -> str:
+    """The time of day a sentence shows: the logs, skips and labels are read beside
+    Alertmanager's and Swarm's own UTC stamps, to the second."""
+    return moment.strftime("%H:%M:%S")
+
+
 class Action:
     """What both kinds of action have. Subclasses are frozen dataclasses with the fields
     `alert`, `service`, `what` and a `kind` (a kinds.KINDS name)."""

@@ -24,7 +24,7 @@ from receiver import labels as L
 from receiver import placement
 from receiver import safety
 # The decision types (receiver/actions.py), also read from here by decide()'s callers.
-from receiver.actions import Action, Decision, FutileMove, Migration, ScaleStep, Skip
+from receiver.actions import Action, Decision, FutileMove, Migration, ScaleStep, Skip, clock_of
 from receiver.model import Node, Service, Snapshot, Task
 from receiver.alerts import CPU_PERCENT, MEMORY_PERCENT, NETWORK_PERCENT, Alert
 # The skip reasons decide() gives (all defined in reasons.py).
@@ -116,8 +116,8 @@ def decide_one(alert: Alert, snapshot: Snapshot, policy: Policy,
                      and since_kind >= cooldown)
         if not continues:
             return Skip(alert, STALE,
-                        f"the alert began at {_hms(alert.starts_at)}, before the last "
-                        f"SwarmGuard action ({history.last_kind} at {_hms(history.last_at)})")
+                        f"the alert began at {clock_of(alert.starts_at)}, before the last "
+                        f"SwarmGuard action ({history.last_kind} at {clock_of(history.last_at)})")
     if alert.kind == kinds.MIGRATE.name:
         # Before the cooldown: the replacement is judged hot again within the cooldown (20 s
         # of start-up grace and the rule's `for:`), and that is when the finding is news.
@@ -190,7 +190,7 @@ def _futile(alert: Alert, snapshot: Snapshot, service: Service, history: L.Histo
     if until:
         return Skip(alert, FUTILE,
                     f"moving {service.name} did not help: {_OWN_HEAT}; not migrated until "
-                    f"{_hms(until)} ({L.FUTILE_UNTIL})")
+                    f"{clock_of(until)} ({L.FUTILE_UNTIL})")
     # While Swarm's own update runs, the finding waits (in_progress): the hold is written
     # by an update of its own, which must not race Swarm's.
     task = snapshot.task(alert.task_id)
@@ -204,7 +204,7 @@ def _futile(alert: Alert, snapshot: Snapshot, service: Service, history: L.Histo
         f"task {(alert.task_id or '')[:12]} is hot again on "
         f"{snapshot.hostname(alert.node_id)}, "
         f"{(now - moved_at).total_seconds():.0f} s after it was moved there: {_OWN_HEAT}; "
-        f"{service.name} is not migrated until {_hms(until)}",
+        f"{service.name} is not migrated until {clock_of(until)}",
         service=service, until=until)
 
 
@@ -385,6 +385,3 @@ def replicas_needed(alert: Alert) -> int | None:
         return None
     return int(value)
 
-
-def _hms(moment: datetime) -> str:
-    return moment.strftime("%H:%M:%S")

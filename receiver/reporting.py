@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Sequence
 
 from receiver import events as E
 from receiver import labels as L
-from receiver.actions import Action, FutileMove, Migration, Outcome, Skip
+from receiver.actions import Action, FutileMove, Migration, Outcome, Skip, clock_of
 from receiver.kinds import MIGRATE
 if TYPE_CHECKING:
     from receiver.maintenance import NodeMove
@@ -236,7 +236,7 @@ class Reporter:
 
     def futile_found(self, found: FutileMove, dry_run: bool) -> None:
         """The hold of a futile move is written (the skip itself is reported as a skip)."""
-        hold = (f"{found.service.name}'s migrations until {found.until.strftime('%H:%M:%S')} "
+        hold = (f"{found.service.name}'s migrations until {clock_of(found.until)} "
                 f"({L.FUTILE_UNTIL})")
         if dry_run:
             _acting.info("**DRY-RUN**: would hold %s", hold)
