@@ -43,7 +43,6 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from swarmguard_config.rfc3339 import format_time
 from tests import webhooks
 from tests.bench import receiver_attacks as attacks_
 from tests.bench.common import progress, publish, pyplot, rss_mb, save_figure, summarise, table
@@ -58,10 +57,6 @@ FLOOD_WEBHOOKS, FLOOD_SERVICES = 12, 9200
 # 9,200 of the smallest valid alerts take 1.01 MiB: the receivers under test take bodies a
 # little over their default 1 MiB, so that the flood is what reaches them (not a 413).
 FLOOD_MAX_BODY_BYTES = 1100000
-
-
-def rfc3339(at: datetime | None = None) -> str:
-    return format_time(at or datetime.now(timezone.utc))
 
 
 class Gunicorn:
@@ -182,7 +177,7 @@ def timed(fn) -> float | None:
 
 
 def slow_clients(receiver: Gunicorn, requests_each: int) -> dict:
-    body = scale_up_body([SERVICE], rfc3339())
+    body = scale_up_body([SERVICE], webhooks.stamp())
     clients = SlowClients(receiver.port, SLOW_CLIENTS)
     clients.start()
     time.sleep(1.0)
@@ -233,7 +228,7 @@ def flood(receiver: Gunicorn, wait_limit: float) -> dict:
     flood_done = time.monotonic() - t0
     before = receiver.metric("swarmguard_actions_total", kind="scale_up", result="dry_run")
     sent = time.monotonic()
-    real = receiver.post(scale_up_body([SERVICE], rfc3339()), timeout=60)
+    real = receiver.post(scale_up_body([SERVICE], webhooks.stamp()), timeout=60)
     acted = None
     while time.monotonic() - sent < wait_limit:
         if receiver.metric("swarmguard_actions_total", kind="scale_up",
@@ -256,7 +251,7 @@ def flood(receiver: Gunicorn, wait_limit: float) -> dict:
 def run_attacks(run: str, tree: Path, workdir: Path, docker_socket: Path, extra, seconds: float
                 ) -> list[dict]:
     """Each attack against a fresh receiver (one attack's leftovers never weigh on the next)."""
-    body = scale_up_body([SERVICE], rfc3339())
+    body = scale_up_body([SERVICE], webhooks.stamp())
     rows = []
     attacks = [
         ("chunk trickle", lambda r: attacks_.chunk_trickle(

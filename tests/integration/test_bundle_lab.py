@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import webhooks
 from tests.lab.instruments import dashboard, prometheus
 
 from tests.lab.infra import services, stack
@@ -33,7 +33,7 @@ from tests.lab.config import LabConfig, Node
 from tests.lab.infra.nodes import client
 from tests.lab.infra.services import node_name, running_tasks
 from tests.lab.instruments.probe import Probe
-from tests.lab.infra.receiver_proc import ReceiverProcess, rfc3339
+from tests.lab.infra.receiver_proc import ReceiverProcess
 from tests.lab.infra.system import LabError, wait_for
 
 pytestmark = pytest.mark.lab
@@ -289,18 +289,15 @@ def test_the_stacks_alertmanager_delivers_a_swarmguard_alert_to_the_stacks_recei
     unreachable = receiver_metric(lab, "swarmguard_alerts_skipped_total",
                                   alertname="SwarmGuardMigrate", reason="prometheus_unreachable")
     actions = receiver_metric(lab, "swarmguard_actions_total")
-    now = datetime.now(timezone.utc)
-    alert = {
-        "labels": {"alertname": "SwarmGuardMigrate", "service": NO_SUCH_SERVICE,
-                   # Well-formed Swarm IDs (25 lower-case letters and digits) that name
-                   # nothing: the receiver checks the format before it looks them up.
-                   "task_id": "bundlelabtask000000000000", "node_id": "bundlelabnode000000000000",
-                   "scenario": "migrate", "severity": "warning"},
-        "annotations": {"summary": "sent by test_bundle_lab", "description": "no such service",
-                        "runbook_url": "docs/runbook.md#swarmguardmigrate"},
-        "startsAt": rfc3339(now), "endsAt": rfc3339(now + timedelta(minutes=5)),
-        "generatorURL": "http://test-bundle-lab.invalid/",
-    }
+    alert = webhooks.posted_alert(
+        {"alertname": "SwarmGuardMigrate", "service": NO_SUCH_SERVICE,
+         # Well-formed Swarm IDs (25 lower-case letters and digits) that name
+         # nothing: the receiver checks the format before it looks them up.
+         "task_id": "bundlelabtask000000000000", "node_id": "bundlelabnode000000000000",
+         "scenario": "migrate", "severity": "warning"},
+        annotations={"summary": "sent by test_bundle_lab", "description": "no such service",
+                     "runbook_url": "docs/runbook.md#swarmguardmigrate"},
+        generatorURL="http://test-bundle-lab.invalid/")
     auth = stack.web_auth(lab)  # Alertmanager's web config asks for it, as amtool's users
     r = requests.post(f"{url}/api/v2/alerts", json=[alert], timeout=10, auth=auth)
     assert r.status_code == 200, r.text
@@ -321,8 +318,7 @@ def test_the_stacks_alertmanager_delivers_a_swarmguard_alert_to_the_stacks_recei
                                reason="prometheus_unreachable") == unreachable
         assert receiver_metric(lab, "swarmguard_actions_total") == actions
     finally:
-        alert["endsAt"] = rfc3339(datetime.now(timezone.utc))  # resolve it
-        requests.post(f"{url}/api/v2/alerts", json=[alert], timeout=10, auth=auth)
+        requests.post(f"{url}/api/v2/alerts", json=[webhooks.resolved(alert)], timeout=10, auth=auth)
 
 
 def test_every_dashboard_query_returns_series_once_swarmguard_has_migrated_the_demo_task(bundle):

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 
 from receiver.config import Settings
 
+from tests import webhooks
 from tests.lab.instruments import alertmanager, prometheus
 from tests.lab.scenarios import run
 from tests.lab.infra import services
 from tests.lab.instruments.probe import Probe
 from tests.lab.reports.timeline import parse_time
-from tests.lab.infra.receiver_proc import ReceiverProcess, rfc3339
+from tests.lab.infra.receiver_proc import ReceiverProcess
 from tests.lab.infra.services import stop_stress_everywhere
 from tests.lab.infra.system import wait_for
 
@@ -160,12 +160,11 @@ def test_an_alert_posted_straight_to_alertmanager_with_real_ids_moves_nothing(la
     # the token; the receiver asks Prometheus, which does not fire it.
     [task] = services.running_tasks(lab, victim)
     before = services.inspect(lab, victim)["Version"]
-    now = datetime.now(timezone.utc)
-    alert = {"labels": {"alertname": "SwarmGuardMigrate", "service": victim, "task_id": task["ID"],
-                        "node_id": task["NodeID"], "scenario": "migrate", "severity": "warning"},
-             "annotations": {"summary": "forged", "description": "posted by the lab tests",
-                             "cpu_percent": "99", "network_percent": "1"},
-             "startsAt": rfc3339(now), "endsAt": rfc3339(now + timedelta(minutes=5))}
+    alert = webhooks.posted_alert(
+        {"alertname": "SwarmGuardMigrate", "service": victim, "task_id": task["ID"],
+         "node_id": task["NodeID"], "scenario": "migrate", "severity": "warning"},
+        annotations={"summary": "forged", "description": "posted by the lab tests",
+                     "cpu_percent": "99", "network_percent": "1"})
     with ReceiverProcess(lab) as receiver:
         try:
             assert requests.post(f"{lab.alertmanager_url}/api/v2/alerts", json=[alert],
@@ -176,8 +175,8 @@ def test_an_alert_posted_straight_to_alertmanager_with_real_ids_moves_nothing(la
                 reason="unconfirmed") >= 1, timeout=90)
             receiver.wait_idle()
         finally:
-            alert["endsAt"] = rfc3339(datetime.now(timezone.utc))  # resolve it
-            requests.post(f"{lab.alertmanager_url}/api/v2/alerts", json=[alert], timeout=10)
+            requests.post(f"{lab.alertmanager_url}/api/v2/alerts", json=[webhooks.resolved(alert)],
+                          timeout=10)
         # Its resolution is delivered here, not to the next test's receiver (which may
         # count on receiving nothing).
         wait_for("the forged alert's resolution to be delivered", lambda: receiver.metric(

@@ -17,11 +17,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
+from tests import webhooks
 from tests.lab.instruments import health, prometheus
 
 from tests.lab.infra import monitoring, services
 from tests.lab.infra.docker_proxy import DockerProxy
-from tests.lab.infra.receiver_proc import ReceiverProcess, rfc3339
+from tests.lab.infra.receiver_proc import ReceiverProcess
 from tests.lab.infra.system import wait_for
 
 pytestmark = pytest.mark.lab
@@ -185,11 +186,12 @@ def _synthetic_alert(ends_in: timedelta) -> list[dict]:
     """A SwarmGuardMigrate for a task that does not exist, sent to Alertmanager directly:
     something to deliver to the receiver (stale if it ever gets there, so nothing moves)."""
     now = datetime.now(timezone.utc)
-    return [{"labels": {"alertname": "SwarmGuardMigrate", "service": "health-fault-probe",
-                        "task_id": "nosuchtask000000000000000", "node_id": "nosuchnode000000000000000", "scenario": "migrate",
-                        "severity": "warning"},
-             "annotations": {"summary": "detection-health fault test"},
-             "startsAt": rfc3339(now - timedelta(seconds=1)), "endsAt": rfc3339(now + ends_in)}]
+    return [webhooks.posted_alert(
+        {"alertname": "SwarmGuardMigrate", "service": "health-fault-probe",
+         "task_id": "nosuchtask000000000000000", "node_id": "nosuchnode000000000000000",
+         "scenario": "migrate", "severity": "warning"},
+        annotations={"summary": "detection-health fault test"},
+        starts_at=now - timedelta(seconds=1), lasting=ends_in + timedelta(seconds=1))]
 
 
 def test_a_stopped_receiver_is_receiver_down_and_alertmanagers_deliveries_fail(lab, receiver):

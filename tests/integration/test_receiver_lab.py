@@ -12,11 +12,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
+from tests import webhooks
 from tests.lab.infra import services
 from tests.lab.infra.services import inspect, replicas
 from tests.lab.infra.nodes import client
 from tests.lab.instruments.probe import Probe
-from tests.lab.infra.receiver_proc import ReceiverProcess, rfc3339, webhook
+from tests.lab.infra.receiver_proc import ReceiverProcess, webhook
 from tests.lab.infra.system import wait_for
 
 pytestmark = pytest.mark.lab
@@ -57,7 +58,7 @@ def resolved(body: dict) -> dict:
     body = copy.deepcopy(body)
     body["status"] = "resolved"
     for alert in body["alerts"]:
-        alert["status"], alert["endsAt"] = "resolved", rfc3339()
+        alert["status"], alert["endsAt"] = "resolved", webhooks.stamp()
     return body
 
 

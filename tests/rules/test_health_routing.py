@@ -8,12 +8,12 @@ import shutil
 import socket
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 import yaml
 
+from tests import webhooks
 from tests.rules.test_rule_contract import ALERTMANAGER, amtool
 
 
@@ -88,9 +88,7 @@ def alertmanager(tmp_path):
 
 
 def _alert(**labels: str) -> dict:
-    now = datetime.now(timezone.utc)
-    return {"labels": labels, "annotations": {},
-            "startsAt": now.isoformat(), "endsAt": (now + timedelta(minutes=5)).isoformat()}
+    return webhooks.posted_alert(labels, annotations={})
 
 
 def _inhibited(url: str) -> dict[tuple[str, str], bool]:

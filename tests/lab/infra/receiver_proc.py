@@ -11,12 +11,11 @@ import signal
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from swarmguard_config.rfc3339 import format_time
 from tests import webhooks
 
 from ..config import PROJECT_ROOT, LabConfig
@@ -137,10 +136,6 @@ class ReceiverProcess:
         wait_for("receiver idle", lambda: self.metric("swarmguard_actions_in_flight") == 0, timeout=timeout)
 
 
-def rfc3339(at: datetime | None = None) -> str:
-    return format_time(at or datetime.now(timezone.utc))
-
-
 def webhook(alertname: str, labels: dict, *, starts_at: datetime | None = None,
             status: str = "firing", annotations: dict | None = None) -> dict:
     """A webhook body exactly as Alertmanager 0.25 sends it, for one alert."""
@@ -148,7 +143,7 @@ def webhook(alertname: str, labels: dict, *, starts_at: datetime | None = None,
                 "SwarmGuardScaleDown": "scale_down"}[alertname]
     all_labels = {"alertname": alertname, "scenario": scenario, "severity": "warning", **labels}
     one = webhooks.alert(
-        all_labels, rfc3339(starts_at), status=status, ends_at=webhooks.STILL_FIRING,
+        all_labels, webhooks.stamp(starts_at), status=status, ends_at=webhooks.STILL_FIRING,
         annotations={"summary": "lab", "description": "sent by the lab tests",
                      "runbook_url": "https://example.invalid/runbook", **(annotations or {})},
         generatorURL="http://127.0.0.1:9090/graph", fingerprint=f"{abs(hash(str(all_labels))):016x}"[:16])
