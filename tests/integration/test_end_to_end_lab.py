@@ -3,7 +3,6 @@ the exporter see it, Prometheus fires, Alertmanager calls the receiver under gun
 and the receiver moves the task, while a probe through the entry point counts failures."""
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
@@ -192,25 +191,24 @@ def test_an_alert_posted_straight_to_alertmanager_with_real_ids_moves_nothing(la
 
 def test_a_silenced_service_is_not_acted_on_while_the_silence_holds(lab, victim):
     [task] = services.running_tasks(lab, victim)
-    amtool = ["amtool", f"--alertmanager.url={lab.alertmanager_url}"]
-    silence = subprocess.run(amtool + ["silence", "add", f"service={victim}", "--duration=10m",
-                                       "--author=lab-tests", "--comment=maintenance"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    try:
-        with ReceiverProcess(lab) as receiver:
-            stress_until_migrate_fires(lab, victim)
-            wait_for("Alertmanager to hold the alert silenced", lambda: alertmanager.silenced_by(
-                lab, "SwarmGuardMigrate", victim, silence), timeout=30)
-            time.sleep(5)  # group_wait is 0 s, group_interval 1 s: a delivery would have come by now
-            # Nothing about this task arrived: the first delivery of an alert is always an
-            # event (a decision, or a notification when resolved). Judged by the task, not
-            # by the receiver's counters nor the service's name: this receiver listens
-            # where the lab's Alertmanagers deliver, and they may still be delivering what
-            # earlier specs left, about earlier tasks of a service also called "victim".
-            assert [e for e in receiver.events() if e["task"] == task["ID"]] == []
-            assert [t["ID"] for t in services.running_tasks(lab, victim)] == [task["ID"]]
-    finally:
-        subprocess.run(amtool + ["silence", "expire", silence], check=True, capture_output=True)
+    with alertmanager.silence_service(lab, victim) as silence, ReceiverProcess(lab) as receiver:
+        stress_until_migrate_fires(lab, victim)
+        wait_for("Alertmanager to hold the alert silenced", lambda: alertmanager.silenced_by(
+            lab, "SwarmGuardMigrate", victim, silence), timeout=30)
+        labels = {"alertname": "SwarmGuardMigrate", "service": victim, "node_id": task["NodeID"],
+                  "scenario": "migrate", "severity": "warning"}
+        with alertmanager.marker(lab, labels) as marker_task:
+            # The first delivery of an alert is always an event (a decision, or a
+            # notification when resolved): the marker's, of the same group, arrived.
+            wait_for("the marker alert to reach the receiver", lambda: any(
+                e["task"] == marker_task for e in receiver.events()), timeout=60)
+            receiver.wait_idle()
+        # Nothing about this task arrived with it. Judged by the task, not by the
+        # receiver's counters nor the service's name: this receiver listens where the
+        # lab's Alertmanagers deliver, and they may still be delivering what earlier specs
+        # left, about earlier tasks of a service also called "victim".
+        assert [e for e in receiver.events() if e["task"] == task["ID"]] == []
+        assert [t["ID"] for t in services.running_tasks(lab, victim)] == [task["ID"]]
 
 
 @pytest.fixture
