@@ -227,14 +227,17 @@ def test_other_docker_errors_are_retried_with_backoff_then_reported():
         "swarmguard_docker_errors_total", {"operation": "update"}) == 3
 
 
-def test_an_action_retried_after_docker_errors_spends_one_start_of_the_per_minute_budget():
-    api, clock = example_api(), Clock()
+@pytest.mark.parametrize("replicas, fixture", [(1, "firing_migrate.json"),
+                                               (2, "firing_scale_up.json")])
+def test_an_action_retried_after_docker_errors_spends_one_start_of_the_per_minute_budget(
+        replicas, fixture):
+    api, clock = example_api(replicas=replicas), Clock()
     api.after_update = swarm_moves_task_to(WORKER_2)
     api.update_failures = [api_error(500, "rpc error: code = Unavailable")] * 3
     # One start a minute: the retries must not spend more, nor be refused by their own.
     act, _ = actuator(api, clock, docker_attempts=5, max_actions_per_minute=1)
 
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    (outcome,) = act.handle(recorded(fixture))
 
     assert outcome.result == R.SUCCESS
     assert len(api.updates) == 4
