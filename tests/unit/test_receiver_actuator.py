@@ -16,6 +16,7 @@ from receiver import reasons as R
 from receiver.actuator import Actuator
 from receiver.cluster import read_snapshot
 from receiver.config import Settings
+from receiver.confirmation import FiringAlerts, Unanswered
 from receiver.gate import ShuttingDown
 from receiver.metrics import Metrics
 from receiver.alerts import Alert
@@ -52,11 +53,12 @@ def recorded(name):
 UNREADABLE = [pytest.param(error, id=what) for what, error in unreadable_answers().items()]
 
 
-def actuator(api, clock, events=None, **settings):
+def actuator(api, clock, events=None, firing_alerts=None, **settings):
     s = Settings(token="t", **settings)
     metrics = Metrics()
     act = Actuator(api, s, metrics, clock=lambda: clock.now, monotonic=lambda: clock.mono,
-                   sleep=clock.sleep, jitter=lambda: 1.0, events=events)
+                   sleep=clock.sleep, jitter=lambda: 1.0, events=events,
+                   firing_alerts=firing_alerts)
     return act, metrics
 
 
@@ -897,6 +899,59 @@ def test_the_recorded_reason_is_cut_to_500_characters():
     reason = api.updates[0]["labels"]["swarmguard.last-action-reason"]
     assert len(reason) == 500
     assert reason.startswith("Migrating demo_web off " + "w" * 250)
+
+
+# -- asking Prometheus first (receiver/confirmation.py) ------------------------------------
+
+MIGRATE_FIRING = {"alertname": "SwarmGuardMigrate", "service": "demo_web", "task_id": TASK,
+                  "node_id": WORKER_1}
+
+
+def asked_for(seconds, clock, answer):
+    """firing_alerts: Prometheus takes `seconds` to give `answer` (FiringAlerts, or an
+    exception to raise)."""
+    def firing_alerts():
+        clock.mono += seconds
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    return firing_alerts
+
+
+def confirmation_seconds(metrics):
+    return (metrics.registry.get_sample_value("swarmguard_confirmation_duration_seconds_count"),
+            metrics.registry.get_sample_value("swarmguard_confirmation_duration_seconds_sum"))
+
+
+def test_while_prometheus_cannot_say_each_alert_is_skipped_saying_why_and_docker_is_not_read(
+        caplog):
+    api, clock = example_api(), Clock()
+    why = "http://prometheus:9090/api/v1/alerts unreachable (ConnectTimeout)"
+    act, metrics = actuator(api, clock, firing_alerts=asked_for(0.25, clock, Unanswered(why)))
+    alerts = [hot(TASK, WORKER_1, clock)]
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(alerts)
+    assert outcome.result == R.SKIPPED
+    assert outcome.decision.alert is alerts[0]
+    assert (outcome.decision.reason, outcome.decision.why) == (
+        R.PROMETHEUS_UNREACHABLE, f"cannot confirm it with Prometheus: {why}")
+    assert f"cannot confirm alerts with Prometheus, acting on none: {why}" in caplog.messages
+    assert confirmation_seconds(metrics) == (1, pytest.approx(0.25))  # how long it took to fail
+    assert api.calls == []
+
+
+def test_an_alert_no_prometheus_fires_is_skipped_saying_so_and_docker_is_not_read():
+    api, clock = example_api(), Clock()
+    act, metrics = actuator(api, clock, firing_alerts=asked_for(
+        0.25, clock, FiringAlerts.of([{**MIGRATE_FIRING, "node_id": WORKER_2}])))
+    alerts = [hot(TASK, WORKER_1, clock)]
+    (outcome,) = act.handle(alerts)
+    assert outcome.result == R.SKIPPED
+    assert outcome.decision.alert is alerts[0]
+    assert (outcome.decision.reason, outcome.decision.why) == (
+        R.UNCONFIRMED, "no Prometheus fires this alert with these labels")
+    assert confirmation_seconds(metrics) == (1, pytest.approx(0.25))
+    assert api.calls == []
 
 
 # -- futile moves ------------------------------------------------------------------------------
