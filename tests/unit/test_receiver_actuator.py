@@ -954,6 +954,27 @@ def test_an_alert_no_prometheus_fires_is_skipped_saying_so_and_docker_is_not_rea
     assert api.calls == []
 
 
+def test_a_node_is_believed_hot_only_for_a_task_prometheus_fires_on_that_very_node():
+    api, clock = example_api(), Clock()
+    api.after_update = swarm_moves_task_to(WORKER_2)
+    other = {"alertname": "SwarmGuardMigrate", "service": "demo_api"}
+    # Hot, as remembered: demo_api's task X on worker-3, and its task Y on worker-2, which
+    # Prometheus fires for on worker-3 only (the memory of worker-2 is out of date).
+    x, y = "x" * 25, "y" * 25
+    firing = FiringAlerts.of([MIGRATE_FIRING, {**other, "task_id": x, "node_id": WORKER_3},
+                              {**other, "task_id": y, "node_id": WORKER_3}])
+    act, _ = actuator(api, clock, firing_alerts=lambda: firing)
+    act.storm.observe([Alert("SwarmGuardMigrate", "firing",
+                             MappingProxyType({**other, "task_id": task, "node_id": node}),
+                             MappingProxyType({}), clock.now, None, task)
+                       for task, node in [(x, WORKER_3), (y, WORKER_2)]])
+    (outcome,) = act.handle([hot(TASK, WORKER_1, clock)])
+    assert outcome.result == R.SUCCESS
+    (update,) = api.updates
+    assert update["task_template"]["Placement"]["Constraints"] == [
+        "node.role==worker", "node.hostname!=worker-1", "node.hostname!=worker-3"]
+
+
 # -- futile moves ------------------------------------------------------------------------------
 
 def hot(task_id, node_id, clock, fp="fp"):
