@@ -251,16 +251,22 @@ def test_an_action_retried_after_docker_errors_spends_one_start_of_the_per_minut
     pytest.param(requests.exceptions.ReadTimeout("read timed out"), id="timeout"),
     *UNREADABLE])
 def test_an_update_whose_last_attempt_landed_despite_its_error_is_watched_to_its_outcome(
-        failure):
+        failure, caplog):
     api, clock = example_api(), Clock()
     api.after_update = swarm_moves_task_to(WORKER_2)
     api.update_failures = [api_error(500, "rpc error: code = Unavailable"), Landed(failure)]
-    outcome, _ = migrate(api, clock, docker_attempts=2)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        outcome, _ = migrate(api, clock, docker_attempts=2)
     assert (outcome.result, outcome.detail) == (R.SUCCESS, "new task newtask0001 running")
     assert len(api.updates) == 2
+    assert "The update of demo_web did land despite the error" in caplog.messages
+    # Read back as stored, to find our stamp in the service's own labels.
+    last_update = max(i for i, c in enumerate(api.calls) if c[0] == "update_service")
+    read_back = next(c for c in api.calls[last_update:] if c[0] == "inspect_service")
+    assert read_back == ("inspect_service", ("demo_web",), {"insert_defaults": False})
 
 
-def test_an_update_whose_landing_cannot_be_read_back_fails_saying_so():
+def test_an_update_whose_landing_cannot_be_read_back_fails_saying_so(caplog):
     api, clock = example_api(), Clock()
     api.update_failures = [requests.exceptions.ReadTimeout("read timed out")]
     act, metrics = actuator(api, clock, docker_attempts=1)
@@ -273,11 +279,25 @@ def test_an_update_whose_landing_cannot_be_read_back_fails_saying_so():
             raise requests.exceptions.ConnectionError("connection refused")
         return real_inspect(service, insert_defaults=insert_defaults)
     api.inspect_service = inspect
-    (outcome,) = act.handle(recorded("firing_migrate.json"))
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
     assert (outcome.result, outcome.detail) == (
         R.FAILED, "docker update failed: read timed out; whether its update landed is not known")
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "read"}) == 1
+    assert "docker read failed: connection refused" in caplog.messages
+
+
+def test_a_service_removed_after_an_update_that_may_have_landed_is_not_taken_as_updated(
+        caplog):
+    api, clock = example_api(), Clock()
+    api.update_failures = [Landed(requests.exceptions.ReadTimeout("read timed out"))]
+    api.after_update = lambda api, sid, kw: api.services.pop(sid)  # removed by its owner
+    act, _ = actuator(api, clock, docker_attempts=1)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        (outcome,) = act.handle(recorded("firing_migrate.json"))
+    assert (outcome.result, outcome.detail) == (R.FAILED, "docker update failed: read timed out")
+    assert "The update of demo_web did land despite the error" not in caplog.messages
 
 
 def test_a_spec_docker_refuses_is_not_retried():
