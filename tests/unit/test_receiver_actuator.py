@@ -1094,6 +1094,16 @@ def test_a_hold_that_cannot_be_written_changes_nothing_and_is_reported(failure, 
     assert f"docker record failed: {failure}" in caplog.messages
 
 
+def test_a_futile_hold_passes_the_write_gate_under_its_services_name():
+    api, clock, moved = moved_off_worker_1_20_s_ago()
+    act, _ = actuator(api, clock)
+    (outcome,) = act.handle([hot(moved, WORKER_2, clock)])
+    assert outcome.decision.reason == R.FUTILE and len(api.updates) == 1
+    # A shutdown now knows this work wrote (the Dispatcher reports it unwatched, not dropped
+    # before any write).
+    assert act.gate.close() == {"demo_web"}
+
+
 # -- past the shutdown deadline (receiver/gate.py): nothing is announced nor written ---------
 
 def test_past_the_shutdown_deadline_an_action_is_neither_announced_nor_made():
