@@ -1623,6 +1623,7 @@ def test_a_node_update_that_landed_despite_an_error_is_done_and_the_error_counte
     assert len(api.node_updates) == 1
     assert metrics.registry.get_sample_value(
         "swarmguard_docker_errors_total", {"operation": "node_update"}) == 1
+    assert f"docker node_update failed: {failure}" in caplog.messages
     assert f"The update of node {WORKER_1} did land despite the error" in caplog.messages
 
 
@@ -1643,6 +1644,49 @@ def test_a_node_update_that_failed_and_did_not_land_raises_dockers_error(failure
     raised, api = node_update_failing_with(failure)
     assert raised is failure
     assert api.node(WORKER_1)["Spec"]["Availability"] == "active"
+
+
+def read_back_fails(api):
+    """Our update lands, its answer times out, and the node cannot be read again."""
+    api.update_failures = [Landed(requests.exceptions.ReadTimeout("read timed out"))]
+    real_inspect = api.inspect_node
+
+    def inspect(node_id):
+        if any(c[0] == "update_node" for c in api.calls):
+            raise requests.exceptions.ConnectionError("connection refused")
+        return real_inspect(node_id)
+    api.inspect_node = inspect
+    return pause
+
+
+def another_update_meanwhile(api):
+    """Ours times out; someone else's update of the node lands instead."""
+    real_update = api.update_node
+
+    def update(node_id, version, node_spec=None):
+        real_update(node_id, version, node_spec={**node_spec, "Availability": "drain"})
+        raise requests.exceptions.ReadTimeout("read timed out")
+    api.update_node = update
+    return pause
+
+
+def nothing_to_change(api):
+    """Ours times out unmade, and the node already had the spec it sends."""
+    api.update_failures = [requests.exceptions.ReadTimeout("read timed out")]
+    return lambda spec: spec
+
+
+@pytest.mark.parametrize("situation", [read_back_fails, another_update_meanwhile,
+                                       nothing_to_change])
+def test_a_failed_node_update_is_done_only_if_the_node_holds_its_spec_in_a_newer_version(
+        situation):
+    api, clock = example_api(), Clock()
+    change = situation(api)
+    act, metrics = actuator(api, clock)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        act.update_node(WORKER_1, change)
+    assert metrics.registry.get_sample_value(
+        "swarmguard_docker_errors_total", {"operation": "node_update"}) is None  # the caller's
 
 
 def test_a_node_update_docker_refuses_is_not_read_back():
