@@ -1137,7 +1137,7 @@ def test_a_rollback_seen_before_the_shutdown_deadline_is_not_recorded_after_it()
         if len(clock.sleeps) == 2:  # the migration ended rolled back; its record waits
             act.gate.close()
     act.sleep = sleep
-    with pytest.raises(ShuttingDown):
+    with pytest.raises(ShuttingDown, match="^shutting down: the watch is abandoned$"):
         act.handle(recorded("firing_migrate.json"))
     assert len(api.updates) == 1  # the migration; no record of its rollback
 
