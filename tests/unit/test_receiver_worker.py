@@ -463,6 +463,33 @@ def test_work_that_passed_the_gate_before_leaves_no_mark_on_the_next_work_of_its
     assert [e["result"] for e in the_events(events)] == ["shutdown_unfinished"]
 
 
+def of_service(name):
+    (alert,) = recorded("firing_scale_down.json")
+    return dataclasses.replace(alert, labels={**alert.labels, "service": name})
+
+
+def test_actions_run_on_as_many_threads_as_configured_named_for_operators():
+    # Operators tell the action threads apart by name (py-spy dump, thread names in logs).
+    started = {name: threading.Event() for name in ("demo_a", "demo_b", "demo_c")}
+    release, threads = threading.Event(), []
+
+    def handle(alerts):
+        threads.append(threading.current_thread().name)
+        started[alerts[0].service].set()
+        release.wait(30)
+        return []
+    dispatcher = Dispatcher(handle, Metrics(), workers=2)
+    for service in ("demo_a", "demo_b"):
+        dispatcher.submit([of_service(service)])
+        assert started[service].wait(30)
+    dispatcher.submit([of_service("demo_c")])  # both threads are busy: it waits for one
+    release.set()
+    assert started["demo_c"].wait(30)
+    assert dispatcher.drain(deadline_s=30) == 0
+    assert len(threads) == 3
+    assert set(threads) == {"swarmguard-action_0", "swarmguard-action_1"}
+
+
 def test_shutdown_waits_for_running_work_that_ends_within_the_deadline():
     started, release, draining = threading.Event(), threading.Event(), threading.Event()
 
