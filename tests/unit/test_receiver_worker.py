@@ -512,6 +512,44 @@ def test_shutdown_waits_for_running_work_that_ends_within_the_deadline():
     assert dispatcher.drain(deadline_s=5.0) == 0
 
 
+class RecordedWaits(threading.Condition):
+    """The Dispatcher's condition, recording how long each wait may last."""
+
+    def __init__(self, lock):
+        super().__init__(lock)
+        self.timeouts = []
+
+    def wait(self, timeout=None):
+        self.timeouts.append(timeout)
+        return super().wait(timeout)
+
+
+def test_shutdown_looks_again_at_least_every_half_second_and_waits_no_longer_than_what_is_left():
+    started, release, draining = threading.Event(), threading.Event(), threading.Event()
+    looks = []
+
+    def stuck(alerts):
+        started.set()
+        release.wait(30)
+        return []
+
+    def monotonic():  # a quarter second per look once the shutdown has begun
+        if not draining.is_set():
+            return 100.0
+        looks.append(True)
+        return 100.0 + 0.25 * (len(looks) - 1)
+    dispatcher = Dispatcher(stuck, Metrics(), workers=1, monotonic=monotonic)
+    waits = dispatcher._idle = RecordedWaits(dispatcher._lock)
+    dispatcher.submit(recorded("firing_migrate.json"))
+    assert started.wait(30)
+    draining.set()
+    assert dispatcher.drain(deadline_s=1.25) == 1
+    release.set()
+    # Looks at 100.25 and 100.75 find the deadline (101.25) ahead; the waits, reckoned at
+    # 100.5 and 101.0, are capped at half a second and at the quarter second left.
+    assert waits.timeouts == [0.5, 0.25]
+
+
 def test_shutdown_does_not_wait_for_running_work_past_the_deadline():
     started, release, finished = threading.Event(), threading.Event(), threading.Event()
 
