@@ -1,4 +1,7 @@
 """Reading a task's CPU time and working set from its cgroup, in every layout Docker makes."""
+import errno
+import os
+
 import pytest
 
 from exporter.cgroups import ContainerGone, TaskFiles, locate
@@ -196,3 +199,15 @@ def test_a_field_on_a_last_line_without_a_line_break_is_read_whole(tmp_path):
         memory_stat.write("anon 1\ninactive_file 12345")
 
     assert working_set(host) == 100 * 2**20 - 12345
+
+
+def test_a_container_gone_before_its_files_were_opened_says_which_file_and_why(tmp_path):
+    host = FakeHost(tmp_path, version=2)
+    host.container(4242, f"/docker/{CID}")
+    files = located(host)
+    (host.cgroup / "docker" / CID / "memory.stat").unlink()
+
+    with pytest.raises(ContainerGone) as gone:
+        TaskFiles(files, str(host.proc / "4242" / "net" / "dev"))
+
+    assert str(gone.value) == f"[Errno {errno.ENOENT}] No such file or directory: '{files.memory_stat}'"
