@@ -211,3 +211,19 @@ def test_a_container_gone_before_its_files_were_opened_says_which_file_and_why(t
         TaskFiles(files, str(host.proc / "4242" / "net" / "dev"))
 
     assert str(gone.value) == f"[Errno {errno.ENOENT}] No such file or directory: '{files.memory_stat}'"
+
+
+def test_a_cgroup_file_the_kernel_removed_under_an_open_descriptor_reads_as_gone(tmp_path, monkeypatch):
+    # A removed cgroup's files, held open, fail every read with ENODEV.
+    host = FakeHost(tmp_path, version=2)
+    host.container(4242, f"/docker/{CID}")
+    files = opened(host)
+
+    def removed(fd, size, offset):
+        raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
+
+    monkeypatch.setattr(os, "pread", removed)
+    with pytest.raises(ContainerGone) as gone:
+        files.read()
+
+    assert str(gone.value) == f"[Errno {errno.ENODEV}] {os.strerror(errno.ENODEV)}"
