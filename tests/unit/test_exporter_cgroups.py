@@ -227,3 +227,18 @@ def test_a_cgroup_file_the_kernel_removed_under_an_open_descriptor_reads_as_gone
         files.read()
 
     assert str(gone.value) == f"[Errno {errno.ENODEV}] {os.strerror(errno.ENODEV)}"
+
+
+def test_a_file_that_cannot_be_read_for_another_reason_is_not_taken_for_a_gone_container(tmp_path):
+    host = FakeHost(tmp_path, version=2)
+    host.container(4242, f"/docker/{CID}")
+    net_dev = host.proc / "4242" / "net" / "dev"
+    net_dev.unlink()
+    net_dev.mkdir()  # opens, but reading it fails with EISDIR
+    files = opened(host)
+
+    with pytest.raises(OSError) as failed:
+        files.read()
+
+    assert failed.value.errno == errno.EISDIR
+    assert not isinstance(failed.value, ContainerGone)
