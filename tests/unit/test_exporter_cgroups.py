@@ -242,3 +242,15 @@ def test_a_file_that_cannot_be_read_for_another_reason_is_not_taken_for_a_gone_c
 
     assert failed.value.errno == errno.EISDIR
     assert not isinstance(failed.value, ContainerGone)
+
+
+def test_a_file_that_reads_empty_says_the_process_has_exited(tmp_path):
+    host = FakeHost(tmp_path, version=2)
+    host.container(4242, f"/docker/{CID}")
+    files = opened(host)
+    (host.proc / "4242" / "net" / "dev").write_text("")
+
+    with pytest.raises(ContainerGone) as gone:
+        files.read()
+
+    assert str(gone.value) == f"[Errno {errno.ESRCH}] file reads empty: the process has exited"
