@@ -254,3 +254,12 @@ def test_a_file_that_reads_empty_says_the_process_has_exited(tmp_path):
         files.read()
 
     assert str(gone.value) == f"[Errno {errno.ESRCH}] file reads empty: the process has exited"
+
+
+def test_closing_the_files_twice_is_harmless(tmp_path):
+    host = FakeHost(tmp_path, version=2)
+    host.container(4242, f"/docker/{CID}")
+    files = opened(host)
+
+    files.close()
+    files.close()
