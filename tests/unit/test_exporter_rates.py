@@ -50,8 +50,8 @@ def test_percent_is_not_capped_at_one_hundred():
     assert percent_of_capacity(150_000_000, megabits_to_bits(100)) == pytest.approx(150.0)
 
 
-def test_percent_of_a_zero_capacity_is_refused():
-    with pytest.raises(ValueError):
+def test_percent_of_a_zero_capacity_is_refused_saying_what_it_was():
+    with pytest.raises(ValueError, match="^capacity must be positive, not 0$"):
         percent_of_capacity(1.0, 0)
 
 
