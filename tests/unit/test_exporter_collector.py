@@ -457,7 +457,10 @@ def test_an_unexpected_error_of_the_whole_scrape_still_serves_the_exporters_heal
         raise RuntimeError("a bug in the exporter")
 
     collector = collector_for(host, inventory, clock)
-    scrape(collector)  # a good one first: what it measured is not claimed after the failure
+    (host.cgroup / "docker" / "c2" / "cpu.stat").unlink()
+    # A good one first, with a task measured and one gone: neither is claimed after the failure.
+    assert [scrape(collector).get_sample_value("swarmguard_exporter_tasks", {"outcome": outcome})
+            for outcome in ("measured", "gone")] == [1, 1]
     inventory.tasks = tasks
     with caplog.at_level(logging.ERROR, logger="exporter"):
         scrape(collector)
