@@ -14,7 +14,9 @@ from tests.unit.exporter_host import FakeHost
 
 WEB = {"service": "web", "task_id": "t1", "node_id": "n1"}
 API = {"service": "api", "task_id": "t2", "node_id": "n1"}
-CONTAINERS = {"t1": ("c1", "web.1.t1"), "t2": ("c2", "api.1.t2")}
+DB = {"service": "db", "task_id": "t3", "node_id": "n1"}
+DB_CONTAINER = "3f6c0a2b9d5e41f7a8c2e0b6d4f1a9c37e5b2d8f0a6c4e1b9d7f3a5c2e8b0d61"  # a real-length ID
+CONTAINERS = {"t1": ("c1", "web.1.t1"), "t2": ("c2", "api.1.t2"), "t3": (DB_CONTAINER, "db.1.t3")}
 NODE = Node(cores=2.0, memory_bytes=4 * 2**30)
 
 
@@ -529,3 +531,39 @@ def test_a_task_left_out_of_one_scrape_is_measured_again_once_its_files_read_wel
     metrics = scrape(collector)
 
     assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", API) == pytest.approx(6.0)
+
+
+# -- what an operator reads when one task is left out ---------------------------------------------
+
+
+
+@pytest.fixture
+def db(host):
+    host.container(300, f"/docker/{DB_CONTAINER}", cpu_seconds=1.0, usage=2**20, inactive_file=0,
+                   net={"eth9": (0, 0)})
+    return FakeInventory([task(host, DB, 300), task(host, WEB, 100)])
+
+
+def left_out_twice(host, inventory, clock, caplog):
+    """Two scrapes of a node whose db task cannot be measured: the warnings logged, and the
+    errors counted, by reason."""
+    collector = collector_for(host, inventory, clock)
+    with caplog.at_level(logging.INFO, logger="exporter"):
+        scrape(collector)
+        metrics = scrape(collector)
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", DB) is None
+    assert metrics.get_sample_value("swarmguard_task_cpu_seconds_total", WEB) == pytest.approx(40.0)
+    errors = {reason: metrics.get_sample_value("swarmguard_exporter_scrape_errors_total", {"reason": reason})
+              for reason in ("container_unreadable", "value_refused", "internal_error")}
+    return [(r.levelno, r.getMessage()) for r in caplog.records], errors
+
+
+def test_a_refused_reading_is_counted_every_scrape_and_logged_by_the_containers_short_id_and_why(
+        host, db, clock, caplog):
+    (host.cgroup / "docker" / DB_CONTAINER / "cpu.stat").write_text("usage_usec -1\n")
+
+    logged, errors = left_out_twice(host, db, clock, caplog)
+
+    assert errors == {"container_unreadable": 0, "value_refused": 2, "internal_error": 0}
+    assert logged == [(logging.WARNING, "Refused a reading of container 3f6c0a2b9d5e of db: "
+                                        "usage_usec -1 is not an unsigned 64-bit counter")] * 2
