@@ -567,3 +567,13 @@ def test_a_refused_reading_is_counted_every_scrape_and_logged_by_the_containers_
     assert errors == {"container_unreadable": 0, "value_refused": 2, "internal_error": 0}
     assert logged == [(logging.WARNING, "Refused a reading of container 3f6c0a2b9d5e of db: "
                                         "usage_usec -1 is not an unsigned 64-bit counter")] * 2
+
+
+def test_an_unreadable_container_is_logged_by_its_short_id_and_why(host, db, clock, caplog):
+    (host.cgroup / "docker" / DB_CONTAINER / "memory.stat").write_text("garbage\n")
+
+    logged, errors = left_out_twice(host, db, clock, caplog)
+
+    assert errors == {"container_unreadable": 2, "value_refused": 0, "internal_error": 0}
+    assert logged == [(logging.WARNING,
+                       "Cannot read container 3f6c0a2b9d5e of db: no inactive_file in cgroup file")] * 2
