@@ -577,3 +577,22 @@ def test_an_unreadable_container_is_logged_by_its_short_id_and_why(host, db, clo
     assert errors == {"container_unreadable": 2, "value_refused": 0, "internal_error": 0}
     assert logged == [(logging.WARNING,
                        "Cannot read container 3f6c0a2b9d5e of db: no inactive_file in cgroup file")] * 2
+
+
+def test_a_bug_met_reading_one_container_is_counted_every_scrape_and_logged_with_its_traceback(
+        host, db, clock, caplog, monkeypatch):
+    import exporter.collector as collector_module
+    real = collector_module.parse_net_dev
+
+    def parse_net_dev(text):
+        if b"eth9" in text:  # only db's namespace has eth9
+            raise RuntimeError("a bug in the exporter")
+        return real(text)
+
+    monkeypatch.setattr(collector_module, "parse_net_dev", parse_net_dev)
+    logged, errors = left_out_twice(host, db, clock, caplog)
+
+    assert errors == {"container_unreadable": 0, "value_refused": 0, "internal_error": 2}
+    assert logged == [(logging.ERROR,
+                       "Reading container 3f6c0a2b9d5e of db failed; it is left out of this scrape")] * 2
+    assert all(str(record.exc_info[1]) == "a bug in the exporter" for record in caplog.records)
