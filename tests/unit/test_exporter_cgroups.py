@@ -95,14 +95,16 @@ def test_the_files_stay_open_and_each_scrape_reads_them_afresh(tmp_path):
     assert files.read()[:2] == (2.5, 250)
 
 
-def test_a_container_that_stopped_before_its_files_were_opened_reads_as_gone(tmp_path):
+def test_a_container_that_stopped_before_its_files_were_opened_reads_as_gone_saying_which_file(tmp_path):
     host = FakeHost(tmp_path, version=2)
     host.container(4242, f"/docker/{CID}")
     files = located(host)
     (host.cgroup / "docker" / CID / "memory.stat").unlink()
 
-    with pytest.raises(ContainerGone):
+    with pytest.raises(ContainerGone) as gone:
         TaskFiles(files, str(host.proc / "4242" / "net" / "dev"))
+
+    assert str(gone.value) == f"[Errno {errno.ENOENT}] No such file or directory: '{files.memory_stat}'"
 
 
 def test_a_file_that_reads_empty_means_the_task_has_exited(tmp_path):
@@ -112,8 +114,10 @@ def test_a_file_that_reads_empty_means_the_task_has_exited(tmp_path):
     files = opened(host)
     (host.proc / "4242" / "net" / "dev").write_text("")
 
-    with pytest.raises(ContainerGone):
+    with pytest.raises(ContainerGone) as gone:
         files.read()
+
+    assert str(gone.value) == f"[Errno {errno.ESRCH}] file reads empty: the process has exited"
 
 
 @pytest.mark.parametrize("version, cpu_mount", [(2, "cpuacct"), (1, "cpuacct"), (1, "cpu,cpuacct")])
@@ -201,18 +205,6 @@ def test_a_field_on_a_last_line_without_a_line_break_is_read_whole(tmp_path):
     assert working_set(host) == 100 * 2**20 - 12345
 
 
-def test_a_container_gone_before_its_files_were_opened_says_which_file_and_why(tmp_path):
-    host = FakeHost(tmp_path, version=2)
-    host.container(4242, f"/docker/{CID}")
-    files = located(host)
-    (host.cgroup / "docker" / CID / "memory.stat").unlink()
-
-    with pytest.raises(ContainerGone) as gone:
-        TaskFiles(files, str(host.proc / "4242" / "net" / "dev"))
-
-    assert str(gone.value) == f"[Errno {errno.ENOENT}] No such file or directory: '{files.memory_stat}'"
-
-
 def test_a_cgroup_file_the_kernel_removed_under_an_open_descriptor_reads_as_gone(tmp_path, monkeypatch):
     # A removed cgroup's files, held open, fail every read with ENODEV.
     host = FakeHost(tmp_path, version=2)
@@ -242,18 +234,6 @@ def test_a_file_that_cannot_be_read_for_another_reason_is_not_taken_for_a_gone_c
 
     assert failed.value.errno == errno.EISDIR
     assert not isinstance(failed.value, ContainerGone)
-
-
-def test_a_file_that_reads_empty_says_the_process_has_exited(tmp_path):
-    host = FakeHost(tmp_path, version=2)
-    host.container(4242, f"/docker/{CID}")
-    files = opened(host)
-    (host.proc / "4242" / "net" / "dev").write_text("")
-
-    with pytest.raises(ContainerGone) as gone:
-        files.read()
-
-    assert str(gone.value) == f"[Errno {errno.ESRCH}] file reads empty: the process has exited"
 
 
 def test_closing_the_files_twice_is_harmless(tmp_path):
