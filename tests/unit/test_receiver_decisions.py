@@ -181,6 +181,17 @@ def test_a_service_swarm_is_still_updating_is_left_alone():
         assert state in skip.why
 
 
+def test_an_alert_about_a_service_a_drain_is_moving_waits_for_the_move_and_stays_in_line():
+    from receiver.storm import Move, StormView
+    drain = Move("demo_web", "drain", WORKER_1, frozenset({WORKER_2}), maintenance=True)
+    a = alert()
+    skip = D.decide_one(a, world(), POLICY, NOW, StormView(moves=(drain,)))
+    assert skip.alert is a
+    assert (skip.reason, skip.why) == (R.IN_PROGRESS,
+                                       "a drain is moving demo_web (swarmguard drain)")
+    assert not skip.lasting  # the hot task stays in line: a drain passes, the heat may not
+
+
 def test_a_finished_update_does_not_block():
     svc = service_dict("demo_web", WEB_ID, update_state="completed")
     assert isinstance(one(alert(), world(service=svc)), actions.Action)
