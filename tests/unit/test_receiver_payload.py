@@ -571,6 +571,16 @@ def test_a_long_label_name_is_shown_by_its_first_64_characters_and_its_length():
     assert err.value.reason == f"alerts[0].labels.{'k' * 64}... (100 characters) must be a string"
 
 
+def test_a_long_label_name_with_controls_is_shown_escaped_by_its_first_64_characters():
+    data = load("firing_scale_up.json")
+    data["alerts"][0]["labels"]["\n" + "k" * 99] = 5
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data)
+    assert err.value.reason == (f"alerts[0].labels.\\n{'k' * 63}... (100 characters) must be "
+                                f"a string")
+
+
+
 # -- how much an alert may carry ------------------------------------------------------------
 
 def _with_labels(**extra):
