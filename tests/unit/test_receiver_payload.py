@@ -580,6 +580,14 @@ def test_a_long_label_name_with_controls_is_shown_escaped_by_its_first_64_charac
                                 f"a string")
 
 
+@pytest.mark.parametrize("version, said", [([4], "a JSON array"), ({"v": 4}, "a JSON object")])
+def test_a_json_array_or_object_where_a_value_belongs_is_named_not_quoted(version, said):
+    data = load("firing_scale_up.json")
+    data["version"] = version
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data)
+    assert err.value.reason == f"unsupported webhook version {said}, expected \"4\""
+
 
 # -- how much an alert may carry ------------------------------------------------------------
 
