@@ -489,6 +489,17 @@ def test_a_rebalance_held_back_by_swarms_own_updates_says_which_to_wait_for():
                             "finished")
 
 
+def test_a_rebalance_held_back_by_one_services_update_says_to_wait_for_it():
+    # b may not move either, being stateful, but b has no update to wait for.
+    snap = world([svc("a", update_state="updating"),
+                  svc("b", labels={"swarmguard.stateful": "yes"}), svc("c")],
+                 [on(WORKER_1, n, f"t{n}") for n in "ab"] + [on(WORKER_2, "c", "tc")])
+    plan = M.plan_rebalance(snap, frozenset(), 0)
+    assert plan.moves == ()
+    assert plan.why_not.endswith("; Swarm is still updating a there: rebalance again once its "
+                                 "update has finished")
+
+
 def test_a_rebalance_never_steers_a_task_to_a_node_its_constraints_refuse():
     snap = world([svc("a", constraints=WORKERS + ["node.hostname!=worker-3"]), svc("b"), svc("c"),
                   svc("d")],
