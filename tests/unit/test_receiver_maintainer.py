@@ -752,6 +752,18 @@ def test_a_move_whose_watch_ends_as_the_deadline_passes_is_answered_once():
         ("decision", "act"), ("dropped", "shutdown_unwatched")]
 
 
+def test_a_shutdown_gives_up_no_move_when_none_is_under_way():
+    from receiver.app import finish_work
+    api = swarm()
+    app, maintainer = make(api)
+    assert finish_work(app) == 0  # before any drain
+    app, maintainer = make(api)
+    post(app, "/maintenance/drain", {"node": "worker-1"})
+    maintainer.tick()  # the move is made and answered
+    assert finish_work(app) == 0
+    assert events_of(app, "dropped") == []
+
+
 def test_no_move_is_announced_once_the_receiver_stops():
     api = swarm()
     app, maintainer = make(api)
