@@ -752,6 +752,23 @@ def test_a_move_whose_watch_ends_as_the_deadline_passes_is_answered_once():
         ("decision", "act"), ("dropped", "shutdown_unwatched")]
 
 
+def test_a_move_whose_watch_fails_as_the_deadline_passes_is_answered_once_as_unwatched():
+    from receiver.app import finish_work
+    api = swarm()
+    app, maintainer = make(api)
+    post(app, "/maintenance/drain", {"node": "worker-1"})
+    given_up = []
+
+    def shutdown_then_removed(api):
+        given_up.append(finish_work(app))
+        api.services.pop("id-web")  # the watch's read then fails: the move's end is known
+    api.before_tasks = at_the_moves_first_look(shutdown_then_removed)
+    maintainer.tick()
+    assert given_up == [1]  # the move, counted in what the shutdown gave up
+    assert [(e["type"], e["result"]) for e in events_of(app)][1:] == [
+        ("decision", "act"), ("dropped", "shutdown_unwatched")]
+
+
 def test_a_shutdown_gives_up_no_move_when_none_is_under_way():
     from receiver.app import finish_work
     api = swarm()
