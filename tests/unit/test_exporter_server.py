@@ -652,7 +652,7 @@ def test_stopping_does_not_wait_for_scrapes_being_rendered_nor_render_those_queu
 
     def tasks():
         rendered.append(1)
-        release.wait(DEADLINE)
+        release.wait(3 * DEADLINE)  # longer than the stopping may take
         return TASKS
 
     served = serve(tasks)
