@@ -222,9 +222,10 @@ def test_any_other_method_is_not_allowed_and_the_answer_names_get(serve, method)
     b"G(ET /metrics HTTP/1.1\r\n\r\n",
     b"GET /metrics HTTP/1.1 \r\n\r\n",
     b"GET /metrics HTTP/1.1X\r\n\r\n",
+    b"\n\n",
 ], ids=["not_http", "http_0_9", "http_2", "two_spaces", "no_colon", "space_before_colon", "negative_length",
         "superscript_length", "head_too_long", "no_target", "method_not_a_token", "space_after_version",
-        "letter_after_version"])
+        "letter_after_version", "a_blank_line_alone"])
 def test_a_head_that_is_no_http_1_request_is_a_bad_request_and_closes_the_connection(serve, head):
     served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
     client = served.connect()
@@ -692,3 +693,59 @@ def test_the_connection_metrics_are_described_for_an_operator(serve):
     assert ("# HELP swarmguard_exporter_connections_closed_total Connections the exporter closed on its own: slow (no "
             "whole request, or its answer not taken, within the request timeout), idle (kept alive with no new "
             "request within the idle timeout), over_capacity (to make room for a new one).\n") in body
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/nothing"])
+def test_a_blank_line_pipelined_after_a_request_is_the_next_head_and_a_bad_request(serve, path):
+    client = serve(request_timeout_seconds=60, idle_timeout_seconds=60).connect()
+    client.sendall(f"GET {path} HTTP/1.1\r\n\r\n\n\n".encode())
+    stream = client.makefile("rb")
+
+    assert read_answer(stream)[0] in (200, 404)
+    assert read_answer(stream)[0] == 400
+
+
+def test_an_error_answer_leaves_the_connection_its_idle_timeout_for_the_next_request(serve):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    client = served.connect()
+    stream = client.makefile("rb")
+
+    client.sendall(b"GET /nothing HTTP/1.1\r\n\r\n")
+    assert read_answer(stream)[0] == 404
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert read_answer(stream)[0] == 200
+    assert served.closed("idle") == 0
+
+
+def test_a_kept_alive_connection_that_starts_a_request_and_never_ends_it_is_closed_as_slow(serve):
+    served = serve(request_timeout_seconds=0.2, idle_timeout_seconds=60)
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert read_answer(client.makefile("rb"))[0] == 200
+
+    client.sendall(b"GET /metrics HTTP/1.1\r\n")
+    assert closed_by_the_server(client)
+    assert (served.closed("slow"), served.closed("idle")) == (1, 0)
+
+
+def test_a_client_that_stops_sending_after_its_request_still_gets_its_answer(serve):
+    rendering, release = threading.Event(), threading.Event()
+
+    def tasks():
+        rendering.set()
+        release.wait(DEADLINE)
+        return TASKS
+
+    served = serve(tasks, request_timeout_seconds=60, idle_timeout_seconds=60)
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    client.shutdown(socket.SHUT_WR)  # as `nc -N` does
+    assert rendering.wait(DEADLINE)
+    try:
+        assert served.get("/nothing")[0] == 404  # the loop goes round while the scrape renders
+    finally:
+        release.set()
+
+    assert read_answer(client.makefile("rb"))[0] == 200
+    assert closed_by_the_server(client)
+
