@@ -1,6 +1,7 @@
 """Serving /metrics and /opted-in: what a client gets, and what no client can take from the
 exporter (exporter/server.py)."""
 import contextlib
+import errno
 import gzip
 import http.client
 import logging
@@ -15,7 +16,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from exporter.config import ExporterConfig
-from exporter.server import MAX_HEAD_BYTES, WORKERS, start
+import exporter.server
+from exporter.server import MAX_HEAD_BYTES, PAUSE_SECONDS, WORKERS, start
 
 TASKS = "# HELP swarmguard_task_cpu_seconds_total x\n# TYPE swarmguard_task_cpu_seconds_total counter\n"
 # What an in-process opt-in source gives the server (exporter/opt_in.py writes the real one).
@@ -749,3 +751,216 @@ def test_a_client_that_stops_sending_after_its_request_still_gets_its_answer(ser
     assert read_answer(client.makefile("rb"))[0] == 200
     assert closed_by_the_server(client)
 
+
+# -- system calls that fall short or fail ------------------------------------------------------
+
+class Clock:
+    """exporter.server's time: monotonic() reads `now`, which only a spec moves; sleep() is
+    real, and remembered. `failures` calls of monotonic() raise, as a bug in a round would."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.failures = 0
+        self.slept = []
+
+    def monotonic(self):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("a bug")
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        time.sleep(seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(exporter.server, "time", clock)
+    return clock
+
+
+def server_sends(monkeypatch, served, send):
+    """Every send on the server's side of `served`'s connections goes through
+    `send(real_send, data)` (its wake-up socket and the clients' sends do not)."""
+    real_send = socket.socket.send
+
+    def sending(sock, data, *flags):
+        name = sock.getsockname()
+        if isinstance(name, tuple) and name[1] == served.port:
+            return send(lambda part: real_send(sock, part, *flags), data)
+        return real_send(sock, data, *flags)
+
+    monkeypatch.setattr(socket.socket, "send", sending)
+
+
+def failing_sends(*failures):
+    """A `send` for server_sends whose first calls fail or fall short in turn: an exception
+    is raised, a number is how many bytes the socket takes; then sends are whole."""
+    left = list(failures)
+
+    def send(real_send, data):
+        failure = left.pop(0) if left else None
+        if isinstance(failure, BaseException):
+            raise failure
+        return real_send(data if failure is None else data[:failure])
+    return send
+
+
+def errors_logged(caplog):
+    return [r for r in caplog.records if r.name == "exporter.server" and r.levelno >= logging.ERROR]
+
+
+def warnings_logged(caplog):
+    return [r.getMessage() for r in caplog.records if r.name == "exporter.server" and r.levelno == logging.WARNING]
+
+
+def test_answers_the_socket_takes_a_few_bytes_at_a_time_are_written_whole_and_in_order(serve, monkeypatch):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    server_sends(monkeypatch, served, lambda real_send, data: real_send(data[:100]))
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\nGET /nothing HTTP/1.1\r\n\r\n"
+                   b"GET /opted-in HTTP/1.1\r\nConnection: close\r\n\r\n")
+    stream = client.makefile("rb")
+
+    scrape, not_found, (status, headers, body) = (read_answer(stream) for _ in range(3))
+    assert scrape[0] == 200 and scrape[2].startswith(TASKS.encode())
+    assert not_found[:1] + not_found[2:] == (404, b"only /metrics and /opted-in are served\n")
+    assert (status, headers["connection"], body) == (200, "close", OPTED_IN)
+    assert closed_by_the_server(client)
+    assert (served.closed("slow"), served.closed("idle")) == (0, 0)
+
+
+def test_a_kept_alive_connection_answered_in_pieces_waits_its_idle_timeout_from_the_last_piece(serve, monkeypatch):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=0.2)
+    server_sends(monkeypatch, served, lambda real_send, data: real_send(data[:100]))
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+
+    assert read_answer(client.makefile("rb"))[0] == 200
+    assert closed_by_the_server(client)
+    assert (served.closed("idle"), served.closed("slow")) == (1, 0)
+
+
+@pytest.mark.parametrize("head", [b"hello\r\n\r\n", b"GET /metrics HTTP/1.1\r\nX-Long: " + b"a" * MAX_HEAD_BYTES],
+                         ids=["not_http", "head_too_long"])
+def test_a_bad_requests_answer_the_socket_takes_a_few_bytes_at_a_time_is_written_whole_then_closed(
+        serve, monkeypatch, head):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    server_sends(monkeypatch, served, lambda real_send, data: real_send(data[:10]))
+    client = served.connect()
+    client.sendall(head)
+
+    status, headers, _ = read_answer(client.makefile("rb"))
+    assert (status, headers["connection"]) == (400, "close")
+    assert closed_by_the_server(client)
+    assert served.closed("slow") == 0
+
+
+@pytest.mark.parametrize(("path", "status"), [("/metrics", 200), ("/nothing", 404)], ids=["scrape", "error"])
+def test_an_answer_the_socket_would_not_take_at_first_is_written_whole_later(serve, monkeypatch, path, status):
+    served = serve()
+    server_sends(monkeypatch, served, failing_sends(BlockingIOError(errno.EAGAIN, "would block")))
+    client = served.connect()
+    client.sendall(f"GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+
+    head, body = raw_head(client)
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert body.startswith(TASKS.encode()) if status == 200 else body == b"only /metrics and /opted-in are served\n"
+
+
+@pytest.mark.parametrize("failures", [(BrokenPipeError(errno.EPIPE, "Broken pipe"),),
+                                      (10, BrokenPipeError(errno.EPIPE, "Broken pipe"))],
+                         ids=["its_first_send", "a_later_send"])
+def test_a_send_that_fails_closes_that_connection_at_once_and_the_server_goes_on(serve, monkeypatch, failures):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    server_sends(monkeypatch, served, failing_sends(*failures))
+    client = served.connect()
+    client.sendall(b"GET /nothing HTTP/1.1\r\n\r\n")
+
+    assert closed_by_the_server(client)
+    wait_for(lambda: served.open_connections() == 0, "the connection let go")
+    assert [served.closed(reason) for reason in ("slow", "idle", "over_capacity")] == [0, 0, 0]
+    assert served.get()[0] == 200
+
+
+def test_a_bug_met_answering_a_scrape_is_logged_and_closes_only_that_connection(serve, monkeypatch, caplog):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    server_sends(monkeypatch, served, failing_sends(RuntimeError("a bug")))
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+
+    assert closed_by_the_server(client)
+    assert served.get()[0] == 200
+    [failed] = errors_logged(caplog)
+    assert failed.getMessage() == "Answering a scrape failed; its connection is closed"
+    assert "RuntimeError: a bug" in caplog.text  # with its traceback
+    caplog.clear()  # provoked here
+
+
+def test_a_bug_met_serving_a_connection_is_logged_and_closes_only_that_connection(serve, monkeypatch, caplog):
+    real_parse_head = exporter.server.parse_head
+
+    def parse_head(head):
+        if b"X-Bug" in head:
+            raise RuntimeError("a bug")
+        return real_parse_head(head)
+
+    monkeypatch.setattr(exporter.server, "parse_head", parse_head)
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\nX-Bug: 1\r\n\r\n")
+
+    assert closed_by_the_server(client)
+    assert served.get()[0] == 200
+    wait_for(lambda: served.open_connections() == 0, "the connection let go")
+    [failed] = errors_logged(caplog)
+    assert failed.getMessage() == "Serving a connection failed; it is closed"
+    assert "RuntimeError: a bug" in caplog.text
+    caplog.clear()  # provoked here
+
+
+def test_a_round_of_the_loop_that_fails_is_logged_and_the_loop_goes_on_after_a_pause(clock, serve, caplog):
+    served = serve()
+    clock.failures = 1
+
+    wait_for(lambda: clock.slept, "the failed round")
+    assert served.get()[0] == 200
+    assert clock.slept == [PAUSE_SECONDS]
+    [failed] = errors_logged(caplog)
+    assert failed.getMessage() == "The metrics server's loop failed a round; it goes on"
+    assert "RuntimeError: a bug" in caplog.text
+    caplog.clear()  # provoked here
+
+
+def test_a_connection_is_closed_as_slow_when_its_deadline_is_reached_not_after(clock, serve):
+    served = serve(request_timeout_seconds=5, idle_timeout_seconds=60)
+    client = served.connect()
+    wait_for(lambda: served.open_connections() == 1, "the connection accepted")
+
+    clock.now = 1000.0 + 5
+    served.connect()  # wakes the loop
+    assert closed_by_the_server(client)
+    assert served.closed("slow") == 1
+
+
+def test_a_read_that_fails_closes_that_connection_at_once_and_the_server_goes_on(serve, monkeypatch):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    real_recv = socket.socket.recv
+    failing = served.connect()
+    wait_for(lambda: served.open_connections() == 1, "the connection accepted")
+
+    def recv(sock, *args):
+        name = sock.getsockname()
+        if isinstance(name, tuple) and name[1] == served.port and sock.getpeername() == failing.getsockname():
+            raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+        return real_recv(sock, *args)
+
+    monkeypatch.setattr(socket.socket, "recv", recv)
+    failing.sendall(b"GET /metrics HTTP/1.1\r\n")
+
+    assert closed_by_the_server(failing)
+    wait_for(lambda: served.open_connections() == 0, "the connection let go")
+    assert [served.closed(reason) for reason in ("slow", "idle", "over_capacity")] == [0, 0, 0]
+    assert served.get()[0] == 200
