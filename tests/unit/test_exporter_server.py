@@ -5,6 +5,7 @@ import errno
 import gzip
 import http.client
 import logging
+import os
 import select
 import socket
 import struct
@@ -964,3 +965,82 @@ def test_a_read_that_fails_closes_that_connection_at_once_and_the_server_goes_on
     wait_for(lambda: served.open_connections() == 0, "the connection let go")
     assert [served.closed(reason) for reason in ("slow", "idle", "over_capacity")] == [0, 0, 0]
     assert served.get()[0] == 200
+
+
+def failing_accepts(monkeypatch, error_number, times=1):
+    """The listener's next `times` accepts fail with `error_number`, as the kernel fails them."""
+    real_accept = socket.socket.accept
+    left = [times]
+
+    def accept(sock):
+        if left[0]:
+            left[0] -= 1
+            raise OSError(error_number, os.strerror(error_number))
+        return real_accept(sock)
+
+    monkeypatch.setattr(socket.socket, "accept", accept)
+
+
+def test_out_of_descriptors_the_longest_waiting_connection_is_closed_to_accept_the_new_one(serve, monkeypatch,
+                                                                                            caplog):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    waiting = served.connect()
+    wait_for(lambda: served.open_connections() == 1, "the connection accepted")
+    failing_accepts(monkeypatch, errno.EMFILE)
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+
+    assert read_answer(client.makefile("rb"))[0] == 200
+    assert closed_by_the_server(waiting)
+    assert served.closed("over_capacity") == 1
+    assert warnings_logged(caplog) == [
+        "Cannot accept a connection (Too many open files), with 0 connections open: each new one closes the one "
+        "that has waited longest (1 so far)"]
+
+
+def test_out_of_descriptors_with_none_waiting_accepting_stops_for_pause_seconds_then_goes_on(clock, serve,
+                                                                                              monkeypatch, caplog):
+    served = serve()
+    failing_accepts(monkeypatch, errno.EMFILE)
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+
+    wait_for(lambda: warnings_logged(caplog), "the pause")
+    assert warnings_logged(caplog) == ["Cannot accept a connection (Too many open files) and none is waiting to be "
+                                       "closed: not accepting for 0.1 s"]
+    assert served.open_connections() == 0
+    clock.now = 1000.0 + PAUSE_SECONDS
+    assert read_answer(client.makefile("rb"))[0] == 200
+
+
+def test_at_the_cap_the_log_says_so_at_most_once_a_minute_with_the_count_so_far(clock, serve, caplog):
+    served = serve(max_connections=2, request_timeout_seconds=600, idle_timeout_seconds=600)
+    for count in (1, 2):
+        served.connect()
+        wait_for(lambda: served.open_connections() == count, f"connection {count} accepted")
+
+    for count, at in enumerate((1000.0, 1059.0, 1060.0), 1):
+        clock.now = at
+        served.connect()
+        wait_for(lambda: served.closed("over_capacity") == count, f"connection {count} closed for capacity")
+    assert warnings_logged(caplog) == [
+        f"The most connections allowed (--max-connections), with 1 connections open: each new one closes the one "
+        f"that has waited longest ({count} so far)" for count in (1, 3)]
+
+
+def test_at_the_cap_an_idle_connection_that_waited_longer_is_closed_before_a_pending_one(clock, serve):
+    served = serve(max_connections=2, request_timeout_seconds=600, idle_timeout_seconds=600)
+    idle = served.connect()
+    idle.sendall(b"GET /nothing HTTP/1.1\r\n\r\n")
+    assert read_answer(idle.makefile("rb"))[0] == 404
+    assert served.get("/nothing")[0] == 404  # read after the loop made `idle` wait, since 1000
+    wait_for(lambda: served.open_connections() == 1, "the second connection let go")
+    clock.now = 1001.0
+    pending = served.connect()
+    wait_for(lambda: served.open_connections() == 2, "the pending connection accepted")
+
+    clock.now = 1002.0
+    served.connect()
+    assert closed_by_the_server(idle)
+    assert still_open(pending)
+
