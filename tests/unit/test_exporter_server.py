@@ -7,6 +7,7 @@ import http.client
 import logging
 import os
 import select
+import selectors
 import socket
 import struct
 import threading
@@ -1044,3 +1045,154 @@ def test_at_the_cap_an_idle_connection_that_waited_longer_is_closed_before_a_pen
     assert closed_by_the_server(idle)
     assert still_open(pending)
 
+
+# -- the loop's rounds -------------------------------------------------------------------------
+
+class Rounds:
+    """The loop's selector, watched: each select's timeout and what it returned, and the
+    connections accepted after it, round by round; `go` cleared holds the loop before its
+    next select."""
+
+    def __init__(self, monkeypatch):
+        self.rounds = []  # [timeout, events, connections accepted]
+        self.selecting = 0  # selects begun
+        self.held = threading.Event()
+        self.go = threading.Event()
+        self.go.set()
+        rounds, real_accept = self, socket.socket.accept
+
+        class Selector(selectors.DefaultSelector):
+            def select(self, timeout=None):
+                if not rounds.go.is_set():
+                    rounds.held.set()
+                rounds.go.wait(DEADLINE)
+                rounds.selecting += 1
+                events = super().select(timeout)
+                rounds.rounds.append([timeout, events, 0])
+                return events
+
+        def accept(sock):
+            accepted = real_accept(sock)
+            rounds.rounds[-1][2] += 1
+            return accepted
+
+        monkeypatch.setattr(selectors, "DefaultSelector", Selector)
+        monkeypatch.setattr(socket.socket, "accept", accept)
+
+    def hold(self, served):
+        """Hold the loop before its next select (a client of its own wakes it from the one
+        it may be in): whatever connects then queues until `go` is set."""
+        self.held.clear()
+        self.go.clear()
+        served.connect()
+        wait_for(self.held.is_set, "the loop held")
+
+    def accepted(self):
+        return sum(accepted for _, _, accepted in list(self.rounds))
+
+    def timeouts(self):
+        return [timeout for timeout, _, _ in list(self.rounds)]
+
+
+@pytest.fixture
+def rounds(monkeypatch):
+    return Rounds(monkeypatch)
+
+
+def test_the_loop_waits_in_select_until_the_next_deadline_and_no_longer(clock, rounds, serve):
+    served = serve(request_timeout_seconds=0.5, idle_timeout_seconds=60)
+    served.connect()  # to send a request within 0.5 s, by the clock standing at 1000
+
+    wait_for(lambda: 0.5 in rounds.timeouts(), "a select until the connection's deadline")
+
+
+def test_a_worker_done_wakes_the_loop_at_once_however_far_the_next_deadline(clock, rounds, serve):
+    rendering, release = threading.Event(), threading.Event()
+
+    def tasks():
+        rendering.set()
+        release.wait(DEADLINE)
+        return TASKS
+
+    served = serve(tasks, request_timeout_seconds=600, idle_timeout_seconds=600)
+    served.connect()  # sends nothing: the loop's next deadline is 600 s away
+    client = served.connect()
+    client.sendall(b"GET /metrics HTTP/1.1\r\n\r\nGET /opted-in HTTP/1.1\r\n\r\n")  # the loop serves the second
+    assert rendering.wait(DEADLINE)  # after the first is answered
+    wait_for(lambda: rounds.selecting > len(rounds.rounds), "the loop waiting in select")
+    release.set()
+    stream = client.makefile("rb")
+
+    assert [read_answer(stream)[0] for _ in range(2)] == [200, 200]
+
+
+def test_a_quiet_loop_rests_in_select_once_a_workers_wake_up_is_read(clock, rounds, serve):
+    served = serve()
+    assert served.get()[0] == 200
+    wait_for(lambda: served.open_connections() == 0, "the connection let go")
+    served_rounds = len(rounds.rounds)
+
+    wait_for(lambda: any(not events for _, events, _ in rounds.rounds[served_rounds:]), "a select that timed out")
+
+
+@pytest.mark.parametrize(("max_connections", "batch"), [(2, 1), (4, 2), (7, 3), (1000, 64)])
+def test_a_round_of_the_loop_accepts_at_most_half_the_cap_of_connections_and_at_most_64(
+        rounds, serve, max_connections, batch):
+    served = serve(max_connections=max_connections, request_timeout_seconds=60, idle_timeout_seconds=60)
+    rounds.hold(served)
+    for _ in range(batch + 1):
+        served.connect()
+    rounds.go.set()
+    wait_for(lambda: served.open_connections() == min(max_connections, batch + 2), "every client accepted")
+
+    assert max(accepted for _, _, accepted in rounds.rounds) == batch
+
+
+def test_a_client_that_gave_up_before_it_was_accepted_does_not_hold_up_those_behind_it(rounds, serve, monkeypatch):
+    served = serve(request_timeout_seconds=60, idle_timeout_seconds=60)
+    accept, failed_in = socket.socket.accept, []
+
+    def aborted_once(sock):
+        if not failed_in:
+            failed_in.append(len(rounds.rounds) - 1)
+            raise ConnectionAbortedError(errno.ECONNABORTED, os.strerror(errno.ECONNABORTED))
+        return accept(sock)
+
+    rounds.hold(served)
+    monkeypatch.setattr(socket.socket, "accept", aborted_once)
+    for _ in range(3):
+        served.connect()
+    queued = len(served.clients) - rounds.accepted()
+    rounds.go.set()
+
+    wait_for(lambda: served.open_connections() == 4, "the clients accepted")
+    assert rounds.rounds[failed_in[0]][2] == queued
+
+
+def test_at_the_cap_with_every_connection_being_answered_new_ones_are_closed_as_many_a_round_as_accepted(rounds, serve):
+    rendering, release = threading.Semaphore(0), threading.Event()
+
+    def tasks():
+        rendering.release()
+        release.wait(DEADLINE)
+        return TASKS
+
+    served = serve(tasks, max_connections=4)  # two accepted a round
+    busy = [served.connect() for _ in range(4)]
+    for client in busy:
+        client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    for _ in range(WORKERS):
+        assert rendering.acquire(timeout=DEADLINE)
+    sent_by = len(rounds.rounds)
+    wait_for(lambda: len(rounds.rounds) >= sent_by + 3, "a round begun after the requests were sent")  # read them
+    try:
+        rounds.hold(served)  # its client is closed at once
+        held_from = len(rounds.rounds)
+        for _ in range(2):
+            served.connect()
+        rounds.go.set()
+        wait_for(lambda: served.closed("over_capacity") == 3, "the new connections closed")
+    finally:
+        release.set()
+    assert rounds.rounds[held_from][2] == 2
+    assert all(read_answer(client.makefile("rb"))[0] == 200 for client in busy)
