@@ -732,19 +732,25 @@ def test_a_kept_alive_connection_that_starts_a_request_and_never_ends_it_is_clos
     assert (served.closed("slow"), served.closed("idle")) == (1, 0)
 
 
-def test_a_client_that_stops_sending_after_its_request_still_gets_its_answer(serve):
-    rendering, release = threading.Event(), threading.Event()
+def held_scrape():
+    """(tasks, rendering, release): each scrape `tasks` renders releases `rendering`, then
+    renders once `release` is set."""
+    rendering, release = threading.Semaphore(0), threading.Event()
 
     def tasks():
-        rendering.set()
+        rendering.release()
         release.wait(DEADLINE)
         return TASKS
+    return tasks, rendering, release
 
+
+def test_a_client_that_stops_sending_after_its_request_still_gets_its_answer(serve):
+    tasks, rendering, release = held_scrape()
     served = serve(tasks, request_timeout_seconds=60, idle_timeout_seconds=60)
     client = served.connect()
     client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
     client.shutdown(socket.SHUT_WR)  # as `nc -N` does
-    assert rendering.wait(DEADLINE)
+    assert rendering.acquire(timeout=DEADLINE)
     try:
         assert served.get("/nothing")[0] == 404  # the loop goes round while the scrape renders
     finally:
@@ -1107,18 +1113,12 @@ def test_the_loop_waits_in_select_until_the_next_deadline_and_no_longer(clock, r
 
 
 def test_a_worker_done_wakes_the_loop_at_once_however_far_the_next_deadline(clock, rounds, serve):
-    rendering, release = threading.Event(), threading.Event()
-
-    def tasks():
-        rendering.set()
-        release.wait(DEADLINE)
-        return TASKS
-
+    tasks, rendering, release = held_scrape()
     served = serve(tasks, request_timeout_seconds=600, idle_timeout_seconds=600)
     served.connect()  # sends nothing: the loop's next deadline is 600 s away
     client = served.connect()
     client.sendall(b"GET /metrics HTTP/1.1\r\n\r\nGET /opted-in HTTP/1.1\r\n\r\n")  # the loop serves the second
-    assert rendering.wait(DEADLINE)  # after the first is answered
+    assert rendering.acquire(timeout=DEADLINE)  # after the first is answered
     wait_for(lambda: rounds.selecting > len(rounds.rounds), "the loop waiting in select")
     release.set()
     stream = client.makefile("rb")
@@ -1169,14 +1169,9 @@ def test_a_client_that_gave_up_before_it_was_accepted_does_not_hold_up_those_beh
     assert rounds.rounds[failed_in[0]][2] == queued
 
 
-def test_at_the_cap_with_every_connection_being_answered_new_ones_are_closed_as_many_a_round_as_accepted(rounds, serve):
-    rendering, release = threading.Semaphore(0), threading.Event()
-
-    def tasks():
-        rendering.release()
-        release.wait(DEADLINE)
-        return TASKS
-
+def test_at_the_cap_with_every_connection_being_answered_new_ones_are_closed_as_many_a_round_as_accepted(
+        rounds, serve):
+    tasks, rendering, release = held_scrape()
     served = serve(tasks, max_connections=4)  # two accepted a round
     busy = [served.connect() for _ in range(4)]
     for client in busy:
