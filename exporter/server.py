@@ -309,11 +309,13 @@ class MetricsServer:
         fronts = [next(iter(waiting)) for waiting in self._waiting.values() if waiting]
         if not fronts:
             return False
+        # Counted before the close: the operator reads how many were open when it was full.
+        open_when_full = len(self._connections)
         self._close(min(fronts, key=lambda conn: conn.since), "over_capacity")
         if now - self._full_logged_at >= FULL_LOG_SECONDS:
             self._full_logged_at = now
-            logger.warning("%s, with %d connections open: each new one closes the one that has waited longest "
-                           "(%d so far)", why, len(self._connections), self._closed["over_capacity"])
+            logger.warning("%s, with %d open: each new connection closes the one that has waited longest "
+                           "(%d so far)", why, open_when_full, self._closed["over_capacity"])
         return True
 
     def _pause_accepting(self, now: float, error: OSError) -> None:

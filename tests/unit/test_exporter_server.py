@@ -1001,7 +1001,7 @@ def test_out_of_descriptors_the_longest_waiting_connection_is_closed_to_accept_t
     assert closed_by_the_server(waiting)
     assert served.closed("over_capacity") == 1
     assert warnings_logged(caplog) == [
-        "Cannot accept a connection (Too many open files), with 0 connections open: each new one closes the one "
+        "Cannot accept a connection (Too many open files), with 1 open: each new connection closes the one "
         "that has waited longest (1 so far)"]
 
 
@@ -1031,7 +1031,7 @@ def test_at_the_cap_the_log_says_so_at_most_once_a_minute_with_the_count_so_far(
         served.connect()
         wait_for(lambda: served.closed("over_capacity") == count, f"connection {count} closed for capacity")
     assert warnings_logged(caplog) == [
-        f"The most connections allowed (--max-connections), with 1 connections open: each new one closes the one "
+        f"The most connections allowed (--max-connections), with 2 open: each new connection closes the one "
         f"that has waited longest ({count} so far)" for count in (1, 3)]
 
 
