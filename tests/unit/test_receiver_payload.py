@@ -87,6 +87,52 @@ def test_each_broken_field_is_named_in_the_reason(change, reason):
     assert reason in err.value.reason
 
 
+@pytest.mark.parametrize("change, reason", [
+    (lambda a: a.update(status="maybe"), 'alerts[0].status must be "firing" or "resolved", got \'maybe\''),
+    (lambda a: a.update(status=5), 'alerts[0].status must be "firing" or "resolved", got 5'),
+    (lambda a: a["labels"].update(task_id="Not-A-Task"),
+     "alerts[0].labels.task_id 'Not-A-Task' is not a Swarm ID (25 lower-case letters and digits)"),
+])
+def test_a_reason_quotes_the_value_at_fault(change, reason):
+    data = load("firing_migrate.json")
+    change(data["alerts"][0])
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data)
+    assert err.value.reason == reason
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("s" * 64, repr("s" * 64)),
+    ("s" * 65, f"{'s' * 64!r}... (65 characters)"),
+    (int("9" * 64), "9" * 64),
+    (int("9" * 65), f"{'9' * 64}... (65 characters)"),
+])
+def test_a_value_is_quoted_whole_up_to_64_characters_and_cut_past_them(value, shown):
+    data = load("firing_migrate.json")
+    data["alerts"][0]["status"] = value
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data)
+    assert err.value.reason.endswith(f"got {shown}")
+
+
+def test_a_time_too_long_to_be_one_is_quoted_cut():
+    with pytest.raises(PayloadError) as err:
+        parse_time("2" * 65, "startsAt")
+    assert err.value.reason == f"startsAt {'2' * 64!r}... (65 characters) is not an RFC 3339 timestamp"
+
+
+def test_a_label_name_may_have_1024_characters_and_its_value_no_more():
+    name = "n" * 1024
+    data = load("firing_migrate.json")
+    data["alerts"][0]["labels"][name] = "v"
+    webhook_from_dict(data)  # accepted
+    data["alerts"][0]["labels"][name] = "v" * 1025
+    with pytest.raises(PayloadError) as err:
+        webhook_from_dict(data)
+    assert err.value.reason == (f"alerts[0].labels.{'n' * 64}... (1024 characters) is 1025 characters "
+                                f"long; a label may have at most 1024")
+
+
 def test_one_bad_alert_refuses_the_whole_payload():
     data = load("grouped_migrate.json")
     data["alerts"][2]["labels"]["alertname"] = "Watchdog"
