@@ -23,7 +23,7 @@ help:
 	@echo "make bench-scale  Prometheus's cost and detection against cluster size, per rules layout (no lab; ~15 min)"
 	@echo "make bench-drain  taking worker-1 out: Swarm's drain against swarmguard drain, then undrain + rebalance (lab)"
 	@echo "make soak        mixed services and seeded faults on a 4-worker lab, invariants checked throughout (SOAK_MINUTES=30, SOAK_SEED)"
-	@echo "make mutate      mutation testing of the receiver's and exporter's logic (no lab, ~9 min on 2 cores)"
+	@echo "make mutate      mutation testing of the receiver's and exporter's logic (no lab; about an hour on 2 cores)"
 	@echo "make mutate MUTATE_ONLY=receiver/storm.py   only those modules' mutants (comma-separated paths)"
 	@echo "SWARMGUARD_LAB_FLAVOUR=current (default: Engine 28.5, Prometheus 3.5) or bookworm (Engine 20.10, Prometheus 2.42)"
 
