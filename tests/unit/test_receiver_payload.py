@@ -87,20 +87,6 @@ def test_each_broken_field_is_named_in_the_reason(change, reason):
     assert reason in err.value.reason
 
 
-@pytest.mark.parametrize("change, reason", [
-    (lambda a: a.update(status="maybe"), 'alerts[0].status must be "firing" or "resolved", got \'maybe\''),
-    (lambda a: a.update(status=5), 'alerts[0].status must be "firing" or "resolved", got 5'),
-    (lambda a: a["labels"].update(task_id="Not-A-Task"),
-     "alerts[0].labels.task_id 'Not-A-Task' is not a Swarm ID (25 lower-case letters and digits)"),
-])
-def test_a_reason_quotes_the_value_at_fault(change, reason):
-    data = load("firing_migrate.json")
-    change(data["alerts"][0])
-    with pytest.raises(PayloadError) as err:
-        webhook_from_dict(data)
-    assert err.value.reason == reason
-
-
 @pytest.mark.parametrize("value, shown", [
     ("s" * 64, repr("s" * 64)),
     ("s" * 65, f"{'s' * 64!r}... (65 characters)"),
@@ -400,6 +386,10 @@ def test_a_malformed_body_is_refused_with_a_reason_that_says_what_is_wrong(body,
 
 
 @pytest.mark.parametrize("change, reason", [
+    (lambda a: a.update(status="maybe"), 'alerts[0].status must be "firing" or "resolved", got \'maybe\''),
+    (lambda a: a.update(status=5), 'alerts[0].status must be "firing" or "resolved", got 5'),
+    (lambda a: a["labels"].update(task_id="Not-A-Task"),
+     "alerts[0].labels.task_id 'Not-A-Task' is not a Swarm ID (25 lower-case letters and digits)"),
     (lambda a: a.update(labels=None), "alerts[0].labels must be an object of strings"),
     (lambda a: a.update(annotations=["x"]), "alerts[0].annotations must be an object of strings"),
     (lambda a: a["labels"].update({"bad\nkey": 5}), "alerts[0].labels.bad\\nkey must be a string"),
