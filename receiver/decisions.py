@@ -384,4 +384,3 @@ def replicas_needed(alert: Alert) -> int | None:
     if not math.isfinite(value) or value != int(value) or value < 1:
         return None
     return int(value)
-
